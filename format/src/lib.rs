@@ -1,0 +1,205 @@
+//! # memtrace-format: the log's byte layout, shared by the writer and the reader
+//!
+//! The preload (`libmemtrace.so`) encodes records with this crate inside the
+//! traced process; the analyzer decodes them. Keeping the format in one small
+//! `no_std` crate without dependencies means the analyzer never links the
+//! preload's exported `malloc`, and the two sides cannot drift apart.
+//!
+//! ## Design constraints
+//! - **Encoding runs on the target's allocation hot path**: no allocation, no
+//!   panics on any input (every write is bounds-checked and reports overflow by
+//!   returning `None`), no formatting.
+//! - **Decoding treats every byte as hostile**: every length and count is
+//!   checked against the bytes actually present; errors are small `Copy` values.
+//! - **A log is readable at any instant**, including after the target was
+//!   killed mid-write: see "Torn writes" below.
+//!
+//! ## File layout (all integers little-endian)
+//! ```text
+//! [0, 4096)            Header (fixed offsets, see `hdr`)
+//! [4096, reserved_end) chunks; each starts at a multiple of CHUNK_ALIGN and is
+//!                      CHUNK_ALIGN * k bytes long. A chunk belongs to one
+//!                      *stream* (one thread at one signal-nesting level), and a
+//!                      stream's chunks appear in file order.
+//! ```
+//! Chunk: a 32-byte [`ChunkHeader`] then records. A record is
+//! `[len: u16][tag: u8][payload: len - 3 bytes]`. `len == 0` ends the chunk's
+//! data (the rest is zero). The writer stores `len` and the payload first and
+//! the tag last, so a record whose tag is still 0 was torn by the death of the
+//! process: the reader skips it by `len` and counts it.
+//!
+//! A chunk whose header magic is 0 was reserved but never written (the process
+//! died in between): the reader skips `CHUNK_ALIGN` bytes and looks again.
+//!
+//! ## Records
+//! Payload fields are unsigned LEB128 varints (`v`), zig-zag varints (`z`) or
+//! single bytes (`u8`). `t` is the time in nanoseconds of `CLOCK_MONOTONIC`,
+//! encoded as the delta to the previous record's time in the same chunk (the
+//! first record's delta is to the chunk header's `base_time`).
+//!
+//! | tag | record | payload |
+//! |---|---|---|
+//! | 1 | ALLOC | t, func u8, addr v, size v, stack v |
+//! | 2 | FREE | t, func u8, addr v |
+//! | 3 | REALLOC | t (before the call), dt2 v (after - before), func u8, old v, new v, size v, stack v |
+//! | 4 | MMAP | t, func u8, addr v, len v, prot v, flags v, fd z, offset v, stack v |
+//! | 5 | MUNMAP | t, addr v, len v, stack v |
+//! | 6 | MREMAP | t, old v, old_len v, new v, new_len v, flags v, stack v |
+//! | 7 | BRK | t, func u8, arg z, old_break v, new_break v, stack v |
+//! | 8 | STACK | id v, n v, frames: first v, then n-1 deltas z (innermost first) |
+//! | 9 | MODULE | t, bias v, start v, end v, build_id (len v + bytes), path (len v + bytes) |
+//! | 10 | UNMODULE | t, bias v, start v |
+//! | 11 | LOST | t, count v |
+//! | 12 | FREERES | t, phase u8 (1 begin, 2 end): libc's own clean-up at exit |
+//! | 13 | FORK | t, child_pid v |
+//! | 14 | EXEC | t, path (len v + bytes) |
+//! | 15 | EXIT | t, how u8 (see [`ExitHow`]), status z |
+//!
+//! Failed calls are recorded too where they change nothing (`addr == 0` for a
+//! failed allocation, `new == 0` for a failed realloc); readers ignore them for
+//! accounting but count them as calls. Stack id 0 means "no stack".
+#![no_std]
+
+pub mod decode;
+pub mod encode;
+pub mod hdr;
+
+pub use decode::{ChunkIter, DecodeError, Record, RecordIter, FrameIter};
+pub use hdr::{ChunkHeader, Header};
+
+/// The eight bytes every log starts with.
+pub const MAGIC: [u8; 8] = *b"MEMTRACE";
+/// The version this crate writes and reads. Readers refuse any other.
+pub const VERSION: u32 = 1;
+/// Size of the file header; chunks start after it.
+pub const HEADER_SIZE: usize = 4096;
+/// Chunks start at and are sized in multiples of this.
+pub const CHUNK_ALIGN: usize = 4096;
+/// Magic of a chunk header ("CHNK").
+pub const CHUNK_MAGIC: u32 = u32::from_le_bytes(*b"CHNK");
+/// Size of a chunk header.
+pub const CHUNK_HEADER_SIZE: usize = 32;
+/// Largest record (the `len` field is a u16).
+pub const MAX_RECORD: usize = u16::MAX as usize;
+/// Most frames a STACK record carries; deeper stacks are truncated
+/// (outermost frames dropped) and the analyzer marks them.
+pub const MAX_FRAMES: usize = 512;
+
+/// Record tags.
+pub mod tag {
+    pub const ALLOC: u8 = 1;
+    pub const FREE: u8 = 2;
+    pub const REALLOC: u8 = 3;
+    pub const MMAP: u8 = 4;
+    pub const MUNMAP: u8 = 5;
+    pub const MREMAP: u8 = 6;
+    pub const BRK: u8 = 7;
+    pub const STACK: u8 = 8;
+    pub const MODULE: u8 = 9;
+    pub const UNMODULE: u8 = 10;
+    pub const LOST: u8 = 11;
+    pub const FREERES: u8 = 12;
+    pub const FORK: u8 = 13;
+    pub const EXEC: u8 = 14;
+    pub const EXIT: u8 = 15;
+}
+
+/// The intercepted function that produced an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Func {
+    Malloc = 1,
+    Calloc = 2,
+    Realloc = 3,
+    Reallocarray = 4,
+    PosixMemalign = 5,
+    AlignedAlloc = 6,
+    Memalign = 7,
+    Valloc = 8,
+    Pvalloc = 9,
+    Free = 10,
+    Mmap = 11,
+    Mmap64 = 12,
+    Munmap = 13,
+    Mremap = 14,
+    Brk = 15,
+    Sbrk = 16,
+}
+
+impl Func {
+    /// Decodes a function byte.
+    pub fn from_u8(v: u8) -> Option<Func> {
+        use Func::*;
+        Some(match v {
+            1 => Malloc,
+            2 => Calloc,
+            3 => Realloc,
+            4 => Reallocarray,
+            5 => PosixMemalign,
+            6 => AlignedAlloc,
+            7 => Memalign,
+            8 => Valloc,
+            9 => Pvalloc,
+            10 => Free,
+            11 => Mmap,
+            12 => Mmap64,
+            13 => Munmap,
+            14 => Mremap,
+            15 => Brk,
+            16 => Sbrk,
+            _ => return None,
+        })
+    }
+
+    /// The C name of the function.
+    pub fn name(self) -> &'static str {
+        use Func::*;
+        match self {
+            Malloc => "malloc",
+            Calloc => "calloc",
+            Realloc => "realloc",
+            Reallocarray => "reallocarray",
+            PosixMemalign => "posix_memalign",
+            AlignedAlloc => "aligned_alloc",
+            Memalign => "memalign",
+            Valloc => "valloc",
+            Pvalloc => "pvalloc",
+            Free => "free",
+            Mmap => "mmap",
+            Mmap64 => "mmap64",
+            Munmap => "munmap",
+            Mremap => "mremap",
+            Brk => "brk",
+            Sbrk => "sbrk",
+        }
+    }
+}
+
+/// How the traced process ended, as far as the process itself could tell.
+/// Stored in the header's `state` field and in EXIT records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitHow {
+    /// Still running, or ended without running any exit path: crashed, aborted,
+    /// killed by a signal such as SIGKILL.
+    Running = 1,
+    /// `exit()` or a return from `main`: atexit handlers and destructors ran.
+    Exit = 2,
+    /// `_exit()`/`_Exit()` called directly.
+    UnderscoreExit = 3,
+    /// The image was replaced by `execve` and friends.
+    Exec = 4,
+}
+
+impl ExitHow {
+    /// Decodes a state value.
+    pub fn from_u32(v: u32) -> Option<ExitHow> {
+        Some(match v {
+            1 => ExitHow::Running,
+            2 => ExitHow::Exit,
+            3 => ExitHow::UnderscoreExit,
+            4 => ExitHow::Exec,
+            _ => return None,
+        })
+    }
+}
