@@ -47,8 +47,10 @@ pub mod off {
     pub const RUN_FLAGS: usize = 100;
     /// i32: raw `waitpid` status written by `memtrace run` after the target ended.
     pub const RUN_WAIT_STATUS: usize = 104;
-    /// u32: events recorded (all streams), atomic, for a quick look.
-    pub const RESERVED0: usize = 108;
+    /// u32, atomic: hooks entered while the same thread was already inside
+    /// one. Only a signal handler that allocates can cause this: the recorder
+    /// itself never calls the hooked functions, and a test asserts it.
+    pub const NESTED_HOOKS: usize = 108;
     /// u16 length + bytes: the executable's path.
     pub const EXE: usize = 256;
     /// Room for the executable's path.
@@ -76,6 +78,8 @@ pub struct Header<'a> {
     pub initial_brk: u64,
     pub final_brk: u64,
     pub forked_from: u32,
+    /// Hooks entered re-entrantly (see `off::NESTED_HOOKS`).
+    pub nested_hooks: u32,
     /// The raw wait status recorded by `memtrace run`, if any.
     pub run_wait_status: Option<i32>,
     pub exe: &'a [u8],
@@ -134,6 +138,7 @@ impl<'a> Header<'a> {
             initial_brk: u64_at(file, off::INITIAL_BRK),
             final_brk: u64_at(file, off::FINAL_BRK),
             forked_from: u32_at(file, off::FORKED_FROM),
+            nested_hooks: u32_at(file, off::NESTED_HOOKS),
             run_wait_status: if run_flags & 1 != 0 {
                 Some(u32_at(file, off::RUN_WAIT_STATUS) as i32)
             } else {

@@ -1,0 +1,384 @@
+//! The exported entry points: the malloc family, the raw memory calls, and
+//! the process-lifecycle calls memtrace must see (`fork`, `exec*`, `_exit`,
+//! `dlclose`).
+//!
+//! Every hook calls the next definition (see `real`) and then records. The
+//! exports are `#[no_mangle]` only outside `cfg(test)`, so unit tests do not
+//! hook their own harness.
+//!
+//! # Safety
+//! Each function has the contract of the C function of the same name.
+
+use core::ffi::{c_char, c_int, c_void};
+use core::mem::transmute;
+
+use memtrace_format::{encode, ExitHow, Func};
+
+use crate::real::{self, bootstrap};
+use crate::{init, record, sys, writer};
+
+macro_rules! next {
+    ($slot:expr, $ty:ty) => {{
+        match real::get(&$slot) {
+            // SAFETY: the slot holds a function of this type, found by dlsym
+            // under the same name or the glibc fallback with the same signature.
+            Some(f) => Some(unsafe { transmute::<usize, $ty>(f) }),
+            None => None,
+        }
+    }};
+}
+
+/// # Safety
+/// As `malloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if real::MALLOC.get() == 0 && real::resolving() {
+        return bootstrap::alloc(size, 16).cast();
+    }
+    let Some(f) = next!(real::MALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments to the next malloc.
+    let p = unsafe { f(size) };
+    record::alloc(Func::Malloc, p as usize, size);
+    p
+}
+
+/// # Safety
+/// As `calloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    if real::CALLOC.get() == 0 && real::resolving() {
+        // The bump arena is zero-initialised and never reused.
+        return match n.checked_mul(size) {
+            Some(total) => bootstrap::alloc(total, 16).cast(),
+            None => core::ptr::null_mut(),
+        };
+    }
+    let Some(f) = next!(real::CALLOC, real::CallocFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(n, size) };
+    record::alloc(Func::Calloc, p as usize, n.saturating_mul(size));
+    p
+}
+
+/// # Safety
+/// As `realloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+    if bootstrap::owns(old.cast()) {
+        // A block from the start-up arena: move it to the real allocator.
+        // SAFETY: `old` came from the arena, which records its size.
+        let old_size = unsafe { bootstrap::size_of(old.cast()) };
+        // SAFETY: plain malloc through our own hook (recorded as a new block).
+        let p = unsafe { malloc(size) };
+        if !p.is_null() {
+            // SAFETY: both ranges are valid for min(old_size, size) bytes.
+            unsafe { core::ptr::copy_nonoverlapping(old as *const u8, p as *mut u8, old_size.min(size)) };
+        }
+        return p;
+    }
+    let Some(f) = next!(real::REALLOC, real::ReallocFn) else { return core::ptr::null_mut() };
+    let t0 = sys::now_ns();
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(old, size) };
+    record::realloc(Func::Realloc, t0, old as usize, p as usize, size);
+    p
+}
+
+/// # Safety
+/// As `reallocarray(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        // SAFETY: __errno_location returns this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
+        return core::ptr::null_mut();
+    };
+    if bootstrap::owns(old.cast()) {
+        // SAFETY: as realloc.
+        return unsafe { realloc(old, total) };
+    }
+    let Some(f) = next!(real::REALLOCARRAY, real::ReallocarrayFn) else {
+        // SAFETY: reallocarray is realloc with an overflow check, done above.
+        return unsafe { realloc(old, total) };
+    };
+    let t0 = sys::now_ns();
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(old, n, size) };
+    record::realloc(Func::Reallocarray, t0, old as usize, p as usize, total);
+    p
+}
+
+/// # Safety
+/// As `free(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() || bootstrap::owns(p.cast()) {
+        return;
+    }
+    record::free(Func::Free, p as usize);
+    if let Some(f) = next!(real::FREE, real::FreeFn) {
+        // SAFETY: forwarding the caller's pointer.
+        unsafe { f(p) };
+    }
+}
+
+/// # Safety
+/// As `posix_memalign(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if real::MALLOC.get() == 0 && real::resolving() {
+        let p = bootstrap::alloc(size, align);
+        if p.is_null() {
+            return libc::ENOMEM;
+        }
+        // SAFETY: `out` is the caller's result slot.
+        unsafe { *out = p.cast() };
+        return 0;
+    }
+    let Some(f) = next!(real::POSIX_MEMALIGN, real::PosixMemalignFn) else { return libc::ENOMEM };
+    // SAFETY: forwarding the caller's arguments.
+    let r = unsafe { f(out, align, size) };
+    if r == 0 {
+        // SAFETY: on success the next posix_memalign stored the block in *out.
+        record::alloc(Func::PosixMemalign, unsafe { *out } as usize, size);
+    }
+    r
+}
+
+/// # Safety
+/// As `aligned_alloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    let Some(f) = next!(real::ALIGNED_ALLOC, real::AlignFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(align, size) };
+    record::alloc(Func::AlignedAlloc, p as usize, size);
+    p
+}
+
+/// # Safety
+/// As `memalign(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    if real::MALLOC.get() == 0 && real::resolving() {
+        return bootstrap::alloc(size, align).cast();
+    }
+    let Some(f) = next!(real::MEMALIGN, real::AlignFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(align, size) };
+    record::alloc(Func::Memalign, p as usize, size);
+    p
+}
+
+/// # Safety
+/// As `valloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    let Some(f) = next!(real::VALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(size) };
+    record::alloc(Func::Valloc, p as usize, size);
+    p
+}
+
+/// # Safety
+/// As `pvalloc(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let Some(f) = next!(real::PVALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    // SAFETY: forwarding the caller's arguments.
+    let p = unsafe { f(size) };
+    record::alloc(Func::Pvalloc, p as usize, size);
+    p
+}
+
+/// Pass-through (blocks are never grown or tagged by memtrace).
+///
+/// # Safety
+/// As `malloc_usable_size(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    if bootstrap::owns(p.cast()) {
+        // SAFETY: `p` came from the arena.
+        return unsafe { bootstrap::size_of(p.cast()) };
+    }
+    match next!(real::USABLE_SIZE, real::UsableFn) {
+        // SAFETY: forwarding the caller's pointer.
+        Some(f) => unsafe { f(p) },
+        None => 0,
+    }
+}
+
+fn do_mmap(func: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+    // SAFETY: the caller's request is passed to the kernel unchanged.
+    let p = unsafe { sys::raw_mmap(addr as usize, len, prot, flags, fd, off) };
+    if p != libc::MAP_FAILED {
+        record::mmap(func, p as usize, len, prot, flags, fd, off);
+    }
+    p
+}
+
+/// # Safety
+/// As `mmap(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+    do_mmap(Func::Mmap, addr, len, prot, flags, fd, off)
+}
+
+/// # Safety
+/// As `mmap64(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mmap64(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+    do_mmap(Func::Mmap64, addr, len, prot, flags, fd, off)
+}
+
+/// # Safety
+/// As `munmap(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    let t0 = sys::now_ns();
+    // SAFETY: the caller's request is passed to the kernel unchanged.
+    let r = unsafe { sys::raw_munmap(addr, len) };
+    if r == 0 {
+        record::munmap(t0, addr as usize, len);
+    }
+    r
+}
+
+/// `mremap` is variadic in C; on x86_64 the optional fifth argument arrives
+/// in a register and is only read with MREMAP_FIXED, as the kernel does.
+///
+/// # Safety
+/// As `mremap(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
+    let fixed = flags & libc::MREMAP_FIXED != 0;
+    let target = if fixed { new_addr } else { core::ptr::null_mut() };
+    // SAFETY: the caller's request is passed to the kernel unchanged.
+    let p = unsafe { sys::raw_mremap(old, old_len, new_len, flags, target) };
+    if p != libc::MAP_FAILED {
+        record::mremap(old as usize, old_len, p as usize, new_len, flags);
+    }
+    p
+}
+
+/// # Safety
+/// As `brk(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
+    let (Some(b), Some(s)) = (next!(real::BRK, real::BrkFn), next!(real::SBRK, real::SbrkFn)) else { return -1 };
+    // SAFETY: sbrk(0) only reads the break.
+    let old = unsafe { s(0) } as usize;
+    // SAFETY: forwarding the caller's argument.
+    let r = unsafe { b(addr) };
+    if r == 0 {
+        record::brk(Func::Brk, addr as i64, old, addr as usize);
+    }
+    r
+}
+
+/// # Safety
+/// As `sbrk(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sbrk(incr: isize) -> *mut c_void {
+    let Some(s) = next!(real::SBRK, real::SbrkFn) else { return usize::MAX as *mut c_void };
+    // SAFETY: forwarding the caller's argument.
+    let old = unsafe { s(incr) };
+    if old as isize != -1 && incr != 0 {
+        record::brk(Func::Sbrk, incr as i64, old as usize, (old as usize).wrapping_add(incr as usize));
+    }
+    old
+}
+
+/// # Safety
+/// As `dlclose(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let Some(f) = next!(real::DLCLOSE, real::DlcloseFn) else { return -1 };
+    // SAFETY: forwarding the caller's handle.
+    let r = unsafe { f(handle) };
+    record::modules_changed();
+    r
+}
+
+/// # Safety
+/// As `fork(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn fork() -> libc::pid_t {
+    let Some(f) = next!(real::FORK, real::ForkFn) else { return -1 };
+    // SAFETY: plain fork; the child is re-initialised by the atfork handler.
+    let pid = unsafe { f() };
+    if pid > 0 {
+        record::marker(|b, t| encode::fork(b, t, pid as u64));
+    }
+    pid
+}
+
+fn before_exec(path: *const c_char) {
+    let p: &[u8] = if path.is_null() {
+        b""
+    } else {
+        // SAFETY: exec's path argument is a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes()
+    };
+    record::marker(|b, t| encode::exec(b, t, p));
+    writer::set_state(ExitHow::Exec, 0);
+}
+
+fn exec_failed() {
+    writer::set_state(ExitHow::Running, 0);
+}
+
+macro_rules! exec_hook {
+    ($name:ident, $slot:expr, $ty:ty, ($($arg:ident : $t:ty),*), $path:expr) => {
+        /// # Safety
+        /// As the C function of the same name.
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        pub unsafe extern "C" fn $name($($arg: $t),*) -> c_int {
+            let Some(f) = next!($slot, $ty) else { return -1 };
+            before_exec($path);
+            // SAFETY: forwarding the caller's arguments; returns only on failure.
+            let r = unsafe { f($($arg),*) };
+            exec_failed();
+            r
+        }
+    };
+}
+
+exec_hook!(execve, real::EXECVE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
+exec_hook!(execv, real::EXECV, real::ExecvFn, (path: *const c_char, argv: *const *const c_char), path);
+exec_hook!(execvp, real::EXECVP, real::ExecvFn, (path: *const c_char, argv: *const *const c_char), path);
+exec_hook!(execvpe, real::EXECVPE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
+exec_hook!(fexecve, real::FEXECVE, real::FexecveFn, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char), core::ptr::null());
+exec_hook!(execveat, real::EXECVEAT, real::ExecveatFn, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int), path);
+
+/// # Safety
+/// As `_exit(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    init::finish(ExitHow::UnderscoreExit, status);
+    if let Some(f) = next!(real::EXIT_, real::ExitFn) {
+        // SAFETY: the real _exit does not return.
+        unsafe { f(status) }
+    }
+    // SAFETY: exit_group ends the process.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    loop {}
+}
+
+/// # Safety
+/// As `_Exit(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
+    init::finish(ExitHow::UnderscoreExit, status);
+    if let Some(f) = next!(real::EXIT_UPPER, real::ExitFn) {
+        // SAFETY: the real _Exit does not return.
+        unsafe { f(status) }
+    }
+    // SAFETY: exit_group ends the process.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    loop {}
+}

@@ -1,0 +1,191 @@
+//! Start-up, fork and exit.
+//!
+//! - The constructor (in `.init_array`) resolves the next definitions, opens
+//!   the log, maps the global tables, registers the fork-child and exit
+//!   handlers, records the loaded objects, and only then enables recording.
+//!   Calls made before that are passed through unrecorded.
+//! - A setuid/setgid program (AT_SECURE) is never traced: no file is touched.
+//! - The exit handler is registered with `__cxa_atexit` and no DSO handle
+//!   before the program's own handlers, so it runs after all of them and after
+//!   the library destructors: it calls libc's (and libstdc++'s) clean-up of
+//!   their own at-exit allocations, as valgrind does, bracketed by FREERES
+//!   records, then marks the log as ended by exit.
+//! - A fork child drops the parent's chunks and opens its own log.
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use memtrace_format::{encode, ExitHow};
+
+use crate::{modules, real, record, stacks, sys, thread, unwind, writer};
+
+const PATH_CAP: usize = 4096;
+struct PathBuf(core::cell::UnsafeCell<([u8; PATH_CAP], usize)>);
+// SAFETY: written only by the constructor (before any thread of ours runs)
+// and read afterwards, or rewritten in a single-threaded fork child.
+unsafe impl Sync for PathBuf {}
+static PATTERN: PathBuf = PathBuf(core::cell::UnsafeCell::new(([0; PATH_CAP], 0)));
+
+static CXX_FREERES: AtomicUsize = AtomicUsize::new(0);
+static LIBC_FREERES: AtomicUsize = AtomicUsize::new(0);
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONSTRUCTOR: unsafe extern "C" fn() = constructor;
+
+unsafe extern "C" fn constructor() {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
+    real::resolve();
+    save_pattern();
+    if !open_log(0) {
+        return;
+    }
+    unwind::init_self();
+    unwind::init_cache();
+    stacks::reset();
+    thread::init_key();
+    // SAFETY: registering plain function pointers; glibc's tables for these
+    // have static initial storage.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_child));
+        sys::__cxa_atexit(at_exit, core::ptr::null_mut(), core::ptr::null_mut());
+        LIBC_FREERES.store(libc::dlsym(libc::RTLD_DEFAULT, c"__libc_freeres".as_ptr()) as usize, Ordering::Relaxed);
+        CXX_FREERES.store(
+            libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) as usize,
+            Ordering::Relaxed,
+        );
+    }
+    thread::ENABLED.store(true, Ordering::Release);
+    // Record the loaded objects now, stamped with the start time.
+    record::modules_changed();
+}
+
+/// Copies MEMTRACE_OUTPUT (or the default pattern) into PATTERN.
+fn save_pattern() {
+    // SAFETY: getenv returns a pointer into the environment or NULL; it does not allocate.
+    let env = unsafe { libc::getenv(c"MEMTRACE_OUTPUT".as_ptr()) };
+    let pat: &[u8] = if env.is_null() {
+        b"memtrace.%e.%p.mtr"
+    } else {
+        // SAFETY: a NUL-terminated environment string.
+        let s = unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes();
+        if s.is_empty() { b"memtrace.%e.%p.mtr" } else { s }
+    };
+    // SAFETY: see PathBuf.
+    let (buf, len) = unsafe { &mut *PATTERN.0.get() };
+    let n = pat.len().min(PATH_CAP - 1);
+    buf[..n].copy_from_slice(&pat[..n]);
+    *len = n;
+}
+
+/// Expands the pattern for this process and opens the log.
+fn open_log(forked_from: u32) -> bool {
+    // SAFETY: see PathBuf.
+    let (pat, plen) = unsafe { &*PATTERN.0.get() };
+    let mut out = [0u8; PATH_CAP];
+    let mut o = 0usize;
+    let mut exe = [0u8; 1024];
+    let exe_len = sys::readlink(c"/proc/self/exe", &mut exe);
+    let base = match exe[..exe_len].iter().rposition(|&c| c == b'/') {
+        Some(i) => &exe[i + 1..exe_len],
+        None => &exe[..exe_len],
+    };
+    let mut digits = [0u8; 10];
+    let pid = sys::getpid();
+    let mut dn = 0;
+    let mut v = pid;
+    loop {
+        digits[dn] = b'0' + (v % 10) as u8;
+        dn += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let mut i = 0;
+    let limit = PATH_CAP - 16;
+    while i < *plen && o < limit {
+        let c = pat[i];
+        if c == b'%' && i + 1 < *plen {
+            match pat[i + 1] {
+                b'p' => {
+                    for k in (0..dn).rev() {
+                        if o < limit {
+                            out[o] = digits[k];
+                            o += 1;
+                        }
+                    }
+                    i += 2;
+                    continue;
+                }
+                b'e' => {
+                    for &b in base {
+                        if o < limit {
+                            out[o] = b;
+                            o += 1;
+                        }
+                    }
+                    i += 2;
+                    continue;
+                }
+                b'%' => {
+                    out[o] = b'%';
+                    o += 1;
+                    i += 2;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out[o] = c;
+        o += 1;
+        i += 1;
+    }
+    writer::open_log(&mut out, o, forked_from)
+}
+
+unsafe extern "C" fn after_fork_child() {
+    if !thread::ENABLED.load(Ordering::Acquire) {
+        return;
+    }
+    let parent = sys::getppid();
+    thread::ENABLED.store(false, Ordering::Release);
+    thread::after_fork_child();
+    writer::forget_log();
+    stacks::reset();
+    modules::forget_all();
+    if open_log(parent) {
+        thread::ENABLED.store(true, Ordering::Release);
+        record::modules_changed();
+    }
+}
+
+unsafe extern "C" fn at_exit(_: *mut c_void) {
+    finish(ExitHow::Exit, 0);
+}
+
+/// Runs libc's clean-up of its own allocations and marks the end of the log.
+/// Called once, by the exit handler or by `_exit`.
+pub fn finish(how: ExitHow, status: c_int) {
+    if !thread::ENABLED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    record::marker(|b, t| encode::freeres(b, t, 1));
+    let cxx = CXX_FREERES.load(Ordering::Relaxed);
+    if cxx != 0 {
+        // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
+        unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(cxx)() };
+    }
+    let libc_freeres = LIBC_FREERES.load(Ordering::Relaxed);
+    if libc_freeres != 0 {
+        // SAFETY: __libc_freeres() takes no arguments and is meant to be called at exit.
+        unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(libc_freeres)() };
+    }
+    record::marker(|b, t| encode::freeres(b, t, 2));
+    record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
+    writer::set_state(how, status);
+}

@@ -1,0 +1,213 @@
+//! Loaded objects: recorded with their build-id at start-up, whenever the
+//! unwinder meets code in an object not seen yet (a `dlopen`), and after
+//! every `dlclose`, so frames in a library unloaded before exit still
+//! symbolize.
+//!
+//! The table is guarded by a try-lock: a thread that cannot take it (another
+//! thread is scanning, or a signal interrupted our own scan) leaves the work
+//! for later instead of waiting. `dlopen` itself is not hooked: interposing it
+//! would make libmemtrace.so the caller whose RPATH and namespace the dynamic
+//! linker uses.
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::writer::Stream;
+use crate::{sys, unwind};
+
+const MAX: usize = 1024;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    bias: u64,
+    start: u64,
+    #[allow(dead_code)]
+    end: u64,
+    seen: u64,
+}
+
+struct Table {
+    entries: [Entry; MAX],
+    len: usize,
+    generation: u64,
+}
+
+struct Locked(core::cell::UnsafeCell<Table>);
+// SAFETY: the table is only accessed while LOCK is held.
+unsafe impl Sync for Locked {}
+
+static TABLE: Locked = Locked(core::cell::UnsafeCell::new(Table {
+    entries: [Entry { bias: 0, start: 0, end: 0, seen: 0 }; MAX],
+    len: 0,
+    generation: 0,
+}));
+static LOCK: AtomicBool = AtomicBool::new(false);
+/// Set when an object may have been loaded or unloaded since the last scan.
+static DIRTY: AtomicBool = AtomicBool::new(true);
+/// Start addresses of objects known to the table, as a quick filter (a small
+/// direct-mapped set; a miss only costs a rescan check).
+static KNOWN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+fn known_slot(start: u64) -> &'static AtomicU64 {
+    &KNOWN[((start >> 12).wrapping_mul(0x9E37_79B9) as usize) & 255]
+}
+
+/// Called by the unwinder on a cache miss with the start of the object that
+/// contains the address: asks for a rescan if the object is new to us.
+pub fn note_object(start: u64) {
+    if known_slot(start).load(Ordering::Relaxed) != start {
+        DIRTY.store(true, Ordering::Release);
+    }
+}
+
+/// Asks for a rescan (after dlclose, or in a fork child that starts a new log).
+pub fn mark_dirty() {
+    DIRTY.store(true, Ordering::Release);
+}
+
+/// Forgets every object (fork child: the new log must list them again).
+pub fn forget_all() {
+    if LOCK.swap(true, Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: LOCK is held.
+    let t = unsafe { &mut *TABLE.0.get() };
+    t.len = 0;
+    for k in &KNOWN {
+        k.store(0, Ordering::Relaxed);
+    }
+    LOCK.store(false, Ordering::Release);
+    DIRTY.store(true, Ordering::Release);
+}
+
+struct ScanCtx<'a> {
+    table: &'a mut Table,
+    stream: &'a mut Stream,
+    buf: &'a mut [u8],
+    first: bool,
+}
+
+/// Rescans the loaded objects if needed, writing MODULE/UNMODULE records into `stream`.
+pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
+    if !DIRTY.load(Ordering::Acquire) {
+        return;
+    }
+    if LOCK.swap(true, Ordering::Acquire) {
+        return;
+    }
+    DIRTY.store(false, Ordering::Release);
+    // SAFETY: LOCK is held.
+    let table = unsafe { &mut *TABLE.0.get() };
+    table.generation += 1;
+    let mut ctx = ScanCtx { table, stream, buf, first: true };
+    // SAFETY: dl_iterate_phdr calls `visit` synchronously with valid
+    // dl_phdr_info pointers; `ctx` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut ctx as *mut ScanCtx as *mut c_void) };
+    // Entries not seen in this scan were unloaded.
+    let generation = ctx.table.generation;
+    let mut unloaded = false;
+    let mut i = 0;
+    while i < ctx.table.len {
+        let e = ctx.table.entries[i];
+        if e.seen != generation {
+            let t = sys::now_ns();
+            if let Some(n) = memtrace_format::encode::unmodule(ctx.buf, t.wrapping_sub(ctx.stream.last_time), e.bias, e.start) {
+                ctx.stream.write(&ctx.buf[..n], Some(t));
+            }
+            known_slot(e.start).store(0, Ordering::Relaxed);
+            ctx.table.len -= 1;
+            ctx.table.entries[i] = ctx.table.entries[ctx.table.len];
+            unloaded = true;
+        } else {
+            i += 1;
+        }
+    }
+    if unloaded {
+        unwind::EPOCH.fetch_add(1, Ordering::AcqRel);
+    }
+    LOCK.store(false, Ordering::Release);
+}
+
+unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    // SAFETY: `data` is the ScanCtx passed to dl_iterate_phdr by `sync`, and
+    // `info` is valid for the duration of this callback.
+    let (ctx, info) = unsafe { (&mut *(data as *mut ScanCtx), &*info) };
+    let first = core::mem::replace(&mut ctx.first, false);
+    let bias = info.dlpi_addr;
+    // SAFETY: dlpi_phdr points at dlpi_phnum program headers of a loaded object.
+    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    let (mut start, mut end) = (u64::MAX, 0u64);
+    for p in phdrs {
+        if p.p_type == libc::PT_LOAD {
+            start = start.min(bias.wrapping_add(p.p_vaddr));
+            end = end.max(bias.wrapping_add(p.p_vaddr).wrapping_add(p.p_memsz));
+        }
+    }
+    if start >= end {
+        return 0;
+    }
+    let generation = ctx.table.generation;
+    for e in ctx.table.entries[..ctx.table.len].iter_mut() {
+        if e.start == start && e.bias == bias {
+            e.seen = generation;
+            return 0;
+        }
+    }
+    if ctx.table.len == MAX {
+        return 0;
+    }
+    let build_id = build_id(bias, phdrs);
+    let mut exe = [0u8; 1024];
+    let path: &[u8] = if first {
+        let n = sys::readlink(c"/proc/self/exe", &mut exe);
+        &exe[..n]
+    } else if info.dlpi_name.is_null() {
+        b""
+    } else {
+        // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+        unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
+    };
+    let t = sys::now_ns();
+    if let Some(n) =
+        memtrace_format::encode::module(ctx.buf, t.wrapping_sub(ctx.stream.last_time), bias, start, end, build_id, path)
+    {
+        ctx.stream.write(&ctx.buf[..n], Some(t));
+    }
+    let len = ctx.table.len;
+    ctx.table.entries[len] = Entry { bias, start, end, seen: generation };
+    ctx.table.len += 1;
+    known_slot(start).store(start, Ordering::Relaxed);
+    0
+}
+
+/// The NT_GNU_BUILD_ID note of a loaded object, read from its PT_NOTE segments.
+fn build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> &'static [u8] {
+    for p in phdrs {
+        if p.p_type != libc::PT_NOTE {
+            continue;
+        }
+        let mut at = bias.wrapping_add(p.p_vaddr) as usize;
+        let end = at + p.p_memsz as usize;
+        while at + 12 <= end {
+            // SAFETY: PT_NOTE segments are mapped readable; every read stays in [at, end).
+            let (namesz, descsz, ty) = unsafe {
+                let w = at as *const u32;
+                (w.read_unaligned() as usize, w.add(1).read_unaligned() as usize, w.add(2).read_unaligned())
+            };
+            let name_at = at + 12;
+            let desc_at = name_at + namesz.next_multiple_of(4);
+            let next = desc_at + descsz.next_multiple_of(4);
+            if next > end || next <= at {
+                break;
+            }
+            // SAFETY: [name_at, name_at + namesz) lies inside the segment (checked above).
+            let name = unsafe { core::slice::from_raw_parts(name_at as *const u8, namesz) };
+            if ty == 3 && name == b"GNU\0" {
+                // SAFETY: [desc_at, desc_at + descsz) lies inside the segment.
+                return unsafe { core::slice::from_raw_parts(desc_at as *const u8, descsz) };
+            }
+            at = next;
+        }
+    }
+    b""
+}

@@ -1,0 +1,176 @@
+//! Turning one intercepted call into records: capture the stack, intern it,
+//! encode the event into the level's scratch buffer, append it to the stream.
+//!
+//! Every function here is `#[inline(never)]` so that the stack walk starts in
+//! a frame of this library (skipped by address) and reaches the caller of the
+//! hook through the CFI of the hook itself.
+
+use memtrace_format::{encode, Func};
+
+use crate::thread::{Guard, Level};
+use crate::{modules, stacks, sys, unwind};
+
+/// Captures the caller's stack and returns its interned id (writing a STACK
+/// record first if the stack is new).
+#[inline(always)]
+fn stack_id(l: &mut Level) -> u32 {
+    let regs = unwind::current_regs();
+    // SAFETY: `regs` describes the current frame, which is live during the call.
+    let n = unsafe { unwind::capture_from(regs, &mut l.frames, &mut l.ctx) };
+    modules::sync(&mut l.stream, &mut l.rec);
+    let frames = &l.frames[..n];
+    let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);
+    let h = stacks::hash(frames, epoch);
+    if h == l.last_hash && l.last_id != 0 {
+        return l.last_id;
+    }
+    let id = match stacks::lookup(h) {
+        Ok(id) => id,
+        Err(slot) => {
+            let id = stacks::next_id();
+            if let Some(len) = encode::stack(&mut l.rec, id, frames) {
+                l.stream.write(&l.rec[..len], None);
+            }
+            if let Some(slot) = slot {
+                stacks::publish(slot, id);
+            }
+            id
+        }
+    };
+    l.last_hash = h;
+    l.last_id = id;
+    id
+}
+
+/// An allocation that returned `addr` (0 if it failed).
+#[inline(never)]
+pub fn alloc(func: Func, addr: usize, size: usize) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t = sys::now_ns();
+    if let Some(n) = encode::alloc(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, addr as u64, size as u64, stack) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}
+
+/// A free of `addr`, recorded before the block is released (`t` taken before the call).
+#[inline(never)]
+pub fn free(func: Func, addr: usize) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let t = sys::now_ns();
+    if let Some(n) = encode::free(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, addr as u64) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}
+
+/// A realloc: `t0` before the call, the result `new`.
+#[inline(never)]
+pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t1 = sys::now_ns();
+    let t0 = t0.max(l.stream.last_time);
+    if let Some(n) = encode::realloc(
+        &mut l.rec,
+        t0.wrapping_sub(l.stream.last_time),
+        t1.saturating_sub(t0),
+        func,
+        old as u64,
+        new as u64,
+        size as u64,
+        stack,
+    ) {
+        l.stream.write(&l.rec[..n], Some(t1.max(t0)));
+    }
+}
+
+/// A successful mmap/mmap64.
+#[inline(never)]
+pub fn mmap(func: Func, addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: i64) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t = sys::now_ns();
+    if let Some(n) = encode::mmap(
+        &mut l.rec,
+        t.wrapping_sub(l.stream.last_time),
+        func,
+        addr as u64,
+        len as u64,
+        prot as u32 as u64,
+        flags as u32 as u64,
+        fd as i64,
+        off as u64,
+        stack,
+    ) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}
+
+/// A successful munmap; `t0` taken before the call.
+#[inline(never)]
+pub fn munmap(t0: u64, addr: usize, len: usize) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t0 = t0.max(l.stream.last_time);
+    if let Some(n) = encode::munmap(&mut l.rec, t0 - l.stream.last_time, addr as u64, len as u64, stack) {
+        l.stream.write(&l.rec[..n], Some(t0));
+    }
+}
+
+/// A successful mremap.
+#[inline(never)]
+pub fn mremap(old: usize, old_len: usize, new: usize, new_len: usize, flags: i32) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t = sys::now_ns();
+    if let Some(n) = encode::mremap(
+        &mut l.rec,
+        t.wrapping_sub(l.stream.last_time),
+        old as u64,
+        old_len as u64,
+        new as u64,
+        new_len as u64,
+        flags as u32 as u64,
+        stack,
+    ) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}
+
+/// A successful brk or sbrk that moved the break from `old` to `new`.
+#[inline(never)]
+pub fn brk(func: Func, arg: i64, old: usize, new: usize) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let stack = stack_id(l);
+    let t = sys::now_ns();
+    if let Some(n) = encode::brk(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, arg, old as u64, new as u64, stack) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}
+
+/// Rescans loaded objects now (after dlclose), so UNMODULE is stamped with the right time.
+#[inline(never)]
+pub fn modules_changed() {
+    modules::mark_dirty();
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    modules::sync(&mut l.stream, &mut l.rec);
+}
+
+/// A process-level marker (FORK, EXEC, EXIT, FREERES).
+#[inline(never)]
+pub fn marker(f: impl FnOnce(&mut [u8], u64) -> Option<usize>) {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    let t = sys::now_ns();
+    if let Some(n) = f(&mut l.rec, t.wrapping_sub(l.stream.last_time)) {
+        l.stream.write(&l.rec[..n], Some(t));
+    }
+}

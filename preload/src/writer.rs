@@ -1,0 +1,361 @@
+//! The shared-memory log: file creation, the header page, chunk reservation,
+//! and per-thread streams.
+//!
+//! The log is a regular file mapped `MAP_SHARED`: whatever a thread has stored
+//! into its chunk lives in the kernel's page cache and survives the death of
+//! the process (crash, abort, SIGKILL). Each stream (one thread at one
+//! signal-nesting level) owns one chunk at a time, reserved with a single
+//! `fetch_add` on the header's `RESERVED_END`; records are appended to it with
+//! plain stores, no lock and no atomic read-modify-write. A full chunk is
+//! unmapped, so memory used inside the target is bounded by one chunk per live
+//! stream. Chunk space is reserved with `fallocate`, so a full disk shows up
+//! as a failed reservation (counted as lost events), never as SIGBUS.
+
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+use memtrace_format::hdr::{off, ChunkHeader};
+use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, HEADER_SIZE};
+
+use crate::sys;
+
+/// The log's file descriptor (-1: no log).
+static FD: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The mapped header page.
+static HEADER: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// Next stream id.
+static NEXT_STREAM: AtomicU32 = AtomicU32::new(1);
+/// Events lost while no log is available at all are not countable; with a
+/// log they go to the header's EVENTS_LOST.
+const FIRST_CHUNK: usize = 16 * 1024;
+const MAX_CHUNK: usize = 1024 * 1024;
+
+fn header_field<T>(o: usize) -> Option<&'static T> {
+    let h = HEADER.load(Ordering::Acquire);
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: the header page stays mapped for the life of the process (it is
+    // only replaced after fork, in the single-threaded child); `o` is one of
+    // the aligned offsets from memtrace_format::hdr::off.
+    Some(unsafe { &*(h.add(o) as *const T) })
+}
+
+/// Adds `n` to the header's lost-events counter.
+pub fn count_lost(n: u64) {
+    if let Some(a) = header_field::<AtomicU64>(off::EVENTS_LOST) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Counts a hook entered while the same thread was already inside one.
+pub fn count_nested() {
+    if let Some(a) = header_field::<AtomicU32>(off::NESTED_HOOKS) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sets the header's end state.
+pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
+    if let Some(a) = header_field::<AtomicU32>(off::EXIT_STATUS) {
+        a.store(status as u32, Ordering::Relaxed);
+    }
+    if let Some(a) = header_field::<AtomicU64>(off::END_MONO) {
+        a.store(sys::now_ns(), Ordering::Relaxed);
+    }
+    if let Some(a) = header_field::<AtomicU64>(off::FINAL_BRK) {
+        a.store(sys::current_brk(), Ordering::Relaxed);
+    }
+    if let Some(a) = header_field::<AtomicU32>(off::STATE) {
+        a.store(how as u32, Ordering::Release);
+    }
+}
+
+/// Whether a log is open.
+pub fn active() -> bool {
+    !HEADER.load(Ordering::Acquire).is_null()
+}
+
+/// Creates the log file named by `path` (NUL-terminated) with O_EXCL and
+/// O_NOFOLLOW, mode 0600, and maps its header. Tries `path.1`, `path.2`, ...
+/// when the name is taken. Returns false if no log could be created.
+pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
+    let mut fd = -1;
+    let mut n = 0;
+    while n < 100 {
+        let mut l = len;
+        if n > 0 {
+            // Append ".N".
+            let mut digits = [0u8; 3];
+            let mut k = 0;
+            let mut v = n;
+            while v > 0 {
+                digits[k] = b'0' + (v % 10) as u8;
+                v /= 10;
+                k += 1;
+            }
+            if l + 1 + k + 1 > path.len() {
+                return false;
+            }
+            path[l] = b'.';
+            l += 1;
+            while k > 0 {
+                k -= 1;
+                path[l] = digits[k];
+                l += 1;
+            }
+        }
+        path[l] = 0;
+        // SAFETY: `path` is NUL-terminated at `l`; openat does not retain it.
+        fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            ) as c_int
+        };
+        if fd >= 0 || sys_errno() != libc::EEXIST {
+            break;
+        }
+        n += 1;
+    }
+    if fd < 0 {
+        return false;
+    }
+    if !extend(fd, 0, HEADER_SIZE) {
+        // SAFETY: closing the descriptor we just opened.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+        return false;
+    }
+    let Some(h) = sys::mmap(0, HEADER_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) else {
+        // SAFETY: closing the descriptor we just opened.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+        return false;
+    };
+    // SAFETY: `h` is a fresh, exclusively owned HEADER_SIZE mapping.
+    let page = unsafe { &mut *(h as *mut [u8; HEADER_SIZE]) };
+    let mut exe = [0u8; 1024];
+    let exe_len = sys::readlink(c"/proc/self/exe", &mut exe);
+    let mut cmd = [0u8; 2814];
+    let mut cmd_len = sys::read_file(c"/proc/self/cmdline", &mut cmd);
+    while cmd_len > 0 && cmd[cmd_len - 1] == 0 {
+        cmd_len -= 1;
+    }
+    // SAFETY: sysconf is async-signal-safe in practice and does not allocate for _SC_PAGESIZE.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+    memtrace_format::hdr::write_header(
+        page,
+        page_size,
+        sys::getpid(),
+        sys::getppid(),
+        sys::realtime_ns(),
+        sys::now_ns(),
+        sys::current_brk(),
+        forked_from,
+        &exe[..exe_len],
+        &cmd[..cmd_len],
+    );
+    FD.store(fd as u32, Ordering::Release);
+    HEADER.store(h, Ordering::Release);
+    true
+}
+
+/// Forgets the inherited log after fork (the child must not write into the
+/// parent's file) without touching its contents.
+pub fn forget_log() {
+    let h = HEADER.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !h.is_null() {
+        sys::munmap_own(h, HEADER_SIZE);
+    }
+    let fd = FD.swap(u32::MAX, Ordering::AcqRel);
+    if fd != u32::MAX {
+        // SAFETY: closing our own descriptor; nothing else uses it in the child.
+        unsafe { libc::syscall(libc::SYS_close, fd as c_int) };
+    }
+}
+
+fn sys_errno() -> c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Makes sure [off, off+len) of the file exists and has disk blocks.
+fn extend(fd: c_int, off: usize, len: usize) -> bool {
+    // SAFETY: fallocate on our own descriptor; it never shrinks the file.
+    let r = unsafe { libc::syscall(libc::SYS_fallocate, fd, 0, off as i64, len as i64) };
+    if r == 0 {
+        return true;
+    }
+    let e = sys_errno();
+    if e == libc::EOPNOTSUPP || e == libc::ENOSYS {
+        // Filesystems without fallocate: writing the last byte extends the
+        // file and never shrinks it (no space is reserved, though).
+        let zero = 0u8;
+        // SAFETY: pwrite of one byte we own into our own chunk's last byte.
+        let w = unsafe { libc::syscall(libc::SYS_pwrite64, fd, &zero as *const u8, 1usize, (off + len - 1) as i64) };
+        return w == 1;
+    }
+    false
+}
+
+/// One stream's current chunk and encoding state.
+pub struct Stream {
+    chunk: *mut u8,
+    size: usize,
+    pos: usize,
+    seq: u32,
+    id: u32,
+    tid: u32,
+    /// Time of the last timed record (delta base).
+    pub last_time: u64,
+    /// Events lost since the last successfully written record.
+    lost: u64,
+    /// Events to skip before trying to reserve again after a failure.
+    backoff: u32,
+    next_size: usize,
+}
+
+impl Stream {
+    /// An empty stream; its first record reserves a chunk.
+    pub const fn new() -> Stream {
+        Stream {
+            chunk: core::ptr::null_mut(),
+            size: 0,
+            pos: 0,
+            seq: 0,
+            id: 0,
+            tid: 0,
+            last_time: 0,
+            lost: 0,
+            backoff: 0,
+            next_size: FIRST_CHUNK,
+        }
+    }
+
+    /// Releases the current chunk (its data stays in the file).
+    pub fn close(&mut self) {
+        if !self.chunk.is_null() {
+            sys::munmap_own(self.chunk, self.size);
+            self.chunk = core::ptr::null_mut();
+        }
+    }
+
+    /// Drops the chunk pointer without unmapping (used in a fork child, whose
+    /// mapping of the parent's chunk is released separately).
+    pub fn reset(&mut self) {
+        self.close();
+        *self = Stream::new();
+    }
+
+    fn reserve(&mut self, need: usize) -> bool {
+        self.close();
+        let fd = FD.load(Ordering::Acquire);
+        let Some(end) = header_field::<AtomicU64>(off::RESERVED_END) else { return false };
+        if fd == u32::MAX {
+            return false;
+        }
+        let mut size = self.next_size;
+        while size < need + CHUNK_HEADER_SIZE {
+            size *= 2;
+        }
+        let size = size.next_multiple_of(CHUNK_ALIGN);
+        let at = end.fetch_add(size as u64, Ordering::AcqRel) as usize;
+        let ok = extend(fd as c_int, at, size);
+        let map = if ok {
+            sys::mmap(0, size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd as c_int, at as i64)
+        } else {
+            None
+        };
+        let Some(chunk) = map else {
+            // Give the space back if nobody reserved after us.
+            let _ = end.compare_exchange(
+                (at + size) as u64,
+                at as u64,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            return false;
+        };
+        if self.id == 0 {
+            self.id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
+            self.tid = sys::gettid();
+        }
+        let h = ChunkHeader { size: size as u32, stream: self.id, tid: self.tid, seq: self.seq, base_time: self.last_time };
+        let mut bytes = [0u8; CHUNK_HEADER_SIZE];
+        h.encode_without_magic(&mut bytes);
+        // SAFETY: `chunk` is a fresh writable mapping of `size` >= CHUNK_HEADER_SIZE bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr().add(4), chunk.add(4), CHUNK_HEADER_SIZE - 4);
+            (*(chunk as *const AtomicU32)).store(CHUNK_MAGIC, Ordering::Release);
+        }
+        self.chunk = chunk;
+        self.size = size;
+        self.pos = CHUNK_HEADER_SIZE;
+        self.seq += 1;
+        self.next_size = (size * 2).min(MAX_CHUNK);
+        true
+    }
+
+    /// Appends one encoded record (`rec[2]` is its tag). On failure the event
+    /// is counted as lost; a LOST record is written once writing works again.
+    pub fn write(&mut self, rec: &[u8], time: Option<u64>) {
+        if self.lost > 0 && !self.flush_lost() {
+            self.lost += 1;
+            count_lost(1);
+            return;
+        }
+        if !self.put(rec) {
+            self.lost += 1;
+            count_lost(1);
+            return;
+        }
+        if let Some(t) = time {
+            self.last_time = t;
+        }
+    }
+
+    fn flush_lost(&mut self) -> bool {
+        if self.backoff > 0 {
+            self.backoff -= 1;
+            return false;
+        }
+        let t = sys::now_ns();
+        let mut buf = [0u8; 32];
+        let Some(n) = memtrace_format::encode::lost(&mut buf, t.wrapping_sub(self.last_time), self.lost) else {
+            return false;
+        };
+        if self.put(&buf[..n]) {
+            self.last_time = t;
+            self.lost = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn put(&mut self, rec: &[u8]) -> bool {
+        let len = rec.len();
+        if len < 3 {
+            return false;
+        }
+        if self.chunk.is_null() || self.pos + len > self.size {
+            if !self.reserve(len) {
+                self.backoff = 1024;
+                return false;
+            }
+        }
+        // SAFETY: [pos, pos+len) lies inside our exclusively owned chunk
+        // mapping; the tag byte is published last with a release store so a
+        // reader never sees a tagged record with an unwritten payload.
+        unsafe {
+            let dst = self.chunk.add(self.pos);
+            core::ptr::copy_nonoverlapping(rec.as_ptr(), dst, 2);
+            core::ptr::copy_nonoverlapping(rec.as_ptr().add(3), dst.add(3), len - 3);
+            (*(dst.add(2) as *const AtomicU8)).store(rec[2], Ordering::Release);
+        }
+        self.pos += len;
+        true
+    }
+}
