@@ -16,17 +16,48 @@ fn main() {
                     let f: Vec<String> = frames.map(|f| format!("{:#x}", f.unwrap())).collect();
                     println!("  STACK {id} [{}]", f.join(" "));
                 }
-                Ok(Record::Module { time, bias, start, end, build_id, path }) => println!(
+                Ok(Record::Module {
+                    time,
+                    bias,
+                    start,
+                    end,
+                    build_id,
+                    path,
+                }) => println!(
                     "  MODULE t={time} bias={bias:#x} [{start:#x},{end:#x}) id={} {}",
-                    build_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                    build_id
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
                     String::from_utf8_lossy(path)
                 ),
-                Ok(Record::Alloc { time, func, addr, size, stack }) => println!("  ALLOC t={time} {func:?} {addr:#x} {size} s{stack}"),
+                Ok(Record::Alloc {
+                    time,
+                    func,
+                    addr,
+                    size,
+                    stack,
+                }) => println!("  ALLOC t={time} {func:?} {addr:#x} {size} s{stack}"),
                 Ok(Record::Free { time, addr, .. }) => println!("  FREE t={time} {addr:#x}"),
-                Ok(Record::Realloc { time, old, new, size, stack, .. }) => println!("  REALLOC t={time} {old:#x}->{new:#x} {size} s{stack}"),
-                Ok(Record::Mmap { addr, len, stack, .. }) => println!("  MMAP {addr:#x} {len} s{stack}"),
+                Ok(Record::Realloc {
+                    time,
+                    old,
+                    new,
+                    size,
+                    stack,
+                    ..
+                }) => println!("  REALLOC t={time} {old:#x}->{new:#x} {size} s{stack}"),
+                Ok(Record::Mmap {
+                    addr, len, stack, ..
+                }) => println!("  MMAP {addr:#x} {len} s{stack}"),
                 Ok(Record::Munmap { addr, len, .. }) => println!("  MUNMAP {addr:#x} {len}"),
-                Ok(Record::Brk { func, arg, old_break, new_break, .. }) => println!("  BRK {func:?} {arg} {old_break:#x}->{new_break:#x}"),
+                Ok(Record::Brk {
+                    func,
+                    arg,
+                    old_break,
+                    new_break,
+                    ..
+                }) => println!("  BRK {func:?} {arg} {old_break:#x}->{new_break:#x}"),
                 Ok(Record::Freeres { phase, .. }) => println!("  FREERES {phase}"),
                 Ok(Record::Exit { how, status, .. }) => println!("  EXIT {how} {status}"),
                 Ok(Record::Torn) => println!("  TORN"),
@@ -35,5 +66,8 @@ fn main() {
             }
         }
     }
-    println!("empty slots: {} truncated: {}", it.empty_slots, it.truncated);
+    println!(
+        "empty slots: {} truncated: {}",
+        it.empty_slots, it.truncated
+    );
 }

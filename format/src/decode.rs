@@ -4,7 +4,7 @@
 use core::fmt;
 
 use crate::hdr::ChunkHeader;
-use crate::{tag, Func, CHUNK_ALIGN, CHUNK_HEADER_SIZE, HEADER_SIZE, MAX_FRAMES};
+use crate::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, Func, HEADER_SIZE, MAX_FRAMES, tag};
 
 /// Why a log could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,10 @@ impl<'a> Reader<'a> {
     /// One byte.
     #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
-        let v = *self.b.get(self.pos).ok_or(DecodeError::BadRecord("length"))?;
+        let v = *self
+            .b
+            .get(self.pos)
+            .ok_or(DecodeError::BadRecord("length"))?;
         self.pos += 1;
         Ok(v)
     }
@@ -166,25 +169,105 @@ impl Iterator for FrameIter<'_> {
 /// One decoded record. Times are absolute (CLOCK_MONOTONIC ns).
 #[derive(Clone)]
 pub enum Record<'a> {
-    Alloc { time: u64, func: Func, addr: u64, size: u64, stack: u32 },
-    Free { time: u64, func: Func, addr: u64 },
-    Realloc { time: u64, time_after: u64, func: Func, old: u64, new: u64, size: u64, stack: u32 },
-    Mmap { time: u64, func: Func, addr: u64, len: u64, prot: u64, flags: u64, fd: i64, offset: u64, stack: u32 },
-    Munmap { time: u64, addr: u64, len: u64, stack: u32 },
-    Mremap { time: u64, old: u64, old_len: u64, new: u64, new_len: u64, flags: u64, stack: u32 },
-    Brk { time: u64, func: Func, arg: i64, old_break: u64, new_break: u64, stack: u32 },
-    Stack { id: u32, frames: FrameIter<'a> },
-    Module { time: u64, bias: u64, start: u64, end: u64, build_id: &'a [u8], path: &'a [u8] },
-    Unmodule { time: u64, bias: u64, start: u64 },
-    Lost { time: u64, count: u64 },
-    Freeres { time: u64, phase: u8 },
-    Fork { time: u64, child_pid: u64 },
-    Exec { time: u64, path: &'a [u8] },
-    Exit { time: u64, how: u8, status: i64 },
+    Alloc {
+        time: u64,
+        func: Func,
+        addr: u64,
+        size: u64,
+        stack: u32,
+    },
+    Free {
+        time: u64,
+        func: Func,
+        addr: u64,
+    },
+    Realloc {
+        time: u64,
+        time_after: u64,
+        func: Func,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    },
+    Mmap {
+        time: u64,
+        func: Func,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        fd: i64,
+        offset: u64,
+        stack: u32,
+    },
+    Munmap {
+        time: u64,
+        addr: u64,
+        len: u64,
+        stack: u32,
+    },
+    Mremap {
+        time: u64,
+        old: u64,
+        old_len: u64,
+        new: u64,
+        new_len: u64,
+        flags: u64,
+        stack: u32,
+    },
+    Brk {
+        time: u64,
+        func: Func,
+        arg: i64,
+        old_break: u64,
+        new_break: u64,
+        stack: u32,
+    },
+    Stack {
+        id: u32,
+        frames: FrameIter<'a>,
+    },
+    Module {
+        time: u64,
+        bias: u64,
+        start: u64,
+        end: u64,
+        build_id: &'a [u8],
+        path: &'a [u8],
+    },
+    Unmodule {
+        time: u64,
+        bias: u64,
+        start: u64,
+    },
+    Lost {
+        time: u64,
+        count: u64,
+    },
+    Freeres {
+        time: u64,
+        phase: u8,
+    },
+    Fork {
+        time: u64,
+        child_pid: u64,
+    },
+    Exec {
+        time: u64,
+        path: &'a [u8],
+    },
+    Exit {
+        time: u64,
+        how: u8,
+        status: i64,
+    },
     /// A record the process was killed in the middle of writing.
     Torn,
     /// A record with a tag this version does not know; skipped.
-    Unknown { tag: u8 },
+    Unknown {
+        tag: u8,
+    },
 }
 
 impl Record<'_> {
@@ -222,7 +305,12 @@ pub struct RecordIter<'a> {
 impl<'a> RecordIter<'a> {
     /// Records of a chunk: `body` is the chunk without its header.
     pub fn new(body: &'a [u8], base_time: u64) -> Self {
-        RecordIter { body, pos: 0, time: base_time, done: false }
+        RecordIter {
+            body,
+            pos: 0,
+            time: base_time,
+            done: false,
+        }
     }
 
     /// The time of the last timed record returned.
@@ -239,8 +327,18 @@ impl<'a> RecordIter<'a> {
             }};
         }
         Ok(match t {
-            tag::ALLOC => Record::Alloc { time: time!(), func: r.func()?, addr: r.v()?, size: r.v()?, stack: r.v32()? },
-            tag::FREE => Record::Free { time: time!(), func: r.func()?, addr: r.v()? },
+            tag::ALLOC => Record::Alloc {
+                time: time!(),
+                func: r.func()?,
+                addr: r.v()?,
+                size: r.v()?,
+                stack: r.v32()?,
+            },
+            tag::FREE => Record::Free {
+                time: time!(),
+                func: r.func()?,
+                addr: r.v()?,
+            },
             tag::REALLOC => {
                 let time = time!();
                 let dt2 = r.v()?;
@@ -267,7 +365,12 @@ impl<'a> RecordIter<'a> {
                 offset: r.v()?,
                 stack: r.v32()?,
             },
-            tag::MUNMAP => Record::Munmap { time: time!(), addr: r.v()?, len: r.v()?, stack: r.v32()? },
+            tag::MUNMAP => Record::Munmap {
+                time: time!(),
+                addr: r.v()?,
+                len: r.v()?,
+                stack: r.v32()?,
+            },
             tag::MREMAP => Record::Mremap {
                 time: time!(),
                 old: r.v()?,
@@ -292,7 +395,15 @@ impl<'a> RecordIter<'a> {
                 if n > MAX_FRAMES as u64 || n > r.rest().len() as u64 {
                     return Err(DecodeError::BadRecord("frame count"));
                 }
-                Record::Stack { id, frames: FrameIter { r: Reader::new(r.rest()), left: n as usize, prev: 0, first: true } }
+                Record::Stack {
+                    id,
+                    frames: FrameIter {
+                        r: Reader::new(r.rest()),
+                        left: n as usize,
+                        prev: 0,
+                        first: true,
+                    },
+                }
             }
             tag::MODULE => Record::Module {
                 time: time!(),
@@ -302,12 +413,32 @@ impl<'a> RecordIter<'a> {
                 build_id: r.string()?,
                 path: r.string()?,
             },
-            tag::UNMODULE => Record::Unmodule { time: time!(), bias: r.v()?, start: r.v()? },
-            tag::LOST => Record::Lost { time: time!(), count: r.v()? },
-            tag::FREERES => Record::Freeres { time: time!(), phase: r.u8()? },
-            tag::FORK => Record::Fork { time: time!(), child_pid: r.v()? },
-            tag::EXEC => Record::Exec { time: time!(), path: r.string()? },
-            tag::EXIT => Record::Exit { time: time!(), how: r.u8()?, status: r.z()? },
+            tag::UNMODULE => Record::Unmodule {
+                time: time!(),
+                bias: r.v()?,
+                start: r.v()?,
+            },
+            tag::LOST => Record::Lost {
+                time: time!(),
+                count: r.v()?,
+            },
+            tag::FREERES => Record::Freeres {
+                time: time!(),
+                phase: r.u8()?,
+            },
+            tag::FORK => Record::Fork {
+                time: time!(),
+                child_pid: r.v()?,
+            },
+            tag::EXEC => Record::Exec {
+                time: time!(),
+                path: r.string()?,
+            },
+            tag::EXIT => Record::Exit {
+                time: time!(),
+                how: r.u8()?,
+                status: r.z()?,
+            },
             other => Record::Unknown { tag: other },
         })
     }
@@ -381,7 +512,13 @@ impl<'a> ChunkIter<'a> {
     pub fn new(file: &'a [u8], reserved_end: u64) -> Self {
         let truncated = reserved_end > file.len() as u64;
         let end = (reserved_end.min(file.len() as u64)) as usize;
-        ChunkIter { file, pos: HEADER_SIZE, end, empty_slots: 0, truncated }
+        ChunkIter {
+            file,
+            pos: HEADER_SIZE,
+            end,
+            empty_slots: 0,
+            truncated,
+        }
     }
 }
 
@@ -407,7 +544,7 @@ impl<'a> Iterator for ChunkIter<'a> {
                 }
             };
             let size = h.size as usize;
-            if size < CHUNK_ALIGN || size % CHUNK_ALIGN != 0 {
+            if size < CHUNK_ALIGN || !size.is_multiple_of(CHUNK_ALIGN) {
                 self.pos = self.end;
                 return Some(Err(DecodeError::BadChunk("size")));
             }
@@ -416,7 +553,11 @@ impl<'a> Iterator for ChunkIter<'a> {
             let stop = (self.pos + size).min(self.end);
             let body = &self.file[self.pos + CHUNK_HEADER_SIZE..stop];
             self.pos += size;
-            return Some(Ok(Chunk { offset, header: h, body }));
+            return Some(Ok(Chunk {
+                offset,
+                header: h,
+                body,
+            }));
         }
     }
 }
@@ -438,28 +579,69 @@ mod tests {
         put(&|b| encode::alloc(b, 5, Func::Malloc, 0x1000, 24, 3));
         put(&|b| encode::free(b, 1, Func::Free, 0x1000));
         put(&|b| encode::realloc(b, 2, 3, Func::Realloc, 0x10, 0x20, 99, 4));
-        put(&|b| encode::stack(b, 7, &[0x401000, 0x400ff0, 0x7fff0000_0000]));
+        put(&|b| encode::stack(b, 7, &[0x401000, 0x400ff0, 0x7fff_0000_0000]));
         put(&|b| encode::mmap(b, 1, Func::Mmap64, 0x7f00, 8192, 3, 0x22, -1, 0, 1));
         put(&|b| encode::module(b, 1, 0x1000, 0x1000, 0x9000, b"\x01\x02", b"/lib/x.so"));
         let recs: [Record; 6] = {
             let mut it = RecordIter::new(&body, 100);
             core::array::from_fn(|_| it.next().unwrap().unwrap())
         };
-        assert!(matches!(recs[0], Record::Alloc { time: 105, func: Func::Malloc, addr: 0x1000, size: 24, stack: 3 }));
-        assert!(matches!(recs[1], Record::Free { time: 106, addr: 0x1000, .. }));
-        assert!(matches!(recs[2], Record::Realloc { time: 108, time_after: 111, old: 0x10, new: 0x20, size: 99, stack: 4, .. }));
+        assert!(matches!(
+            recs[0],
+            Record::Alloc {
+                time: 105,
+                func: Func::Malloc,
+                addr: 0x1000,
+                size: 24,
+                stack: 3
+            }
+        ));
+        assert!(matches!(
+            recs[1],
+            Record::Free {
+                time: 106,
+                addr: 0x1000,
+                ..
+            }
+        ));
+        assert!(matches!(
+            recs[2],
+            Record::Realloc {
+                time: 108,
+                time_after: 111,
+                old: 0x10,
+                new: 0x20,
+                size: 99,
+                stack: 4,
+                ..
+            }
+        ));
         match &recs[3] {
             Record::Stack { id: 7, frames } => {
                 let mut f = frames.clone();
                 assert_eq!(f.next(), Some(Ok(0x401000)));
                 assert_eq!(f.next(), Some(Ok(0x400ff0)));
-                assert_eq!(f.next(), Some(Ok(0x7fff0000_0000)));
+                assert_eq!(f.next(), Some(Ok(0x7fff_0000_0000)));
                 assert_eq!(f.next(), None);
             }
             _ => panic!("not a stack"),
         }
-        assert!(matches!(recs[4], Record::Mmap { time: 112, fd: -1, len: 8192, .. }));
-        assert!(matches!(recs[5], Record::Module { path: b"/lib/x.so", .. }));
+        assert!(matches!(
+            recs[4],
+            Record::Mmap {
+                time: 112,
+                fd: -1,
+                len: 8192,
+                ..
+            }
+        ));
+        assert!(matches!(
+            recs[5],
+            Record::Module {
+                path: b"/lib/x.so",
+                ..
+            }
+        ));
     }
 
     /// A record whose tag was never written decodes as Torn and is skipped by length.
@@ -506,6 +688,9 @@ mod tests {
     #[test]
     fn encoder_reports_overflow() {
         let mut small = [0u8; 4];
-        assert_eq!(encode::alloc(&mut small, 1, Func::Malloc, 1 << 40, 1 << 30, 7), None);
+        assert_eq!(
+            encode::alloc(&mut small, 1, Func::Malloc, 1 << 40, 1 << 30, 7),
+            None
+        );
     }
 }

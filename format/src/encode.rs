@@ -5,7 +5,7 @@
 //! the preload then copies the record into its chunk with the tag stored last
 //! (see the crate docs on torn writes); [`Cursor`] is exposed for that.
 
-use crate::{tag, Func, MAX_RECORD};
+use crate::{Func, MAX_RECORD, tag};
 
 /// A bounds-checked write cursor.
 pub struct Cursor<'a> {
@@ -17,7 +17,11 @@ pub struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor at the start of `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Cursor { buf, pos: 0, ok: true }
+        Cursor {
+            buf,
+            pos: 0,
+            ok: true,
+        }
     }
 
     /// Bytes written so far.
@@ -100,7 +104,14 @@ impl<'a> Cursor<'a> {
 
 /// ALLOC: `t` is the delta time; `stack` the interned stack id.
 #[inline]
-pub fn alloc(out: &mut [u8], t: u64, func: Func, addr: u64, size: u64, stack: u32) -> Option<usize> {
+pub fn alloc(
+    out: &mut [u8],
+    t: u64,
+    func: Func,
+    addr: u64,
+    size: u64,
+    stack: u32,
+) -> Option<usize> {
     let mut c = Cursor::new(out);
     c.begin();
     c.v(t);

@@ -177,7 +177,11 @@ pub fn write_header(
     put(page, off::START_REALTIME, &start_realtime_ns.to_le_bytes());
     put(page, off::START_MONO, &start_mono_ns.to_le_bytes());
     put(page, off::RESERVED_END, &(HEADER_SIZE as u64).to_le_bytes());
-    put(page, off::STATE, &(crate::ExitHow::Running as u32).to_le_bytes());
+    put(
+        page,
+        off::STATE,
+        &(crate::ExitHow::Running as u32).to_le_bytes(),
+    );
     put(page, off::INITIAL_BRK, &initial_brk.to_le_bytes());
     put(page, off::FORKED_FROM, &forked_from.to_le_bytes());
     let exe = &exe[..exe.len().min(off::EXE_CAP)];

@@ -64,7 +64,7 @@ pub mod decode;
 pub mod encode;
 pub mod hdr;
 
-pub use decode::{ChunkIter, DecodeError, Record, RecordIter, FrameIter};
+pub use decode::{ChunkIter, DecodeError, FrameIter, Record, RecordIter};
 pub use hdr::{ChunkHeader, Header};
 
 /// The eight bytes every log starts with.

@@ -9,10 +9,12 @@
 //! # Safety
 //! Each function has the contract of the C function of the same name.
 
+#![allow(non_snake_case)]
+
 use core::ffi::{c_char, c_int, c_void};
 use core::mem::transmute;
 
-use memtrace_format::{encode, ExitHow, Func};
+use memtrace_format::{ExitHow, Func, encode};
 
 use crate::real::{self, bootstrap};
 use crate::{init, record, sys, writer};
@@ -35,7 +37,9 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     if real::MALLOC.get() == 0 && real::resolving() {
         return bootstrap::alloc(size, 16).cast();
     }
-    let Some(f) = next!(real::MALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::MALLOC, real::MallocFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments to the next malloc.
     let p = unsafe { f(size) };
     record::alloc(Func::Malloc, p as usize, size);
@@ -53,7 +57,9 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
             None => core::ptr::null_mut(),
         };
     }
-    let Some(f) = next!(real::CALLOC, real::CallocFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::CALLOC, real::CallocFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(n, size) };
     record::alloc(Func::Calloc, p as usize, n.saturating_mul(size));
@@ -72,11 +78,15 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
         let p = unsafe { malloc(size) };
         if !p.is_null() {
             // SAFETY: both ranges are valid for min(old_size, size) bytes.
-            unsafe { core::ptr::copy_nonoverlapping(old as *const u8, p as *mut u8, old_size.min(size)) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(old as *const u8, p as *mut u8, old_size.min(size))
+            };
         }
         return p;
     }
-    let Some(f) = next!(real::REALLOC, real::ReallocFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::REALLOC, real::ReallocFn) else {
+        return core::ptr::null_mut();
+    };
     let t0 = sys::now_ns();
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(old, size) };
@@ -135,7 +145,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
         unsafe { *out = p.cast() };
         return 0;
     }
-    let Some(f) = next!(real::POSIX_MEMALIGN, real::PosixMemalignFn) else { return libc::ENOMEM };
+    let Some(f) = next!(real::POSIX_MEMALIGN, real::PosixMemalignFn) else {
+        return libc::ENOMEM;
+    };
     // SAFETY: forwarding the caller's arguments.
     let r = unsafe { f(out, align, size) };
     if r == 0 {
@@ -149,7 +161,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// As `aligned_alloc(3)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let Some(f) = next!(real::ALIGNED_ALLOC, real::AlignFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::ALIGNED_ALLOC, real::AlignFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(align, size) };
     record::alloc(Func::AlignedAlloc, p as usize, size);
@@ -163,7 +177,9 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
     if real::MALLOC.get() == 0 && real::resolving() {
         return bootstrap::alloc(size, align).cast();
     }
-    let Some(f) = next!(real::MEMALIGN, real::AlignFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::MEMALIGN, real::AlignFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(align, size) };
     record::alloc(Func::Memalign, p as usize, size);
@@ -174,7 +190,9 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// As `valloc(3)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let Some(f) = next!(real::VALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::VALLOC, real::MallocFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(size) };
     record::alloc(Func::Valloc, p as usize, size);
@@ -185,7 +203,9 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// As `pvalloc(3)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let Some(f) = next!(real::PVALLOC, real::MallocFn) else { return core::ptr::null_mut() };
+    let Some(f) = next!(real::PVALLOC, real::MallocFn) else {
+        return core::ptr::null_mut();
+    };
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(size) };
     record::alloc(Func::Pvalloc, p as usize, size);
@@ -212,7 +232,15 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     }
 }
 
-fn do_mmap(func: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+fn do_mmap(
+    func: Func,
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     // SAFETY: the caller's request is passed to the kernel unchanged.
     let p = unsafe { sys::raw_mmap(addr as usize, len, prot, flags, fd, off) };
     if p != libc::MAP_FAILED {
@@ -224,14 +252,28 @@ fn do_mmap(func: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int,
 /// # Safety
 /// As `mmap(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     do_mmap(Func::Mmap, addr, len, prot, flags, fd, off)
 }
 
 /// # Safety
 /// As `mmap64(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn mmap64(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     do_mmap(Func::Mmap64, addr, len, prot, flags, fd, off)
 }
 
@@ -254,9 +296,19 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
 /// # Safety
 /// As `mremap(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
+pub unsafe extern "C" fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
     let fixed = flags & libc::MREMAP_FIXED != 0;
-    let target = if fixed { new_addr } else { core::ptr::null_mut() };
+    let target = if fixed {
+        new_addr
+    } else {
+        core::ptr::null_mut()
+    };
     // SAFETY: the caller's request is passed to the kernel unchanged.
     let p = unsafe { sys::raw_mremap(old, old_len, new_len, flags, target) };
     if p != libc::MAP_FAILED {
@@ -269,7 +321,12 @@ pub unsafe extern "C" fn mremap(old: *mut c_void, old_len: usize, new_len: usize
 /// As `brk(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
-    let (Some(b), Some(s)) = (next!(real::BRK, real::BrkFn), next!(real::SBRK, real::SbrkFn)) else { return -1 };
+    let (Some(b), Some(s)) = (
+        next!(real::BRK, real::BrkFn),
+        next!(real::SBRK, real::SbrkFn),
+    ) else {
+        return -1;
+    };
     // SAFETY: sbrk(0) only reads the break.
     let old = unsafe { s(0) } as usize;
     // SAFETY: forwarding the caller's argument.
@@ -284,11 +341,18 @@ pub unsafe extern "C" fn brk(addr: *mut c_void) -> c_int {
 /// As `sbrk(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn sbrk(incr: isize) -> *mut c_void {
-    let Some(s) = next!(real::SBRK, real::SbrkFn) else { return usize::MAX as *mut c_void };
+    let Some(s) = next!(real::SBRK, real::SbrkFn) else {
+        return usize::MAX as *mut c_void;
+    };
     // SAFETY: forwarding the caller's argument.
     let old = unsafe { s(incr) };
     if old as isize != -1 && incr != 0 {
-        record::brk(Func::Sbrk, incr as i64, old as usize, (old as usize).wrapping_add(incr as usize));
+        record::brk(
+            Func::Sbrk,
+            incr as i64,
+            old as usize,
+            (old as usize).wrapping_add(incr as usize),
+        );
     }
     old
 }
@@ -297,7 +361,9 @@ pub unsafe extern "C" fn sbrk(incr: isize) -> *mut c_void {
 /// As `dlclose(3)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
-    let Some(f) = next!(real::DLCLOSE, real::DlcloseFn) else { return -1 };
+    let Some(f) = next!(real::DLCLOSE, real::DlcloseFn) else {
+        return -1;
+    };
     // SAFETY: forwarding the caller's handle.
     let r = unsafe { f(handle) };
     record::modules_changed();
@@ -308,7 +374,9 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
 /// As `fork(2)`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn fork() -> libc::pid_t {
-    let Some(f) = next!(real::FORK, real::ForkFn) else { return -1 };
+    let Some(f) = next!(real::FORK, real::ForkFn) else {
+        return -1;
+    };
     // SAFETY: plain fork; the child is re-initialised by the atfork handler.
     let pid = unsafe { f() };
     if pid > 0 {
@@ -366,7 +434,7 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     }
     // SAFETY: exit_group ends the process.
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
-    loop {}
+    unreachable_exit()
 }
 
 /// # Safety
@@ -380,5 +448,12 @@ pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
     }
     // SAFETY: exit_group ends the process.
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
-    loop {}
+    unreachable_exit()
+}
+
+/// exit_group does not return; spin politely if the kernel somehow disagrees.
+fn unreachable_exit() -> ! {
+    loop {
+        core::hint::spin_loop();
+    }
 }

@@ -1,4 +1,5 @@
 //! Start-up, fork and exit.
+#![cfg_attr(test, allow(dead_code))]
 //!
 //! - The constructor (in `.init_array`) resolves the next definitions, opens
 //!   the log, maps the global tables, registers the fork-child and exit
@@ -15,7 +16,7 @@
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use memtrace_format::{encode, ExitHow};
+use memtrace_format::{ExitHow, encode};
 
 use crate::{modules, real, record, stacks, sys, thread, unwind, writer};
 
@@ -30,6 +31,8 @@ static CXX_FREERES: AtomicUsize = AtomicUsize::new(0);
 static LIBC_FREERES: AtomicUsize = AtomicUsize::new(0);
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
+// Not in unit tests: the test harness must not trace itself.
+#[cfg(not(test))]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: unsafe extern "C" fn() = constructor;
@@ -53,7 +56,10 @@ unsafe extern "C" fn constructor() {
     unsafe {
         libc::pthread_atfork(None, None, Some(after_fork_child));
         sys::__cxa_atexit(at_exit, core::ptr::null_mut(), core::ptr::null_mut());
-        LIBC_FREERES.store(libc::dlsym(libc::RTLD_DEFAULT, c"__libc_freeres".as_ptr()) as usize, Ordering::Relaxed);
+        LIBC_FREERES.store(
+            libc::dlsym(libc::RTLD_DEFAULT, c"__libc_freeres".as_ptr()) as usize,
+            Ordering::Relaxed,
+        );
         CXX_FREERES.store(
             libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) as usize,
             Ordering::Relaxed,
@@ -73,7 +79,11 @@ fn save_pattern() {
     } else {
         // SAFETY: a NUL-terminated environment string.
         let s = unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes();
-        if s.is_empty() { b"memtrace.%e.%p.mtr" } else { s }
+        if s.is_empty() {
+            b"memtrace.%e.%p.mtr"
+        } else {
+            s
+        }
     };
     // SAFETY: see PathBuf.
     let (buf, len) = unsafe { &mut *PATTERN.0.get() };

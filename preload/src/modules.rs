@@ -37,7 +37,12 @@ struct Locked(core::cell::UnsafeCell<Table>);
 unsafe impl Sync for Locked {}
 
 static TABLE: Locked = Locked(core::cell::UnsafeCell::new(Table {
-    entries: [Entry { bias: 0, start: 0, end: 0, seen: 0 }; MAX],
+    entries: [Entry {
+        bias: 0,
+        start: 0,
+        end: 0,
+        seen: 0,
+    }; MAX],
     len: 0,
     generation: 0,
 }));
@@ -99,7 +104,12 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
     // SAFETY: LOCK is held.
     let table = unsafe { &mut *TABLE.0.get() };
     table.generation += 1;
-    let mut ctx = ScanCtx { table, stream, buf, first: true };
+    let mut ctx = ScanCtx {
+        table,
+        stream,
+        buf,
+        first: true,
+    };
     // SAFETY: dl_iterate_phdr calls `visit` synchronously with valid
     // dl_phdr_info pointers; `ctx` outlives the call.
     unsafe { libc::dl_iterate_phdr(Some(visit), &mut ctx as *mut ScanCtx as *mut c_void) };
@@ -111,7 +121,12 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
         let e = ctx.table.entries[i];
         if e.seen != generation {
             let t = sys::now_ns();
-            if let Some(n) = memtrace_format::encode::unmodule(ctx.buf, t.wrapping_sub(ctx.stream.last_time), e.bias, e.start) {
+            if let Some(n) = memtrace_format::encode::unmodule(
+                ctx.buf,
+                t.wrapping_sub(ctx.stream.last_time),
+                e.bias,
+                e.start,
+            ) {
                 ctx.stream.write(&ctx.buf[..n], Some(t));
             }
             known_slot(e.start).store(0, Ordering::Relaxed);
@@ -128,7 +143,11 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
     LOCK.store(false, Ordering::Release);
 }
 
-unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
     // SAFETY: `data` is the ScanCtx passed to dl_iterate_phdr by `sync`, and
     // `info` is valid for the duration of this callback.
     let (ctx, info) = unsafe { (&mut *(data as *mut ScanCtx), &*info) };
@@ -157,7 +176,7 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *m
         return 0;
     }
     let build_id = build_id(bias, phdrs);
-    let mut exe = [0u8; 1024];
+    let mut exe = [0u8; 4096];
     let path: &[u8] = if first {
         let n = sys::readlink(c"/proc/self/exe", &mut exe);
         &exe[..n]
@@ -165,16 +184,28 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: usize, data: *m
         b""
     } else {
         // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-        unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
+        let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+        absolute(name, &mut exe)
     };
     let t = sys::now_ns();
-    if let Some(n) =
-        memtrace_format::encode::module(ctx.buf, t.wrapping_sub(ctx.stream.last_time), bias, start, end, build_id, path)
-    {
+    if let Some(n) = memtrace_format::encode::module(
+        ctx.buf,
+        t.wrapping_sub(ctx.stream.last_time),
+        bias,
+        start,
+        end,
+        build_id,
+        path,
+    ) {
         ctx.stream.write(&ctx.buf[..n], Some(t));
     }
     let len = ctx.table.len;
-    ctx.table.entries[len] = Entry { bias, start, end, seen: generation };
+    ctx.table.entries[len] = Entry {
+        bias,
+        start,
+        end,
+        seen: generation,
+    };
     ctx.table.len += 1;
     known_slot(start).store(start, Ordering::Relaxed);
     0
@@ -192,7 +223,11 @@ fn build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> &'static [u8] {
             // SAFETY: PT_NOTE segments are mapped readable; every read stays in [at, end).
             let (namesz, descsz, ty) = unsafe {
                 let w = at as *const u32;
-                (w.read_unaligned() as usize, w.add(1).read_unaligned() as usize, w.add(2).read_unaligned())
+                (
+                    w.read_unaligned() as usize,
+                    w.add(1).read_unaligned() as usize,
+                    w.add(2).read_unaligned(),
+                )
             };
             let name_at = at + 12;
             let desc_at = name_at + namesz.next_multiple_of(4);
@@ -210,4 +245,26 @@ fn build_id(bias: u64, phdrs: &[libc::Elf64_Phdr]) -> &'static [u8] {
         }
     }
     b""
+}
+
+/// A path as the loader knows it, made absolute when it is relative (a
+/// `dlopen("./x.so")`): the analyzer runs elsewhere, later.
+fn absolute<'a>(name: &'a [u8], buf: &'a mut [u8]) -> &'a [u8] {
+    if name.first() == Some(&b'/') || !name.contains(&b'/') {
+        return name;
+    }
+    // SAFETY: getcwd writes at most buf.len() bytes, NUL included, and returns the length.
+    let r = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if r <= 0 {
+        return name;
+    }
+    let mut n = r as usize - 1; // without the NUL
+    let rest = name.strip_prefix(b"./").unwrap_or(name);
+    if n + 1 + rest.len() > buf.len() {
+        return name;
+    }
+    buf[n] = b'/';
+    n += 1;
+    buf[n..n + rest.len()].copy_from_slice(rest);
+    &buf[..n + rest.len()]
 }

@@ -8,7 +8,7 @@
 //! allocator's `free`. If `dlsym` finds nothing, glibc's `__libc_*` entry
 //! points are the fallback.
 
-use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ffi::{CStr, c_char, c_int, c_void};
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 pub type MallocFn = unsafe extern "C" fn(usize) -> *mut c_void;
@@ -24,11 +24,18 @@ pub type SbrkFn = unsafe extern "C" fn(isize) -> *mut c_void;
 pub type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type ForkFn = unsafe extern "C" fn() -> libc::pid_t;
-pub type ExecveFn = unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+pub type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 pub type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
-pub type FexecveFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
-pub type ExecveatFn =
-    unsafe extern "C" fn(c_int, *const c_char, *const *const c_char, *const *const c_char, c_int) -> c_int;
+pub type FexecveFn =
+    unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
+pub type ExecveatFn = unsafe extern "C" fn(
+    c_int,
+    *const c_char,
+    *const *const c_char,
+    *const *const c_char,
+    c_int,
+) -> c_int;
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -117,7 +124,11 @@ pub fn resolve() {
     set(&CALLOC, c"calloc", __libc_calloc as *const () as usize);
     set(&REALLOC, c"realloc", __libc_realloc as *const () as usize);
     set(&FREE, c"free", __libc_free as *const () as usize);
-    set(&MEMALIGN, c"memalign", __libc_memalign as *const () as usize);
+    set(
+        &MEMALIGN,
+        c"memalign",
+        __libc_memalign as *const () as usize,
+    );
     set(&VALLOC, c"valloc", __libc_valloc as *const () as usize);
     set(&PVALLOC, c"pvalloc", __libc_pvalloc as *const () as usize);
     set(&REALLOCARRAY, c"reallocarray", 0);
@@ -179,7 +190,10 @@ pub mod bootstrap {
             if end > base + SIZE {
                 return core::ptr::null_mut();
             }
-            if NEXT.compare_exchange(cur, end - base, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if NEXT
+                .compare_exchange(cur, end - base, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
                 // SAFETY: [start - HDR, end) lies inside the arena and is ours alone.
                 unsafe { ((start - HDR) as *mut usize).write(size) };
                 return start as *mut u8;

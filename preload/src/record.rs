@@ -5,7 +5,7 @@
 //! a frame of this library (skipped by address) and reaches the caller of the
 //! hook through the CFI of the hook itself.
 
-use memtrace_format::{encode, Func};
+use memtrace_format::{Func, encode};
 
 use crate::thread::{Guard, Level};
 use crate::{modules, stacks, sys, unwind};
@@ -49,7 +49,14 @@ pub fn alloc(func: Func, addr: usize, size: usize) {
     let l = g.level();
     let stack = stack_id(l);
     let t = sys::now_ns();
-    if let Some(n) = encode::alloc(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, addr as u64, size as u64, stack) {
+    if let Some(n) = encode::alloc(
+        &mut l.rec,
+        t.wrapping_sub(l.stream.last_time),
+        func,
+        addr as u64,
+        size as u64,
+        stack,
+    ) {
         l.stream.write(&l.rec[..n], Some(t));
     }
 }
@@ -60,7 +67,12 @@ pub fn free(func: Func, addr: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let t = sys::now_ns();
-    if let Some(n) = encode::free(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, addr as u64) {
+    if let Some(n) = encode::free(
+        &mut l.rec,
+        t.wrapping_sub(l.stream.last_time),
+        func,
+        addr as u64,
+    ) {
         l.stream.write(&l.rec[..n], Some(t));
     }
 }
@@ -117,7 +129,13 @@ pub fn munmap(t0: u64, addr: usize, len: usize) {
     let l = g.level();
     let stack = stack_id(l);
     let t0 = t0.max(l.stream.last_time);
-    if let Some(n) = encode::munmap(&mut l.rec, t0 - l.stream.last_time, addr as u64, len as u64, stack) {
+    if let Some(n) = encode::munmap(
+        &mut l.rec,
+        t0 - l.stream.last_time,
+        addr as u64,
+        len as u64,
+        stack,
+    ) {
         l.stream.write(&l.rec[..n], Some(t0));
     }
 }
@@ -150,7 +168,15 @@ pub fn brk(func: Func, arg: i64, old: usize, new: usize) {
     let l = g.level();
     let stack = stack_id(l);
     let t = sys::now_ns();
-    if let Some(n) = encode::brk(&mut l.rec, t.wrapping_sub(l.stream.last_time), func, arg, old as u64, new as u64, stack) {
+    if let Some(n) = encode::brk(
+        &mut l.rec,
+        t.wrapping_sub(l.stream.last_time),
+        func,
+        arg,
+        old as u64,
+        new as u64,
+        stack,
+    ) {
         l.stream.write(&l.rec[..n], Some(t));
     }
 }

@@ -9,11 +9,22 @@
 use core::ffi::{c_int, c_long, c_void};
 
 /// `mmap` without going through the exported hook. Returns `None` on failure.
-pub fn mmap(addr: usize, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> Option<*mut u8> {
+pub fn mmap(
+    addr: usize,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> Option<*mut u8> {
     // SAFETY: the mmap system call validates its arguments; a failed call
     // returns -1 and changes nothing.
     let r = unsafe { raw_mmap(addr, len, prot, flags, fd, off) };
-    if r == libc::MAP_FAILED { None } else { Some(r.cast()) }
+    if r == libc::MAP_FAILED {
+        None
+    } else {
+        Some(r.cast())
+    }
 }
 
 /// The raw mmap system call, returning `MAP_FAILED` on error and setting errno.
@@ -21,10 +32,31 @@ pub fn mmap(addr: usize, len: usize, prot: c_int, flags: c_int, fd: c_int, off: 
 /// # Safety
 /// Mapping over existing memory (`MAP_FIXED`) can invalidate live objects;
 /// the caller must own the range it names.
-pub unsafe fn raw_mmap(addr: usize, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
+pub unsafe fn raw_mmap(
+    addr: usize,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
     // SAFETY: forwarded by contract of this function.
-    let r = unsafe { libc::syscall(libc::SYS_mmap, addr, len, prot as c_long, flags as c_long, fd as c_long, off) };
-    if r == -1 { libc::MAP_FAILED } else { r as *mut c_void }
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            addr,
+            len,
+            prot as c_long,
+            flags as c_long,
+            fd as c_long,
+            off,
+        )
+    };
+    if r == -1 {
+        libc::MAP_FAILED
+    } else {
+        r as *mut c_void
+    }
 }
 
 /// The raw munmap system call.
@@ -40,10 +72,29 @@ pub unsafe fn raw_munmap(addr: *mut c_void, len: usize) -> c_int {
 ///
 /// # Safety
 /// As for `mremap(2)`: the caller owns the old range.
-pub unsafe fn raw_mremap(old: *mut c_void, old_len: usize, new_len: usize, flags: c_int, new_addr: *mut c_void) -> *mut c_void {
+pub unsafe fn raw_mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
     // SAFETY: forwarded by contract of this function.
-    let r = unsafe { libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags as c_long, new_addr) };
-    if r == -1 { libc::MAP_FAILED } else { r as *mut c_void }
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mremap,
+            old,
+            old_len,
+            new_len,
+            flags as c_long,
+            new_addr,
+        )
+    };
+    if r == -1 {
+        libc::MAP_FAILED
+    } else {
+        r as *mut c_void
+    }
 }
 
 /// Unmaps memory this library mapped itself.
@@ -54,7 +105,14 @@ pub fn munmap_own(addr: *mut u8, len: usize) {
 
 /// Anonymous private read-write memory, zero-filled.
 pub fn alloc_pages(len: usize) -> Option<*mut u8> {
-    mmap(0, len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
+    mmap(
+        0,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+        -1,
+        0,
+    )
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call on x86_64).
@@ -70,10 +128,15 @@ pub fn realtime_ns() -> u64 {
 
 #[inline]
 fn clock(id: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec into `ts`; it is async-signal-safe.
     unsafe { libc::clock_gettime(id, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The calling thread's kernel id.
@@ -105,7 +168,12 @@ pub fn current_brk() -> u64 {
 pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
     // SAFETY: open/read/close on a NUL-terminated path into a buffer we own.
     unsafe {
-        let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) as c_int;
+        let fd = libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        ) as c_int;
         if fd < 0 {
             return 0;
         }
@@ -125,7 +193,15 @@ pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
 /// readlink into `buf`; returns the length (0 on error).
 pub fn readlink(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
     // SAFETY: readlinkat writes at most buf.len() bytes into buf.
-    let r = unsafe { libc::syscall(libc::SYS_readlinkat, libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_readlinkat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
     if r < 0 { 0 } else { r as usize }
 }
 
@@ -145,5 +221,9 @@ unsafe extern "C" {
     pub fn _dl_find_object(addr: *mut c_void, result: *mut DlFindObject) -> c_int;
     /// Registers an exit handler not tied to a DSO (dso_handle NULL), so it
     /// runs in plain atexit order, not at this library's unload.
-    pub fn __cxa_atexit(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void, dso: *mut c_void) -> c_int;
+    pub fn __cxa_atexit(
+        f: unsafe extern "C" fn(*mut c_void),
+        arg: *mut c_void,
+        dso: *mut c_void,
+    ) -> c_int;
 }

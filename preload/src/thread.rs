@@ -19,9 +19,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use memtrace_format::MAX_FRAMES;
 
+use crate::sys;
 use crate::unwind::Ctx;
 use crate::writer::{self, Stream};
-use crate::sys;
 
 /// One nesting level's buffers.
 pub struct Level {
@@ -81,7 +81,9 @@ fn state() -> *mut ThreadState {
     if !s.is_null() {
         return s;
     }
-    let Some(p) = sys::alloc_pages(STATE_SIZE) else { return core::ptr::null_mut() };
+    let Some(p) = sys::alloc_pages(STATE_SIZE) else {
+        return core::ptr::null_mut();
+    };
     let s = p as *mut ThreadState;
     // SAFETY: `p` is a fresh zeroed mapping of STATE_SIZE bytes; every field of
     // ThreadState is valid when zeroed except the streams and contexts, which

@@ -12,9 +12,9 @@
 //! as a failed reservation (counted as lost events), never as SIGBUS.
 
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use memtrace_format::hdr::{off, ChunkHeader};
+use memtrace_format::hdr::{ChunkHeader, off};
 use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, HEADER_SIZE};
 
 use crate::sys;
@@ -129,7 +129,14 @@ pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
         unsafe { libc::syscall(libc::SYS_close, fd) };
         return false;
     }
-    let Some(h) = sys::mmap(0, HEADER_SIZE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0) else {
+    let Some(h) = sys::mmap(
+        0,
+        HEADER_SIZE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        fd,
+        0,
+    ) else {
         // SAFETY: closing the descriptor we just opened.
         unsafe { libc::syscall(libc::SYS_close, fd) };
         return false;
@@ -194,7 +201,15 @@ fn extend(fd: c_int, off: usize, len: usize) -> bool {
         // file and never shrinks it (no space is reserved, though).
         let zero = 0u8;
         // SAFETY: pwrite of one byte we own into our own chunk's last byte.
-        let w = unsafe { libc::syscall(libc::SYS_pwrite64, fd, &zero as *const u8, 1usize, (off + len - 1) as i64) };
+        let w = unsafe {
+            libc::syscall(
+                libc::SYS_pwrite64,
+                fd,
+                &zero as *const u8,
+                1usize,
+                (off + len - 1) as i64,
+            )
+        };
         return w == 1;
     }
     false
@@ -215,6 +230,12 @@ pub struct Stream {
     /// Events to skip before trying to reserve again after a failure.
     backoff: u32,
     next_size: usize,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream::new()
+    }
 }
 
 impl Stream {
@@ -252,7 +273,9 @@ impl Stream {
     fn reserve(&mut self, need: usize) -> bool {
         self.close();
         let fd = FD.load(Ordering::Acquire);
-        let Some(end) = header_field::<AtomicU64>(off::RESERVED_END) else { return false };
+        let Some(end) = header_field::<AtomicU64>(off::RESERVED_END) else {
+            return false;
+        };
         if fd == u32::MAX {
             return false;
         }
@@ -264,7 +287,14 @@ impl Stream {
         let at = end.fetch_add(size as u64, Ordering::AcqRel) as usize;
         let ok = extend(fd as c_int, at, size);
         let map = if ok {
-            sys::mmap(0, size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd as c_int, at as i64)
+            sys::mmap(
+                0,
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd as c_int,
+                at as i64,
+            )
         } else {
             None
         };
@@ -282,12 +312,22 @@ impl Stream {
             self.id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
             self.tid = sys::gettid();
         }
-        let h = ChunkHeader { size: size as u32, stream: self.id, tid: self.tid, seq: self.seq, base_time: self.last_time };
+        let h = ChunkHeader {
+            size: size as u32,
+            stream: self.id,
+            tid: self.tid,
+            seq: self.seq,
+            base_time: self.last_time,
+        };
         let mut bytes = [0u8; CHUNK_HEADER_SIZE];
         h.encode_without_magic(&mut bytes);
         // SAFETY: `chunk` is a fresh writable mapping of `size` >= CHUNK_HEADER_SIZE bytes.
         unsafe {
-            core::ptr::copy_nonoverlapping(bytes.as_ptr().add(4), chunk.add(4), CHUNK_HEADER_SIZE - 4);
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr().add(4),
+                chunk.add(4),
+                CHUNK_HEADER_SIZE - 4,
+            );
             (*(chunk as *const AtomicU32)).store(CHUNK_MAGIC, Ordering::Release);
         }
         self.chunk = chunk;
@@ -323,7 +363,9 @@ impl Stream {
         }
         let t = sys::now_ns();
         let mut buf = [0u8; 32];
-        let Some(n) = memtrace_format::encode::lost(&mut buf, t.wrapping_sub(self.last_time), self.lost) else {
+        let Some(n) =
+            memtrace_format::encode::lost(&mut buf, t.wrapping_sub(self.last_time), self.lost)
+        else {
             return false;
         };
         if self.put(&buf[..n]) {
@@ -340,11 +382,9 @@ impl Stream {
         if len < 3 {
             return false;
         }
-        if self.chunk.is_null() || self.pos + len > self.size {
-            if !self.reserve(len) {
-                self.backoff = 1024;
-                return false;
-            }
+        if (self.chunk.is_null() || self.pos + len > self.size) && !self.reserve(len) {
+            self.backoff = 1024;
+            return false;
         }
         // SAFETY: [pos, pos+len) lies inside our exclusively owned chunk
         // mapping; the tag byte is published last with a release store so a
