@@ -386,6 +386,10 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
 }
 
 fn before_exec(path: *const c_char) {
+    // A vfork child shares the parent's memory and log: it must not mark it.
+    if !writer::is_log_owner() {
+        return;
+    }
     let p: &[u8] = if path.is_null() {
         b""
     } else {
@@ -397,6 +401,9 @@ fn before_exec(path: *const c_char) {
 }
 
 fn exec_failed() {
+    if !writer::is_log_owner() {
+        return;
+    }
     writer::set_state(ExitHow::Running, 0);
 }
 

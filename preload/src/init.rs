@@ -181,7 +181,12 @@ unsafe extern "C" fn at_exit(_: *mut c_void) {
 /// Runs libc's clean-up of its own allocations and marks the end of the log.
 /// Called once, by the exit handler or by `_exit`.
 pub fn finish(how: ExitHow, status: c_int) {
-    if !thread::ENABLED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
+    // A vfork child (sharing our memory until it execs or _exits) must
+    // neither free libc's buffers nor mark the parent's log.
+    if !thread::ENABLED.load(Ordering::Acquire) || !writer::is_log_owner() {
+        return;
+    }
+    if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     record::marker(|b, t| encode::freeres(b, t, 1));

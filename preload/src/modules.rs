@@ -169,6 +169,7 @@ unsafe extern "C" fn visit(
     for e in ctx.table.entries[..ctx.table.len].iter_mut() {
         if e.start == start && e.bias == bias {
             e.seen = generation;
+            known_slot(start).store(start, Ordering::Relaxed);
             return 0;
         }
     }

@@ -71,6 +71,15 @@ pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
     }
 }
 
+/// Whether the calling process is the one the log belongs to (false in a
+/// `vfork` child, which shares our memory until it execs).
+pub fn is_log_owner() -> bool {
+    match header_field::<AtomicU32>(off::PID) {
+        Some(pid) => pid.load(Ordering::Relaxed) == sys::getpid(),
+        None => false,
+    }
+}
+
 /// Whether a log is open.
 pub fn active() -> bool {
     !HEADER.load(Ordering::Acquire).is_null()
