@@ -5,9 +5,13 @@
 //!
 //! The table is guarded by a try-lock: a thread that cannot take it (another
 //! thread is scanning, or a signal interrupted our own scan) leaves the work
-//! for later instead of waiting. `dlopen` itself is not hooked: interposing it
-//! would make libmemtrace.so the caller whose RPATH and namespace the dynamic
-//! linker uses.
+//! for later instead of waiting.
+//!
+//! `dlopen` is hooked by a two-instruction assembly stub that sets [`DIRTY`]
+//! and *jumps* to the real `dlopen`: the dynamic linker takes the caller's
+//! RPATH, `$ORIGIN` and namespace from the return address, which a jump leaves
+//! untouched (a Rust wrapper would make libmemtrace.so the caller). The next
+//! recorded event then finds the new objects.
 
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,7 +52,49 @@ static TABLE: Locked = Locked(core::cell::UnsafeCell::new(Table {
 }));
 static LOCK: AtomicBool = AtomicBool::new(false);
 /// Set when an object may have been loaded or unloaded since the last scan.
-static DIRTY: AtomicBool = AtomicBool::new(true);
+/// (Also stored to, as a byte, by the `dlopen` stub.)
+pub static DIRTY: AtomicBool = AtomicBool::new(true);
+
+/// The real `dlopen`, for the stub (0 until resolved).
+pub static MEMTRACE_REAL_DLOPEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The exported `dlopen`: marks the module table dirty and tail-jumps to the
+/// real dlopen so that the caller's return address is what the dynamic linker
+/// sees. Before resolution (a dlopen from an earlier constructor) it falls
+/// back to a plain call through `dlopen_slow`.
+///
+/// # Safety
+/// As `dlopen(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+#[unsafe(naked)]
+pub unsafe extern "C" fn dlopen(_file: *const core::ffi::c_char, _mode: c_int) -> *mut c_void {
+    core::arch::naked_asm!(
+        "mov byte ptr [rip + {dirty}], 1",
+        "mov rax, qword ptr [rip + {real}]",
+        "test rax, rax",
+        "je 2f",
+        "jmp rax",
+        "2:",
+        "jmp {slow}",
+        dirty = sym DIRTY,
+        real = sym MEMTRACE_REAL_DLOPEN,
+        slow = sym dlopen_slow,
+    )
+}
+
+/// `dlopen` before the real one was resolved: resolve, then call it.
+///
+/// # Safety
+/// As `dlopen(3)`.
+unsafe extern "C" fn dlopen_slow(file: *const core::ffi::c_char, mode: c_int) -> *mut c_void {
+    crate::real::resolve();
+    let f = MEMTRACE_REAL_DLOPEN.load(Ordering::Acquire);
+    if f == 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: f is the next `dlopen`, with this signature.
+    unsafe { core::mem::transmute::<usize, unsafe extern "C" fn(*const core::ffi::c_char, c_int) -> *mut c_void>(f)(file, mode) }
+}
 /// Start addresses of objects known to the table, as a quick filter (a small
 /// direct-mapped set; a miss only costs a rescan check).
 static KNOWN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];

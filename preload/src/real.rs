@@ -138,6 +138,7 @@ pub fn resolve() {
     set(&BRK, c"brk", 0);
     set(&SBRK, c"sbrk", 0);
     set(&DLCLOSE, c"dlclose", 0);
+    crate::modules::MEMTRACE_REAL_DLOPEN.store(lookup(c"dlopen"), Ordering::Release);
     set(&EXIT_, c"_exit", 0);
     set(&EXIT_UPPER, c"_Exit", 0);
     set(&FORK, c"fork", 0);
