@@ -107,13 +107,15 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
         // SAFETY: as realloc.
         return unsafe { realloc(old, total) };
     }
-    let Some(f) = next!(real::REALLOCARRAY, real::ReallocarrayFn) else {
-        // SAFETY: reallocarray is realloc with an overflow check, done above.
-        return unsafe { realloc(old, total) };
+    // reallocarray is realloc behind an overflow check (done above). glibc's
+    // own reallocarray calls `realloc` through the PLT, i.e. our hook, which
+    // would record the call twice: forward to the next realloc instead.
+    let Some(f) = next!(real::REALLOC, real::ReallocFn) else {
+        return core::ptr::null_mut();
     };
     let t0 = sys::now_ns();
-    // SAFETY: forwarding the caller's arguments.
-    let p = unsafe { f(old, n, size) };
+    // SAFETY: forwarding the caller's block and the checked total size.
+    let p = unsafe { f(old, total) };
     record::realloc(Func::Reallocarray, t0, old as usize, p as usize, total);
     p
 }

@@ -13,7 +13,7 @@
 //!   records, then marks the log as ended by exit.
 //! - A fork child drops the parent's chunks and opens its own log.
 
-use core::ffi::{c_int, c_void};
+use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memtrace_format::{ExitHow, encode};
@@ -35,15 +35,23 @@ static FINISHED: AtomicBool = AtomicBool::new(false);
 #[cfg(not(test))]
 #[used]
 #[unsafe(link_section = ".init_array")]
-static CONSTRUCTOR: unsafe extern "C" fn() = constructor;
+static CONSTRUCTOR: unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) =
+    constructor;
 
-unsafe extern "C" fn constructor() {
+/// Runs first of all constructors (the library is linked `-z initfirst`), so
+/// it reads the environment from its arguments rather than from libc, whose
+/// own constructor may not have run yet.
+unsafe extern "C" fn constructor(
+    _argc: c_int,
+    _argv: *const *const c_char,
+    envp: *const *const c_char,
+) {
     // SAFETY: getauxval only reads the auxiliary vector.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         return;
     }
     real::resolve();
-    save_pattern();
+    save_pattern(envp);
     if !open_log(0) {
         return;
     }
@@ -60,30 +68,38 @@ unsafe extern "C" fn constructor() {
             libc::dlsym(libc::RTLD_DEFAULT, c"__libc_freeres".as_ptr()) as usize,
             Ordering::Relaxed,
         );
-        CXX_FREERES.store(
-            libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) as usize,
-            Ordering::Relaxed,
-        );
     }
     thread::ENABLED.store(true, Ordering::Release);
     // Record the loaded objects now, stamped with the start time.
     record::modules_changed();
 }
 
-/// Copies MEMTRACE_OUTPUT (or the default pattern) into PATTERN.
-fn save_pattern() {
-    // SAFETY: getenv returns a pointer into the environment or NULL; it does not allocate.
-    let env = unsafe { libc::getenv(c"MEMTRACE_OUTPUT".as_ptr()) };
-    let pat: &[u8] = if env.is_null() {
-        b"memtrace.%e.%p.mtr"
-    } else {
-        // SAFETY: a NUL-terminated environment string.
-        let s = unsafe { core::ffi::CStr::from_ptr(env) }.to_bytes();
-        if s.is_empty() {
-            b"memtrace.%e.%p.mtr"
-        } else {
-            s
+/// Finds `NAME=` in the NULL-terminated environment array `envp`.
+fn env_var(envp: *const *const c_char, name: &[u8]) -> Option<&'static [u8]> {
+    if envp.is_null() {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: envp is the NULL-terminated array the loader passed to constructors.
+        let e = unsafe { *envp.add(i) };
+        if e.is_null() {
+            return None;
         }
+        // SAFETY: each entry is a NUL-terminated string that lives as long as the process.
+        let s = unsafe { core::ffi::CStr::from_ptr(e) }.to_bytes();
+        if s.len() > name.len() && s.starts_with(name) && s[name.len()] == b'=' {
+            return Some(&s[name.len() + 1..]);
+        }
+        i += 1;
+    }
+}
+
+/// Copies MEMTRACE_OUTPUT (or the default pattern) into PATTERN.
+fn save_pattern(envp: *const *const c_char) {
+    let pat: &[u8] = match env_var(envp, b"MEMTRACE_OUTPUT") {
+        Some(s) if !s.is_empty() => s,
+        _ => b"memtrace.%e.%p.mtr",
     };
     // SAFETY: see PathBuf.
     let (buf, len) = unsafe { &mut *PATTERN.0.get() };
@@ -190,6 +206,7 @@ pub fn finish(how: ExitHow, status: c_int) {
         return;
     }
     record::marker(|b, t| encode::freeres(b, t, 1));
+    find_cxx_freeres();
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
     if cxx != 0 {
         // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
@@ -203,4 +220,34 @@ pub fn finish(how: ExitHow, status: c_int) {
     record::marker(|b, t| encode::freeres(b, t, 2));
     record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
     writer::set_state(how, status);
+}
+
+/// Looks up libstdc++'s `__gnu_cxx::__freeres` if libstdc++ is loaded. A
+/// failing `dlsym` would allocate an error message, so its presence is checked
+/// first by walking the loaded objects (which does not allocate).
+fn find_cxx_freeres() {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info; data is the flag below.
+        let (info, found) = unsafe { (&*info, &mut *(data as *mut bool)) };
+        if !info.dlpi_name.is_null() {
+            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+            let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+            if name.windows(11).any(|w| w == b"libstdc++.s") {
+                *found = true;
+            }
+        }
+        0
+    }
+    let mut found = false;
+    // SAFETY: the callback only reads `info` and writes `found`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), &mut found as *mut bool as *mut c_void) };
+    if found {
+        // SAFETY: a successful dlsym of a present symbol does not allocate.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) };
+        CXX_FREERES.store(f as usize, Ordering::Relaxed);
+    }
 }

@@ -56,7 +56,8 @@ static LOCK: AtomicBool = AtomicBool::new(false);
 pub static DIRTY: AtomicBool = AtomicBool::new(true);
 
 /// The real `dlopen`, for the stub (0 until resolved).
-pub static MEMTRACE_REAL_DLOPEN: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+pub static MEMTRACE_REAL_DLOPEN: core::sync::atomic::AtomicUsize =
+    core::sync::atomic::AtomicUsize::new(0);
 
 /// The exported `dlopen`: marks the module table dirty and tail-jumps to the
 /// real dlopen so that the caller's return address is what the dynamic linker
@@ -93,7 +94,12 @@ unsafe extern "C" fn dlopen_slow(file: *const core::ffi::c_char, mode: c_int) ->
         return core::ptr::null_mut();
     }
     // SAFETY: f is the next `dlopen`, with this signature.
-    unsafe { core::mem::transmute::<usize, unsafe extern "C" fn(*const core::ffi::c_char, c_int) -> *mut c_void>(f)(file, mode) }
+    unsafe {
+        core::mem::transmute::<
+            usize,
+            unsafe extern "C" fn(*const core::ffi::c_char, c_int) -> *mut c_void,
+        >(f)(file, mode)
+    }
 }
 /// Start addresses of objects known to the table, as a quick filter (a small
 /// direct-mapped set; a miss only costs a rescan check).

@@ -14,7 +14,6 @@ use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 pub type MallocFn = unsafe extern "C" fn(usize) -> *mut c_void;
 pub type CallocFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
 pub type ReallocFn = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
-pub type ReallocarrayFn = unsafe extern "C" fn(*mut c_void, usize, usize) -> *mut c_void;
 pub type FreeFn = unsafe extern "C" fn(*mut c_void);
 pub type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, usize, usize) -> c_int;
 pub type AlignFn = unsafe extern "C" fn(usize, usize) -> *mut c_void;
@@ -63,7 +62,6 @@ impl Slot {
 pub static MALLOC: Slot = Slot::new();
 pub static CALLOC: Slot = Slot::new();
 pub static REALLOC: Slot = Slot::new();
-pub static REALLOCARRAY: Slot = Slot::new();
 pub static FREE: Slot = Slot::new();
 pub static POSIX_MEMALIGN: Slot = Slot::new();
 pub static ALIGNED_ALLOC: Slot = Slot::new();
@@ -131,7 +129,6 @@ pub fn resolve() {
     );
     set(&VALLOC, c"valloc", __libc_valloc as *const () as usize);
     set(&PVALLOC, c"pvalloc", __libc_pvalloc as *const () as usize);
-    set(&REALLOCARRAY, c"reallocarray", 0);
     set(&POSIX_MEMALIGN, c"posix_memalign", 0);
     set(&ALIGNED_ALLOC, c"aligned_alloc", 0);
     set(&USABLE_SIZE, c"malloc_usable_size", 0);

@@ -70,7 +70,7 @@ unsafe extern "C" fn thread_exit(p: *mut c_void) {
     // refers to it once the TLS slot is cleared.
     unsafe {
         for l in (*s).levels.iter_mut() {
-            l.stream.close();
+            l.stream.close_and_trim();
         }
     }
     sys::munmap_own(s as *mut u8, STATE_SIZE);

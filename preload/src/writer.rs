@@ -27,7 +27,7 @@ static HEADER: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT_STREAM: AtomicU32 = AtomicU32::new(1);
 /// Events lost while no log is available at all are not countable; with a
 /// log they go to the header's EVENTS_LOST.
-const FIRST_CHUNK: usize = 16 * 1024;
+const FIRST_CHUNK: usize = 4 * 1024;
 const MAX_CHUNK: usize = 1024 * 1024;
 
 fn header_field<T>(o: usize) -> Option<&'static T> {
@@ -227,6 +227,8 @@ fn extend(fd: c_int, off: usize, len: usize) -> bool {
 /// One stream's current chunk and encoding state.
 pub struct Stream {
     chunk: *mut u8,
+    /// File offset of the current chunk.
+    file_off: usize,
     size: usize,
     pos: usize,
     seq: u32,
@@ -252,6 +254,7 @@ impl Stream {
     pub const fn new() -> Stream {
         Stream {
             chunk: core::ptr::null_mut(),
+            file_off: 0,
             size: 0,
             pos: 0,
             seq: 0,
@@ -270,6 +273,32 @@ impl Stream {
             sys::munmap_own(self.chunk, self.size);
             self.chunk = core::ptr::null_mut();
         }
+    }
+
+    /// Releases the current chunk at thread exit and gives the disk blocks of
+    /// its unused tail back (the file keeps its size; the tail reads as zeros,
+    /// which is the end-of-data marker).
+    pub fn close_and_trim(&mut self) {
+        if self.chunk.is_null() {
+            return;
+        }
+        let used = self.pos.next_multiple_of(CHUNK_ALIGN);
+        let fd = FD.load(Ordering::Acquire);
+        if used < self.size && fd != u32::MAX {
+            let at = self.file_off + used;
+            // SAFETY: punching a hole in the unused tail of our own chunk; no
+            // other stream owns these bytes.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_fallocate,
+                    fd as c_int,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    at as i64,
+                    (self.size - used) as i64,
+                )
+            };
+        }
+        self.close();
     }
 
     /// Drops the chunk pointer without unmapping (used in a fork child, whose
@@ -340,6 +369,7 @@ impl Stream {
             (*(chunk as *const AtomicU32)).store(CHUNK_MAGIC, Ordering::Release);
         }
         self.chunk = chunk;
+        self.file_off = at;
         self.size = size;
         self.pos = CHUNK_HEADER_SIZE;
         self.seq += 1;

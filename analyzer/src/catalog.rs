@@ -1,0 +1,96 @@
+//! The first pass over a log: everything that is not replayed.
+//!
+//! STACK and MODULE records may appear after their first use, even in
+//! another stream, so they are all collected before the replay. The pass
+//! decodes every record (frames included), so a corrupt log is refused here,
+//! before any output. It also gathers the process events (EXIT, EXEC, FORK),
+//! lost-event counts and damage counts.
+
+use std::collections::HashMap;
+
+use memtrace_format::Record;
+
+use crate::error::{Error, Result};
+use crate::log::{Index, Log};
+use crate::symbolize::{Module, Modules};
+
+/// What the first pass found.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// Frames of each stack id, innermost first.
+    pub stacks: HashMap<u32, Vec<u64>>,
+    /// Loaded ELF objects with their lifetimes.
+    pub modules: Modules,
+    /// Records whose writer died before storing the tag.
+    pub torn_records: u64,
+    /// Records with a tag this version does not know (skipped).
+    pub unknown_records: u64,
+    /// Sum of the LOST records.
+    pub lost_in_records: u64,
+    /// The last EXIT record: how (`ExitHow` value) and status.
+    pub exit: Option<(u8, i64)>,
+    /// The path of an EXEC record.
+    pub exec: Option<String>,
+    /// Pids of fork children.
+    pub forks: Vec<u64>,
+    /// Time of the last timed record.
+    pub last_time: Option<u64>,
+    /// Records decoded.
+    pub records: u64,
+}
+
+/// Runs the first pass.
+pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
+    let mut c = Catalog::default();
+    for ev in log.merge(index) {
+        let ev = ev?;
+        if ev.realloc_end {
+            continue;
+        }
+        c.records += 1;
+        if ev.record.time().is_some() {
+            c.last_time = Some(c.last_time.map_or(ev.time, |t| t.max(ev.time)));
+        }
+        match ev.record {
+            Record::Stack { id, frames } => {
+                let mut v = Vec::with_capacity(frames.len());
+                for f in frames {
+                    v.push(f.map_err(|err| Error::Record {
+                        path: log.path().to_owned(),
+                        stream: index.streams[ev.stream].id,
+                        offset: ev.chunk_offset,
+                        err,
+                    })?);
+                }
+                c.stacks.entry(id).or_insert(v);
+            }
+            Record::Module {
+                time,
+                bias,
+                start,
+                end,
+                build_id,
+                path,
+            } => c.modules.add(Module {
+                path: String::from_utf8_lossy(path).into_owned(),
+                build_id: build_id.to_vec(),
+                bias,
+                start,
+                end,
+                loaded: time,
+                unloaded: None,
+            }),
+            Record::Unmodule { time, bias, start } => c.modules.remove(bias, start, time),
+            Record::Lost { count, .. } => {
+                c.lost_in_records = c.lost_in_records.saturating_add(count)
+            }
+            Record::Exit { how, status, .. } => c.exit = Some((how, status)),
+            Record::Exec { path, .. } => c.exec = Some(String::from_utf8_lossy(path).into_owned()),
+            Record::Fork { child_pid, .. } => c.forks.push(child_pid),
+            Record::Torn => c.torn_records += 1,
+            Record::Unknown { .. } => c.unknown_records += 1,
+            _ => {}
+        }
+    }
+    Ok(c)
+}

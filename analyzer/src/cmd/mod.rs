@@ -1,0 +1,4 @@
+//! One module per subcommand; each returns the process exit status.
+
+pub mod report;
+pub mod run;

@@ -1,0 +1,389 @@
+//! `memtrace run [-o PATTERN] -- CMD [ARGS...]`: runs CMD with
+//! `libmemtrace.so` preloaded, then finds the logs the run wrote and stamps
+//! the command's wait status into the top process's log.
+//!
+//! ## Steps
+//! 1. The preload library is `$MEMTRACE_PRELOAD`, else `libmemtrace.so`
+//!    next to this executable. It is prepended to `LD_PRELOAD` (existing
+//!    entries kept); `MEMTRACE_OUTPUT` gets the pattern made absolute, so a
+//!    child that changes directory still writes where the user asked.
+//! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
+//!    (`kill`) are forwarded to the command. Signals from the terminal are
+//!    not: the command is in the same process group and already got them.
+//! 3. After the command ends, the logs of the run are the files in the
+//!    pattern's directory whose names match the pattern (`%p` digits, `%e`
+//!    any name, an optional `.N` suffix added by the preload when a name is
+//!    taken), whose header says they started after the command was spawned,
+//!    and whose process is the command or (transitively) a child of it.
+//!    The top log is the command's own (its pid, not a fork child), the
+//!    earliest if exec made several; the raw wait status goes into every
+//!    log of the command's pid that is not a fork child's (each exec'd
+//!    image of the command), via `pwrite`: status first, then the flag.
+//! 4. memtrace exits with the command's exit status, or 128 + the signal
+//!    that killed it.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use memtrace_format::hdr::off;
+use memtrace_format::{HEADER_SIZE, Header};
+
+use crate::args::RunArgs;
+
+/// Pid of the running command, for the signal handler (0: none yet).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Signals forwarded to the command.
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Forwards a signal sent by a process (`si_code <= 0`: kill, sigqueue,
+/// tgkill) to the command; terminal-generated ones (`si_code > 0`) reached
+/// the command directly.
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let pid = CHILD.load(Ordering::Relaxed);
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t pointer.
+    let code = unsafe { (*info).si_code };
+    if pid > 0 && code <= 0 {
+        // SAFETY: kill(2) is async-signal-safe; a stale pid only fails with ESRCH.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn install_forwarding() {
+    for sig in FORWARDED {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = forward as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SAFETY: `sa` is fully initialized and `forward` only calls
+        // async-signal-safe functions; the old action is not needed.
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Finds the preload library.
+fn preload_library() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMTRACE_PRELOAD") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "MEMTRACE_PRELOAD names {}, which does not exist",
+                p.display()
+            );
+        }
+        return std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()));
+    }
+    let exe = std::env::current_exe().context("cannot find the memtrace executable's path")?;
+    let lib = exe.with_file_name("libmemtrace.so");
+    if !lib.is_file() {
+        bail!(
+            "cannot find the preload library {} (build it, or set MEMTRACE_PRELOAD to its path)",
+            lib.display()
+        );
+    }
+    Ok(lib)
+}
+
+/// One piece of a log name pattern.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tok {
+    Lit(String),
+    Pid,
+    Exe,
+}
+
+/// A parsed `-o` pattern: a literal directory and a file-name pattern.
+#[derive(Clone, Debug)]
+struct Pattern {
+    /// The directory as the user wrote it ("" for the current one), for messages.
+    dir_shown: PathBuf,
+    /// The directory, absolute.
+    dir: PathBuf,
+    file: Vec<Tok>,
+}
+
+impl Pattern {
+    fn parse(pattern: &str, cwd: &Path) -> anyhow::Result<Pattern> {
+        let p = Path::new(pattern);
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("the log pattern {pattern:?} does not end in a file name"))?;
+        let dir_shown = p.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = cwd.join(&dir_shown);
+        let mut file = Vec::new();
+        let mut lit = String::new();
+        let mut chars = name.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                lit.push(c);
+                continue;
+            }
+            let tok = match chars.next() {
+                Some('p') => Tok::Pid,
+                Some('e') => Tok::Exe,
+                Some('%') => {
+                    lit.push('%');
+                    continue;
+                }
+                Some(other) => {
+                    lit.push('%');
+                    lit.push(other);
+                    continue;
+                }
+                None => {
+                    lit.push('%');
+                    continue;
+                }
+            };
+            if !lit.is_empty() {
+                file.push(Tok::Lit(std::mem::take(&mut lit)));
+            }
+            file.push(tok);
+        }
+        if !lit.is_empty() {
+            file.push(Tok::Lit(lit));
+        }
+        Ok(Pattern {
+            dir_shown,
+            dir,
+            file,
+        })
+    }
+
+    /// Does `name` fit the pattern (plus an optional `.N` suffix)?
+    fn matches(&self, name: &str) -> bool {
+        fn m(toks: &[Tok], s: &str) -> bool {
+            match toks.split_first() {
+                None => {
+                    s.is_empty()
+                        || s.strip_prefix('.')
+                            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                }
+                Some((Tok::Lit(l), rest)) => s.strip_prefix(l.as_str()).is_some_and(|s| m(rest, s)),
+                Some((Tok::Pid, rest)) => {
+                    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+                    (1..=digits).any(|k| m(rest, &s[k..]))
+                }
+                Some((Tok::Exe, rest)) => (1..=s.len())
+                    .filter(|&k| s.is_char_boundary(k))
+                    .any(|k| m(rest, &s[k..])),
+            }
+        }
+        m(&self.file, name)
+    }
+
+    /// How to show a log file of this pattern to the user.
+    fn shown(&self, name: &str) -> PathBuf {
+        self.dir_shown.join(name)
+    }
+}
+
+/// A log written by this run.
+#[derive(Debug)]
+struct Found {
+    path: PathBuf,
+    shown: PathBuf,
+    pid: u32,
+    ppid: u32,
+    forked_from: u32,
+    start: u64,
+}
+
+fn read_header(path: &Path) -> Option<(u32, u32, u32, u64)> {
+    let f = File::open(path).ok()?;
+    let mut page = vec![0u8; HEADER_SIZE];
+    f.read_exact_at(&mut page, 0).ok()?;
+    let h = Header::parse(&page).ok()?;
+    Some((h.pid, h.ppid, h.forked_from, h.start_realtime_ns))
+}
+
+/// The logs of this run, top process's first (see the module docs).
+fn find_logs(pat: &Pattern, child: u32, spawned: SystemTime) -> Vec<Found> {
+    let since = spawned
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let Ok(dir) = std::fs::read_dir(&pat.dir) else {
+        return Vec::new();
+    };
+    let mut all = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !pat.matches(name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let Some((pid, ppid, forked_from, start)) = read_header(&path) else {
+            continue;
+        };
+        let recent = if start != 0 {
+            start >= since
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= spawned)
+        };
+        if recent {
+            all.push(Found {
+                path,
+                shown: pat.shown(name),
+                pid,
+                ppid,
+                forked_from,
+                start,
+            });
+        }
+    }
+    // Keep the command's process tree: its own logs, then children of kept pids.
+    let mut pids: HashSet<u32> = HashSet::from([child]);
+    loop {
+        let before = pids.len();
+        for f in &all {
+            if pids.contains(&f.ppid) || (f.forked_from != 0 && pids.contains(&f.forked_from)) {
+                pids.insert(f.pid);
+            }
+        }
+        if pids.len() == before {
+            break;
+        }
+    }
+    let mut kept: Vec<Found> = all.into_iter().filter(|f| pids.contains(&f.pid)).collect();
+    let own = |f: &Found| f.pid == child && f.forked_from == 0;
+    kept.sort_by_key(|f| (!own(f), f.start, f.path.clone()));
+    kept
+}
+
+/// Stores the raw wait status: status first, then the flag that validates it.
+fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
+    let f = OpenOptions::new().read(true).write(true).open(path)?;
+    f.write_all_at(&status.to_le_bytes(), off::RUN_WAIT_STATUS as u64)?;
+    let mut flags = [0u8; 4];
+    f.read_exact_at(&mut flags, off::RUN_FLAGS as u64)?;
+    let flags = u32::from_le_bytes(flags) | 1;
+    f.write_all_at(&flags.to_le_bytes(), off::RUN_FLAGS as u64)?;
+    Ok(())
+}
+
+/// Runs the subcommand; returns the command's exit status.
+pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
+    let lib = preload_library()?;
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let pat = Pattern::parse(&a.output, &cwd)?;
+    let output = cwd.join(&a.output);
+
+    let mut preload = OsString::from(lib.as_os_str());
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    // The preload creates the log but not its directory.
+    std::fs::create_dir_all(&pat.dir)
+        .with_context(|| format!("cannot create the log directory {}", pat.dir.display()))?;
+    let (prog, args) = a.command.split_first().context("no command given")?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env("LD_PRELOAD", &preload)
+        .env("MEMTRACE_OUTPUT", &output);
+
+    install_forwarding();
+    let spawned = SystemTime::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
+    let pid = child.id();
+    CHILD.store(pid as i32, Ordering::Relaxed);
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
+    CHILD.store(0, Ordering::Relaxed);
+
+    let logs = find_logs(&pat, pid, spawned);
+    let raw = status.into_raw();
+    let mut top = true;
+    for f in &logs {
+        if f.pid == pid
+            && f.forked_from == 0
+            && let Err(e) = stamp_wait_status(&f.path, raw)
+        {
+            eprintln!(
+                "memtrace: warning: cannot record the exit status in {}: {e}",
+                f.shown.display()
+            );
+        }
+        if top {
+            eprintln!("memtrace: log written to {}", f.shown.display());
+            top = false;
+        } else {
+            let after_exec = if f.pid == pid { " after exec" } else { "" };
+            eprintln!(
+                "memtrace: log of pid {}{after_exec} written to {}",
+                f.pid,
+                f.shown.display()
+            );
+        }
+    }
+    if logs.is_empty() {
+        eprintln!(
+            "memtrace: warning: no log matching {} was written (a static or setuid program is not traced)",
+            output.display()
+        );
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
+        (None, None) => 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(p: &str) -> Pattern {
+        Pattern::parse(p, Path::new("/work")).unwrap()
+    }
+
+    /// Pattern matching: %p digits, %e anything, optional numeric suffix.
+    #[test]
+    fn pattern_matching() {
+        let p = pat("memtrace.%e.%p.mtr");
+        assert!(p.matches("memtrace.ls.123.mtr"));
+        assert!(p.matches("memtrace.my.prog.123.mtr"));
+        assert!(p.matches("memtrace.ls.123.mtr.2"));
+        assert!(!p.matches("memtrace.ls.x12.mtr"));
+        assert!(!p.matches("memtrace..123.mtr"));
+        assert!(!p.matches("memtrace.ls.123.mtr.tmp"));
+        assert!(!p.matches("other.ls.123.mtr"));
+        let q = pat("out/%p-100%%.log");
+        assert_eq!(q.dir, Path::new("/work/out"));
+        assert!(q.matches("77-100%.log"));
+        assert_eq!(q.shown("77-100%.log"), Path::new("out/77-100%.log"));
+    }
+
+    /// The wait status is stamped into the header where the format crate reads it.
+    #[test]
+    fn stamps_wait_status() {
+        let mut page = [0u8; HEADER_SIZE];
+        memtrace_format::hdr::write_header(&mut page, 4096, 5, 1, 0, 0, 0, 0, b"x", b"x");
+        let p = std::env::temp_dir().join(format!("memtrace-stamp-{}.mtr", std::process::id()));
+        std::fs::write(&p, page).unwrap();
+        stamp_wait_status(&p, 9).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(Header::parse(&bytes).unwrap().run_wait_status, Some(9));
+        std::fs::remove_file(&p).unwrap();
+    }
+}

@@ -1,0 +1,485 @@
+//! Opening a log and reading its records in time order.
+//!
+//! [`Log::open`] maps the file read-only; [`Log::index`] walks the chunk
+//! headers once (records are not decoded) and groups the chunks by stream;
+//! [`Merge`] then decodes the streams lazily from the mapping and merges them
+//! by event time with a heap over one cursor per stream. Memory therefore
+//! grows with the number of chunks and streams, never with the number of
+//! events; the analysis on top grows with live blocks and distinct stacks.
+//!
+//! ## Invariants
+//! - Records of one stream come out in file order (chunks sorted by `seq`,
+//!   which is file order in a well-formed log), whatever their times; records
+//!   of different streams come out by time, ties broken by stream order.
+//! - A REALLOC comes out twice: at `time` with [`Event::realloc_end`] false
+//!   (the moment the old block is released) and at `time_after` with it true
+//!   (the moment the new block exists), so another thread reusing either
+//!   address in between is replayed in the right order.
+//! - Records without a time (STACK, torn, unknown tags) take the time of the
+//!   stream's previous record.
+//!
+//! ## Damage policy
+//! - Not a log, another format version, a corrupt header, a file that ends
+//!   inside the 4096-byte header, an empty file: [`Error`] (exit status 2).
+//! - The file ends before the header's `reserved_end` (copied while the
+//!   target ran, or cut short by a full disk): *truncated*. Everything that
+//!   can be decoded is reported, the report says so, and a record cut by the
+//!   end of the file ends its stream quietly.
+//! - A corrupt chunk header, or a corrupt record in a chunk that is wholly
+//!   inside the file: [`Error`]. The writer never produces these, even when
+//!   the target dies mid-write (it stores the tag byte last, which the
+//!   decoder reports as a torn record), so they mean the file is damaged and
+//!   a report from it could not be trusted.
+//! - Torn records and chunk slots that were reserved but never written are
+//!   counted and skipped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use memtrace_format::decode::ChunkIter;
+use memtrace_format::{CHUNK_HEADER_SIZE, DecodeError, Header, Record, RecordIter};
+
+use crate::error::{Error, Result};
+
+/// An opened, mapped log file.
+pub struct Log {
+    path: PathBuf,
+    map: Mmap,
+}
+
+impl Log {
+    /// Opens and maps `path`; checks only that it is a non-empty regular file.
+    pub fn open(path: &Path) -> Result<Log> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(Error::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        if meta.len() == 0 {
+            return Err(Error::Empty {
+                path: path.to_owned(),
+            });
+        }
+        // SAFETY: the mapping is read-only and private to this process. The
+        // file may still be written by a live target; the decoder checks
+        // every length against the bytes present and treats the contents as
+        // hostile, so a concurrently changing byte yields a decode error or
+        // a torn record, never an out-of-bounds access.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        Ok(Log {
+            path: path.to_owned(),
+            map,
+        })
+    }
+
+    /// Wraps bytes already in memory (used by tests).
+    #[cfg(test)]
+    pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Log {
+        let mut m = memmap2::MmapMut::map_anon(bytes.len().max(1)).expect("anonymous map");
+        m[..bytes.len()].copy_from_slice(bytes);
+        let map = m.make_read_only().expect("read-only");
+        Log {
+            path: path.to_owned(),
+            map,
+        }
+    }
+
+    /// The path the log was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Parses the file header.
+    pub fn header(&self) -> Result<Header<'_>> {
+        Header::parse(self.bytes()).map_err(|err| Error::Header {
+            path: self.path.clone(),
+            err,
+        })
+    }
+
+    /// Walks the chunk headers and groups the chunks by stream.
+    pub fn index(&self, header: &Header<'_>) -> Result<Index> {
+        let mut it = ChunkIter::new(self.bytes(), header.reserved_end);
+        let mut streams: Vec<StreamChunks> = Vec::new();
+        let mut by_id = std::collections::HashMap::new();
+        let file_len = self.bytes().len() as u64;
+        // Where the next chunk header is expected, to name a bad one's offset:
+        // ChunkIter skips one CHUNK_ALIGN per empty slot.
+        let mut next_offset = memtrace_format::HEADER_SIZE as u64;
+        let mut empty_before = 0;
+        while let Some(chunk) = it.next() {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(err) => {
+                    let offset = next_offset
+                        + (it.empty_slots - empty_before) * memtrace_format::CHUNK_ALIGN as u64;
+                    return Err(Error::Chunk {
+                        path: self.path.clone(),
+                        offset,
+                        err,
+                    });
+                }
+            };
+            next_offset = chunk.offset + chunk.header.size as u64;
+            empty_before = it.empty_slots;
+            let h = chunk.header;
+            let start = chunk.offset as usize + CHUNK_HEADER_SIZE;
+            let r = ChunkRef {
+                offset: chunk.offset,
+                body: (start, start + chunk.body.len()),
+                base_time: h.base_time,
+                seq: h.seq,
+                cut: chunk.offset + h.size as u64 > file_len,
+            };
+            let idx = *by_id.entry(h.stream).or_insert_with(|| {
+                streams.push(StreamChunks {
+                    id: h.stream,
+                    tid: h.tid,
+                    chunks: Vec::new(),
+                });
+                streams.len() - 1
+            });
+            streams[idx].chunks.push(r);
+        }
+        for s in &mut streams {
+            // Stable: file order where seq ties (it never does in a good log).
+            s.chunks.sort_by_key(|c| c.seq);
+        }
+        Ok(Index {
+            streams,
+            empty_slots: it.empty_slots,
+            truncated: it.truncated,
+        })
+    }
+
+    /// Merges all streams of `index` by time.
+    pub fn merge<'a>(&'a self, index: &'a Index) -> Merge<'a> {
+        Merge::new(self, index)
+    }
+}
+
+/// Where one chunk's records are.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkRef {
+    /// File offset of the chunk header.
+    pub offset: u64,
+    /// File range of the records area, clamped to the file.
+    pub body: (usize, usize),
+    /// Time base of the chunk's first record.
+    pub base_time: u64,
+    /// Index of the chunk within its stream.
+    pub seq: u32,
+    /// The chunk extends past the end of the file (truncated log).
+    pub cut: bool,
+}
+
+/// The chunks of one stream, in stream order.
+#[derive(Clone, Debug)]
+pub struct StreamChunks {
+    /// The stream id from the chunk headers.
+    pub id: u32,
+    /// The thread that wrote the stream's first chunk.
+    pub tid: u32,
+    /// Chunks sorted by `seq`.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// All chunks of a log, by stream.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// Streams in order of their first chunk in the file.
+    pub streams: Vec<StreamChunks>,
+    /// Chunk slots reserved but never written.
+    pub empty_slots: u64,
+    /// The file ends before the header's `reserved_end`.
+    pub truncated: bool,
+}
+
+/// One record in merged order.
+#[derive(Clone)]
+pub struct Event<'a> {
+    /// When it happened (for a REALLOC: `time` or `time_after`, see `realloc_end`).
+    pub time: u64,
+    /// Index of the stream in [`Index::streams`].
+    pub stream: usize,
+    /// File offset of the chunk the record is in.
+    pub chunk_offset: u64,
+    /// The record.
+    pub record: Record<'a>,
+    /// For a REALLOC: false for its first appearance (release of the old
+    /// block), true for its second (the new block). Always false otherwise.
+    pub realloc_end: bool,
+}
+
+/// Decodes one stream lazily.
+struct Cursor<'a> {
+    stream: usize,
+    next_chunk: usize,
+    records: Option<(RecordIter<'a>, ChunkRef)>,
+    pending: Option<Event<'a>>,
+}
+
+impl<'a> Cursor<'a> {
+    fn advance(
+        &mut self,
+        log: &'a Log,
+        index: &Index,
+        cut_records: &mut u64,
+    ) -> Result<Option<Event<'a>>> {
+        if let Some(ev) = self.pending.take() {
+            return Ok(Some(ev));
+        }
+        let s = &index.streams[self.stream];
+        loop {
+            if let Some((it, chunk)) = &mut self.records {
+                match it.next() {
+                    Some(Ok(record)) => {
+                        let time = record.time().unwrap_or_else(|| it.time());
+                        if let Record::Realloc { time_after, .. } = record {
+                            self.pending = Some(Event {
+                                time: time_after,
+                                stream: self.stream,
+                                chunk_offset: chunk.offset,
+                                record: record.clone(),
+                                realloc_end: true,
+                            });
+                        }
+                        return Ok(Some(Event {
+                            time,
+                            stream: self.stream,
+                            chunk_offset: chunk.offset,
+                            record,
+                            realloc_end: false,
+                        }));
+                    }
+                    Some(Err(err)) => {
+                        if chunk.cut {
+                            // The file ends inside this record: truncation, not damage.
+                            *cut_records += 1;
+                            self.records = None;
+                            self.next_chunk = s.chunks.len();
+                            return Ok(None);
+                        }
+                        return Err(record_error(log, s.id, chunk.offset, err));
+                    }
+                    None => self.records = None,
+                }
+            }
+            let Some(chunk) = s.chunks.get(self.next_chunk) else {
+                return Ok(None);
+            };
+            self.next_chunk += 1;
+            let body = &log.bytes()[chunk.body.0..chunk.body.1];
+            self.records = Some((RecordIter::new(body, chunk.base_time), *chunk));
+        }
+    }
+}
+
+fn record_error(log: &Log, stream: u32, offset: u64, err: DecodeError) -> Error {
+    Error::Record {
+        path: log.path().to_owned(),
+        stream,
+        offset,
+        err,
+    }
+}
+
+/// A k-way merge of all streams by time; yields every record, timeless ones included.
+pub struct Merge<'a> {
+    log: &'a Log,
+    index: &'a Index,
+    cursors: Vec<Cursor<'a>>,
+    heads: Vec<Option<Event<'a>>>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    started: bool,
+    failed: bool,
+    /// Records cut short by the end of a truncated file.
+    pub cut_records: u64,
+}
+
+impl<'a> Merge<'a> {
+    fn new(log: &'a Log, index: &'a Index) -> Self {
+        let n = index.streams.len();
+        Merge {
+            log,
+            index,
+            cursors: (0..n)
+                .map(|stream| Cursor {
+                    stream,
+                    next_chunk: 0,
+                    records: None,
+                    pending: None,
+                })
+                .collect(),
+            heads: (0..n).map(|_| None).collect(),
+            heap: BinaryHeap::with_capacity(n),
+            started: false,
+            failed: false,
+            cut_records: 0,
+        }
+    }
+
+    fn fill(&mut self, i: usize) -> Result<()> {
+        let ev = self.cursors[i].advance(self.log, self.index, &mut self.cut_records)?;
+        if let Some(ev) = &ev {
+            self.heap.push(Reverse((ev.time, i)));
+        }
+        self.heads[i] = ev;
+        Ok(())
+    }
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = Result<Event<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            for i in 0..self.cursors.len() {
+                if let Err(e) = self.fill(i) {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        let Reverse((_, i)) = self.heap.pop()?;
+        let ev = self.heads[i]
+            .take()
+            .expect("a heap entry always has a head");
+        if let Err(e) = self.fill(i) {
+            self.failed = true;
+            return Some(Err(e));
+        }
+        Some(Ok(ev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testlog::*;
+
+    fn times(log: &Log) -> Vec<(u64, usize, bool)> {
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        log.merge(&idx)
+            .map(|e| e.unwrap())
+            .filter(|e| e.record.time().is_some())
+            .map(|e| (e.time - T0, e.stream, e.realloc_end))
+            .collect()
+    }
+
+    /// Streams are merged by time; each stream keeps its file order; a realloc appears at both of its times.
+    #[test]
+    fn merge_orders_streams_by_time() {
+        let mut b = LogBuilder::new();
+        let mut c0 = LogBuilder::chunk(T0);
+        c0.alloc(T0 + 1, 0x10, 1, 0).alloc(T0 + 5, 0x20, 1, 0);
+        let mut c1 = LogBuilder::chunk(T0);
+        c1.alloc(T0 + 2, 0x30, 1, 0)
+            .realloc(T0 + 3, T0 + 7, 0x30, 0x40, 2, 0);
+        let mut c2 = LogBuilder::chunk(T0 + 8);
+        c2.free(T0 + 9, 0x10);
+        b.push(0, &c0).push(1, &c1).push(0, &c2);
+        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+        assert_eq!(
+            times(&log),
+            vec![
+                (1, 0, false),
+                (2, 1, false),
+                (3, 1, false),
+                (5, 0, false),
+                (7, 1, true),
+                (9, 0, false)
+            ]
+        );
+    }
+
+    /// A chunk whose seq says it comes first is read first even if it lies later in the file.
+    #[test]
+    fn chunks_follow_seq() {
+        let mut b = LogBuilder::new();
+        let mut first = LogBuilder::chunk(T0);
+        first.alloc(T0 + 1, 0x10, 1, 0);
+        let mut second = LogBuilder::chunk(T0 + 2);
+        second.alloc(T0 + 3, 0x20, 1, 0);
+        b.push(0, &first).push(0, &second);
+        // Swap the two chunks in the file.
+        let (a, rest) = b.bytes.split_at(4096 + 4096);
+        let mut swapped = a[..4096].to_vec();
+        swapped.extend_from_slice(rest);
+        swapped.extend_from_slice(&a[4096..]);
+        let log = Log::from_bytes(Path::new("t.mtr"), &swapped);
+        assert_eq!(times(&log), vec![(1, 0, false), (3, 0, false)]);
+    }
+
+    /// Empty slots are counted and skipped; a garbage chunk header is an error naming the file.
+    #[test]
+    fn empty_slots_and_bad_chunks() {
+        let mut b = LogBuilder::new();
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 1, 0);
+        b.empty_slot().push(0, &c);
+        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        assert_eq!(idx.empty_slots, 1);
+        assert_eq!(log.merge(&idx).count(), 1);
+
+        b.bytes[4096] = b'X';
+        let log = Log::from_bytes(Path::new("bad.mtr"), &b.bytes);
+        let h = log.header().unwrap();
+        let err = log.index(&h).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.mtr") && err.contains("corrupt chunk"),
+            "{err}"
+        );
+    }
+
+    /// A corrupt record in an intact chunk is an error; the same damage at a truncated end is not.
+    #[test]
+    fn corrupt_record_vs_truncation() {
+        let mut b = LogBuilder::new();
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 1, 0);
+        let n = c.body.len();
+        c.alloc(T0 + 2, 0x20, 1, 0);
+        b.push(0, &c);
+        let mut bad = b.bytes.clone();
+        // Second record's length points past the chunk.
+        let o = 4096 + CHUNK_HEADER_SIZE + n;
+        bad[o..o + 2].copy_from_slice(&60000u16.to_le_bytes());
+        let log = Log::from_bytes(Path::new("c.mtr"), &bad);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        let err = log.merge(&idx).find_map(|e| e.err()).expect("an error");
+        assert!(err.to_string().contains("corrupt record"), "{err}");
+
+        // Cut the file in the middle of the second record.
+        let cut = &b.bytes[..o + 5];
+        let log = Log::from_bytes(Path::new("t.mtr"), cut);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        assert!(idx.truncated);
+        let mut m = log.merge(&idx);
+        assert_eq!(m.by_ref().collect::<Result<Vec<_>>>().unwrap().len(), 1);
+        assert_eq!(m.cut_records, 1);
+    }
+}

@@ -1,0 +1,28 @@
+//! The `memtrace` command: parses the command line, runs one subcommand,
+//! prints any error as one line and maps the outcome to an exit status.
+//!
+//! Exit status: `report` 0 on success; `run` the traced command's status
+//! (128 + signal when it was killed); 2 on any error (bad usage, unreadable
+//! or corrupt log, missing preload library).
+
+mod args;
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = args::Args::parse();
+    let result = match args.command {
+        args::Command::Run(a) => cmd::run::run(&a),
+        args::Command::Report(a) => cmd::report::run(&a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("memtrace: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The JSON report. The structs here *are* the schema: field names and
+//! nesting are a contract with the tools reading it, so they are spelled out
+//! here instead of deriving `Serialize` on the internal types.
+//!
+//! Addresses are `"0x..."` strings (JSON numbers lose precision past 2^53);
+//! stacks are innermost first.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::report::{BrkSite, Report, Site};
+use crate::symbolize::Frame;
+
+#[derive(Serialize)]
+struct Json<'a> {
+    memtrace_version: &'static str,
+    format_version: u32,
+    process: JProcess<'a>,
+    summary: JSummary,
+    leaks: Vec<JLeak<'a>>,
+    peak: Vec<JSite<'a>>,
+    brk: Vec<JBrk<'a>>,
+}
+
+#[derive(Serialize)]
+struct JProcess<'a> {
+    pid: u32,
+    ppid: u32,
+    exe: &'a str,
+    cmdline: &'a [String],
+    forked_from: Option<u32>,
+    ended: &'static str,
+    exit_status: Option<i32>,
+    signal: Option<i32>,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct JSummary {
+    allocations: u64,
+    frees: u64,
+    bytes_allocated: u64,
+    peak_heap_bytes: u64,
+    peak_heap_time_ms: f64,
+    leaked_heap_bytes: u64,
+    leaked_heap_blocks: u64,
+    leaked_mmap_bytes: u64,
+    leaked_mmap_regions: u64,
+    peak_mmap_bytes: u64,
+    mmap_calls: u64,
+    munmap_calls: u64,
+    brk_growth_bytes: i64,
+    events_lost: u64,
+    torn_records: u64,
+    unknown_frees: u64,
+    libc_freeres_frees: u64,
+    ended_abnormally: bool,
+    truncated: bool,
+    anomalies: u64,
+    empty_chunk_slots: u64,
+    nested_hooks: u64,
+}
+
+#[derive(Serialize)]
+struct JFrame<'a> {
+    function: Option<&'a str>,
+    file: Option<&'a str>,
+    line: Option<u32>,
+    module: Option<&'a str>,
+    address: String,
+    inlined: bool,
+}
+
+#[derive(Serialize)]
+struct JLeak<'a> {
+    kind: &'static str,
+    bytes: u64,
+    count: u64,
+    stack: Vec<JFrame<'a>>,
+}
+
+#[derive(Serialize)]
+struct JSite<'a> {
+    bytes: u64,
+    count: u64,
+    stack: Vec<JFrame<'a>>,
+}
+
+#[derive(Serialize)]
+struct JBrk<'a> {
+    bytes: i64,
+    stack: Vec<JFrame<'a>>,
+}
+
+fn stack(frames: &[Frame]) -> Vec<JFrame<'_>> {
+    frames
+        .iter()
+        .map(|f| JFrame {
+            function: f.function.as_deref(),
+            file: f.file.as_deref(),
+            line: f.line,
+            module: f.module.as_deref(),
+            address: format!("{:#x}", f.address),
+            inlined: f.inlined,
+        })
+        .collect()
+}
+
+fn leak<'a>(kind: &'static str, s: &'a Site) -> JLeak<'a> {
+    JLeak {
+        kind,
+        bytes: s.bytes,
+        count: s.count,
+        stack: stack(&s.stack),
+    }
+}
+
+fn brk(b: &BrkSite) -> JBrk<'_> {
+    JBrk {
+        bytes: b.bytes,
+        stack: stack(&b.stack),
+    }
+}
+
+/// Writes `r` as one pretty-printed JSON document followed by a newline.
+pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let p = &r.process;
+    let s = &r.summary;
+    let doc = Json {
+        memtrace_version: env!("CARGO_PKG_VERSION"),
+        format_version: r.format_version,
+        process: JProcess {
+            pid: p.pid,
+            ppid: p.ppid,
+            exe: &p.exe,
+            cmdline: &p.cmdline,
+            forked_from: p.forked_from,
+            ended: p.ended.as_str(),
+            exit_status: p.exit_status,
+            signal: p.signal,
+            duration_ms: p.duration_ms,
+        },
+        summary: JSummary {
+            allocations: s.allocations,
+            frees: s.frees,
+            bytes_allocated: s.bytes_allocated,
+            peak_heap_bytes: s.peak_heap_bytes,
+            peak_heap_time_ms: s.peak_heap_time_ms,
+            leaked_heap_bytes: s.leaked_heap_bytes,
+            leaked_heap_blocks: s.leaked_heap_blocks,
+            leaked_mmap_bytes: s.leaked_mmap_bytes,
+            leaked_mmap_regions: s.leaked_mmap_regions,
+            peak_mmap_bytes: s.peak_mmap_bytes,
+            mmap_calls: s.mmap_calls,
+            munmap_calls: s.munmap_calls,
+            brk_growth_bytes: s.brk_growth_bytes,
+            events_lost: s.events_lost,
+            torn_records: s.torn_records,
+            unknown_frees: s.unknown_frees,
+            libc_freeres_frees: s.libc_freeres_frees,
+            ended_abnormally: s.ended_abnormally,
+            truncated: s.truncated,
+            anomalies: s.anomalies,
+            empty_chunk_slots: s.empty_chunk_slots,
+            nested_hooks: s.nested_hooks,
+        },
+        leaks: r
+            .heap_leaks
+            .iter()
+            .map(|l| leak("heap", l))
+            .chain(r.mmap_leaks.iter().map(|l| leak("mmap", l)))
+            .collect(),
+        peak: r
+            .peak
+            .iter()
+            .map(|p| JSite {
+                bytes: p.bytes,
+                count: p.count,
+                stack: stack(&p.stack),
+            })
+            .collect(),
+        brk: r.brk.iter().map(brk).collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Ended, Process, Summary};
+
+    /// The schema's field names and value shapes.
+    #[test]
+    fn schema_shape() {
+        let frame = Frame {
+            function: Some("main".into()),
+            file: Some("/src/a.c".into()),
+            line: Some(5),
+            module: Some("/bin/a".into()),
+            address: 0x401136,
+            inlined: false,
+        };
+        let r = Report {
+            path: "a.mtr".into(),
+            format_version: 1,
+            process: Process {
+                pid: 7,
+                ppid: 1,
+                exe: "/bin/a".into(),
+                cmdline: vec!["a".into()],
+                forked_from: None,
+                ended: Ended::Abnormal,
+                exit_status: None,
+                signal: Some(9),
+                exec: None,
+                forks: vec![],
+                duration_ms: 1.5,
+            },
+            summary: Summary {
+                allocations: 3,
+                ended_abnormally: true,
+                ..Default::default()
+            },
+            heap_leaks: vec![Site {
+                bytes: 10,
+                count: 1,
+                stack: vec![frame.clone()],
+            }],
+            heap_leak_stacks: 1,
+            mmap_leaks: vec![Site {
+                bytes: 4096,
+                count: 1,
+                stack: vec![],
+            }],
+            mmap_leak_stacks: 1,
+            peak: vec![],
+            brk: vec![BrkSite {
+                bytes: 4096,
+                stack: vec![frame],
+            }],
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["process"]["ended"], "abnormal");
+        assert_eq!(v["process"]["signal"], 9);
+        assert!(v["process"]["forked_from"].is_null());
+        assert_eq!(v["summary"]["allocations"], 3);
+        assert_eq!(v["summary"]["ended_abnormally"], true);
+        assert_eq!(v["leaks"][0]["kind"], "heap");
+        assert_eq!(v["leaks"][0]["stack"][0]["address"], "0x401136");
+        assert_eq!(v["leaks"][0]["stack"][0]["line"], 5);
+        assert_eq!(v["leaks"][1]["kind"], "mmap");
+        assert_eq!(v["brk"][0]["bytes"], 4096);
+        assert!(v["peak"].as_array().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,5 @@
+//! Renderers of a [`Report`](crate::report::Report): `text` for people,
+//! `json` for tools. Both print the same data and write to any `io::Write`.
+
+pub mod json;
+pub mod text;

@@ -1,0 +1,351 @@
+//! The text report: a summary block, then heap and mmap leaks with their
+//! stacks, then the stacks holding the most heap at the peak, then brk.
+//!
+//! What makes the numbers incomplete (an abnormal end, lost events, a
+//! truncated log) is stated right under the title, not buried at the end.
+//! Frames read `#N function at file:line (module)`; unknown functions show
+//! the address instead.
+
+use std::io::{self, Write};
+
+use crate::report::{Ended, Report, Site, thousands};
+use crate::symbolize::Frame;
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+fn signed(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", thousands(n.unsigned_abs()))
+    } else {
+        thousands(n as u64)
+    }
+}
+
+fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
+    write!(out, "    #{i} ")?;
+    match &f.function {
+        Some(func) => write!(out, "{func}")?,
+        None => write!(out, "{:#x}", f.address)?,
+    }
+    if let Some(file) = &f.file {
+        write!(out, " at {file}")?;
+        if let Some(line) = f.line {
+            write!(out, ":{line}")?;
+        }
+    }
+    match &f.module {
+        Some(m) => write!(out, " ({m})")?,
+        None => write!(out, " (no module)")?,
+    }
+    if f.inlined {
+        write!(out, " [inlined]")?;
+    }
+    writeln!(out)
+}
+
+fn stack(out: &mut dyn Write, frames: &[Frame]) -> io::Result<()> {
+    if frames.is_empty() {
+        return writeln!(out, "    (stack not recorded)");
+    }
+    for (i, f) in frames.iter().enumerate() {
+        frame(out, i, f)?;
+    }
+    Ok(())
+}
+
+fn sites(out: &mut dyn Write, list: &[Site], unit: (&str, &str)) -> io::Result<()> {
+    for s in list {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "  {} in {}",
+            plural(s.bytes, "byte", "bytes"),
+            plural(s.count, unit.0, unit.1)
+        )?;
+        stack(out, &s.stack)?;
+    }
+    Ok(())
+}
+
+fn shown(n: usize, total: u64) -> String {
+    if (n as u64) < total {
+        format!(", the {n} largest shown")
+    } else {
+        String::new()
+    }
+}
+
+/// Writes the text report.
+pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let p = &r.process;
+    let s = &r.summary;
+    writeln!(
+        out,
+        "memtrace report for {} (pid {})",
+        if p.exe.is_empty() { "?" } else { &p.exe },
+        p.pid
+    )?;
+    if !p.cmdline.is_empty() {
+        writeln!(out, "  command:  {}", p.cmdline.join(" "))?;
+    }
+    writeln!(out, "  log:      {}", r.path.display())?;
+    if let Some(parent) = p.forked_from {
+        writeln!(
+            out,
+            "  forked from pid {parent} (only events after the fork are in this log)"
+        )?;
+    }
+    let ended = match p.ended {
+        Ended::Exit => "exit()".to_owned(),
+        Ended::UnderscoreExit => "_exit()".to_owned(),
+        Ended::Exec => match &p.exec {
+            Some(path) => format!("exec of {path}"),
+            None => "exec".to_owned(),
+        },
+        Ended::Abnormal => "abnormally".to_owned(),
+    };
+    let mut how = format!("  ended:    {ended}");
+    // After an exec, the status is the new image's: the process went on.
+    let later = if p.ended == Ended::Exec {
+        " (later, after the exec)"
+    } else {
+        ""
+    };
+    if let Some(st) = p.exit_status {
+        how += &format!(", exit status {st}{later}");
+    }
+    if let Some(sig) = p.signal {
+        how += &format!(", killed by signal {sig}{later}");
+    }
+    writeln!(out, "{how}, after {:.3} ms", p.duration_ms)?;
+    if !p.forks.is_empty() {
+        let pids: Vec<String> = p.forks.iter().map(|c| c.to_string()).collect();
+        writeln!(
+            out,
+            "  forked:   {} (each has its own log)",
+            pids.join(", ")
+        )?;
+    }
+
+    let mut notes = Vec::new();
+    if s.ended_abnormally {
+        notes.push(
+            "the run ended abnormally (crash, abort or kill): everything recorded before is reported".to_owned(),
+        );
+    }
+    if s.events_lost > 0 {
+        notes.push(format!(
+            "{} could not be recorded: the numbers below are incomplete",
+            plural(s.events_lost, "event", "events")
+        ));
+    }
+    if s.truncated {
+        notes.push("the log is truncated: only what it holds is reported".to_owned());
+    }
+    if s.torn_records > 0 {
+        notes.push(format!(
+            "{} torn by the end of the process were skipped",
+            plural(s.torn_records, "record", "records")
+        ));
+    }
+    if !notes.is_empty() {
+        writeln!(out)?;
+        for n in notes {
+            writeln!(out, "*** NOTE: {n}")?;
+        }
+    }
+
+    writeln!(out)?;
+    writeln!(out, "HEAP SUMMARY")?;
+    writeln!(
+        out,
+        "  total heap usage: {}, {}, {} allocated",
+        plural(s.allocations, "alloc", "allocs"),
+        plural(s.frees, "free", "frees"),
+        plural(s.bytes_allocated, "byte", "bytes")
+    )?;
+    writeln!(
+        out,
+        "  in use at exit:   {} in {}",
+        plural(s.leaked_heap_bytes, "byte", "bytes"),
+        plural(s.leaked_heap_blocks, "block", "blocks")
+    )?;
+    writeln!(
+        out,
+        "  peak:             {} at {:.3} ms",
+        plural(s.peak_heap_bytes, "byte", "bytes"),
+        s.peak_heap_time_ms
+    )?;
+    if s.unknown_frees > 0 || s.libc_freeres_frees > 0 || s.anomalies > 0 {
+        writeln!(
+            out,
+            "  frees of unknown blocks: {}; frees by libc's exit clean-up: {}; allocations over live blocks: {}",
+            thousands(s.unknown_frees),
+            thousands(s.libc_freeres_frees),
+            thousands(s.anomalies)
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "MMAP SUMMARY")?;
+    writeln!(
+        out,
+        "  {}, {}; peak {} mapped",
+        plural(s.mmap_calls, "mmap call", "mmap calls"),
+        plural(s.munmap_calls, "munmap call", "munmap calls"),
+        plural(s.peak_mmap_bytes, "byte", "bytes")
+    )?;
+    writeln!(
+        out,
+        "  still mapped at exit: {} in {}",
+        plural(s.leaked_mmap_bytes, "byte", "bytes"),
+        plural(s.leaked_mmap_regions, "region", "regions")
+    )?;
+    writeln!(out)?;
+    writeln!(out, "BRK")?;
+    writeln!(
+        out,
+        "  program break growth: {} bytes",
+        signed(s.brk_growth_bytes)
+    )?;
+
+    if !r.heap_leaks.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "HEAP LEAKS: {} in {} from {}{}",
+            plural(s.leaked_heap_bytes, "byte", "bytes"),
+            plural(s.leaked_heap_blocks, "block", "blocks"),
+            plural(r.heap_leak_stacks, "stack", "stacks"),
+            shown(r.heap_leaks.len(), r.heap_leak_stacks)
+        )?;
+        sites(out, &r.heap_leaks, ("block", "blocks"))?;
+    }
+    if !r.mmap_leaks.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "MMAP LEAKS: {} in {} from {}{}",
+            plural(s.leaked_mmap_bytes, "byte", "bytes"),
+            plural(s.leaked_mmap_regions, "region", "regions"),
+            plural(r.mmap_leak_stacks, "stack", "stacks"),
+            shown(r.mmap_leaks.len(), r.mmap_leak_stacks)
+        )?;
+        sites(out, &r.mmap_leaks, ("region", "regions"))?;
+    }
+    if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "No leaks: all heap blocks were freed and all mappings unmapped."
+        )?;
+    }
+    if !r.peak.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "AT THE PEAK: {} live at {:.3} ms, the {} largest stacks",
+            plural(s.peak_heap_bytes, "byte", "bytes"),
+            s.peak_heap_time_ms,
+            r.peak.len()
+        )?;
+        sites(out, &r.peak, ("block", "blocks"))?;
+    }
+    if !r.brk.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "BRK GROWTH BY STACK (explicit brk/sbrk calls)")?;
+        for b in &r.brk {
+            writeln!(out)?;
+            writeln!(out, "  {} bytes", signed(b.bytes))?;
+            stack(out, &b.stack)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Process, Summary};
+
+    /// The summary line matches valgrind's wording; frames read `#N function at file:line (module)`.
+    #[test]
+    fn text_layout() {
+        let frames = vec![
+            Frame {
+                function: Some("helper".into()),
+                file: Some("/src/a.c".into()),
+                line: Some(3),
+                module: Some("/bin/a".into()),
+                address: 0x401100,
+                inlined: true,
+            },
+            Frame {
+                function: None,
+                file: None,
+                line: None,
+                module: Some("[vdso]".into()),
+                address: 0x7fff1234,
+                inlined: false,
+            },
+        ];
+        let r = Report {
+            path: "a.mtr".into(),
+            format_version: 1,
+            process: Process {
+                pid: 7,
+                ppid: 1,
+                exe: "/bin/a".into(),
+                cmdline: vec!["a".into(), "x".into()],
+                forked_from: None,
+                ended: Ended::Abnormal,
+                exit_status: None,
+                signal: Some(6),
+                exec: None,
+                forks: vec![],
+                duration_ms: 1.5,
+            },
+            summary: Summary {
+                allocations: 7,
+                frees: 7,
+                bytes_allocated: 4323,
+                leaked_heap_bytes: 10,
+                leaked_heap_blocks: 1,
+                ended_abnormally: true,
+                events_lost: 3,
+                ..Default::default()
+            },
+            heap_leaks: vec![Site {
+                bytes: 10,
+                count: 1,
+                stack: frames,
+            }],
+            heap_leak_stacks: 1,
+            mmap_leaks: vec![],
+            mmap_leak_stacks: 0,
+            peak: vec![],
+            brk: vec![],
+            warnings: vec![],
+        };
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        assert!(
+            t.contains("total heap usage: 7 allocs, 7 frees, 4,323 bytes allocated"),
+            "{t}"
+        );
+        assert!(
+            t.contains("the run ended abnormally (crash, abort or kill)"),
+            "{t}"
+        );
+        assert!(t.contains("3 events could not be recorded"), "{t}");
+        assert!(t.contains("killed by signal 6"), "{t}");
+        assert!(
+            t.contains("#0 helper at /src/a.c:3 (/bin/a) [inlined]"),
+            "{t}"
+        );
+        assert!(t.contains("#1 0x7fff1234 ([vdso])"), "{t}");
+        assert!(t.contains("10 bytes in 1 block"), "{t}");
+    }
+}

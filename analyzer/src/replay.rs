@@ -1,0 +1,768 @@
+//! Replaying the merged events: heap live set, mmap regions, brk, peak.
+//!
+//! ## Counting (valgrind-compatible, see SPEC-notes.md)
+//! - An *allocation* is a successful ALLOC (`addr != 0`, `malloc(0)`
+//!   included) or a REALLOC with `new != 0`; its requested size adds to
+//!   `bytes_allocated`.
+//! - A *free* is a FREE with `addr != 0`, or a REALLOC that released its old
+//!   block: `old != 0` and either it succeeded (`new != 0`) or it was
+//!   `realloc(p, 0)` (`new == 0 && size == 0`). A failed realloc
+//!   (`new == 0 && size > 0`) changes nothing.
+//! - A free of an address that is not live (a block from before tracing
+//!   began, e.g. libc's own freed by `__libc_freeres`, or inherited from the
+//!   parent in a fork child) counts only in `unknown_frees`, not in `frees`:
+//!   valgrind never sees those either. An allocation at an address that is
+//!   still live counts the old block as freed (without counting a free) and
+//!   bumps `anomalies`.
+//! - Frees of known blocks between FREERES phase 1 and 2 are ordinary frees,
+//!   also counted in `libc_freeres_frees`.
+//!
+//! ## mmap
+//! Mapped memory is tracked as byte intervals of whole pages (lengths
+//! rounded up to the log's page size), each carrying the stack of the call
+//! that mapped it and a region id. Any successful MMAP or MREMAP replaces
+//! whatever tracked bytes it covers (the kernel only returns an overlapping
+//! range for MAP_FIXED); MUNMAP removes exactly the pages it covers, so a
+//! partial unmap leaves the rest counted; MREMAP removes the old range
+//! (unless MREMAP_DONTUNMAP) and adds the new one with the mremap's stack.
+//! Failed calls (`MAP_FAILED` or 0) count as calls and change nothing.
+//!
+//! ## Peak
+//! The peak is the first event at which live heap bytes reach their maximum.
+//! [`replay`] runs the events twice: once to find that event's index, once
+//! stopping right after it to group the live set by stack. Both runs see
+//! the same merged order, so the index identifies the same moment.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use memtrace_format::Record;
+
+use crate::error::Result;
+use crate::log::{Event, Index, Log};
+
+/// `MREMAP_DONTUNMAP` from `<linux/mman.h>`: the old range stays mapped.
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// A live heap block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Requested size.
+    pub size: u64,
+    /// Stack id of the allocation.
+    pub stack: u32,
+    /// Time of the allocation.
+    pub time: u64,
+}
+
+/// Bytes and count of blocks or regions sharing one stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTotal {
+    pub stack: u32,
+    pub bytes: u64,
+    pub count: u64,
+}
+
+/// Net program-break growth attributed to one stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrkTotal {
+    pub stack: u32,
+    pub bytes: i64,
+}
+
+/// Counters of one replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub allocations: u64,
+    pub frees: u64,
+    pub bytes_allocated: u64,
+    pub unknown_frees: u64,
+    pub anomalies: u64,
+    pub libc_freeres_frees: u64,
+    pub peak_heap_bytes: u64,
+    /// Absolute time (CLOCK_MONOTONIC ns) the peak was first reached.
+    pub peak_heap_time: u64,
+    /// Index (in merged order) of the event that reached the peak.
+    pub peak_event: Option<u64>,
+    pub peak_mmap_bytes: u64,
+    pub mmap_calls: u64,
+    pub munmap_calls: u64,
+    pub mremap_calls: u64,
+    pub brk_calls: u64,
+    /// `old_break` of the first successful BRK record.
+    pub first_brk: Option<u64>,
+    /// `new_break` of the last successful BRK record.
+    pub last_brk: Option<u64>,
+}
+
+/// One piece of a tracked mapping: `[start, end)` is the key and `end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    end: u64,
+    stack: u32,
+    region: u64,
+}
+
+/// Mapped bytes as disjoint intervals.
+#[derive(Clone, Debug, Default)]
+pub struct Regions {
+    pieces: BTreeMap<u64, Piece>,
+    bytes: u64,
+    next_region: u64,
+}
+
+impl Regions {
+    /// Bytes currently mapped.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Removes `[start, end)`, splitting pieces that stick out.
+    pub fn unmap(&mut self, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let mut hit: Vec<u64> = Vec::new();
+        if let Some((&s, p)) = self.pieces.range(..start).next_back()
+            && p.end > start
+        {
+            hit.push(s);
+        }
+        hit.extend(self.pieces.range(start..end).map(|(&s, _)| s));
+        for s in hit {
+            let p = self.pieces.remove(&s).expect("piece just found");
+            self.bytes -= p.end - s;
+            if s < start {
+                self.pieces.insert(s, Piece { end: start, ..p });
+                self.bytes += start - s;
+            }
+            if p.end > end {
+                self.pieces.insert(end, p);
+                self.bytes += p.end - end;
+            }
+        }
+    }
+
+    /// Adds `[start, end)` as a new region of `stack`, replacing what it covers.
+    pub fn map(&mut self, start: u64, end: u64, stack: u32) {
+        if start >= end {
+            return;
+        }
+        self.unmap(start, end);
+        self.next_region += 1;
+        self.pieces.insert(
+            start,
+            Piece {
+                end,
+                stack,
+                region: self.next_region,
+            },
+        );
+        self.bytes += end - start;
+    }
+
+    /// Mapped bytes and distinct regions by stack, largest first.
+    pub fn by_stack(&self) -> Vec<StackTotal> {
+        let mut m: HashMap<u32, (u64, HashSet<u64>)> = HashMap::new();
+        for (&s, p) in &self.pieces {
+            let e = m.entry(p.stack).or_default();
+            e.0 += p.end - s;
+            e.1.insert(p.region);
+        }
+        sorted(
+            m.into_iter()
+                .map(|(stack, (bytes, r))| StackTotal {
+                    stack,
+                    bytes,
+                    count: r.len() as u64,
+                })
+                .collect(),
+        )
+    }
+
+    /// Number of distinct regions still (partly) mapped.
+    pub fn regions(&self) -> u64 {
+        self.pieces
+            .values()
+            .map(|p| p.region)
+            .collect::<HashSet<_>>()
+            .len() as u64
+    }
+}
+
+fn sorted(mut v: Vec<StackTotal>) -> Vec<StackTotal> {
+    v.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(b.count.cmp(&a.count))
+            .then(a.stack.cmp(&b.stack))
+    });
+    v
+}
+
+/// The replay state machine; feed it merged events with [`Replay::apply`].
+#[derive(Clone, Debug)]
+pub struct Replay {
+    pub counts: Counts,
+    page_size: u64,
+    live: HashMap<u64, Block>,
+    live_bytes: u64,
+    pub regions: Regions,
+    brk: HashMap<u32, i64>,
+    in_freeres: bool,
+    /// First time each stack id was used by an event (to pick the module
+    /// instance a frame belongs to).
+    pub first_use: HashMap<u32, u64>,
+    events: u64,
+}
+
+impl Replay {
+    /// A fresh replay; `page_size` comes from the header (0 or not a power of two: 4096).
+    pub fn new(page_size: u32) -> Self {
+        let page_size = if page_size.is_power_of_two() {
+            page_size as u64
+        } else {
+            4096
+        };
+        Replay {
+            counts: Counts::default(),
+            page_size,
+            live: HashMap::new(),
+            live_bytes: 0,
+            regions: Regions::default(),
+            brk: HashMap::new(),
+            in_freeres: false,
+            first_use: HashMap::new(),
+            events: 0,
+        }
+    }
+
+    /// Events applied so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes in live heap blocks.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Number of live heap blocks.
+    pub fn live_blocks(&self) -> u64 {
+        self.live.len() as u64
+    }
+
+    fn pages(&self, len: u64) -> u64 {
+        len.div_ceil(self.page_size).saturating_mul(self.page_size)
+    }
+
+    fn used(&mut self, stack: u32, time: u64) {
+        if stack != 0 {
+            self.first_use.entry(stack).or_insert(time);
+        }
+    }
+
+    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32) {
+        self.counts.allocations += 1;
+        self.counts.bytes_allocated = self.counts.bytes_allocated.saturating_add(size);
+        if let Some(old) = self.live.insert(addr, Block { size, stack, time }) {
+            self.counts.anomalies += 1;
+            self.live_bytes -= old.size;
+        }
+        self.live_bytes = self.live_bytes.saturating_add(size);
+        if self.live_bytes > self.counts.peak_heap_bytes {
+            self.counts.peak_heap_bytes = self.live_bytes;
+            self.counts.peak_heap_time = time;
+            self.counts.peak_event = Some(self.events);
+        }
+    }
+
+    fn free(&mut self, addr: u64) {
+        match self.live.remove(&addr) {
+            Some(b) => {
+                self.live_bytes -= b.size;
+                self.counts.frees += 1;
+                if self.in_freeres {
+                    self.counts.libc_freeres_frees += 1;
+                }
+            }
+            None => self.counts.unknown_frees += 1,
+        }
+    }
+
+    fn mapped(&mut self) {
+        self.counts.peak_mmap_bytes = self.counts.peak_mmap_bytes.max(self.regions.bytes());
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, ev: &Event<'_>) {
+        let failed = |a: u64| a == 0 || a == u64::MAX;
+        match ev.record {
+            Record::Alloc {
+                time,
+                addr,
+                size,
+                stack,
+                ..
+            } => {
+                self.used(stack, time);
+                if addr != 0 {
+                    self.alloc(time, addr, size, stack);
+                }
+            }
+            Record::Free { addr, .. } if addr != 0 => self.free(addr),
+            Record::Realloc {
+                time_after,
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => {
+                if !ev.realloc_end {
+                    if old != 0 && (new != 0 || size == 0) {
+                        self.free(old);
+                    }
+                } else {
+                    self.used(stack, time_after);
+                    if new != 0 {
+                        self.alloc(time_after, new, size, stack);
+                    }
+                }
+            }
+            Record::Mmap {
+                time,
+                addr,
+                len,
+                stack,
+                ..
+            } => {
+                self.used(stack, time);
+                self.counts.mmap_calls += 1;
+                if !failed(addr) {
+                    let end = addr.saturating_add(self.pages(len));
+                    self.regions.map(addr, end, stack);
+                    self.mapped();
+                }
+            }
+            Record::Munmap { addr, len, .. } => {
+                self.counts.munmap_calls += 1;
+                let end = addr.saturating_add(self.pages(len));
+                self.regions.unmap(addr, end);
+            }
+            Record::Mremap {
+                time,
+                old,
+                old_len,
+                new,
+                new_len,
+                flags,
+                stack,
+            } => {
+                self.used(stack, time);
+                self.counts.mremap_calls += 1;
+                if !failed(new) {
+                    if flags & MREMAP_DONTUNMAP == 0 {
+                        self.regions
+                            .unmap(old, old.saturating_add(self.pages(old_len)));
+                    }
+                    self.regions
+                        .map(new, new.saturating_add(self.pages(new_len)), stack);
+                    self.mapped();
+                }
+            }
+            Record::Brk {
+                time,
+                old_break,
+                new_break,
+                stack,
+                ..
+            } => {
+                self.used(stack, time);
+                self.counts.brk_calls += 1;
+                if !failed(new_break) && !failed(old_break) {
+                    self.counts.first_brk.get_or_insert(old_break);
+                    self.counts.last_brk = Some(new_break);
+                    let delta = (new_break as i64).wrapping_sub(old_break as i64);
+                    if delta != 0 {
+                        *self.brk.entry(stack).or_default() += delta;
+                    }
+                }
+            }
+            Record::Freeres { phase, .. } => self.in_freeres = phase == 1,
+            _ => {}
+        }
+        self.events += 1;
+    }
+
+    /// Live heap bytes and blocks by stack, largest first.
+    pub fn heap_by_stack(&self) -> Vec<StackTotal> {
+        let mut m: HashMap<u32, (u64, u64)> = HashMap::new();
+        for b in self.live.values() {
+            let e = m.entry(b.stack).or_default();
+            e.0 += b.size;
+            e.1 += 1;
+        }
+        sorted(
+            m.into_iter()
+                .map(|(stack, (bytes, count))| StackTotal {
+                    stack,
+                    bytes,
+                    count,
+                })
+                .collect(),
+        )
+    }
+
+    /// Net brk growth by stack, largest first (stacks with zero net growth left out).
+    pub fn brk_by_stack(&self) -> Vec<BrkTotal> {
+        let mut v: Vec<BrkTotal> = self
+            .brk
+            .iter()
+            .filter(|(_, b)| **b != 0)
+            .map(|(&stack, &bytes)| BrkTotal { stack, bytes })
+            .collect();
+        v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.stack.cmp(&b.stack)));
+        v
+    }
+}
+
+/// What the replay of a whole log found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub counts: Counts,
+    /// Heap blocks live at the end, by stack.
+    pub heap_leaks: Vec<StackTotal>,
+    pub leaked_heap_bytes: u64,
+    pub leaked_heap_blocks: u64,
+    /// Regions mapped at the end, by stack.
+    pub mmap_leaks: Vec<StackTotal>,
+    pub leaked_mmap_bytes: u64,
+    pub leaked_mmap_regions: u64,
+    /// Heap blocks live at the peak, by stack.
+    pub peak: Vec<StackTotal>,
+    /// Explicit brk/sbrk growth by stack.
+    pub brk: Vec<BrkTotal>,
+    /// First use of each stack id.
+    pub first_use: HashMap<u32, u64>,
+    /// Records cut short by the end of a truncated file.
+    pub cut_records: u64,
+}
+
+/// Replays the whole log twice (see the module docs) and returns the totals.
+pub fn replay(log: &Log, index: &Index, page_size: u32) -> Result<Outcome> {
+    let mut r = Replay::new(page_size);
+    let mut merge = log.merge(index);
+    for ev in merge.by_ref() {
+        r.apply(&ev?);
+    }
+    let cut_records = merge.cut_records;
+    let peak = match r.counts.peak_event {
+        Some(at) => {
+            let mut p = Replay::new(page_size);
+            for ev in log.merge(index) {
+                p.apply(&ev?);
+                if p.events() > at {
+                    break;
+                }
+            }
+            p.heap_by_stack()
+        }
+        None => Vec::new(),
+    };
+    Ok(Outcome {
+        heap_leaks: r.heap_by_stack(),
+        leaked_heap_bytes: r.live_bytes(),
+        leaked_heap_blocks: r.live_blocks(),
+        mmap_leaks: r.regions.by_stack(),
+        leaked_mmap_bytes: r.regions.bytes(),
+        leaked_mmap_regions: r.regions.regions(),
+        peak,
+        brk: r.brk_by_stack(),
+        first_use: std::mem::take(&mut r.first_use),
+        counts: r.counts,
+        cut_records,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testlog::*;
+    use std::path::Path;
+
+    fn run(b: &LogBuilder) -> Outcome {
+        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        replay(&log, &idx, h.page_size).unwrap()
+    }
+
+    /// The SPEC-notes example: 7 allocs, 7 frees, 4,323 bytes allocated, nothing leaked.
+    #[test]
+    fn valgrind_counting_example() {
+        let mut c = LogBuilder::chunk(T0);
+        let t = |i: u64| T0 + i * 10;
+        c.alloc(t(1), 0x100, 10, 1) // malloc(10)
+            .free(t(2), 0) // free(NULL)
+            .realloc(t(3), t(3) + 1, 0x100, 0x200, 100, 2) // realloc(p, 100)
+            .realloc(t(4), t(4) + 1, 0, 0x300, 5, 3) // realloc(NULL, 5)
+            .realloc(t(5), t(5) + 1, 0x300, 0, 0, 3) // realloc(q, 0)
+            .alloc(t(6), 0x400, 0, 4) // malloc(0)
+            .alloc(t(7), 0x500, 100, 5) // posix_memalign
+            .free(t(8), 0x500)
+            .alloc(t(9), 0x600, 12, 6) // calloc(3, 4)
+            .alloc(t(10), 0x700, 4096, 7) // stdout buffer
+            .free(t(11), 0x200)
+            .free(t(12), 0x400)
+            .free(t(13), 0x600)
+            .put(|b| memtrace_format::encode::freeres(b, 1, 1))
+            .free(t(14), 0x700)
+            .put(|b| memtrace_format::encode::freeres(b, 1, 2));
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(
+            (
+                o.counts.allocations,
+                o.counts.frees,
+                o.counts.bytes_allocated
+            ),
+            (7, 7, 4323)
+        );
+        assert_eq!(o.counts.libc_freeres_frees, 1);
+        assert_eq!(o.counts.unknown_frees, 0);
+        assert_eq!(o.leaked_heap_bytes, 0);
+        assert!(o.heap_leaks.is_empty());
+    }
+
+    /// Frees of blocks from before tracing (here inside libc's clean-up) count only as unknown.
+    #[test]
+    fn unknown_frees_are_not_frees() {
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 8, 1)
+            .put(|b| memtrace_format::encode::freeres(b, 1, 1))
+            .free(T0 + 3, 0x10)
+            .free(T0 + 4, 0x5000)
+            .realloc(T0 + 5, T0 + 6, 0x6000, 0x7000, 4, 2)
+            .put(|b| memtrace_format::encode::freeres(b, 1, 2));
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.frees, 1);
+        assert_eq!(o.counts.libc_freeres_frees, 1);
+        assert_eq!(o.counts.unknown_frees, 2);
+        assert_eq!(o.counts.allocations, 2);
+        assert_eq!(o.leaked_heap_bytes, 4);
+    }
+
+    /// A failed realloc keeps the old block; leaks are grouped by stack, largest first.
+    #[test]
+    fn leaks_grouped_by_stack() {
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 8, 1)
+            .alloc(T0 + 2, 0x20, 8, 1)
+            .alloc(T0 + 3, 0x30, 100, 2)
+            .realloc(T0 + 4, T0 + 5, 0x30, 0, 1 << 40, 3) // failed
+            .alloc(T0 + 6, 0, 5, 4) // failed malloc
+            .free(T0 + 7, 0x999); // unknown
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.allocations, 3);
+        assert_eq!(o.counts.frees, 0);
+        assert_eq!(o.counts.unknown_frees, 1);
+        assert_eq!(
+            o.heap_leaks,
+            vec![
+                StackTotal {
+                    stack: 2,
+                    bytes: 100,
+                    count: 1
+                },
+                StackTotal {
+                    stack: 1,
+                    bytes: 16,
+                    count: 2
+                }
+            ]
+        );
+        assert_eq!((o.leaked_heap_bytes, o.leaked_heap_blocks), (116, 3));
+    }
+
+    /// The peak is found at its first moment and grouped by the stacks live then.
+    #[test]
+    fn peak_is_grouped_at_its_moment() {
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1_000_000, 0x10, 50, 1)
+            .alloc(T0 + 2_000_000, 0x20, 70, 2)
+            .free(T0 + 3_000_000, 0x20)
+            .alloc(T0 + 4_000_000, 0x30, 60, 3)
+            .free(T0 + 5_000_000, 0x10)
+            .alloc(T0 + 6_000_000, 0x40, 10, 4);
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.peak_heap_bytes, 120);
+        assert_eq!(o.counts.peak_heap_time, T0 + 2_000_000);
+        assert_eq!(
+            o.peak,
+            vec![
+                StackTotal {
+                    stack: 2,
+                    bytes: 70,
+                    count: 1
+                },
+                StackTotal {
+                    stack: 1,
+                    bytes: 50,
+                    count: 1
+                }
+            ]
+        );
+    }
+
+    /// Reallocating to an address another thread frees in between is ordered by the realloc's two times.
+    #[test]
+    fn realloc_times_interleave_with_other_streams() {
+        let mut a = LogBuilder::chunk(T0);
+        a.alloc(T0 + 1, 0x10, 8, 1)
+            .realloc(T0 + 10, T0 + 30, 0x10, 0x20, 16, 2);
+        let mut other = LogBuilder::chunk(T0);
+        // Thread B frees 0x20 after A's realloc began but before it returned it,
+        // and gets 0x10 after A released it.
+        other
+            .alloc(T0 + 2, 0x20, 4, 3)
+            .free(T0 + 20, 0x20)
+            .alloc(T0 + 25, 0x10, 4, 3);
+        let mut b = LogBuilder::new();
+        b.push(0, &a).push(1, &other);
+        let o = run(&b);
+        assert_eq!(o.counts.unknown_frees, 0);
+        assert_eq!(o.counts.anomalies, 0);
+        assert_eq!(o.leaked_heap_bytes, 16 + 4);
+    }
+
+    /// An allocation over a live address counts the old block as gone (an anomaly).
+    #[test]
+    fn double_alloc_is_an_anomaly() {
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 8, 1).alloc(T0 + 2, 0x10, 16, 2);
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.anomalies, 1);
+        assert_eq!(o.leaked_heap_bytes, 16);
+    }
+
+    /// Partial munmap leaves the rest counted to the byte; MAP_FIXED replaces; failures are ignored.
+    #[test]
+    fn mmap_partial_unmap_and_fixed() {
+        let mut c = LogBuilder::chunk(T0);
+        let base = 0x7f00_0000_0000u64;
+        c.mmap(T0 + 1, base, 10 * 4096 - 100, 0x22, 1) // 10 pages
+            .munmap(T0 + 2, base + 4096, 4096) // hole: pages 1
+            .munmap(T0 + 3, base + 9 * 4096, 10) // last page
+            .mmap(T0 + 4, base + 5 * 4096, 4096, 0x32, 2) // MAP_FIXED over page 5
+            .mmap(T0 + 5, u64::MAX, 4096, 0x22, 3) // MAP_FAILED
+            .mmap(T0 + 6, 0, 4096, 0x22, 3);
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.peak_mmap_bytes, 10 * 4096);
+        assert_eq!(o.leaked_mmap_bytes, 8 * 4096);
+        assert_eq!(o.counts.mmap_calls, 4);
+        assert_eq!(o.counts.munmap_calls, 2);
+        assert_eq!(
+            o.mmap_leaks,
+            vec![
+                StackTotal {
+                    stack: 1,
+                    bytes: 7 * 4096,
+                    count: 1
+                },
+                StackTotal {
+                    stack: 2,
+                    bytes: 4096,
+                    count: 1
+                }
+            ]
+        );
+        assert_eq!(o.leaked_mmap_regions, 2);
+    }
+
+    /// mremap moves the range and takes the mremap's stack.
+    #[test]
+    fn mremap_moves_region() {
+        let mut c = LogBuilder::chunk(T0);
+        c.mmap(T0 + 1, 0x10000, 8192, 0x22, 1)
+            .put(|b| memtrace_format::encode::mremap(b, 1, 0x10000, 8192, 0x40000, 3 * 4096, 1, 5));
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(
+            o.mmap_leaks,
+            vec![StackTotal {
+                stack: 5,
+                bytes: 3 * 4096,
+                count: 1
+            }]
+        );
+        assert_eq!(o.counts.peak_mmap_bytes, 3 * 4096);
+    }
+
+    /// Region bookkeeping splits and merges exactly at the requested bytes.
+    #[test]
+    fn regions_unmap_splits() {
+        let mut r = Regions::default();
+        r.map(100, 200, 1);
+        r.map(300, 400, 1);
+        r.unmap(150, 350);
+        assert_eq!(r.bytes(), 50 + 50);
+        assert_eq!(r.regions(), 2);
+        r.unmap(0, 1000);
+        assert_eq!(r.bytes(), 0);
+    }
+
+    /// brk growth is summed per stack.
+    #[test]
+    fn brk_by_stack() {
+        let mut c = LogBuilder::chunk(T0);
+        c.put(|b| {
+            memtrace_format::encode::brk(b, 1, memtrace_format::Func::Sbrk, 4096, 0x1000, 0x2000, 7)
+        })
+        .put(|b| {
+            memtrace_format::encode::brk(b, 1, memtrace_format::Func::Sbrk, 4096, 0x2000, 0x3000, 7)
+        })
+        .put(|b| {
+            memtrace_format::encode::brk(
+                b,
+                1,
+                memtrace_format::Func::Brk,
+                0x3800,
+                0x3000,
+                0x3800,
+                8,
+            )
+        });
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(
+            o.brk,
+            vec![
+                BrkTotal {
+                    stack: 7,
+                    bytes: 0x2000
+                },
+                BrkTotal {
+                    stack: 8,
+                    bytes: 0x800
+                }
+            ]
+        );
+        assert_eq!(
+            (o.counts.first_brk, o.counts.last_brk),
+            (Some(0x1000), Some(0x3800))
+        );
+    }
+}

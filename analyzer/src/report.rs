@@ -1,0 +1,443 @@
+//! The report: everything the renderers print, assembled from one log.
+//!
+//! [`analyze`] runs the passes in order — header, chunk index, catalog
+//! (stacks, modules, process events), replay (twice, for the peak) — and
+//! symbolizes only the stacks that end up in the report, after the `top`
+//! limits are applied. The text and JSON renderers print the same data.
+
+use std::path::{Path, PathBuf};
+
+use memtrace_format::ExitHow;
+
+use crate::catalog::{self, Catalog};
+use crate::error::Result;
+use crate::log::Log;
+use crate::replay::{self, StackTotal};
+use crate::symbolize::{Frame, Symbolizer, Unusable};
+
+/// How much to report.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// At most this many entries in each list (heap leaks, mmap leaks, peak,
+    /// brk). `None`: every leak and brk entry, and the 10 largest at the peak.
+    pub top: Option<usize>,
+}
+
+/// Entries at the peak when no limit is given.
+pub const DEFAULT_PEAK_TOP: usize = 10;
+
+/// How the process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// `exit()` or a return from `main`.
+    Exit,
+    /// `_exit()` called directly.
+    UnderscoreExit,
+    /// The image was replaced by exec.
+    Exec,
+    /// No exit path ran: crash, abort, kill (or the log was copied while running).
+    Abnormal,
+}
+
+impl Ended {
+    /// The name used in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Exit => "exit",
+            Ended::UnderscoreExit => "_exit",
+            Ended::Exec => "exec",
+            Ended::Abnormal => "abnormal",
+        }
+    }
+}
+
+/// The traced process.
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: String,
+    pub cmdline: Vec<String>,
+    pub forked_from: Option<u32>,
+    pub ended: Ended,
+    /// Exit status: from `memtrace run`'s wait status, else the EXIT record,
+    /// else the header (for `_exit`).
+    pub exit_status: Option<i32>,
+    /// Terminating signal, from `memtrace run`'s wait status.
+    pub signal: Option<i32>,
+    /// The path an EXEC record names.
+    pub exec: Option<String>,
+    /// Fork children's pids.
+    pub forks: Vec<u64>,
+    pub duration_ms: f64,
+}
+
+/// Totals.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub allocations: u64,
+    pub frees: u64,
+    pub bytes_allocated: u64,
+    pub peak_heap_bytes: u64,
+    pub peak_heap_time_ms: f64,
+    pub leaked_heap_bytes: u64,
+    pub leaked_heap_blocks: u64,
+    pub leaked_mmap_bytes: u64,
+    pub leaked_mmap_regions: u64,
+    pub peak_mmap_bytes: u64,
+    pub mmap_calls: u64,
+    pub munmap_calls: u64,
+    pub brk_growth_bytes: i64,
+    pub events_lost: u64,
+    pub torn_records: u64,
+    pub unknown_frees: u64,
+    pub libc_freeres_frees: u64,
+    pub ended_abnormally: bool,
+    pub truncated: bool,
+    /// Allocations at an address that was still live.
+    pub anomalies: u64,
+    /// Chunk slots reserved but never written.
+    pub empty_chunk_slots: u64,
+    /// Hooks entered re-entrantly (only signal handlers that allocate cause it).
+    pub nested_hooks: u64,
+}
+
+/// Memory attributed to one stack.
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub bytes: u64,
+    /// Blocks (heap) or regions (mmap).
+    pub count: u64,
+    /// Innermost first; empty when the stack was not recorded.
+    pub stack: Vec<Frame>,
+}
+
+/// Net program-break growth attributed to one stack.
+#[derive(Clone, Debug)]
+pub struct BrkSite {
+    pub bytes: i64,
+    pub stack: Vec<Frame>,
+}
+
+/// Everything reported about one log.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub path: PathBuf,
+    pub format_version: u32,
+    pub process: Process,
+    pub summary: Summary,
+    /// Heap blocks live at the end, by stack, largest first.
+    pub heap_leaks: Vec<Site>,
+    /// Distinct stacks holding leaked heap blocks (before the `top` limit).
+    pub heap_leak_stacks: u64,
+    /// Mappings left at the end, by stack, largest first.
+    pub mmap_leaks: Vec<Site>,
+    /// Distinct stacks holding leaked mappings (before the `top` limit).
+    pub mmap_leak_stacks: u64,
+    /// Heap blocks live at the peak, by stack, largest first.
+    pub peak: Vec<Site>,
+    /// Explicit brk/sbrk growth by stack.
+    pub brk: Vec<BrkSite>,
+    /// Lines worth telling the user on stderr (truncation, missing symbols).
+    pub warnings: Vec<String>,
+}
+
+fn ms_since(start: u64, t: u64) -> f64 {
+    let ns = t.saturating_sub(start);
+    // Microsecond resolution: enough for a human, stable in snapshots.
+    (ns / 1000) as f64 / 1000.0
+}
+
+/// Reads, replays and symbolizes the log at `path`.
+pub fn analyze(path: &Path, opts: &Options) -> Result<Report> {
+    let log = Log::open(path)?;
+    let header = log.header()?;
+    let index = log.index(&header)?;
+    let cat = catalog::scan(&log, &index)?;
+    let out = replay::replay(&log, &index, header.page_size)?;
+
+    let state = ExitHow::from_u32(header.state);
+    let ended = match state {
+        Some(ExitHow::Exit) => Ended::Exit,
+        Some(ExitHow::UnderscoreExit) => Ended::UnderscoreExit,
+        Some(ExitHow::Exec) => Ended::Exec,
+        Some(ExitHow::Running) | None => Ended::Abnormal,
+    };
+    let (mut exit_status, mut signal) = (None, None);
+    if let Some(ws) = header.run_wait_status {
+        if libc::WIFEXITED(ws) {
+            exit_status = Some(libc::WEXITSTATUS(ws));
+        } else if libc::WIFSIGNALED(ws) {
+            signal = Some(libc::WTERMSIG(ws));
+        }
+    } else if let Some((how, status)) = cat.exit {
+        if how == ExitHow::Exit as u8 || how == ExitHow::UnderscoreExit as u8 {
+            exit_status = Some(status as i32);
+        }
+    } else if ended == Ended::UnderscoreExit {
+        exit_status = Some(header.exit_status);
+    }
+    let end = if header.end_mono_ns != 0 {
+        header.end_mono_ns
+    } else {
+        cat.last_time.unwrap_or(header.start_mono_ns)
+    };
+    let cmdline = {
+        let mut v: Vec<String> = header
+            .cmdline
+            .split(|&b| b == 0)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        if v.last().is_some_and(|s| s.is_empty()) {
+            v.pop();
+        }
+        v
+    };
+    let process = Process {
+        pid: header.pid,
+        ppid: header.ppid,
+        exe: String::from_utf8_lossy(header.exe).into_owned(),
+        cmdline,
+        forked_from: (header.forked_from != 0).then_some(header.forked_from),
+        ended,
+        exit_status,
+        signal,
+        exec: cat.exec.clone(),
+        forks: cat.forks.clone(),
+        duration_ms: ms_since(header.start_mono_ns, end),
+    };
+
+    let c = &out.counts;
+    let brk_growth_bytes = if header.initial_brk != 0 && header.final_brk != 0 {
+        (header.final_brk as i64).wrapping_sub(header.initial_brk as i64)
+    } else if let Some(last) = c.last_brk {
+        let first = if header.initial_brk != 0 {
+            header.initial_brk
+        } else {
+            c.first_brk.unwrap_or(last)
+        };
+        (last as i64).wrapping_sub(first as i64)
+    } else {
+        0
+    };
+    let summary = Summary {
+        allocations: c.allocations,
+        frees: c.frees,
+        bytes_allocated: c.bytes_allocated,
+        peak_heap_bytes: c.peak_heap_bytes,
+        peak_heap_time_ms: if c.peak_event.is_some() {
+            ms_since(header.start_mono_ns, c.peak_heap_time)
+        } else {
+            0.0
+        },
+        leaked_heap_bytes: out.leaked_heap_bytes,
+        leaked_heap_blocks: out.leaked_heap_blocks,
+        leaked_mmap_bytes: out.leaked_mmap_bytes,
+        leaked_mmap_regions: out.leaked_mmap_regions,
+        peak_mmap_bytes: c.peak_mmap_bytes,
+        mmap_calls: c.mmap_calls,
+        munmap_calls: c.munmap_calls,
+        brk_growth_bytes,
+        events_lost: header.events_lost.max(cat.lost_in_records),
+        torn_records: cat.torn_records,
+        unknown_frees: c.unknown_frees,
+        libc_freeres_frees: c.libc_freeres_frees,
+        ended_abnormally: ended == Ended::Abnormal,
+        truncated: index.truncated,
+        anomalies: c.anomalies,
+        empty_chunk_slots: index.empty_slots,
+        nested_hooks: header.nested_hooks as u64,
+    };
+
+    let mut sym = Symbolizer::new();
+    let mut resolve =
+        |stack: u32| -> Vec<Frame> { resolve_stack(&mut sym, &cat, &out.first_use, stack) };
+    let mut sites = |v: &[StackTotal], limit: usize| -> Vec<Site> {
+        v.iter()
+            .take(limit)
+            .map(|t| Site {
+                bytes: t.bytes,
+                count: t.count,
+                stack: resolve(t.stack),
+            })
+            .collect()
+    };
+    let all = opts.top.unwrap_or(usize::MAX);
+    let heap_leaks = sites(&out.heap_leaks, all);
+    let mmap_leaks = sites(&out.mmap_leaks, all);
+    let peak = sites(&out.peak, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
+    let brk = out
+        .brk
+        .iter()
+        .take(all)
+        .map(|b| BrkSite {
+            bytes: b.bytes,
+            stack: resolve_stack(&mut sym, &cat, &out.first_use, b.stack),
+        })
+        .collect();
+
+    let mut warnings = Vec::new();
+    if index.truncated {
+        warnings.push(format!(
+            "{} is truncated (the file ends before the {} bytes its header reserves): reporting what it holds",
+            path.display(),
+            header.reserved_end
+        ));
+    }
+    for (m, why) in sym.unusable(&cat.modules) {
+        if !Path::new(&m.path).is_absolute() {
+            continue; // the vdso and friends: nothing to say
+        }
+        let why = match why {
+            Unusable::Missing => "file not found".to_owned(),
+            Unusable::BuildIdMismatch => "build-id differs from the traced one".to_owned(),
+            Unusable::Unreadable(e) => e,
+        };
+        warnings.push(format!("no symbols for {}: {why}", m.path));
+    }
+
+    Ok(Report {
+        path: path.to_owned(),
+        format_version: header.version,
+        process,
+        summary,
+        heap_leaks,
+        heap_leak_stacks: out.heap_leaks.len() as u64,
+        mmap_leaks,
+        mmap_leak_stacks: out.mmap_leaks.len() as u64,
+        peak,
+        brk,
+        warnings,
+    })
+}
+
+fn resolve_stack(
+    sym: &mut Symbolizer,
+    cat: &Catalog,
+    first_use: &std::collections::HashMap<u32, u64>,
+    stack: u32,
+) -> Vec<Frame> {
+    match cat.stacks.get(&stack) {
+        Some(frames) => sym.stack(&cat.modules, frames, first_use.get(&stack).copied()),
+        None => Vec::new(),
+    }
+}
+
+/// Formats `n` with thousands separators, as valgrind does.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testlog::*;
+    use memtrace_format::hdr::off;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("memtrace-report-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Thousands separators.
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(4323), "4,323");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    /// A clean log: process fields, wait status, leaks with unresolved stacks.
+    #[test]
+    fn analyze_small_log() {
+        let mut c = LogBuilder::chunk(T0);
+        c.stack(1, &[0x1234, 0x5678])
+            .alloc(T0 + 2_000_000, 0x10, 40, 1)
+            .alloc(T0 + 3_000_000, 0x20, 2, 9);
+        let mut b = LogBuilder::new();
+        b.push(0, &c).ended(T0 + 5_000_000);
+        b.set_u32(off::RUN_FLAGS, 1)
+            .set_u32(off::RUN_WAIT_STATUS, 3 << 8);
+        let d = tmpdir("small");
+        let p = write(&d, "a.mtr", &b.bytes);
+        let r = analyze(&p, &Options::default()).unwrap();
+        assert_eq!(r.process.cmdline, vec!["prog", "arg"]);
+        assert_eq!(r.process.ended, Ended::Exit);
+        assert_eq!(r.process.exit_status, Some(3));
+        assert_eq!(r.process.duration_ms, 5.0);
+        assert_eq!(r.summary.peak_heap_time_ms, 3.0);
+        assert_eq!(r.heap_leaks.len(), 2);
+        assert_eq!(r.heap_leaks[0].stack.len(), 2);
+        assert_eq!(r.heap_leaks[0].stack[0].address, 0x1234);
+        assert!(r.heap_leaks[1].stack.is_empty());
+        assert!(!r.summary.ended_abnormally && !r.summary.truncated);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A truncated log still reports and says so; bad inputs are errors naming the file.
+    #[test]
+    fn truncated_and_bad_inputs() {
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, 40, 1);
+        let mut b = LogBuilder::new();
+        b.push(0, &c).empty_slot();
+        let d = tmpdir("bad");
+        let p = write(&d, "trunc.mtr", &b.bytes[..8192 + 100]);
+        let r = analyze(&p, &Options::default()).unwrap();
+        assert!(r.summary.truncated && r.summary.ended_abnormally);
+        assert_eq!(r.summary.leaked_heap_bytes, 40);
+        assert!(r.warnings[0].contains("truncated"));
+
+        let cases: [(&str, &[u8], &str); 5] = [
+            ("empty.mtr", b"", "empty file"),
+            (
+                "text.mtr",
+                b"hello world, this is not a log",
+                "not a memtrace log",
+            ),
+            ("short.mtr", &b.bytes[..100], "truncated inside the header"),
+            (
+                "v2.mtr",
+                &{
+                    let mut v = b.bytes.clone();
+                    v[8] = 2;
+                    v
+                },
+                "version 2",
+            ),
+            (
+                "chunk.mtr",
+                &{
+                    let mut v = b.bytes.clone();
+                    v[4096] ^= 0xff;
+                    v
+                },
+                "corrupt chunk",
+            ),
+        ];
+        for (name, bytes, msg) in cases {
+            let p = write(&d, name, bytes);
+            let e = analyze(&p, &Options::default()).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(msg), "{name}: {e}");
+        }
+        let e = analyze(&d.join("missing.mtr"), &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("missing.mtr"));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

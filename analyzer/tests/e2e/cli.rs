@@ -1,0 +1,89 @@
+//! `memtrace run` and `MEMTRACE_OUTPUT`.
+
+use crate::util::{TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, report};
+
+// `memtrace run -- exit3` exits 3 like its target, passes its output through, writes the
+// log under the default name memtrace.exit3.<pid>.mtr in the working directory and says where.
+#[test]
+fn run_exits_with_target_status_and_names_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .arg("run")
+        .arg("--")
+        .arg(fixture("exit3"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "exit status of memtrace run\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("exit3 says hello"),
+        "target's stdout passes through: {stdout}"
+    );
+
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let r = report(&logs[0]);
+    let pid = r.process("pid").as_u64().unwrap();
+    assert_eq!(
+        name,
+        format!("memtrace.exit3.{pid}.mtr"),
+        "default log name"
+    );
+    assert!(
+        stdout.contains(&name) || stderr.contains(&name),
+        "memtrace run says where the log is ({name}):\n{stdout}\n{stderr}"
+    );
+    r.assert_ended("exit");
+    assert_eq!(r.process("exit_status"), 3, "process = {}", r.v["process"]);
+    r.assert_heap_leaked(0, 0);
+    assert!(r.leaks("heap").is_empty(), "{}", r.describe_leaks());
+}
+
+// MEMTRACE_OUTPUT=/dir/x.%p.mtr places the log at that path with the pid filled in.
+#[test]
+fn run_honours_memtrace_output() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(cwd.path())
+        .env("MEMTRACE_OUTPUT", out_dir.path().join("x.%p.mtr"))
+        .arg("run")
+        .arg("--")
+        .arg(fixture("exit3"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        logs_in(cwd.path()).is_empty(),
+        "no log in the working directory"
+    );
+    let logs = logs_in(out_dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    let pid = r.process("pid").as_u64().unwrap();
+    assert_eq!(logs[0], out_dir.path().join(format!("x.{pid}.mtr")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let shown = logs[0].to_string_lossy();
+    assert!(
+        stdout.contains(&*shown) || stderr.contains(&*shown),
+        "memtrace run says where the log is ({shown}):\n{stdout}\n{stderr}"
+    );
+}
+
+// The `%e` pattern is the executable's base name; the preload alone (no `memtrace run`) honours it.
+#[test]
+fn preload_output_pattern_with_exe_name() {
+    let t = crate::util::trace_pattern("exit3", &[] as &[&str], "trace-%e-%p.mtr");
+    t.assert_exit(3);
+    let log = t.only_log();
+    let r = report(&log);
+    let pid = r.process("pid").as_u64().unwrap();
+    assert_eq!(log, t.dir.path().join(format!("trace-exit3-{pid}.mtr")));
+    r.assert_ended("exit");
+}

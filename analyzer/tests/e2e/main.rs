@@ -1,0 +1,31 @@
+//! End-to-end tests: the fixtures of `tests/fixtures/` run under `libmemtrace.so`, and
+//! `memtrace report --format json` must state exactly what each fixture's header comment
+//! says. One test binary; `util` is the harness.
+//!
+//! Needs `libmemtrace.so` built (`cargo build --workspace`; `scripts/test.sh` does it),
+//! gcc, g++ and rustc; valgrind, when installed, is the oracle for heap totals.
+//!
+//! Modules:
+//! - `heap`: the malloc family, aligned allocations, realloc chains, peak, valgrind totals
+//! - `threads`: 8 threads leaking concurrently
+//! - `processes`: fork, exec, exit(), _exit(), SIGKILL
+//! - `dlopen`: a leak inside a library unloaded before exit
+//! - `mapping`: mmap/munmap/mremap and brk/sbrk
+//! - `signals`: allocation in signal handlers
+//! - `languages`: C++ (new, containers, exceptions) and Rust
+//! - `libc`: libc's own allocations are not leaks
+//! - `corrupt`: damaged and truncated logs
+//! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
+
+mod util;
+
+mod cli;
+mod corrupt;
+mod dlopen;
+mod heap;
+mod languages;
+mod libc;
+mod mapping;
+mod processes;
+mod signals;
+mod threads;

@@ -1,0 +1,274 @@
+//! fork.c, exec_first.c/exec_second.c, stdio_exit.c, underscore_exit.c, sigkill.c:
+//! how processes begin and end.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::{
+    TIMEOUT, Valgrind, assert_heap_totals, fixture, logs_in, memtrace, oracle, report, trace,
+    trace_pattern, traced_command, wait_for_file, wait_timeout,
+};
+
+const NO_ARGS: &[&str] = &[];
+
+fn pid_of(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("pid is not a number: {v}"))
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+// A fork child writes its own log (its pid in the name, forked_from = the parent) holding
+// only its own events; the parent's log holds only the parent's leaks.
+#[test]
+fn fork_child_gets_own_log() {
+    let t = trace_pattern("fork", NO_ARGS, "log.%p.mtr");
+    t.assert_exit(0);
+    let child_pid: u64 = t
+        .stdout()
+        .trim()
+        .strip_prefix("child ")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("fixture did not print the child's pid\n{}", t.describe()));
+    let logs = t.logs();
+    assert_eq!(logs.len(), 2, "one log per process: {logs:?}");
+    let child_log = t.dir.path().join(format!("log.{child_pid}.mtr"));
+    assert!(
+        logs.contains(&child_log),
+        "child log {child_log:?} not in {logs:?}"
+    );
+    let parent_log = logs.iter().find(|l| **l != child_log).unwrap().clone();
+
+    let p = report(&parent_log);
+    p.assert_complete();
+    let parent_pid = pid_of(p.process("pid"));
+    assert_eq!(file_name(&parent_log), format!("log.{parent_pid}.mtr"));
+    let ff = p.process("forked_from");
+    assert!(
+        ff.is_null() || *ff == 0,
+        "the parent was not forked: forked_from = {ff}"
+    );
+    p.assert_ended("exit");
+    p.assert_leak("heap", "parent_leak_site", 300, 3);
+    p.assert_no_leak("heap", "child_leak_site");
+    p.assert_heap_leaked(300, 3);
+    assert_eq!(p.summary("allocations"), 5);
+    assert_eq!(p.summary("frees"), 2);
+
+    let c = report(&child_log);
+    c.assert_complete();
+    assert_eq!(pid_of(c.process("pid")), child_pid);
+    assert_eq!(
+        pid_of(c.process("forked_from")),
+        parent_pid,
+        "child's forked_from"
+    );
+    assert_eq!(pid_of(c.process("ppid")), parent_pid, "child's ppid");
+    c.assert_ended("exit");
+    c.assert_leak("heap", "child_leak_site", 400, 2);
+    c.assert_no_leak("heap", "parent_leak_site");
+    c.assert_heap_leaked(400, 2);
+    assert_eq!(c.summary("allocations"), 2);
+    assert_eq!(
+        c.summary("frees"),
+        0,
+        "an unknown free counts only in unknown_frees"
+    );
+    // The child frees `shared`, from before the fork; at exit its libc also frees what the
+    // parent's libc frees that was allocated before tracing began (the parent's unknown frees).
+    assert_eq!(
+        c.summary("unknown_frees"),
+        p.summary("unknown_frees") + 1,
+        "the child freed one block from before the fork"
+    );
+}
+
+// exec writes a second log for the new image (same pid, ".1" appended to the taken name);
+// the first log ends with "exec" and keeps its own leak.
+#[test]
+fn exec_writes_two_logs() {
+    let t = trace_pattern("exec_first", &[fixture("exec_second")], "log.%p.mtr");
+    t.assert_exit(0);
+    let logs = t.logs();
+    assert_eq!(logs.len(), 2, "one log per image: {logs:?}");
+    let reports: Vec<_> = logs.iter().map(|l| report(l)).collect();
+    let exe_ends = |r: &crate::util::Report, n: &str| {
+        r.process("exe").as_str().is_some_and(|e| e.ends_with(n))
+    };
+    let first = reports
+        .iter()
+        .find(|r| exe_ends(r, "/exec_first"))
+        .expect("a log of exec_first");
+    let second = reports
+        .iter()
+        .find(|r| exe_ends(r, "/exec_second"))
+        .expect("a log of exec_second");
+
+    let pid = pid_of(first.process("pid"));
+    assert_eq!(pid_of(second.process("pid")), pid, "exec keeps the pid");
+    let mut names: Vec<String> = logs.iter().map(|l| file_name(l)).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("log.{pid}.mtr"), format!("log.{pid}.mtr.1")]
+    );
+    assert_eq!(
+        file_name(&first.log),
+        format!("log.{pid}.mtr"),
+        "the first image took the name"
+    );
+
+    first.assert_complete();
+    first.assert_ended("exec");
+    first.assert_leak("heap", "leak_before_exec", 111, 1);
+    first.assert_heap_leaked(111, 1);
+    assert_eq!(first.summary("allocations"), 1);
+    assert_eq!(first.summary("frees"), 0);
+    assert!(!first.summary_bool("ended_abnormally"));
+
+    second.assert_complete();
+    second.assert_ended("exit");
+    second.assert_leak("heap", "leak_after_exec", 444, 2);
+    second.assert_no_leak("heap", "leak_before_exec");
+    second.assert_heap_leaked(444, 2);
+    assert_eq!(second.summary("allocations"), 2);
+    assert_eq!(second.summary("frees"), 0);
+}
+
+// exit() from a nested function with stdio in use: ended "exit", one 50-byte leak, and
+// libc's stdout buffer is freed (totals equal valgrind's).
+#[test]
+fn stdio_exit_from_nested_function() {
+    let t = trace("stdio_exit", NO_ARGS);
+    t.assert_exit(4);
+    assert!(
+        t.stdout().contains("leaving from level2 with 4"),
+        "{}",
+        t.describe()
+    );
+    let r = t.report();
+    r.assert_complete();
+    r.assert_ended("exit");
+    assert!(!r.summary_bool("ended_abnormally"));
+    r.assert_leak("heap", "leak_before_exit", 50, 1);
+    let o = oracle(
+        "stdio_exit",
+        NO_ARGS,
+        Valgrind {
+            in_use_bytes: 50,
+            in_use_blocks: 1,
+            allocs: 2,
+            frees: 1,
+            bytes_allocated: 4146,
+        },
+    );
+    assert_heap_totals(&r, &o);
+}
+
+// Under `memtrace run`, exit(4) from a nested function: memtrace exits 4, the report says 4.
+#[test]
+fn stdio_exit_status_via_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .env("MEMTRACE_OUTPUT", dir.path().join("log.%p.mtr"))
+        .arg("run")
+        .arg("--")
+        .arg(fixture("stdio_exit"));
+    let out = crate::util::output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "memtrace run's exit status: {out:?}"
+    );
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    r.assert_ended("exit");
+    assert_eq!(r.process("exit_status"), 4, "process = {}", r.v["process"]);
+    r.assert_leak("heap", "leak_before_exit", 50, 1);
+    r.assert_heap_leaked(50, 1);
+}
+
+// _exit(5) directly: ended "_exit", exit_status 5, the leak before it is reported.
+#[test]
+fn underscore_exit_status() {
+    let t = trace("underscore_exit", NO_ARGS);
+    t.assert_exit(5);
+    let r = t.report();
+    r.assert_complete();
+    r.assert_ended("_exit");
+    assert_eq!(r.process("exit_status"), 5, "process = {}", r.v["process"]);
+    assert!(!r.summary_bool("ended_abnormally"));
+    r.assert_leak("heap", "leak_before_underscore_exit", 77, 1);
+    r.assert_heap_leaked(77, 1);
+    assert_eq!(r.summary("allocations"), 1);
+    assert_eq!(r.summary("frees"), 0);
+}
+
+// Killed by SIGKILL while sleeping: ended abnormally, every leak recorded before is there.
+#[test]
+fn sigkill_keeps_recorded_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ready");
+    let mut cmd = traced_command("sigkill", dir.path(), "%e.%p.mtr");
+    cmd.arg(&marker).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn sigkill");
+    wait_for_file(&marker, &mut child);
+    child.kill().expect("SIGKILL the fixture");
+    let st = wait_timeout(&mut child, TIMEOUT).expect("the killed fixture is reaped");
+    assert_eq!(st.signal(), Some(9), "killed by SIGKILL: {st:?}");
+
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    assert!(r.summary_bool("ended_abnormally"), "{}", r.v["summary"]);
+    r.assert_ended("abnormal");
+    r.assert_leak("heap", "kill_leak_site", 4000, 4);
+    r.assert_heap_leaked(4000, 4);
+    assert_eq!(r.summary("allocations"), 4);
+    assert_eq!(r.summary("frees"), 0);
+    assert_eq!(r.summary("events_lost"), 0);
+}
+
+// Under `memtrace run`, a SIGKILLed target is reported with signal 9.
+#[test]
+fn sigkill_signal_via_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ready");
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .env("MEMTRACE_OUTPUT", dir.path().join("log.%p.mtr"))
+        .arg("run")
+        .arg("--")
+        .arg(fixture("sigkill"))
+        .arg(&marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut run = cmd.spawn().expect("spawn memtrace run");
+    wait_for_file(&marker, &mut run);
+    let pid = std::fs::read_to_string(&marker).unwrap().trim().to_string();
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+    let st = wait_timeout(&mut run, TIMEOUT).expect("memtrace run ends after its target");
+    assert!(
+        !st.success(),
+        "memtrace run must not succeed when its target was killed: {st:?}"
+    );
+
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    assert_eq!(pid_of(r.process("pid")).to_string(), pid);
+    assert_eq!(r.process("signal"), 9, "process = {}", r.v["process"]);
+    assert!(r.summary_bool("ended_abnormally"));
+    r.assert_ended("abnormal");
+    r.assert_leak("heap", "kill_leak_site", 4000, 4);
+}
