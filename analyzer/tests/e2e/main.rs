@@ -16,6 +16,7 @@
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
+//! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 
 mod util;
 
@@ -28,4 +29,5 @@ mod libc;
 mod mapping;
 mod processes;
 mod signals;
+mod startup;
 mod threads;

@@ -131,6 +131,17 @@ fn build_fixture(name: &str) -> PathBuf {
             src_dir.display()
         );
     }
+    // A fixture may ask for extra linker arguments in a `link-flags:` line of
+    // its header comment (`$ORIGIN` is passed through literally).
+    let src_text = ["c", "cpp", "rs"]
+        .iter()
+        .find_map(|e| find(e))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    for line in src_text.lines().filter(|l| l.contains("link-flags:")) {
+        let flags = line.split("link-flags:").nth(1).unwrap_or("");
+        cmd.args(flags.split_whitespace().filter(|f| *f != "*/"));
+    }
     let out_put = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
