@@ -179,7 +179,7 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
                 e.bias,
                 e.start,
             ) {
-                ctx.stream.write(&ctx.buf[..n], Some(t));
+                ctx.stream.define(&ctx.buf[..n], Some(t));
             }
             known_slot(e.start).store(0, Ordering::Relaxed);
             ctx.table.len -= 1;
@@ -241,16 +241,16 @@ unsafe extern "C" fn visit(
         absolute(name, &mut exe)
     };
     let t = sys::now_ns();
-    if let Some(n) = memtrace_format::encode::module(
-        ctx.buf,
-        t.wrapping_sub(ctx.stream.last_time),
-        bias,
-        start,
-        end,
-        build_id,
-        path,
-    ) {
-        ctx.stream.write(&ctx.buf[..n], Some(t));
+    let dt = t.wrapping_sub(ctx.stream.last_time);
+    let recorded =
+        match memtrace_format::encode::module(ctx.buf, dt, bias, start, end, build_id, path) {
+            Some(n) => ctx.stream.define(&ctx.buf[..n], Some(t)),
+            None => false,
+        };
+    if !recorded {
+        // Not recorded (the log is full): try again at the next scan.
+        DIRTY.store(true, Ordering::Release);
+        return 0;
     }
     let len = ctx.table.len;
     ctx.table.entries[len] = Entry {

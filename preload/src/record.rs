@@ -11,9 +11,10 @@ use crate::thread::{Guard, Level};
 use crate::{modules, stacks, sys, unwind};
 
 /// Captures the caller's stack and returns its interned id (writing a STACK
-/// record first if the stack is new).
+/// record first if the stack is new). `None` if the definition could not be
+/// written (the log is full): the caller's event is then lost.
 #[inline(always)]
-fn stack_id(l: &mut Level) -> u32 {
+fn stack_id(l: &mut Level) -> Option<u32> {
     let regs = unwind::current_regs();
     // SAFETY: `regs` describes the current frame, which is live during the call.
     let n = unsafe { unwind::capture_from(regs, &mut l.frames, &mut l.ctx) };
@@ -22,24 +23,31 @@ fn stack_id(l: &mut Level) -> u32 {
     let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);
     let h = stacks::hash(frames, epoch);
     if h == l.last_hash && l.last_id != 0 {
-        return l.last_id;
+        return Some(l.last_id);
     }
     let id = match stacks::lookup(h) {
         Ok(id) => id,
         Err(slot) => {
             let id = stacks::next_id();
-            if let Some(len) = encode::stack(&mut l.rec, id, frames) {
-                l.stream.write(&l.rec[..len], None);
+            let written = match encode::stack(&mut l.rec, id, frames) {
+                Some(len) => l.stream.define(&l.rec[..len], None),
+                None => false,
+            };
+            match slot {
+                Some(slot) if written => stacks::publish(slot, id),
+                // Leave the slot claimed but unpublished: later users define
+                // the stack again under fresh ids.
+                _ => {}
             }
-            if let Some(slot) = slot {
-                stacks::publish(slot, id);
+            if !written {
+                return None;
             }
             id
         }
     };
     l.last_hash = h;
     l.last_id = id;
-    id
+    Some(id)
 }
 
 /// An allocation that returned `addr` (0 if it failed).
@@ -47,7 +55,10 @@ fn stack_id(l: &mut Level) -> u32 {
 pub fn alloc(func: Func, addr: usize, size: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t = sys::now_ns();
     if let Some(n) = encode::alloc(
         &mut l.rec,
@@ -82,7 +93,10 @@ pub fn free(func: Func, addr: usize) {
 pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t1 = sys::now_ns();
     let t0 = t0.max(l.stream.last_time);
     if let Some(n) = encode::realloc(
@@ -104,7 +118,10 @@ pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
 pub fn mmap(func: Func, addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: i64) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t = sys::now_ns();
     if let Some(n) = encode::mmap(
         &mut l.rec,
@@ -127,7 +144,10 @@ pub fn mmap(func: Func, addr: usize, len: usize, prot: i32, flags: i32, fd: i32,
 pub fn munmap(t0: u64, addr: usize, len: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t0 = t0.max(l.stream.last_time);
     if let Some(n) = encode::munmap(
         &mut l.rec,
@@ -145,7 +165,10 @@ pub fn munmap(t0: u64, addr: usize, len: usize) {
 pub fn mremap(old: usize, old_len: usize, new: usize, new_len: usize, flags: i32) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t = sys::now_ns();
     if let Some(n) = encode::mremap(
         &mut l.rec,
@@ -166,7 +189,10 @@ pub fn mremap(old: usize, old_len: usize, new: usize, new_len: usize, flags: i32
 pub fn brk(func: Func, arg: i64, old: usize, new: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
-    let stack = stack_id(l);
+    let Some(stack) = stack_id(l) else {
+        l.stream.lose();
+        return;
+    };
     let t = sys::now_ns();
     if let Some(n) = encode::brk(
         &mut l.rec,

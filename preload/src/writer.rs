@@ -377,38 +377,50 @@ impl Stream {
         true
     }
 
-    /// Appends one encoded record (`rec[2]` is its tag). On failure the event
-    /// is counted as lost; a LOST record is written once writing works again.
-    pub fn write(&mut self, rec: &[u8], time: Option<u64>) {
+    /// Appends one event record (`rec[2]` is its tag, `time` the absolute
+    /// time its delta was computed for). On failure the event is counted as
+    /// lost, in the header at once and in a LOST record once writing works again.
+    pub fn write(&mut self, rec: &[u8], time: Option<u64>) -> bool {
+        if !self.define(rec, time) {
+            self.lose();
+            return false;
+        }
+        true
+    }
+
+    /// Appends a record that is not an event by itself (a STACK or MODULE
+    /// definition): on failure nothing is counted; the caller decides.
+    pub fn define(&mut self, rec: &[u8], time: Option<u64>) -> bool {
         if self.lost > 0 && !self.flush_lost() {
-            self.lost += 1;
-            count_lost(1);
-            return;
+            return false;
         }
         if !self.put(rec) {
-            self.lost += 1;
-            count_lost(1);
-            return;
+            return false;
         }
         if let Some(t) = time {
             self.last_time = t;
         }
+        true
     }
 
+    /// Counts one event that could not be recorded.
+    pub fn lose(&mut self) {
+        self.lost += 1;
+        count_lost(1);
+    }
+
+    /// Writes the pending LOST record, stamped with the previous record's time
+    /// (so the deltas the caller already encoded stay valid).
     fn flush_lost(&mut self) -> bool {
         if self.backoff > 0 {
             self.backoff -= 1;
             return false;
         }
-        let t = sys::now_ns();
         let mut buf = [0u8; 32];
-        let Some(n) =
-            memtrace_format::encode::lost(&mut buf, t.wrapping_sub(self.last_time), self.lost)
-        else {
+        let Some(n) = memtrace_format::encode::lost(&mut buf, 0, self.lost) else {
             return false;
         };
         if self.put(&buf[..n]) {
-            self.last_time = t;
             self.lost = 0;
             true
         } else {

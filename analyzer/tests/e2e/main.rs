@@ -16,6 +16,7 @@
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
+//! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 
 mod util;
@@ -26,6 +27,7 @@ mod dlopen;
 mod heap;
 mod languages;
 mod libc;
+mod lost;
 mod mapping;
 mod processes;
 mod signals;
