@@ -17,6 +17,7 @@
 //! - `corrupt`: damaged and truncated logs
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
+//! - `security`: planted symlinks, existing files, setuid programs
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 
 mod util;
@@ -30,6 +31,7 @@ mod libc;
 mod lost;
 mod mapping;
 mod processes;
+mod security;
 mod signals;
 mod startup;
 mod threads;
