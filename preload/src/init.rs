@@ -51,6 +51,7 @@ unsafe extern "C" fn constructor(
         return;
     }
     real::resolve();
+    sys::calibrate_clock();
     save_pattern(envp);
     if !open_log(0) {
         return;

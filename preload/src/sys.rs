@@ -7,6 +7,7 @@
 //! neither allocates nor locks). Functions here are async-signal-safe.
 
 use core::ffi::{c_int, c_long, c_void};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// `mmap` without going through the exported hook. Returns `None` on failure.
 pub fn mmap(
@@ -115,10 +116,74 @@ pub fn alloc_pages(len: usize) -> Option<*mut u8> {
     )
 }
 
-/// CLOCK_MONOTONIC in nanoseconds (vDSO, no system call on x86_64).
+/// CLOCK_MONOTONIC in nanoseconds.
+///
+/// When the kernel's clocksource is the TSC (it then vouches for it being
+/// constant and synchronised across CPUs), this reads the TSC directly and
+/// converts with a factor calibrated against CLOCK_MONOTONIC at start-up:
+/// ~10 ns instead of ~25 ns for the vDSO call, on every event. Plain `rdtsc`
+/// (not the serialising `rdtscp`, which costs a pipeline drain) is enough for
+/// the order the analyzer needs: "before" stamps (free, munmap, realloc's
+/// first) are taken before the call's stores can retire, and "after" stamps
+/// are taken after the stack walk, far beyond the reach of out-of-order
+/// execution from the call they follow.
 #[inline]
 pub fn now_ns() -> u64 {
-    clock(libc::CLOCK_MONOTONIC)
+    let mult = TSC_MULT.load(Ordering::Relaxed);
+    if mult == 0 {
+        return clock(libc::CLOCK_MONOTONIC);
+    }
+    // SAFETY: rdtsc is available (the kernel uses the TSC as its clocksource).
+    let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+    let ticks = tsc.saturating_sub(TSC_BASE.load(Ordering::Relaxed));
+    let ns = ((ticks as u128 * mult as u128) >> 32) as u64;
+    NS_BASE.load(Ordering::Relaxed).wrapping_add(ns)
+}
+
+/// Nanoseconds per TSC tick in 32.32 fixed point (0: use the vDSO clock).
+static TSC_MULT: AtomicU64 = AtomicU64::new(0);
+static TSC_BASE: AtomicU64 = AtomicU64::new(0);
+static NS_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Calibrates the TSC against CLOCK_MONOTONIC over half a millisecond, if the
+/// kernel's clocksource is the TSC. Called once by the constructor.
+pub fn calibrate_clock() {
+    let mut src = [0u8; 32];
+    let n = read_file(c"/sys/devices/system/clocksource/clocksource0/current_clocksource", &mut src);
+    let s = &src[..n];
+    if s.strip_suffix(b"\n").unwrap_or(s) != b"tsc" {
+        return;
+    }
+    // cpuid leaf 0x80000001 exists on every x86_64 CPU.
+    let ext = core::arch::x86_64::__cpuid(0x8000_0001);
+    if ext.edx & (1 << 27) == 0 {
+        return; // no rdtscp
+    }
+    let mut aux = 0u32;
+    let ns0 = clock(libc::CLOCK_MONOTONIC);
+    // SAFETY: rdtscp is available (checked above).
+    let tsc0 = unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    let mut ns1;
+    loop {
+        ns1 = clock(libc::CLOCK_MONOTONIC);
+        if ns1.wrapping_sub(ns0) >= 500_000 {
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: as above.
+    let tsc1 = unsafe { core::arch::x86_64::__rdtscp(&mut aux) };
+    let dt = tsc1.wrapping_sub(tsc0);
+    if dt == 0 || tsc1 < tsc0 {
+        return;
+    }
+    let mult = (((ns1 - ns0) as u128) << 32) / dt as u128;
+    if mult == 0 || mult > u64::MAX as u128 {
+        return;
+    }
+    TSC_BASE.store(tsc1, Ordering::Relaxed);
+    NS_BASE.store(ns1, Ordering::Relaxed);
+    TSC_MULT.store(mult as u64, Ordering::Release);
 }
 
 /// CLOCK_REALTIME in nanoseconds.
