@@ -17,7 +17,7 @@ use crate::{modules, stacks, sys, unwind};
 fn stack_id(l: &mut Level) -> Option<u32> {
     let regs = unwind::current_regs();
     // SAFETY: `regs` describes the current frame, which is live during the call.
-    let n = unsafe { unwind::capture_from(regs, &mut l.frames, &mut l.ctx) };
+    let n = unsafe { unwind::capture_from(regs, &mut l.frames, &mut l.ctx, &mut l.recent) };
     modules::sync(&mut l.stream, &mut l.rec);
     let frames = &l.frames[..n];
     let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);

@@ -29,6 +29,7 @@ pub struct Level {
     pub frames: [u64; MAX_FRAMES],
     pub rec: [u8; 8192],
     pub ctx: Ctx,
+    pub recent: crate::unwind::Recent,
     pub last_hash: u64,
     pub last_id: u32,
 }
