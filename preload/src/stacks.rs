@@ -31,14 +31,49 @@ pub fn reset() {
 }
 
 /// Hash of a stack under the current module epoch (never 0).
+///
+/// Four independent lanes, so that the multiplications of consecutive frames
+/// overlap in the pipeline (deep stacks hash at ~1.5 cycles per frame, not 5).
 #[inline]
 pub fn hash(frames: &[u64], epoch: u32) -> u64 {
-    let mut h = 0x243F_6A88_85A3_08D3u64 ^ epoch as u64 ^ ((frames.len() as u64) << 40);
-    for &f in frames {
-        h = (h ^ f).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        h ^= h >> 29;
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut lanes = [
+        0x243F_6A88_85A3_08D3u64 ^ epoch as u64,
+        0x1319_8A2E_0370_7344u64 ^ ((frames.len() as u64) << 40),
+        0xA409_3822_299F_31D0u64,
+        0x082E_FA98_EC4E_6C89u64,
+    ];
+    let mut chunks = frames.chunks_exact(4);
+    for c in &mut chunks {
+        for i in 0..4 {
+            lanes[i] = (lanes[i] ^ c[i]).wrapping_mul(K).rotate_left(31);
+        }
     }
+    for (i, &f) in chunks.remainder().iter().enumerate() {
+        lanes[i] = (lanes[i] ^ f).wrapping_mul(K).rotate_left(31);
+    }
+    let mut h = lanes[0] ^ lanes[1].rotate_left(17) ^ lanes[2].rotate_left(34) ^ lanes[3].rotate_left(51);
+    h ^= h >> 32;
+    h = h.wrapping_mul(K);
+    h ^= h >> 29;
     h | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash;
+
+    /// Different stacks (order, length, epoch) hash differently; equal ones equally.
+    #[test]
+    fn hash_separates_stacks() {
+        let a = [0x401000u64, 0x402000, 0x403000, 0x404000, 0x405000];
+        let b = [0x402000u64, 0x401000, 0x403000, 0x404000, 0x405000];
+        assert_eq!(hash(&a, 1), hash(&a, 1));
+        assert_ne!(hash(&a, 1), hash(&b, 1));
+        assert_ne!(hash(&a, 1), hash(&a[..4], 1));
+        assert_ne!(hash(&a, 1), hash(&a, 2));
+        assert_ne!(hash(&[], 1), hash(&[0], 1));
+    }
 }
 
 /// Looks `h` up; returns `Ok(id)` if known, or `Err(Some(slot))` if the caller

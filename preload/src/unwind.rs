@@ -41,7 +41,7 @@ impl UnwindContextStorage<usize> for Store {
 pub type Ctx = UnwindContext<usize, Store>;
 
 /// Depth of the per-thread cache of the last stack's rules.
-const RECENT: usize = 64;
+const RECENT: usize = memtrace_format::MAX_FRAMES + 8;
 
 /// The rules used at each depth of the thread's previous capture. Consecutive
 /// stacks of a thread share most frames (the callers of the allocating
@@ -49,14 +49,14 @@ const RECENT: usize = 64;
 /// last time finds its rule with one load from a thread-private line, instead
 /// of a hash and a probe of the global cache.
 pub struct Recent {
-    keys: [u64; RECENT],
-    rules: [u64; RECENT],
+    /// (address looked up, packed rule) by depth.
+    slots: [(u64, u64); RECENT],
 }
 
 impl Recent {
     /// An empty cache (all-zero memory is one too).
     pub const fn new() -> Recent {
-        Recent { keys: [0; RECENT], rules: [0; RECENT] }
+        Recent { slots: [(0, 0); RECENT] }
     }
 }
 
@@ -326,8 +326,8 @@ pub unsafe fn capture_from(regs: Regs, out: &mut [u64], ctx: &mut Ctx, recent: &
         let depth = steps;
         steps += 1;
         let key = if exact { pc } else { pc.wrapping_sub(1) };
-        let hit = match (recent.keys.get(depth), recent.rules.get(depth)) {
-            (Some(&k), Some(&r)) if k == key && Rule(r).epoch() == (epoch & 0xffff) => Some(Rule(r)),
+        let hit = match recent.slots.get(depth) {
+            Some(&(k, r)) if k == key && Rule(r).epoch() == (epoch & 0xffff) => Some(Rule(r)),
             _ => None,
         };
         let rule = match hit {
@@ -341,9 +341,8 @@ pub unsafe fn capture_from(regs: Regs, out: &mut [u64], ctx: &mut Ctx, recent: &
                         r
                     }
                 };
-                if depth < RECENT {
-                    recent.keys[depth] = key;
-                    recent.rules[depth] = r.0;
+                if let Some(s) = recent.slots.get_mut(depth) {
+                    *s = (key, r.0);
                 }
                 r
             }
