@@ -123,11 +123,12 @@ pub fn mark_dirty() {
 }
 
 /// Forgets every object (fork child: the new log must list them again).
+/// Only called in a fork child, which has a single thread: a lock held by a
+/// parent thread that was scanning at the time of the fork is simply taken
+/// over (that thread does not exist here).
 pub fn forget_all() {
-    if LOCK.swap(true, Ordering::Acquire) {
-        return;
-    }
-    // SAFETY: LOCK is held.
+    LOCK.store(true, Ordering::Relaxed);
+    // SAFETY: LOCK is held, and no other thread exists.
     let t = unsafe { &mut *TABLE.0.get() };
     t.len = 0;
     for k in &KNOWN {
