@@ -100,7 +100,7 @@ impl<'a> Reader<'a> {
     /// A length-prefixed byte string.
     pub fn string(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.v()?;
-        let rest = self.b.len() - self.pos;
+        let rest = self.b.len().saturating_sub(self.pos);
         if len > rest as u64 {
             return Err(DecodeError::BadRecord("string length"));
         }
@@ -318,6 +318,11 @@ impl<'a> RecordIter<'a> {
         self.time
     }
 
+    /// Offset in the body of the next record (every byte before it has been consumed).
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
     fn decode(&mut self, t: u8, payload: &'a [u8]) -> Result<Record<'a>, DecodeError> {
         let mut r = Reader::new(payload);
         macro_rules! time {
@@ -522,42 +527,69 @@ impl<'a> ChunkIter<'a> {
     }
 }
 
+/// One step of a [`ChunkIter`] walk.
+pub enum Step<'a> {
+    /// A chunk, or the corrupt chunk header that ends the walk.
+    Chunk(Result<Chunk<'a>, DecodeError>),
+    /// A slot that was reserved but never written (skipped).
+    Empty,
+    /// The end of the chunk area.
+    End,
+}
+
+impl<'a> ChunkIter<'a> {
+    /// File offset where the walk continues.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves the walk by one chunk or one empty slot, so a caller can act
+    /// (release pages, say) during a long run of empty slots.
+    pub fn step(&mut self) -> Step<'a> {
+        if self.pos.saturating_add(CHUNK_HEADER_SIZE) > self.end {
+            return Step::End;
+        }
+        let b = &self.file[self.pos..self.end];
+        let h = match ChunkHeader::parse(b) {
+            Ok(Some(h)) => h,
+            Ok(None) => {
+                self.empty_slots += 1;
+                self.pos = self.pos.saturating_add(CHUNK_ALIGN);
+                return Step::Empty;
+            }
+            Err(e) => {
+                self.pos = self.end;
+                return Step::Chunk(Err(e));
+            }
+        };
+        let size = h.size as usize;
+        if size < CHUNK_ALIGN || !size.is_multiple_of(CHUNK_ALIGN) {
+            self.pos = self.end;
+            return Step::Chunk(Err(DecodeError::BadChunk("size")));
+        }
+        let offset = self.pos as u64;
+        // A chunk cut short by the end of the file still yields its records.
+        let stop = self.pos.saturating_add(size).min(self.end);
+        let body = &self.file[self.pos + CHUNK_HEADER_SIZE..stop];
+        self.pos = self.pos.saturating_add(size);
+        Step::Chunk(Ok(Chunk {
+            offset,
+            header: h,
+            body,
+        }))
+    }
+}
+
 impl<'a> Iterator for ChunkIter<'a> {
     type Item = Result<Chunk<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.pos + CHUNK_HEADER_SIZE > self.end {
-                return None;
+            match self.step() {
+                Step::Chunk(c) => return Some(c),
+                Step::Empty => continue,
+                Step::End => return None,
             }
-            let b = &self.file[self.pos..self.end];
-            let h = match ChunkHeader::parse(b) {
-                Ok(Some(h)) => h,
-                Ok(None) => {
-                    self.empty_slots += 1;
-                    self.pos += CHUNK_ALIGN;
-                    continue;
-                }
-                Err(e) => {
-                    self.pos = self.end;
-                    return Some(Err(e));
-                }
-            };
-            let size = h.size as usize;
-            if size < CHUNK_ALIGN || !size.is_multiple_of(CHUNK_ALIGN) {
-                self.pos = self.end;
-                return Some(Err(DecodeError::BadChunk("size")));
-            }
-            let offset = self.pos as u64;
-            // A chunk cut short by the end of the file still yields its records.
-            let stop = (self.pos + size).min(self.end);
-            let body = &self.file[self.pos + CHUNK_HEADER_SIZE..stop];
-            self.pos += size;
-            return Some(Ok(Chunk {
-                offset,
-                header: h,
-                body,
-            }));
         }
     }
 }

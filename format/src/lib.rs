@@ -124,6 +124,14 @@ pub enum Func {
     Mremap = 14,
     Brk = 15,
     Sbrk = 16,
+    /// C++ `operator new` (all forms but the array ones).
+    New = 17,
+    /// C++ `operator new[]`.
+    NewArray = 18,
+    /// C++ `operator delete` (all forms but the array ones).
+    Delete = 19,
+    /// C++ `operator delete[]`.
+    DeleteArray = 20,
 }
 
 impl Func {
@@ -147,6 +155,10 @@ impl Func {
             14 => Mremap,
             15 => Brk,
             16 => Sbrk,
+            17 => New,
+            18 => NewArray,
+            19 => Delete,
+            20 => DeleteArray,
             _ => return None,
         })
     }
@@ -171,6 +183,10 @@ impl Func {
             Mremap => "mremap",
             Brk => "brk",
             Sbrk => "sbrk",
+            New => "operator new",
+            NewArray => "operator new[]",
+            Delete => "operator delete",
+            DeleteArray => "operator delete[]",
         }
     }
 }

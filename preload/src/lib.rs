@@ -21,7 +21,8 @@
 //!   hot path avoids panicking operations.
 //!
 //! ## Modules
-//! - [`hooks`]: the exported functions.
+//! - [`hooks`]: the exported functions of the C library.
+//! - [`cxx`]: C++ `operator new`/`delete`.
 //! - [`real`]: how the next definitions are found.
 //! - [`record`]: one call to records.
 //! - [`thread`]: per-thread state and the reentrancy guard.
@@ -33,6 +34,7 @@
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+pub mod cxx;
 pub mod hooks;
 pub mod init;
 pub mod modules;

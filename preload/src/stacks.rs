@@ -52,7 +52,8 @@ pub fn hash(frames: &[u64], epoch: u32) -> u64 {
     for (i, &f) in chunks.remainder().iter().enumerate() {
         lanes[i] = (lanes[i] ^ f).wrapping_mul(K).rotate_left(31);
     }
-    let mut h = lanes[0] ^ lanes[1].rotate_left(17) ^ lanes[2].rotate_left(34) ^ lanes[3].rotate_left(51);
+    let mut h =
+        lanes[0] ^ lanes[1].rotate_left(17) ^ lanes[2].rotate_left(34) ^ lanes[3].rotate_left(51);
     h ^= h >> 32;
     h = h.wrapping_mul(K);
     h ^= h >> 29;

@@ -149,7 +149,10 @@ static NS_BASE: AtomicU64 = AtomicU64::new(0);
 /// kernel's clocksource is the TSC. Called once by the constructor.
 pub fn calibrate_clock() {
     let mut src = [0u8; 32];
-    let n = read_file(c"/sys/devices/system/clocksource/clocksource0/current_clocksource", &mut src);
+    let n = read_file(
+        c"/sys/devices/system/clocksource/clocksource0/current_clocksource",
+        &mut src,
+    );
     let s = &src[..n];
     if s.strip_suffix(b"\n").unwrap_or(s) != b"tsc" {
         return;

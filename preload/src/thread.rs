@@ -116,7 +116,7 @@ impl Guard {
     /// nested too deep (counted as lost).
     #[inline]
     pub fn enter() -> Option<Guard> {
-        if !ENABLED.load(Ordering::Acquire) {
+        if !ENABLED.load(Ordering::Acquire) || crate::cxx::inside_operator() {
             return None;
         }
         let s = state();

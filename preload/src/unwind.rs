@@ -56,7 +56,9 @@ pub struct Recent {
 impl Recent {
     /// An empty cache (all-zero memory is one too).
     pub const fn new() -> Recent {
-        Recent { slots: [(0, 0); RECENT] }
+        Recent {
+            slots: [(0, 0); RECENT],
+        }
     }
 }
 
@@ -309,7 +311,12 @@ pub fn init_self() {
 /// `regs` must describe a live frame of the calling thread (from
 /// [`current_regs`] in a caller that is still on the stack).
 #[inline(never)]
-pub unsafe fn capture_from(regs: Regs, out: &mut [u64], ctx: &mut Ctx, recent: &mut Recent) -> usize {
+pub unsafe fn capture_from(
+    regs: Regs,
+    out: &mut [u64],
+    ctx: &mut Ctx,
+    recent: &mut Recent,
+) -> usize {
     let epoch = EPOCH.load(Ordering::Acquire);
     let (self_start, self_end) = (
         SELF_START.load(Ordering::Relaxed),

@@ -18,6 +18,7 @@
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
+//! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 
 mod util;
@@ -31,6 +32,7 @@ mod libc;
 mod lost;
 mod mapping;
 mod processes;
+mod real_programs;
 mod security;
 mod signals;
 mod startup;
