@@ -17,7 +17,7 @@ pub mod off {
     pub const HEADER_SIZE: usize = 12;
     /// u32 page size of the target.
     pub const PAGE_SIZE: usize = 16;
-    /// u32 flags (reserved, 0).
+    /// u32 flags, see [`flag`](super::flag).
     pub const FLAGS: usize = 20;
     /// u32 pid of the traced process.
     pub const PID: usize = 24;
@@ -61,10 +61,20 @@ pub mod off {
     pub const CMDLINE_CAP: usize = 2814;
 }
 
+/// Bits of the header's FLAGS field.
+pub mod flag {
+    /// The program's `malloc` is not libmemtrace.so's: an object that comes
+    /// before it in symbol lookup (an executable with a statically linked
+    /// allocator) defines it, so heap calls bypass the recorder.
+    pub const MALLOC_NOT_INTERPOSED: u32 = 1;
+}
+
 /// The decoded file header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header<'a> {
     pub version: u32,
+    /// FLAGS bits (see [`flag`]).
+    pub flags: u32,
     pub page_size: u32,
     pub pid: u32,
     pub ppid: u32,
@@ -125,6 +135,7 @@ impl<'a> Header<'a> {
         let run_flags = u32_at(file, off::RUN_FLAGS);
         Ok(Header {
             version,
+            flags: u32_at(file, off::FLAGS),
             page_size: u32_at(file, off::PAGE_SIZE),
             pid: u32_at(file, off::PID),
             ppid: u32_at(file, off::PPID),

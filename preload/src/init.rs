@@ -70,6 +70,7 @@ unsafe extern "C" fn constructor(
             Ordering::Relaxed,
         );
     }
+    note_interposition();
     thread::ENABLED.store(true, Ordering::Release);
     // Record the loaded objects now, stamped with the start time.
     record::modules_changed();
@@ -250,5 +251,32 @@ fn find_cxx_freeres() {
         // SAFETY: a successful dlsym of a present symbol does not allocate.
         let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) };
         CXX_FREERES.store(f as usize, Ordering::Relaxed);
+    }
+}
+
+/// Flags the log when the program's `malloc` is not ours: an executable that
+/// links its own allocator statically comes before every preloaded library in
+/// symbol lookup, and its heap calls never reach the hooks.
+fn note_interposition() {
+    // SAFETY: dlsym of a symbol that exists (libc defines malloc) does not allocate.
+    let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as usize;
+    // Our own references to `malloc` are interposed like everyone else's, so
+    // compare objects, not addresses: which object holds the global `malloc`?
+    let object_of = |addr: usize| {
+        let mut obj = sys::DlFindObject {
+            flags: 0,
+            map_start: core::ptr::null_mut(),
+            map_end: core::ptr::null_mut(),
+            link_map: core::ptr::null_mut(),
+            eh_frame: core::ptr::null_mut(),
+            reserved: [0; 7],
+        };
+        // SAFETY: _dl_find_object only writes `obj`.
+        let r = unsafe { sys::_dl_find_object(addr as *mut c_void, &mut obj) };
+        if r == 0 { obj.map_start as usize } else { 0 }
+    };
+    let ours = object_of(&FINISHED as *const AtomicBool as usize);
+    if global != 0 && ours != 0 && object_of(global) != ours {
+        writer::set_flags(memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED);
     }
 }

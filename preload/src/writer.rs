@@ -71,6 +71,13 @@ pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
     }
 }
 
+/// Sets bits in the header's FLAGS field.
+pub fn set_flags(bits: u32) {
+    if let Some(a) = header_field::<AtomicU32>(off::FLAGS) {
+        a.fetch_or(bits, Ordering::Relaxed);
+    }
+}
+
 /// Whether the calling process is the one the log belongs to (false in a
 /// `vfork` child, which shares our memory until it execs).
 pub fn is_log_owner() -> bool {
