@@ -51,6 +51,11 @@ pub mod off {
     /// one. Only a signal handler that allocates can cause this: the recorder
     /// itself never calls the hooked functions, and a test asserts it.
     pub const NESTED_HOOKS: usize = 108;
+    /// u32, atomic: stacks also captured by libgcc's reference unwinder
+    /// (`MEMTRACE_VERIFY_UNWIND=N`: every N-th stack).
+    pub const UNWIND_CHECKED: usize = 112;
+    /// u32, atomic: of those, the stacks where the two unwinders disagreed.
+    pub const UNWIND_MISMATCHED: usize = 116;
     /// u16 length + bytes: the executable's path.
     pub const EXE: usize = 256;
     /// Room for the executable's path.
@@ -90,6 +95,10 @@ pub struct Header<'a> {
     pub forked_from: u32,
     /// Hooks entered re-entrantly (see `off::NESTED_HOOKS`).
     pub nested_hooks: u32,
+    /// Stacks checked against the reference unwinder (see `off::UNWIND_CHECKED`).
+    pub unwind_checked: u32,
+    /// Stacks where the reference unwinder disagreed.
+    pub unwind_mismatched: u32,
     /// The raw wait status recorded by `memtrace run`, if any.
     pub run_wait_status: Option<i32>,
     pub exe: &'a [u8],
@@ -150,6 +159,8 @@ impl<'a> Header<'a> {
             final_brk: u64_at(file, off::FINAL_BRK),
             forked_from: u32_at(file, off::FORKED_FROM),
             nested_hooks: u32_at(file, off::NESTED_HOOKS),
+            unwind_checked: u32_at(file, off::UNWIND_CHECKED),
+            unwind_mismatched: u32_at(file, off::UNWIND_MISMATCHED),
             run_wait_status: if run_flags & 1 != 0 {
                 Some(u32_at(file, off::RUN_WAIT_STATUS) as i32)
             } else {

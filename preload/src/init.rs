@@ -53,6 +53,15 @@ unsafe extern "C" fn constructor(
     real::resolve();
     sys::calibrate_clock();
     save_pattern(envp);
+    if let Some(v) = env_var(envp, b"MEMTRACE_VERIFY_UNWIND") {
+        let n = v
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .fold(0u32, |a, &c| {
+                a.saturating_mul(10).saturating_add((c - b'0') as u32)
+            });
+        unwind::VERIFY_EVERY.store(n, Ordering::Relaxed);
+    }
     if !open_log(0) {
         return;
     }

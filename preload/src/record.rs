@@ -19,6 +19,15 @@ fn stack_id(l: &mut Level) -> Option<u32> {
     // SAFETY: `regs` describes the current frame, which is live during the call.
     let n = unsafe { unwind::capture_from(regs, &mut l.frames, &mut l.ctx, &mut l.recent) };
     modules::sync(&mut l.stream, &mut l.rec);
+    let every = unwind::VERIFY_EVERY.load(core::sync::atomic::Ordering::Relaxed);
+    if every != 0 {
+        if l.check_countdown == 0 {
+            l.check_countdown = every;
+            let same = unwind::verify(&l.frames[..n], &mut l.check);
+            crate::writer::count_unwind_check(!same);
+        }
+        l.check_countdown -= 1;
+    }
     let frames = &l.frames[..n];
     let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);
     let h = stacks::hash(frames, epoch);

@@ -30,6 +30,10 @@ pub struct Level {
     pub rec: [u8; 8192],
     pub ctx: Ctx,
     pub recent: crate::unwind::Recent,
+    /// Reference frames for `MEMTRACE_VERIFY_UNWIND`.
+    pub check: [u64; MAX_FRAMES],
+    /// Stacks until the next check.
+    pub check_countdown: u32,
     pub last_hash: u64,
     pub last_id: u32,
 }

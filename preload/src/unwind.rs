@@ -404,6 +404,64 @@ pub unsafe fn capture_from(
     n
 }
 
+/// `MEMTRACE_VERIFY_UNWIND=N`: every N-th captured stack is also taken by
+/// libgcc's `_Unwind_Backtrace` (uncached, the reference) and compared; the
+/// header counts checks and disagreements. 0: off.
+pub static VERIFY_EVERY: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Takes the current stack with libgcc's unwinder into `scratch` (same
+/// conventions as [`capture_from`]: frames of this library skipped, exact PCs
+/// as PC + 1) and returns whether it equals `ours`.
+#[inline(never)]
+pub fn verify(ours: &[u64], scratch: &mut [u64]) -> bool {
+    struct Acc<'a> {
+        out: &'a mut [u64],
+        n: usize,
+        lo: u64,
+        hi: u64,
+    }
+    unsafe extern "C" {
+        fn _Unwind_Backtrace(
+            cb: unsafe extern "C" fn(*mut c_void, *mut c_void) -> i32,
+            arg: *mut c_void,
+        ) -> i32;
+        fn _Unwind_GetIPInfo(ctx: *mut c_void, before: *mut i32) -> u64;
+    }
+    unsafe extern "C" fn cb(ctx: *mut c_void, arg: *mut c_void) -> i32 {
+        // SAFETY: `arg` is the Acc passed below; libgcc passes a valid context.
+        let (acc, ip) = unsafe {
+            let mut before = 0i32;
+            let ip = _Unwind_GetIPInfo(ctx, &mut before);
+            (
+                &mut *(arg as *mut Acc),
+                if before != 0 { ip.wrapping_add(1) } else { ip },
+            )
+        };
+        if ip == 0 || (ip >= acc.lo && ip < acc.hi) {
+            return 0;
+        }
+        match acc.out.get_mut(acc.n) {
+            Some(slot) => {
+                *slot = ip;
+                acc.n += 1;
+                0
+            }
+            None => 5, // _URC_END_OF_STACK: stop
+        }
+    }
+    let mut acc = Acc {
+        out: scratch,
+        n: 0,
+        lo: SELF_START.load(Ordering::Relaxed),
+        hi: SELF_END.load(Ordering::Relaxed),
+    };
+    // SAFETY: the callback only writes into `acc`, which outlives the call.
+    unsafe { _Unwind_Backtrace(cb, &mut acc as *mut Acc as *mut c_void) };
+    // Both stop at the same capacity (MAX_FRAMES), so truncated stacks compare too.
+    let n = acc.n;
+    n == ours.len() && acc.out[..n] == *ours
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

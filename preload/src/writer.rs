@@ -71,6 +71,16 @@ pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
     }
 }
 
+/// Counts one stack checked against the reference unwinder, and whether it differed.
+pub fn count_unwind_check(mismatch: bool) {
+    if let Some(a) = header_field::<AtomicU32>(off::UNWIND_CHECKED) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+    if mismatch && let Some(a) = header_field::<AtomicU32>(off::UNWIND_MISMATCHED) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Sets bits in the header's FLAGS field.
 pub fn set_flags(bits: u32) {
     if let Some(a) = header_field::<AtomicU32>(off::FLAGS) {
