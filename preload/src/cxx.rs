@@ -136,7 +136,7 @@ unsafe extern "C" fn memtrace_new_hook(size: usize, align: usize, which: usize) 
     if p.is_null() {
         return 0;
     }
-    let func = if which % 2 == 0 {
+    let func = if which.is_multiple_of(2) {
         Func::New
     } else {
         Func::NewArray

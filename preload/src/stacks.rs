@@ -60,23 +60,6 @@ pub fn hash(frames: &[u64], epoch: u32) -> u64 {
     h | 1
 }
 
-#[cfg(test)]
-mod tests {
-    use super::hash;
-
-    /// Different stacks (order, length, epoch) hash differently; equal ones equally.
-    #[test]
-    fn hash_separates_stacks() {
-        let a = [0x401000u64, 0x402000, 0x403000, 0x404000, 0x405000];
-        let b = [0x402000u64, 0x401000, 0x403000, 0x404000, 0x405000];
-        assert_eq!(hash(&a, 1), hash(&a, 1));
-        assert_ne!(hash(&a, 1), hash(&b, 1));
-        assert_ne!(hash(&a, 1), hash(&a[..4], 1));
-        assert_ne!(hash(&a, 1), hash(&a, 2));
-        assert_ne!(hash(&[], 1), hash(&[0], 1));
-    }
-}
-
 /// Looks `h` up; returns `Ok(id)` if known, or `Err(Some(slot))` if the caller
 /// claimed an empty slot and must define the stack and then call [`publish`],
 /// or `Err(None)` if the caller must define it without publishing.
@@ -121,4 +104,21 @@ pub fn next_id() -> u32 {
 #[inline]
 pub fn publish(slot: &AtomicU64, id: u32) {
     slot.store(id as u64, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash;
+
+    /// Different stacks (order, length, epoch) hash differently; equal ones equally.
+    #[test]
+    fn hash_separates_stacks() {
+        let a = [0x401000u64, 0x402000, 0x403000, 0x404000, 0x405000];
+        let b = [0x402000u64, 0x401000, 0x403000, 0x404000, 0x405000];
+        assert_eq!(hash(&a, 1), hash(&a, 1));
+        assert_ne!(hash(&a, 1), hash(&b, 1));
+        assert_ne!(hash(&a, 1), hash(&a[..4], 1));
+        assert_ne!(hash(&a, 1), hash(&a, 2));
+        assert_ne!(hash(&[], 1), hash(&[0], 1));
+    }
 }
