@@ -18,6 +18,8 @@
 //! the stub while the hook is active on this thread, and goes straight to the
 //! real operator.
 
+#![allow(non_snake_case)]
+
 use core::cell::Cell;
 use core::ffi::{CStr, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
