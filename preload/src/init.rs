@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memtrace_format::{ExitHow, encode};
 
-use crate::{modules, real, record, stacks, sys, thread, unwind, writer};
+use crate::{real, record, stacks, sys, thread, unwind, writer};
 
 const PATH_CAP: usize = 4096;
 struct PathBuf(core::cell::UnsafeCell<([u8; PATH_CAP], usize)>);
@@ -194,10 +194,9 @@ unsafe extern "C" fn after_fork_child() {
     thread::after_fork_child();
     writer::forget_log();
     stacks::reset();
-    modules::forget_all();
     if open_log(parent) {
         thread::ENABLED.store(true, Ordering::Release);
-        record::modules_changed();
+        record::modules_after_fork();
     }
 }
 
@@ -217,7 +216,6 @@ pub fn finish(how: ExitHow, status: c_int) {
         return;
     }
     record::marker(|b, t| encode::freeres(b, t, 1));
-    find_cxx_freeres();
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
     if cxx != 0 {
         // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
@@ -233,34 +231,18 @@ pub fn finish(how: ExitHow, status: c_int) {
     writer::set_state(how, status);
 }
 
-/// Looks up libstdc++'s `__gnu_cxx::__freeres` if libstdc++ is loaded. A
-/// failing `dlsym` would allocate an error message, so its presence is checked
-/// first by walking the loaded objects (which does not allocate).
-fn find_cxx_freeres() {
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info; data is the flag below.
-        let (info, found) = unsafe { (&*info, &mut *(data as *mut bool)) };
-        if !info.dlpi_name.is_null() {
-            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-            let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-            if name.windows(11).any(|w| w == b"libstdc++.s") {
-                *found = true;
-            }
-        }
-        0
+/// Looks up libstdc++'s `__gnu_cxx::__freeres` once the module scan has seen
+/// libstdc++ (a failing `dlsym` would allocate an error message, so it is
+/// only asked for a symbol that exists). Done in normal context, never at
+/// exit: a fork child's exit path must not wait on loader locks that a parent
+/// thread held at the time of the fork.
+pub fn resolve_cxx_freeres() {
+    if CXX_FREERES.load(Ordering::Relaxed) != 0 {
+        return;
     }
-    let mut found = false;
-    // SAFETY: the callback only reads `info` and writes `found`, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(visit), &mut found as *mut bool as *mut c_void) };
-    if found {
-        // SAFETY: a successful dlsym of a present symbol does not allocate.
-        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) };
-        CXX_FREERES.store(f as usize, Ordering::Relaxed);
-    }
+    // SAFETY: a successful dlsym of a present symbol does not allocate.
+    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) };
+    CXX_FREERES.store(f as usize, Ordering::Relaxed);
 }
 
 /// Flags the log when the program's `malloc` is not ours: an executable that

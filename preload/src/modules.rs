@@ -28,6 +28,12 @@ struct Entry {
     #[allow(dead_code)]
     end: u64,
     seen: u64,
+    /// The loader's name for the object (owned by its link map, valid while
+    /// the object is loaded); null for the main program.
+    name: *const core::ffi::c_char,
+    /// The build-id note's bytes, inside the loaded object.
+    build_id: *const u8,
+    build_id_len: usize,
 }
 
 struct Table {
@@ -37,7 +43,8 @@ struct Table {
 }
 
 struct Locked(core::cell::UnsafeCell<Table>);
-// SAFETY: the table is only accessed while LOCK is held.
+// SAFETY: the table is only accessed while LOCK is held; its raw pointers
+// point into loaded objects and the loader's link maps, never to thread data.
 unsafe impl Sync for Locked {}
 
 static TABLE: Locked = Locked(core::cell::UnsafeCell::new(Table {
@@ -46,6 +53,9 @@ static TABLE: Locked = Locked(core::cell::UnsafeCell::new(Table {
         start: 0,
         end: 0,
         seen: 0,
+        name: core::ptr::null(),
+        build_id: core::ptr::null(),
+        build_id_len: 0,
     }; MAX],
     len: 0,
     generation: 0,
@@ -122,21 +132,146 @@ pub fn mark_dirty() {
     DIRTY.store(true, Ordering::Release);
 }
 
-/// Forgets every object (fork child: the new log must list them again).
-/// Only called in a fork child, which has a single thread: a lock held by a
-/// parent thread that was scanning at the time of the fork is simply taken
-/// over (that thread does not exist here).
-pub fn forget_all() {
+/// Fork child: writes the inherited table into the child's new log, without
+/// asking the dynamic linker. glibc does not reset the loader's locks in a
+/// fork child, so if another parent thread was inside dlopen, dlclose or
+/// dl_iterate_phdr at the time of the fork, `dl_iterate_phdr` would wait
+/// forever here. The child has one thread: a table lock held by a parent
+/// thread that was scanning is taken over (that thread does not exist here).
+pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
     LOCK.store(true, Ordering::Relaxed);
     // SAFETY: LOCK is held, and no other thread exists.
     let t = unsafe { &mut *TABLE.0.get() };
-    t.len = 0;
-    for k in &KNOWN {
-        k.store(0, Ordering::Relaxed);
+    let mut all = true;
+    let mut i = 0;
+    while i < t.len {
+        let e = t.entries[i];
+        // Another parent thread may have unloaded the object before its own
+        // rescan ran, so its notes and name may be gone: they are copied with
+        // process_vm_readv, which fails instead of faulting, and the build-id
+        // note is checked to still be one. (Neither dl_iterate_phdr nor
+        // _dl_find_object is asked: a parent thread may have been inside the
+        // loader at the time of the fork, leaving its locks or its lock-free
+        // tables mid-update in this copy of memory.)
+        let mut id = [0u8; 64];
+        let mut name = [0u8; 4096];
+        match copy_entry(&e, &mut id, &mut name) {
+            Some((id_len, name_len)) => {
+                all &= emit_bytes(stream, buf, &e, &id[..id_len], name_len.map(|n| &name[..n]));
+                i += 1;
+            }
+            None => {
+                known_slot(e.start).store(0, Ordering::Relaxed);
+                t.len -= 1;
+                t.entries[i] = t.entries[t.len];
+            }
+        }
     }
+    DIRTY.store(!all, Ordering::Release);
     LOCK.store(false, Ordering::Release);
-    DIRTY.store(true, Ordering::Release);
 }
+
+/// Copies `out.len()` bytes at `addr` of this process into `out` without
+/// faulting; returns how many could be read.
+fn safe_read(addr: usize, out: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: out.as_mut_ptr().cast(),
+        iov_len: out.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut c_void,
+        iov_len: out.len(),
+    };
+    // SAFETY: process_vm_readv on our own pid writes at most out.len() bytes into
+    // `out` and reports unmapped source memory as an error, not a fault.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            sys::getpid(),
+            &local,
+            1usize,
+            &remote,
+            1usize,
+            0usize,
+        )
+    };
+    if r < 0 { 0 } else { r as usize }
+}
+
+/// Copies an entry's build-id (checked to be preceded by its GNU note header)
+/// and name. `None` if the object's memory is gone.
+fn copy_entry(
+    e: &Entry,
+    id: &mut [u8; 64],
+    name: &mut [u8; 4096],
+) -> Option<(usize, Option<usize>)> {
+    let mut id_len = 0;
+    if !e.build_id.is_null() {
+        id_len = e.build_id_len.min(id.len());
+        let mut hdr = [0u8; 16];
+        let at = e.build_id as usize;
+        if safe_read(at - 16, &mut hdr) != 16 || safe_read(at, &mut id[..id_len]) != id_len {
+            return None;
+        }
+        let namesz = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+        let descsz = u32::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        let ty = u32::from_ne_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
+        if namesz != 4 || descsz != e.build_id_len || ty != 3 || &hdr[12..16] != b"GNU\0" {
+            return None;
+        }
+    }
+    if e.name.is_null() {
+        return Some((id_len, None));
+    }
+    let n = safe_read(e.name as usize, &mut name[..]);
+    let len = name[..n].iter().position(|&c| c == 0)?;
+    Some((id_len, Some(len)))
+}
+
+/// Writes one MODULE record for an object known to be loaded (the loader's
+/// lock is held); false if the log had no room.
+fn emit(stream: &mut Stream, buf: &mut [u8], e: &Entry) -> bool {
+    let name = if e.name.is_null() {
+        None
+    } else {
+        // SAFETY: the loader's NUL-terminated name, valid while the object is loaded.
+        Some(unsafe { core::ffi::CStr::from_ptr(e.name) }.to_bytes())
+    };
+    let build_id: &[u8] = if e.build_id.is_null() {
+        b""
+    } else {
+        // SAFETY: the note lies in the loaded object's mapped PT_NOTE segment.
+        unsafe { core::slice::from_raw_parts(e.build_id, e.build_id_len) }
+    };
+    emit_bytes(stream, buf, e, build_id, name)
+}
+
+/// Writes one MODULE record from copied bytes (`name` None: the main program).
+fn emit_bytes(
+    stream: &mut Stream,
+    buf: &mut [u8],
+    e: &Entry,
+    build_id: &[u8],
+    name: Option<&[u8]>,
+) -> bool {
+    let mut path_buf = [0u8; 4096];
+    let path: &[u8] = match name {
+        None => {
+            let n = sys::readlink(c"/proc/self/exe", &mut path_buf);
+            &path_buf[..n]
+        }
+        Some(name) => absolute(name, &mut path_buf),
+    };
+    let t = sys::now_ns();
+    let dt = t.wrapping_sub(stream.last_time);
+    match memtrace_format::encode::module(buf, dt, e.bias, e.start, e.end, build_id, path) {
+        Some(n) => stream.define(&buf[..n], Some(t)),
+        None => false,
+    }
+}
+
+/// Set once libstdc++ has been seen among the loaded objects.
+pub static LIBSTDCXX_SEEN: AtomicBool = AtomicBool::new(false);
 
 struct ScanCtx<'a> {
     table: &'a mut Table,
@@ -194,6 +329,9 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
         unwind::EPOCH.fetch_add(1, Ordering::AcqRel);
     }
     LOCK.store(false, Ordering::Release);
+    if LIBSTDCXX_SEEN.load(Ordering::Relaxed) {
+        crate::init::resolve_cxx_freeres();
+    }
 }
 
 unsafe extern "C" fn visit(
@@ -230,36 +368,34 @@ unsafe extern "C" fn visit(
         return 0;
     }
     let build_id = build_id(bias, phdrs);
-    let mut exe = [0u8; 4096];
-    let path: &[u8] = if first {
-        let n = sys::readlink(c"/proc/self/exe", &mut exe);
-        &exe[..n]
-    } else if info.dlpi_name.is_null() {
-        b""
+    let name = if first || info.dlpi_name.is_null() {
+        core::ptr::null()
     } else {
-        // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-        let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-        absolute(name, &mut exe)
+        info.dlpi_name
     };
-    let t = sys::now_ns();
-    let dt = t.wrapping_sub(ctx.stream.last_time);
-    let recorded =
-        match memtrace_format::encode::module(ctx.buf, dt, bias, start, end, build_id, path) {
-            Some(n) => ctx.stream.define(&ctx.buf[..n], Some(t)),
-            None => false,
-        };
-    if !recorded {
+    if !name.is_null() {
+        // SAFETY: the loader's NUL-terminated name.
+        let n = unsafe { core::ffi::CStr::from_ptr(name) }.to_bytes();
+        if n.windows(11).any(|w| w == b"libstdc++.s") {
+            LIBSTDCXX_SEEN.store(true, Ordering::Relaxed);
+        }
+    }
+    let e = Entry {
+        bias,
+        start,
+        end,
+        seen: generation,
+        name,
+        build_id: build_id.as_ptr(),
+        build_id_len: build_id.len(),
+    };
+    if !emit(ctx.stream, ctx.buf, &e) {
         // Not recorded (the log is full): try again at the next scan.
         DIRTY.store(true, Ordering::Release);
         return 0;
     }
     let len = ctx.table.len;
-    ctx.table.entries[len] = Entry {
-        bias,
-        start,
-        end,
-        seen: generation,
-    };
+    ctx.table.entries[len] = e;
     ctx.table.len += 1;
     known_slot(start).store(start, Ordering::Relaxed);
     0

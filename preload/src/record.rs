@@ -225,6 +225,14 @@ pub fn modules_changed() {
     modules::sync(&mut l.stream, &mut l.rec);
 }
 
+/// Lists the inherited loaded objects in a fork child's new log.
+#[inline(never)]
+pub fn modules_after_fork() {
+    let Some(mut g) = Guard::enter() else { return };
+    let l = g.level();
+    modules::relist_after_fork(&mut l.stream, &mut l.rec);
+}
+
 /// A process-level marker (FORK, EXEC, EXIT, FREERES).
 #[inline(never)]
 pub fn marker(f: impl FnOnce(&mut [u8], u64) -> Option<usize>) {

@@ -339,28 +339,35 @@ impl Stream {
             size *= 2;
         }
         let size = size.next_multiple_of(CHUNK_ALIGN);
-        let at = end.fetch_add(size as u64, Ordering::AcqRel) as usize;
-        let ok = extend(fd as c_int, at, size);
-        let map = if ok {
-            sys::mmap(
-                0,
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd as c_int,
-                at as i64,
-            )
-        } else {
-            None
-        };
-        let Some(chunk) = map else {
-            // Give the space back if nobody reserved after us.
-            let _ = end.compare_exchange(
-                (at + size) as u64,
+        // Back the space first, then claim it: a failed reservation (disk
+        // full) never advances RESERVED_END, so it leaves no hole in the file.
+        // Losing the race only means our fallocate covered someone else's
+        // chunk, which is harmless; try again at the new end.
+        let mut at = end.load(Ordering::Acquire) as usize;
+        loop {
+            if !extend(fd as c_int, at, size) {
+                return false;
+            }
+            match end.compare_exchange(
                 at as u64,
+                (at + size) as u64,
                 Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => at = now as usize,
+            }
+        }
+        let map = sys::mmap(
+            0,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd as c_int,
+            at as i64,
+        );
+        let Some(chunk) = map else {
+            // The slot stays reserved and reads as empty.
             return false;
         };
         if self.id == 0 {

@@ -20,6 +20,7 @@
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
+//! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
 mod util;
 
@@ -37,3 +38,4 @@ mod security;
 mod signals;
 mod startup;
 mod threads;
+mod torture;
