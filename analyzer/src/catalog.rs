@@ -72,7 +72,7 @@ pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
                 build_id,
                 path,
             } => c.modules.add(Module {
-                path: String::from_utf8_lossy(path).into_owned(),
+                path: String::from_utf8_lossy(path).into(),
                 build_id: build_id.to_vec(),
                 bias,
                 start,

@@ -9,6 +9,8 @@
 //!
 //! ## Entry points
 //! - [`report::analyze`]: path in, [`report::Report`] out — the whole pipeline.
+//! - [`report::analyze_bytes`]: the same on bytes in memory, without
+//!   symbolization (the fuzzing entry point, see `fuzz/README.md`).
 //! - [`render::text::render`] and [`render::json::render`]: print a report.
 //! - The stages, for other front ends: [`log::Log`] (open, index, merge
 //!   streams by time), [`catalog::scan`] (stacks, modules, process events),
@@ -18,7 +20,11 @@
 //! ## Design constraints
 //! - **Logs can be large**: the file is mapped, never read whole; records are
 //!   decoded lazily, three times (catalog, replay, replay to the peak), so
-//!   memory grows with live blocks and distinct stacks, not with events.
+//!   memory grows with live blocks and distinct stacks, not with events;
+//!   consumed pages of the mapping are released as each pass goes on.
+//! - **Logs can be hostile**: every allocation is bounded by bytes actually
+//!   present in the file, sums saturate, and no lookup is worse than
+//!   logarithmic in what the file holds (see `fuzz/` for the fuzzer).
 //! - **Logs can be damaged**: truncated logs are reported with a warning,
 //!   corrupt ones refused with an [`Error`] naming the file; nothing panics
 //!   on any input (see [`log`] for the exact policy).
@@ -36,4 +42,4 @@ pub mod symbolize;
 pub(crate) mod testlog;
 
 pub use error::{Error, Result};
-pub use report::{Options, Report, analyze};
+pub use report::{Options, Report, analyze, analyze_bytes};

@@ -266,7 +266,7 @@ impl Replay {
         self.counts.bytes_allocated = self.counts.bytes_allocated.saturating_add(size);
         if let Some(old) = self.live.insert(addr, Block { size, stack, time }) {
             self.counts.anomalies += 1;
-            self.live_bytes -= old.size;
+            self.live_bytes = self.live_bytes.saturating_sub(old.size);
         }
         self.live_bytes = self.live_bytes.saturating_add(size);
         if self.live_bytes > self.counts.peak_heap_bytes {
@@ -279,7 +279,8 @@ impl Replay {
     fn free(&mut self, addr: u64) {
         match self.live.remove(&addr) {
             Some(b) => {
-                self.live_bytes -= b.size;
+                // Saturating: sizes come from the file, and their sum may have saturated.
+                self.live_bytes = self.live_bytes.saturating_sub(b.size);
                 self.counts.frees += 1;
                 if self.in_freeres {
                     self.counts.libc_freeres_frees += 1;
@@ -384,7 +385,8 @@ impl Replay {
                     self.counts.last_brk = Some(new_break);
                     let delta = (new_break as i64).wrapping_sub(old_break as i64);
                     if delta != 0 {
-                        *self.brk.entry(stack).or_default() += delta;
+                        let e = self.brk.entry(stack).or_default();
+                        *e = e.saturating_add(delta);
                     }
                 }
             }
@@ -399,7 +401,7 @@ impl Replay {
         let mut m: HashMap<u32, (u64, u64)> = HashMap::new();
         for b in self.live.values() {
             let e = m.entry(b.stack).or_default();
-            e.0 += b.size;
+            e.0 = e.0.saturating_add(b.size);
             e.1 += 1;
         }
         sorted(
@@ -764,5 +766,36 @@ mod tests {
             (o.counts.first_brk, o.counts.last_brk),
             (Some(0x1000), Some(0x3800))
         );
+    }
+
+    /// Hostile sizes: sums saturate instead of overflowing (debug builds used to
+    /// panic on `live_bytes -= size` after a saturated sum, and when summing
+    /// leaks or brk growth of one stack).
+    #[test]
+    fn hostile_sizes_saturate() {
+        let big = u64::MAX - 1;
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 1, 0x10, big, 1)
+            .alloc(T0 + 2, 0x20, 10, 1)
+            .free(T0 + 3, 0x10)
+            .free(T0 + 4, 0x20)
+            .alloc(T0 + 5, 0x30, big, 2)
+            .alloc(T0 + 6, 0x40, big, 2)
+            .alloc(T0 + 7, 0x40, 5, 2); // over a live block
+        for (t, old, new) in [(8, 0, u64::MAX / 2 + 1), (9, u64::MAX / 2 + 1, u64::MAX)] {
+            c.put(|b| {
+                memtrace_format::encode::brk(b, t, memtrace_format::Func::Sbrk, 0, old, new, 3)
+            });
+            c.put(|b| {
+                memtrace_format::encode::brk(b, t, memtrace_format::Func::Sbrk, 0, new, old, 4)
+            });
+        }
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        assert_eq!(o.counts.peak_heap_bytes, u64::MAX);
+        assert_eq!(o.counts.anomalies, 1);
+        assert_eq!(o.heap_leaks[0].stack, 2);
+        assert_eq!(o.heap_leaks[0].count, 2);
     }
 }

@@ -22,8 +22,10 @@
 //!   (innermost first, `inlined: true`), then the function they were inlined
 //!   into.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use blazesym::symbolize::source::{Elf, Source};
 use blazesym::symbolize::{CodeInfo, Input, Symbolized};
@@ -31,8 +33,8 @@ use blazesym::symbolize::{CodeInfo, Input, Symbolized};
 /// A loaded ELF object, from a MODULE record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
-    /// Path of the object as the target saw it.
-    pub path: String,
+    /// Path of the object as the target saw it (shared by every frame in it).
+    pub path: Arc<str>,
     /// GNU build-id (empty when the object has none).
     pub build_id: Vec<u8>,
     /// Load bias: ELF virtual address = runtime address - bias.
@@ -48,46 +50,134 @@ pub struct Module {
 }
 
 /// All modules of a log.
+///
+/// Lookups are logarithmic whatever the log holds (a program that calls
+/// `dlopen`/`dlclose` in a loop records a module per cycle, and a hostile
+/// log can record millions): [`Modules::remove`] finds the instance to close
+/// in a map, and [`Modules::find`] uses a segment tree over the modules'
+/// address ranges, built on first use after the last change.
 #[derive(Clone, Debug, Default)]
 pub struct Modules {
     list: Vec<Module>,
+    /// Indices of the instances not yet unloaded, by (bias, start), oldest first.
+    open: HashMap<(u64, u64), Vec<usize>>,
+    tree: OnceCell<RangeTree>,
+}
+
+/// A segment tree over the elementary intervals between module boundaries.
+/// Each module sits in the O(log n) nodes that exactly cover its range, so
+/// the modules holding an address are those in the nodes on the path from
+/// its leaf to the root.
+#[derive(Clone, Debug, Default)]
+struct RangeTree {
+    /// Sorted distinct range boundaries; leaf `i` is `[bounds[i], bounds[i + 1])`.
+    bounds: Vec<u64>,
+    /// Number of leaves, rounded up to a power of two.
+    leaves: usize,
+    /// Per node (1-based heap layout): module indices sorted by load time, then index.
+    nodes: Vec<Vec<usize>>,
+    /// Per node: the largest module index in it.
+    max: Vec<Option<usize>>,
+}
+
+impl RangeTree {
+    fn build(list: &[Module]) -> RangeTree {
+        let mut bounds: Vec<u64> = list
+            .iter()
+            .filter(|m| m.start < m.end)
+            .flat_map(|m| [m.start, m.end])
+            .collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let leaves = bounds.len().saturating_sub(1).max(1).next_power_of_two();
+        let mut nodes: Vec<Vec<usize>> = vec![Vec::new(); 2 * leaves];
+        let leaf = |a: u64| bounds.partition_point(|&b| b < a);
+        for (i, m) in list.iter().enumerate().filter(|(_, m)| m.start < m.end) {
+            // Iterative bottom-up cover of the leaves [l, r).
+            let (mut l, mut r) = (leaf(m.start) + leaves, leaf(m.end) + leaves);
+            while l < r {
+                if l & 1 == 1 {
+                    nodes[l].push(i);
+                    l += 1;
+                }
+                if r & 1 == 1 {
+                    r -= 1;
+                    nodes[r].push(i);
+                }
+                l >>= 1;
+                r >>= 1;
+            }
+        }
+        let max = nodes.iter().map(|n| n.iter().copied().max()).collect();
+        for n in &mut nodes {
+            n.sort_by_key(|&i| (list[i].loaded, i));
+        }
+        RangeTree {
+            bounds,
+            leaves,
+            nodes,
+            max,
+        }
+    }
+
+    /// See [`Modules::find`]. Among the holders of `addr` in one node, the
+    /// one alive at `time` is taken to be the last loaded at or before it: in
+    /// a real process two objects never occupy the same address at once.
+    fn find(&self, list: &[Module], addr: u64, time: Option<u64>) -> Option<usize> {
+        let k = self.bounds.partition_point(|&b| b <= addr);
+        if k == 0 || k >= self.bounds.len() {
+            return None;
+        }
+        let mut node = k - 1 + self.leaves;
+        let (mut alive, mut any) = (None::<usize>, None::<usize>);
+        while node >= 1 {
+            any = any.max(self.max[node]);
+            if let Some(t) = time {
+                let n = &self.nodes[node];
+                let p = n.partition_point(|&i| list[i].loaded <= t);
+                if let Some(&i) = p.checked_sub(1).and_then(|p| n.get(p))
+                    && list[i].unloaded.is_none_or(|u| t <= u)
+                {
+                    alive = alive.max(Some(i));
+                }
+            }
+            node >>= 1;
+        }
+        alive.or(any)
+    }
 }
 
 impl Modules {
     /// Records a loaded object.
     pub fn add(&mut self, m: Module) {
+        self.open
+            .entry((m.bias, m.start))
+            .or_default()
+            .push(self.list.len());
         self.list.push(m);
+        self.tree = OnceCell::new();
     }
 
     /// Marks the most recent still-loaded object at `bias`/`start` as unloaded at `time`.
     pub fn remove(&mut self, bias: u64, start: u64, time: u64) {
-        if let Some(m) = self
-            .list
-            .iter_mut()
-            .rev()
-            .find(|m| m.bias == bias && m.start == start && m.unloaded.is_none())
-        {
-            m.unloaded = Some(time);
+        let Some(open) = self.open.get_mut(&(bias, start)) else {
+            return;
+        };
+        if let Some(i) = open.pop() {
+            self.list[i].unloaded = Some(time);
+            self.tree = OnceCell::new();
+        }
+        if open.is_empty() {
+            self.open.remove(&(bias, start));
         }
     }
 
-    /// The module holding `addr` at `time` (when known), else any module holding it.
+    /// The module holding `addr` at `time` (when known), else any module
+    /// holding it; the most recently recorded one when several qualify.
     pub fn find(&self, addr: u64, time: Option<u64>) -> Option<usize> {
-        let holds = |m: &Module| m.start <= addr && addr < m.end;
-        let alive = |m: &Module, t: u64| m.loaded <= t && m.unloaded.is_none_or(|u| t <= u);
-        let mut fallback = None;
-        for (i, m) in self.list.iter().enumerate().rev() {
-            if !holds(m) {
-                continue;
-            }
-            match time {
-                Some(t) if alive(m, t) => return Some(i),
-                _ => {
-                    fallback.get_or_insert(i);
-                }
-            }
-        }
-        fallback
+        self.tree
+            .get_or_init(|| RangeTree::build(&self.list))
+            .find(&self.list, addr, time)
     }
 
     /// The module at index `i` (from [`Modules::find`]).
@@ -116,7 +206,7 @@ pub struct Frame {
     /// Source line, if known.
     pub line: Option<u32>,
     /// Path of the module holding the address, if any.
-    pub module: Option<String>,
+    pub module: Option<Arc<str>>,
     /// The recorded return address.
     pub address: u64,
     /// The function was inlined into the next frame.
@@ -136,9 +226,13 @@ pub enum Unusable {
 
 /// Symbolizes frames with a cache; one per report.
 pub struct Symbolizer {
-    inner: blazesym::symbolize::Symbolizer,
+    /// `None`: symbolization is off, frames keep only module and address.
+    inner: Option<blazesym::symbolize::Symbolizer>,
     /// Per module index: `None` when usable.
     checked: HashMap<usize, Option<Unusable>>,
+    /// Per file (path and recorded build-id): the check's outcome, so a
+    /// library loaded many times is read once.
+    checked_files: HashMap<(Arc<str>, Vec<u8>), Option<Unusable>>,
     cache: HashMap<(Option<usize>, u64), Vec<Frame>>,
 }
 
@@ -157,13 +251,26 @@ impl Symbolizer {
             .enable_demangling(false)
             .build();
         Symbolizer {
-            inner,
+            inner: Some(inner),
             checked: HashMap::new(),
+            checked_files: HashMap::new(),
             cache: HashMap::new(),
         }
     }
 
-    /// Modules whose symbols could not be used, with the reason.
+    /// A symbolizer that reads no file: every frame keeps its module and
+    /// address only (for fuzzing and for logs from another machine).
+    pub fn disabled() -> Self {
+        Symbolizer {
+            inner: None,
+            checked: HashMap::new(),
+            checked_files: HashMap::new(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Modules whose symbols could not be used, with the reason; one entry
+    /// per path (a library loaded many times is named once).
     pub fn unusable<'m>(&self, modules: &'m Modules) -> Vec<(&'m Module, Unusable)> {
         let mut v: Vec<_> = self
             .checked
@@ -171,7 +278,11 @@ impl Symbolizer {
             .filter_map(|(&i, u)| u.clone().map(|u| (i, u)))
             .collect();
         v.sort_by_key(|(i, _)| *i);
-        v.into_iter().map(|(i, u)| (modules.get(i), u)).collect()
+        let mut seen = std::collections::HashSet::new();
+        v.into_iter()
+            .map(|(i, u)| (modules.get(i), u))
+            .filter(|(m, _)| seen.insert(m.path.clone()))
+            .collect()
     }
 
     fn check(&mut self, modules: &Modules, i: usize) -> Option<Unusable> {
@@ -179,7 +290,13 @@ impl Symbolizer {
             return r.clone();
         }
         let m = modules.get(i);
-        let path = Path::new(&m.path);
+        let key = (m.path.clone(), m.build_id.clone());
+        if let Some(r) = self.checked_files.get(&key) {
+            let r = r.clone();
+            self.checked.insert(i, r.clone());
+            return r;
+        }
+        let path = Path::new(&*m.path);
         let r = if !path.is_absolute() || !path.is_file() {
             Some(Unusable::Missing)
         } else {
@@ -195,6 +312,7 @@ impl Symbolizer {
             }
         };
         self.checked.insert(i, r.clone());
+        self.checked_files.insert(key, r.clone());
         r
     }
 
@@ -226,13 +344,16 @@ impl Symbolizer {
         let Some(i) = module else {
             return vec![bare];
         };
-        if self.check(modules, i).is_some() {
+        if self.inner.is_none() || self.check(modules, i).is_some() {
             return vec![bare];
         }
+        let Some(inner) = &self.inner else {
+            return vec![bare];
+        };
         let m = modules.get(i);
         let virt = addr.wrapping_sub(1).wrapping_sub(m.bias);
-        let src = Source::Elf(Elf::new(&m.path));
-        let sym = match self.inner.symbolize_single(&src, Input::VirtOffset(virt)) {
+        let src = Source::Elf(Elf::new(&*m.path));
+        let sym = match inner.symbolize_single(&src, Input::VirtOffset(virt)) {
             Ok(Symbolized::Sym(sym)) => sym,
             Ok(Symbolized::Unknown(_)) => return vec![bare],
             Err(e) => {
@@ -383,5 +504,106 @@ mod tests {
             "{f:?}"
         );
         assert_eq!(last.module.as_deref(), Some(exe_s));
+    }
+
+    /// The linear scan `find` replaced, as the reference.
+    fn find_slow(m: &[Module], addr: u64, time: Option<u64>) -> Option<usize> {
+        let holds = |m: &Module| m.start <= addr && addr < m.end;
+        let alive = |m: &Module, t: u64| m.loaded <= t && m.unloaded.is_none_or(|u| t <= u);
+        let mut fallback = None;
+        for (i, m) in m.iter().enumerate().rev() {
+            if holds(m) {
+                match time {
+                    Some(t) if alive(m, t) => return Some(i),
+                    _ => {
+                        fallback.get_or_insert(i);
+                    }
+                }
+            }
+        }
+        fallback
+    }
+
+    /// The range tree agrees with a linear scan on logs where, as in a real
+    /// process, no two objects hold one address at the same time.
+    #[test]
+    fn find_agrees_with_linear_scan() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..50 {
+            let mut m = Modules::default();
+            let mut list = Vec::new();
+            let mut t = 0;
+            // A handful of slots; each is reloaded (maybe with another size) over time.
+            for _ in 0..rnd(40) {
+                t += 1 + rnd(5);
+                let slot = rnd(6) * 0x1000;
+                let end = slot + 0x100 + rnd(0x2000);
+                // Unload whatever overlaps first, as a real loader would have.
+                for (i, o) in list.iter_mut().enumerate() {
+                    let o: &mut Module = o;
+                    if o.unloaded.is_none() && o.start < end && slot < o.end {
+                        o.unloaded = Some(t);
+                        m.remove(o.bias, o.start, t);
+                        let _ = i;
+                    }
+                }
+                t += 1;
+                let md = module("/x.so", slot, end, t, None);
+                list.push(md.clone());
+                m.add(md);
+            }
+            for _ in 0..200 {
+                let addr = rnd(0x8000);
+                let time = if rnd(4) == 0 { None } else { Some(rnd(t + 3)) };
+                assert_eq!(
+                    m.find(addr, time),
+                    find_slow(&list, addr, time),
+                    "{addr:#x} {time:?}"
+                );
+            }
+        }
+    }
+
+    /// Many overlapping modules and many UNMODULE records stay fast (both
+    /// used to be linear scans per frame and per record).
+    #[test]
+    fn many_modules_stay_fast() {
+        let mut m = Modules::default();
+        let n = 100_000u64;
+        for i in 0..n {
+            m.add(module(
+                "/x.so",
+                0x1000 + (i % 7) * 0x10,
+                0x9000_0000 - i,
+                i * 2,
+                None,
+            ));
+        }
+        for i in 0..n {
+            m.remove(0x1000 + (i % 7) * 0x10, 0x1000 + (i % 7) * 0x10, i * 2 + 1);
+        }
+        let start = std::time::Instant::now();
+        for a in 0..n {
+            assert!(m.find(0x2000 + a, Some(a)).is_some());
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// Every frame in a module shares its path: a long path is not copied per frame.
+    #[test]
+    fn frames_share_the_module_path() {
+        let mut m = Modules::default();
+        m.add(module(&"/p".repeat(30000), 0x1000, 0x2000, 0, None));
+        let mut s = Symbolizer::disabled();
+        let f = s.stack(&m, &[0x1100, 0x1200, 0x1100], None);
+        let a = f[0].module.as_ref().unwrap();
+        assert!(f.iter().all(|g| Arc::ptr_eq(g.module.as_ref().unwrap(), a)));
+        assert!(f.iter().all(|g| g.function.is_none()));
     }
 }

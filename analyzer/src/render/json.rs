@@ -226,19 +226,19 @@ mod tests {
             heap_leaks: vec![Site {
                 bytes: 10,
                 count: 1,
-                stack: vec![frame.clone()],
+                stack: vec![frame.clone()].into(),
             }],
             heap_leak_stacks: 1,
             mmap_leaks: vec![Site {
                 bytes: 4096,
                 count: 1,
-                stack: vec![],
+                stack: vec![].into(),
             }],
             mmap_leak_stacks: 1,
             peak: vec![],
             brk: vec![BrkSite {
                 bytes: 4096,
-                stack: vec![frame],
+                stack: vec![frame].into(),
             }],
             warnings: vec![],
         };

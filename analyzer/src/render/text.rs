@@ -319,7 +319,7 @@ mod tests {
             heap_leaks: vec![Site {
                 bytes: 10,
                 count: 1,
-                stack: frames,
+                stack: frames.into(),
             }],
             heap_leak_stacks: 1,
             mmap_leaks: vec![],

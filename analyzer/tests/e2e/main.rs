@@ -15,6 +15,7 @@
 //! - `languages`: C++ (new, containers, exceptions) and Rust
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
+//! - `hostile`: huge logs (millions of events, a sparse gigabyte) in bounded memory
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
@@ -28,6 +29,7 @@ mod cli;
 mod corrupt;
 mod dlopen;
 mod heap;
+mod hostile;
 mod languages;
 mod libc;
 mod lost;

@@ -1,0 +1,179 @@
+//! Huge and hostile logs: `memtrace report`'s memory is bounded by what the analysis
+//! keeps (live blocks, distinct stacks), not by the file's size or its number of events
+//! (analyzer/src/log.rs releases the pages of the mapping it has consumed). The full
+//! 20M-event figure is measured by `scripts/bench-analyzer.sh`; the fuzzer is in `fuzz/`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use memtrace_format::hdr::{ChunkHeader, off, write_header};
+use memtrace_format::{CHUNK_HEADER_SIZE, CHUNK_MAGIC, Func, HEADER_SIZE, encode};
+
+use crate::util::{TIMEOUT, memtrace};
+
+/// Runs `cmd` with stdout into `out`; returns its exit code and peak RSS in KiB.
+/// The child is reaped with `wait4` (for its own rusage), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn run_measured(cmd: &mut Command, out: &Path) -> (Option<i32>, u64) {
+    let child = cmd
+        .stdout(File::create(out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn memtrace");
+    let pid = child.id() as ::libc::pid_t;
+    let start = Instant::now();
+    loop {
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child; `ru` is a valid out-pointer.
+        let mut ru: ::libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: see above.
+        let r = unsafe { ::libc::wait4(pid, &mut status, ::libc::WNOHANG, &mut ru) };
+        if r == pid {
+            let code = ::libc::WIFEXITED(status).then(|| ::libc::WEXITSTATUS(status));
+            return (code, ru.ru_maxrss as u64);
+        }
+        assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
+        if start.elapsed() > TIMEOUT {
+            // SAFETY: killing our own child, not yet reaped.
+            unsafe { ::libc::kill(pid, ::libc::SIGKILL) };
+            panic!("memtrace report timed out");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn header(page: &mut [u8; HEADER_SIZE]) {
+    write_header(
+        page,
+        4096,
+        4242,
+        1,
+        0,
+        1_000,
+        0,
+        0,
+        b"/bin/churn",
+        b"churn\0",
+    );
+    page[off::STATE..off::STATE + 4].copy_from_slice(&2u32.to_le_bytes());
+}
+
+/// Writes one stream of 1 MiB chunks.
+struct Chunks {
+    f: BufWriter<File>,
+    chunk: Vec<u8>,
+    pos: usize,
+    seq: u32,
+}
+
+impl Chunks {
+    const SIZE: usize = 1 << 20;
+
+    fn flush(&mut self) {
+        let h = ChunkHeader {
+            size: Self::SIZE as u32,
+            stream: 0,
+            tid: 4242,
+            seq: self.seq,
+            base_time: 1_000,
+        };
+        let mut hb = [0u8; CHUNK_HEADER_SIZE];
+        h.encode_without_magic(&mut hb);
+        hb[..4].copy_from_slice(&CHUNK_MAGIC.to_le_bytes());
+        self.chunk[..CHUNK_HEADER_SIZE].copy_from_slice(&hb);
+        self.f.write_all(&self.chunk).unwrap();
+        self.chunk.fill(0);
+        self.pos = CHUNK_HEADER_SIZE;
+        self.seq += 1;
+    }
+
+    fn put(&mut self, rec: impl FnOnce(&mut [u8]) -> Option<usize>) {
+        if Self::SIZE - self.pos < 64 {
+            self.flush();
+        }
+        self.pos += rec(&mut self.chunk[self.pos..]).unwrap();
+    }
+}
+
+/// A log of `pairs` malloc/free pairs over a sliding window of 1000 live blocks
+/// and three stacks, in 1 MiB chunks of one stream.
+fn churn_log(path: &Path, pairs: u64) {
+    let mut f = BufWriter::new(File::create(path).unwrap());
+    let mut page = [0u8; HEADER_SIZE];
+    header(&mut page);
+    f.write_all(&page).unwrap();
+    let mut c = Chunks {
+        f,
+        chunk: vec![0u8; Chunks::SIZE],
+        pos: CHUNK_HEADER_SIZE,
+        seq: 0,
+    };
+    for id in 1..=3u32 {
+        let frames = [0x40_1000 + u64::from(id), 0x40_2000, 0x40_3000];
+        c.put(|b| encode::stack(b, id, &frames));
+    }
+    let addr = |i: u64| 0x5555_0000_0000u64 + (i % 7919) * 4096 + (i % 1000) * 16;
+    for i in 0..pairs {
+        if i >= 1000 {
+            c.put(|b| encode::free(b, 1, Func::Free, addr(i - 1000)));
+        }
+        let size = 16 + (i * 2_654_435_761) % 4081;
+        let stack = 1 + (i % 3) as u32;
+        c.put(|b| encode::alloc(b, 1, Func::Malloc, addr(i), size, stack));
+    }
+    c.flush();
+    c.f.flush().unwrap();
+    drop(c);
+    let end = std::fs::metadata(path).unwrap().len().to_le_bytes();
+    let b = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&b, &end, off::RESERVED_END as u64).unwrap();
+}
+
+/// 4M events in a 50 MB log: the report is right and its peak RSS is far below the
+/// file's size (the mapping's consumed pages are released as each pass goes on).
+#[test]
+fn many_events_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("churn.mtr");
+    churn_log(&log, 2_000_000);
+    let size_mib = std::fs::metadata(&log).unwrap().len() >> 20;
+    assert!(size_mib >= 40, "log of {size_mib} MiB");
+    let out = dir.path().join("report.json");
+    let mut cmd = memtrace();
+    cmd.args(["report", "--format", "json"]).arg(&log);
+    let (code, rss_kib) = run_measured(&mut cmd, &out);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["summary"]["allocations"], 2_000_000);
+    assert_eq!(v["summary"]["frees"], 2_000_000 - 1000);
+    assert_eq!(v["summary"]["leaked_heap_blocks"], 1000);
+    assert!(
+        rss_kib < 32 * 1024,
+        "memtrace report peaked at {rss_kib} KiB on a {size_mib} MiB log"
+    );
+}
+
+/// A 1 GiB log that is all never-written chunk slots (a sparse file): walked in bounded
+/// memory, and reported.
+#[test]
+fn sparse_gigabyte_of_empty_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sparse.mtr");
+    let mut page = [0u8; HEADER_SIZE];
+    header(&mut page);
+    let size = 1u64 << 30;
+    page[off::RESERVED_END..off::RESERVED_END + 8].copy_from_slice(&size.to_le_bytes());
+    let f = File::create(&log).unwrap();
+    (&f).write_all(&page).unwrap();
+    f.set_len(size).unwrap();
+    drop(f);
+    let out = dir.path().join("report.json");
+    let mut cmd = memtrace();
+    cmd.args(["report", "--format", "json"]).arg(&log);
+    let (code, rss_kib) = run_measured(&mut cmd, &out);
+    assert_eq!(code, Some(0));
+    assert!(rss_kib < 32 * 1024, "peaked at {rss_kib} KiB");
+}
