@@ -102,6 +102,13 @@ pub struct Summary {
     pub empty_chunk_slots: u64,
     /// Hooks entered re-entrantly (only signal handlers that allocate cause it).
     pub nested_hooks: u64,
+    /// The program's `malloc` is not libmemtrace's (an executable with its own
+    /// allocator comes first in symbol lookup): its heap calls were not seen.
+    pub malloc_not_interposed: bool,
+    /// Stacks compared with libgcc's unwinder (`MEMTRACE_VERIFY_UNWIND`).
+    pub unwind_checked: u64,
+    /// Of those, the stacks where the two unwinders disagreed.
+    pub unwind_mismatched: u64,
 }
 
 /// Memory attributed to one stack.
@@ -267,6 +274,10 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         anomalies: c.anomalies,
         empty_chunk_slots: index.empty_slots,
         nested_hooks: header.nested_hooks as u64,
+        malloc_not_interposed: header.flags & memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED
+            != 0,
+        unwind_checked: header.unwind_checked as u64,
+        unwind_mismatched: header.unwind_mismatched as u64,
     };
 
     // Each stack is symbolized once, however many lists report it.

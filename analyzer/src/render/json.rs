@@ -60,6 +60,9 @@ struct JSummary {
     anomalies: u64,
     empty_chunk_slots: u64,
     nested_hooks: u64,
+    malloc_not_interposed: bool,
+    unwind_checked: u64,
+    unwind_mismatched: u64,
 }
 
 #[derive(Serialize)]
@@ -164,6 +167,9 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             anomalies: s.anomalies,
             empty_chunk_slots: s.empty_chunk_slots,
             nested_hooks: s.nested_hooks,
+            malloc_not_interposed: s.malloc_not_interposed,
+            unwind_checked: s.unwind_checked,
+            unwind_mismatched: s.unwind_mismatched,
         },
         leaks: r
             .heap_leaks

@@ -144,6 +144,19 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if s.truncated {
         notes.push("the log is truncated: only what it holds is reported".to_owned());
     }
+    if s.malloc_not_interposed {
+        notes.push(
+            "the program brings its own malloc (linked into the executable, which comes \
+             before LD_PRELOAD in symbol lookup): its heap calls were not seen"
+                .to_owned(),
+        );
+    }
+    if s.unwind_mismatched > 0 {
+        notes.push(format!(
+            "{} of {} checked stacks differed from libgcc's unwinder",
+            s.unwind_mismatched, s.unwind_checked
+        ));
+    }
     if s.torn_records > 0 {
         notes.push(format!(
             "{} torn by the end of the process were skipped",

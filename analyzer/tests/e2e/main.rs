@@ -21,6 +21,7 @@
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
+//! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
 //! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
 mod util;
@@ -41,3 +42,4 @@ mod signals;
 mod startup;
 mod threads;
 mod torture;
+mod unwind;
