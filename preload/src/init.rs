@@ -253,19 +253,7 @@ fn note_interposition() {
     let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as usize;
     // Our own references to `malloc` are interposed like everyone else's, so
     // compare objects, not addresses: which object holds the global `malloc`?
-    let object_of = |addr: usize| {
-        let mut obj = sys::DlFindObject {
-            flags: 0,
-            map_start: core::ptr::null_mut(),
-            map_end: core::ptr::null_mut(),
-            link_map: core::ptr::null_mut(),
-            eh_frame: core::ptr::null_mut(),
-            reserved: [0; 7],
-        };
-        // SAFETY: _dl_find_object only writes `obj`.
-        let r = unsafe { sys::_dl_find_object(addr as *mut c_void, &mut obj) };
-        if r == 0 { obj.map_start as usize } else { 0 }
-    };
+    let object_of = |addr: usize| sys::DlFindObject::find(addr).map_or(0, |o| o.map_start as usize);
     let ours = object_of(&FINISHED as *const AtomicBool as usize);
     if global != 0 && ours != 0 && object_of(global) != ours {
         writer::set_flags(memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED);

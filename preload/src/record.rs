@@ -59,26 +59,38 @@ fn stack_id(l: &mut Level) -> Option<u32> {
     Some(id)
 }
 
-/// An allocation that returned `addr` (0 if it failed).
-#[inline(never)]
-pub fn alloc(func: Func, addr: usize, size: usize) {
+/// Records one event that carries the caller's stack: `encode` gets the
+/// scratch buffer, the time delta (of a stamp taken after the stack walk, or
+/// of `t0` if given: a "before the call" stamp) and the stack id. The event is
+/// counted as lost if its stack or the event cannot be written.
+#[inline(always)]
+fn with_stack(t0: Option<u64>, encode: impl FnOnce(&mut [u8], u64, u32) -> Option<usize>) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let Some(stack) = stack_id(l) else {
         l.stream.lose();
         return;
     };
-    let t = sys::now_ns();
-    if let Some(n) = encode::alloc(
-        &mut l.rec,
-        t.wrapping_sub(l.stream.last_time),
-        func,
-        addr as u64,
-        size as u64,
-        stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t));
+    let last = l.stream.last_time;
+    let t = match t0 {
+        Some(t0) => t0.max(last),
+        None => sys::now_ns(),
+    };
+    match encode(&mut l.rec, t.wrapping_sub(last), stack) {
+        Some(n) => {
+            let end = t.max(l.stream.last_time);
+            let _ = l.stream.write(&l.rec[..n], Some(end));
+        }
+        None => l.stream.lose(),
     }
+}
+
+/// An allocation that returned `addr` (0 if it failed).
+#[inline(never)]
+pub fn alloc(func: Func, addr: usize, size: usize) {
+    with_stack(None, |b, dt, stack| {
+        encode::alloc(b, dt, func, addr as u64, size as u64, stack)
+    });
 }
 
 /// A free of `addr`, recorded before the block is released (`t` taken before the call).
@@ -87,17 +99,21 @@ pub fn free(func: Func, addr: usize) {
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let t = sys::now_ns();
-    if let Some(n) = encode::free(
+    match encode::free(
         &mut l.rec,
         t.wrapping_sub(l.stream.last_time),
         func,
         addr as u64,
     ) {
-        l.stream.write(&l.rec[..n], Some(t));
+        Some(n) => {
+            let _ = l.stream.write(&l.rec[..n], Some(t));
+        }
+        None => l.stream.lose(),
     }
 }
 
-/// A realloc: `t0` before the call, the result `new`.
+/// A realloc: `t0` before the call, the result `new`. The record's time is
+/// `t0` (the old block's free) and its second time, now, the new block's birth.
 #[inline(never)]
 pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
     let Some(mut g) = Guard::enter() else { return };
@@ -108,112 +124,77 @@ pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
     };
     let t1 = sys::now_ns();
     let t0 = t0.max(l.stream.last_time);
-    if let Some(n) = encode::realloc(
+    let t1 = t1.max(t0);
+    let rec = encode::realloc(
         &mut l.rec,
-        t0.wrapping_sub(l.stream.last_time),
-        t1.saturating_sub(t0),
+        t0 - l.stream.last_time,
+        t1 - t0,
         func,
         old as u64,
         new as u64,
         size as u64,
         stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t1.max(t0)));
+    );
+    match rec {
+        Some(n) => {
+            let _ = l.stream.write(&l.rec[..n], Some(t1));
+        }
+        None => l.stream.lose(),
     }
 }
 
 /// A successful mmap/mmap64.
 #[inline(never)]
 pub fn mmap(func: Func, addr: usize, len: usize, prot: i32, flags: i32, fd: i32, off: i64) {
-    let Some(mut g) = Guard::enter() else { return };
-    let l = g.level();
-    let Some(stack) = stack_id(l) else {
-        l.stream.lose();
-        return;
-    };
-    let t = sys::now_ns();
-    if let Some(n) = encode::mmap(
-        &mut l.rec,
-        t.wrapping_sub(l.stream.last_time),
-        func,
-        addr as u64,
-        len as u64,
-        prot as u32 as u64,
-        flags as u32 as u64,
-        fd as i64,
-        off as u64,
-        stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t));
-    }
+    with_stack(None, |b, dt, stack| {
+        let (prot, flags) = (prot as u32 as u64, flags as u32 as u64);
+        encode::mmap(
+            b,
+            dt,
+            func,
+            addr as u64,
+            len as u64,
+            prot,
+            flags,
+            fd as i64,
+            off as u64,
+            stack,
+        )
+    });
 }
 
 /// A successful munmap; `t0` taken before the call.
 #[inline(never)]
 pub fn munmap(t0: u64, addr: usize, len: usize) {
-    let Some(mut g) = Guard::enter() else { return };
-    let l = g.level();
-    let Some(stack) = stack_id(l) else {
-        l.stream.lose();
-        return;
-    };
-    let t0 = t0.max(l.stream.last_time);
-    if let Some(n) = encode::munmap(
-        &mut l.rec,
-        t0 - l.stream.last_time,
-        addr as u64,
-        len as u64,
-        stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t0));
-    }
+    with_stack(Some(t0), |b, dt, stack| {
+        encode::munmap(b, dt, addr as u64, len as u64, stack)
+    });
 }
 
 /// A successful mremap.
 #[inline(never)]
 pub fn mremap(old: usize, old_len: usize, new: usize, new_len: usize, flags: i32) {
-    let Some(mut g) = Guard::enter() else { return };
-    let l = g.level();
-    let Some(stack) = stack_id(l) else {
-        l.stream.lose();
-        return;
-    };
-    let t = sys::now_ns();
-    if let Some(n) = encode::mremap(
-        &mut l.rec,
-        t.wrapping_sub(l.stream.last_time),
-        old as u64,
-        old_len as u64,
-        new as u64,
-        new_len as u64,
-        flags as u32 as u64,
-        stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t));
-    }
+    with_stack(None, |b, dt, stack| {
+        let flags = flags as u32 as u64;
+        encode::mremap(
+            b,
+            dt,
+            old as u64,
+            old_len as u64,
+            new as u64,
+            new_len as u64,
+            flags,
+            stack,
+        )
+    });
 }
 
 /// A successful brk or sbrk that moved the break from `old` to `new`.
 #[inline(never)]
 pub fn brk(func: Func, arg: i64, old: usize, new: usize) {
-    let Some(mut g) = Guard::enter() else { return };
-    let l = g.level();
-    let Some(stack) = stack_id(l) else {
-        l.stream.lose();
-        return;
-    };
-    let t = sys::now_ns();
-    if let Some(n) = encode::brk(
-        &mut l.rec,
-        t.wrapping_sub(l.stream.last_time),
-        func,
-        arg,
-        old as u64,
-        new as u64,
-        stack,
-    ) {
-        l.stream.write(&l.rec[..n], Some(t));
-    }
+    with_stack(None, |b, dt, stack| {
+        encode::brk(b, dt, func, arg, old as u64, new as u64, stack)
+    });
 }
 
 /// Rescans loaded objects now (after dlclose), so UNMODULE is stamped with the right time.

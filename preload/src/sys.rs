@@ -284,6 +284,24 @@ pub struct DlFindObject {
     pub reserved: [u64; 7],
 }
 
+impl DlFindObject {
+    /// The loaded object containing `addr`, if any (`_dl_find_object`:
+    /// lock-free and async-signal-safe).
+    pub fn find(addr: usize) -> Option<DlFindObject> {
+        let mut obj = DlFindObject {
+            flags: 0,
+            map_start: core::ptr::null_mut(),
+            map_end: core::ptr::null_mut(),
+            link_map: core::ptr::null_mut(),
+            eh_frame: core::ptr::null_mut(),
+            reserved: [0; 7],
+        };
+        // SAFETY: _dl_find_object only writes `obj`.
+        let r = unsafe { _dl_find_object(addr as *mut c_void, &mut obj) };
+        if r == 0 { Some(obj) } else { None }
+    }
+}
+
 unsafe extern "C" {
     /// glibc >= 2.35: lock-free, async-signal-safe lookup of the object containing `addr`.
     pub fn _dl_find_object(addr: *mut c_void, result: *mut DlFindObject) -> c_int;

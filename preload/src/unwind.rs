@@ -176,16 +176,10 @@ fn cache_put(pc: u64, r: Rule) {
 /// Looks up the rule for `pc` (an exact instruction address) the slow way.
 fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
     let none = Rule::pack(KIND_NONE, false, 0, false, 0, epoch);
-    let mut obj = sys::DlFindObject {
-        flags: 0,
-        map_start: core::ptr::null_mut(),
-        map_end: core::ptr::null_mut(),
-        link_map: core::ptr::null_mut(),
-        eh_frame: core::ptr::null_mut(),
-        reserved: [0; 7],
+    let Some(obj) = sys::DlFindObject::find(pc as usize) else {
+        return none;
     };
-    // SAFETY: _dl_find_object only writes `obj`; it is lock-free and signal-safe.
-    if unsafe { sys::_dl_find_object(pc as *mut c_void, &mut obj) } != 0 || obj.eh_frame.is_null() {
+    if obj.eh_frame.is_null() {
         return none;
     }
     crate::modules::note_object(obj.map_start as u64);
@@ -287,16 +281,7 @@ static SELF_END: AtomicU64 = AtomicU64::new(0);
 
 /// Finds this library's mapping; call once at start-up.
 pub fn init_self() {
-    let mut obj = sys::DlFindObject {
-        flags: 0,
-        map_start: core::ptr::null_mut(),
-        map_end: core::ptr::null_mut(),
-        link_map: core::ptr::null_mut(),
-        eh_frame: core::ptr::null_mut(),
-        reserved: [0; 7],
-    };
-    // SAFETY: looks up the object containing this function; only writes `obj`.
-    if unsafe { sys::_dl_find_object(init_self as *const () as *mut c_void, &mut obj) } == 0 {
+    if let Some(obj) = sys::DlFindObject::find(init_self as *const () as usize) {
         SELF_START.store(obj.map_start as u64, Ordering::Relaxed);
         SELF_END.store(obj.map_end as u64, Ordering::Relaxed);
     }
