@@ -466,6 +466,11 @@ pub struct Merge<'a> {
     cursors: Vec<Cursor<'a>>,
     heads: Vec<Option<Event<'a>>>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
+    /// The stream whose head is known to come first without asking the heap
+    /// (it was just taken and its next event is not later than the heap's
+    /// top): a single thread's log, or a run of one thread's events, never
+    /// touches the heap.
+    hot: Option<usize>,
     started: bool,
     failed: bool,
     /// Pages left to decode before the next sweep of the whole mapping
@@ -495,6 +500,7 @@ impl<'a> Merge<'a> {
                 .collect(),
             heads: (0..n).map(|_| None).collect(),
             heap: BinaryHeap::with_capacity(n),
+            hot: None,
             started: false,
             failed: false,
             sweep: (n > SWEEP_STREAMS).then_some(SWEEP_PAGES),
@@ -513,11 +519,22 @@ impl<'a> Merge<'a> {
                 self.log.release(0, usize::MAX);
             }
         }
-        if let Some(ev) = &ev {
-            self.heap.push(Reverse((ev.time, i)));
-        }
         self.heads[i] = ev;
         Ok(())
+    }
+
+    /// Queues stream `i`'s head: as the hot stream if it comes no later than
+    /// every other head, else in the heap.
+    fn queue(&mut self, i: usize, hot_ok: bool) {
+        if let Some(ev) = &self.heads[i] {
+            match self.heap.peek() {
+                Some(Reverse((t, _))) if !hot_ok || *t < ev.time => {
+                    self.heap.push(Reverse((ev.time, i)))
+                }
+                _ if hot_ok => self.hot = Some(i),
+                _ => self.heap.push(Reverse((ev.time, i))),
+            }
+        }
     }
 }
 
@@ -535,16 +552,21 @@ impl<'a> Iterator for Merge<'a> {
                     self.failed = true;
                     return Some(Err(e));
                 }
+                self.queue(i, false);
             }
         }
-        let Reverse((_, i)) = self.heap.pop()?;
+        let i = match self.hot.take() {
+            Some(i) => i,
+            None => self.heap.pop()?.0.1,
+        };
         let ev = self.heads[i]
             .take()
-            .expect("a heap entry always has a head");
+            .expect("a queued stream always has a head");
         if let Err(e) = self.fill(i) {
             self.failed = true;
             return Some(Err(e));
         }
+        self.queue(i, true);
         Some(Ok(ev))
     }
 }

@@ -199,19 +199,75 @@ fn sorted(mut v: Vec<StackTotal>) -> Vec<StackTotal> {
     v
 }
 
+/// A hash map for integer keys (addresses, stack ids) with a fast keyed hash:
+/// one multiply per key instead of SipHash's rounds, the hot path of a replay.
+/// The key is random per process, so a hostile log cannot aim for collisions.
+pub type FastMap<K, V> = HashMap<K, V, FastState>;
+
+/// Builds [`FastHasher`]s sharing one random key.
+#[derive(Clone, Debug)]
+pub struct FastState(u64);
+
+impl Default for FastState {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let key = *KEY.get_or_init(|| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x9E37_79B9_7F4A_7C15);
+            h.finish() | 1
+        });
+        FastState(key)
+    }
+}
+
+impl std::hash::BuildHasher for FastState {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+/// Multiply-xorshift over the integers written; keyed by [`FastState`].
+#[derive(Clone, Debug)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0xFF51_AFD7_ED55_8CCD)
+            .rotate_left(31);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
 /// The replay state machine; feed it merged events with [`Replay::apply`].
 #[derive(Clone, Debug)]
 pub struct Replay {
     pub counts: Counts,
     page_size: u64,
-    live: HashMap<u64, Block>,
+    live: FastMap<u64, Block>,
     live_bytes: u64,
     pub regions: Regions,
-    brk: HashMap<u32, i64>,
+    brk: FastMap<u32, i64>,
     in_freeres: bool,
     /// First time each stack id was used by an event (to pick the module
     /// instance a frame belongs to).
-    pub first_use: HashMap<u32, u64>,
+    pub first_use: FastMap<u32, u64>,
     events: u64,
 }
 
@@ -226,12 +282,12 @@ impl Replay {
         Replay {
             counts: Counts::default(),
             page_size,
-            live: HashMap::new(),
+            live: FastMap::default(),
             live_bytes: 0,
             regions: Regions::default(),
-            brk: HashMap::new(),
+            brk: FastMap::default(),
             in_freeres: false,
-            first_use: HashMap::new(),
+            first_use: FastMap::default(),
             events: 0,
         }
     }
@@ -445,7 +501,7 @@ pub struct Outcome {
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
-    pub first_use: HashMap<u32, u64>,
+    pub first_use: FastMap<u32, u64>,
     /// Records cut short by the end of a truncated file.
     pub cut_records: u64,
 }

@@ -350,7 +350,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
 fn resolve_stack(
     sym: &mut Symbolizer,
     cat: &Catalog,
-    first_use: &std::collections::HashMap<u32, u64>,
+    first_use: &crate::replay::FastMap<u32, u64>,
     stack: u32,
 ) -> Vec<Frame> {
     match cat.stacks.get(&stack) {
