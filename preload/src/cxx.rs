@@ -10,7 +10,7 @@
 //! The throwing `new` forms must let `std::bad_alloc` (or whatever a
 //! new-handler throws) propagate, and an exception must not unwind through a
 //! Rust frame (this crate aborts on unwinding). So each throwing form is an
-//! assembly stub that calls [`new_hook`], which allocates through the next
+//! assembly stub that calls `memtrace_new_hook`, which allocates through the next
 //! *nothrow* form and records; only when that fails, or when recording is not
 //! possible, does the stub tail-jump to the next throwing form, leaving no
 //! frame of ours on the stack for the exception to cross. libstdc++'s nothrow

@@ -4,13 +4,13 @@
 use std::io::{self, BufWriter, Write};
 
 use anyhow::Context;
-use memtrace::render;
+use memtrace_analyzer::render;
 
 use crate::args::{Format, ReportArgs};
 
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
-    let report = memtrace::analyze(&a.log, &memtrace::Options { top: a.top })?;
+    let report = memtrace_analyzer::analyze(&a.log, &memtrace_analyzer::Options { top: a.top })?;
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }
