@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use memtrace_format::Record;
 
 use crate::error::{Error, Result};
-use crate::log::{Index, Log};
+use crate::log::{Event, Index, Log};
 use crate::symbolize::{Module, Modules};
 
 /// What the first pass found.
@@ -43,18 +43,27 @@ pub struct Catalog {
 pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
     let mut c = Catalog::default();
     for ev in log.merge(index) {
-        let ev = ev?;
+        c.observe(&ev?, log, index)?;
+    }
+    Ok(c)
+}
+
+impl Catalog {
+    /// Takes in one merged event (the replay's pass calls this for every
+    /// event, so that one pass over the log serves both).
+    pub fn observe(&mut self, ev: &Event<'_>, log: &Log, index: &Index) -> Result<()> {
+        let c = self;
         if ev.realloc_end {
-            continue;
+            return Ok(());
         }
         c.records += 1;
         if ev.record.time().is_some() {
             c.last_time = Some(c.last_time.map_or(ev.time, |t| t.max(ev.time)));
         }
-        match ev.record {
+        match &ev.record {
             Record::Stack { id, frames } => {
                 let mut v = Vec::with_capacity(frames.len());
-                for f in frames {
+                for f in frames.clone() {
                     v.push(f.map_err(|err| Error::Record {
                         path: log.path().to_owned(),
                         stream: index.streams[ev.stream].id,
@@ -62,7 +71,7 @@ pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
                         err,
                     })?);
                 }
-                c.stacks.entry(id).or_insert(v);
+                c.stacks.entry(*id).or_insert(v);
             }
             Record::Module {
                 time,
@@ -74,23 +83,23 @@ pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
             } => c.modules.add(Module {
                 path: String::from_utf8_lossy(path).into(),
                 build_id: build_id.to_vec(),
-                bias,
-                start,
-                end,
-                loaded: time,
+                bias: *bias,
+                start: *start,
+                end: *end,
+                loaded: *time,
                 unloaded: None,
             }),
-            Record::Unmodule { time, bias, start } => c.modules.remove(bias, start, time),
+            Record::Unmodule { time, bias, start } => c.modules.remove(*bias, *start, *time),
             Record::Lost { count, .. } => {
-                c.lost_in_records = c.lost_in_records.saturating_add(count)
+                c.lost_in_records = c.lost_in_records.saturating_add(*count)
             }
-            Record::Exit { how, status, .. } => c.exit = Some((how, status)),
+            Record::Exit { how, status, .. } => c.exit = Some((*how, *status)),
             Record::Exec { path, .. } => c.exec = Some(String::from_utf8_lossy(path).into_owned()),
-            Record::Fork { child_pid, .. } => c.forks.push(child_pid),
+            Record::Fork { child_pid, .. } => c.forks.push(*child_pid),
             Record::Torn => c.torn_records += 1,
             Record::Unknown { .. } => c.unknown_records += 1,
             _ => {}
         }
+        Ok(())
     }
-    Ok(c)
 }

@@ -508,10 +508,23 @@ pub struct Outcome {
 
 /// Replays the whole log twice (see the module docs) and returns the totals.
 pub fn replay(log: &Log, index: &Index, page_size: u32) -> Result<Outcome> {
+    replay_with(log, index, page_size, |_| Ok(()))
+}
+
+/// [`replay`], handing every event of the full pass to `each` first (the
+/// catalog rides along, so the log is walked once less).
+pub fn replay_with(
+    log: &Log,
+    index: &Index,
+    page_size: u32,
+    mut each: impl FnMut(&crate::log::Event<'_>) -> Result<()>,
+) -> Result<Outcome> {
     let mut r = Replay::new(page_size);
     let mut merge = log.merge(index);
     for ev in merge.by_ref() {
-        r.apply(&ev?);
+        let ev = ev?;
+        each(&ev)?;
+        r.apply(&ev);
     }
     let cut_records = merge.cut_records;
     let peak = match r.counts.peak_event {

@@ -180,8 +180,10 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let path = log.path();
     let header = log.header()?;
     let index = log.index(&header)?;
-    let cat = catalog::scan(log, &index)?;
-    let out = replay::replay(log, &index, header.page_size)?;
+    let mut cat = catalog::Catalog::default();
+    let out = replay::replay_with(log, &index, header.page_size, |ev| {
+        cat.observe(ev, log, &index)
+    })?;
 
     let state = ExitHow::from_u32(header.state);
     let ended = match state {

@@ -8,9 +8,11 @@
 #define TOTAL 10000000L
 #define WINDOW 1000
 
-__attribute__((noinline)) void *a3(size_t n) { return malloc(n); }
-__attribute__((noinline)) void *a2(size_t n) { return a3(n); }
-__attribute__((noinline)) void *a1(size_t n) { return a2(n); }
+/* The empty asm after each call keeps the calls from becoming tail jumps, so the
+ * three frames really are on the stack. */
+__attribute__((noinline)) void *a3(size_t n) { void *p = malloc(n); __asm__ volatile("" ::: "memory"); return p; }
+__attribute__((noinline)) void *a2(size_t n) { void *p = a3(n); __asm__ volatile("" ::: "memory"); return p; }
+__attribute__((noinline)) void *a1(size_t n) { void *p = a2(n); __asm__ volatile("" ::: "memory"); return p; }
 
 static long per_thread;
 
