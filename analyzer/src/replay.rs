@@ -262,6 +262,16 @@ pub struct Replay {
     page_size: u64,
     live: FastMap<u64, Block>,
     live_bytes: u64,
+    /// Live bytes and blocks per stack, kept up to date so that the peak's
+    /// picture can be copied when the peak is reached, instead of replaying
+    /// the log a second time up to it.
+    by_stack: FastMap<u32, (u64, u64)>,
+    /// The picture at the latest peak (unsorted), while copying it stays cheap.
+    peak_snapshot: Option<Vec<StackTotal>>,
+    /// Entries copied into peak pictures so far (bounded by the events seen).
+    copied: u64,
+    /// Set when a picture was too large to copy: the caller replays instead.
+    snapshot_abandoned: bool,
     pub regions: Regions,
     brk: FastMap<u32, i64>,
     in_freeres: bool,
@@ -284,6 +294,10 @@ impl Replay {
             page_size,
             live: FastMap::default(),
             live_bytes: 0,
+            by_stack: FastMap::default(),
+            peak_snapshot: None,
+            copied: 0,
+            snapshot_abandoned: false,
             regions: Regions::default(),
             brk: FastMap::default(),
             in_freeres: false,
@@ -323,13 +337,64 @@ impl Replay {
         if let Some(old) = self.live.insert(addr, Block { size, stack, time }) {
             self.counts.anomalies += 1;
             self.live_bytes = self.live_bytes.saturating_sub(old.size);
+            self.unaccount(old.stack, old.size);
         }
         self.live_bytes = self.live_bytes.saturating_add(size);
+        let e = self.by_stack.entry(stack).or_default();
+        e.0 = e.0.saturating_add(size);
+        e.1 += 1;
         if self.live_bytes > self.counts.peak_heap_bytes {
             self.counts.peak_heap_bytes = self.live_bytes;
             self.counts.peak_heap_time = time;
             self.counts.peak_event = Some(self.events);
+            self.snapshot_peak();
         }
+    }
+
+    fn unaccount(&mut self, stack: u32, size: u64) {
+        if let Some(e) = self.by_stack.get_mut(&stack) {
+            e.0 = e.0.saturating_sub(size);
+            e.1 = e.1.saturating_sub(1);
+            if e.1 == 0 {
+                self.by_stack.remove(&stack);
+            }
+        }
+    }
+
+    /// Copies the per-stack picture at a new peak, as long as the copying
+    /// done so far stays within a small multiple of the events seen (a
+    /// program whose heap grows with each of many stacks would otherwise
+    /// make this quadratic); past that the caller replays up to the peak.
+    fn snapshot_peak(&mut self) {
+        if self.snapshot_abandoned {
+            return;
+        }
+        let n = self.by_stack.len() as u64;
+        if self.copied.saturating_add(n) > self.events.saturating_mul(4).saturating_add(1 << 16) {
+            self.snapshot_abandoned = true;
+            self.peak_snapshot = None;
+            return;
+        }
+        self.copied += n;
+        let v = self.peak_snapshot.get_or_insert_with(Vec::new);
+        v.clear();
+        v.extend(
+            self.by_stack
+                .iter()
+                .map(|(&stack, &(bytes, count))| StackTotal {
+                    stack,
+                    bytes,
+                    count,
+                }),
+        );
+    }
+
+    /// The picture at the peak, if it could be kept during the pass.
+    pub fn peak_by_stack(&mut self) -> Option<Vec<StackTotal>> {
+        if self.snapshot_abandoned {
+            return None;
+        }
+        Some(sorted(self.peak_snapshot.take().unwrap_or_default()))
     }
 
     fn free(&mut self, addr: u64) {
@@ -337,6 +402,7 @@ impl Replay {
             Some(b) => {
                 // Saturating: sizes come from the file, and their sum may have saturated.
                 self.live_bytes = self.live_bytes.saturating_sub(b.size);
+                self.unaccount(b.stack, b.size);
                 self.counts.frees += 1;
                 if self.in_freeres {
                     self.counts.libc_freeres_frees += 1;
@@ -527,8 +593,9 @@ pub fn replay_with(
         r.apply(&ev);
     }
     let cut_records = merge.cut_records;
-    let peak = match r.counts.peak_event {
-        Some(at) => {
+    let peak = match (r.peak_by_stack(), r.counts.peak_event) {
+        (Some(picture), _) => picture,
+        (None, Some(at)) => {
             let mut p = Replay::new(page_size);
             for ev in log.merge(index) {
                 p.apply(&ev?);
@@ -538,7 +605,7 @@ pub fn replay_with(
             }
             p.heap_by_stack()
         }
-        None => Vec::new(),
+        (None, None) => Vec::new(),
     };
     Ok(Outcome {
         heap_leaks: r.heap_by_stack(),
@@ -866,5 +933,45 @@ mod tests {
         assert_eq!(o.counts.anomalies, 1);
         assert_eq!(o.heap_leaks[0].stack, 2);
         assert_eq!(o.heap_leaks[0].count, 2);
+    }
+
+    /// The peak picture kept during the pass equals the one a second replay
+    /// up to the peak computes, on a pseudo-random log with many stacks.
+    #[test]
+    fn peak_picture_equals_replay_up_to_the_peak() {
+        let mut c = LogBuilder::chunk(T0);
+        let mut live: Vec<u64> = Vec::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut t = T0;
+        for i in 0..3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            t += 1000;
+            if live.is_empty() || !x.is_multiple_of(3) {
+                let addr = 0x1000 + i * 0x100;
+                c.alloc(t, addr, 1 + x % 997, (x % 50) as u32 + 1);
+                live.push(addr);
+            } else {
+                let k = (x as usize / 3) % live.len();
+                c.free(t, live.swap_remove(k));
+            }
+        }
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        let o = run(&b);
+        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        let at = o.counts.peak_event.expect("a peak");
+        let mut p = Replay::new(h.page_size);
+        for ev in log.merge(&idx) {
+            p.apply(&ev.unwrap());
+            if p.events() > at {
+                break;
+            }
+        }
+        assert!(!o.peak.is_empty());
+        assert_eq!(o.peak, p.heap_by_stack());
     }
 }
