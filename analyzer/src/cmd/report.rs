@@ -1,5 +1,9 @@
 //! `memtrace report [--format text|json] [--top N] LOG`: prints the report
 //! on stdout, warnings on stderr. A closed stdout (`| head`) is not an error.
+//!
+//! A truncated log (the file ends before the space its header says was
+//! written) is still reported, so nothing it holds is lost, but the command
+//! then says so in one error line and exits with [`EXIT_TRUNCATED`].
 
 use std::io::{self, BufWriter, Write};
 
@@ -7,6 +11,9 @@ use anyhow::Context;
 use memtrace_analyzer::render;
 
 use crate::args::{Format, ReportArgs};
+
+/// Exit status when the report was written from a truncated log.
+pub const EXIT_TRUNCATED: u8 = 3;
 
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
@@ -21,8 +28,16 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
     }
     .and_then(|()| out.flush());
     match written {
-        Ok(()) => Ok(0),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(0),
-        Err(e) => Err(e).context("cannot write the report to stdout"),
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(e).context("cannot write the report to stdout"),
     }
+    if report.summary.truncated {
+        eprintln!(
+            "memtrace: error: {} is truncated: the report covers only what the file holds",
+            a.log.display()
+        );
+        return Ok(EXIT_TRUNCATED);
+    }
+    Ok(0)
 }

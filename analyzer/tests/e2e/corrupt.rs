@@ -109,7 +109,8 @@ fn unreadable_logs_are_refused() {
     assert_refused(&sub, "a directory");
 }
 
-// A log cut in the middle of its chunks is reported, flagged truncated, without a panic.
+// A log cut in the middle of its chunks is reported (nothing it holds is lost), flagged
+// truncated, and the command says so in one error line and exits with status 3.
 #[test]
 fn log_cut_mid_chunk_is_reported_truncated() {
     let (_d, log) = damaged("cutmid.mtr", |b| {
@@ -127,11 +128,18 @@ fn log_cut_mid_chunk_is_reported_truncated() {
     let out = report_json(&log);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "memtrace panicked:\n{stderr}");
-    assert!(
-        out.status.success(),
-        "a truncated log is still reported: {:?}\n{stderr}",
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a truncated log is reported, with exit status 3: {:?}\n{stderr}",
         out.status
     );
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("memtrace: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    assert!(errors[0].contains("truncated"), "{}", errors[0]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(
         v["summary"]["truncated"], true,
