@@ -1,6 +1,6 @@
 //! Replaying the merged events: heap live set, mmap regions, brk, peak.
 //!
-//! ## Counting (valgrind-compatible, see SPEC-notes.md)
+//! ## Counting (valgrind-compatible, see "What is counted" in README.md)
 //! - An *allocation* is a successful ALLOC (`addr != 0`, `malloc(0)`
 //!   included) or a REALLOC with `new != 0`; its requested size adds to
 //!   `bytes_allocated`.
@@ -635,7 +635,7 @@ mod tests {
         replay(&log, &idx, h.page_size).unwrap()
     }
 
-    /// The SPEC-notes example: 7 allocs, 7 frees, 4,323 bytes allocated, nothing leaked.
+    /// The README example: 7 allocs, 7 frees, 4,323 bytes allocated, nothing leaked.
     #[test]
     fn valgrind_counting_example() {
         let mut c = LogBuilder::chunk(T0);
