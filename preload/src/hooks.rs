@@ -368,6 +368,8 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     };
     // SAFETY: forwarding the caller's handle.
     let r = unsafe { f(handle) };
+    // dlclose returned, so the loader's locks work in this process.
+    crate::modules::LOADER_USABLE.store(true, core::sync::atomic::Ordering::Release);
     record::modules_changed();
     r
 }

@@ -81,6 +81,7 @@ pub static MEMTRACE_REAL_DLOPEN: core::sync::atomic::AtomicUsize =
 pub unsafe extern "C" fn dlopen(_file: *const core::ffi::c_char, _mode: c_int) -> *mut c_void {
     core::arch::naked_asm!(
         "mov byte ptr [rip + {dirty}], 1",
+        "mov byte ptr [rip + {usable}], 1",
         "mov rax, qword ptr [rip + {real}]",
         "test rax, rax",
         "je 2f",
@@ -88,6 +89,7 @@ pub unsafe extern "C" fn dlopen(_file: *const core::ffi::c_char, _mode: c_int) -
         "2:",
         "jmp {slow}",
         dirty = sym DIRTY,
+        usable = sym LOADER_USABLE,
         real = sym MEMTRACE_REAL_DLOPEN,
         slow = sym dlopen_slow,
     )
@@ -120,12 +122,35 @@ fn known_slot(start: u64) -> &'static AtomicU64 {
 }
 
 /// Called by the unwinder on a cache miss with the start of the object that
-/// contains the address: asks for a rescan if the object is new to us.
+/// contains the address: asks for a rescan if the object is new to us. The
+/// quick set can forget an object (two objects may share a slot), so a miss
+/// there is checked against the table before a rescan is asked for.
 pub fn note_object(start: u64) {
-    if known_slot(start).load(Ordering::Relaxed) != start {
+    let slot = known_slot(start);
+    if slot.load(Ordering::Relaxed) == start {
+        return;
+    }
+    if LOCK.swap(true, Ordering::Acquire) {
+        DIRTY.store(true, Ordering::Release);
+        return;
+    }
+    // SAFETY: LOCK is held.
+    let t = unsafe { &*TABLE.0.get() };
+    let known = t.entries[..t.len].iter().any(|e| e.start == start);
+    LOCK.store(false, Ordering::Release);
+    if known {
+        slot.store(start, Ordering::Relaxed);
+    } else {
         DIRTY.store(true, Ordering::Release);
     }
 }
+
+/// Whether the dynamic linker's locks can be taken. False in a fork child
+/// until the child itself goes through dlopen or dlclose: glibc does not
+/// reset those locks at fork, so one held by a parent thread at that moment
+/// stays held forever in the child, and `dl_iterate_phdr` would wait on it.
+/// (Set by the `dlopen` stub, as a byte, and by the `dlclose` hook.)
+pub static LOADER_USABLE: AtomicBool = AtomicBool::new(true);
 
 /// Asks for a rescan (after dlclose, or in a fork child that starts a new log).
 pub fn mark_dirty() {
@@ -139,6 +164,7 @@ pub fn mark_dirty() {
 /// forever here. The child has one thread: a table lock held by a parent
 /// thread that was scanning is taken over (that thread does not exist here).
 pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
+    LOADER_USABLE.store(false, Ordering::Release);
     LOCK.store(true, Ordering::Relaxed);
     // SAFETY: LOCK is held, and no other thread exists.
     let t = unsafe { &mut *TABLE.0.get() };
@@ -282,7 +308,7 @@ struct ScanCtx<'a> {
 
 /// Rescans the loaded objects if needed, writing MODULE/UNMODULE records into `stream`.
 pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
-    if !DIRTY.load(Ordering::Acquire) {
+    if !DIRTY.load(Ordering::Acquire) || !LOADER_USABLE.load(Ordering::Acquire) {
         return;
     }
     if LOCK.swap(true, Ordering::Acquire) {

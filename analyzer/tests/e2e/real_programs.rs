@@ -38,7 +38,7 @@ use tempfile::TempDir;
 
 use crate::util::{
     Report, TIMEOUT, Valgrind, fixture, has_tls_segment, have_valgrind, logs_in, preload_lib,
-    report, root, wait_timeout,
+    report, root,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -300,30 +300,10 @@ fn spawn_piped(cmd: &mut Command) -> Child {
 }
 
 /// Waits for `child` (stdout and stderr piped) at most `timeout`, collecting its output.
-fn collect(mut child: Child, timeout: Duration, what: &str) -> Run {
+fn collect(child: Child, timeout: Duration, what: &str) -> Run {
     let pid = child.id();
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_timeout(&mut child, timeout)
-        .unwrap_or_else(|| panic!("{what} ran longer than {timeout:?}; killed it"));
-    Run {
-        pid,
-        output: Output {
-            status,
-            stdout: t_out.join().unwrap(),
-            stderr: t_err.join().unwrap(),
-        },
-    }
+    let output = crate::util::collect_output(child, timeout, what);
+    Run { pid, output }
 }
 
 /// Asserts a bare and a traced run printed the same bytes and ended the same way.

@@ -175,9 +175,15 @@ pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
 /// Runs `cmd` with stdout and stderr piped, and panics if it runs longer than `timeout`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    collect_output(child, timeout, &format!("{cmd:?}"))
+}
+
+/// Waits for `child` (stdout and stderr piped) at most `timeout`, collecting its output;
+/// panics, naming it `what`, if it runs longer.
+pub fn collect_output(mut child: Child, timeout: Duration, what: &str) -> Output {
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let t_out = std::thread::spawn(move || {
@@ -191,7 +197,7 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
         v
     });
     let status = wait_timeout(&mut child, timeout)
-        .unwrap_or_else(|| panic!("{cmd:?} ran longer than {timeout:?}; killed it"));
+        .unwrap_or_else(|| panic!("{what} ran longer than {timeout:?}; killed it"));
     Output {
         status,
         stdout: t_out.join().unwrap(),
