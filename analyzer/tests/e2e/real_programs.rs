@@ -37,8 +37,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::util::{
-    Report, TIMEOUT, Valgrind, fixture, has_tls_segment, have_valgrind, logs_in, preload_lib,
-    report, root,
+    Report, TIMEOUT, Valgrind, fixture, has_tls_segment, have_valgrind, logs_in,
+    parse_heap_summary, preload_lib, report, root,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -419,31 +419,6 @@ fn valgrind_added_env() -> &'static [(String, String)] {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     })
-}
-
-/// Parses memcheck's HEAP SUMMARY out of its log.
-fn parse_heap_summary(text: &str) -> Valgrind {
-    let nums = |line: &str| -> Vec<u64> {
-        line.split(|c: char| !c.is_ascii_digit() && c != ',')
-            .map(|w| w.replace(',', ""))
-            .filter(|w| !w.is_empty())
-            .map(|w| w.parse().unwrap())
-            .collect()
-    };
-    let after = |key: &str| {
-        text.lines()
-            .find_map(|l| l.split_once(key).map(|(_, rest)| nums(rest)))
-            .unwrap_or_else(|| panic!("valgrind printed no `{key}` line:\n{text}"))
-    };
-    let in_use = after("in use at exit:");
-    let total = after("total heap usage:");
-    Valgrind {
-        in_use_bytes: in_use[0],
-        in_use_blocks: in_use[1],
-        allocs: total[0],
-        frees: total[1],
-        bytes_allocated: total[2],
-    }
 }
 
 /// memtrace against memcheck for the same command.

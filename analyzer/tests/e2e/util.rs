@@ -621,7 +621,11 @@ pub fn valgrind<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Option<Valgrind> {
         .arg(fixture(name))
         .args(args);
     let out = output_with_timeout(&mut cmd, Duration::from_secs(600));
-    let err = String::from_utf8_lossy(&out.stderr);
+    Some(parse_heap_summary(&String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Parses memcheck's HEAP SUMMARY (`in use at exit`, `total heap usage`) out of its output.
+pub fn parse_heap_summary(text: &str) -> Valgrind {
     let nums = |line: &str| -> Vec<u64> {
         line.split(|c: char| !c.is_ascii_digit() && c != ',')
             .map(|w| w.replace(',', ""))
@@ -630,19 +634,19 @@ pub fn valgrind<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Option<Valgrind> {
             .collect()
     };
     let after = |key: &str| {
-        err.lines()
+        text.lines()
             .find_map(|l| l.split_once(key).map(|(_, rest)| nums(rest)))
-            .unwrap_or_else(|| panic!("valgrind printed no `{key}` line:\n{err}"))
+            .unwrap_or_else(|| panic!("valgrind printed no `{key}` line:\n{text}"))
     };
     let in_use = after("in use at exit:");
     let total = after("total heap usage:");
-    Some(Valgrind {
+    Valgrind {
         in_use_bytes: in_use[0],
         in_use_blocks: in_use[1],
         allocs: total[0],
         frees: total[1],
         bytes_allocated: total[2],
-    })
+    }
 }
 
 /// Does the 64-bit little-endian ELF file at `path` have a PT_TLS program header?
