@@ -35,6 +35,13 @@ pub struct RunArgs {
         default_value = "memtrace.%e.%p.mtr"
     )]
     pub output: String,
+    /// Sampling mode, for production: record allocations by a Poisson process
+    /// over bytes, one sample point per BYTES allocated on average (suffixes
+    /// k, m, g; default 32k); allocations of at least BYTES are always
+    /// recorded. The report scales the samples to estimates. Sets
+    /// `MEMTRACE_SAMPLE` for the preload.
+    #[arg(long, value_name = "BYTES", num_args = 0..=1, default_missing_value = "32k", value_parser = parse_size)]
+    pub sample: Option<u64>,
     /// The command to trace and its arguments.
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -59,4 +66,21 @@ pub struct ReportArgs {
     /// The log file to read.
     #[arg(value_name = "LOG")]
     pub log: PathBuf,
+}
+
+/// A size in bytes with an optional binary suffix (k, m, g).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 32k, 1m)"))?;
+    let shift = match s[digits..].to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => return Err(format!("{s:?} is not a size (e.g. 4096, 32k, 1m)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

@@ -46,10 +46,12 @@ const MREMAP_DONTUNMAP: u64 = 4;
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
-    /// Requested size.
+    /// Requested size (in a sampled log: the bytes the record stands for).
     pub size: u64,
     /// Stack id of the allocation.
     pub stack: u32,
+    /// Allocations the record stands for: 1, or an estimate in a sampled log.
+    pub count: u32,
     /// Time of the allocation.
     pub time: u64,
 }
@@ -67,6 +69,52 @@ pub struct StackTotal {
 pub struct BrkTotal {
     pub stack: u32,
     pub bytes: i64,
+}
+
+/// How to read a log's events (from its header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub page_size: u32,
+    /// Sampling interval in bytes; 0: every allocation was recorded.
+    pub sample_interval: u64,
+}
+
+impl Config {
+    /// The configuration a log's header describes.
+    pub fn of(h: &memtrace_format::Header<'_>) -> Config {
+        Config {
+            page_size: h.page_size,
+            sample_interval: h.sample_interval,
+        }
+    }
+}
+
+/// Live and allocated totals of one stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct PerStack {
+    live_bytes: u64,
+    live_count: u64,
+    alloc_bytes: u64,
+    alloc_count: u64,
+}
+
+/// What a sampled allocation of `size` bytes with `samples` sample points
+/// stands for: `samples * interval` bytes (unbiased) and, as a count,
+/// `samples * interval / size` rounded up or down at random (by `seed`), so
+/// that sums of counts are unbiased too.
+fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
+    if samples == 0 || interval == 0 {
+        return (size, 1);
+    }
+    let bytes = samples.saturating_mul(interval);
+    let exact = bytes as f64 / size.max(1) as f64;
+    let whole = exact.floor();
+    let frac = exact - whole;
+    let mut h = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 29;
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+    let count = whole + if u < frac { 1.0 } else { 0.0 };
+    (bytes, count.clamp(1.0, u32::MAX as f64) as u32)
 }
 
 /// Counters of one replay.
@@ -264,8 +312,9 @@ pub struct Replay {
     live_bytes: u64,
     /// Live bytes and blocks per stack, kept up to date so that the peak's
     /// picture can be copied when the peak is reached, instead of replaying
-    /// the log a second time up to it.
-    by_stack: FastMap<u32, (u64, u64)>,
+    /// the log a second time up to it; and the totals allocated per stack.
+    by_stack: FastMap<u32, PerStack>,
+    sample_interval: u64,
     /// The picture at the latest peak (unsorted), while copying it stays cheap.
     peak_snapshot: Option<Vec<StackTotal>>,
     /// Entries copied into peak pictures so far (bounded by the events seen).
@@ -282,10 +331,10 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// A fresh replay; `page_size` comes from the header (0 or not a power of two: 4096).
-    pub fn new(page_size: u32) -> Self {
-        let page_size = if page_size.is_power_of_two() {
-            page_size as u64
+    /// A fresh replay; the page size comes from the header (0 or not a power of two: 4096).
+    pub fn new(cfg: Config) -> Self {
+        let page_size = if cfg.page_size.is_power_of_two() {
+            cfg.page_size as u64
         } else {
             4096
         };
@@ -295,6 +344,7 @@ impl Replay {
             live: FastMap::default(),
             live_bytes: 0,
             by_stack: FastMap::default(),
+            sample_interval: cfg.sample_interval,
             peak_snapshot: None,
             copied: 0,
             snapshot_abandoned: false,
@@ -331,18 +381,31 @@ impl Replay {
         }
     }
 
-    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32) {
-        self.counts.allocations += 1;
+    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32, samples: u64) {
+        let (size, count) = if samples == 0 {
+            (size, 1)
+        } else {
+            estimate(size, samples, self.sample_interval, addr ^ time)
+        };
+        self.counts.allocations += count as u64;
         self.counts.bytes_allocated = self.counts.bytes_allocated.saturating_add(size);
-        if let Some(old) = self.live.insert(addr, Block { size, stack, time }) {
+        let block = Block {
+            size,
+            stack,
+            count,
+            time,
+        };
+        if let Some(old) = self.live.insert(addr, block) {
             self.counts.anomalies += 1;
             self.live_bytes = self.live_bytes.saturating_sub(old.size);
-            self.unaccount(old.stack, old.size);
+            self.unaccount(old);
         }
         self.live_bytes = self.live_bytes.saturating_add(size);
         let e = self.by_stack.entry(stack).or_default();
-        e.0 = e.0.saturating_add(size);
-        e.1 += 1;
+        e.live_bytes = e.live_bytes.saturating_add(size);
+        e.live_count += count as u64;
+        e.alloc_bytes = e.alloc_bytes.saturating_add(size);
+        e.alloc_count += count as u64;
         if self.live_bytes > self.counts.peak_heap_bytes {
             self.counts.peak_heap_bytes = self.live_bytes;
             self.counts.peak_heap_time = time;
@@ -351,13 +414,10 @@ impl Replay {
         }
     }
 
-    fn unaccount(&mut self, stack: u32, size: u64) {
-        if let Some(e) = self.by_stack.get_mut(&stack) {
-            e.0 = e.0.saturating_sub(size);
-            e.1 = e.1.saturating_sub(1);
-            if e.1 == 0 {
-                self.by_stack.remove(&stack);
-            }
+    fn unaccount(&mut self, b: Block) {
+        if let Some(e) = self.by_stack.get_mut(&b.stack) {
+            e.live_bytes = e.live_bytes.saturating_sub(b.size);
+            e.live_count = e.live_count.saturating_sub(b.count as u64);
         }
     }
 
@@ -381,10 +441,11 @@ impl Replay {
         v.extend(
             self.by_stack
                 .iter()
-                .map(|(&stack, &(bytes, count))| StackTotal {
+                .filter(|(_, e)| e.live_count != 0)
+                .map(|(&stack, e)| StackTotal {
                     stack,
-                    bytes,
-                    count,
+                    bytes: e.live_bytes,
+                    count: e.live_count,
                 }),
         );
     }
@@ -402,8 +463,8 @@ impl Replay {
             Some(b) => {
                 // Saturating: sizes come from the file, and their sum may have saturated.
                 self.live_bytes = self.live_bytes.saturating_sub(b.size);
-                self.unaccount(b.stack, b.size);
-                self.counts.frees += 1;
+                self.unaccount(b);
+                self.counts.frees += b.count as u64;
                 if self.in_freeres {
                     self.counts.libc_freeres_frees += 1;
                 }
@@ -425,11 +486,12 @@ impl Replay {
                 addr,
                 size,
                 stack,
+                samples,
                 ..
             } => {
                 self.used(stack, time);
                 if addr != 0 {
-                    self.alloc(time, addr, size, stack);
+                    self.alloc(time, addr, size, stack, samples);
                 }
             }
             Record::Free { addr, .. } if addr != 0 => self.free(addr),
@@ -448,7 +510,7 @@ impl Replay {
                 } else {
                     self.used(stack, time_after);
                     if new != 0 {
-                        self.alloc(time_after, new, size, stack);
+                        self.alloc(time_after, new, size, stack, 0);
                     }
                 }
             }
@@ -524,7 +586,7 @@ impl Replay {
         for b in self.live.values() {
             let e = m.entry(b.stack).or_default();
             e.0 = e.0.saturating_add(b.size);
-            e.1 += 1;
+            e.1 += b.count as u64;
         }
         sorted(
             m.into_iter()
@@ -532,6 +594,21 @@ impl Replay {
                     stack,
                     bytes,
                     count,
+                })
+                .collect(),
+        )
+    }
+
+    /// Bytes and blocks allocated (whether freed or not) by stack, largest first.
+    pub fn allocated_by_stack(&self) -> Vec<StackTotal> {
+        sorted(
+            self.by_stack
+                .iter()
+                .filter(|(_, e)| e.alloc_count != 0)
+                .map(|(&stack, e)| StackTotal {
+                    stack,
+                    bytes: e.alloc_bytes,
+                    count: e.alloc_count,
                 })
                 .collect(),
         )
@@ -564,6 +641,8 @@ pub struct Outcome {
     pub leaked_mmap_regions: u64,
     /// Heap blocks live at the peak, by stack.
     pub peak: Vec<StackTotal>,
+    /// Heap blocks allocated, by stack.
+    pub allocated: Vec<StackTotal>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
@@ -573,8 +652,8 @@ pub struct Outcome {
 }
 
 /// Replays the whole log twice (see the module docs) and returns the totals.
-pub fn replay(log: &Log, index: &Index, page_size: u32) -> Result<Outcome> {
-    replay_with(log, index, page_size, |_| Ok(()))
+pub fn replay(log: &Log, index: &Index, cfg: Config) -> Result<Outcome> {
+    replay_with(log, index, cfg, |_| Ok(()))
 }
 
 /// [`replay`], handing every event of the full pass to `each` first (the
@@ -582,10 +661,10 @@ pub fn replay(log: &Log, index: &Index, page_size: u32) -> Result<Outcome> {
 pub fn replay_with(
     log: &Log,
     index: &Index,
-    page_size: u32,
+    cfg: Config,
     mut each: impl FnMut(&crate::log::Event<'_>) -> Result<()>,
 ) -> Result<Outcome> {
-    let mut r = Replay::new(page_size);
+    let mut r = Replay::new(cfg);
     let mut merge = log.merge(index);
     for ev in merge.by_ref() {
         let ev = ev?;
@@ -596,7 +675,7 @@ pub fn replay_with(
     let peak = match (r.peak_by_stack(), r.counts.peak_event) {
         (Some(picture), _) => picture,
         (None, Some(at)) => {
-            let mut p = Replay::new(page_size);
+            let mut p = Replay::new(cfg);
             for ev in log.merge(index) {
                 p.apply(&ev?);
                 if p.events() > at {
@@ -615,6 +694,7 @@ pub fn replay_with(
         leaked_mmap_bytes: r.regions.bytes(),
         leaked_mmap_regions: r.regions.regions(),
         peak,
+        allocated: r.allocated_by_stack(),
         brk: r.brk_by_stack(),
         first_use: std::mem::take(&mut r.first_use),
         counts: r.counts,
@@ -632,7 +712,7 @@ mod tests {
         let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
-        replay(&log, &idx, h.page_size).unwrap()
+        replay(&log, &idx, Config::of(&h)).unwrap()
     }
 
     /// The README example: 7 allocs, 7 frees, 4,323 bytes allocated, nothing leaked.
@@ -671,6 +751,42 @@ mod tests {
         assert_eq!(o.counts.unknown_frees, 0);
         assert_eq!(o.leaked_heap_bytes, 0);
         assert!(o.heap_leaks.is_empty());
+    }
+
+    /// A sampled log: SAMPLED records stand for `k * T` bytes and about
+    /// `k * T / size` blocks; plain ALLOC records (at least `T`) are exact.
+    #[test]
+    fn sampled_records_are_scaled() {
+        let t = |i: u64| T0 + i * 10;
+        let mut c = LogBuilder::chunk(T0);
+        c.sampled(t(1), 0x100, 100, 1, 1) // 4096 bytes, ~41 blocks
+            .sampled(t(2), 0x200, 1000, 1, 2) // 8192 bytes, ~8.2 blocks
+            .alloc(t(3), 0x300, 10_000, 2) // exact
+            .free(t(4), 0x100)
+            .free(t(5), 0x300);
+        let mut b = LogBuilder::new();
+        b.push(0, &c);
+        b.set_u64(memtrace_format::hdr::off::SAMPLE_INTERVAL, 4096);
+        let o = run(&b);
+        assert_eq!(o.counts.bytes_allocated, 4096 + 8192 + 10_000);
+        assert!(
+            (49..=51).contains(&o.counts.allocations),
+            "{}",
+            o.counts.allocations
+        );
+        assert_eq!(o.counts.peak_heap_bytes, 4096 + 8192 + 10_000);
+        assert_eq!(o.leaked_heap_bytes, 8192);
+        assert_eq!(o.heap_leaks.len(), 1);
+        assert!((8..=9).contains(&o.heap_leaks[0].count));
+        assert_eq!(o.allocated[0].stack, 1);
+        assert_eq!(o.allocated[0].bytes, 4096 + 8192);
+        assert_eq!(o.allocated[1].bytes, 10_000);
+        assert_eq!(o.allocated[1].count, 1);
+        // Rounding the counts at random keeps their sum unbiased.
+        let n: u64 = (0..10_000u64)
+            .map(|i| estimate(1000, 1, 4096, i * 7919).1 as u64)
+            .sum();
+        assert!((40_700..=41_200).contains(&n), "{n}");
     }
 
     /// Frees of blocks from before tracing (here inside libc's clean-up) count only as unknown.
@@ -964,7 +1080,7 @@ mod tests {
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
         let at = o.counts.peak_event.expect("a peak");
-        let mut p = Replay::new(h.page_size);
+        let mut p = Replay::new(Config::of(&h));
         for ev in log.merge(&idx) {
             p.apply(&ev.unwrap());
             if p.events() > at {

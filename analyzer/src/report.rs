@@ -109,6 +109,12 @@ pub struct Summary {
     pub unwind_checked: u64,
     /// Of those, the stacks where the two unwinders disagreed.
     pub unwind_mismatched: u64,
+    /// Sampling interval in bytes (`MEMTRACE_SAMPLE`); 0 when every
+    /// allocation was recorded. When sampled, heap bytes and counts are
+    /// estimates (see the format crate's docs on sampling).
+    pub sample_interval: u64,
+    /// Sampled blocks whose frees the preload could not track.
+    pub sample_overflow: u64,
 }
 
 /// Memory attributed to one stack.
@@ -146,6 +152,8 @@ pub struct Report {
     pub mmap_leak_stacks: u64,
     /// Heap blocks live at the peak, by stack, largest first.
     pub peak: Vec<Site>,
+    /// Heap bytes allocated (freed or not), by stack, largest first.
+    pub allocated: Vec<Site>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkSite>,
     /// Lines worth telling the user on stderr (truncation, missing symbols).
@@ -181,7 +189,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let header = log.header()?;
     let index = log.index(&header)?;
     let mut cat = catalog::Catalog::default();
-    let out = replay::replay_with(log, &index, header.page_size, |ev| {
+    let out = replay::replay_with(log, &index, replay::Config::of(&header), |ev| {
         cat.observe(ev, log, &index)
     })?;
 
@@ -280,6 +288,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             != 0,
         unwind_checked: header.unwind_checked as u64,
         unwind_mismatched: header.unwind_mismatched as u64,
+        sample_interval: header.sample_interval,
+        sample_overflow: header.sample_overflow as u64,
     };
 
     // Each stack is symbolized once, however many lists report it.
@@ -304,6 +314,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let heap_leaks = sites(&out.heap_leaks, all);
     let mmap_leaks = sites(&out.mmap_leaks, all);
     let peak = sites(&out.peak, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
+    let allocated = sites(&out.allocated, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let brk = out
         .brk
         .iter()
@@ -344,6 +355,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         mmap_leaks,
         mmap_leak_stacks: out.mmap_leaks.len() as u64,
         peak,
+        allocated,
         brk,
         warnings,
     })

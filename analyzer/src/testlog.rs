@@ -70,6 +70,22 @@ impl ChunkBuilder {
         })
     }
 
+    /// A SAMPLED record (an allocation with `samples` sample points).
+    pub fn sampled(&mut self, t: u64, addr: u64, size: u64, stack: u32, samples: u64) -> &mut Self {
+        let dt = self.dt(t);
+        self.put(|b| {
+            memtrace_format::encode::sampled(
+                b,
+                dt,
+                memtrace_format::Func::Malloc,
+                addr,
+                size,
+                stack,
+                samples,
+            )
+        })
+    }
+
     pub fn free(&mut self, t: u64, addr: u64) -> &mut Self {
         let d = self.dt(t);
         self.put(|b| memtrace_format::encode::free(b, d, memtrace_format::Func::Free, addr))

@@ -37,7 +37,8 @@ fn main() {
                     addr,
                     size,
                     stack,
-                }) => println!("  ALLOC t={time} {func:?} {addr:#x} {size} s{stack}"),
+                    samples,
+                }) => println!("  ALLOC t={time} {func:?} {addr:#x} {size} s{stack} k{samples}"),
                 Ok(Record::Free { time, addr, .. }) => println!("  FREE t={time} {addr:#x}"),
                 Ok(Record::Realloc {
                     time,

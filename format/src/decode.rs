@@ -175,6 +175,10 @@ pub enum Record<'a> {
         addr: u64,
         size: u64,
         stack: u32,
+        /// 0: recorded because every allocation (or every one of at least the
+        /// sampling interval) is recorded. `k >= 1`: a SAMPLED record, chosen
+        /// by `k` points of the Poisson process over bytes.
+        samples: u64,
     },
     Free {
         time: u64,
@@ -338,7 +342,22 @@ impl<'a> RecordIter<'a> {
                 addr: r.v()?,
                 size: r.v()?,
                 stack: r.v32()?,
+                samples: 0,
             },
+            tag::SAMPLED => {
+                let rec = Record::Alloc {
+                    time: time!(),
+                    func: r.func()?,
+                    addr: r.v()?,
+                    size: r.v()?,
+                    stack: r.v32()?,
+                    samples: r.v()?,
+                };
+                if matches!(rec, Record::Alloc { samples: 0, .. }) {
+                    return Err(DecodeError::BadRecord("sample count"));
+                }
+                rec
+            }
             tag::FREE => Record::Free {
                 time: time!(),
                 func: r.func()?,
@@ -614,7 +633,9 @@ mod tests {
         put(&|b| encode::stack(b, 7, &[0x401000, 0x400ff0, 0x7fff_0000_0000]));
         put(&|b| encode::mmap(b, 1, Func::Mmap64, 0x7f00, 8192, 3, 0x22, -1, 0, 1));
         put(&|b| encode::module(b, 1, 0x1000, 0x1000, 0x9000, b"\x01\x02", b"/lib/x.so"));
-        let recs: [Record; 6] = {
+        put(&|b| encode::sampled(b, 2, Func::Calloc, 0x2000, 40, 5, 3));
+        put(&|b| encode::sampled(b, 2, Func::Calloc, 0x2000, 40, 5, 0));
+        let recs: [Record; 7] = {
             let mut it = RecordIter::new(&body, 100);
             core::array::from_fn(|_| it.next().unwrap().unwrap())
         };
@@ -625,7 +646,8 @@ mod tests {
                 func: Func::Malloc,
                 addr: 0x1000,
                 size: 24,
-                stack: 3
+                stack: 3,
+                samples: 0
             }
         ));
         assert!(matches!(
@@ -674,6 +696,20 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(
+            recs[6],
+            Record::Alloc {
+                time: 115,
+                func: Func::Calloc,
+                addr: 0x2000,
+                size: 40,
+                stack: 5,
+                samples: 3
+            }
+        ));
+        // A SAMPLED record must carry at least one sample point.
+        let mut it = RecordIter::new(&body, 100);
+        assert!(it.nth(7).unwrap().is_err());
     }
 
     /// A record whose tag was never written decodes as Torn and is skipped by length.

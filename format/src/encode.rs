@@ -122,6 +122,29 @@ pub fn alloc(
     c.finish(tag::ALLOC)
 }
 
+/// SAMPLED: an allocation below the sampling interval in which `samples`
+/// (>= 1) points of the sampling process fell.
+#[inline]
+pub fn sampled(
+    out: &mut [u8],
+    t: u64,
+    func: Func,
+    addr: u64,
+    size: u64,
+    stack: u32,
+    samples: u64,
+) -> Option<usize> {
+    let mut c = Cursor::new(out);
+    c.begin();
+    c.v(t);
+    c.u8(func as u8);
+    c.v(addr);
+    c.v(size);
+    c.v(stack as u64);
+    c.v(samples);
+    c.finish(tag::SAMPLED)
+}
+
 /// FREE.
 #[inline]
 pub fn free(out: &mut [u8], t: u64, func: Func, addr: u64) -> Option<usize> {

@@ -56,6 +56,12 @@ pub mod off {
     pub const UNWIND_CHECKED: usize = 112;
     /// u32, atomic: of those, the stacks where the two unwinders disagreed.
     pub const UNWIND_MISMATCHED: usize = 116;
+    /// u64: the sampling interval in bytes (`MEMTRACE_SAMPLE`), 0 when every
+    /// allocation is recorded. See the crate docs on sampling.
+    pub const SAMPLE_INTERVAL: usize = 120;
+    /// u32, atomic: sampled blocks the preload could not remember (its set of
+    /// sampled addresses was full): their frees were not recorded.
+    pub const SAMPLE_OVERFLOW: usize = 128;
     /// u16 length + bytes: the executable's path.
     pub const EXE: usize = 256;
     /// Room for the executable's path.
@@ -99,6 +105,10 @@ pub struct Header<'a> {
     pub unwind_checked: u32,
     /// Stacks where the reference unwinder disagreed.
     pub unwind_mismatched: u32,
+    /// Sampling interval in bytes; 0: every allocation was recorded.
+    pub sample_interval: u64,
+    /// Sampled blocks whose frees could not be tracked (see `off::SAMPLE_OVERFLOW`).
+    pub sample_overflow: u32,
     /// The raw wait status recorded by `memtrace run`, if any.
     pub run_wait_status: Option<i32>,
     pub exe: &'a [u8],
@@ -161,6 +171,8 @@ impl<'a> Header<'a> {
             nested_hooks: u32_at(file, off::NESTED_HOOKS),
             unwind_checked: u32_at(file, off::UNWIND_CHECKED),
             unwind_mismatched: u32_at(file, off::UNWIND_MISMATCHED),
+            sample_interval: u64_at(file, off::SAMPLE_INTERVAL),
+            sample_overflow: u32_at(file, off::SAMPLE_OVERFLOW),
             run_wait_status: if run_flags & 1 != 0 {
                 Some(u32_at(file, off::RUN_WAIT_STATUS) as i32)
             } else {

@@ -54,6 +54,19 @@
 //! | 13 | FORK | t, child_pid v |
 //! | 14 | EXEC | t, path (len v + bytes) |
 //! | 15 | EXIT | t, how u8 (see [`ExitHow`]), status z |
+//! | 16 | SAMPLED | t, func u8, addr v, size v, stack v, k v (≥ 1) |
+//!
+//! ## Sampling
+//! When the header's `SAMPLE_INTERVAL` is `T > 0` (`MEMTRACE_SAMPLE`), the
+//! preload records allocations chosen by a Poisson process over the bytes
+//! allocated (mean distance `T` bytes between sample points), as heapprofd
+//! and tcmalloc do. An allocation of at least `T` bytes is always recorded, as
+//! a plain ALLOC. A smaller one in which `k >= 1` sample points fall is a
+//! SAMPLED record carrying `k`: it stands for `k * T` bytes (an unbiased
+//! estimate) and `k * T / size` allocations. Only frees (and reallocs) of
+//! recorded blocks are recorded; a realloc of a recorded block becomes a FREE
+//! of the old block followed by the new block's own record, if it is chosen.
+//! mmap, munmap, mremap and brk are always recorded.
 //!
 //! Failed calls are recorded too where they change nothing (`addr == 0` for a
 //! failed allocation, `new == 0` for a failed realloc); readers ignore them for
@@ -102,6 +115,7 @@ pub mod tag {
     pub const FORK: u8 = 13;
     pub const EXEC: u8 = 14;
     pub const EXIT: u8 = 15;
+    pub const SAMPLED: u8 = 16;
 }
 
 /// The intercepted function that produced an event.

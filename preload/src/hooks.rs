@@ -87,10 +87,11 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
     let Some(f) = next!(real::REALLOC, real::ReallocFn) else {
         return core::ptr::null_mut();
     };
+    let recorded = record::realloc_begin(old as usize);
     let t0 = sys::now_ns();
     // SAFETY: forwarding the caller's arguments.
     let p = unsafe { f(old, size) };
-    record::realloc(Func::Realloc, t0, old as usize, p as usize, size);
+    record::realloc(Func::Realloc, t0, old as usize, p as usize, size, recorded);
     p
 }
 
@@ -113,10 +114,18 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
     let Some(f) = next!(real::REALLOC, real::ReallocFn) else {
         return core::ptr::null_mut();
     };
+    let recorded = record::realloc_begin(old as usize);
     let t0 = sys::now_ns();
     // SAFETY: forwarding the caller's block and the checked total size.
     let p = unsafe { f(old, total) };
-    record::realloc(Func::Reallocarray, t0, old as usize, p as usize, total);
+    record::realloc(
+        Func::Reallocarray,
+        t0,
+        old as usize,
+        p as usize,
+        total,
+        recorded,
+    );
     p
 }
 

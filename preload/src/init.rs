@@ -62,6 +62,10 @@ unsafe extern "C" fn constructor(
             });
         unwind::VERIFY_EVERY.store(n, Ordering::Relaxed);
     }
+    crate::sample::init(
+        env_var(envp, b"MEMTRACE_SAMPLE"),
+        env_var(envp, b"MEMTRACE_SAMPLE_SEED"),
+    );
     if !open_log(0) {
         return;
     }

@@ -25,6 +25,7 @@
 //! - [`cxx`]: C++ `operator new`/`delete`.
 //! - [`real`]: how the next definitions are found.
 //! - [`record`]: one call to records.
+//! - [`sample`]: sampling mode (`MEMTRACE_SAMPLE`).
 //! - [`thread`]: per-thread state and the reentrancy guard.
 //! - [`writer`]: the log file, its header and chunks.
 //! - [`unwind`]: stack capture.
@@ -40,6 +41,7 @@ pub mod init;
 pub mod modules;
 pub mod real;
 pub mod record;
+pub mod sample;
 pub mod stacks;
 pub mod sys;
 pub mod thread;

@@ -8,7 +8,7 @@
 use memtrace_format::{Func, encode};
 
 use crate::thread::{Guard, Level};
-use crate::{modules, stacks, sys, unwind};
+use crate::{modules, sample, stacks, sys, unwind};
 
 /// Captures the caller's stack and returns its interned id (writing a STACK
 /// record first if the stack is new). `None` if the definition could not be
@@ -88,14 +88,52 @@ fn with_stack(t0: Option<u64>, encode: impl FnOnce(&mut [u8], u64, u32) -> Optio
 /// An allocation that returned `addr` (0 if it failed).
 #[inline(never)]
 pub fn alloc(func: Func, addr: usize, size: usize) {
+    let interval = sample::interval();
+    if interval != 0 {
+        alloc_sampled(func, addr, size, interval);
+        return;
+    }
     with_stack(None, |b, dt, stack| {
         encode::alloc(b, dt, func, addr as u64, size as u64, stack)
+    });
+}
+
+/// An allocation in sampling mode: recorded only if it is at least the
+/// interval or sample points fall in it; its address is then remembered so
+/// that its free is recorded too. Failed allocations are not recorded.
+#[inline(always)]
+fn alloc_sampled(func: Func, addr: usize, size: usize, interval: u64) {
+    if addr == 0 {
+        return;
+    }
+    let size64 = size as u64;
+    let samples = if size64 >= interval {
+        0
+    } else {
+        let Some(mut g) = Guard::enter() else { return };
+        match g.level().sampler.take(size64, interval) {
+            0 => return,
+            k => k,
+        }
+    };
+    if !sample::remember(addr) {
+        crate::writer::count_sample_overflow();
+    }
+    with_stack(None, |b, dt, stack| {
+        if samples == 0 {
+            encode::alloc(b, dt, func, addr as u64, size64, stack)
+        } else {
+            encode::sampled(b, dt, func, addr as u64, size64, stack, samples)
+        }
     });
 }
 
 /// A free of `addr`, recorded before the block is released (`t` taken before the call).
 #[inline(never)]
 pub fn free(func: Func, addr: usize) {
+    if sample::interval() != 0 && !sample::forget(addr) {
+        return;
+    }
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let t = sys::now_ns();
@@ -114,8 +152,20 @@ pub fn free(func: Func, addr: usize) {
 
 /// A realloc: `t0` before the call, the result `new`. The record's time is
 /// `t0` (the old block's free) and its second time, now, the new block's birth.
+/// Before a realloc of `old` in sampling mode: forgets `old` before the
+/// allocator can hand its address to another thread. Returns whether `old`
+/// was a recorded block (always `false` when every allocation is recorded).
+#[inline(always)]
+pub fn realloc_begin(old: usize) -> bool {
+    old != 0 && sample::interval() != 0 && sample::forget(old)
+}
+
 #[inline(never)]
-pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
+pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize, old_recorded: bool) {
+    if sample::interval() != 0 {
+        realloc_sampled(func, t0, old, new, size, old_recorded);
+        return;
+    }
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let Some(stack) = stack_id(l) else {
@@ -140,6 +190,31 @@ pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize) {
             let _ = l.stream.write(&l.rec[..n], Some(t1));
         }
         None => l.stream.lose(),
+    }
+}
+
+/// A realloc in sampling mode: a FREE of the old block if it was recorded
+/// (and released), then the new block as a fresh allocation.
+#[inline(never)]
+fn realloc_sampled(func: Func, t0: u64, old: usize, new: usize, size: usize, old_recorded: bool) {
+    let released = old != 0 && (new != 0 || size == 0);
+    if old_recorded {
+        if !released {
+            // The call failed: the old block is still the program's.
+            sample::remember(old);
+        } else if let Some(mut g) = Guard::enter() {
+            let l = g.level();
+            let t = t0.max(l.stream.last_time);
+            match encode::free(&mut l.rec, t - l.stream.last_time, func, old as u64) {
+                Some(n) => {
+                    let _ = l.stream.write(&l.rec[..n], Some(t));
+                }
+                None => l.stream.lose(),
+            }
+        }
+    }
+    if new != 0 {
+        alloc_sampled(func, new, size, sample::interval());
     }
 }
 

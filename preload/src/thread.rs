@@ -36,6 +36,8 @@ pub struct Level {
     pub check_countdown: u32,
     pub last_hash: u64,
     pub last_id: u32,
+    /// Position in the sampling process (`MEMTRACE_SAMPLE`).
+    pub sampler: crate::sample::Sampler,
 }
 
 /// All recorder state of one thread.

@@ -48,6 +48,13 @@ pub fn count_lost(n: u64) {
     }
 }
 
+/// Counts a sampled block whose address could not be remembered.
+pub fn count_sample_overflow() {
+    if let Some(a) = header_field::<AtomicU32>(off::SAMPLE_OVERFLOW) {
+        a.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts a hook entered while the same thread was already inside one.
 pub fn count_nested() {
     if let Some(a) = header_field::<AtomicU32>(off::NESTED_HOOKS) {
@@ -190,6 +197,8 @@ pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
         &exe[..exe_len],
         &cmd[..cmd_len],
     );
+    let interval = crate::sample::interval().to_le_bytes();
+    page[off::SAMPLE_INTERVAL..off::SAMPLE_INTERVAL + 8].copy_from_slice(&interval);
     FD.store(fd as u32, Ordering::Release);
     HEADER.store(h, Ordering::Release);
     true

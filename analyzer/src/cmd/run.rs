@@ -298,6 +298,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     cmd.args(args)
         .env("LD_PRELOAD", &preload)
         .env("MEMTRACE_OUTPUT", &output);
+    if let Some(bytes) = a.sample {
+        cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
+    }
 
     install_forwarding();
     let spawned = SystemTime::now();

@@ -20,6 +20,7 @@ struct Json<'a> {
     summary: JSummary,
     leaks: Vec<JLeak<'a>>,
     peak: Vec<JSite<'a>>,
+    allocated: Vec<JSite<'a>>,
     brk: Vec<JBrk<'a>>,
 }
 
@@ -63,6 +64,9 @@ struct JSummary {
     malloc_not_interposed: bool,
     unwind_checked: u64,
     unwind_mismatched: u64,
+    sample_interval: u64,
+    sample_overflow: u64,
+    estimated: bool,
 }
 
 #[derive(Serialize)]
@@ -113,6 +117,14 @@ fn stack(frames: &[Frame]) -> Vec<JFrame<'_>> {
 fn leak<'a>(kind: &'static str, s: &'a Site) -> JLeak<'a> {
     JLeak {
         kind,
+        bytes: s.bytes,
+        count: s.count,
+        stack: stack(&s.stack),
+    }
+}
+
+fn site(s: &Site) -> JSite<'_> {
+    JSite {
         bytes: s.bytes,
         count: s.count,
         stack: stack(&s.stack),
@@ -170,6 +182,9 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             malloc_not_interposed: s.malloc_not_interposed,
             unwind_checked: s.unwind_checked,
             unwind_mismatched: s.unwind_mismatched,
+            sample_interval: s.sample_interval,
+            sample_overflow: s.sample_overflow,
+            estimated: s.sample_interval != 0,
         },
         leaks: r
             .heap_leaks
@@ -177,15 +192,8 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             .map(|l| leak("heap", l))
             .chain(r.mmap_leaks.iter().map(|l| leak("mmap", l)))
             .collect(),
-        peak: r
-            .peak
-            .iter()
-            .map(|p| JSite {
-                bytes: p.bytes,
-                count: p.count,
-                stack: stack(&p.stack),
-            })
-            .collect(),
+        peak: r.peak.iter().map(site).collect(),
+        allocated: r.allocated.iter().map(site).collect(),
         brk: r.brk.iter().map(brk).collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
@@ -242,6 +250,7 @@ mod tests {
             }],
             mmap_leak_stacks: 1,
             peak: vec![],
+            allocated: vec![],
             brk: vec![BrkSite {
                 bytes: 4096,
                 stack: vec![frame].into(),

@@ -157,6 +157,20 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             s.unwind_mismatched, s.unwind_checked
         ));
     }
+    if s.sample_interval > 0 {
+        notes.push(format!(
+            "sampled run (one sample point per {} allocated on average): heap bytes and \
+             block counts are estimates; allocations of at least that size are exact",
+            plural(s.sample_interval, "byte", "bytes")
+        ));
+    }
+    if s.sample_overflow > 0 {
+        notes.push(format!(
+            "{} could not be followed to their free (the preload's set of sampled \
+             addresses was full): they show as leaks",
+            plural(s.sample_overflow, "sampled block", "sampled blocks")
+        ));
+    }
     if s.torn_records > 0 {
         notes.push(format!(
             "{} torn by the end of the process were skipped",
@@ -265,6 +279,15 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         )?;
         sites(out, &r.peak, ("block", "blocks"))?;
     }
+    if !r.allocated.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "MOST ALLOCATED: the {} stacks that allocated the most heap bytes (freed or not)",
+            r.allocated.len()
+        )?;
+        sites(out, &r.allocated, ("allocation", "allocations"))?;
+    }
     if !r.brk.is_empty() {
         writeln!(out)?;
         writeln!(out, "BRK GROWTH BY STACK (explicit brk/sbrk calls)")?;
@@ -338,6 +361,7 @@ mod tests {
             mmap_leaks: vec![],
             mmap_leak_stacks: 0,
             peak: vec![],
+            allocated: vec![],
             brk: vec![],
             warnings: vec![],
         };

@@ -37,6 +37,7 @@ mod lost;
 mod mapping;
 mod processes;
 mod real_programs;
+mod sampling;
 mod security;
 mod signals;
 mod startup;

@@ -329,8 +329,17 @@ pub fn memtrace() -> Command {
 
 /// Runs `memtrace report --format json LOG`, asserting success, and parses the output.
 pub fn report(log: &Path) -> Report {
+    report_with(log, &[])
+}
+
+/// [`report`] with extra options.
+pub fn report_with(log: &Path, opts: &[&str]) -> Report {
     let mut cmd = memtrace();
-    cmd.arg("report").arg("--format").arg("json").arg(log);
+    cmd.arg("report")
+        .arg("--format")
+        .arg("json")
+        .args(opts)
+        .arg(log);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -442,6 +451,12 @@ impl Report {
     pub fn peak_site(&self, name: &str) -> Site {
         let f = fn_is(name);
         sum(self.array("peak").iter().filter(|l| stack_has(l, &f)))
+    }
+
+    /// Totals over the `allocated` entries whose stack has a frame in function `name`.
+    pub fn allocated_site(&self, name: &str) -> Site {
+        let f = fn_is(name);
+        sum(self.array("allocated").iter().filter(|l| stack_has(l, &f)))
     }
 
     /// Totals over the `brk` entries whose stack has a frame in function `name`.
