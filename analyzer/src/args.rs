@@ -20,6 +20,17 @@ pub enum Command {
     Run(RunArgs),
     /// Read a log and report leaks, peak usage and brk growth.
     Report(ReportArgs),
+    /// Replace finished raw logs by their packed form (merged, compact,
+    /// zstd-compressed; `memtrace run` does this unless given --raw).
+    Pack(PackArgs),
+}
+
+/// `memtrace pack`.
+#[derive(clap::Args, Debug)]
+pub struct PackArgs {
+    /// The logs to pack (each is replaced by its packed form).
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<PathBuf>,
 }
 
 /// `memtrace run`.
@@ -42,6 +53,10 @@ pub struct RunArgs {
     /// `MEMTRACE_SAMPLE` for the preload.
     #[arg(long, value_name = "BYTES", num_args = 0..=1, default_missing_value = "32k", value_parser = parse_size)]
     pub sample: Option<u64>,
+    /// Keep the raw logs as the preload wrote them, instead of packing the
+    /// logs of processes that have ended (see `memtrace pack`).
+    #[arg(long)]
+    pub raw: bool,
     /// The command to trace and its arguments.
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,

@@ -40,6 +40,9 @@ pub enum Error {
         offset: u64,
         err: DecodeError,
     },
+    /// A packed log is damaged, or a log could not be packed.
+    #[error("{}: packed log: {why}", path.display())]
+    Pack { path: PathBuf, why: String },
 }
 
 /// The library's result type.

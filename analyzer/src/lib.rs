@@ -34,6 +34,7 @@
 pub mod catalog;
 pub mod error;
 pub mod log;
+pub mod pack;
 pub mod render;
 pub mod replay;
 pub mod report;

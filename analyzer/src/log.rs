@@ -228,9 +228,19 @@ impl Log {
         }
     }
 
-    /// Parses the file header.
+    /// Whether this is a packed log (see [`crate::pack`]).
+    pub fn is_packed(&self) -> bool {
+        crate::pack::is_packed(self.bytes())
+    }
+
+    /// Parses the file header (of a packed log: the raw log's, kept inside).
     pub fn header(&self) -> Result<Header<'_>> {
-        Header::parse(self.bytes()).map_err(|err| Error::Header {
+        let bytes = if self.is_packed() {
+            crate::pack::header_page(self.bytes())
+        } else {
+            self.bytes()
+        };
+        Header::parse(bytes).map_err(|err| Error::Header {
             path: self.path.clone(),
             err,
         })
@@ -238,6 +248,9 @@ impl Log {
 
     /// Walks the chunk headers and groups the chunks by stream.
     pub fn index(&self, header: &Header<'_>) -> Result<Index> {
+        if self.is_packed() {
+            return crate::pack::index(&self.path, self.bytes());
+        }
         let mut it = ChunkIter::new(self.bytes(), header.reserved_end);
         let mut streams: Vec<StreamChunks> = Vec::new();
         let mut by_id = std::collections::HashMap::new();
@@ -301,12 +314,20 @@ impl Log {
             streams,
             empty_slots: it.empty_slots,
             truncated: it.truncated,
+            packed: None,
         })
     }
 
-    /// Merges all streams of `index` by time.
+    /// Merges all streams of `index` by time (a packed log's events come
+    /// merged already).
     pub fn merge<'a>(&'a self, index: &'a Index) -> Merge<'a> {
-        Merge::new(self, index)
+        match &index.packed {
+            Some(p) => match crate::pack::Events::new(self, index, p) {
+                Ok(ev) => Merge::Packed(Box::new(ev), p.cut_records),
+                Err(e) => Merge::Failed(Some(e)),
+            },
+            None => Merge::Raw(RawMerge::new(self, index)),
+        }
     }
 }
 
@@ -345,6 +366,8 @@ pub struct Index {
     pub empty_slots: u64,
     /// The file ends before the header's `reserved_end`.
     pub truncated: bool,
+    /// A packed log's sections (its streams have no chunks).
+    pub packed: Option<Box<crate::pack::Sections>>,
 }
 
 /// One record in merged order.
@@ -459,8 +482,43 @@ fn record_error(log: &Log, stream: u32, offset: u64, err: DecodeError) -> Error 
     }
 }
 
+/// Every event of a log in merged order: a raw log's streams merged by
+/// time, or a packed log's events as stored.
+pub enum Merge<'a> {
+    Raw(RawMerge<'a>),
+    /// The events and the records the packer found cut short.
+    Packed(Box<crate::pack::Events<'a>>, u64),
+    /// The packed events could not be opened: yields this error once.
+    Failed(Option<Error>),
+}
+
+impl Merge<'_> {
+    /// Records cut short by the end of a truncated file (final once the
+    /// iterator is exhausted).
+    pub fn cut_records(&self) -> u64 {
+        match self {
+            Merge::Raw(m) => m.cut_records,
+            Merge::Packed(_, n) => *n,
+            Merge::Failed(_) => 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Merge<'a> {
+    type Item = Result<Event<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Merge::Raw(m) => m.next(),
+            Merge::Packed(e, _) => e.next(),
+            Merge::Failed(e) => e.take().map(Err),
+        }
+    }
+}
+
 /// A k-way merge of all streams by time; yields every record, timeless ones included.
-pub struct Merge<'a> {
+pub struct RawMerge<'a> {
     log: &'a Log,
     index: &'a Index,
     cursors: Vec<Cursor<'a>>,
@@ -480,11 +538,11 @@ pub struct Merge<'a> {
     pub cut_records: u64,
 }
 
-impl<'a> Merge<'a> {
+impl<'a> RawMerge<'a> {
     fn new(log: &'a Log, index: &'a Index) -> Self {
         let n = index.streams.len();
         let window = (RELEASE_BUDGET / n.max(1)).clamp(page_size(), RELEASE_WINDOW);
-        Merge {
+        RawMerge {
             log,
             index,
             cursors: (0..n)
@@ -538,7 +596,7 @@ impl<'a> Merge<'a> {
     }
 }
 
-impl<'a> Iterator for Merge<'a> {
+impl<'a> Iterator for RawMerge<'a> {
     type Item = Result<Event<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -680,7 +738,7 @@ mod tests {
         assert!(idx.truncated);
         let mut m = log.merge(&idx);
         assert_eq!(m.by_ref().collect::<Result<Vec<_>>>().unwrap().len(), 1);
-        assert_eq!(m.cut_records, 1);
+        assert_eq!(m.cut_records(), 1);
     }
 
     /// A stream longer than the release window read from a real file: the

@@ -1,7 +1,7 @@
 //! The `memtrace` command: parses the command line, runs one subcommand,
 //! prints any error as one line and maps the outcome to an exit status.
 //!
-//! Exit status: `report` 0 on success; `run` the traced command's status
+//! Exit status: `report` and `pack` 0 on success; `run` the traced command's status
 //! (128 + signal when it was killed); 2 on any error (bad usage, unreadable
 //! or corrupt log, missing preload library).
 
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         args::Command::Run(a) => cmd::run::run(&a),
         args::Command::Report(a) => cmd::report::run(&a),
+        args::Command::Pack(a) => cmd::pack::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -671,7 +671,7 @@ pub fn replay_with(
         each(&ev)?;
         r.apply(&ev);
     }
-    let cut_records = merge.cut_records;
+    let cut_records = merge.cut_records();
     let peak = match (r.peak_by_stack(), r.counts.peak_event) {
         (Some(picture), _) => picture,
         (None, Some(at)) => {

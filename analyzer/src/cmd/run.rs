@@ -19,7 +19,10 @@
 //!    earliest if exec made several; the raw wait status goes into every
 //!    log of the command's pid that is not a fork child's (each exec'd
 //!    image of the command), via `pwrite`: status first, then the flag.
-//! 4. memtrace exits with the command's exit status, or 128 + the signal
+//! 4. Unless `--raw` is given, each log whose process has ended is replaced
+//!    by its packed form (`memtrace pack`, see `memtrace_analyzer::pack`); a
+//!    fork child that still runs keeps its raw log, which it is still writing.
+//! 5. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
 use std::collections::HashSet;
@@ -278,6 +281,17 @@ fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether process `pid` still exists (a zombie counts as ended).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
 /// Runs the subcommand; returns the command's exit status.
 pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let lib = preload_library()?;
@@ -327,13 +341,26 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
                 f.shown.display()
             );
         }
+        let packed = if a.raw {
+            String::new()
+        } else if f.pid != pid && process_alive(f.pid) {
+            " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
+        } else {
+            match super::pack::pack_one(&f.path) {
+                Ok(line) => format!(" (packed: {line})"),
+                Err(e) => {
+                    eprintln!("memtrace: warning: {e:#}; the raw log is kept");
+                    String::new()
+                }
+            }
+        };
         if top {
-            eprintln!("memtrace: log written to {}", f.shown.display());
+            eprintln!("memtrace: log written to {}{packed}", f.shown.display());
             top = false;
         } else {
             let after_exec = if f.pid == pid { " after exec" } else { "" };
             eprintln!(
-                "memtrace: log of pid {}{after_exec} written to {}",
+                "memtrace: log of pid {}{after_exec} written to {}{packed}",
                 f.pid,
                 f.shown.display()
             );

@@ -35,6 +35,7 @@ mod languages;
 mod libc;
 mod lost;
 mod mapping;
+mod pack;
 mod processes;
 mod real_programs;
 mod sampling;

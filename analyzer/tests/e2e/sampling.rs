@@ -19,7 +19,7 @@ fn run(sample: Option<&str>) -> (crate::util::Report, u64) {
     let mut cmd = memtrace();
     cmd.current_dir(dir.path())
         .env("MEMTRACE_SAMPLE_SEED", "7")
-        .arg("run");
+        .args(["run", "--raw"]);
     if let Some(s) = sample {
         cmd.arg(format!("--sample={s}"));
     }

@@ -1,0 +1,51 @@
+//! `memtrace pack LOG...`: replaces each finished raw log by its packed form.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::args::PackArgs;
+use memtrace_analyzer::pack;
+
+/// Packs one log in place and returns a one-line summary.
+pub fn pack_one(path: &Path) -> anyhow::Result<String> {
+    let s =
+        pack::pack_file(path, path).with_context(|| format!("cannot pack {}", path.display()))?;
+    Ok(format!(
+        "{} events, {} -> {}",
+        s.events,
+        human(s.raw_bytes),
+        human(s.packed_bytes)
+    ))
+}
+
+/// Bytes in binary units, one decimal.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Runs the subcommand: every log is tried; the status is 2 if any failed.
+pub fn run(a: &PackArgs) -> anyhow::Result<u8> {
+    let mut failed = false;
+    for log in &a.logs {
+        match pack_one(log) {
+            Ok(line) => eprintln!("memtrace: packed {}: {line}", log.display()),
+            Err(e) => {
+                eprintln!("memtrace: error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 2 } else { 0 })
+}

@@ -1,0 +1,107 @@
+//! Packed logs (`memtrace pack`, and `memtrace run` by default) report what
+//! the raw logs report.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::{TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, report_with};
+
+/// The JSON report without what packing may change: the log's path, and
+/// times (rounded down to microseconds in a packed log).
+fn comparable(log: &Path) -> Value {
+    let mut v = report_with(log, &["--top", "1000"]).v;
+    v["process"]["duration_ms"] = Value::Null;
+    v["summary"]["peak_heap_time_ms"] = Value::Null;
+    v
+}
+
+fn run(dir: &Path, raw: bool, name: &str, args: &[&str]) {
+    let mut cmd = memtrace();
+    cmd.current_dir(dir).arg("run");
+    if raw {
+        cmd.arg("--raw");
+    }
+    cmd.arg("--").arg(fixture(name)).args(args);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+// For fixtures with threads, reallocs, C++, mappings, brk, dlopen/dlclose and
+// fork, every log of a raw run, once packed, gives the same report.
+#[test]
+fn packed_logs_report_what_raw_logs_report() {
+    let cases: &[(&str, &[&str])] = &[
+        ("heap", &[]),
+        ("threads", &[]),
+        ("torture_threads", &[]),
+        ("mmap", &[]),
+        ("brk", &[]),
+        ("dlopen_main", &[]),
+        ("fork", &[]),
+        ("cpp_threads", &[]),
+    ];
+    for (name, args) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), true, name, args);
+        let logs = logs_in(dir.path());
+        assert!(!logs.is_empty(), "{name}: no log");
+        for log in logs {
+            let packed = log.with_extension("packed");
+            std::fs::copy(&log, &packed).unwrap();
+            let mut cmd = memtrace();
+            cmd.arg("pack").arg(&packed);
+            let out = output_with_timeout(&mut cmd, TIMEOUT);
+            assert!(
+                out.status.success(),
+                "{name}: memtrace pack: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (a, b) = (comparable(&log), comparable(&packed));
+            assert_eq!(
+                a["summary"],
+                b["summary"],
+                "{name}: {} summary differs once packed",
+                log.display()
+            );
+            assert_eq!(a, b, "{name}: {} differs once packed", log.display());
+            let (raw_len, packed_len) = (
+                std::fs::metadata(&log).unwrap().len(),
+                std::fs::metadata(&packed).unwrap().len(),
+            );
+            assert!(packed_len < raw_len, "{name}: {packed_len} >= {raw_len}");
+        }
+    }
+}
+
+// `memtrace run` packs the logs of processes that have ended; packing twice,
+// or packing something that is not a log, is an error that changes nothing.
+#[test]
+fn run_packs_and_pack_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), false, "heap", &[]);
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1);
+    let bytes = std::fs::read(&logs[0]).unwrap();
+    assert_eq!(&bytes[..8], b"MEMTRPAK", "memtrace run leaves a packed log");
+    let r = report_with(&logs[0], &[]);
+    r.assert_leak("heap", "leak_malloc", 300, 3);
+    r.assert_heap_leaked(2612, 11);
+
+    let mut cmd = memtrace();
+    cmd.arg("pack").arg(&logs[0]);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already packed"));
+    assert_eq!(std::fs::read(&logs[0]).unwrap(), bytes, "unchanged");
+
+    let junk = dir.path().join("junk.mtr");
+    std::fs::write(&junk, b"not a log at all").unwrap();
+    let mut cmd = memtrace();
+    cmd.arg("pack").arg(&junk);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(&junk).unwrap(), b"not a log at all");
+    assert!(!dir.path().join("junk.packing").exists());
+}
