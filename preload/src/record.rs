@@ -28,6 +28,11 @@ fn stack_id(l: &mut Level) -> Option<u32> {
         }
         l.check_countdown -= 1;
     }
+    // The same frames as the previous capture, whose id is `last_id` (the
+    // unwinder compared every frame): no need to hash them again.
+    if l.recent.repeated() && l.last_id != 0 {
+        return Some(l.last_id);
+    }
     let frames = &l.frames[..n];
     let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);
     let h = stacks::hash(frames, epoch);
@@ -49,6 +54,8 @@ fn stack_id(l: &mut Level) -> Option<u32> {
                 _ => {}
             }
             if !written {
+                // `last_id` no longer names the previous capture's frames.
+                l.last_id = 0;
                 return None;
             }
             id

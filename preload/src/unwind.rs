@@ -40,25 +40,87 @@ impl UnwindContextStorage<usize> for Store {
 /// Per-thread scratch for the slow path.
 pub type Ctx = UnwindContext<usize, Store>;
 
-/// Depth of the per-thread cache of the last stack's rules.
+/// Steps of the previous walk kept per thread (deeper steps are not kept).
 const RECENT: usize = memtrace_format::MAX_FRAMES + 8;
 
-/// The rules used at each depth of the thread's previous capture. Consecutive
-/// stacks of a thread share most frames (the callers of the allocating
-/// function), so comparing a frame's address with the one at the same depth
-/// last time finds its rule with one load from a thread-private line, instead
-/// of a hash and a probe of the global cache.
+/// Steps after which a walk gives up (a corrupt or cyclic chain).
+const MAX_STEPS: usize = 4096;
+
+/// One step of a walk: the registers it started from and the rule applied to them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+struct Step {
+    pc: u64,
+    sp: u64,
+    bp: u64,
+    /// The packed rule, with [`STEP_EXACT`] set if `pc` is exact (not a return address).
+    rule: u64,
+}
+
+/// In [`Step::rule`] (bits 4 and 5 are free in a packed [`Rule`]): `pc` is
+/// exact, not a return address.
+const STEP_EXACT: u64 = 0x10;
+/// In [`Step::rule`]: `pc` lies in this library, so the step adds no frame.
+const STEP_HIDDEN: u64 = 0x20;
+/// The bits of [`Step::rule`] that are just [`KIND_NORMAL`] for the common
+/// step (rbp not restored, a return address, a frame).
+const FAST_MASK: u64 = 3 | 8 | STEP_EXACT | STEP_HIDDEN;
+
+/// The thread's previous walk, step by step, and the buffer for the current one.
+///
+/// Consecutive stacks of a thread share most frames (the callers of the
+/// allocating function), so the walk uses it twice:
+/// - **Rules by depth**: a frame whose address equals the one at the same
+///   depth last time takes that step's rule with one load from a
+///   thread-private line, instead of a hash and a probe of the global cache.
+/// - **Replay**: when the walk reaches a state (pc, sp, rbp, exactness) equal
+///   to a step of the previous walk, the next step is fully determined except
+///   for the memory it reads: the same rule gives the same CFA, so the same
+///   return-address (and saved-rbp) slots. The replay loop still reads those
+///   slots and compares them with the previous walk's next state; while they
+///   are equal the states are equal, so the frames are exactly the ones a
+///   full walk would find (a popped and re-pushed frame with another return
+///   address differs right there, and the walk goes on the slow way). It only
+///   saves the rule lookups and bounds checks, not a single read.
 pub struct Recent {
-    /// (address looked up, packed rule) by depth.
-    slots: [(u64, u64); RECENT],
+    /// Two walks: the previous one (`prev`) and the one being recorded.
+    steps: [[Step; RECENT]; 2],
+    /// Steps recorded in each buffer.
+    len: [usize; 2],
+    /// Which buffer holds the previous walk.
+    prev: usize,
+    /// The module epoch of the previous walk (0: none; EPOCH starts at 1).
+    epoch: u32,
+    /// This library's bounds during the previous walk (which steps were hidden).
+    self_range: (u64, u64),
+    /// Whether the last walk took exactly the steps of the one before it.
+    repeated: bool,
 }
 
 impl Recent {
-    /// An empty cache (all-zero memory is one too).
+    /// An empty record (all-zero memory is one too).
     pub const fn new() -> Recent {
+        const Z: Step = Step {
+            pc: 0,
+            sp: 0,
+            bp: 0,
+            rule: 0,
+        };
         Recent {
-            slots: [(0, 0); RECENT],
+            steps: [[Z; RECENT]; 2],
+            len: [0; 2],
+            prev: 0,
+            epoch: 0,
+            self_range: (0, 0),
+            repeated: false,
         }
+    }
+
+    /// Whether the last capture took exactly the same steps as the one
+    /// before it on this record, so returned the same frames (same epoch,
+    /// every state equal, the same number of steps).
+    pub fn repeated(&self) -> bool {
+        self.repeated
     }
 }
 
@@ -303,43 +365,132 @@ pub unsafe fn capture_from(
     recent: &mut Recent,
 ) -> usize {
     let epoch = EPOCH.load(Ordering::Acquire);
-    let (self_start, self_end) = (
-        SELF_START.load(Ordering::Relaxed),
-        SELF_END.load(Ordering::Relaxed),
-    );
+    let self_start = SELF_START.load(Ordering::Relaxed);
+    let self_len = SELF_END.load(Ordering::Relaxed).wrapping_sub(self_start);
+    let pi = recent.prev & 1;
+    // Rules of an older epoch may be stale: forget that walk.
+    let prev_len = if recent.epoch == epoch && recent.self_range == (self_start, self_len) {
+        recent.len[pi].min(RECENT)
+    } else {
+        0
+    };
+    let [b0, b1] = &mut recent.steps;
+    let (prev, cur): (&[Step], &mut [Step; RECENT]) = if pi == 0 {
+        (&b0[..prev_len], b1)
+    } else {
+        (&b1[..prev_len], b0)
+    };
     let mut pc = regs.pc;
     let mut sp = regs.sp;
     let mut bp = regs.bp;
     // The first PC is exact; later ones are return addresses (look up pc - 1).
     let mut exact = true;
     let mut n = 0;
-    let mut steps = 0;
-    while n < out.len() && steps < 4096 {
-        let depth = steps;
-        steps += 1;
-        let key = if exact { pc } else { pc.wrapping_sub(1) };
-        let hit = match recent.slots.get(depth) {
-            Some(&(k, r)) if k == key && Rule(r).epoch() == (epoch & 0xffff) => Some(Rule(r)),
-            _ => None,
-        };
-        let rule = match hit {
-            Some(r) => r,
-            None => {
-                let r = match cache_get(key, epoch) {
-                    Some(r) => r,
-                    None => {
-                        let r = compute(key, ctx, epoch);
-                        cache_put(key, r);
-                        r
-                    }
-                };
-                if let Some(s) = recent.slots.get_mut(depth) {
-                    *s = (key, r.0);
-                }
-                r
+    // Steps taken (= the depth of the current state).
+    let mut d = 0;
+    // The first step of the previous walk whose sp is not below ours.
+    let mut j = 0;
+    // Whether to look for the current state in the previous walk.
+    let mut try_replay = true;
+    // Whether the steps so far are those of the previous walk, which are then
+    // not copied into `cur` (the previous walk's buffer stays the record).
+    let mut same = true;
+    while n < out.len() && d < MAX_STEPS {
+        if try_replay {
+            // Along a walk sp grows (except across a signal frame, where a
+            // replay may then be missed, never be wrong).
+            while j < prev.len() && prev[j].sp < sp {
+                j += 1;
             }
+            if let Some(e) = prev.get(j)
+                && e.sp == sp
+                && e.pc == pc
+                && (e.rule & STEP_EXACT != 0) == exact
+                && (e.bp == bp || rbp_dead(&prev[j..]))
+            {
+                let foreign = e.bp != bp;
+                let r = replay(
+                    &prev[j..],
+                    out,
+                    n,
+                    (MAX_STEPS - d).min(RECENT.saturating_sub(d)),
+                    bp,
+                );
+                // The replayed steps are this walk's too (already in place
+                // while this walk is the previous one so far).
+                if !(same && j == d && !foreign) {
+                    if same {
+                        same = false;
+                        copy_steps(cur, 0, prev, 0, d);
+                    }
+                    copy_steps(cur, d, prev, j, r.steps);
+                    if foreign {
+                        // Until rbp is restored, it is ours, not the previous walk's.
+                        for s in cur.iter_mut().skip(d).take(r.steps) {
+                            s.bp = bp;
+                            if Rule(s.rule).rbp_saved() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                d += r.steps;
+                n = r.n;
+                j += r.steps;
+                match r.diverged {
+                    Some((npc, nsp, nbp)) => {
+                        // Memory differed after the last replayed step: this
+                        // state is new, go on the slow way from it.
+                        (pc, sp, bp, exact) = (npc, nsp, nbp, false);
+                        if pc < 4096 {
+                            break;
+                        }
+                    }
+                    None => {
+                        // Stopped before the step at prev[j]: take it the slow way.
+                        if let Some(e) = prev.get(j) {
+                            (pc, sp, bp) = (e.pc, e.sp, r.bp);
+                            exact = e.rule & STEP_EXACT != 0;
+                        }
+                        try_replay = false;
+                    }
+                }
+                continue;
+            }
+        }
+        try_replay = true;
+        let key = if exact { pc } else { pc.wrapping_sub(1) };
+        let rule = match prev.get(d) {
+            Some(e) if e.pc == pc && (e.rule & STEP_EXACT != 0) == exact => {
+                Rule(e.rule & !(STEP_EXACT | STEP_HIDDEN))
+            }
+            _ => match cache_get(key, epoch) {
+                Some(r) => r,
+                None => {
+                    let r = compute(key, ctx, epoch);
+                    cache_put(key, r);
+                    r
+                }
+            },
         };
-        if !(pc >= self_start && pc < self_end) {
+        let hidden = pc.wrapping_sub(self_start) < self_len;
+        let step = Step {
+            pc,
+            sp,
+            bp,
+            rule: rule.0
+                | if exact { STEP_EXACT } else { 0 }
+                | if hidden { STEP_HIDDEN } else { 0 },
+        };
+        if same && !prev.get(d).is_some_and(|e| *e == step) {
+            same = false;
+            copy_steps(cur, 0, prev, 0, d);
+        }
+        if !same && let Some(s) = cur.get_mut(d) {
+            *s = step;
+        }
+        d += 1;
+        if !hidden {
             out[n] = if exact { pc.wrapping_add(1) } else { pc };
             n += 1;
         }
@@ -386,7 +537,155 @@ pub unsafe fn capture_from(
             break;
         }
     }
+    // Every state equal and as many steps: the same frames as last time.
+    recent.repeated = same && d == prev_len && prev_len > 0 && prev_len < RECENT;
+    if same {
+        // This walk is the start of the previous one.
+        recent.len[pi] = d.min(prev_len);
+    } else {
+        recent.len[pi ^ 1] = d.min(RECENT);
+        recent.prev = pi ^ 1;
+    }
+    recent.epoch = epoch;
+    recent.self_range = (self_start, self_len);
     n
+}
+
+/// `to[at..at + k] = from[from_at..from_at + k]` (nothing if out of bounds).
+#[inline]
+fn copy_steps(to: &mut [Step], at: usize, from: &[Step], from_at: usize, k: usize) {
+    if let (Some(to), Some(from)) = (to.get_mut(at..at + k), from.get(from_at..from_at + k)) {
+        to.copy_from_slice(from);
+    }
+}
+
+/// The outcome of [`replay`].
+struct Replayed {
+    /// Steps taken.
+    steps: usize,
+    /// The new number of frames in `out`.
+    n: usize,
+    /// If memory differed after the last step taken: the new state (pc, sp,
+    /// rbp; pc is a return address). Otherwise the walk stands at
+    /// `seg[steps]` (or at `seg[0]` if no step was taken), not yet taken.
+    diverged: Option<(u64, u64, u64)>,
+    /// rbp in the state the walk stands at.
+    bp: u64,
+}
+
+/// Whether the rbp of the state at `seg[0]` is dead: along the steps of the
+/// previous walk from there, rbp is restored from a save slot (or from a
+/// signal context), or the walk ends, before any CFA is computed from it. A
+/// state that differs from `seg[0]` only in rbp then takes the same steps
+/// until rbp is restored. Unknown (the record ends first): not dead.
+fn rbp_dead(seg: &[Step]) -> bool {
+    for s in seg {
+        let r = Rule(s.rule);
+        if r.kind() != KIND_NORMAL {
+            // A signal frame reloads rbp; the others end the walk.
+            return true;
+        }
+        if r.cfa_rbp() {
+            return false;
+        }
+        if r.rbp_saved() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Replays the previous walk from `seg[0]`, whose state equals the current
+/// one, except perhaps in rbp (`bp`, then dead: see [`rbp_dead`]), writing
+/// frames to `out` from index `n`, for at most `max` steps.
+///
+/// Each step is the one the slow path would take from the same state: same
+/// rule (a function of the address and the epoch), so the same CFA and slot
+/// addresses, which were checked when the previous walk took it, and the same
+/// frame (or none, inside this library). Only the reads of those slots can
+/// differ, and they are compared with the previous walk's next state.
+#[inline(never)]
+fn replay(seg: &[Step], out: &mut [u64], n: usize, max: usize, mut bp: u64) -> Replayed {
+    // A step is taken only if the previous walk went on after it (its next
+    // state is known) and there is room for one more frame.
+    let k = max
+        .min(seg.len().saturating_sub(1))
+        .min(out.len().saturating_sub(n));
+    let (Some(seg), Some(out)) = (seg.get(..k + 1), out.get_mut(n..n + k)) else {
+        return Replayed {
+            steps: 0,
+            n,
+            diverged: None,
+            bp,
+        };
+    };
+    let mut m = 0;
+    let mut i = 0;
+    while i < k {
+        // SAFETY: i + 1 <= k < seg.len().
+        let (e, nx) = unsafe { (seg.get_unchecked(i), seg.get_unchecked(i + 1)) };
+        let r = e.rule;
+        if r & FAST_MASK == KIND_NORMAL {
+            // The common step: a return address, a frame, rbp untouched (so
+            // equal to nx.bp already, or still dead). A CFA computed from rbp
+            // is nx.sp too: rbp equals e.bp whenever it is live.
+            // SAFETY: m <= i < k = out.len() (at most one frame per step).
+            unsafe { *out.get_unchecked_mut(m) = e.pc };
+            m += 1;
+            i += 1;
+            // SAFETY: nx.sp is this step's CFA; the previous walk read the
+            // same slot (cfa - 8, between sp and the caller's frame on this
+            // thread's stack) from this same state after checking the CFA.
+            let ra = unsafe { ((nx.sp - 8) as *const u64).read() };
+            if ra != nx.pc {
+                return Replayed {
+                    steps: i,
+                    n: n + m,
+                    diverged: Some((ra, nx.sp, bp)),
+                    bp,
+                };
+            }
+            continue;
+        }
+        if r & 3 != KIND_NORMAL {
+            // A signal frame: the slow path takes it.
+            return Replayed {
+                steps: i,
+                n: n + m,
+                diverged: None,
+                bp,
+            };
+        }
+        if r & STEP_HIDDEN == 0 {
+            // SAFETY: as above.
+            unsafe { *out.get_unchecked_mut(m) = e.pc + ((r & STEP_EXACT) >> 4) };
+            m += 1;
+        }
+        i += 1;
+        // SAFETY: as above.
+        let ra = unsafe { ((nx.sp - 8) as *const u64).read() };
+        let mut same_bp = true;
+        if Rule(r).rbp_saved() {
+            // SAFETY: the saved-rbp slot the previous walk read from this
+            // same state, checked to lie in [sp, cfa).
+            bp = unsafe { (nx.sp.wrapping_add(Rule(r).rbp_off() as u64) as *const u64).read() };
+            same_bp = bp == nx.bp;
+        }
+        if ra != nx.pc || !same_bp {
+            return Replayed {
+                steps: i,
+                n: n + m,
+                diverged: Some((ra, nx.sp, bp)),
+                bp,
+            };
+        }
+    }
+    Replayed {
+        steps: k,
+        n: n + m,
+        diverged: None,
+        bp,
+    }
 }
 
 /// `MEMTRACE_VERIFY_UNWIND=N`: every N-th captured stack is also taken by
@@ -590,6 +889,120 @@ mod tests {
                     "depth {depth} round {round}: frames differ"
                 );
             }
+        }
+    }
+
+    /// Compares one capture (ours, through `f`) with the reference over the
+    /// common caller chain, as in `matches_reference_unwinder`.
+    fn check_against_reference(
+        what: &str,
+        f: impl FnOnce(&mut [u64], &mut Ctx, &mut Vec<u64>) -> usize,
+        c: &mut Ctx,
+    ) -> Vec<u64> {
+        let mut ours = vec![0u64; 512];
+        let mut theirs = Vec::with_capacity(1024);
+        let n = f(&mut ours, c, &mut theirs);
+        let ours = &ours[..n];
+        while theirs.last() == Some(&0) {
+            theirs.pop();
+        }
+        let k = ours.len().min(theirs.len()) - 2;
+        assert!(k > 4, "{what}: too few frames");
+        assert_eq!(
+            &ours[ours.len() - k..],
+            &theirs[theirs.len() - k..],
+            "{what}: frames differ"
+        );
+        ours.to_vec()
+    }
+
+    // Two callers with the same frame layout: the frames below them lie at
+    // the same addresses with the same return addresses, only the return
+    // address into the caller differs.
+    #[inline(never)]
+    fn via_a(ours: &mut [u64], c: &mut Ctx, theirs: &mut Vec<u64>) -> usize {
+        let r = both(std::hint::black_box(3), ours, c, theirs);
+        std::hint::black_box(r)
+    }
+    #[inline(never)]
+    fn via_b(ours: &mut [u64], c: &mut Ctx, theirs: &mut Vec<u64>) -> usize {
+        let r = both(std::hint::black_box(3), ours, c, theirs);
+        std::hint::black_box(r)
+    }
+
+    /// The first `k` steps (sp, pc) of the thread's last walk.
+    fn last_steps(k: usize) -> Vec<(u64, u64)> {
+        RECENT_FOR_TEST.with(|r| {
+            let r = r.borrow();
+            let p = r.prev & 1;
+            r.steps[p][..r.len[p].min(k)]
+                .iter()
+                .map(|s| (s.sp, s.pc))
+                .collect()
+        })
+    }
+
+    /// A frame popped and re-pushed at the same address with another return
+    /// address (another caller) is noticed: the replay of the previous walk
+    /// stops there, and every capture equals the reference. Captures from
+    /// other depths (a shorter or longer inner part) do too.
+    #[test]
+    fn replay_follows_changed_callers() {
+        init_cache();
+        let mut c = ctx();
+        let a = check_against_reference("a", via_a, &mut c);
+        let steps_a = last_steps(64);
+        let b = check_against_reference("b", via_b, &mut c);
+        let steps_b = last_steps(64);
+        assert_ne!(a, b, "the callers differ");
+        // The inner steps are identical (so the walk of b started as a
+        // replay of a's) up to a step at the same address with another
+        // return address, which the replay had to notice.
+        let i = steps_a
+            .iter()
+            .zip(&steps_b)
+            .take_while(|(x, y)| x == y)
+            .count();
+        assert!(
+            i > 0 && i < steps_a.len().min(steps_b.len()) && steps_a[i].0 == steps_b[i].0,
+            "the layouts differ, the test proves less: {steps_a:x?} {steps_b:x?}"
+        );
+        assert!(!RECENT_FOR_TEST.with(|r| r.borrow().repeated()));
+        for (i, depth) in [0u32, 7, 2, 7, 7, 0, 30, 1].into_iter().enumerate() {
+            let what = format!("round {i} depth {depth}");
+            check_against_reference(&what, |o, c, t| both(depth, o, c, t), &mut c);
+            let what = format!("round {i} a/b");
+            let f = if i % 2 == 0 { via_a } else { via_b };
+            check_against_reference(&what, f, &mut c);
+        }
+    }
+
+    /// A capture is marked repeated only when it took the previous capture's
+    /// very steps.
+    #[test]
+    fn repeated_only_for_the_same_walk() {
+        init_cache();
+        let mut c = ctx();
+        let mut out = vec![0u64; 512];
+        let repeated = || RECENT_FOR_TEST.with(|r| r.borrow().repeated());
+        let mut prev = Vec::new();
+        let mut seen = 0;
+        for depth in [5u32, 5, 5, 6, 6, 5, 40, 40] {
+            let n = deep(depth, &mut out, &mut c);
+            let same = out[..n] == prev[..];
+            assert!(
+                !repeated() || same,
+                "depth {depth}: repeated, yet other frames"
+            );
+            seen += repeated() as u32;
+            prev = out[..n].to_vec();
+        }
+        // Unoptimised, the registers of this loop do not change rbp between
+        // the calls, so every identical capture is a repeated walk. (With
+        // optimisations rbp may hold a loop variable: equal frames, other
+        // states, no repeat.)
+        if cfg!(debug_assertions) {
+            assert_eq!(seen, 4);
         }
     }
 
