@@ -1,56 +1,68 @@
 //! Packed logs: the events of a finished log, merged, re-encoded compactly
-//! and compressed with zstd (`memtrace pack`, and `memtrace run` after the
-//! command ends).
+//! and compressed (`memtrace pack`, and `memtrace run` after the command
+//! ends).
 //!
 //! A raw log is made for the writer: one stream of records per thread, each
 //! record self-describing, addresses in full, times in nanoseconds. Once the
 //! process has ended, the analyzer's merge fixes the order of every event, so
-//! a packed log stores that single merged sequence and can drop what the
-//! order already says:
-//! - **one sequence**: a `SWITCH` op names the stream of the events that
-//!   follow (the report needs it only for messages and per-thread facts);
-//! - **times in microseconds**, as deltas (the report shows microseconds;
-//!   the order of events is the sequence's, not the times'). Every time is
+//! a packed log stores that single merged sequence and drops what the order
+//! and the allocator's habits already say:
+//! - **one sequence**: a SWITCH op names the stream of the events that follow;
+//! - **times in microseconds**, as deltas (the report shows microseconds; the
+//!   order of events is the sequence's, not the times'). Every time is
 //!   rounded down, so `a <= b` still holds after rounding;
 //! - **frees by slot**: every live block has a slot number (a freed slot is
 //!   reused, last freed first), and a free names the slot, not the address;
-//! - **allocations by difference** to the previous allocation's address,
-//!   with the stack left out when it repeats;
+//! - **allocations predicted from recent frees**: allocators hand out
+//!   recently freed blocks, most often the last one freed of the same size
+//!   class (glibc's tcache and bins: chunk sizes in steps of 16 bytes). An
+//!   allocation whose address is one of the last 1024 freed blocks names it
+//!   by its rank among the recent frees of its class, or by its distance in
+//!   the sequence of frees; any other address is the difference to the
+//!   previous allocation's;
+//! - **columns**: each kind of field (op, sizes, slots, address bytes, ranks,
+//!   times, the rest) is stored in its own column, fixed-width fields split
+//!   into byte planes, and each column of each block of 2^18 ops is
+//!   compressed with zstd on its own, so each gets the code that fits it;
 //! - STACK, MODULE and EXEC records (the ones that carry byte strings) go to
 //!   a separate *meta* section, read whole into memory when the log is
-//!   opened; the event sequence itself is streamed, so memory still follows
-//!   live blocks and distinct stacks, not events.
+//!   opened; the events are decoded a block at a time, so memory still
+//!   follows live blocks and distinct stacks, not events.
 //!
 //! Nothing the report uses is lost: replaying a packed log gives the same
-//! report as the raw log, times rounded to microseconds (a test checks it).
+//! report as the raw log, times rounded to microseconds (tests check it).
 //!
 //! ## File layout (little-endian)
 //! ```text
 //! [0, 64)          fixed header: magic "MEMTRPAK", version, section sizes, counts
 //! [64, 4160)       the raw log's 4096-byte header page, as it was
 //! [4160, +8*n)     stream table: n x (stream id u32, tid u32)
-//! then             events section (zstd), then meta section (zstd)
+//! then             events section: blocks; then the meta section (zstd)
 //! ```
-//! ## Ops of the events section
-//! `dt` is the zig-zag varint of the event's time minus the previous
-//! event's, in microseconds.
+//! A block: `ops u32`, then for each of the [`NCOL`] columns `raw_len u32,
+//! comp_len u32`, then the columns' zstd frames in order.
 //!
-//! | op | meaning | payload |
+//! ## Ops
+//! The KIND column holds one op byte per op; the op's fields are in the
+//! other columns (`dt`: the zig-zag time delta in microseconds; in AOP and
+//! FOP, values 0 to 2 of it are inline and 3 means "in DT").
+//!
+//! | op | meaning | fields |
 //! |---|---|---|
-//! | 0x01 | SWITCH | stream index v |
-//! | 0x02 | FORGET | slot v (an address allocated again while live: its old slot is freed) |
-//! | 0x10 + bits | ALLOC | dt, [func u8 if bit 1], addr z (to the previous allocation), size v, [stack v if bit 2], [samples v if bit 4] |
-//! | 0x20 / 0x21 | FREE by slot | dt, [func u8 if 0x21], slot v |
-//! | 0x22 / 0x23 | FREE of an unknown address | dt, [func u8 if 0x23], addr v |
-//! | 0x30 / 0x31 | REALLOC, old by slot / by address | dt, dt2 v, func u8, old (slot v / addr v), new z, size v, stack v |
+//! | 0x01 | SWITCH | MISC: stream index |
+//! | 0x02 | FORGET | MISC: slot (an address allocated again while live) |
+//! | 0x10 + bits | ALLOC | AOP: category + dt; MISC: func if bit 1, stack if bit 2, samples if bit 4; SIZE; address by category: 0 ADDR (difference), 1 IDX_SAME (rank among recent frees of its class), 2 IDX_ANY (distance in frees) |
+//! | 0x20 / 0x21 | FREE by slot | FOP: dt; MISC: func if 0x21; SLOT |
+//! | 0x22 / 0x23 | FREE of an unknown address | DT; MISC: func if 0x23, address |
+//! | 0x30 / 0x31 | REALLOC, old by slot / by address | DT; MISC: dt2, func, old, new (difference), size, stack |
 //! | 0x38 | REALLOC END | (the stream's last REALLOC, at its second time) |
-//! | 0x40 | INLINE | dt, len v, one record encoded as in a raw log with time delta 0 |
-//! | 0x41 | META | dt (the meta section's next record) |
-//! | 0x42 | TORN | dt |
-//! | 0x43 | UNKNOWN | dt, tag u8 |
+//! | 0x40 | INLINE | DT; MISC: length, one record encoded as in a raw log with time delta 0 |
+//! | 0x41 | META | DT (the meta section's next record) |
+//! | 0x42 | TORN | DT |
+//! | 0x43 | UNKNOWN | DT; MISC: tag |
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use memtrace_format::{Func, HEADER_SIZE, Record, RecordIter, encode};
@@ -62,13 +74,21 @@ use crate::replay::FastMap;
 /// The eight bytes a packed log starts with.
 pub const MAGIC: [u8; 8] = *b"MEMTRPAK";
 /// The packed format's version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Size of the fixed header before the raw header page.
 const FIXED: usize = 64;
 /// Offset of the stream table.
 const STREAMS_AT: usize = FIXED + HEADER_SIZE;
 /// zstd level: 3 is zstd's default, fast to write and to read.
 const LEVEL: i32 = 3;
+/// Ops per block.
+const BLOCK_OPS: usize = 1 << 18;
+/// Largest column a reader accepts (a block of 2^18 ops needs far less).
+const MAX_COLUMN: usize = 1 << 26;
+/// Recent frees an allocation can name.
+const WINDOW: usize = 1024;
+/// Ranks among the recent frees of a class an allocation can name.
+const SAME_RANKS: usize = 8;
 
 mod off {
     pub const VERSION: usize = 8;
@@ -101,6 +121,33 @@ mod op {
     pub const UNKNOWN: u8 = 0x43;
 }
 
+/// The columns.
+mod col {
+    pub const KIND: usize = 0;
+    pub const AOP: usize = 1;
+    pub const FOP: usize = 2;
+    pub const DT: usize = 3;
+    /// Sizes' low bytes; their high bytes are the next column.
+    pub const SIZE_LO: usize = 4;
+    /// Slots' low bytes; their high bytes are the next column.
+    pub const SLOT_LO: usize = 6;
+    pub const ADDR0: usize = 8;
+    pub const ADDR1: usize = 9;
+    pub const ADDR2: usize = 10;
+    pub const IDX_SAME: usize = 11;
+    pub const IDX_ANY: usize = 12;
+    pub const MISC: usize = 13;
+}
+/// Number of columns.
+pub const NCOL: usize = 14;
+
+/// Address categories of an ALLOC (in AOP).
+mod cat {
+    pub const DIFF: u8 = 0;
+    pub const SAME: u8 = 1;
+    pub const ANY: u8 = 2;
+}
+
 /// Whether `bytes` start like a packed log.
 pub fn is_packed(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..8] == MAGIC
@@ -130,6 +177,115 @@ fn put_v(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// glibc's chunk size for a request (64-bit): the size class allocators
+/// reuse freed blocks by. Any monotone function would do for correctness.
+fn class(size: u64) -> u64 {
+    (size.saturating_add(8 + 15) & !15).max(32)
+}
+
+/// One recent free.
+#[derive(Clone, Copy, Default)]
+struct Freed {
+    /// Its number in the sequence of frees (+1: 0 marks an empty entry).
+    seq: u64,
+    /// 0 once an allocation took it.
+    addr: u64,
+}
+
+/// The state both sides keep, so the decoder mirrors every choice of the encoder.
+struct Model {
+    prev_us: u64,
+    stream: usize,
+    last_addr: u64,
+    last_stack: u32,
+    /// (address, size) by slot; address 0: a free slot.
+    slots: Vec<(u64, u64)>,
+    free_slots: Vec<u32>,
+    /// Frees remembered so far.
+    frees: u64,
+    ring: Vec<Freed>,
+    /// Sequence numbers of recent frees, by class (most recent last).
+    by_class: FastMap<u64, Vec<u64>>,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            prev_us: 0,
+            stream: 0,
+            last_addr: 0,
+            last_stack: 0,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            frees: 0,
+            ring: vec![Freed::default(); WINDOW],
+            by_class: FastMap::default(),
+        }
+    }
+
+    /// Gives the block a slot (last freed slot first).
+    fn take_slot(&mut self, addr: u64, size: u64) -> u32 {
+        match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize] = (addr, size);
+                s
+            }
+            None => {
+                self.slots.push((addr, size));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release_slot(&mut self, s: u32) {
+        self.slots[s as usize] = (0, 0);
+        self.free_slots.push(s);
+    }
+
+    /// Remembers a freed block (freed by slot).
+    fn remember(&mut self, addr: u64, size: u64) {
+        self.frees += 1;
+        let seq = self.frees;
+        self.ring[(seq as usize) % WINDOW] = Freed { seq, addr };
+        let v = self.by_class.entry(class(size)).or_default();
+        v.push(seq);
+        if v.len() > 2 * SAME_RANKS + 16 {
+            let (frees, ring) = (self.frees, &self.ring);
+            v.retain(|&s| valid(ring, frees, s));
+        }
+    }
+
+    /// The recent free `seq`, if it is still in the window and not taken.
+    fn recent(&self, seq: u64) -> Option<Freed> {
+        valid(&self.ring, self.frees, seq).then(|| self.ring[(seq as usize) % WINDOW])
+    }
+
+    /// The `rank`-th most recent valid free of `class`.
+    fn same(&mut self, class: u64, rank: usize) -> Option<u64> {
+        let (frees, ring) = (self.frees, &self.ring);
+        let v = self.by_class.get_mut(&class)?;
+        while v.last().is_some_and(|&s| !valid(ring, frees, s)) {
+            v.pop();
+        }
+        v.iter()
+            .rev()
+            .filter(|&&s| valid(ring, frees, s))
+            .nth(rank)
+            .copied()
+    }
+
+    fn take_recent(&mut self, seq: u64) {
+        self.ring[(seq as usize) % WINDOW].addr = 0;
+    }
+}
+
+fn valid(ring: &[Freed], frees: u64, seq: u64) -> bool {
+    seq != 0 && frees - seq < WINDOW as u64 && {
+        let f = &ring[(seq as usize) % WINDOW];
+        f.seq == seq && f.addr != 0
+    }
+}
+
 /// What packing a log did.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
@@ -138,54 +294,80 @@ pub struct Stats {
     pub packed_bytes: u64,
 }
 
-/// The encoder's state: mirrors the decoder's exactly.
+/// The encoder.
 struct Enc {
-    ops: Vec<u8>,
+    m: Model,
+    cols: [Vec<u8>; NCOL],
     meta: Vec<u8>,
-    prev_us: u64,
-    stream: usize,
-    last_addr: u64,
-    last_stack: u32,
-    slots: FastMap<u64, u32>,
-    free_slots: Vec<u32>,
-    next_slot: u32,
+    /// Slot of each live address.
+    slot_of: FastMap<u64, u32>,
+    /// Sequence number of each recently freed address.
+    freed_at: FastMap<u64, u64>,
     scratch: Vec<u8>,
     frames: Vec<u64>,
 }
 
 impl Enc {
-    fn dt(&mut self, t: u64) {
-        let q = us(t);
-        let d = q.wrapping_sub(self.prev_us) as i64;
-        self.prev_us = q;
-        put_v(&mut self.ops, zz(d));
+    fn misc(&mut self, v: u64) {
+        put_v(&mut self.cols[col::MISC], v);
     }
 
-    /// Gives `addr` a slot, as the decoder will (last freed slot first).
-    fn take_slot(&mut self, addr: u64) {
-        let slot = match self.free_slots.pop() {
-            Some(s) => s,
-            None => {
-                self.next_slot += 1;
-                self.next_slot - 1
-            }
-        };
-        // `forget_live` ran first: `addr` holds no slot.
-        self.slots.insert(addr, slot);
-    }
-
-    /// Emits FORGET if `addr` is live (allocated again without a free).
-    fn forget_live(&mut self, addr: u64) {
-        if let Some(slot) = self.slots.remove(&addr) {
-            self.ops.push(op::FORGET);
-            put_v(&mut self.ops, slot as u64);
-            self.free_slots.push(slot);
+    /// The time delta: inline (0..=2) in the op's own column `c`, else 3 there and the value in DT.
+    fn dt_in(&mut self, c: usize, t: u64, extra: u8) {
+        let d = self.dt_value(t);
+        if d < 3 {
+            self.cols[c].push(extra | (d as u8) << 2);
+        } else {
+            self.cols[c].push(extra | 3 << 2);
+            put_v(&mut self.cols[col::DT], d);
         }
     }
 
-    fn addr_delta(&mut self, addr: u64) {
-        put_v(&mut self.ops, zz(addr.wrapping_sub(self.last_addr) as i64));
-        self.last_addr = addr;
+    fn dt_value(&mut self, t: u64) -> u64 {
+        let q = us(t);
+        let d = q.wrapping_sub(self.m.prev_us) as i64;
+        self.m.prev_us = q;
+        zz(d)
+    }
+
+    fn dt(&mut self, t: u64) {
+        let d = self.dt_value(t);
+        put_v(&mut self.cols[col::DT], d);
+    }
+
+    /// A 16-bit value in two byte planes (0xffff: escaped to MISC).
+    fn planes16(&mut self, lo: usize, v: u64) {
+        let x = if v < 0xffff { v } else { 0xffff };
+        self.cols[lo].push(x as u8);
+        self.cols[lo + 1].push((x >> 8) as u8);
+        if x == 0xffff {
+            self.misc(v);
+        }
+    }
+
+    fn addr_diff(&mut self, addr: u64) {
+        let d = zz(addr.wrapping_sub(self.m.last_addr) as i64);
+        let x = if d < 0xff_ffff { d } else { 0xff_ffff };
+        self.cols[col::ADDR0].push(x as u8);
+        self.cols[col::ADDR1].push((x >> 8) as u8);
+        self.cols[col::ADDR2].push((x >> 16) as u8);
+        if x == 0xff_ffff {
+            self.misc(d);
+        }
+    }
+
+    /// Frees the slot `addr` holds, if any (an address allocated again while live).
+    fn forget_live(&mut self, addr: u64) {
+        if let Some(s) = self.slot_of.remove(&addr) {
+            self.cols[col::KIND].push(op::FORGET);
+            self.misc(s as u64);
+            self.m.release_slot(s);
+        }
+    }
+
+    fn take_slot(&mut self, addr: u64, size: u64) {
+        let s = self.m.take_slot(addr, size);
+        self.slot_of.insert(addr, s);
     }
 
     /// Re-encodes a record with a zero time delta into `scratch`.
@@ -250,11 +432,82 @@ impl Enc {
         }
     }
 
+    fn alloc(
+        &mut self,
+        ev: &Event<'_>,
+        func: Func,
+        addr: u64,
+        size: u64,
+        stack: u32,
+        samples: u64,
+    ) {
+        if addr != 0 {
+            self.forget_live(addr);
+        }
+        let mut o = op::ALLOC;
+        if func != Func::Malloc {
+            o |= op::ALLOC_FUNC;
+        }
+        if stack != self.m.last_stack {
+            o |= op::ALLOC_STACK;
+        }
+        if samples != 0 {
+            o |= op::ALLOC_SAMPLED;
+        }
+        self.cols[col::KIND].push(o);
+        if o & op::ALLOC_FUNC != 0 {
+            self.misc(func as u8 as u64);
+        }
+        if o & op::ALLOC_STACK != 0 {
+            self.misc(stack as u64);
+            self.m.last_stack = stack;
+        }
+        if samples != 0 {
+            self.misc(samples);
+        }
+        self.planes16(col::SIZE_LO, size);
+        // The address: a recent free of the same class, any recent free, or a difference.
+        let c = class(size);
+        let mut how = cat::DIFF;
+        if addr != 0 {
+            for rank in 0..SAME_RANKS {
+                match self.m.same(c, rank) {
+                    Some(seq) if self.m.ring[(seq as usize) % WINDOW].addr == addr => {
+                        how = cat::SAME;
+                        self.cols[col::IDX_SAME].push(rank as u8);
+                        self.m.take_recent(seq);
+                        self.freed_at.remove(&addr);
+                        break;
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            if how == cat::DIFF
+                && let Some(&seq) = self.freed_at.get(&addr)
+                && self.m.recent(seq).is_some_and(|f| f.addr == addr)
+            {
+                how = cat::ANY;
+                put_v(&mut self.cols[col::IDX_ANY], self.m.frees - seq);
+                self.m.take_recent(seq);
+                self.freed_at.remove(&addr);
+            }
+        }
+        if how == cat::DIFF {
+            self.addr_diff(addr);
+        }
+        self.m.last_addr = addr;
+        self.dt_in(col::AOP, ev.time, how);
+        if addr != 0 {
+            self.take_slot(addr, size);
+        }
+    }
+
     fn event(&mut self, ev: &Event<'_>) -> Result<(), &'static str> {
-        if ev.stream != self.stream {
-            self.ops.push(op::SWITCH);
-            put_v(&mut self.ops, ev.stream as u64);
-            self.stream = ev.stream;
+        if ev.stream != self.m.stream {
+            self.cols[col::KIND].push(op::SWITCH);
+            self.misc(ev.stream as u64);
+            self.m.stream = ev.stream;
         }
         match &ev.record {
             Record::Alloc {
@@ -264,57 +517,33 @@ impl Enc {
                 stack,
                 samples,
                 ..
-            } => {
-                if *addr != 0 {
-                    self.forget_live(*addr);
-                }
-                let mut o = op::ALLOC;
-                if *func != Func::Malloc {
-                    o |= op::ALLOC_FUNC;
-                }
-                if *stack != self.last_stack {
-                    o |= op::ALLOC_STACK;
-                }
-                if *samples != 0 {
-                    o |= op::ALLOC_SAMPLED;
-                }
-                self.ops.push(o);
-                self.dt(ev.time);
-                if o & op::ALLOC_FUNC != 0 {
-                    self.ops.push(*func as u8);
-                }
-                self.addr_delta(*addr);
-                put_v(&mut self.ops, *size);
-                if o & op::ALLOC_STACK != 0 {
-                    put_v(&mut self.ops, *stack as u64);
-                    self.last_stack = *stack;
-                }
-                if *samples != 0 {
-                    put_v(&mut self.ops, *samples);
-                }
-                if *addr != 0 {
-                    self.take_slot(*addr);
-                }
-            }
+            } => self.alloc(ev, *func, *addr, *size, *stack, *samples),
             Record::Free { func, addr, .. } => {
                 let explicit = *func != Func::Free;
-                match self.slots.remove(addr) {
-                    Some(slot) => {
-                        self.ops.push(op::FREE_SLOT | explicit as u8);
-                        self.dt(ev.time);
+                match self.slot_of.remove(addr) {
+                    Some(s) => {
+                        self.cols[col::KIND].push(op::FREE_SLOT | explicit as u8);
+                        self.dt_in(col::FOP, ev.time, 0);
                         if explicit {
-                            self.ops.push(*func as u8);
+                            self.misc(*func as u8 as u64);
                         }
-                        put_v(&mut self.ops, slot as u64);
-                        self.free_slots.push(slot);
+                        self.planes16(col::SLOT_LO, s as u64);
+                        let size = self.m.slots[s as usize].1;
+                        self.m.release_slot(s);
+                        self.m.remember(*addr, size);
+                        self.freed_at.insert(*addr, self.m.frees);
+                        if self.freed_at.len() > 4 * WINDOW {
+                            let m = &self.m;
+                            self.freed_at.retain(|_, s| m.recent(*s).is_some());
+                        }
                     }
                     None => {
-                        self.ops.push(op::FREE_RAW | explicit as u8);
+                        self.cols[col::KIND].push(op::FREE_RAW | explicit as u8);
                         self.dt(ev.time);
                         if explicit {
-                            self.ops.push(*func as u8);
+                            self.misc(*func as u8 as u64);
                         }
-                        put_v(&mut self.ops, *addr);
+                        self.misc(*addr);
                     }
                 }
             }
@@ -331,45 +560,46 @@ impl Enc {
                     if *new != 0 {
                         self.forget_live(*new);
                     }
-                    self.ops.push(op::REALLOC_END);
-                    self.prev_us = us(*time_after);
+                    self.cols[col::KIND].push(op::REALLOC_END);
+                    self.m.prev_us = us(*time_after);
                     if *new != 0 {
-                        self.take_slot(*new);
+                        self.take_slot(*new, *size);
                     }
                 } else {
                     let released = *old != 0 && (*new != 0 || *size == 0);
-                    let slot = self.slots.get(old).copied();
-                    self.ops.push(if slot.is_some() {
+                    let slot = self.slot_of.get(old).copied();
+                    self.cols[col::KIND].push(if slot.is_some() {
                         op::REALLOC_SLOT
                     } else {
                         op::REALLOC_RAW
                     });
                     self.dt(*time);
-                    put_v(&mut self.ops, us(*time_after).wrapping_sub(us(*time)));
-                    self.ops.push(*func as u8);
+                    self.misc(us(*time_after).wrapping_sub(us(*time)));
+                    self.misc(*func as u8 as u64);
                     match slot {
                         Some(s) => {
-                            put_v(&mut self.ops, s as u64);
+                            self.misc(s as u64);
                             if released {
-                                self.slots.remove(old);
-                                self.free_slots.push(s);
+                                self.slot_of.remove(old);
+                                self.m.release_slot(s);
                             }
                         }
-                        None => put_v(&mut self.ops, *old),
+                        None => self.misc(*old),
                     }
-                    self.addr_delta(*new);
-                    put_v(&mut self.ops, *size);
-                    put_v(&mut self.ops, *stack as u64);
+                    self.misc(zz(new.wrapping_sub(self.m.last_addr) as i64));
+                    self.m.last_addr = *new;
+                    self.misc(*size);
+                    self.misc(*stack as u64);
                 }
             }
             Record::Torn => {
-                self.ops.push(op::TORN);
+                self.cols[col::KIND].push(op::TORN);
                 self.dt(ev.time);
             }
             Record::Unknown { tag } => {
-                self.ops.push(op::UNKNOWN);
+                self.cols[col::KIND].push(op::UNKNOWN);
                 self.dt(ev.time);
-                self.ops.push(*tag);
+                self.misc(*tag as u64);
             }
             rec => {
                 let n = self.reencode(rec).ok_or("record")?;
@@ -378,18 +608,47 @@ impl Enc {
                     Record::Stack { .. } | Record::Module { .. } | Record::Exec { .. }
                 );
                 if meta {
-                    self.ops.push(op::META);
+                    self.cols[col::KIND].push(op::META);
                     self.dt(ev.time);
                     self.meta.extend_from_slice(&self.scratch[..n]);
                 } else {
-                    self.ops.push(op::INLINE);
+                    self.cols[col::KIND].push(op::INLINE);
                     self.dt(ev.time);
-                    put_v(&mut self.ops, n as u64);
-                    self.ops.extend_from_slice(&self.scratch[..n]);
+                    self.misc(n as u64);
+                    let Enc { cols, scratch, .. } = self;
+                    cols[col::MISC].extend_from_slice(&scratch[..n]);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Writes the columns as one block and clears them.
+    fn flush(&mut self, out: &mut impl Write) -> std::io::Result<u64> {
+        let ops = self.cols[col::KIND].len();
+        if ops == 0 {
+            return Ok(0);
+        }
+        let mut frames = Vec::with_capacity(NCOL);
+        for c in &self.cols {
+            frames.push(zstd::bulk::compress(c, LEVEL)?);
+        }
+        let mut head = Vec::with_capacity(4 + 8 * NCOL);
+        head.extend_from_slice(&(ops as u32).to_le_bytes());
+        for (c, f) in self.cols.iter().zip(&frames) {
+            head.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            head.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        }
+        out.write_all(&head)?;
+        let mut n = head.len() as u64;
+        for f in &frames {
+            out.write_all(f)?;
+            n += f.len() as u64;
+        }
+        for c in &mut self.cols {
+            c.clear();
+        }
+        Ok(n)
     }
 }
 
@@ -449,21 +708,17 @@ pub fn pack<W: Write + Seek>(log: &Log, out: &mut W) -> Result<Stats> {
     out.write_all(&table).map_err(io)?;
 
     let mut enc = Enc {
-        ops: Vec::with_capacity(1 << 17),
+        m: Model::new(),
+        cols: std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS)),
         meta: Vec::new(),
-        prev_us: 0,
-        stream: 0,
-        last_addr: 0,
-        last_stack: 0,
-        slots: FastMap::default(),
-        free_slots: Vec::new(),
-        next_slot: 0,
+        slot_of: FastMap::default(),
+        freed_at: FastMap::default(),
         scratch: vec![0u8; memtrace_format::MAX_RECORD],
         frames: Vec::new(),
     };
-    let start = out.stream_position().map_err(io)?;
-    let mut z = zstd::stream::write::Encoder::new(BufWriter::new(&mut *out), LEVEL).map_err(io)?;
     let mut events = 0u64;
+    let mut section = 0u64;
+    let mut w = std::io::BufWriter::new(&mut *out);
     let mut merge = log.merge(&index);
     for ev in merge.by_ref() {
         let ev = ev?;
@@ -472,22 +727,21 @@ pub fn pack<W: Write + Seek>(log: &Log, out: &mut W) -> Result<Stats> {
             why: format!("cannot re-encode a {why}"),
         })?;
         events += 1;
-        if enc.ops.len() >= 1 << 16 {
-            z.write_all(&enc.ops).map_err(io)?;
-            enc.ops.clear();
+        if enc.cols[col::KIND].len() >= BLOCK_OPS {
+            section += enc.flush(&mut w).map_err(io)?;
         }
     }
     let cut = merge.cut_records();
-    z.write_all(&enc.ops).map_err(io)?;
-    z.finish().map_err(io)?.flush().map_err(io)?;
-    let meta_at = out.stream_position().map_err(io)?;
+    section += enc.flush(&mut w).map_err(io)?;
     let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
-    out.write_all(&meta).map_err(io)?;
+    w.write_all(&meta).map_err(io)?;
+    w.flush().map_err(io)?;
+    drop(w);
     let end = out.stream_position().map_err(io)?;
 
     let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
-    put(off::EVENTS_LEN, &(meta_at - start).to_le_bytes());
-    put(off::META_LEN, &(end - meta_at).to_le_bytes());
+    put(off::EVENTS_LEN, &section.to_le_bytes());
+    put(off::META_LEN, &(meta.len() as u64).to_le_bytes());
     put(off::META_RAW_LEN, &(enc.meta.len() as u64).to_le_bytes());
     put(off::EVENTS, &events.to_le_bytes());
     put(off::CUT_RECORDS, &(cut as u32).to_le_bytes());
@@ -584,29 +838,22 @@ pub fn index(path: &Path, b: &[u8]) -> Result<Index> {
     })
 }
 
-/// Decodes the events section, streaming.
+/// Decodes the events section a block at a time.
 pub struct Events<'a> {
     log: &'a Log,
-    /// The events section's byte range in the file, and how much of it was
-    /// released from memory (see [`Log::release`]).
-    section: (usize, usize),
-    released: usize,
     path: &'a Path,
-    z: zstd::stream::read::Decoder<'static, io::BufReader<&'a [u8]>>,
-    /// Decompressed bytes; `pos..len` not yet decoded.
-    buf: Vec<u8>,
-    pos: usize,
-    len: usize,
-    eof: bool,
+    /// The events section's byte range in the file; the next block's offset;
+    /// how much of the section was released from memory (see [`Log::release`]).
+    section: (usize, usize),
+    at: usize,
+    released: usize,
+    cols: [Vec<u8>; NCOL],
+    pos: [usize; NCOL],
+    ops_left: usize,
     meta: &'a [u8],
     meta_pos: usize,
     streams: usize,
-    stream: usize,
-    prev_us: u64,
-    last_addr: u64,
-    last_stack: u32,
-    slots: Vec<u64>,
-    free_slots: Vec<u32>,
+    m: Model,
     max_slots: usize,
     /// Each stream's last REALLOC, for its REALLOC END.
     pending: Vec<Option<Record<'a>>>,
@@ -616,38 +863,24 @@ pub struct Events<'a> {
     expected: u64,
 }
 
-/// Bytes kept decompressed ahead of the decoder: more than any one op.
-const AHEAD: usize = 1 << 17;
-
 impl<'a> Events<'a> {
     pub fn new(log: &'a Log, index: &'a Index, s: &'a Sections) -> Result<Events<'a>> {
-        let b = log.bytes();
-        let body = &b[s.events.0..s.events.1];
-        let z = zstd::stream::read::Decoder::new(body).map_err(|source| Error::Io {
-            path: log.path().to_owned(),
-            source,
-        })?;
+        let len = s.events.1 - s.events.0;
         Ok(Events {
             log,
-            section: s.events,
-            released: s.events.0,
             path: log.path(),
-            z,
-            buf: vec![0u8; 2 * AHEAD],
-            pos: 0,
-            len: 0,
-            eof: false,
+            section: s.events,
+            at: s.events.0,
+            released: s.events.0,
+            cols: std::array::from_fn(|_| Vec::new()),
+            pos: [0; NCOL],
+            ops_left: 0,
             meta: &s.meta,
             meta_pos: 0,
             streams: index.streams.len(),
-            stream: 0,
-            prev_us: 0,
-            last_addr: 0,
-            last_stack: 0,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
+            m: Model::new(),
             // Live blocks are bounded by what the file can describe.
-            max_slots: (body.len() * 64).max(1 << 20),
+            max_slots: len.saturating_mul(256).max(1 << 22),
             pending: (0..index.streams.len()).map(|_| None).collect(),
             failed: false,
             count: 0,
@@ -659,52 +892,65 @@ impl<'a> Events<'a> {
         corrupt(self.path, why)
     }
 
-    /// Keeps at least AHEAD bytes (or all that is left) after `pos`.
-    fn refill(&mut self) -> Result<()> {
-        if self.eof || self.len - self.pos >= AHEAD {
-            return Ok(());
+    /// Decompresses the next block; `false` at the end of the section.
+    fn load_block(&mut self) -> Result<bool> {
+        let b = self.log.bytes();
+        let end = self.section.1;
+        if self.at >= end {
+            return Ok(false);
         }
-        self.buf.copy_within(self.pos..self.len, 0);
-        self.len -= self.pos;
-        self.pos = 0;
-        while self.len < self.buf.len() {
-            match self.z.read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(self.err("events section does not decompress")),
+        let head = 4 + 8 * NCOL;
+        if end - self.at < head {
+            return Err(self.err("events section ends inside a block header"));
+        }
+        let h = &b[self.at..self.at + head];
+        let ops = u32_at(h, 0) as usize;
+        let mut p = self.at + head;
+        for c in 0..NCOL {
+            let raw = u32_at(h, 4 + 8 * c) as usize;
+            let comp = u32_at(h, 8 + 8 * c) as usize;
+            if raw > MAX_COLUMN || comp > end - p {
+                return Err(self.err("block column size"));
             }
+            let data = zstd::bulk::decompress(&b[p..p + comp], raw)
+                .map_err(|_| self.err("block column does not decompress"))?;
+            if data.len() != raw {
+                return Err(self.err("block column has the wrong size"));
+            }
+            self.cols[c] = data;
+            self.pos[c] = 0;
+            p += comp;
         }
-        // The compressed bytes already read will not be needed again.
-        let left = self.z.get_ref().get_ref().len() + self.z.get_ref().buffer().len();
-        let read = self.section.1 - left.min(self.section.1 - self.section.0);
-        if read - self.released >= 1 << 20 {
-            self.log.release(self.released, read);
-            self.released = read;
+        if self.cols[col::KIND].len() != ops || ops == 0 {
+            return Err(self.err("block op count"));
         }
-        Ok(())
+        self.ops_left = ops;
+        self.at = p;
+        // The compressed bytes will not be needed again.
+        if self.at - self.released >= 1 << 20 {
+            self.log.release(self.released, self.at);
+            self.released = self.at;
+        }
+        Ok(true)
     }
 
     #[inline]
-    fn u8(&mut self) -> Result<u8> {
-        match self.buf[..self.len].get(self.pos) {
+    fn u8(&mut self, c: usize) -> Result<u8> {
+        match self.cols[c].get(self.pos[c]) {
             Some(&b) => {
-                self.pos += 1;
+                self.pos[c] += 1;
                 Ok(b)
             }
-            None => Err(self.err("events section ends inside an event")),
+            None => Err(self.err("a column ends early")),
         }
     }
 
     #[inline]
-    fn v(&mut self) -> Result<u64> {
+    fn v(&mut self, c: usize) -> Result<u64> {
         let mut v = 0u64;
         let mut shift = 0;
         loop {
-            let b = self.u8()?;
+            let b = self.u8(c)?;
             if shift == 63 && b > 1 {
                 return Err(self.err("varint overflow"));
             }
@@ -719,149 +965,194 @@ impl<'a> Events<'a> {
         }
     }
 
+    fn misc(&mut self) -> Result<u64> {
+        self.v(col::MISC)
+    }
+
     fn func(&mut self) -> Result<Func> {
-        let b = self.u8()?;
-        Func::from_u8(b).ok_or_else(|| self.err("function"))
+        let b = self.misc()?;
+        u8::try_from(b)
+            .ok()
+            .and_then(Func::from_u8)
+            .ok_or_else(|| self.err("function"))
     }
 
-    #[inline]
+    fn stack_id(&mut self) -> Result<u32> {
+        let v = self.misc()?;
+        u32::try_from(v).map_err(|_| self.err("stack id"))
+    }
+
+    fn planes16(&mut self, lo: usize) -> Result<u64> {
+        let x = self.u8(lo)? as u64 | (self.u8(lo + 1)? as u64) << 8;
+        if x == 0xffff { self.misc() } else { Ok(x) }
+    }
+
+    fn time_value(&mut self, d: u64) -> u64 {
+        self.m.prev_us = self.m.prev_us.wrapping_add(unzz(d) as u64);
+        self.m.prev_us.wrapping_mul(1000)
+    }
+
+    /// A time delta inline in an op column byte (bits 2-3), or in DT.
+    fn time_in(&mut self, b: u8) -> Result<u64> {
+        let d = match (b >> 2) & 3 {
+            3 => self.v(col::DT)?,
+            d => d as u64,
+        };
+        Ok(self.time_value(d))
+    }
+
     fn time(&mut self) -> Result<u64> {
-        let d = unzz(self.v()?);
-        self.prev_us = self.prev_us.wrapping_add(d as u64);
-        Ok(self.prev_us.wrapping_mul(1000))
+        let d = self.v(col::DT)?;
+        Ok(self.time_value(d))
     }
 
-    fn addr(&mut self) -> Result<u64> {
-        let d = unzz(self.v()?);
-        self.last_addr = self.last_addr.wrapping_add(d as u64);
-        Ok(self.last_addr)
-    }
-
-    fn take_slot(&mut self, addr: u64) -> Result<()> {
-        match self.free_slots.pop() {
-            Some(s) => self.slots[s as usize] = addr,
-            None => {
-                if self.slots.len() >= self.max_slots {
-                    return Err(self.err("more live blocks than the file can describe"));
-                }
-                self.slots.push(addr);
-            }
+    fn take_slot(&mut self, addr: u64, size: u64) -> Result<()> {
+        if self.m.free_slots.is_empty() && self.m.slots.len() >= self.max_slots {
+            return Err(self.err("more live blocks than the file can describe"));
         }
+        self.m.take_slot(addr, size);
         Ok(())
     }
 
-    /// Reads a slot number: the address in it, which is freed if `release`.
-    fn slot(&mut self, release: bool) -> Result<u64> {
-        let s = self.v()?;
-        let addr = match self.slots.get(s as usize) {
-            Some(&a) if a != 0 => a,
-            _ => return Err(self.err("slot")),
-        };
-        if release {
-            self.slots[s as usize] = 0;
-            self.free_slots.push(s as u32);
+    /// A live slot number.
+    fn live_slot(&self, s: u64) -> Result<u32> {
+        match self.m.slots.get(s as usize) {
+            Some(&(a, _)) if a != 0 => Ok(s as u32),
+            _ => Err(self.err("slot")),
         }
-        Ok(addr)
     }
 
-    fn record(&mut self, at: u64, bytes: &'a [u8]) -> Result<(Record<'a>, usize)> {
-        let mut it = RecordIter::new(bytes, at);
-        match it.next() {
-            Some(Ok(r)) => Ok((r, it.offset())),
-            _ => Err(self.err("embedded record")),
+    fn alloc(&mut self, o: u8) -> Result<Record<'a>> {
+        let func = if o & op::ALLOC_FUNC != 0 {
+            self.func()?
+        } else {
+            Func::Malloc
+        };
+        if o & op::ALLOC_STACK != 0 {
+            self.m.last_stack = self.stack_id()?;
         }
+        let samples = if o & op::ALLOC_SAMPLED != 0 {
+            self.misc()?
+        } else {
+            0
+        };
+        let size = self.planes16(col::SIZE_LO)?;
+        let a = self.u8(col::AOP)?;
+        let addr = match a & 3 {
+            cat::DIFF => {
+                let x = self.u8(col::ADDR0)? as u64
+                    | (self.u8(col::ADDR1)? as u64) << 8
+                    | (self.u8(col::ADDR2)? as u64) << 16;
+                let d = if x == 0xff_ffff { self.misc()? } else { x };
+                self.m.last_addr.wrapping_add(unzz(d) as u64)
+            }
+            cat::SAME => {
+                let rank = self.u8(col::IDX_SAME)? as usize;
+                let seq = self
+                    .m
+                    .same(class(size), rank)
+                    .ok_or_else(|| self.err("recent free"))?;
+                let addr = self.m.ring[(seq as usize) % WINDOW].addr;
+                self.m.take_recent(seq);
+                addr
+            }
+            cat::ANY => {
+                let back = self.v(col::IDX_ANY)?;
+                let seq = self.m.frees.wrapping_sub(back);
+                let f = self.m.recent(seq).ok_or_else(|| self.err("recent free"))?;
+                self.m.take_recent(seq);
+                f.addr
+            }
+            _ => return Err(self.err("address category")),
+        };
+        self.m.last_addr = addr;
+        let time = self.time_in(a)?;
+        if addr != 0 {
+            self.take_slot(addr, size)?;
+        }
+        Ok(Record::Alloc {
+            time,
+            func,
+            addr,
+            size,
+            stack: self.m.last_stack,
+            samples,
+        })
     }
 
     fn next_event(&mut self) -> Result<Option<Event<'a>>> {
         loop {
-            self.refill()?;
-            if self.pos >= self.len {
+            if self.ops_left == 0 && !self.load_block()? {
                 if self.count != self.expected {
                     return Err(self.err("events section holds fewer events than its header says"));
                 }
                 return Ok(None);
             }
-            let o = self.u8()?;
+            self.ops_left -= 1;
+            let o = self.u8(col::KIND)?;
             let record = match o {
                 op::SWITCH => {
-                    let s = self.v()? as usize;
+                    let s = self.misc()? as usize;
                     if s >= self.streams {
                         return Err(self.err("stream index"));
                     }
-                    self.stream = s;
+                    self.m.stream = s;
                     continue;
                 }
                 op::FORGET => {
-                    self.slot(true)?;
+                    let s = self.misc()?;
+                    let s = self.live_slot(s)?;
+                    self.m.release_slot(s);
                     continue;
                 }
-                _ if o & !7 == op::ALLOC => {
-                    let time = self.time()?;
-                    let func = if o & op::ALLOC_FUNC != 0 {
+                _ if o & !7 == op::ALLOC => self.alloc(o)?,
+                op::FREE_SLOT | 0x21 => {
+                    let f = self.u8(col::FOP)?;
+                    let time = self.time_in(f)?;
+                    let func = if o & op::FREE_FUNC != 0 {
                         self.func()?
                     } else {
-                        Func::Malloc
+                        Func::Free
                     };
-                    let addr = self.addr()?;
-                    let size = self.v()?;
-                    if o & op::ALLOC_STACK != 0 {
-                        self.last_stack =
-                            u32::try_from(self.v()?).map_err(|_| self.err("stack id"))?;
-                    }
-                    let samples = if o & op::ALLOC_SAMPLED != 0 {
-                        self.v()?
-                    } else {
-                        0
-                    };
-                    if addr != 0 {
-                        self.take_slot(addr)?;
-                    }
-                    Record::Alloc {
-                        time,
-                        func,
-                        addr,
-                        size,
-                        stack: self.last_stack,
-                        samples,
-                    }
+                    let s = self.planes16(col::SLOT_LO)?;
+                    let s = self.live_slot(s)?;
+                    let (addr, size) = self.m.slots[s as usize];
+                    self.m.release_slot(s);
+                    self.m.remember(addr, size);
+                    Record::Free { time, func, addr }
                 }
-                op::FREE_SLOT | 0x21 | op::FREE_RAW | 0x23 => {
+                op::FREE_RAW | 0x23 => {
                     let time = self.time()?;
                     let func = if o & op::FREE_FUNC != 0 {
                         self.func()?
                     } else {
                         Func::Free
                     };
-                    let addr = if o & !1 == op::FREE_SLOT {
-                        self.slot(true)?
-                    } else {
-                        self.v()?
-                    };
+                    let addr = self.misc()?;
                     Record::Free { time, func, addr }
                 }
                 op::REALLOC_SLOT | op::REALLOC_RAW => {
                     let time = self.time()?;
-                    let dt2 = self.v()?;
+                    let dt2 = self.misc()?;
                     let func = self.func()?;
                     let by_slot = o == op::REALLOC_SLOT;
-                    let old_slot = self.v()? as usize;
+                    let o_ = self.misc()?;
                     let old = if by_slot {
-                        match self.slots.get(old_slot) {
-                            Some(&a) if a != 0 => a,
-                            _ => return Err(self.err("slot")),
-                        }
+                        let s = self.live_slot(o_)?;
+                        self.m.slots[s as usize].0
                     } else {
-                        old_slot as u64
+                        o_
                     };
-                    let new = self.addr()?;
-                    let size = self.v()?;
-                    let stack = u32::try_from(self.v()?).map_err(|_| self.err("stack id"))?;
+                    let d = self.misc()?;
+                    let new = self.m.last_addr.wrapping_add(unzz(d) as u64);
+                    self.m.last_addr = new;
+                    let size = self.misc()?;
+                    let stack = self.stack_id()?;
                     // Released as the replay releases it (a failed realloc keeps it).
                     if by_slot && (new != 0 || size == 0) {
-                        self.slots[old_slot] = 0;
-                        self.free_slots.push(old_slot as u32);
+                        self.m.release_slot(o_ as u32);
                     }
-                    let time_after = self.prev_us.wrapping_add(dt2).wrapping_mul(1000);
+                    let time_after = self.m.prev_us.wrapping_add(dt2).wrapping_mul(1000);
                     let r = Record::Realloc {
                         time,
                         time_after,
@@ -871,26 +1162,29 @@ impl<'a> Events<'a> {
                         size,
                         stack,
                     };
-                    self.pending[self.stream] = Some(r.clone());
+                    self.pending[self.m.stream] = Some(r.clone());
                     r
                 }
                 op::REALLOC_END => {
-                    let Some(r) = self.pending[self.stream].take() else {
+                    let Some(r) = self.pending[self.m.stream].take() else {
                         return Err(self.err("REALLOC END without a REALLOC"));
                     };
                     let Record::Realloc {
-                        time_after, new, ..
+                        time_after,
+                        new,
+                        size,
+                        ..
                     } = r
                     else {
                         return Err(self.err("REALLOC END"));
                     };
-                    self.prev_us = time_after / 1000;
+                    self.m.prev_us = time_after / 1000;
                     if new != 0 {
-                        self.take_slot(new)?;
+                        self.take_slot(new, size)?;
                     }
                     return Ok(Some(Event {
                         time: time_after,
-                        stream: self.stream,
+                        stream: self.m.stream,
                         chunk_offset: 0,
                         record: r,
                         realloc_end: true,
@@ -898,25 +1192,31 @@ impl<'a> Events<'a> {
                 }
                 op::INLINE => {
                     let time = self.time()?;
-                    let n = self.v()? as usize;
-                    if n > self.len - self.pos {
+                    let n = self.misc()? as usize;
+                    let c = &self.cols[col::MISC];
+                    let p = self.pos[col::MISC];
+                    if n > c.len() - p {
                         return Err(self.err("inline record length"));
                     }
-                    let bytes = &self.buf[self.pos..self.pos + n];
-                    self.pos += n;
-                    let mut it = RecordIter::new(bytes, time);
+                    let mut it = RecordIter::new(&c[p..p + n], time);
                     let rec = match it.next() {
                         Some(Ok(r)) => detach(r),
                         _ => None,
                     };
+                    self.pos[col::MISC] += n;
                     rec.ok_or_else(|| self.err("inline record"))?
                 }
                 op::META => {
                     let time = self.time()?;
                     let rest = self.meta.get(self.meta_pos..).unwrap_or(&[]);
-                    let (rec, used) = self.record(time, rest)?;
-                    self.meta_pos += used;
-                    rec
+                    let mut it = RecordIter::new(rest, time);
+                    match it.next() {
+                        Some(Ok(r)) => {
+                            self.meta_pos += it.offset();
+                            r
+                        }
+                        _ => return Err(self.err("meta record")),
+                    }
                 }
                 op::TORN => {
                     self.time()?;
@@ -924,14 +1224,17 @@ impl<'a> Events<'a> {
                 }
                 op::UNKNOWN => {
                     self.time()?;
-                    Record::Unknown { tag: self.u8()? }
+                    let tag = self.misc()?;
+                    Record::Unknown {
+                        tag: u8::try_from(tag).map_err(|_| self.err("tag"))?,
+                    }
                 }
                 _ => return Err(self.err("unknown op")),
             };
-            let time = record.time().unwrap_or(self.prev_us.wrapping_mul(1000));
+            let time = record.time().unwrap_or(self.m.prev_us.wrapping_mul(1000));
             return Ok(Some(Event {
                 time,
-                stream: self.stream,
+                stream: self.m.stream,
                 chunk_offset: 0,
                 record,
                 realloc_end: false,
