@@ -89,6 +89,8 @@ const MAX_COLUMN: usize = 1 << 26;
 const WINDOW: usize = 1024;
 /// Ranks among the recent frees of a class an allocation can name.
 const SAME_RANKS: usize = 8;
+/// Classes (of 16 bytes each) kept in a table rather than a map.
+const SMALL_CLASSES: usize = 4096;
 
 mod off {
     pub const VERSION: usize = 8;
@@ -161,6 +163,7 @@ fn zz(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+#[inline(always)]
 fn unzz(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
@@ -179,6 +182,7 @@ fn put_v(out: &mut Vec<u8>, mut v: u64) {
 
 /// glibc's chunk size for a request (64-bit): the size class allocators
 /// reuse freed blocks by. Any monotone function would do for correctness.
+#[inline(always)]
 fn class(size: u64) -> u64 {
     (size.saturating_add(8 + 15) & !15).max(32)
 }
@@ -204,8 +208,10 @@ struct Model {
     /// Frees remembered so far.
     frees: u64,
     ring: Vec<Freed>,
-    /// Sequence numbers of recent frees, by class (most recent last).
-    by_class: FastMap<u64, Vec<u64>>,
+    /// Sequence numbers of recent frees, by class (most recent last): small
+    /// classes by index, the others in a map.
+    small: Vec<Vec<u64>>,
+    large: FastMap<u64, Vec<u64>>,
 }
 
 impl Model {
@@ -219,11 +225,13 @@ impl Model {
             free_slots: Vec::new(),
             frees: 0,
             ring: vec![Freed::default(); WINDOW],
-            by_class: FastMap::default(),
+            small: (0..SMALL_CLASSES).map(|_| Vec::new()).collect(),
+            large: FastMap::default(),
         }
     }
 
     /// Gives the block a slot (last freed slot first).
+    #[inline(always)]
     fn take_slot(&mut self, addr: u64, size: u64) -> u32 {
         match self.free_slots.pop() {
             Some(s) => {
@@ -237,17 +245,23 @@ impl Model {
         }
     }
 
+    #[inline(always)]
     fn release_slot(&mut self, s: u32) {
         self.slots[s as usize] = (0, 0);
         self.free_slots.push(s);
     }
 
     /// Remembers a freed block (freed by slot).
+    #[inline(always)]
     fn remember(&mut self, addr: u64, size: u64) {
         self.frees += 1;
         let seq = self.frees;
         self.ring[(seq as usize) % WINDOW] = Freed { seq, addr };
-        let v = self.by_class.entry(class(size)).or_default();
+        let c = class(size);
+        let v = match self.small.get_mut((c / 16) as usize) {
+            Some(v) => v,
+            None => self.large.entry(c).or_default(),
+        };
         v.push(seq);
         if v.len() > 2 * SAME_RANKS + 16 {
             let (frees, ring) = (self.frees, &self.ring);
@@ -256,6 +270,7 @@ impl Model {
     }
 
     /// The recent free `seq`, if it is still in the window and not taken.
+    #[inline(always)]
     fn recent(&self, seq: u64) -> Option<Freed> {
         valid(&self.ring, self.frees, seq).then(|| self.ring[(seq as usize) % WINDOW])
     }
@@ -263,7 +278,10 @@ impl Model {
     /// The `rank`-th most recent valid free of `class`.
     fn same(&mut self, class: u64, rank: usize) -> Option<u64> {
         let (frees, ring) = (self.frees, &self.ring);
-        let v = self.by_class.get_mut(&class)?;
+        let v = match self.small.get_mut((class / 16) as usize) {
+            Some(v) => v,
+            None => self.large.get_mut(&class)?,
+        };
         while v.last().is_some_and(|&s| !valid(ring, frees, s)) {
             v.pop();
         }
@@ -274,11 +292,13 @@ impl Model {
             .copied()
     }
 
+    #[inline(always)]
     fn take_recent(&mut self, seq: u64) {
         self.ring[(seq as usize) % WINDOW].addr = 0;
     }
 }
 
+#[inline(always)]
 fn valid(ring: &[Freed], frees: u64, seq: u64) -> bool {
     seq != 0 && frees - seq < WINDOW as u64 && {
         let f = &ring[(seq as usize) % WINDOW];
@@ -850,6 +870,7 @@ pub struct Events<'a> {
     cols: [Vec<u8>; NCOL],
     pos: [usize; NCOL],
     ops_left: usize,
+    zstd: zstd::bulk::Decompressor<'static>,
     meta: &'a [u8],
     meta_pos: usize,
     streams: usize,
@@ -875,6 +896,10 @@ impl<'a> Events<'a> {
             cols: std::array::from_fn(|_| Vec::new()),
             pos: [0; NCOL],
             ops_left: 0,
+            zstd: zstd::bulk::Decompressor::new().map_err(|source| Error::Io {
+                path: log.path().to_owned(),
+                source,
+            })?,
             meta: &s.meta,
             meta_pos: 0,
             streams: index.streams.len(),
@@ -912,12 +937,16 @@ impl<'a> Events<'a> {
             if raw > MAX_COLUMN || comp > end - p {
                 return Err(self.err("block column size"));
             }
-            let data = zstd::bulk::decompress(&b[p..p + comp], raw)
-                .map_err(|_| self.err("block column does not decompress"))?;
-            if data.len() != raw {
+            let buf = &mut self.cols[c];
+            buf.clear();
+            buf.reserve(raw);
+            let n = self
+                .zstd
+                .decompress_to_buffer(&b[p..p + comp], buf)
+                .map_err(|_| corrupt(self.path, "block column does not decompress"))?;
+            if n != raw || buf.len() != raw {
                 return Err(self.err("block column has the wrong size"));
             }
-            self.cols[c] = data;
             self.pos[c] = 0;
             p += comp;
         }
@@ -934,7 +963,7 @@ impl<'a> Events<'a> {
         Ok(true)
     }
 
-    #[inline]
+    #[inline(always)]
     fn u8(&mut self, c: usize) -> Result<u8> {
         match self.cols[c].get(self.pos[c]) {
             Some(&b) => {
@@ -945,7 +974,7 @@ impl<'a> Events<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn v(&mut self, c: usize) -> Result<u64> {
         let mut v = 0u64;
         let mut shift = 0;
@@ -965,6 +994,7 @@ impl<'a> Events<'a> {
         }
     }
 
+    #[inline(always)]
     fn misc(&mut self) -> Result<u64> {
         self.v(col::MISC)
     }
@@ -982,17 +1012,20 @@ impl<'a> Events<'a> {
         u32::try_from(v).map_err(|_| self.err("stack id"))
     }
 
+    #[inline(always)]
     fn planes16(&mut self, lo: usize) -> Result<u64> {
         let x = self.u8(lo)? as u64 | (self.u8(lo + 1)? as u64) << 8;
         if x == 0xffff { self.misc() } else { Ok(x) }
     }
 
+    #[inline(always)]
     fn time_value(&mut self, d: u64) -> u64 {
         self.m.prev_us = self.m.prev_us.wrapping_add(unzz(d) as u64);
         self.m.prev_us.wrapping_mul(1000)
     }
 
     /// A time delta inline in an op column byte (bits 2-3), or in DT.
+    #[inline(always)]
     fn time_in(&mut self, b: u8) -> Result<u64> {
         let d = match (b >> 2) & 3 {
             3 => self.v(col::DT)?,
@@ -1001,11 +1034,13 @@ impl<'a> Events<'a> {
         Ok(self.time_value(d))
     }
 
+    #[inline(always)]
     fn time(&mut self) -> Result<u64> {
         let d = self.v(col::DT)?;
         Ok(self.time_value(d))
     }
 
+    #[inline(always)]
     fn take_slot(&mut self, addr: u64, size: u64) -> Result<()> {
         if self.m.free_slots.is_empty() && self.m.slots.len() >= self.max_slots {
             return Err(self.err("more live blocks than the file can describe"));
@@ -1015,6 +1050,7 @@ impl<'a> Events<'a> {
     }
 
     /// A live slot number.
+    #[inline(always)]
     fn live_slot(&self, s: u64) -> Result<u32> {
         match self.m.slots.get(s as usize) {
             Some(&(a, _)) if a != 0 => Ok(s as u32),
@@ -1022,6 +1058,7 @@ impl<'a> Events<'a> {
         }
     }
 
+    #[inline(always)]
     fn alloc(&mut self, o: u8) -> Result<Record<'a>> {
         let func = if o & op::ALLOC_FUNC != 0 {
             self.func()?

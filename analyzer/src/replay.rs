@@ -98,6 +98,54 @@ struct PerStack {
     alloc_count: u64,
 }
 
+/// Per-stack totals: stack ids are small and dense in a real log (the
+/// preload numbers them from 1), so most live in a table indexed by id; any
+/// id past [`StackTable::DENSE`] goes to a map.
+#[derive(Clone, Debug, Default)]
+struct StackTable {
+    dense: Vec<PerStack>,
+    sparse: FastMap<u32, PerStack>,
+}
+
+impl StackTable {
+    const DENSE: u32 = 1 << 16;
+
+    #[inline]
+    fn entry(&mut self, id: u32) -> &mut PerStack {
+        if id < Self::DENSE {
+            let i = id as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, PerStack::default());
+            }
+            &mut self.dense[i]
+        } else {
+            self.sparse.entry(id).or_default()
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u32) -> Option<&mut PerStack> {
+        if id < Self::DENSE {
+            self.dense.get_mut(id as usize)
+        } else {
+            self.sparse.get_mut(&id)
+        }
+    }
+
+    /// Entries an [`iter`](Self::iter) walks.
+    fn slots(&self) -> usize {
+        self.dense.len() + self.sparse.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u32, &PerStack)> {
+        self.dense
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as u32, e))
+            .chain(self.sparse.iter().map(|(&i, e)| (i, e)))
+    }
+}
+
 /// What a sampled allocation of `size` bytes with `samples` sample points
 /// stands for: `samples * interval` bytes (unbiased) and, as a count,
 /// `samples * interval / size` rounded up or down at random (by `seed`), so
@@ -313,7 +361,7 @@ pub struct Replay {
     /// Live bytes and blocks per stack, kept up to date so that the peak's
     /// picture can be copied when the peak is reached, instead of replaying
     /// the log a second time up to it; and the totals allocated per stack.
-    by_stack: FastMap<u32, PerStack>,
+    by_stack: StackTable,
     sample_interval: u64,
     /// The picture at the latest peak (unsorted), while copying it stays cheap.
     peak_snapshot: Option<Vec<StackTotal>>,
@@ -327,6 +375,8 @@ pub struct Replay {
     /// First time each stack id was used by an event (to pick the module
     /// instance a frame belongs to).
     pub first_use: FastMap<u32, u64>,
+    /// The stack [`Replay::used`] saw last.
+    last_used: u32,
     events: u64,
 }
 
@@ -343,7 +393,7 @@ impl Replay {
             page_size,
             live: FastMap::default(),
             live_bytes: 0,
-            by_stack: FastMap::default(),
+            by_stack: StackTable::default(),
             sample_interval: cfg.sample_interval,
             peak_snapshot: None,
             copied: 0,
@@ -352,6 +402,7 @@ impl Replay {
             brk: FastMap::default(),
             in_freeres: false,
             first_use: FastMap::default(),
+            last_used: 0,
             events: 0,
         }
     }
@@ -375,9 +426,12 @@ impl Replay {
         len.div_ceil(self.page_size).saturating_mul(self.page_size)
     }
 
+    #[inline]
     fn used(&mut self, stack: u32, time: u64) {
-        if stack != 0 {
+        // Runs of one stack are common: only its first event can be a first use.
+        if stack != 0 && stack != self.last_used {
             self.first_use.entry(stack).or_insert(time);
+            self.last_used = stack;
         }
     }
 
@@ -401,7 +455,7 @@ impl Replay {
             self.unaccount(old);
         }
         self.live_bytes = self.live_bytes.saturating_add(size);
-        let e = self.by_stack.entry(stack).or_default();
+        let e = self.by_stack.entry(stack);
         e.live_bytes = e.live_bytes.saturating_add(size);
         e.live_count += count as u64;
         e.alloc_bytes = e.alloc_bytes.saturating_add(size);
@@ -415,7 +469,7 @@ impl Replay {
     }
 
     fn unaccount(&mut self, b: Block) {
-        if let Some(e) = self.by_stack.get_mut(&b.stack) {
+        if let Some(e) = self.by_stack.get_mut(b.stack) {
             e.live_bytes = e.live_bytes.saturating_sub(b.size);
             e.live_count = e.live_count.saturating_sub(b.count as u64);
         }
@@ -429,7 +483,7 @@ impl Replay {
         if self.snapshot_abandoned {
             return;
         }
-        let n = self.by_stack.len() as u64;
+        let n = self.by_stack.slots() as u64;
         if self.copied.saturating_add(n) > self.events.saturating_mul(4).saturating_add(1 << 16) {
             self.snapshot_abandoned = true;
             self.peak_snapshot = None;
@@ -442,7 +496,7 @@ impl Replay {
             self.by_stack
                 .iter()
                 .filter(|(_, e)| e.live_count != 0)
-                .map(|(&stack, e)| StackTotal {
+                .map(|(stack, e)| StackTotal {
                     stack,
                     bytes: e.live_bytes,
                     count: e.live_count,
@@ -605,7 +659,7 @@ impl Replay {
             self.by_stack
                 .iter()
                 .filter(|(_, e)| e.alloc_count != 0)
-                .map(|(&stack, e)| StackTotal {
+                .map(|(stack, e)| StackTotal {
                     stack,
                     bytes: e.alloc_bytes,
                     count: e.alloc_count,
@@ -651,6 +705,9 @@ pub struct Outcome {
     pub cut_records: u64,
 }
 
+/// Events handed from the decoding thread to the replay at a time.
+const BATCH: usize = 4096;
+
 /// Replays the whole log twice (see the module docs) and returns the totals.
 pub fn replay(log: &Log, index: &Index, cfg: Config) -> Result<Outcome> {
     replay_with(log, index, cfg, |_| Ok(()))
@@ -665,13 +722,51 @@ pub fn replay_with(
     mut each: impl FnMut(&crate::log::Event<'_>) -> Result<()>,
 ) -> Result<Outcome> {
     let mut r = Replay::new(cfg);
-    let mut merge = log.merge(index);
-    for ev in merge.by_ref() {
-        let ev = ev?;
-        each(&ev)?;
-        r.apply(&ev);
-    }
-    let cut_records = merge.cut_records();
+    // Decoding (and merging) runs on a thread of its own, a batch ahead of
+    // the replay: the two halves of the work overlap on two cores.
+    let cut_records = std::thread::scope(|s| -> Result<u64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event<'_>>>>(4);
+        let (back, spare) = std::sync::mpsc::channel::<Vec<Event<'_>>>();
+        let producer = s.spawn(move || {
+            let mut merge = log.merge(index);
+            let mut batch = Vec::with_capacity(BATCH);
+            for ev in merge.by_ref() {
+                match ev {
+                    Ok(ev) => {
+                        batch.push(ev);
+                        if batch.len() == BATCH {
+                            let next = spare
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                                return 0;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return 0;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
+            }
+            merge.cut_records()
+        });
+        for batch in rx {
+            let mut batch = batch?;
+            for ev in &batch {
+                each(ev)?;
+                r.apply(ev);
+            }
+            batch.clear();
+            let _ = back.send(batch);
+        }
+        Ok(producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })?;
     let peak = match (r.peak_by_stack(), r.counts.peak_event) {
         (Some(picture), _) => picture,
         (None, Some(at)) => {
