@@ -52,19 +52,29 @@ const MAX_STEPS: usize = 4096;
 struct Step {
     pc: u64,
     sp: u64,
+    /// rbp, relied on only if the rule computes the CFA from it (a step
+    /// that does not use rbp may be kept from an earlier walk whose rbp
+    /// differed: see [`same_step`]).
     bp: u64,
     /// The packed rule, with [`STEP_EXACT`] set if `pc` is exact (not a return address).
     rule: u64,
 }
 
-/// In [`Step::rule`] (bits 4 and 5 are free in a packed [`Rule`]): `pc` is
+/// In [`Step::rule`] (bits 4 to 7 are free in a packed [`Rule`]): `pc` is
 /// exact, not a return address.
 const STEP_EXACT: u64 = 0x10;
 /// In [`Step::rule`]: `pc` lies in this library, so the step adds no frame.
 const STEP_HIDDEN: u64 = 0x20;
-/// The bits of [`Step::rule`] that are just [`KIND_NORMAL`] for the common
-/// step (rbp not restored, a return address, a frame).
-const FAST_MASK: u64 = 3 | 8 | STEP_EXACT | STEP_HIDDEN;
+/// In [`Step::rule`], only while [`replay`] runs: the last step it may take
+/// (bit 6 is free in a packed [`Rule`] too).
+const STEP_LAST: u64 = 0x40;
+/// In a packed [`Rule`] (and [`Step::rule`]): the CFA is computed from rbp.
+const CFA_RBP: u64 = 4;
+/// In a packed [`Rule`] (and [`Step::rule`]): rbp is restored from a slot.
+const RBP_SAVED: u64 = 8;
+/// The bits of [`Step::rule`] that are all 0 for the common step
+/// ([`KIND_NORMAL`], CFA from sp, rbp not restored, a return address, a frame).
+const FAST_MASK: u64 = 3 | CFA_RBP | RBP_SAVED | STEP_EXACT | STEP_HIDDEN;
 
 /// The thread's previous walk, step by step, and the buffer for the current one.
 ///
@@ -73,15 +83,19 @@ const FAST_MASK: u64 = 3 | 8 | STEP_EXACT | STEP_HIDDEN;
 /// - **Rules by depth**: a frame whose address equals the one at the same
 ///   depth last time takes that step's rule with one load from a
 ///   thread-private line, instead of a hash and a probe of the global cache.
-/// - **Replay**: when the walk reaches a state (pc, sp, rbp, exactness) equal
-///   to a step of the previous walk, the next step is fully determined except
-///   for the memory it reads: the same rule gives the same CFA, so the same
-///   return-address (and saved-rbp) slots. The replay loop still reads those
-///   slots and compares them with the previous walk's next state; while they
-///   are equal the states are equal, so the frames are exactly the ones a
-///   full walk would find (a popped and re-pushed frame with another return
-///   address differs right there, and the walk goes on the slow way). It only
-///   saves the rule lookups and bounds checks, not a single read.
+/// - **Replay**: when the walk reaches a state (pc, sp, exactness) equal to
+///   a step of the previous walk, the next step is fully determined except
+///   for the memory it reads: the same rule gives the same CFA (if it is
+///   computed from rbp, only for the recorded rbp, which is then compared),
+///   so the same return-address (and saved-rbp) slots. The replay loop still
+///   reads those slots and compares each return address with the previous
+///   walk's next state; while they are equal the states are equal except
+///   perhaps in rbp, which no replayed step uses without comparing it, so the
+///   frames are exactly the ones a full walk would find (a popped and
+///   re-pushed frame with another return address differs right there, and
+///   the walk goes on the slow way). It only saves the rule lookups and
+///   bounds checks, not a single read. A walk that replays the whole previous
+///   one leaves the record as it is (no copy).
 pub struct Recent {
     /// Two walks: the previous one (`prev`) and the one being recorded.
     steps: [[Step; RECENT]; 2],
@@ -137,8 +151,9 @@ impl Default for Recent {
 #[derive(Clone, Copy)]
 struct Rule(u64);
 
-const KIND_NONE: u64 = 0; // cannot unwind: stop here
-const KIND_NORMAL: u64 = 1;
+// KIND_NORMAL is 0, so that the common step is told by one `test`.
+const KIND_NORMAL: u64 = 0;
+const KIND_NONE: u64 = 1; // cannot unwind: stop here
 const KIND_SIGNAL: u64 = 2;
 const KIND_END: u64 = 3; // outermost frame (return address undefined)
 
@@ -374,79 +389,178 @@ pub unsafe fn capture_from(
     } else {
         0
     };
-    let [b0, b1] = &mut recent.steps;
-    let (prev, cur): (&[Step], &mut [Step; RECENT]) = if pi == 0 {
-        (&b0[..prev_len], b1)
-    } else {
-        (&b1[..prev_len], b0)
+    // The common case, a hot stack: the previous walk started from this very
+    // state (but perhaps rbp). Replay it here, without the general walk's
+    // setup; `walk` goes on from wherever the replay stops.
+    let prev = &mut recent.steps[pi][..prev_len];
+    if let Some(e) = prev.first()
+        && e.sp == regs.sp
+        && e.pc == regs.pc
+        && e.rule & STEP_EXACT != 0
+    {
+        // SAFETY: prev[0] is the current state but perhaps rbp (the caller's guarantee).
+        let r = unsafe { replay(prev, out, 0, RECENT.min(MAX_STEPS), regs.bp) };
+        // The replayed steps are those of the previous walk, in place.
+        let mut w = Walk {
+            pc: 0,
+            sp: 0,
+            bp: r.bp,
+            exact: false,
+            n: r.n,
+            d: r.steps,
+            j: r.steps,
+            try_replay: true,
+            same: true,
+            done: false,
+        };
+        match r.end {
+            ReplayEnd::Ended => {
+                // The walk is over. The record (same epoch and bounds) stays as it is.
+                let pi = recent.prev & 1;
+                let prev_len = recent.len[pi].min(RECENT);
+                recent.repeated = r.steps == prev_len && prev_len < RECENT;
+                recent.len[pi] = r.steps.min(prev_len);
+                return r.n;
+            }
+            ReplayEnd::Diverged(npc, nsp) => {
+                (w.pc, w.sp) = (npc, nsp);
+                w.done = npc < 4096;
+            }
+            ReplayEnd::Stopped => {
+                if let Some(e) = prev.get(r.steps) {
+                    (w.pc, w.sp) = (e.pc, e.sp);
+                    w.exact = e.rule & STEP_EXACT != 0;
+                }
+                w.try_replay = false;
+            }
+        }
+        // The epoch and bounds are the record's (checked above): read them
+        // again rather than keeping them in registers through the replay.
+        let (epoch, range) = (recent.epoch, recent.self_range);
+        let prev_len = recent.len[recent.prev & 1].min(RECENT);
+        // SAFETY: w is the state of a walk from `regs`, a live frame (the caller's guarantee).
+        return unsafe { walk(w, out, ctx, recent, prev_len, epoch, range) };
+    }
+    let w = Walk {
+        pc: regs.pc,
+        sp: regs.sp,
+        bp: regs.bp,
+        // The first PC is exact; later ones are return addresses (look up pc - 1).
+        exact: true,
+        n: 0,
+        d: 0,
+        j: 0,
+        try_replay: true,
+        same: true,
+        done: false,
     };
-    let mut pc = regs.pc;
-    let mut sp = regs.sp;
-    let mut bp = regs.bp;
-    // The first PC is exact; later ones are return addresses (look up pc - 1).
-    let mut exact = true;
-    let mut n = 0;
-    // Steps taken (= the depth of the current state).
-    let mut d = 0;
-    // The first step of the previous walk whose sp is not below ours.
-    let mut j = 0;
-    // Whether to look for the current state in the previous walk.
-    let mut try_replay = true;
-    // Whether the steps so far are those of the previous walk, which are then
-    // not copied into `cur` (the previous walk's buffer stays the record).
-    let mut same = true;
-    while n < out.len() && d < MAX_STEPS {
+    // SAFETY: w is the state at `regs`, a live frame (the caller's guarantee).
+    unsafe { walk(w, out, ctx, recent, prev_len, epoch, (self_start, self_len)) }
+}
+
+/// A walk in progress: the current state and what [`walk`] tracks.
+struct Walk {
+    pc: u64,
+    sp: u64,
+    bp: u64,
+    /// Whether `pc` is exact (not a return address).
+    exact: bool,
+    /// Frames in `out`.
+    n: usize,
+    /// Steps taken (= the depth of the current state).
+    d: usize,
+    /// The first step of the previous walk whose sp is not below ours.
+    j: usize,
+    /// Whether to look for the current state in the previous walk.
+    try_replay: bool,
+    /// Whether the steps so far are those of the previous walk (see
+    /// [`same_step`]), which are then not copied into the current buffer
+    /// (the previous walk's buffer stays the record).
+    same: bool,
+    /// Whether the walk has ended already.
+    done: bool,
+}
+
+/// The general walk, from the state `w` (whose steps so far are those of the
+/// previous walk if `w.same`), then records it in `recent`.
+///
+/// # Safety
+/// As for [`capture_from`]: the state describes a live frame of the calling
+/// thread (or one reached from it by unwinding).
+#[inline(never)]
+unsafe fn walk(
+    w: Walk,
+    out: &mut [u64],
+    ctx: &mut Ctx,
+    recent: &mut Recent,
+    prev_len: usize,
+    epoch: u32,
+    (self_start, self_len): (u64, u64),
+) -> usize {
+    let pi = recent.prev & 1;
+    let [b0, b1] = &mut recent.steps;
+    let (prev, cur): (&mut [Step], &mut [Step; RECENT]) = if pi == 0 {
+        (&mut b0[..prev_len], b1)
+    } else {
+        (&mut b1[..prev_len], b0)
+    };
+    let Walk {
+        mut pc,
+        mut sp,
+        mut bp,
+        mut exact,
+        mut n,
+        mut d,
+        mut j,
+        mut try_replay,
+        mut same,
+        done,
+    } = w;
+    while !done && n < out.len() && d < MAX_STEPS {
         if try_replay {
             // Along a walk sp grows (except across a signal frame, where a
             // replay may then be missed, never be wrong).
             while j < prev.len() && prev[j].sp < sp {
                 j += 1;
             }
+            // rbp is not compared: the replay checks it where a step uses it.
             if let Some(e) = prev.get(j)
                 && e.sp == sp
                 && e.pc == pc
                 && (e.rule & STEP_EXACT != 0) == exact
-                && (e.bp == bp || rbp_dead(&prev[j..]))
             {
-                let foreign = e.bp != bp;
-                let r = replay(
-                    &prev[j..],
-                    out,
-                    n,
-                    (MAX_STEPS - d).min(RECENT.saturating_sub(d)),
-                    bp,
-                );
+                // SAFETY: prev[j] is the current state but perhaps rbp.
+                let r = unsafe {
+                    replay(
+                        &mut prev[j..],
+                        out,
+                        n,
+                        (MAX_STEPS - d).min(RECENT.saturating_sub(d)),
+                        bp,
+                    )
+                };
                 // The replayed steps are this walk's too (already in place
                 // while this walk is the previous one so far).
-                if !(same && j == d && !foreign) {
+                if !(same && j == d) {
                     if same {
                         same = false;
                         copy_steps(cur, 0, prev, 0, d);
                     }
                     copy_steps(cur, d, prev, j, r.steps);
-                    if foreign {
-                        // Until rbp is restored, it is ours, not the previous walk's.
-                        for s in cur.iter_mut().skip(d).take(r.steps) {
-                            s.bp = bp;
-                            if Rule(s.rule).rbp_saved() {
-                                break;
-                            }
-                        }
-                    }
                 }
                 d += r.steps;
                 n = r.n;
                 j += r.steps;
-                match r.diverged {
-                    Some((npc, nsp, nbp)) => {
+                match r.end {
+                    ReplayEnd::Diverged(npc, nsp) => {
                         // Memory differed after the last replayed step: this
                         // state is new, go on the slow way from it.
-                        (pc, sp, bp, exact) = (npc, nsp, nbp, false);
+                        (pc, sp, bp, exact) = (npc, nsp, r.bp, false);
                         if pc < 4096 {
                             break;
                         }
                     }
-                    None => {
+                    ReplayEnd::Stopped => {
                         // Stopped before the step at prev[j]: take it the slow way.
                         if let Some(e) = prev.get(j) {
                             (pc, sp, bp) = (e.pc, e.sp, r.bp);
@@ -454,6 +568,7 @@ pub unsafe fn capture_from(
                         }
                         try_replay = false;
                     }
+                    ReplayEnd::Ended => break,
                 }
                 continue;
             }
@@ -482,7 +597,7 @@ pub unsafe fn capture_from(
                 | if exact { STEP_EXACT } else { 0 }
                 | if hidden { STEP_HIDDEN } else { 0 },
         };
-        if same && !prev.get(d).is_some_and(|e| *e == step) {
+        if same && !prev.get(d).is_some_and(|e| same_step(e, &step)) {
             same = false;
             copy_steps(cur, 0, prev, 0, d);
         }
@@ -551,6 +666,16 @@ pub unsafe fn capture_from(
     n
 }
 
+/// Whether the recorded step `e` stands for the step `s` just taken: the
+/// same address, sp, exactness and rule (so the same frame and the same next
+/// sp and slots), and the same rbp if the rule computes the CFA from it. rbp
+/// is not compared otherwise: a step that does not use it cannot tell it
+/// apart (it is only carried, or reloaded from a slot that is read anyway).
+#[inline(always)]
+fn same_step(e: &Step, s: &Step) -> bool {
+    e.pc == s.pc && e.sp == s.sp && e.rule == s.rule && (e.bp == s.bp || e.rule & CFA_RBP == 0)
+}
+
 /// `to[at..at + k] = from[from_at..from_at + k]` (nothing if out of bounds).
 #[inline]
 fn copy_steps(to: &mut [Step], at: usize, from: &[Step], from_at: usize, k: usize) {
@@ -559,133 +684,211 @@ fn copy_steps(to: &mut [Step], at: usize, from: &[Step], from_at: usize, k: usiz
     }
 }
 
+/// How a [`replay`] ended.
+enum ReplayEnd {
+    /// Memory differed after the last step taken: the new state is (pc, sp,
+    /// [`Replayed::bp`]; pc is a return address).
+    Diverged(u64, u64),
+    /// The walk stands at `seg[steps]` (`seg[0]` if no step was taken), not
+    /// yet taken: the slow path takes it.
+    Stopped,
+    /// The last step taken ended the walk (the outermost frame, or one that
+    /// cannot be unwound).
+    Ended,
+}
+
 /// The outcome of [`replay`].
 struct Replayed {
     /// Steps taken.
     steps: usize,
     /// The new number of frames in `out`.
     n: usize,
-    /// If memory differed after the last step taken: the new state (pc, sp,
-    /// rbp; pc is a return address). Otherwise the walk stands at
-    /// `seg[steps]` (or at `seg[0]` if no step was taken), not yet taken.
-    diverged: Option<(u64, u64, u64)>,
+    end: ReplayEnd,
     /// rbp in the state the walk stands at.
     bp: u64,
 }
 
-/// Whether the rbp of the state at `seg[0]` is dead: along the steps of the
-/// previous walk from there, rbp is restored from a save slot (or from a
-/// signal context), or the walk ends, before any CFA is computed from it. A
-/// state that differs from `seg[0]` only in rbp then takes the same steps
-/// until rbp is restored. Unknown (the record ends first): not dead.
-fn rbp_dead(seg: &[Step]) -> bool {
-    for s in seg {
-        let r = Rule(s.rule);
-        if r.kind() != KIND_NORMAL {
-            // A signal frame reloads rbp; the others end the walk.
-            return true;
-        }
-        if r.cfa_rbp() {
-            return false;
-        }
-        if r.rbp_saved() {
-            return true;
-        }
-    }
-    false
-}
-
-/// Replays the previous walk from `seg[0]`, whose state equals the current
-/// one, except perhaps in rbp (`bp`, then dead: see [`rbp_dead`]), writing
-/// frames to `out` from index `n`, for at most `max` steps.
+/// Replays the previous walk from `seg[0]`, whose pc, sp and exactness equal
+/// the current state's (rbp `bp` may differ), writing frames to `out` from
+/// index `n`, for at most `max` steps.
 ///
 /// Each step is the one the slow path would take from the same state: same
-/// rule (a function of the address and the epoch), so the same CFA and slot
-/// addresses, which were checked when the previous walk took it, and the same
-/// frame (or none, inside this library). Only the reads of those slots can
-/// differ, and they are compared with the previous walk's next state.
-#[inline(never)]
-fn replay(seg: &[Step], out: &mut [u64], n: usize, max: usize, mut bp: u64) -> Replayed {
-    // A step is taken only if the previous walk went on after it (its next
-    // state is known) and there is room for one more frame.
-    let k = max
-        .min(seg.len().saturating_sub(1))
-        .min(out.len().saturating_sub(n));
-    let (Some(seg), Some(out)) = (seg.get(..k + 1), out.get_mut(n..n + k)) else {
+/// rule (a function of the address and the epoch), so the same frame (or
+/// none, inside this library), the same CFA when it is computed from sp, and
+/// the same slot addresses, which were checked when the previous walk took
+/// it. rbp enters a step only through a CFA computed from it: such a step is
+/// replayed only if rbp equals the recorded one (else the slow path takes it
+/// with the real rbp). Otherwise rbp is just carried, or reloaded from its
+/// slot, which is read here as in a full walk, so a state that differs from
+/// the record only in rbp takes the same steps. Only the reads of the slots
+/// can differ; the return address is compared with the previous walk's next
+/// state.
+///
+/// `seg` is left as it was; it is only marked for the duration of the loop
+/// (see [`STEP_LAST`]).
+///
+/// # Safety
+/// `seg` is a stretch of the thread's previous walk (in this epoch, with
+/// these bounds of this library) and `seg[0]` the current state of a walk
+/// from a live frame of the calling thread, but perhaps in rbp.
+#[inline(always)]
+unsafe fn replay(seg: &mut [Step], out: &mut [u64], n: usize, max: usize, bp: u64) -> Replayed {
+    // Steps allowed (at most one frame each), and those among them with a
+    // known next state (the previous walk went on after them).
+    let lim = max.min(out.len().saturating_sub(n));
+    let k = lim.min(seg.len().saturating_sub(1));
+    let Some(last) = seg.get_mut(k) else {
         return Replayed {
             steps: 0,
             n,
-            diverged: None,
+            end: ReplayEnd::Stopped,
             bp,
         };
     };
-    let mut m = 0;
-    let mut i = 0;
-    while i < k {
-        // SAFETY: i + 1 <= k < seg.len().
-        let (e, nx) = unsafe { (seg.get_unchecked(i), seg.get_unchecked(i + 1)) };
-        let r = e.rule;
-        if r & FAST_MASK == KIND_NORMAL {
-            // The common step: a return address, a frame, rbp untouched (so
-            // equal to nx.bp already, or still dead). A CFA computed from rbp
-            // is nx.sp too: rbp equals e.bp whenever it is live.
-            // SAFETY: m <= i < k = out.len() (at most one frame per step).
-            unsafe { *out.get_unchecked_mut(m) = e.pc };
-            m += 1;
-            i += 1;
+    if lim == 0 {
+        return Replayed {
+            steps: 0,
+            n,
+            end: ReplayEnd::Stopped,
+            bp,
+        };
+    }
+    // The loop needs no bound check in the common step: the step at k is
+    // marked so that it never is one.
+    let rule = last.rule;
+    last.rule = rule | STEP_LAST;
+    // SAFETY: seg[k] (k < seg.len()) is the only marked step (no rule has
+    // the bit); n < out.len() (lim > 0) and out[n..] holds lim >= k frames,
+    // k + 1 if k < lim; the caller's guarantees for the rest.
+    let r = unsafe { replay_marked(seg, rule, out.as_mut_ptr().add(n), n, k < lim, bp) };
+    // SAFETY: k < seg.len() (checked above).
+    unsafe { seg.get_unchecked_mut(k).rule = rule };
+    r
+}
+
+/// The loop of [`replay`]: exactly one step of `seg`, `seg[k]`, is marked
+/// with [`STEP_LAST`] (its rule is `last_rule`); `o0` is `out[n]`, with room
+/// for k frames (k + 1 if `room`).
+///
+/// # Safety
+/// As stated, and as for [`replay`].
+#[inline(always)]
+unsafe fn replay_marked(
+    seg: &[Step],
+    last_rule: u64,
+    o0: *mut u64,
+    n: usize,
+    room: bool,
+    mut bp: u64,
+) -> Replayed {
+    let base = seg.as_ptr();
+    let mut e = base;
+    let mut m = 0usize;
+    // Raw pointers, for a short loop: `e` stays in seg[..=k] (only seg[k]
+    // is marked, and the loop stops there) and `o` in o0[..=k] (at most one
+    // frame per step); `nx`, the next step, is read only while e < seg[k].
+    let done = |e: *const Step, m: usize, end: ReplayEnd, bp: u64| Replayed {
+        // SAFETY: both pointers stay within their buffers (see above).
+        steps: unsafe { e.offset_from(base) } as usize,
+        // SAFETY: as above.
+        n: n + m,
+        end,
+        bp,
+    };
+    // SAFETY: k < seg.len(), so seg is not empty.
+    let mut pc = unsafe { (*base).pc };
+    loop {
+        // SAFETY: e <= seg[k], in seg.
+        let r = unsafe { (*e).rule };
+        if r & (FAST_MASK | STEP_LAST) == 0 {
+            // The common step: a normal rule, CFA from sp, rbp untouched, a
+            // return address, a frame (and not seg[k], so e + 1 is in seg).
+            // SAFETY: e is not the marked seg[k], so e + 1 <= seg[k] is in seg.
+            let nx = unsafe { &*e.add(1) };
+            // SAFETY: fewer than k steps taken, so o < o0 + k.
+            unsafe {
+                *o0.add(m) = pc;
+                m += 1;
+            }
             // SAFETY: nx.sp is this step's CFA; the previous walk read the
             // same slot (cfa - 8, between sp and the caller's frame on this
-            // thread's stack) from this same state after checking the CFA.
+            // thread's stack) from the same sp after checking the CFA.
             let ra = unsafe { ((nx.sp - 8) as *const u64).read() };
+            e = nx;
             if ra != nx.pc {
-                return Replayed {
-                    steps: i,
-                    n: n + m,
-                    diverged: Some((ra, nx.sp, bp)),
-                    bp,
-                };
+                return done(e, m, ReplayEnd::Diverged(ra, nx.sp), bp);
             }
+            pc = ra;
             continue;
         }
-        if r & 3 != KIND_NORMAL {
-            // A signal frame: the slow path takes it.
-            return Replayed {
-                steps: i,
-                n: n + m,
-                diverged: None,
-                bp,
-            };
+        if r & (FAST_MASK & !RBP_SAVED | STEP_LAST) == 0 {
+            // The same, but rbp is restored from its slot.
+            // SAFETY: as above.
+            let nx = unsafe { &*e.add(1) };
+            // SAFETY: as above.
+            unsafe {
+                *o0.add(m) = pc;
+                m += 1;
+            }
+            // SAFETY: as above; the saved-rbp slot is the one the previous
+            // walk read from the same CFA, checked to lie in [sp, cfa).
+            let ra = unsafe { ((nx.sp - 8) as *const u64).read() };
+            // SAFETY: as above.
+            bp = unsafe { (nx.sp.wrapping_add(Rule(r).rbp_off() as u64) as *const u64).read() };
+            e = nx;
+            if ra != nx.pc {
+                return done(e, m, ReplayEnd::Diverged(ra, nx.sp), bp);
+            }
+            pc = ra;
+            continue;
+        }
+        if r & STEP_LAST != 0 {
+            // e == last (the only marked step).
+            break;
+        }
+        // SAFETY: as above.
+        let nx = unsafe { &*e.add(1) };
+        // SAFETY: e is in seg.
+        let eb = unsafe { (*e).bp };
+        if r & 3 != KIND_NORMAL || (r & CFA_RBP != 0 && bp != eb) {
+            // A signal frame, or a CFA from an rbp other than the recorded
+            // one: the slow path takes it.
+            return done(e, m, ReplayEnd::Stopped, bp);
         }
         if r & STEP_HIDDEN == 0 {
             // SAFETY: as above.
-            unsafe { *out.get_unchecked_mut(m) = e.pc + ((r & STEP_EXACT) >> 4) };
-            m += 1;
+            unsafe {
+                *o0.add(m) = pc.wrapping_add((r & STEP_EXACT) >> 4);
+                m += 1;
+            }
         }
-        i += 1;
-        // SAFETY: as above.
+        // SAFETY: as above (a CFA from rbp: the recorded rbp, so the same CFA).
         let ra = unsafe { ((nx.sp - 8) as *const u64).read() };
-        let mut same_bp = true;
         if Rule(r).rbp_saved() {
-            // SAFETY: the saved-rbp slot the previous walk read from this
-            // same state, checked to lie in [sp, cfa).
+            // SAFETY: as above.
             bp = unsafe { (nx.sp.wrapping_add(Rule(r).rbp_off() as u64) as *const u64).read() };
-            same_bp = bp == nx.bp;
         }
-        if ra != nx.pc || !same_bp {
-            return Replayed {
-                steps: i,
-                n: n + m,
-                diverged: Some((ra, nx.sp, bp)),
-                bp,
-            };
+        e = nx;
+        if ra != nx.pc {
+            return done(e, m, ReplayEnd::Diverged(ra, nx.sp), bp);
         }
+        pc = ra;
     }
-    Replayed {
-        steps: k,
-        n: n + m,
-        diverged: None,
-        bp,
+    // At seg[k]. If the previous walk ended there without reading anything
+    // (the outermost frame, or no rule) and there is room, this walk ends too.
+    let r = last_rule;
+    if room && matches!(r & 3, KIND_END | KIND_NONE) {
+        if r & STEP_HIDDEN == 0 {
+            // SAFETY: k steps taken, o <= o0 + k, and there is room for k + 1.
+            unsafe {
+                *o0.add(m) = pc.wrapping_add((r & STEP_EXACT) >> 4);
+                m += 1;
+            }
+        }
+        // SAFETY: e + 1 is one past seg[k], within or one past seg.
+        return done(unsafe { e.add(1) }, m, ReplayEnd::Ended, bp);
     }
+    done(e, m, ReplayEnd::Stopped, bp)
 }
 
 /// `MEMTRACE_VERIFY_UNWIND=N`: every N-th captured stack is also taken by
@@ -1004,6 +1207,167 @@ mod tests {
         if cfg!(debug_assertions) {
             assert_eq!(seen, 4);
         }
+    }
+
+    // Two frames that control rbp, for the tests below; both call
+    // `f(arg)` (rsi, rdx) and restore rbp after the call.
+    // - with_rbp(v, f, arg): rbp = v during the call (saved, restored from
+    //   the stack), so the states below differ only in a dead rbp.
+    // - cfa_rbp(p, f, arg): the CFA of this frame is computed from rbp,
+    //   which is this frame (p = 0) or `p`, a fake frame of two words
+    //   {saved rbp, return address}.
+    core::arch::global_asm!(
+        ".text",
+        ".globl memtrace_test_with_rbp",
+        ".type memtrace_test_with_rbp,@function",
+        "memtrace_test_with_rbp:",
+        ".cfi_startproc",
+        "push rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset rbp, -16",
+        "mov rbp, rdi",
+        "mov rdi, rdx",
+        "call rsi",
+        "pop rbp",
+        ".cfi_def_cfa_offset 8",
+        ".cfi_restore rbp",
+        "ret",
+        ".cfi_endproc",
+        ".size memtrace_test_with_rbp, .-memtrace_test_with_rbp",
+        ".globl memtrace_test_cfa_rbp",
+        ".type memtrace_test_cfa_rbp,@function",
+        "memtrace_test_cfa_rbp:",
+        ".cfi_startproc",
+        "push rbp",
+        ".cfi_def_cfa_offset 16",
+        ".cfi_offset rbp, -16",
+        "mov rbp, rsp",
+        "test rdi, rdi",
+        "cmovnz rbp, rdi",
+        ".cfi_def_cfa_register rbp",
+        "mov rdi, rdx",
+        "call rsi",
+        "pop rbp",
+        ".cfi_def_cfa rsp, 8",
+        ".cfi_restore rbp",
+        "ret",
+        ".cfi_endproc",
+        ".size memtrace_test_cfa_rbp, .-memtrace_test_cfa_rbp",
+    );
+    unsafe extern "C" {
+        fn memtrace_test_with_rbp(v: u64, f: extern "C" fn(*mut c_void), arg: *mut c_void);
+        fn memtrace_test_cfa_rbp(p: u64, f: extern "C" fn(*mut c_void), arg: *mut c_void);
+    }
+
+    /// What the frames above call back with: a capture and the reference.
+    struct Probe<'a> {
+        ours: Vec<u64>,
+        n: usize,
+        theirs: Vec<u64>,
+        c: &'a mut Ctx,
+    }
+
+    extern "C" fn probe(arg: *mut c_void) {
+        // SAFETY: `arg` is the Probe passed to the trampoline by `through`.
+        let p = unsafe { &mut *(arg as *mut Probe) };
+        p.n = both(6, &mut p.ours, p.c, &mut p.theirs);
+    }
+
+    /// Captures (ours and the reference) through `tramp(v, ..)`, compares
+    /// them as `check_against_reference` does, and returns ours.
+    #[inline(never)]
+    fn through(
+        what: &str,
+        tramp: unsafe extern "C" fn(u64, extern "C" fn(*mut c_void), *mut c_void),
+        v: u64,
+        c: &mut Ctx,
+    ) -> Vec<u64> {
+        let mut p = Probe {
+            ours: vec![0u64; 512],
+            n: 0,
+            theirs: Vec::with_capacity(1024),
+            c,
+        };
+        // SAFETY: the trampolines call `probe` with the Probe, which outlives the call.
+        unsafe { tramp(v, probe, &mut p as *mut Probe as *mut c_void) };
+        let ours = &p.ours[..p.n];
+        while p.theirs.last() == Some(&0) {
+            p.theirs.pop();
+        }
+        let k = ours.len().min(p.theirs.len()) - 2;
+        assert!(k > 4, "{what}: too few frames");
+        assert_eq!(
+            &ours[ours.len() - k..],
+            &p.theirs[p.theirs.len() - k..],
+            "{what}: frames differ"
+        );
+        ours.to_vec()
+    }
+
+    /// No step of the thread's record keeps the replay's mark.
+    fn assert_unmarked() {
+        RECENT_FOR_TEST.with(|r| {
+            let r = r.borrow();
+            for b in 0..2 {
+                assert!(r.steps[b].iter().all(|s| s.rule & STEP_LAST == 0));
+            }
+        });
+    }
+
+    /// A state that differs from the previous walk's only in rbp, which is
+    /// restored from a slot before any step uses it, replays the whole
+    /// previous walk (through the restore, where the value read differs
+    /// from the recorded one): the same frames, marked repeated.
+    #[test]
+    fn replay_carries_a_dead_rbp() {
+        init_cache();
+        let mut c = ctx();
+        let mut first = None;
+        for (i, v) in [0u64, 1, 0xdead_beef, u64::MAX, 0x7fff_0000_1000]
+            .into_iter()
+            .enumerate()
+        {
+            let what = format!("round {i} rbp {v:#x}");
+            let ours = through(&what, memtrace_test_with_rbp, v, &mut c);
+            let first = first.get_or_insert_with(|| ours.clone());
+            assert_eq!(&ours, first, "{what}: other frames");
+            // Only `probe` and the frames below it differ from the first
+            // round's states, in rbp.
+            let repeated = RECENT_FOR_TEST.with(|r| r.borrow().repeated());
+            assert!(i == 0 || repeated, "{what}: not replayed");
+        }
+        assert_unmarked();
+    }
+
+    /// A step whose CFA is computed from rbp is replayed only with the
+    /// recorded rbp: from the same pc and sp but another rbp the walk
+    /// continues elsewhere (here it ends, at a fake frame whose return
+    /// address is 0), exactly as the reference unwinder does.
+    #[test]
+    fn replay_checks_an_rbp_it_uses() {
+        init_cache();
+        let mut c = ctx();
+        // A fake frame above the trampoline's (within reach, aligned):
+        // saved rbp 0, return address 0.
+        let fake = std::hint::black_box([0u64; 2]);
+        let fake = fake.as_ptr() as u64;
+        let mut real = Vec::new();
+        for (i, p) in [0, fake, 0, 0, fake, fake, 0].into_iter().enumerate() {
+            let what = format!("round {i} {}", if p == 0 { "real" } else { "fake" });
+            let ours = through(&what, memtrace_test_cfa_rbp, p, &mut c);
+            if i == 0 {
+                real = ours;
+            } else if p == 0 {
+                assert_eq!(ours, real, "{what}");
+            } else {
+                assert!(
+                    ours.len() < real.len(),
+                    "{what}: went on past the fake frame"
+                );
+                assert_eq!(ours[..], real[..ours.len()], "{what}");
+            }
+        }
+        assert_unmarked();
     }
 
     /// Rules pack and unpack losslessly, including negative offsets.
