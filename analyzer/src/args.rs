@@ -48,10 +48,10 @@ pub struct RunArgs {
     pub output: String,
     /// Sampling mode, for production: record allocations by a Poisson process
     /// over bytes, one sample point per BYTES allocated on average (suffixes
-    /// k, m, g; default 32k); allocations of at least BYTES are always
+    /// k, m, g; default 4k, as heapprofd); allocations of at least BYTES are always
     /// recorded. The report scales the samples to estimates. Sets
     /// `MEMTRACE_SAMPLE` for the preload.
-    #[arg(long, value_name = "BYTES", num_args = 0..=1, default_missing_value = "32k", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", num_args = 0..=1, default_missing_value = "4k", value_parser = parse_size)]
     pub sample: Option<u64>,
     /// Keep the raw logs as the preload wrote them, instead of packing the
     /// logs of processes that have ended (see `memtrace pack`).

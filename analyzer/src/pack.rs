@@ -15,11 +15,12 @@
 //!   reused, last freed first), and a free names the slot, not the address;
 //! - **allocations predicted from recent frees**: allocators hand out
 //!   recently freed blocks, most often the last one freed of the same size
-//!   class (glibc's tcache and bins: chunk sizes in steps of 16 bytes). An
-//!   allocation whose address is one of the last 1024 freed blocks names it
+//!   class (glibc's tcache and bins: chunk sizes in steps of 16 bytes), and
+//!   per thread. An allocation whose address is one of the last 1024 blocks
+//!   freed by its thread (threads share 64 buckets of this state) names it
 //!   by its rank among the recent frees of its class, or by its distance in
 //!   the sequence of frees; any other address is the difference to the
-//!   previous allocation's;
+//!   previous allocation's of its bucket;
 //! - **columns**: each kind of field (op, sizes, slots, address bytes, ranks,
 //!   times, the rest) is stored in its own column, fixed-width fields split
 //!   into byte planes, and each column of each block of 2^18 ops is
@@ -49,7 +50,7 @@
 //!
 //! | op | meaning | fields |
 //! |---|---|---|
-//! | 0x01 | SWITCH | MISC: stream index |
+//! | 0x01 | SWITCH | STREAM: stream index |
 //! | 0x02 | FORGET | MISC: slot (an address allocated again while live) |
 //! | 0x10 + bits | ALLOC | AOP: category + dt; MISC: func if bit 1, stack if bit 2, samples if bit 4; SIZE; address by category: 0 ADDR (difference), 1 IDX_SAME (rank among recent frees of its class), 2 IDX_ANY (distance in frees) |
 //! | 0x20 / 0x21 | FREE by slot | FOP: dt; MISC: func if 0x21; SLOT |
@@ -90,7 +91,9 @@ const WINDOW: usize = 1024;
 /// Ranks among the recent frees of a class an allocation can name.
 const SAME_RANKS: usize = 8;
 /// Classes (of 16 bytes each) kept in a table rather than a map.
-const SMALL_CLASSES: usize = 4096;
+const SMALL_CLASSES: usize = 256;
+/// Buckets of streams with recent frees of their own.
+const BUCKETS: usize = 64;
 
 mod off {
     pub const VERSION: usize = 8;
@@ -139,9 +142,10 @@ mod col {
     pub const IDX_SAME: usize = 11;
     pub const IDX_ANY: usize = 12;
     pub const MISC: usize = 13;
+    pub const STREAM: usize = 14;
 }
 /// Number of columns.
-pub const NCOL: usize = 14;
+pub const NCOL: usize = 15;
 
 /// Address categories of an ALLOC (in AOP).
 mod cat {
@@ -196,15 +200,12 @@ struct Freed {
     addr: u64,
 }
 
-/// The state both sides keep, so the decoder mirrors every choice of the encoder.
-struct Model {
-    prev_us: u64,
-    stream: usize,
+/// Recent frees of the threads of one bucket (allocators keep freed blocks
+/// per thread, as glibc's tcache does, so a thread's allocations are best
+/// predicted by its own frees).
+struct Recents {
+    /// The address of the bucket's last allocation (arenas are per thread too).
     last_addr: u64,
-    last_stack: u32,
-    /// (address, size) by slot; address 0: a free slot.
-    slots: Vec<(u64, u64)>,
-    free_slots: Vec<u32>,
     /// Frees remembered so far.
     frees: u64,
     ring: Vec<Freed>,
@@ -214,41 +215,15 @@ struct Model {
     large: FastMap<u64, Vec<u64>>,
 }
 
-impl Model {
-    fn new() -> Model {
-        Model {
-            prev_us: 0,
-            stream: 0,
+impl Recents {
+    fn new() -> Recents {
+        Recents {
             last_addr: 0,
-            last_stack: 0,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
             frees: 0,
             ring: vec![Freed::default(); WINDOW],
             small: (0..SMALL_CLASSES).map(|_| Vec::new()).collect(),
             large: FastMap::default(),
         }
-    }
-
-    /// Gives the block a slot (last freed slot first).
-    #[inline(always)]
-    fn take_slot(&mut self, addr: u64, size: u64) -> u32 {
-        match self.free_slots.pop() {
-            Some(s) => {
-                self.slots[s as usize] = (addr, size);
-                s
-            }
-            None => {
-                self.slots.push((addr, size));
-                (self.slots.len() - 1) as u32
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn release_slot(&mut self, s: u32) {
-        self.slots[s as usize] = (0, 0);
-        self.free_slots.push(s);
     }
 
     /// Remembers a freed block (freed by slot).
@@ -298,6 +273,66 @@ impl Model {
     }
 }
 
+/// The state both sides keep, so the decoder mirrors every choice of the encoder.
+struct Model {
+    prev_us: u64,
+    stream: usize,
+    last_stack: u32,
+    /// (address, size) by slot; address 0: a free slot.
+    slots: Vec<(u64, u64)>,
+    free_slots: Vec<u32>,
+    /// Recent frees by bucket of streams (stream index modulo [`BUCKETS`]),
+    /// created on first use.
+    buckets: Vec<Option<Box<Recents>>>,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            prev_us: 0,
+            stream: 0,
+            last_stack: 0,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            buckets: (0..BUCKETS).map(|_| None).collect(),
+        }
+    }
+
+    /// The current stream's bucket number.
+    #[inline(always)]
+    fn bucket(&self) -> usize {
+        self.stream % BUCKETS
+    }
+
+    /// The current stream's recent frees.
+    #[inline(always)]
+    fn rec(&mut self) -> &mut Recents {
+        let b = self.bucket();
+        self.buckets[b].get_or_insert_with(|| Box::new(Recents::new()))
+    }
+
+    /// Gives the block a slot (last freed slot first).
+    #[inline(always)]
+    fn take_slot(&mut self, addr: u64, size: u64) -> u32 {
+        match self.free_slots.pop() {
+            Some(s) => {
+                self.slots[s as usize] = (addr, size);
+                s
+            }
+            None => {
+                self.slots.push((addr, size));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn release_slot(&mut self, s: u32) {
+        self.slots[s as usize] = (0, 0);
+        self.free_slots.push(s);
+    }
+}
+
 #[inline(always)]
 fn valid(ring: &[Freed], frees: u64, seq: u64) -> bool {
     seq != 0 && frees - seq < WINDOW as u64 && {
@@ -321,8 +356,8 @@ struct Enc {
     meta: Vec<u8>,
     /// Slot of each live address.
     slot_of: FastMap<u64, u32>,
-    /// Sequence number of each recently freed address.
-    freed_at: FastMap<u64, u64>,
+    /// Bucket and sequence number of each recently freed address.
+    freed_at: FastMap<u64, (usize, u64)>,
     scratch: Vec<u8>,
     frames: Vec<u64>,
 }
@@ -366,7 +401,7 @@ impl Enc {
     }
 
     fn addr_diff(&mut self, addr: u64) {
-        let d = zz(addr.wrapping_sub(self.m.last_addr) as i64);
+        let d = zz(addr.wrapping_sub(self.m.rec().last_addr) as i64);
         let x = if d < 0xff_ffff { d } else { 0xff_ffff };
         self.cols[col::ADDR0].push(x as u8);
         self.cols[col::ADDR1].push((x >> 8) as u8);
@@ -490,12 +525,14 @@ impl Enc {
         let c = class(size);
         let mut how = cat::DIFF;
         if addr != 0 {
+            let bucket = self.m.bucket();
+            let rec = self.m.rec();
             for rank in 0..SAME_RANKS {
-                match self.m.same(c, rank) {
-                    Some(seq) if self.m.ring[(seq as usize) % WINDOW].addr == addr => {
+                match rec.same(c, rank) {
+                    Some(seq) if rec.ring[(seq as usize) % WINDOW].addr == addr => {
                         how = cat::SAME;
                         self.cols[col::IDX_SAME].push(rank as u8);
-                        self.m.take_recent(seq);
+                        rec.take_recent(seq);
                         self.freed_at.remove(&addr);
                         break;
                     }
@@ -504,19 +541,20 @@ impl Enc {
                 }
             }
             if how == cat::DIFF
-                && let Some(&seq) = self.freed_at.get(&addr)
-                && self.m.recent(seq).is_some_and(|f| f.addr == addr)
+                && let Some(&(b, seq)) = self.freed_at.get(&addr)
+                && b == bucket
+                && rec.recent(seq).is_some_and(|f| f.addr == addr)
             {
                 how = cat::ANY;
-                put_v(&mut self.cols[col::IDX_ANY], self.m.frees - seq);
-                self.m.take_recent(seq);
+                put_v(&mut self.cols[col::IDX_ANY], rec.frees - seq);
+                rec.take_recent(seq);
                 self.freed_at.remove(&addr);
             }
         }
         if how == cat::DIFF {
             self.addr_diff(addr);
         }
-        self.m.last_addr = addr;
+        self.m.rec().last_addr = addr;
         self.dt_in(col::AOP, ev.time, how);
         if addr != 0 {
             self.take_slot(addr, size);
@@ -526,7 +564,7 @@ impl Enc {
     fn event(&mut self, ev: &Event<'_>) -> Result<(), &'static str> {
         if ev.stream != self.m.stream {
             self.cols[col::KIND].push(op::SWITCH);
-            self.misc(ev.stream as u64);
+            put_v(&mut self.cols[col::STREAM], ev.stream as u64);
             self.m.stream = ev.stream;
         }
         match &ev.record {
@@ -550,11 +588,18 @@ impl Enc {
                         self.planes16(col::SLOT_LO, s as u64);
                         let size = self.m.slots[s as usize].1;
                         self.m.release_slot(s);
-                        self.m.remember(*addr, size);
-                        self.freed_at.insert(*addr, self.m.frees);
-                        if self.freed_at.len() > 4 * WINDOW {
+                        let bucket = self.m.bucket();
+                        let rec = self.m.rec();
+                        rec.remember(*addr, size);
+                        let seq = rec.frees;
+                        self.freed_at.insert(*addr, (bucket, seq));
+                        if self.freed_at.len() > 4 * WINDOW * BUCKETS {
                             let m = &self.m;
-                            self.freed_at.retain(|_, s| m.recent(*s).is_some());
+                            self.freed_at.retain(|_, (b, s)| {
+                                m.buckets[*b]
+                                    .as_ref()
+                                    .is_some_and(|r| r.recent(*s).is_some())
+                            });
                         }
                     }
                     None => {
@@ -606,8 +651,9 @@ impl Enc {
                         }
                         None => self.misc(*old),
                     }
-                    self.misc(zz(new.wrapping_sub(self.m.last_addr) as i64));
-                    self.m.last_addr = *new;
+                    let d = zz(new.wrapping_sub(self.m.rec().last_addr) as i64);
+                    self.misc(d);
+                    self.m.rec().last_addr = *new;
                     self.misc(*size);
                     self.misc(*stack as u64);
                 }
@@ -1081,28 +1127,31 @@ impl<'a> Events<'a> {
                     | (self.u8(col::ADDR1)? as u64) << 8
                     | (self.u8(col::ADDR2)? as u64) << 16;
                 let d = if x == 0xff_ffff { self.misc()? } else { x };
-                self.m.last_addr.wrapping_add(unzz(d) as u64)
+                self.m.rec().last_addr.wrapping_add(unzz(d) as u64)
             }
             cat::SAME => {
                 let rank = self.u8(col::IDX_SAME)? as usize;
-                let seq = self
-                    .m
-                    .same(class(size), rank)
-                    .ok_or_else(|| self.err("recent free"))?;
-                let addr = self.m.ring[(seq as usize) % WINDOW].addr;
-                self.m.take_recent(seq);
+                let rec = self.m.rec();
+                let Some(seq) = rec.same(class(size), rank) else {
+                    return Err(self.err("recent free"));
+                };
+                let addr = rec.ring[(seq as usize) % WINDOW].addr;
+                rec.take_recent(seq);
                 addr
             }
             cat::ANY => {
                 let back = self.v(col::IDX_ANY)?;
-                let seq = self.m.frees.wrapping_sub(back);
-                let f = self.m.recent(seq).ok_or_else(|| self.err("recent free"))?;
-                self.m.take_recent(seq);
+                let rec = self.m.rec();
+                let seq = rec.frees.wrapping_sub(back);
+                let Some(f) = rec.recent(seq) else {
+                    return Err(self.err("recent free"));
+                };
+                rec.take_recent(seq);
                 f.addr
             }
             _ => return Err(self.err("address category")),
         };
-        self.m.last_addr = addr;
+        self.m.rec().last_addr = addr;
         let time = self.time_in(a)?;
         if addr != 0 {
             self.take_slot(addr, size)?;
@@ -1129,7 +1178,7 @@ impl<'a> Events<'a> {
             let o = self.u8(col::KIND)?;
             let record = match o {
                 op::SWITCH => {
-                    let s = self.misc()? as usize;
+                    let s = self.v(col::STREAM)? as usize;
                     if s >= self.streams {
                         return Err(self.err("stream index"));
                     }
@@ -1155,7 +1204,7 @@ impl<'a> Events<'a> {
                     let s = self.live_slot(s)?;
                     let (addr, size) = self.m.slots[s as usize];
                     self.m.release_slot(s);
-                    self.m.remember(addr, size);
+                    self.m.rec().remember(addr, size);
                     Record::Free { time, func, addr }
                 }
                 op::FREE_RAW | 0x23 => {
@@ -1181,8 +1230,8 @@ impl<'a> Events<'a> {
                         o_
                     };
                     let d = self.misc()?;
-                    let new = self.m.last_addr.wrapping_add(unzz(d) as u64);
-                    self.m.last_addr = new;
+                    let new = self.m.rec().last_addr.wrapping_add(unzz(d) as u64);
+                    self.m.rec().last_addr = new;
                     let size = self.misc()?;
                     let stack = self.stack_id()?;
                     // Released as the replay releases it (a failed realloc keeps it).

@@ -19,8 +19,9 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use crate::sys;
 
-/// The interval used when `MEMTRACE_SAMPLE` is set but is not a size.
-pub const DEFAULT_INTERVAL: u64 = 32 * 1024;
+/// The interval used when `MEMTRACE_SAMPLE` is set but is not a size
+/// (heapprofd's default too).
+pub const DEFAULT_INTERVAL: u64 = 4096;
 
 /// Sampling interval in bytes; 0: every allocation is recorded.
 static INTERVAL: AtomicU64 = AtomicU64::new(0);

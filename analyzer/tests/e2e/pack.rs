@@ -105,3 +105,52 @@ fn run_packs_and_pack_refuses_bad_input() {
     assert_eq!(std::fs::read(&junk).unwrap(), b"not a log at all");
     assert!(!dir.path().join("junk.packing").exists());
 }
+
+// A process of the run that is still running when the command ends keeps its raw log (it
+// is still writing it); the logs of the processes that ended are packed.
+#[test]
+fn run_leaves_a_running_childs_log_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .args(["run", "--", "sh", "-c", "sleep 3 & echo started"]);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("still runs"), "{stderr}");
+    let logs = logs_in(dir.path());
+    let kinds: Vec<(String, bool)> = logs
+        .iter()
+        .map(|l| {
+            let b = std::fs::read(l).unwrap();
+            (
+                l.file_name().unwrap().to_string_lossy().into_owned(),
+                &b[..8] == b"MEMTRPAK",
+            )
+        })
+        .collect();
+    assert!(
+        kinds.iter().any(|(_, p)| *p),
+        "the shell's log is packed: {kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|(_, p)| !*p),
+        "the sleeping child's is not: {kinds:?}"
+    );
+    // Once the child has ended, its log packs and reports.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    for l in logs
+        .iter()
+        .filter(|l| !std::fs::read(l).unwrap().starts_with(b"MEMTRPAK"))
+    {
+        let mut cmd = memtrace();
+        cmd.arg("pack").arg(l);
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report_with(l, &[]);
+    }
+}
