@@ -84,8 +84,11 @@ const STREAMS_AT: usize = FIXED + HEADER_SIZE;
 const LEVEL: i32 = 3;
 /// Ops per block.
 const BLOCK_OPS: usize = 1 << 18;
-/// Largest column a reader accepts (a block of 2^18 ops needs far less).
-const MAX_COLUMN: usize = 1 << 26;
+/// Largest column a reader accepts. The writer ends a block before MISC,
+/// the only column whose bytes per op are not small, passes [`MISC_FLUSH`].
+const MAX_COLUMN: usize = 1 << 24;
+/// MISC bytes after which the writer ends the block.
+const MISC_FLUSH: usize = 1 << 23;
 /// Recent frees an allocation can name.
 const WINDOW: usize = 1024;
 /// Ranks among the recent frees of a class an allocation can name.
@@ -793,7 +796,7 @@ pub fn pack<W: Write + Seek>(log: &Log, out: &mut W) -> Result<Stats> {
             why: format!("cannot re-encode a {why}"),
         })?;
         events += 1;
-        if enc.cols[col::KIND].len() >= BLOCK_OPS {
+        if enc.cols[col::KIND].len() >= BLOCK_OPS || enc.cols[col::MISC].len() >= MISC_FLUSH {
             section += enc.flush(&mut w).map_err(io)?;
         }
     }

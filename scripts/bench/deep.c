@@ -19,7 +19,11 @@ __attribute__((noinline)) void recurse(int depth, int i) {
     __asm__ volatile("" ::: "memory"); /* not a tail call */
 }
 
+#ifndef COUNT
+#define COUNT 1000000 /* the unwinder's e2e test builds a smaller one */
+#endif
+
 int main(void) {
-    for (int i = 0; i < 1000000; i++) recurse(200, i);
+    for (int i = 0; i < COUNT; i++) recurse(200, i);
     return 0;
 }

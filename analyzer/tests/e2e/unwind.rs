@@ -68,6 +68,31 @@ fn fixtures_match_reference_unwinder() {
     );
 }
 
+// The benchmark's own workloads (scripts/bench), smaller: churn on one and on four threads
+// (short stacks, repeated: the replay path) and deep (200-frame recursions); every stack
+// equals libgcc's.
+#[test]
+fn bench_workloads_match_reference_unwinder() {
+    let root = crate::util::root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, define) in [("churn", "-DTOTAL=200000L"), ("deep", "-DCOUNT=3000")] {
+        let out = dir.path().join(name);
+        let status = std::process::Command::new("gcc")
+            .args(["-O2", "-g", "-pthread", define, "-o"])
+            .arg(&out)
+            .arg(root.join("scripts/bench").join(format!("{name}.c")))
+            .status()
+            .expect("run gcc");
+        assert!(status.success(), "building {name}");
+    }
+    assert_all_match("churn", &verified(&dir.path().join("churn"), &[], None));
+    assert_all_match(
+        "churn on 4 threads",
+        &verified(&dir.path().join("churn"), &[OsStr::new("4")], None),
+    );
+    assert_all_match("deep", &verified(&dir.path().join("deep"), &[], None));
+}
+
 // Real programs built by Debian (no frame pointers): sqlite3 building an indexed table and
 // python3 round-tripping JSON; every stack equals libgcc's.
 #[test]
