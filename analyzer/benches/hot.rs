@@ -311,6 +311,43 @@ fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
     g.finish();
 }
 
+/// Packing the log, and reading the packed log's events back (the path of
+/// every `memtrace report` after `memtrace run`).
+fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
+    let log = Log::from_bytes(Path::new("bench.mtr"), bytes);
+    let mut packed = std::io::Cursor::new(Vec::new());
+    memtrace_analyzer::pack::pack(&log, &mut packed).expect("pack");
+    let packed = packed.into_inner();
+    eprintln!(
+        "packed: {} KiB ({:.2} bytes per record)",
+        packed.len() >> 10,
+        packed.len() as f64 / records as f64
+    );
+    let plog = Log::from_bytes(Path::new("bench.mtz"), &packed);
+    let mut g = c.benchmark_group("pack");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(records));
+    g.bench_function("pack_1M", |b| {
+        b.iter(|| {
+            let mut out = std::io::Cursor::new(Vec::with_capacity(packed.len() * 2));
+            memtrace_analyzer::pack::pack(&log, &mut out).expect("pack")
+        })
+    });
+    g.bench_function("decode_packed_1M", |b| {
+        b.iter(|| {
+            let h = plog.header().expect("header");
+            let idx = plog.index(&h).expect("index");
+            plog.merge(&idx)
+                .map(|e| e.expect("event").time)
+                .fold(0u64, u64::wrapping_add)
+        })
+    });
+    g.finish();
+}
+
 /// The objects loaded in this process, as MODULE records would list them.
 fn loaded_modules() -> Modules {
     unsafe extern "C" fn each(
@@ -474,6 +511,7 @@ fn benches(c: &mut Criterion) {
     );
     decode(c, &log);
     replay_bench(c, &log, records);
+    pack_bench(c, &log, records);
     symbolize(c);
 }
 
