@@ -482,6 +482,62 @@ fn record_error(log: &Log, stream: u32, offset: u64, err: DecodeError) -> Error 
     }
 }
 
+/// Events handed from the decoding thread to the consumer at a time.
+const BATCH: usize = 4096;
+
+/// Calls `each` on every event of the log in merged order, decoding (and
+/// merging) on a thread of its own a few batches ahead, so that decoding and
+/// the caller's work overlap on two cores. Returns the records cut short by
+/// the end of a truncated file. The first error, from either side, ends it.
+pub fn for_each_event<'a>(
+    log: &'a Log,
+    index: &'a Index,
+    mut each: impl FnMut(&Event<'a>) -> Result<()>,
+) -> Result<u64> {
+    std::thread::scope(|s| -> Result<u64> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event<'a>>>>(4);
+        let (back, spare) = std::sync::mpsc::channel::<Vec<Event<'a>>>();
+        let producer = s.spawn(move || {
+            let mut merge = log.merge(index);
+            let mut batch = Vec::with_capacity(BATCH);
+            for ev in merge.by_ref() {
+                match ev {
+                    Ok(ev) => {
+                        batch.push(ev);
+                        if batch.len() == BATCH {
+                            let next = spare
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
+                                return 0;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return 0;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
+            }
+            merge.cut_records()
+        });
+        for batch in rx {
+            let mut batch = batch?;
+            for ev in &batch {
+                each(ev)?;
+            }
+            batch.clear();
+            let _ = back.send(batch);
+        }
+        Ok(producer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
 /// Every event of a log in merged order: a raw log's streams merged by
 /// time, or a packed log's events as stored.
 pub enum Merge<'a> {

@@ -270,6 +270,26 @@ impl Recents {
             .copied()
     }
 
+    /// The rank (below [`SAME_RANKS`]) and sequence number of `addr` among
+    /// the recent frees of `class`, as [`Recents::same`] would find it.
+    fn find_same(&mut self, class: u64, addr: u64) -> Option<(usize, u64)> {
+        let (frees, ring) = (self.frees, &self.ring);
+        let v = match self.small.get_mut((class / 16) as usize) {
+            Some(v) => v,
+            None => self.large.get_mut(&class)?,
+        };
+        while v.last().is_some_and(|&s| !valid(ring, frees, s)) {
+            v.pop();
+        }
+        v.iter()
+            .rev()
+            .filter(|&&s| valid(ring, frees, s))
+            .take(SAME_RANKS)
+            .enumerate()
+            .find(|&(_, &s)| ring[(s as usize) % WINDOW].addr == addr)
+            .map(|(rank, &s)| (rank, s))
+    }
+
     #[inline(always)]
     fn take_recent(&mut self, seq: u64) {
         self.ring[(seq as usize) % WINDOW].addr = 0;
@@ -530,18 +550,11 @@ impl Enc {
         if addr != 0 {
             let bucket = self.m.bucket();
             let rec = self.m.rec();
-            for rank in 0..SAME_RANKS {
-                match rec.same(c, rank) {
-                    Some(seq) if rec.ring[(seq as usize) % WINDOW].addr == addr => {
-                        how = cat::SAME;
-                        self.cols[col::IDX_SAME].push(rank as u8);
-                        rec.take_recent(seq);
-                        self.freed_at.remove(&addr);
-                        break;
-                    }
-                    Some(_) => {}
-                    None => break,
-                }
+            if let Some((rank, seq)) = rec.find_same(c, addr) {
+                how = cat::SAME;
+                self.cols[col::IDX_SAME].push(rank as u8);
+                rec.take_recent(seq);
+                self.freed_at.remove(&addr);
             }
             if how == cat::DIFF
                 && let Some(&(b, seq)) = self.freed_at.get(&addr)
@@ -691,34 +704,31 @@ impl Enc {
         }
         Ok(())
     }
+}
 
-    /// Writes the columns as one block and clears them.
-    fn flush(&mut self, out: &mut impl Write) -> std::io::Result<u64> {
-        let ops = self.cols[col::KIND].len();
-        if ops == 0 {
-            return Ok(0);
-        }
-        let mut frames = Vec::with_capacity(NCOL);
-        for c in &self.cols {
-            frames.push(zstd::bulk::compress(c, LEVEL)?);
-        }
-        let mut head = Vec::with_capacity(4 + 8 * NCOL);
-        head.extend_from_slice(&(ops as u32).to_le_bytes());
-        for (c, f) in self.cols.iter().zip(&frames) {
-            head.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            head.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        }
-        out.write_all(&head)?;
-        let mut n = head.len() as u64;
-        for f in &frames {
-            out.write_all(f)?;
-            n += f.len() as u64;
-        }
-        for c in &mut self.cols {
-            c.clear();
-        }
-        Ok(n)
+/// Writes the columns as one block (nothing if they are empty); returns the bytes written.
+fn write_block(cols: &[Vec<u8>; NCOL], out: &mut impl Write) -> std::io::Result<u64> {
+    let ops = cols[col::KIND].len();
+    if ops == 0 {
+        return Ok(0);
     }
+    let mut frames = Vec::with_capacity(NCOL);
+    for c in cols {
+        frames.push(zstd::bulk::compress(c, LEVEL)?);
+    }
+    let mut head = Vec::with_capacity(4 + 8 * NCOL);
+    head.extend_from_slice(&(ops as u32).to_le_bytes());
+    for (c, f) in cols.iter().zip(&frames) {
+        head.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        head.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    }
+    out.write_all(&head)?;
+    let mut n = head.len() as u64;
+    for f in &frames {
+        out.write_all(f)?;
+        n += f.len() as u64;
+    }
+    Ok(n)
 }
 
 /// Packs the raw log `src` into `dst` (written whole, then renamed over
@@ -756,7 +766,7 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
 }
 
 /// Packs `log` into `out`.
-pub fn pack<W: Write + Seek>(log: &Log, out: &mut W) -> Result<Stats> {
+pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
     let path = log.path().to_owned();
     let header = log.header()?;
     let index = log.index(&header)?;
@@ -786,26 +796,51 @@ pub fn pack<W: Write + Seek>(log: &Log, out: &mut W) -> Result<Stats> {
         frames: Vec::new(),
     };
     let mut events = 0u64;
-    let mut section = 0u64;
-    let mut w = std::io::BufWriter::new(&mut *out);
-    let mut merge = log.merge(&index);
-    for ev in merge.by_ref() {
-        let ev = ev?;
-        enc.event(&ev).map_err(|why| Error::Pack {
-            path: path.clone(),
-            why: format!("cannot re-encode a {why}"),
-        })?;
-        events += 1;
-        if enc.cols[col::KIND].len() >= BLOCK_OPS || enc.cols[col::MISC].len() >= MISC_FLUSH {
-            section += enc.flush(&mut w).map_err(io)?;
-        }
-    }
-    let cut = merge.cut_records();
-    section += enc.flush(&mut w).map_err(io)?;
+    // Three threads: decoding the raw log (see `for_each_event`), encoding
+    // (this one), and compressing and writing full blocks.
+    let (cut, section) = std::thread::scope(|s| -> Result<(u64, u64)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<[Vec<u8>; NCOL]>(1);
+        let (back, spare) = std::sync::mpsc::channel::<[Vec<u8>; NCOL]>();
+        let mut w = std::io::BufWriter::new(&mut *out);
+        let writer = s.spawn(move || -> std::io::Result<u64> {
+            let mut n = 0;
+            for mut cols in rx {
+                n += write_block(&cols, &mut w)?;
+                cols.iter_mut().for_each(Vec::clear);
+                let _ = back.send(cols);
+            }
+            w.flush()?;
+            Ok(n)
+        });
+        let fresh = || std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS));
+        let written = crate::log::for_each_event(log, &index, |ev| {
+            enc.event(ev).map_err(|why| Error::Pack {
+                path: path.clone(),
+                why: format!("cannot re-encode a {why}"),
+            })?;
+            events += 1;
+            if enc.cols[col::KIND].len() >= BLOCK_OPS || enc.cols[col::MISC].len() >= MISC_FLUSH {
+                let next = spare.try_recv().unwrap_or_else(|_| fresh());
+                if tx.send(std::mem::replace(&mut enc.cols, next)).is_err() {
+                    return Err(Error::Pack {
+                        path: path.clone(),
+                        why: "the writer stopped".into(),
+                    });
+                }
+            }
+            Ok(())
+        });
+        let last = std::mem::replace(&mut enc.cols, std::array::from_fn(|_| Vec::new()));
+        let _ = tx.send(last);
+        drop(tx);
+        let section = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(io)?;
+        Ok((written?, section))
+    })?;
     let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
-    w.write_all(&meta).map_err(io)?;
-    w.flush().map_err(io)?;
-    drop(w);
+    out.write_all(&meta).map_err(io)?;
     let end = out.stream_position().map_err(io)?;
 
     let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);

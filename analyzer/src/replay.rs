@@ -705,9 +705,6 @@ pub struct Outcome {
     pub cut_records: u64,
 }
 
-/// Events handed from the decoding thread to the replay at a time.
-const BATCH: usize = 4096;
-
 /// Replays the whole log twice (see the module docs) and returns the totals.
 pub fn replay(log: &Log, index: &Index, cfg: Config) -> Result<Outcome> {
     replay_with(log, index, cfg, |_| Ok(()))
@@ -724,48 +721,10 @@ pub fn replay_with(
     let mut r = Replay::new(cfg);
     // Decoding (and merging) runs on a thread of its own, a batch ahead of
     // the replay: the two halves of the work overlap on two cores.
-    let cut_records = std::thread::scope(|s| -> Result<u64> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event<'_>>>>(4);
-        let (back, spare) = std::sync::mpsc::channel::<Vec<Event<'_>>>();
-        let producer = s.spawn(move || {
-            let mut merge = log.merge(index);
-            let mut batch = Vec::with_capacity(BATCH);
-            for ev in merge.by_ref() {
-                match ev {
-                    Ok(ev) => {
-                        batch.push(ev);
-                        if batch.len() == BATCH {
-                            let next = spare
-                                .try_recv()
-                                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
-                                return 0;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return 0;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
-            }
-            merge.cut_records()
-        });
-        for batch in rx {
-            let mut batch = batch?;
-            for ev in &batch {
-                each(ev)?;
-                r.apply(ev);
-            }
-            batch.clear();
-            let _ = back.send(batch);
-        }
-        Ok(producer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    let cut_records = crate::log::for_each_event(log, index, |ev| {
+        each(ev)?;
+        r.apply(ev);
+        Ok(())
     })?;
     let peak = match (r.peak_by_stack(), r.counts.peak_event) {
         (Some(picture), _) => picture,
