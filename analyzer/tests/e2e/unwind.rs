@@ -57,6 +57,16 @@ fn fixtures_match_reference_unwinder() {
     for name in ["heap", "cpp", "rust_leak", "threads", "signals"] {
         assert_all_match(name, &verified(&fixture(name), &[], None));
     }
+    // The same library loaded and unloaded 200 times (cached unwind rules die with it).
+    let lib = fixture("libtorture_dl");
+    assert_all_match(
+        "torture_dlopen",
+        &verified(
+            &fixture("torture_dlopen"),
+            &[lib.as_os_str(), OsStr::new("200")],
+            None,
+        ),
+    );
     let (a, b) = (fixture("libdlleak"), fixture("libdlother"));
     assert_all_match(
         "dlopen_main",
