@@ -484,6 +484,8 @@ fn record_error(log: &Log, stream: u32, offset: u64, err: DecodeError) -> Error 
 
 /// Events handed from the decoding thread to the consumer at a time.
 const BATCH: usize = 4096;
+/// Logs smaller than this are decoded on the caller's thread.
+const INLINE_BELOW: usize = 1 << 20;
 
 /// Calls `each` on every event of the log in merged order, decoding (and
 /// merging) on a thread of its own a few batches ahead, so that decoding and
@@ -494,6 +496,14 @@ pub fn for_each_event<'a>(
     index: &'a Index,
     mut each: impl FnMut(&Event<'a>) -> Result<()>,
 ) -> Result<u64> {
+    // A small log is not worth a thread.
+    if log.bytes().len() < INLINE_BELOW {
+        let mut merge = log.merge(index);
+        for ev in merge.by_ref() {
+            each(&ev?)?;
+        }
+        return Ok(merge.cut_records());
+    }
     std::thread::scope(|s| -> Result<u64> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event<'a>>>>(4);
         let (back, spare) = std::sync::mpsc::channel::<Vec<Event<'a>>>();
