@@ -346,6 +346,14 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         } else if f.pid != pid && process_alive(f.pid) {
             " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
         } else {
+            let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+            if size >= 64 << 20 {
+                eprintln!(
+                    "memtrace: packing {} ({})...",
+                    f.shown.display(),
+                    super::pack::human(size)
+                );
+            }
             match super::pack::pack_one(&f.path) {
                 Ok(line) => format!(" (packed: {line})"),
                 Err(e) => {
