@@ -1060,21 +1060,15 @@ impl<'a> Events<'a> {
 
     #[inline(always)]
     fn v(&mut self, c: usize) -> Result<u64> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = self.u8(c)?;
-            if shift == 63 && b > 1 {
-                return Err(self.err("varint overflow"));
+        // The format crate's checked varint reader, on the column's rest.
+        let rest = self.cols[c].get(self.pos[c]..).unwrap_or(&[]);
+        let mut r = memtrace_format::decode::Reader::new(rest);
+        match r.v() {
+            Ok(v) => {
+                self.pos[c] += rest.len() - r.rest().len();
+                Ok(v)
             }
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-            shift += 7;
-            if shift > 63 {
-                return Err(self.err("varint overflow"));
-            }
+            Err(_) => Err(self.err("a column ends early or holds a bad varint")),
         }
     }
 
