@@ -113,7 +113,15 @@ fn run_leaves_a_running_childs_log_raw() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = memtrace();
     cmd.current_dir(dir.path())
-        .args(["run", "--", "sh", "-c", "sleep 3 & echo started"]);
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            // The outer shell ends only once the background shell has surely started
+            // (it has run `touch`), so that its log exists when `run` looks.
+            "sh -c 'touch ready; sleep 3; true' & while [ ! -e ready ]; do sleep 0.05; done",
+        ]);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -138,7 +146,7 @@ fn run_leaves_a_running_childs_log_raw() {
         "the sleeping child's is not: {kinds:?}"
     );
     // Once the child has ended, its log packs and reports.
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     for l in logs
         .iter()
         .filter(|l| !std::fs::read(l).unwrap().starts_with(b"MEMTRPAK"))
