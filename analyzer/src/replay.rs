@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use memtrace_format::Record;
+use memtrace_format::{Func, Record};
 
 use crate::error::Result;
 use crate::log::{Event, Index, Log};
@@ -96,6 +96,8 @@ struct PerStack {
     live_count: u64,
     alloc_bytes: u64,
     alloc_count: u64,
+    /// The allocating function of the stack's last allocation (`Func as u8`).
+    func: u8,
 }
 
 /// Per-stack totals: stack ids are small and dense in a real log (the
@@ -435,7 +437,7 @@ impl Replay {
         }
     }
 
-    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32, samples: u64) {
+    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32, samples: u64, func: Func) {
         let (size, count) = if samples == 0 {
             (size, 1)
         } else {
@@ -460,6 +462,7 @@ impl Replay {
         e.live_count += count as u64;
         e.alloc_bytes = e.alloc_bytes.saturating_add(size);
         e.alloc_count += count as u64;
+        e.func = func as u8;
         if self.live_bytes > self.counts.peak_heap_bytes {
             self.counts.peak_heap_bytes = self.live_bytes;
             self.counts.peak_heap_time = time;
@@ -541,11 +544,11 @@ impl Replay {
                 size,
                 stack,
                 samples,
-                ..
+                func,
             } => {
                 self.used(stack, time);
                 if addr != 0 {
-                    self.alloc(time, addr, size, stack, samples);
+                    self.alloc(time, addr, size, stack, samples, func);
                 }
             }
             Record::Free { addr, .. } if addr != 0 => self.free(addr),
@@ -555,6 +558,7 @@ impl Replay {
                 new,
                 size,
                 stack,
+                func,
                 ..
             } => {
                 if !ev.realloc_end {
@@ -564,7 +568,7 @@ impl Replay {
                 } else {
                     self.used(stack, time_after);
                     if new != 0 {
-                        self.alloc(time_after, new, size, stack, 0);
+                        self.alloc(time_after, new, size, stack, 0, func);
                     }
                 }
             }
@@ -668,6 +672,17 @@ impl Replay {
         )
     }
 
+    /// The function that made the last allocation of `stack` (malloc, calloc,
+    /// operator new...), if it allocated.
+    pub fn alloc_func(&self, stack: u32) -> Option<Func> {
+        let e = if stack < StackTable::DENSE {
+            self.by_stack.dense.get(stack as usize)
+        } else {
+            self.by_stack.sparse.get(&stack)
+        }?;
+        Func::from_u8(e.func)
+    }
+
     /// Net brk growth by stack, largest first (stacks with zero net growth left out).
     pub fn brk_by_stack(&self) -> Vec<BrkTotal> {
         let mut v: Vec<BrkTotal> = self
@@ -701,6 +716,8 @@ pub struct Outcome {
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
     pub first_use: FastMap<u32, u64>,
+    /// The allocating function of each stack holding leaked heap blocks.
+    pub leak_funcs: FastMap<u32, Func>,
     /// Records cut short by the end of a truncated file.
     pub cut_records: u64,
 }
@@ -740,8 +757,14 @@ pub fn replay_with(
         }
         (None, None) => Vec::new(),
     };
+    let heap_leaks = r.heap_by_stack();
+    let leak_funcs = heap_leaks
+        .iter()
+        .filter_map(|t| Some((t.stack, r.alloc_func(t.stack)?)))
+        .collect();
     Ok(Outcome {
-        heap_leaks: r.heap_by_stack(),
+        leak_funcs,
+        heap_leaks,
         leaked_heap_bytes: r.live_bytes(),
         leaked_heap_blocks: r.live_blocks(),
         mmap_leaks: r.regions.by_stack(),

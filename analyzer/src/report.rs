@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memtrace_format::ExitHow;
+use memtrace_format::{ExitHow, Func};
 
 use crate::catalog::{self, Catalog};
 use crate::error::Result;
@@ -123,6 +123,9 @@ pub struct Site {
     pub bytes: u64,
     /// Blocks (heap) or regions (mmap).
     pub count: u64,
+    /// The allocating function (heap leaks only: malloc, calloc, operator
+    /// new...), which valgrind shows as the innermost frame.
+    pub func: Option<Func>,
     /// Innermost first; empty when the stack was not recorded. Shared by
     /// every list that reports the same stack.
     pub stack: Arc<[Frame]>,
@@ -307,6 +310,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             .map(|t| Site {
                 bytes: t.bytes,
                 count: t.count,
+                func: out.leak_funcs.get(&t.stack).copied(),
                 stack: resolve(t.stack),
             })
             .collect()

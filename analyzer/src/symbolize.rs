@@ -201,6 +201,9 @@ impl Modules {
 pub struct Frame {
     /// Demangled function name, if known.
     pub function: Option<String>,
+    /// The symbol's name as the binary spells it, when demangling changed
+    /// it (valgrind's suppressions name C++ functions this way).
+    pub mangled: Option<String>,
     /// Source file, if known.
     pub file: Option<String>,
     /// Source line, if known.
@@ -335,6 +338,7 @@ impl Symbolizer {
     fn frame(&mut self, modules: &Modules, module: Option<usize>, addr: u64) -> Vec<Frame> {
         let bare = Frame {
             function: None,
+            mangled: None,
             file: None,
             line: None,
             module: module.map(|i| modules.get(i).path.clone()),
@@ -369,8 +373,10 @@ impl Symbolizer {
         let mut out = Vec::with_capacity(1 + sym.inlined.len());
         for inl in sym.inlined.iter().rev() {
             let (file, line) = loc(inl.code_info.as_ref());
+            let (function, mangled) = names(&inl.name);
             out.push(Frame {
-                function: Some(demangle(&inl.name)),
+                function,
+                mangled,
                 file,
                 line,
                 inlined: true,
@@ -378,14 +384,23 @@ impl Symbolizer {
             });
         }
         let (file, line) = loc(sym.code_info.as_deref());
+        let (function, mangled) = names(&sym.name);
         out.push(Frame {
-            function: Some(demangle(&sym.name)),
+            function,
+            mangled,
             file,
             line,
             ..bare
         });
         out
     }
+}
+
+/// A frame's function name, demangled, and the symbol's own name if that differs.
+fn names(symbol: &str) -> (Option<String>, Option<String>) {
+    let d = demangle(symbol);
+    let mangled = (d != symbol).then(|| symbol.to_owned());
+    (Some(d), mangled)
 }
 
 /// Demangles a Rust or C++ symbol name; returns other names unchanged.

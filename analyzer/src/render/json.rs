@@ -209,6 +209,7 @@ mod tests {
     #[test]
     fn schema_shape() {
         let frame = Frame {
+            mangled: None,
             function: Some("main".into()),
             file: Some("/src/a.c".into()),
             line: Some(5),
@@ -238,12 +239,14 @@ mod tests {
                 ..Default::default()
             },
             heap_leaks: vec![Site {
+                func: None,
                 bytes: 10,
                 count: 1,
                 stack: vec![frame.clone()].into(),
             }],
             heap_leak_stacks: 1,
             mmap_leaks: vec![Site {
+                func: None,
                 bytes: 4096,
                 count: 1,
                 stack: vec![].into(),

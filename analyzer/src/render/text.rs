@@ -310,6 +310,7 @@ mod tests {
     fn text_layout() {
         let frames = vec![
             Frame {
+                mangled: None,
                 function: Some("helper".into()),
                 file: Some("/src/a.c".into()),
                 line: Some(3),
@@ -318,6 +319,7 @@ mod tests {
                 inlined: true,
             },
             Frame {
+                mangled: None,
                 function: None,
                 file: None,
                 line: None,
@@ -353,6 +355,7 @@ mod tests {
                 ..Default::default()
             },
             heap_leaks: vec![Site {
+                func: None,
                 bytes: 10,
                 count: 1,
                 stack: frames.into(),

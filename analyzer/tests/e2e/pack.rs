@@ -112,16 +112,15 @@ fn run_packs_and_pack_refuses_bad_input() {
 fn run_leaves_a_running_childs_log_raw() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = memtrace();
-    cmd.current_dir(dir.path())
-        .args([
-            "run",
-            "--",
-            "sh",
-            "-c",
-            // The outer shell ends only once the background shell has surely started
-            // (it has run `touch`), so that its log exists when `run` looks.
-            "sh -c 'touch ready; sleep 3; true' & while [ ! -e ready ]; do sleep 0.05; done",
-        ]);
+    cmd.current_dir(dir.path()).args([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        // The outer shell ends only once the background shell has surely started
+        // (it has run `touch`), so that its log exists when `run` looks.
+        "sh -c 'touch ready; sleep 3; true' & while [ ! -e ready ]; do sleep 0.05; done",
+    ]);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
