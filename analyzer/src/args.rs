@@ -23,6 +23,101 @@ pub enum Command {
     /// Replace finished raw logs by their packed form (merged, compact,
     /// zstd-compressed; `memtrace run` does this unless given --raw).
     Pack(PackArgs),
+    /// The CI leak gate: run a command (`-- CMD ARGS`) under memtrace, or read
+    /// logs, and fail when a process leaks or its peak breaks the rules.
+    ///
+    /// Exit status: 0 when every rule holds; the --error-exitcode status
+    /// (default 23) when one does not; the command's own status when the
+    /// command failed (never masked); 2 when memtrace itself failed (bad
+    /// arguments, config or suppressions; an unreadable log; no log written).
+    /// Rules and suppressions also come from `.memtrace.toml` or
+    /// `memtrace.toml` in the current directory or above (`[check]` table,
+    /// same names as the options); command-line options win.
+    Check(Box<CheckArgs>),
+}
+
+/// `memtrace check`.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// Most leaked bytes allowed in each process (suffixes k, m, g). When no
+    /// leak limit is given at all, any leak fails.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_leaked_bytes: Option<u64>,
+    /// Most leaked blocks allowed in each process.
+    #[arg(long, value_name = "N")]
+    pub max_leaked_blocks: Option<u64>,
+    /// Most bytes any one stack may leak.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_stack_leaked_bytes: Option<u64>,
+    /// Most blocks any one stack may leak.
+    #[arg(long, value_name = "N")]
+    pub max_stack_leaked_blocks: Option<u64>,
+    /// Count mappings left at exit (mmap without munmap) as leaks too.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub mmap_leaks: Option<bool>,
+    /// Highest allowed peak of live heap bytes in each process.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub max_peak: Option<u64>,
+    /// Suppression file (repeatable): memtrace's format, LeakSanitizer's
+    /// `leak:` lines or valgrind memcheck `{ ... }` entries, detected from
+    /// the content.
+    #[arg(short = 's', long = "suppressions", value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Do not apply memtrace's built-in suppressions (one-time allocations of
+    /// the Rust runtime that live until exit by design).
+    #[arg(long)]
+    pub no_default_suppressions: bool,
+    /// Print, on stdout, suppression entries for the leaks that failed:
+    /// `memtrace`, `valgrind`, `lsan`, a comma-separated list, or `all`
+    /// (default: memtrace,valgrind).
+    #[arg(long, value_name = "FORMATS", num_args = 0..=1, default_missing_value = "memtrace,valgrind")]
+    pub gen_suppressions: Option<String>,
+    /// Fail only on growth over this earlier run: a log, or the JSON of
+    /// `memtrace check --json` or `memtrace report --format json`.
+    #[arg(long, value_name = "LOG_OR_JSON")]
+    pub baseline: Option<PathBuf>,
+    /// Leak growth over the baseline allowed per stack: bytes (`4k`) or a
+    /// percentage (`10%`). Default 0.
+    #[arg(long, value_name = "BYTES|PCT")]
+    pub tolerance: Option<String>,
+    /// Peak growth over the baseline allowed: bytes or a percentage. Default 5%.
+    #[arg(long, value_name = "BYTES|PCT")]
+    pub peak_tolerance: Option<String>,
+    /// Judge only processes whose executable (path or file name) matches this
+    /// glob (repeatable); the others are traced but skipped.
+    #[arg(long = "exe", value_name = "GLOB")]
+    pub exe: Vec<String>,
+    /// Exit status when a rule fails (0: report only).
+    #[arg(long, value_name = "N")]
+    pub error_exitcode: Option<u8>,
+    /// Write the verdict as JSON to FILE (`-`: stdout); it can serve as a
+    /// later --baseline.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report to FILE (`-`: stdout): one test case per process.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Leaking stacks shown per failing process in the summary.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub top: usize,
+    /// Config file to read instead of the one found in the current directory
+    /// or above.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    pub config: Option<PathBuf>,
+    /// Read no config file.
+    #[arg(long)]
+    pub no_config: bool,
+    /// Where the logs of a checked command go (as `memtrace run -o`; they are
+    /// then kept and packed). Default: a temporary directory, removed when the
+    /// check passes and kept (its path printed) when it fails.
+    #[arg(short = 'o', long = "output", value_name = "PATTERN")]
+    pub output: Option<String>,
+    /// Logs to check (instead of a command).
+    #[arg(value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// The command to run and check, after `--`.
+    #[arg(value_name = "CMD", last = true)]
+    pub command: Vec<OsString>,
 }
 
 /// `memtrace pack`.
@@ -84,18 +179,6 @@ pub struct ReportArgs {
 }
 
 /// A size in bytes with an optional binary suffix (k, m, g).
-fn parse_size(s: &str) -> Result<u64, String> {
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let n: u64 = s[..digits]
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 32k, 1m)"))?;
-    let shift = match s[digits..].to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        _ => return Err(format!("{s:?} is not a size (e.g. 4096, 32k, 1m)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    memtrace_analyzer::check::parse_size(s)
 }

@@ -32,12 +32,14 @@
 //!   bytes allocated`), so the two can be compared: see [`replay`].
 
 pub mod catalog;
+pub mod check;
 pub mod error;
 pub mod log;
 pub mod pack;
 pub mod render;
 pub mod replay;
 pub mod report;
+pub mod suppress;
 pub mod symbolize;
 #[cfg(test)]
 pub(crate) mod testlog;

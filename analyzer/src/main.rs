@@ -2,8 +2,9 @@
 //! prints any error as one line and maps the outcome to an exit status.
 //!
 //! Exit status: `report` and `pack` 0 on success; `run` the traced command's status
-//! (128 + signal when it was killed); 2 on any error (bad usage, unreadable
-//! or corrupt log, missing preload library).
+//! (128 + signal when it was killed); `check` 0, the command's status, or
+//! its `--error-exitcode` (see `cmd::check`); 2 on any error (bad usage,
+//! unreadable or corrupt log, missing preload library).
 
 mod args;
 mod cmd;
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         args::Command::Run(a) => cmd::run::run(&a),
         args::Command::Report(a) => cmd::report::run(&a),
         args::Command::Pack(a) => cmd::pack::run(&a),
+        args::Command::Check(a) => cmd::check::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

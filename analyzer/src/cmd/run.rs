@@ -292,12 +292,41 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Runs the subcommand; returns the command's exit status.
-pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
+/// What [`trace`] is asked to do.
+pub struct TraceOptions<'a> {
+    pub command: &'a [OsString],
+    /// The `-o` pattern, relative to the current directory.
+    pub output: &'a str,
+    pub sample: Option<u64>,
+    /// Pack the logs of the processes that have ended.
+    pub pack: bool,
+    /// Say nothing about the logs unless something went wrong.
+    pub quiet: bool,
+}
+
+/// A traced command's outcome.
+pub struct Traced {
+    pub status: std::process::ExitStatus,
+    /// The run's logs, the command's own first.
+    pub logs: Vec<PathBuf>,
+}
+
+/// The exit status that stands for `status`: its code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
+        (None, None) => 1,
+    }
+}
+
+/// Runs the command under the preload and finds, stamps and packs its logs
+/// (see the module docs).
+pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let lib = preload_library()?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    let pat = Pattern::parse(&a.output, &cwd)?;
-    let output = cwd.join(&a.output);
+    let pat = Pattern::parse(o.output, &cwd)?;
+    let output = cwd.join(o.output);
 
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
@@ -307,12 +336,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     // The preload creates the log but not its directory.
     std::fs::create_dir_all(&pat.dir)
         .with_context(|| format!("cannot create the log directory {}", pat.dir.display()))?;
-    let (prog, args) = a.command.split_first().context("no command given")?;
+    let (prog, args) = o.command.split_first().context("no command given")?;
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .env("LD_PRELOAD", &preload)
         .env("MEMTRACE_OUTPUT", &output);
-    if let Some(bytes) = a.sample {
+    if let Some(bytes) = o.sample {
         cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
     }
 
@@ -341,7 +370,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
                 f.shown.display()
             );
         }
-        let packed = if a.raw {
+        let packed = if !o.pack {
             String::new()
         } else if f.pid != pid && process_alive(f.pid) {
             " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
@@ -362,10 +391,9 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
                 }
             }
         };
-        if top {
+        if top && !o.quiet {
             eprintln!("memtrace: log written to {}{packed}", f.shown.display());
-            top = false;
-        } else {
+        } else if !o.quiet {
             let after_exec = if f.pid == pid { " after exec" } else { "" };
             eprintln!(
                 "memtrace: log of pid {}{after_exec} written to {}{packed}",
@@ -373,6 +401,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
                 f.shown.display()
             );
         }
+        top = false;
     }
     if logs.is_empty() {
         eprintln!(
@@ -380,11 +409,22 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
             output.display()
         );
     }
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
-        (None, None) => 1,
+    Ok(Traced {
+        status,
+        logs: logs.into_iter().map(|f| f.path).collect(),
     })
+}
+
+/// Runs the subcommand; returns the command's exit status.
+pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
+    let traced = trace(&TraceOptions {
+        command: &a.command,
+        output: &a.output,
+        sample: a.sample,
+        pack: !a.raw,
+        quiet: false,
+    })?;
+    Ok(exit_code(traced.status))
 }
 
 #[cfg(test)]

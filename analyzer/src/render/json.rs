@@ -69,8 +69,9 @@ struct JSummary {
     estimated: bool,
 }
 
+/// A frame as the JSON documents show it.
 #[derive(Serialize)]
-struct JFrame<'a> {
+pub(crate) struct JFrame<'a> {
     function: Option<&'a str>,
     file: Option<&'a str>,
     line: Option<u32>,
@@ -100,7 +101,7 @@ struct JBrk<'a> {
     stack: Vec<JFrame<'a>>,
 }
 
-fn stack(frames: &[Frame]) -> Vec<JFrame<'_>> {
+pub(crate) fn stack(frames: &[Frame]) -> Vec<JFrame<'_>> {
     frames
         .iter()
         .map(|f| JFrame {

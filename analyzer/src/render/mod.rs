@@ -1,5 +1,7 @@
 //! Renderers of a [`Report`](crate::report::Report): `text` for people,
 //! `json` for tools. Both print the same data and write to any `io::Write`.
+//! `check` prints the verdict of `memtrace check` (summary, JSON, JUnit).
 
+pub mod check;
 pub mod json;
 pub mod text;

@@ -16,6 +16,7 @@
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
 //! - `hostile`: huge logs (millions of events, a sparse gigabyte) in bounded memory
+//! - `check`: `memtrace check`, the CI leak gate: rules, config, suppressions, baseline, JUnit
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
@@ -26,6 +27,7 @@
 
 mod util;
 
+mod check;
 mod cli;
 mod corrupt;
 mod dlopen;

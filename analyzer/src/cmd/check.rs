@@ -1,0 +1,424 @@
+//! `memtrace check [OPTIONS] (LOG... | -- CMD ARGS...)`: the CI leak gate.
+//!
+//! ## Steps
+//! 1. Settings: the command line, else the `[check]` table of the config
+//!    file (`--config`, or the first `.memtrace.toml` / `memtrace.toml` in the
+//!    current directory or its ancestors; paths in it are relative to it),
+//!    else the defaults.
+//! 2. Suppression files and the baseline are read before anything runs, so
+//!    a mistake in them fails fast (status 2).
+//! 3. With a command: it runs as under `memtrace run` (forks and execs
+//!    followed), its logs going to `-o` or to a temporary directory that is
+//!    removed when the check passes. Otherwise the logs given are read.
+//! 4. Every log is analyzed and judged ([`memtrace_analyzer::check`]); the
+//!    summary goes to stderr, `--json` and `--junit` files are written,
+//!    `--gen-suppressions` entries go to stdout.
+//! 5. Exit status, first that applies: 2 when memtrace failed (a log could
+//!    not be read, no log was written); the command's own status when it
+//!    failed; `--error-exitcode` (default [`DEFAULT_ERROR_EXITCODE`]) when a
+//!    rule failed; else 0.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use memtrace_analyzer::check::{self, Baseline, Gate, Rules, Tolerance};
+use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
+use memtrace_analyzer::report::Report;
+use memtrace_analyzer::suppress::{self, SuppressionFile};
+use serde::Deserialize;
+
+use crate::args::CheckArgs;
+
+/// Exit status when a rule fails, unless `--error-exitcode` says otherwise
+/// (LeakSanitizer's).
+pub const DEFAULT_ERROR_EXITCODE: u8 = 23;
+
+/// Default allowed peak growth over a baseline.
+const DEFAULT_PEAK_TOLERANCE: Tolerance = Tolerance::Percent(5.0);
+
+/// Config file names looked for, in each directory from the current one up.
+const CONFIG_NAMES: [&str; 2] = [".memtrace.toml", "memtrace.toml"];
+
+/// A size in the config file: a number of bytes or a string like "4k".
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(&self, key: &str) -> anyhow::Result<u64> {
+        match self {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(s) => check::parse_size(s).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+        }
+    }
+
+    fn tolerance(&self, key: &str) -> anyhow::Result<Tolerance> {
+        match self {
+            Size::Bytes(n) => Ok(Tolerance::Bytes(*n)),
+            Size::Text(s) => Tolerance::parse(s).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+        }
+    }
+}
+
+/// The config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    check: Config,
+}
+
+/// Its `[check]` table: the options' long names.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Config {
+    max_leaked_bytes: Option<Size>,
+    max_leaked_blocks: Option<u64>,
+    max_stack_leaked_bytes: Option<Size>,
+    max_stack_leaked_blocks: Option<u64>,
+    mmap_leaks: Option<bool>,
+    max_peak: Option<Size>,
+    suppressions: Option<Vec<PathBuf>>,
+    baseline: Option<PathBuf>,
+    tolerance: Option<Size>,
+    peak_tolerance: Option<Size>,
+    exe: Option<Vec<String>>,
+    error_exitcode: Option<u8>,
+    default_suppressions: Option<bool>,
+}
+
+/// Finds and reads the config file; `None` when there is none.
+fn config(a: &CheckArgs) -> anyhow::Result<Option<(PathBuf, Config)>> {
+    let path = if a.no_config {
+        return Ok(None);
+    } else if let Some(p) = &a.config {
+        p.clone()
+    } else {
+        let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+        let found = cwd
+            .ancestors()
+            .flat_map(|d| CONFIG_NAMES.iter().map(move |n| d.join(n)))
+            .find(|p| p.is_file());
+        match found {
+            Some(p) => p,
+            None => return Ok(None),
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    let file: ConfigFile =
+        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))?;
+    Ok(Some((path, file.check)))
+}
+
+/// Everything the check is to do, merged from the command line and config.
+struct Settings {
+    rules: Rules,
+    suppressions: Vec<PathBuf>,
+    baseline: Option<PathBuf>,
+    exe: Vec<String>,
+    error_exitcode: u8,
+    default_suppressions: bool,
+}
+
+fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
+    let (base, c) = match config(a)? {
+        Some((path, c)) => {
+            eprintln!("memtrace check: settings from {}", path.display());
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (dir, c)
+        }
+        None => (PathBuf::new(), Config::default()),
+    };
+    let size = |cli: Option<u64>, cfg: &Option<Size>, key: &str| -> anyhow::Result<Option<u64>> {
+        match (cli, cfg) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(s)) => s.bytes(key).map(Some),
+            (None, None) => Ok(None),
+        }
+    };
+    let tol = |cli: &Option<String>, cfg: &Option<Size>, key: &str, default: Tolerance| match (
+        cli, cfg,
+    ) {
+        (Some(s), _) => Tolerance::parse(s).map_err(|e| anyhow::anyhow!("--{key}: {e}")),
+        (None, Some(s)) => s.tolerance(key),
+        (None, None) => Ok(default),
+    };
+    let rules = Rules {
+        max_leaked_bytes: size(a.max_leaked_bytes, &c.max_leaked_bytes, "max-leaked-bytes")?,
+        max_leaked_blocks: a.max_leaked_blocks.or(c.max_leaked_blocks),
+        max_stack_leaked_bytes: size(
+            a.max_stack_leaked_bytes,
+            &c.max_stack_leaked_bytes,
+            "max-stack-leaked-bytes",
+        )?,
+        max_stack_leaked_blocks: a.max_stack_leaked_blocks.or(c.max_stack_leaked_blocks),
+        mmap_leaks: a.mmap_leaks.or(c.mmap_leaks).unwrap_or(false),
+        max_peak: size(a.max_peak, &c.max_peak, "max-peak")?,
+        tolerance: tol(&a.tolerance, &c.tolerance, "tolerance", Tolerance::Bytes(0))?,
+        peak_tolerance: tol(
+            &a.peak_tolerance,
+            &c.peak_tolerance,
+            "peak-tolerance",
+            DEFAULT_PEAK_TOLERANCE,
+        )?,
+    };
+    let mut suppressions: Vec<PathBuf> = c
+        .suppressions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| base.join(p))
+        .collect();
+    suppressions.extend(a.suppressions.iter().cloned());
+    Ok(Settings {
+        rules,
+        suppressions,
+        baseline: a.baseline.clone().or(c.baseline.map(|p| base.join(p))),
+        exe: if a.exe.is_empty() {
+            c.exe.unwrap_or_default()
+        } else {
+            a.exe.clone()
+        },
+        error_exitcode: a
+            .error_exitcode
+            .or(c.error_exitcode)
+            .unwrap_or(DEFAULT_ERROR_EXITCODE),
+        default_suppressions: !a.no_default_suppressions && c.default_suppressions.unwrap_or(true),
+    })
+}
+
+fn gen_formats(s: &str) -> anyhow::Result<GenFormats> {
+    let mut f = GenFormats {
+        memtrace: false,
+        valgrind: false,
+        lsan: false,
+    };
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "memtrace" => f.memtrace = true,
+            "valgrind" => f.valgrind = true,
+            "lsan" => f.lsan = true,
+            "all" => {
+                f = GenFormats {
+                    memtrace: true,
+                    valgrind: true,
+                    lsan: true,
+                }
+            }
+            other => bail!(
+                "--gen-suppressions: unknown format {other:?} (memtrace, valgrind, lsan or all)"
+            ),
+        }
+    }
+    Ok(f)
+}
+
+/// Reads a baseline: JSON when the file starts with `{`, else a log.
+fn baseline(path: &Path) -> anyhow::Result<Baseline> {
+    let mut head = [0u8; 64];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+    if head[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the baseline {}", path.display()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("the baseline {} is not valid JSON", path.display()))?;
+        return Baseline::from_json(&doc, path)
+            .map_err(|e| anyhow::anyhow!("the baseline {}: {e}", path.display()));
+    }
+    let r = memtrace_analyzer::analyze(path, &memtrace_analyzer::Options::default())
+        .with_context(|| format!("cannot use {} as a baseline", path.display()))?;
+    Ok(Baseline::from_reports(std::slice::from_ref(&r), path))
+}
+
+/// Opens `path` for writing (`-`: stdout) and runs `write` on it.
+fn write_to(
+    path: &Path,
+    what: &str,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> anyhow::Result<()> {
+    let result = if path == Path::new("-") {
+        let mut out = io::stdout().lock();
+        write(&mut out).and_then(|()| out.flush())
+    } else {
+        let file = File::create(path)
+            .with_context(|| format!("cannot create the {what} file {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        write(&mut out).and_then(|()| out.into_inner().map_err(|e| e.into_error())?.sync_all())
+    };
+    result.with_context(|| format!("cannot write the {what} file {}", path.display()))
+}
+
+/// A temporary directory for the logs of a checked command.
+fn temp_log_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir();
+    for i in 0..100u32 {
+        let d = base.join(format!("memtrace-check.{}.{i}", std::process::id()));
+        match std::fs::create_dir(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", d.display()));
+            }
+        }
+    }
+    bail!("cannot create a log directory in {}", base.display())
+}
+
+/// Runs the subcommand; returns the exit status (module docs, step 5).
+pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
+    match (a.logs.is_empty(), a.command.is_empty()) {
+        (true, true) => bail!("nothing to check: give logs, or a command after `--`"),
+        (false, false) => bail!("give logs or a command after `--`, not both"),
+        _ => {}
+    }
+    let s = settings(a)?;
+    let generate = a.gen_suppressions.as_deref().map(gen_formats).transpose()?;
+    let mut files: Vec<SuppressionFile> = s
+        .suppressions
+        .iter()
+        .map(|p| suppress::load(p).map_err(|e| anyhow::anyhow!("{e}")))
+        .collect::<anyhow::Result<_>>()?;
+    if s.default_suppressions {
+        let builtin = suppress::parse(check::DEFAULT_SUPPRESSIONS, Path::new("<built-in>"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        files.push(builtin);
+    }
+    for f in &files {
+        if f.ignored > 0 {
+            eprintln!(
+                "memtrace check: {}: {} entries of other kinds than leaks ignored",
+                f.path.display(),
+                f.ignored
+            );
+        }
+    }
+    let base = s.baseline.as_deref().map(baseline).transpose()?;
+
+    // The logs, and the command's outcome.
+    let mut temp_dir = None;
+    let mut command_status = None;
+    let logs: Vec<PathBuf> = if a.command.is_empty() {
+        a.logs.clone()
+    } else {
+        let (output, keep) = match &a.output {
+            Some(o) => (o.clone(), true),
+            None => {
+                let d = temp_log_dir()?;
+                let o = d.join("%e.%p.mtr").to_string_lossy().into_owned();
+                temp_dir = Some(d);
+                (o, false)
+            }
+        };
+        let traced = super::run::trace(&super::run::TraceOptions {
+            command: &a.command,
+            output: &output,
+            sample: None,
+            pack: keep,
+            quiet: true,
+        })?;
+        command_status = Some(traced.status);
+        if traced.logs.is_empty() {
+            if let Some(d) = &temp_dir {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            eprintln!(
+                "memtrace check: error: nothing was traced, so nothing can be judged (is the program static or setuid?)"
+            );
+            return Ok(2);
+        }
+        traced.logs
+    };
+
+    // Analyze every log; a log that cannot be read is memtrace's failure.
+    let mut reports: Vec<Report> = Vec::with_capacity(logs.len());
+    let mut failed_logs = 0;
+    for l in &logs {
+        match memtrace_analyzer::analyze(l, &memtrace_analyzer::Options::default()) {
+            Ok(r) => {
+                for w in &r.warnings {
+                    eprintln!("memtrace check: warning: {w}");
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("memtrace check: error: {e}");
+                failed_logs += 1;
+            }
+        }
+    }
+    let verdict = check::evaluate(
+        &reports,
+        &Gate {
+            rules: &s.rules,
+            suppressions: &files,
+            baseline: base.as_ref(),
+            select: &s.exe,
+        },
+    );
+
+    let command_failed = command_status.filter(|st| !st.success());
+    let status = if failed_logs > 0 {
+        2
+    } else if let Some(st) = command_failed {
+        super::run::exit_code(st)
+    } else if !verdict.passed() {
+        s.error_exitcode
+    } else {
+        0
+    };
+
+    render::summary(&verdict, a.top, &mut io::stderr().lock())?;
+    if let Some(st) = command_failed {
+        eprintln!(
+            "memtrace check: the command failed ({st}): memtrace exits with its status, {}",
+            super::run::exit_code(st)
+        );
+    }
+    if verdict.judged() == 0 && !reports.is_empty() {
+        eprintln!(
+            "memtrace check: warning: no process was judged (see the reasons above): the gate checked nothing"
+        );
+    }
+    let argv: Vec<String> = a
+        .command
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    if let Some(path) = &a.json {
+        let cmd = command_status.map(|st| JCommand {
+            argv: &argv,
+            exit_status: st.code(),
+            signal: std::os::unix::process::ExitStatusExt::signal(&st),
+        });
+        write_to(path, "JSON", |out| render::json(&verdict, cmd, status, out))?;
+    }
+    if let Some(path) = &a.junit {
+        write_to(path, "JUnit", |out| render::junit(&verdict, out))?;
+    }
+    if let Some(formats) = generate {
+        let mut out = io::stdout().lock();
+        match render::gen_suppressions(&verdict, formats, &mut out).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(e).context("cannot write the suppressions to stdout"),
+        }
+    }
+    if let Some(d) = temp_dir {
+        if verdict.passed() && status == 0 {
+            let _ = std::fs::remove_dir_all(&d);
+        } else {
+            eprintln!(
+                "memtrace check: the logs are kept in {} (`memtrace report` reads them)",
+                d.display()
+            );
+        }
+    }
+    Ok(status)
+}

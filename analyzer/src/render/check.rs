@@ -1,0 +1,597 @@
+//! What `memtrace check` prints: a short summary for people (stderr), a
+//! JSON document and a JUnit XML file for CI systems, and suppression
+//! entries for the leaks that failed the gate.
+//!
+//! The JUnit file has one test case per process of the run, named after the
+//! program and its arguments (not its pid, so that CI systems can follow a
+//! case from run to run); a case fails with one `<failure>` per broken rule,
+//! whose text lists the offending stacks. Skipped processes are
+//! `<skipped>` cases.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::check::{ProcessVerdict, Status, Verdict, above_main, program_name, stack_key, where_};
+use crate::report::{Report, Site, thousands};
+use crate::suppress;
+use crate::symbolize::Frame;
+
+/// Frames shown per stack in the summary and the JUnit file.
+const FRAMES: usize = 12;
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+fn frame_line(i: usize, f: &Frame) -> String {
+    let mut s = format!("#{i} ");
+    match &f.function {
+        Some(func) => s.push_str(func),
+        None => s.push_str(&format!("{:#x}", f.address)),
+    }
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => s.push_str(&format!(" at {file}:{line}")),
+        (Some(file), None) => s.push_str(&format!(" at {file}")),
+        _ => {
+            if let Some(m) = &f.module {
+                s.push_str(&format!(" ({m})"));
+            }
+        }
+    }
+    if f.inlined {
+        s.push_str(" [inlined]");
+    }
+    s
+}
+
+/// The stack's lines, `indent` spaces in, at most [`FRAMES`] frames.
+fn stack_lines(out: &mut String, indent: &str, frames: &[Frame]) {
+    let frames = above_main(frames);
+    if frames.is_empty() {
+        out.push_str(&format!("{indent}(stack not recorded)\n"));
+    }
+    for (i, f) in frames.iter().enumerate().take(FRAMES) {
+        out.push_str(&format!("{indent}{}\n", frame_line(i, f)));
+    }
+    if frames.len() > FRAMES {
+        out.push_str(&format!(
+            "{indent}... {} more frames\n",
+            frames.len() - FRAMES
+        ));
+    }
+}
+
+fn leak_head(kind: &str, s: &Site, new: Option<(u64, u64)>) -> String {
+    let unit = if kind == "mmap" {
+        ("region", "regions")
+    } else {
+        ("block", "blocks")
+    };
+    let mut head = format!(
+        "{} in {}",
+        plural(s.bytes, "byte", "bytes"),
+        plural(s.count, unit.0, unit.1)
+    );
+    if kind == "mmap" {
+        head.push_str(" mapped");
+    }
+    if let Some((bytes, count)) = new
+        && (bytes, count) != (s.bytes, s.count)
+    {
+        head.push_str(&format!(
+            " ({} in {} beyond the baseline)",
+            plural(bytes, "byte", "bytes"),
+            plural(count, unit.0, unit.1)
+        ));
+    }
+    head
+}
+
+/// How a process is named to people: the program and its arguments.
+pub fn process_title(r: &Report) -> String {
+    let p = &r.process;
+    let mut t = match p.cmdline.split_first() {
+        Some((_, args)) if !args.is_empty() => {
+            format!("{} {}", program_name(&p.exe), args.join(" "))
+        }
+        _ => program_name(&p.exe),
+    };
+    if t.chars().count() > 120 {
+        t = t.chars().take(117).collect::<String>() + "...";
+    }
+    t
+}
+
+/// The stacks that make a failing process fail, as text.
+fn offending(p: &ProcessVerdict, top: usize, indent: &str) -> String {
+    let mut s = String::new();
+    let counted: Vec<_> = p
+        .leaks
+        .iter()
+        .filter(|l| l.status == Status::Counted)
+        .collect();
+    for l in counted.iter().take(top) {
+        s.push_str(&format!(
+            "{indent}{}\n",
+            leak_head(l.kind, &l.site, Some((l.new_bytes, l.new_count)))
+        ));
+        stack_lines(&mut s, &format!("{indent}  "), &l.site.stack);
+    }
+    if counted.len() > top {
+        s.push_str(&format!(
+            "{indent}... and {} more leaking stacks (the JSON output or `memtrace report {}` lists them all)\n",
+            counted.len() - top,
+            p.report.path.display()
+        ));
+    }
+    s
+}
+
+/// The human summary, for stderr: one block per process (failing ones with
+/// their `top` largest counted stacks), then the suppressions that matched.
+pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
+    let failed = v.processes.iter().filter(|p| !p.passed()).count();
+    let mut s = String::new();
+    for p in &v.processes {
+        let r = p.report;
+        let title = process_title(r);
+        if let Some(skip) = &p.skipped {
+            s.push_str(&format!(
+                "  skip  pid {} {title}: {}\n",
+                r.process.pid,
+                skip.reason(r)
+            ));
+            continue;
+        }
+        let suppressed: u64 = p
+            .leaks
+            .iter()
+            .filter(|l| matches!(l.status, Status::Suppressed(_)))
+            .map(|l| l.site.bytes)
+            .sum();
+        let baseline: u64 = p
+            .leaks
+            .iter()
+            .filter(|l| l.status == Status::Baseline)
+            .map(|l| l.site.bytes)
+            .sum();
+        let mut extra = Vec::new();
+        if suppressed > 0 {
+            extra.push(format!(
+                "{} suppressed",
+                plural(suppressed, "byte", "bytes")
+            ));
+        }
+        if baseline > 0 {
+            extra.push(format!(
+                "{} in the baseline",
+                plural(baseline, "byte", "bytes")
+            ));
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(", "))
+        };
+        if p.passed() {
+            s.push_str(&format!(
+                "  ok    pid {} {title}: {} leaked{extra}, peak heap {}\n",
+                r.process.pid,
+                plural(p.counted_bytes, "byte", "bytes"),
+                plural(r.summary.peak_heap_bytes, "byte", "bytes")
+            ));
+        } else {
+            s.push_str(&format!("  FAIL  pid {} {title}{extra}\n", r.process.pid));
+            for f in &p.failures {
+                s.push_str(&format!("        {}: {}\n", f.rule, f.message));
+            }
+        }
+        for n in &p.notes {
+            s.push_str(&format!("        note: {n}\n"));
+        }
+        if !p.passed() {
+            s.push_str(&offending(p, top, "        "));
+        }
+    }
+    let used: Vec<usize> = (0..v.suppressions.len())
+        .filter(|&i| v.usage[i].stacks > 0 || v.usage[i].over_limit > 0)
+        .collect();
+    if !used.is_empty() {
+        s.push_str("  suppressions used:\n");
+        for i in used {
+            let (supp, u) = (v.suppressions[i], &v.usage[i]);
+            let over = if u.over_limit > 0 {
+                format!(
+                    ", over its max in {}",
+                    plural(u.over_limit, "process", "processes")
+                )
+            } else {
+                String::new()
+            };
+            s.push_str(&format!(
+                "        {} in {} ({}): {} ({}:{}){over}\n",
+                plural(u.bytes, "byte", "bytes"),
+                plural(u.blocks, "block", "blocks"),
+                plural(u.stacks, "stack", "stacks"),
+                supp.name,
+                supp.file.display(),
+                supp.line
+            ));
+        }
+    }
+    let judged = v.judged();
+    let verdict = if failed == 0 { "passed" } else { "FAILED" };
+    writeln!(
+        out,
+        "memtrace check: {verdict}: {} judged of {}, {} failed",
+        plural(judged as u64, "process", "processes"),
+        v.processes.len(),
+        failed
+    )?;
+    out.write_all(s.as_bytes())
+}
+
+/// Escapes text for XML content and attribute values; characters XML 1.0
+/// cannot carry become `?`.
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            '\t' | '\n' | '\r' => o.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => o.push('?'),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// The JUnit XML report (see the module docs).
+pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
+    let tests = v.processes.len();
+    let failures = v.processes.iter().filter(|p| !p.passed()).count();
+    let skipped = v.processes.len() - v.judged();
+    let time: f64 = v
+        .processes
+        .iter()
+        .map(|p| p.report.process.duration_ms / 1000.0)
+        .sum();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let counts = format!(
+        "tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\""
+    );
+    s.push_str(&format!("<testsuites name=\"memtrace check\" {counts}>\n"));
+    s.push_str(&format!("  <testsuite name=\"memtrace check\" {counts}>\n"));
+    let mut seen: HashSet<String> = HashSet::new();
+    for p in &v.processes {
+        let r = p.report;
+        let base = process_title(r);
+        let mut name = base.clone();
+        let mut n = 1;
+        while !seen.insert(name.clone()) {
+            n += 1;
+            name = format!("{base} ({n})");
+        }
+        s.push_str(&format!(
+            "    <testcase classname=\"memtrace.{}\" name=\"{}\" time=\"{:.3}\">\n",
+            xml_escape(&program_name(&r.process.exe)),
+            xml_escape(&name),
+            r.process.duration_ms / 1000.0
+        ));
+        if let Some(skip) = &p.skipped {
+            s.push_str(&format!(
+                "      <skipped message=\"{}\"/>\n",
+                xml_escape(&skip.reason(r))
+            ));
+        }
+        for (i, f) in p.failures.iter().enumerate() {
+            let body = if i == 0 {
+                offending(p, usize::MAX, "")
+            } else {
+                String::new()
+            };
+            s.push_str(&format!(
+                "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
+                f.rule,
+                xml_escape(&f.message),
+                xml_escape(&body)
+            ));
+        }
+        let mut sys = format!(
+            "pid {}, parent {}, log {}\n{} allocations, {} frees, {} allocated, peak heap {}\n",
+            r.process.pid,
+            r.process.ppid,
+            r.path.display(),
+            thousands(r.summary.allocations),
+            thousands(r.summary.frees),
+            plural(r.summary.bytes_allocated, "byte", "bytes"),
+            plural(r.summary.peak_heap_bytes, "byte", "bytes"),
+        );
+        for n in &p.notes {
+            sys.push_str(&format!("note: {n}\n"));
+        }
+        s.push_str(&format!(
+            "      <system-out>{}</system-out>\n",
+            xml_escape(&sys)
+        ));
+        s.push_str("    </testcase>\n");
+    }
+    s.push_str("  </testsuite>\n</testsuites>\n");
+    out.write_all(s.as_bytes())
+}
+
+#[derive(Serialize)]
+struct JCheck<'a> {
+    memtrace_version: &'static str,
+    passed: bool,
+    exit_status: u8,
+    command: Option<JCommand<'a>>,
+    rules: JRules,
+    baseline: Option<String>,
+    processes: Vec<JProcess<'a>>,
+    suppressions: Vec<JSuppression>,
+}
+
+/// The checked command, when `memtrace check` ran one.
+#[derive(Clone, Debug, Serialize)]
+pub struct JCommand<'a> {
+    pub argv: &'a [String],
+    pub exit_status: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Serialize)]
+struct JRules {
+    max_leaked_bytes: Option<u64>,
+    max_leaked_blocks: Option<u64>,
+    max_stack_leaked_bytes: Option<u64>,
+    max_stack_leaked_blocks: Option<u64>,
+    mmap_leaks: bool,
+    max_peak: Option<u64>,
+    tolerance: String,
+    peak_tolerance: String,
+}
+
+#[derive(Serialize)]
+struct JFailure<'a> {
+    rule: &'static str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct JLeak<'a> {
+    kind: &'static str,
+    bytes: u64,
+    count: u64,
+    status: &'static str,
+    suppressed_by: Option<&'a str>,
+    new_bytes: u64,
+    new_count: u64,
+    stack: Vec<super::json::JFrame<'a>>,
+}
+
+#[derive(Serialize)]
+struct JProcess<'a> {
+    pid: u32,
+    ppid: u32,
+    exe: &'a str,
+    cmdline: &'a [String],
+    log: String,
+    ended: &'static str,
+    exit_status: Option<i32>,
+    signal: Option<i32>,
+    judged: bool,
+    skipped: Option<String>,
+    passed: bool,
+    leaked_heap_bytes: u64,
+    leaked_heap_blocks: u64,
+    leaked_mmap_bytes: u64,
+    leaked_mmap_regions: u64,
+    peak_heap_bytes: u64,
+    baseline_peak_heap_bytes: Option<u64>,
+    counted_bytes: u64,
+    counted_blocks: u64,
+    estimated: bool,
+    failures: Vec<JFailure<'a>>,
+    notes: &'a [String],
+    leaks: Vec<JLeak<'a>>,
+}
+
+#[derive(Serialize)]
+struct JSuppression {
+    name: String,
+    file: String,
+    line: usize,
+    format: &'static str,
+    limit: Option<u64>,
+    matched_stacks: u64,
+    matched_blocks: u64,
+    matched_bytes: u64,
+    over_limit: u64,
+}
+
+/// The JSON document; `exit_status` is what `memtrace check` exits with.
+/// It can serve as a `--baseline` later.
+pub fn json(
+    v: &Verdict,
+    command: Option<JCommand<'_>>,
+    exit_status: u8,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    let r = &v.rules;
+    let doc = JCheck {
+        memtrace_version: env!("CARGO_PKG_VERSION"),
+        passed: v.passed(),
+        exit_status,
+        command,
+        rules: JRules {
+            max_leaked_bytes: r.max_leaked_bytes,
+            max_leaked_blocks: r.max_leaked_blocks,
+            max_stack_leaked_bytes: r.max_stack_leaked_bytes,
+            max_stack_leaked_blocks: r.max_stack_leaked_blocks,
+            mmap_leaks: r.mmap_leaks,
+            max_peak: r.max_peak,
+            tolerance: r.tolerance.to_string(),
+            peak_tolerance: r.peak_tolerance.to_string(),
+        },
+        baseline: v.baseline.map(|b| b.source.display().to_string()),
+        processes: v
+            .processes
+            .iter()
+            .map(|p| {
+                let rep = p.report;
+                let s = &rep.summary;
+                JProcess {
+                    pid: rep.process.pid,
+                    ppid: rep.process.ppid,
+                    exe: &rep.process.exe,
+                    cmdline: &rep.process.cmdline,
+                    log: rep.path.display().to_string(),
+                    ended: rep.process.ended.as_str(),
+                    exit_status: rep.process.exit_status,
+                    signal: rep.process.signal,
+                    judged: p.skipped.is_none(),
+                    skipped: p.skipped.as_ref().map(|k| k.reason(rep)),
+                    passed: p.passed(),
+                    leaked_heap_bytes: s.leaked_heap_bytes,
+                    leaked_heap_blocks: s.leaked_heap_blocks,
+                    leaked_mmap_bytes: s.leaked_mmap_bytes,
+                    leaked_mmap_regions: s.leaked_mmap_regions,
+                    peak_heap_bytes: s.peak_heap_bytes,
+                    baseline_peak_heap_bytes: p.baseline_peak,
+                    counted_bytes: p.counted_bytes,
+                    counted_blocks: p.counted_blocks,
+                    estimated: s.sample_interval != 0,
+                    failures: p
+                        .failures
+                        .iter()
+                        .map(|f| JFailure {
+                            rule: f.rule,
+                            message: &f.message,
+                        })
+                        .collect(),
+                    notes: &p.notes,
+                    leaks: p
+                        .leaks
+                        .iter()
+                        .map(|l| JLeak {
+                            kind: l.kind,
+                            bytes: l.site.bytes,
+                            count: l.site.count,
+                            status: match l.status {
+                                Status::Counted => "counted",
+                                Status::Suppressed(_) => "suppressed",
+                                Status::Baseline => "baseline",
+                            },
+                            suppressed_by: match l.status {
+                                Status::Suppressed(i) => Some(v.suppressions[i].name.as_str()),
+                                _ => None,
+                            },
+                            new_bytes: l.new_bytes,
+                            new_count: l.new_count,
+                            stack: super::json::stack(&l.site.stack),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        suppressions: v
+            .suppressions
+            .iter()
+            .zip(&v.usage)
+            .map(|(s, u)| JSuppression {
+                name: s.name.clone(),
+                file: s.file.display().to_string(),
+                line: s.line,
+                format: s.syntax.as_str(),
+                limit: s.limit,
+                matched_stacks: u.stacks,
+                matched_blocks: u.blocks,
+                matched_bytes: u.bytes,
+                over_limit: u.over_limit,
+            })
+            .collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
+    writeln!(out)
+}
+
+/// Suppression formats `--gen-suppressions` can print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GenFormats {
+    pub memtrace: bool,
+    pub valgrind: bool,
+    pub lsan: bool,
+}
+
+/// Entries suppressing each counted leak of the failing processes (each
+/// stack once), in the chosen formats.
+pub fn gen_suppressions(v: &Verdict, formats: GenFormats, out: &mut dyn Write) -> io::Result<()> {
+    let mut seen = HashSet::new();
+    let mut n = 0;
+    for p in v.processes.iter().filter(|p| !p.passed()) {
+        for l in p.leaks.iter().filter(|l| l.status == Status::Counted) {
+            let key = stack_key(
+                l.kind,
+                l.site
+                    .stack
+                    .iter()
+                    .map(|f| (f.function.as_deref(), f.module.as_deref())),
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            n += 1;
+            let name: String = format!("{}-{n}", where_(&l.site))
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            writeln!(
+                out,
+                "# {} leaked by pid {} ({})",
+                leak_head(l.kind, &l.site, None),
+                p.report.process.pid,
+                program_name(&p.report.process.exe)
+            )?;
+            if formats.memtrace {
+                out.write_all(suppress::gen_memtrace(&name, above_main(&l.site.stack)).as_bytes())?;
+            }
+            if formats.valgrind {
+                let func = if l.kind == "heap" { l.site.func } else { None };
+                out.write_all(
+                    suppress::gen_valgrind(&name, above_main(&l.site.stack), func).as_bytes(),
+                )?;
+            }
+            if formats.lsan {
+                out.write_all(suppress::gen_lsan(above_main(&l.site.stack)).as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything XML cannot carry raw is escaped or replaced.
+    #[test]
+    fn escapes_xml() {
+        assert_eq!(
+            xml_escape("a<b>&\"c'\u{1}\n"),
+            "a&lt;b&gt;&amp;&quot;c&apos;?\n"
+        );
+    }
+}

@@ -1,0 +1,638 @@
+//! `memtrace check`, the CI leak gate, on `tests/fixtures/gate.c` (leaks exactly what
+//! its arguments ask for) and `heap.c`: every rule, the config file, every suppression
+//! format (files written as valgrind and LeakSanitizer document them, and valgrind's own
+//! `--gen-suppressions` output), the baseline, the JSON and JUnit outputs (JUnit parsed
+//! by Python's XML parser), the exit statuses, and a process tree where only a
+//! grandchild leaks.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Exit status of a failed rule (the documented default).
+const FAILED: i32 = 23;
+
+/// The outcome of one `memtrace check`.
+struct Checked {
+    out: Output,
+    json: Option<Value>,
+}
+
+impl Checked {
+    fn code(&self) -> Option<i32> {
+        self.out.status.code()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "memtrace check exit status\nstderr:\n{}\nstdout:\n{}",
+            self.stderr(),
+            self.stdout()
+        );
+        self
+    }
+
+    fn json(&self) -> &Value {
+        self.json.as_ref().expect("the check wrote JSON")
+    }
+
+    /// The processes of the JSON document.
+    fn processes(&self) -> &Vec<Value> {
+        self.json()["processes"].as_array().expect("processes")
+    }
+
+    /// The only judged process.
+    fn judged(&self) -> &Value {
+        let j: Vec<&Value> = self
+            .processes()
+            .iter()
+            .filter(|p| p["judged"] == true)
+            .collect();
+        assert_eq!(j.len(), 1, "{:#}", self.json());
+        j[0]
+    }
+}
+
+/// `memtrace check ARGS` in `dir`, always with `--json` (parsed when written).
+fn check_in(dir: &Path, args: &[&str]) -> Checked {
+    let json = dir.join("check.json");
+    let _ = std::fs::remove_file(&json);
+    let mut cmd = memtrace();
+    cmd.current_dir(dir)
+        .arg("check")
+        .arg("--json")
+        .arg(&json)
+        .args(args);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let json = std::fs::read_to_string(&json)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("check's JSON parses"));
+    Checked { out, json }
+}
+
+/// `memtrace check OPTIONS -- gate GATE_ARGS` in a fresh directory.
+fn check_gate(opts: &[&str], gate_args: &[&str]) -> (tempfile::TempDir, Checked) {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = fixture("gate");
+    let mut args: Vec<&str> = opts.to_vec();
+    args.push("--");
+    args.push(gate.to_str().unwrap());
+    args.extend_from_slice(gate_args);
+    let c = check_in(dir.path(), &args);
+    (dir, c)
+}
+
+/// The leaks of process `p` whose stack has `function`, summed (a call site the
+/// compiler duplicated is several stacks): `[(bytes, count, status)]`, one entry per
+/// status.
+fn leaks_at(p: &Value, function: &str) -> Vec<(u64, u64, String)> {
+    let mut by_status: Vec<(u64, u64, String)> = Vec::new();
+    for l in p["leaks"].as_array().unwrap() {
+        if !stack_has(l, &fn_is(function)) {
+            continue;
+        }
+        let status = l["status"].as_str().unwrap().to_owned();
+        let (b, c) = (l["bytes"].as_u64().unwrap(), l["count"].as_u64().unwrap());
+        match by_status.iter_mut().find(|e| e.2 == status) {
+            Some(e) => {
+                e.0 += b;
+                e.1 += c;
+            }
+            None => by_status.push((b, c, status)),
+        }
+    }
+    by_status
+}
+
+fn rules_failed(p: &Value) -> Vec<String> {
+    p["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A clean program passes (0) and its logs are removed; a leak fails with 23, names
+/// the stack on stderr, and keeps the logs; `--error-exitcode` changes the status.
+#[test]
+fn pass_fail_and_error_exitcode() {
+    let (_d, c) = check_gate(&[], &[]);
+    c.assert_code(0);
+    assert!(
+        c.stderr().contains("memtrace check: passed"),
+        "{}",
+        c.stderr()
+    );
+    assert_eq!(c.json()["passed"], true);
+    let log = c.judged()["log"].as_str().unwrap().to_owned();
+    assert!(
+        !Path::new(&log).exists(),
+        "the temporary logs are removed on success"
+    );
+
+    let (_d, c) = check_gate(&[], &["items", "2"]);
+    c.assert_code(FAILED);
+    let err = c.stderr();
+    assert!(err.contains("FAILED") && err.contains("leak_item"), "{err}");
+    assert!(err.contains("200 bytes in 2 blocks"), "{err}");
+    let p = c.judged();
+    assert_eq!(leaks_at(p, "leak_item"), vec![(200, 2, "counted".into())]);
+    assert_eq!(p["counted_bytes"], 200);
+    assert_eq!(rules_failed(p), vec!["max-leaked-bytes"]);
+    let log = p["log"].as_str().unwrap();
+    assert!(Path::new(log).exists(), "the logs are kept on failure");
+    assert!(err.contains("the logs are kept in"), "{err}");
+    report(Path::new(log)).assert_leak("heap", "leak_item", 200, 2);
+    std::fs::remove_dir_all(Path::new(log).parent().unwrap()).unwrap();
+
+    let (_d, c) = check_gate(&["--error-exitcode", "7"], &["items", "1"]);
+    c.assert_code(7);
+    assert_eq!(c.json()["exit_status"], 7);
+    let (_d, c) = check_gate(&["--error-exitcode", "0"], &["items", "1"]);
+    c.assert_code(0);
+    assert_eq!(
+        c.json()["passed"],
+        false,
+        "report only: the verdict still says it"
+    );
+}
+
+/// The command's own failure is never masked: its status wins over the gate's.
+#[test]
+fn command_failure_is_not_masked() {
+    let (_d, c) = check_gate(&[], &["exit", "3"]);
+    c.assert_code(3);
+    assert!(c.stderr().contains("the command failed"), "{}", c.stderr());
+    assert_eq!(c.json()["command"]["exit_status"], 3);
+    let (_d, c) = check_gate(&[], &["items", "1", "exit", "4"]);
+    c.assert_code(4);
+    assert_eq!(c.json()["passed"], false);
+}
+
+/// memtrace's own failures exit 2 with one clear line, and nothing is judged.
+#[test]
+fn memtrace_failures_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let junk = d.join("junk.mtr");
+    std::fs::write(&junk, b"not a log").unwrap();
+    std::fs::write(d.join("bad.supp"), "this is no suppression\n").unwrap();
+    let gate = fixture("gate");
+    let gate = gate.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["missing.mtr"], "missing.mtr"),
+        (vec!["junk.mtr"], "junk.mtr"),
+        (vec![], "nothing to check"),
+        (vec!["junk.mtr", "--", gate], "not both"),
+        (vec!["-s", "bad.supp", "--", gate], "bad.supp:1"),
+        (vec!["-s", "nope.supp", "--", gate], "nope.supp"),
+        (vec!["--baseline", "junk.mtr", "--", gate], "junk.mtr"),
+        (vec!["--max-leaked-bytes", "lots", "--", gate], "lots"),
+        (vec!["--tolerance", "x%", "--", gate], "x%"),
+        (vec!["--gen-suppressions=xml", "--", gate], "xml"),
+        (vec!["--", "/nonexistent/program"], "/nonexistent/program"),
+    ];
+    for (args, needle) in cases {
+        let c = check_in(d, &args);
+        assert_eq!(c.code(), Some(2), "{args:?}: {}", c.stderr());
+        assert!(c.stderr().contains(needle), "{args:?}: {}", c.stderr());
+    }
+    // A static program writes no log: the gate cannot vouch for it.
+    let c = check_in(d, &["--", "/bin/true"]);
+    if c.code() == Some(2) {
+        assert!(c.stderr().contains("nothing was traced"), "{}", c.stderr());
+    } else {
+        c.assert_code(0); // /bin/true is dynamic on this machine
+    }
+}
+
+/// Total limits: at the limit passes, one under fails; a blocks limit alone leaves
+/// bytes unlimited.
+#[test]
+fn total_limits() {
+    let (_d, c) = check_gate(&["--max-leaked-bytes", "300"], &["items", "3"]);
+    c.assert_code(0);
+    let (_d, c) = check_gate(&["--max-leaked-bytes", "299"], &["items", "3"]);
+    c.assert_code(FAILED);
+    assert_eq!(rules_failed(c.judged()), vec!["max-leaked-bytes"]);
+    let (_d, c) = check_gate(&["--max-leaked-blocks", "3"], &["items", "3"]);
+    c.assert_code(0);
+    let (_d, c) = check_gate(&["--max-leaked-blocks", "2"], &["items", "3"]);
+    c.assert_code(FAILED);
+    assert_eq!(rules_failed(c.judged()), vec!["max-leaked-blocks"]);
+    assert!(
+        c.stderr().contains("3 blocks leaked (max 2)"),
+        "{}",
+        c.stderr()
+    );
+}
+
+/// Per-stack limits fail on the stack over them and name it.
+#[test]
+fn per_stack_limits() {
+    let opts = ["--max-stack-leaked-bytes", "100"];
+    let (_d, c) = check_gate(&opts, &["cache", "items", "1"]);
+    c.assert_code(0);
+    let (_d, c) = check_gate(&opts, &["cache", "items", "2"]);
+    c.assert_code(FAILED);
+    let p = c.judged();
+    assert_eq!(rules_failed(p), vec!["max-stack-leaked-bytes"]);
+    assert!(
+        p["failures"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("leak_item")
+    );
+    let opts = ["--max-stack-leaked-blocks", "1"];
+    let (_d, c) = check_gate(&opts, &["cache", "items", "2"]);
+    c.assert_code(FAILED);
+    assert_eq!(rules_failed(c.judged()), vec!["max-stack-leaked-blocks"]);
+    let (_d, c) = check_gate(&opts, &["cache", "items", "1"]);
+    c.assert_code(0);
+}
+
+/// mmap leaks count only when asked; the peak rule is absolute.
+#[test]
+fn mmap_leaks_and_peak() {
+    let (_d, c) = check_gate(&[], &["mmap"]);
+    c.assert_code(0);
+    let (_d, c) = check_gate(&["--mmap-leaks"], &["mmap"]);
+    c.assert_code(FAILED);
+    let p = c.judged();
+    let l = &p["leaks"][0];
+    assert_eq!(
+        (l["kind"].as_str(), l["bytes"].as_u64()),
+        (Some("mmap"), Some(8192))
+    );
+    assert!(stack_has(l, &fn_is("map_site")));
+    assert!(
+        c.stderr().contains("8,192 bytes in 1 region mapped"),
+        "{}",
+        c.stderr()
+    );
+    let (_d, c) = check_gate(&["--mmap-leaks=false"], &["mmap"]);
+    c.assert_code(0);
+
+    let (_d, c) = check_gate(&["--max-peak", "2m"], &["peak", "1048576"]);
+    c.assert_code(0);
+    assert_eq!(c.judged()["peak_heap_bytes"], 1048576);
+    let (_d, c) = check_gate(&["--max-peak", "1023k"], &["peak", "1048576"]);
+    c.assert_code(FAILED);
+    assert_eq!(rules_failed(c.judged()), vec!["max-peak"]);
+}
+
+/// The config file is found in the current directory or above, its paths are relative
+/// to it, and the command line wins over it; a bad one is an error.
+#[test]
+fn config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("build/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(dir.path().join("ci")).unwrap();
+    std::fs::write(
+        dir.path().join("ci/known.supp"),
+        "# known leaks\nsuppress the-cache fun:leak_cache\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join(".memtrace.toml"),
+        "[check]\nmax-leaked-bytes = \"200\"\nsuppressions = [\"ci/known.supp\"]\nerror-exitcode = 9\n",
+    )
+    .unwrap();
+    let gate = fixture("gate");
+    let gate = gate.to_str().unwrap();
+    let c = check_in(&sub, &["--", gate, "cache", "items", "2"]);
+    c.assert_code(0);
+    assert!(c.stderr().contains(".memtrace.toml"), "{}", c.stderr());
+    assert_eq!(c.json()["rules"]["max_leaked_bytes"], 200);
+    assert_eq!(c.json()["suppressions"][0]["matched_bytes"], 64);
+    let c = check_in(&sub, &["--", gate, "cache", "items", "3"]);
+    c.assert_code(9);
+    let c = check_in(
+        &sub,
+        &[
+            "--max-leaked-bytes",
+            "300",
+            "--",
+            gate,
+            "cache",
+            "items",
+            "3",
+        ],
+    );
+    c.assert_code(0);
+    let c = check_in(&sub, &["--no-config", "--", gate, "cache"]);
+    c.assert_code(FAILED);
+
+    std::fs::write(
+        dir.path().join(".memtrace.toml"),
+        "[check]\nmax-leaks = 1\n",
+    )
+    .unwrap();
+    let c = check_in(&sub, &["--", gate]);
+    c.assert_code(2);
+    assert!(c.stderr().contains("max-leaks"), "{}", c.stderr());
+}
+
+/// A process tree where only the grandchild leaks: the grandchild alone fails, every
+/// other process passes or is skipped with its reason, and the JUnit file (parsed by a
+/// real XML parser) has one case per process and one failure.
+#[test]
+fn grandchild_leak_in_a_process_tree() {
+    let (dir, c) = check_gate(&["--junit", "junit.xml"], &["tree"]);
+    c.assert_code(FAILED);
+    let procs = c.processes();
+    assert_eq!(
+        procs.len(),
+        4,
+        "top, middle, exec'd fork child, grandchild: {procs:#?}"
+    );
+    let failing: Vec<&Value> = procs.iter().filter(|p| p["passed"] == false).collect();
+    assert_eq!(failing.len(), 1, "{procs:#?}");
+    let g = failing[0];
+    assert_eq!(g["cmdline"][1], "grandchild");
+    assert_eq!(
+        leaks_at(g, "grandchild_leak"),
+        vec![(300, 3, "counted".into())]
+    );
+    assert_eq!(g["counted_bytes"], 300);
+    let others = g["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| !stack_has(l, &fn_is("grandchild_leak")))
+        .count();
+    assert_eq!(others, 0, "{g:#}");
+    for p in procs.iter().filter(|p| p["cmdline"][1] != "grandchild") {
+        if p["judged"] == true {
+            assert_eq!(p["counted_bytes"], 0, "{p:#}");
+        } else {
+            assert_eq!(p["ended"], "exec", "{p:#}");
+        }
+    }
+    let junit = parse_junit(&dir.path().join("junit.xml"));
+    assert_eq!(junit.tests, 4);
+    assert_eq!(junit.failures, 1);
+    assert_eq!(junit.skipped, 1);
+    assert_eq!(junit.failed_cases.len(), 1);
+    assert!(junit.failed_cases[0].0.contains("grandchild"), "{junit:?}");
+    assert!(
+        junit.failed_cases[0].1.contains("grandchild_leak"),
+        "{junit:?}"
+    );
+}
+
+/// What Python's `xml.etree` reads from a JUnit file.
+#[derive(Debug)]
+struct Junit {
+    tests: u64,
+    failures: u64,
+    skipped: u64,
+    /// (test case name, failure text) of each failure.
+    failed_cases: Vec<(String, String)>,
+}
+
+fn parse_junit(path: &Path) -> Junit {
+    let script = r#"
+import sys, json, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites", root.tag
+suite = root.find("testsuite")
+cases = suite.findall("testcase")
+assert int(suite.get("tests")) == len(cases)
+failed = []
+for c in cases:
+    assert c.get("name") and c.get("classname") and float(c.get("time")) >= 0
+    for f in c.findall("failure"):
+        assert f.get("message") and f.get("type")
+        failed.append([c.get("name"), f.text or ""])
+print(json.dumps({"tests": len(cases), "failures": int(suite.get("failures")),
+    "skipped": sum(1 for c in cases if c.find("skipped") is not None), "failed": failed}))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python's XML parser rejects {}: {}\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    Junit {
+        tests: v["tests"].as_u64().unwrap(),
+        failures: v["failures"].as_u64().unwrap(),
+        skipped: v["skipped"].as_u64().unwrap(),
+        failed_cases: v["failed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f[0].as_str().unwrap().to_owned(),
+                    f[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// A baseline (the JSON of an earlier check, or its log) lets known leaks pass and
+/// fails on growth, per stack, with a tolerance; the peak is compared too.
+#[test]
+fn baseline_pass_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = fixture("gate");
+    let gate = gate.to_str().unwrap();
+    // The baseline run: known leaks, kept logs.
+    let c = check_in(
+        d,
+        &[
+            "-o",
+            "base/%e.%p.mtr",
+            "--",
+            gate,
+            "cache",
+            "items",
+            "2",
+            "peak",
+            "100000",
+        ],
+    );
+    c.assert_code(FAILED);
+    std::fs::copy(d.join("check.json"), d.join("base.json")).unwrap();
+    let base_log = c.judged()["log"].as_str().unwrap().to_owned();
+
+    for base in ["base.json", base_log.as_str()] {
+        let c = check_in(
+            d,
+            &[
+                "--baseline",
+                base,
+                "--",
+                gate,
+                "cache",
+                "items",
+                "2",
+                "peak",
+                "100000",
+            ],
+        );
+        c.assert_code(0);
+        let p = c.judged();
+        assert_eq!(leaks_at(p, "leak_item"), vec![(200, 2, "baseline".into())]);
+        assert_eq!(p["baseline_peak_heap_bytes"], 100000);
+
+        // One more item: 100 new bytes at leak_item fail; the cache is still known.
+        let c = check_in(
+            d,
+            &[
+                "--baseline",
+                base,
+                "--",
+                gate,
+                "cache",
+                "items",
+                "3",
+                "peak",
+                "100000",
+            ],
+        );
+        c.assert_code(FAILED);
+        let p = c.judged();
+        assert_eq!(p["counted_bytes"], 100);
+        assert_eq!(p["counted_blocks"], 1);
+        let item = p["leaks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| stack_has(l, &fn_is("leak_item")))
+            .unwrap();
+        assert_eq!(
+            (item["new_bytes"].as_u64(), item["new_count"].as_u64()),
+            (Some(100), Some(1))
+        );
+        assert!(c.stderr().contains("beyond the baseline"), "{}", c.stderr());
+    }
+    // A tolerance absorbs the growth.
+    let c = check_in(
+        d,
+        &[
+            "--baseline",
+            "base.json",
+            "--tolerance",
+            "50%",
+            "--",
+            gate,
+            "cache",
+            "items",
+            "3",
+            "peak",
+            "100000",
+        ],
+    );
+    c.assert_code(0);
+    // Peak growth beyond the tolerance (default 5%) fails; a wider one passes.
+    let c = check_in(
+        d,
+        &[
+            "--baseline",
+            "base.json",
+            "--",
+            gate,
+            "cache",
+            "items",
+            "2",
+            "peak",
+            "200000",
+        ],
+    );
+    c.assert_code(FAILED);
+    assert_eq!(rules_failed(c.judged()), vec!["peak-tolerance"]);
+    let c = check_in(
+        d,
+        &[
+            "--baseline",
+            "base.json",
+            "--peak-tolerance",
+            "150%",
+            "--",
+            gate,
+            "cache",
+            "items",
+            "2",
+            "peak",
+            "200000",
+        ],
+    );
+    c.assert_code(0);
+    // Fewer leaks than the baseline pass.
+    let c = check_in(d, &["--baseline", "base.json", "--", gate, "cache"]);
+    c.assert_code(0);
+}
+
+/// Existing logs are checked as they are: one verdict per log.
+#[test]
+fn checks_existing_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gate = fixture("gate");
+    let mut run = memtrace();
+    run.current_dir(d)
+        .args(["run", "-o", "a.%p.mtr", "--"])
+        .arg(&gate)
+        .args(["items", "1"]);
+    assert!(output_with_timeout(&mut run, TIMEOUT).status.success());
+    let mut run = memtrace();
+    run.current_dir(d)
+        .args(["run", "-o", "b.%p.mtr", "--"])
+        .arg(&gate);
+    assert!(output_with_timeout(&mut run, TIMEOUT).status.success());
+    let logs = logs_in(d);
+    assert_eq!(logs.len(), 2);
+    let args: Vec<&str> = logs.iter().map(|p| p.to_str().unwrap()).collect();
+    let c = check_in(d, &args);
+    c.assert_code(FAILED);
+    let passed: Vec<bool> = c
+        .processes()
+        .iter()
+        .map(|p| p["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passed, vec![false, true]);
+    assert!(c.json()["command"].is_null());
+    let c = check_in(d, &args[1..]);
+    c.assert_code(0);
+}
+
+/// `--exe` judges only the matching processes.
+#[test]
+fn exe_selection() {
+    let (_d, c) = check_gate(&["--exe", "*/no-such-program"], &["items", "1"]);
+    c.assert_code(0);
+    assert!(
+        c.stderr().contains("no process was judged"),
+        "{}",
+        c.stderr()
+    );
+    let (_d, c) = check_gate(&["--exe", "gate"], &["items", "1"]);
+    c.assert_code(FAILED);
+}
