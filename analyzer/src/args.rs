@@ -67,11 +67,15 @@ pub struct CheckArgs {
     /// the Rust runtime that live until exit by design).
     #[arg(long)]
     pub no_default_suppressions: bool,
-    /// Print, on stdout, suppression entries for the leaks that failed:
-    /// `memtrace`, `valgrind`, `lsan`, a comma-separated list, or `all`
-    /// (default: memtrace,valgrind).
+    /// Print, on stderr after the summary, suppression entries for the leaks
+    /// that failed: `memtrace`, `valgrind`, `lsan`, a comma-separated list,
+    /// or `all` (default: memtrace,valgrind).
     #[arg(long, value_name = "FORMATS", num_args = 0..=1, default_missing_value = "memtrace,valgrind")]
     pub gen_suppressions: Option<String>,
+    /// Write the --gen-suppressions entries to FILE instead of stderr (ready to
+    /// pass to -s; implies --gen-suppressions).
+    #[arg(long, value_name = "FILE")]
+    pub gen_suppressions_file: Option<PathBuf>,
     /// Fail only on growth over this earlier run: a log, or the JSON of
     /// `memtrace check --json` or `memtrace report --format json`.
     #[arg(long, value_name = "LOG_OR_JSON")]

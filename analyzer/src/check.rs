@@ -307,13 +307,12 @@ pub enum Status {
 
 /// One leaked stack of a judged process.
 #[derive(Clone, Debug)]
-pub struct Leak<'a> {
+pub struct Leak {
     /// `"heap"` or `"mmap"`.
     pub kind: &'static str,
     /// The leak's blocks, merged over the stacks that symbolize the same (a
     /// call site the compiler duplicated records several stacks).
     pub site: Site,
-    _report: std::marker::PhantomData<&'a Report>,
     pub status: Status,
     /// What counts: all of the site's bytes and blocks, or what exceeds the
     /// baseline; 0 unless counted.
@@ -363,7 +362,7 @@ pub struct ProcessVerdict<'a> {
     pub report: &'a Report,
     pub skipped: Option<Skip>,
     /// Leaks of the kinds that count, largest first (by new bytes, then bytes).
-    pub leaks: Vec<Leak<'a>>,
+    pub leaks: Vec<Leak>,
     pub counted_bytes: u64,
     pub counted_blocks: u64,
     /// The baseline's peak for this program, if it has one.
@@ -487,7 +486,6 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
                     status,
                     new_bytes: 0,
                     new_count: 0,
-                    _report: std::marker::PhantomData,
                 }
             })
             .collect();

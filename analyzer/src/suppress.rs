@@ -178,10 +178,17 @@ impl Term {
     }
 }
 
-/// The demangled or the mangled name matches.
+/// The demangled or the mangled name matches, or the public name of a C
+/// library function that debug information names by an internal alias
+/// (`__GI___strdup`, `__strdup`: `strdup`, as valgrind, which replaces it,
+/// names it).
 fn fun_matches(g: &str, f: &Frame) -> bool {
-    f.function.as_deref().is_some_and(|n| glob(g, n))
-        || f.mangled.as_deref().is_some_and(|n| glob(g, n))
+    f.function.as_deref().is_some_and(|n| {
+        glob(g, n) || {
+            let public = n.strip_prefix("__GI_").unwrap_or(n).trim_start_matches('_');
+            public.len() != n.len() && !public.is_empty() && glob(g, public)
+        }
+    }) || f.mangled.as_deref().is_some_and(|n| glob(g, n))
 }
 
 fn basename(p: &str) -> &str {

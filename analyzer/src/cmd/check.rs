@@ -12,7 +12,7 @@
 //!    removed when the check passes. Otherwise the logs given are read.
 //! 4. Every log is analyzed and judged ([`memtrace_analyzer::check`]); the
 //!    summary goes to stderr, `--json` and `--junit` files are written,
-//!    `--gen-suppressions` entries go to stdout.
+//!    `--gen-suppressions` entries go to stderr or their own file.
 //! 5. Exit status, first that applies: 2 when memtrace failed (a log could
 //!    not be read, no log was written); the command's own status when it
 //!    failed; `--error-exitcode` (default [`DEFAULT_ERROR_EXITCODE`]) when a
@@ -279,7 +279,11 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
         _ => {}
     }
     let s = settings(a)?;
-    let generate = a.gen_suppressions.as_deref().map(gen_formats).transpose()?;
+    let generate = match (&a.gen_suppressions, &a.gen_suppressions_file) {
+        (Some(f), _) => Some(gen_formats(f)?),
+        (None, Some(_)) => Some(gen_formats("memtrace,valgrind")?),
+        (None, None) => None,
+    };
     let mut files: Vec<SuppressionFile> = s
         .suppressions
         .iter()
@@ -403,11 +407,18 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
         write_to(path, "JUnit", |out| render::junit(&verdict, out))?;
     }
     if let Some(formats) = generate {
-        let mut out = io::stdout().lock();
-        match render::gen_suppressions(&verdict, formats, &mut out).and_then(|()| out.flush()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(e).context("cannot write the suppressions to stdout"),
+        match &a.gen_suppressions_file {
+            Some(path) => write_to(path, "suppressions", |out| {
+                render::gen_suppressions(&verdict, formats, out)
+            })?,
+            None => {
+                let mut out = io::stderr().lock();
+                writeln!(
+                    out,
+                    "memtrace check: suppressions for the leaks that failed:"
+                )?;
+                render::gen_suppressions(&verdict, formats, &mut out)?;
+            }
         }
     }
     if let Some(d) = temp_dir {
