@@ -618,15 +618,30 @@ fn skip(r: &Report, select: &[String]) -> Option<Skip> {
 }
 
 /// The frames down to `main`, as valgrind shows stacks (`--show-below-main=no`):
-/// the C library's start-up frames under it say nothing.
+/// the C library's start-up frames under it say nothing. In Rust programs,
+/// the frames down to the one under `__rust_begin_short_backtrace`, as Rust's
+/// own backtraces show them.
 pub fn above_main(stack: &[Frame]) -> &[Frame] {
-    match stack
-        .iter()
-        .position(|f| f.function.as_deref() == Some("main"))
-    {
-        Some(i) => &stack[..=i],
-        None => stack,
+    for (i, f) in stack.iter().enumerate() {
+        match f.function.as_deref() {
+            Some("main") => return &stack[..=i],
+            Some(n) if n.ends_with("__rust_begin_short_backtrace") && i > 0 => {
+                // Skip the closure-call frames between it and the program's main.
+                let mut end = i;
+                while end > 1
+                    && stack[end - 1]
+                        .function
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("core::ops::function::"))
+                {
+                    end -= 1;
+                }
+                return &stack[..end];
+            }
+            _ => {}
+        }
     }
+    stack
 }
 
 /// The innermost named function of a stack, for messages.

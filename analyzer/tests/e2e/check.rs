@@ -181,6 +181,34 @@ fn command_failure_is_not_masked() {
     let (_d, c) = check_gate(&[], &["items", "1", "exit", "4"]);
     c.assert_code(4);
     assert_eq!(c.json()["passed"], false);
+    // Killed by a signal: 128 + the signal, and the process is not judged.
+    let dir = tempfile::tempdir().unwrap();
+    let c = check_in(dir.path(), &["--", "sh", "-c", "kill -9 $$"]);
+    c.assert_code(128 + 9);
+    assert_eq!(c.json()["command"]["signal"], 9);
+    let top = &c.processes()[0];
+    assert_eq!(top["judged"], false);
+    assert!(
+        top["skipped"].as_str().unwrap().contains("signal 9"),
+        "{top:#}"
+    );
+}
+
+/// Names and messages that XML must escape still give a well-formed JUnit file.
+#[test]
+fn junit_escapes_what_it_must() {
+    let (dir, c) = check_gate(
+        &["--junit", "j.xml"],
+        &["items", "1", "<tag attr=\"x\">&amp;'\u{1}"],
+    );
+    c.assert_code(FAILED);
+    let j = parse_junit(&dir.path().join("j.xml"));
+    assert_eq!((j.tests, j.failures, j.skipped), (1, 1, 0));
+    assert!(
+        j.failed_cases[0].0.contains("<tag attr=\"x\">&amp;'?"),
+        "{j:?}"
+    );
+    assert!(j.failed_cases[0].1.contains("leak_item"), "{j:?}");
 }
 
 /// memtrace's own failures exit 2 with one clear line, and nothing is judged.
@@ -853,4 +881,127 @@ fn gen_suppressions_round_trip() {
         printed.contains("suppress leak_malloc") && printed.contains("Memcheck:Leak"),
         "{printed}"
     );
+}
+
+/// The Rust runtime's one-time allocations (the main thread's handle and guard info) are
+/// suppressed by default, so a Rust program's verdict is its own leaks exactly.
+#[test]
+fn rust_runtime_is_suppressed_by_default() {
+    let (_d, c) = check_fixture("rust_leak", &[], &[]);
+    c.assert_code(FAILED);
+    let p = c.judged();
+    assert_eq!(
+        (p["counted_bytes"].as_u64(), p["counted_blocks"].as_u64()),
+        (Some(2200), Some(4))
+    );
+    assert_eq!(at(&c, "rust_leak::leak_rust_box", "counted"), (1000, 1));
+    assert_eq!(at(&c, "rust_leak::leak_rust_vec", "counted"), (1200, 3));
+    let builtin: Vec<&Value> = c.json()["suppressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["file"] == "<built-in>")
+        .collect();
+    assert!(
+        builtin
+            .iter()
+            .any(|s| s["matched_bytes"].as_u64() > Some(0)),
+        "{builtin:?}"
+    );
+
+    let (_d, c) = check_fixture("rust_leak", &["--no-default-suppressions"], &[]);
+    c.assert_code(FAILED);
+    assert!(c.judged()["counted_bytes"].as_u64().unwrap() > 2200);
+    assert!(c.json()["suppressions"].as_array().unwrap().is_empty());
+}
+
+/// The README's recipe `memtrace check --exe '*/target/*/deps/*' -- cargo test` on a
+/// small crate: cargo itself is traced but not judged; a leaking test fails the gate
+/// and is named, a clean one passes.
+#[test]
+fn cargo_test_recipe() {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        eprintln!("CARGO is not set (not run by cargo): skipped");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::write(
+        d.join("Cargo.toml"),
+        "[package]\nname = \"gatedemo\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )
+    .unwrap();
+    let lib = |leak: bool| {
+        format!(
+            "pub fn make(n: usize) -> Vec<u8> {{ vec![1; n] }}\n\
+             #[inline(never)] pub fn cache_it(v: Vec<u8>) {{ {} }}\n\
+             #[cfg(test)] mod tests {{\n\
+               #[test] fn makes() {{ let v = super::make(4321); assert_eq!(v.len(), 4321); super::cache_it(v); }}\n\
+             }}\n",
+            if leak {
+                "std::mem::forget(v);"
+            } else {
+                "drop(v);"
+            }
+        )
+    };
+    let cargo_env = |cmd: &mut Command| {
+        cmd.current_dir(d)
+            .env("CARGO", &cargo)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("CARGO_TARGET_DIR", d.join("target"))
+            .env_remove("RUSTFLAGS");
+    };
+    for leak in [true, false] {
+        std::fs::write(d.join("src/lib.rs"), lib(leak)).unwrap();
+        let mut build = clean_command(&cargo);
+        build.args(["test", "--no-run", "-q"]);
+        cargo_env(&mut build);
+        let out = output_with_timeout(&mut build, TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut cmd = memtrace();
+        cmd.args([
+            "check",
+            "--exe",
+            "*/target/*/deps/*",
+            "--json",
+            "check.json",
+            "--",
+        ])
+        .arg(&cargo)
+        .args(["test", "-q", "--lib"]);
+        cargo_env(&mut cmd);
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("check.json")).unwrap()).unwrap();
+        let judged: Vec<&Value> = json["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["judged"] == true)
+            .collect();
+        assert_eq!(judged.len(), 1, "only the test binary is judged: {err}");
+        assert!(
+            judged[0]["exe"]
+                .as_str()
+                .unwrap()
+                .contains("/deps/gatedemo-")
+        );
+        if leak {
+            assert_eq!(out.status.code(), Some(FAILED), "{err}");
+            assert_eq!(judged[0]["counted_bytes"], 4321, "{err}");
+            assert!(
+                err.contains("gatedemo::cache_it") || err.contains("gatedemo::tests::makes"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(0), "{err}");
+        }
+    }
 }
