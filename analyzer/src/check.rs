@@ -797,6 +797,7 @@ mod tests {
             mmap_leaks: mmap,
             peak: vec![],
             allocated: vec![],
+            temporary: vec![],
             brk: vec![],
             warnings: vec![],
         }

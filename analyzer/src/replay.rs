@@ -96,6 +96,9 @@ struct PerStack {
     live_count: u64,
     alloc_bytes: u64,
     alloc_count: u64,
+    /// Blocks freed before their thread's next allocation (see [`Counts::temporary`]).
+    temp_bytes: u64,
+    temp_count: u64,
     /// The allocating function of the stack's last allocation (`Func as u8`).
     func: u8,
 }
@@ -171,6 +174,12 @@ fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub allocations: u64,
+    /// Temporary allocations: blocks freed by their thread before it made its
+    /// next allocation (heaptrack's definition, per thread). A realloc's
+    /// release of its old block does not make that block temporary.
+    pub temporary: u64,
+    /// Their bytes.
+    pub temporary_bytes: u64,
     pub frees: u64,
     pub bytes_allocated: u64,
     pub unknown_frees: u64,
@@ -359,6 +368,9 @@ pub struct Replay {
     pub counts: Counts,
     page_size: u64,
     live: FastMap<u64, Block>,
+    /// Per stream (thread): the address of its last allocation, while unfreed
+    /// and before its next allocation (0: none).
+    last_alloc: Vec<u64>,
     live_bytes: u64,
     /// Live bytes and blocks per stack, kept up to date so that the peak's
     /// picture can be copied when the peak is reached, instead of replaying
@@ -394,6 +406,7 @@ impl Replay {
             counts: Counts::default(),
             page_size,
             live: FastMap::default(),
+            last_alloc: Vec::new(),
             live_bytes: 0,
             by_stack: StackTable::default(),
             sample_interval: cfg.sample_interval,
@@ -530,6 +543,33 @@ impl Replay {
         }
     }
 
+    /// Notes the last allocation of a stream.
+    #[inline]
+    fn set_last(&mut self, stream: usize, addr: u64) {
+        if stream >= self.last_alloc.len() {
+            self.last_alloc.resize(stream + 1, 0);
+        }
+        self.last_alloc[stream] = addr;
+    }
+
+    /// Counts a free of `addr` by `stream` as temporary if it is that
+    /// stream's last allocation (see [`Counts::temporary`]).
+    #[inline]
+    fn temporary(&mut self, stream: usize, addr: u64) {
+        if self.last_alloc.get(stream) != Some(&addr) {
+            return;
+        }
+        self.last_alloc[stream] = 0;
+        if let Some(b) = self.live.get(&addr).copied() {
+            self.counts.temporary += b.count as u64;
+            self.counts.temporary_bytes = self.counts.temporary_bytes.saturating_add(b.size);
+            if let Some(e) = self.by_stack.get_mut(b.stack) {
+                e.temp_count += b.count as u64;
+                e.temp_bytes = e.temp_bytes.saturating_add(b.size);
+            }
+        }
+    }
+
     fn mapped(&mut self) {
         self.counts.peak_mmap_bytes = self.counts.peak_mmap_bytes.max(self.regions.bytes());
     }
@@ -549,9 +589,13 @@ impl Replay {
                 self.used(stack, time);
                 if addr != 0 {
                     self.alloc(time, addr, size, stack, samples, func);
+                    self.set_last(ev.stream, addr);
                 }
             }
-            Record::Free { addr, .. } if addr != 0 => self.free(addr),
+            Record::Free { addr, .. } if addr != 0 => {
+                self.temporary(ev.stream, addr);
+                self.free(addr);
+            }
             Record::Realloc {
                 time_after,
                 old,
@@ -569,6 +613,7 @@ impl Replay {
                     self.used(stack, time_after);
                     if new != 0 {
                         self.alloc(time_after, new, size, stack, 0, func);
+                        self.set_last(ev.stream, new);
                     }
                 }
             }
@@ -672,6 +717,22 @@ impl Replay {
         )
     }
 
+    /// Temporary allocations by stack, most first (by count, then bytes).
+    pub fn temporary_by_stack(&self) -> Vec<StackTotal> {
+        let mut v: Vec<StackTotal> = self
+            .by_stack
+            .iter()
+            .filter(|(_, e)| e.temp_count != 0)
+            .map(|(stack, e)| StackTotal {
+                stack,
+                bytes: e.temp_bytes,
+                count: e.temp_count,
+            })
+            .collect();
+        v.sort_by(|a, b| (b.count, b.bytes, a.stack).cmp(&(a.count, a.bytes, b.stack)));
+        v
+    }
+
     /// The function that made the last allocation of `stack` (malloc, calloc,
     /// operator new...), if it allocated.
     pub fn alloc_func(&self, stack: u32) -> Option<Func> {
@@ -712,6 +773,8 @@ pub struct Outcome {
     pub peak: Vec<StackTotal>,
     /// Heap blocks allocated, by stack.
     pub allocated: Vec<StackTotal>,
+    /// Temporary allocations, by stack (most first).
+    pub temporary: Vec<StackTotal>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
@@ -772,6 +835,7 @@ pub fn replay_with(
         leaked_mmap_regions: r.regions.regions(),
         peak,
         allocated: r.allocated_by_stack(),
+        temporary: r.temporary_by_stack(),
         brk: r.brk_by_stack(),
         first_use: std::mem::take(&mut r.first_use),
         counts: r.counts,

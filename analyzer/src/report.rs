@@ -80,6 +80,10 @@ pub struct Summary {
     pub allocations: u64,
     pub frees: u64,
     pub bytes_allocated: u64,
+    /// Allocations freed by their thread before its next allocation
+    /// (heaptrack's "temporary", per thread), and their bytes.
+    pub temporary_allocations: u64,
+    pub temporary_bytes: u64,
     pub peak_heap_bytes: u64,
     pub peak_heap_time_ms: f64,
     pub leaked_heap_bytes: u64,
@@ -157,6 +161,8 @@ pub struct Report {
     pub peak: Vec<Site>,
     /// Heap bytes allocated (freed or not), by stack, largest first.
     pub allocated: Vec<Site>,
+    /// Temporary allocations by stack, most first (`count` = temporary ones).
+    pub temporary: Vec<Site>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkSite>,
     /// Lines worth telling the user on stderr (truncation, missing symbols).
@@ -264,6 +270,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         allocations: c.allocations,
         frees: c.frees,
         bytes_allocated: c.bytes_allocated,
+        temporary_allocations: c.temporary,
+        temporary_bytes: c.temporary_bytes,
         peak_heap_bytes: c.peak_heap_bytes,
         peak_heap_time_ms: if c.peak_event.is_some() {
             ms_since(header.start_mono_ns, c.peak_heap_time)
@@ -319,6 +327,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let mmap_leaks = sites(&out.mmap_leaks, all);
     let peak = sites(&out.peak, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let allocated = sites(&out.allocated, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
+    let temporary = sites(&out.temporary, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let brk = out
         .brk
         .iter()
@@ -360,6 +369,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         mmap_leak_stacks: out.mmap_leaks.len() as u64,
         peak,
         allocated,
+        temporary,
         brk,
         warnings,
     })

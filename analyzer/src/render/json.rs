@@ -21,6 +21,7 @@ struct Json<'a> {
     leaks: Vec<JLeak<'a>>,
     peak: Vec<JSite<'a>>,
     allocated: Vec<JSite<'a>>,
+    temporary: Vec<JSite<'a>>,
     brk: Vec<JBrk<'a>>,
 }
 
@@ -42,6 +43,8 @@ struct JSummary {
     allocations: u64,
     frees: u64,
     bytes_allocated: u64,
+    temporary_allocations: u64,
+    temporary_bytes: u64,
     peak_heap_bytes: u64,
     peak_heap_time_ms: f64,
     leaked_heap_bytes: u64,
@@ -161,6 +164,8 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             allocations: s.allocations,
             frees: s.frees,
             bytes_allocated: s.bytes_allocated,
+            temporary_allocations: s.temporary_allocations,
+            temporary_bytes: s.temporary_bytes,
             peak_heap_bytes: s.peak_heap_bytes,
             peak_heap_time_ms: s.peak_heap_time_ms,
             leaked_heap_bytes: s.leaked_heap_bytes,
@@ -195,6 +200,7 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         peak: r.peak.iter().map(site).collect(),
         allocated: r.allocated.iter().map(site).collect(),
+        temporary: r.temporary.iter().map(site).collect(),
         brk: r.brk.iter().map(brk).collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
@@ -255,6 +261,7 @@ mod tests {
             mmap_leak_stacks: 1,
             peak: vec![],
             allocated: vec![],
+            temporary: vec![],
             brk: vec![BrkSite {
                 bytes: 4096,
                 stack: vec![frame].into(),

@@ -288,6 +288,21 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         )?;
         sites(out, &r.allocated, ("allocation", "allocations"))?;
     }
+    if !r.temporary.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "TEMPORARY ALLOCATIONS: {} of {} allocations were freed before their thread's next allocation; the {} stacks that made the most",
+            thousands(s.temporary_allocations),
+            thousands(s.allocations),
+            r.temporary.len()
+        )?;
+        sites(
+            out,
+            &r.temporary,
+            ("temporary allocation", "temporary allocations"),
+        )?;
+    }
     if !r.brk.is_empty() {
         writeln!(out)?;
         writeln!(out, "BRK GROWTH BY STACK (explicit brk/sbrk calls)")?;
@@ -365,6 +380,7 @@ mod tests {
             mmap_leak_stacks: 0,
             peak: vec![],
             allocated: vec![],
+            temporary: vec![],
             brk: vec![],
             warnings: vec![],
         };

@@ -1,6 +1,6 @@
 //! heap.c and pvalloc.c: the malloc family.
 
-use crate::util::{Valgrind, assert_heap_totals, oracle, trace};
+use crate::util::{Valgrind, assert_heap_totals, oracle, report_with, trace};
 
 const NO_ARGS: &[&str] = &[];
 
@@ -97,4 +97,26 @@ fn pvalloc_leak() {
     assert_eq!(r.summary("allocations"), 2);
     assert_eq!(r.summary("frees"), 1);
     assert_eq!(r.summary("bytes_allocated"), 12288);
+}
+
+/// Temporary allocations (freed before their thread's next allocation) are counted and
+/// ranked by stack, per thread, exactly as temporary.c's header states.
+#[test]
+fn temporary_allocations() {
+    let t = trace("temporary", &[] as &[&str]);
+    t.assert_exit(0);
+    let r = report_with(&t.only_log(), &["--top", "100"]);
+    let s = |site: &str| {
+        let x = r.temporary_site(site);
+        (x.count, x.bytes)
+    };
+    assert_eq!(s("temp_site"), (100, 6400));
+    assert_eq!(s("pair_second_site"), (10, 480));
+    assert_eq!(s("pair_first_site"), (0, 0));
+    assert_eq!(s("thread_temp_site"), (2000, 32000));
+    assert_eq!(s("final_site"), (1, 8));
+    assert_eq!(s("kept_site"), (0, 0));
+    assert_eq!(r.v["summary"]["temporary_allocations"], 2111);
+    assert_eq!(r.v["summary"]["temporary_bytes"], 38888);
+    r.assert_leak("heap", "kept_site", 24, 1);
 }

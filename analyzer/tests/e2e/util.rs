@@ -459,6 +459,12 @@ impl Report {
         sum(self.array("allocated").iter().filter(|l| stack_has(l, &f)))
     }
 
+    /// Totals over the `temporary` entries whose stack has a frame in function `name`.
+    pub fn temporary_site(&self, name: &str) -> Site {
+        let f = fn_is(name);
+        sum(self.array("temporary").iter().filter(|l| stack_has(l, &f)))
+    }
+
     /// Totals over the `brk` entries whose stack has a frame in function `name`.
     pub fn brk_site(&self, name: &str) -> Site {
         let f = fn_is(name);
