@@ -34,6 +34,7 @@
 pub mod catalog;
 pub mod check;
 pub mod error;
+pub mod flame;
 pub mod log;
 pub mod pack;
 pub mod render;
