@@ -34,6 +34,21 @@ pub enum Command {
     /// `memtrace.toml` in the current directory or above (`[check]` table,
     /// same names as the options); command-line options win.
     Check(Box<CheckArgs>),
+    /// Draw an interactive flame graph (SVG) of a log's stacks, weighted by a
+    /// metric: leaked bytes (default), bytes at the peak, bytes allocated,
+    /// allocations, temporary allocations.
+    Flamegraph(FlamegraphArgs),
+    /// Compare two logs stack by stack: the growth of a metric from OLD to
+    /// NEW, largest first (text or JSON), and optionally a differential flame
+    /// graph.
+    Diff(DiffArgs),
+    /// Write a log's stacks in another tool's format: pprof (gzipped
+    /// profile.proto: go tool pprof, Pyroscope), folded stacks
+    /// (flamegraph.pl, inferno) or speedscope's JSON.
+    Export(ExportArgs),
+    /// Chart memory over time (live heap, program mmaps, RSS and PSS) as an
+    /// SVG, with the peaks marked.
+    Timeline(TimelineArgs),
 }
 
 /// `memtrace check`.
@@ -124,6 +139,103 @@ pub struct CheckArgs {
     pub command: Vec<OsString>,
 }
 
+/// What a flame graph or a diff weighs stacks by (`memtrace_analyzer::flame::Metric`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricArg {
+    /// Heap bytes still allocated at exit.
+    Leaked,
+    /// Heap bytes live at the peak of the live heap.
+    Peak,
+    /// Heap bytes allocated over the run, freed or not.
+    Allocated,
+    /// Number of heap allocations.
+    Allocations,
+    /// Allocations freed before their thread's next allocation.
+    Temporary,
+}
+
+impl From<MetricArg> for memtrace_analyzer::flame::Metric {
+    fn from(m: MetricArg) -> Self {
+        use memtrace_analyzer::flame::Metric;
+        match m {
+            MetricArg::Leaked => Metric::Leaked,
+            MetricArg::Peak => Metric::Peak,
+            MetricArg::Allocated => Metric::Allocated,
+            MetricArg::Allocations => Metric::Allocations,
+            MetricArg::Temporary => Metric::Temporary,
+        }
+    }
+}
+
+/// `memtrace flamegraph`.
+#[derive(clap::Args, Debug)]
+pub struct FlamegraphArgs {
+    /// What the frames' widths measure.
+    #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
+    pub metric: MetricArg,
+    /// The SVG file to write (`-`: stdout). Default: `memtrace-METRIC.svg`
+    /// in the current directory.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The log file to read.
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+}
+
+/// `memtrace diff`.
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// What to compare.
+    #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
+    pub metric: MetricArg,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Show the N stacks that grew most (default: 20 in text, all in JSON).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// Also write a differential flame graph (SVG) to FILE: the new run's
+    /// stacks, red where they grew, blue where they shrank.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The earlier log.
+    #[arg(value_name = "OLD")]
+    pub old: PathBuf,
+    /// The later log.
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+}
+
+/// Export formats.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// gzip-compressed profile.proto with Go's heap sample types
+    /// (alloc_objects, alloc_space, inuse_objects, inuse_space).
+    Pprof,
+    /// `outermost;...;innermost WEIGHT` lines of one metric.
+    Folded,
+    /// speedscope's JSON: one profile per metric.
+    Speedscope,
+}
+
+/// `memtrace export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// What the folded stacks' weights measure (--format folded only).
+    #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
+    pub metric: MetricArg,
+    /// The file to write (`-` or none: stdout; pprof is never written to a
+    /// terminal).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The log file to read.
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+}
+
 /// `memtrace pack`.
 #[derive(clap::Args, Debug)]
 pub struct PackArgs {
@@ -156,6 +268,17 @@ pub struct RunArgs {
     /// logs of processes that have ended (see `memtrace pack`).
     #[arg(long)]
     pub raw: bool,
+    /// Sample the kernel's accounting of every traced process (RSS, PSS, USS,
+    /// swap from /proc/PID/smaps_rollup; the cgroup's memory.current and
+    /// memory.stat) every MS milliseconds, from outside the process; 0: off.
+    /// The samples go into the logs.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "MEMTRACE_KERNEL_INTERVAL",
+        default_value_t = 100
+    )]
+    pub kernel_interval: u64,
     /// The command to trace and its arguments.
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -185,4 +308,20 @@ pub struct ReportArgs {
 /// A size in bytes with an optional binary suffix (k, m, g).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     memtrace_analyzer::check::parse_size(s)
+}
+
+/// `memtrace timeline`.
+#[derive(clap::Args, Debug)]
+pub struct TimelineArgs {
+    /// Where to write the SVG (`-`: stdout).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        default_value = "memtrace-timeline.svg"
+    )]
+    pub output: PathBuf,
+    /// The log file to read.
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
 }

@@ -37,6 +37,8 @@ pub struct Catalog {
     pub last_time: Option<u64>,
     /// Records decoded.
     pub records: u64,
+    /// KERNEL records (times absolute, CLOCK_MONOTONIC).
+    pub kernel: crate::kernel::KernelView,
 }
 
 /// Runs the first pass.
@@ -96,6 +98,18 @@ impl Catalog {
             Record::Exit { how, status, .. } => c.exit = Some((*how, *status)),
             Record::Exec { path, .. } => c.exec = Some(String::from_utf8_lossy(path).into_owned()),
             Record::Fork { child_pid, .. } => c.forks.push(*child_pid),
+            Record::Kernel { kind, values, .. } => {
+                let mut v = Vec::with_capacity(values.len_hint());
+                for x in values.clone() {
+                    v.push(x.map_err(|err| Error::Record {
+                        path: log.path().to_owned(),
+                        stream: index.streams[ev.stream].id,
+                        offset: ev.chunk_offset,
+                        err,
+                    })?);
+                }
+                c.kernel.observe(ev.time, *kind, &v);
+            }
             Record::Torn => c.torn_records += 1,
             Record::Unknown { .. } => c.unknown_records += 1,
             _ => {}

@@ -798,6 +798,8 @@ mod tests {
             peak: vec![],
             allocated: vec![],
             temporary: vec![],
+            timeline: vec![],
+            kernel: None,
             brk: vec![],
             warnings: vec![],
         }

@@ -12,6 +12,8 @@
 //! - [`report::analyze_bytes`]: the same on bytes in memory, without
 //!   symbolization (the fuzzing entry point, see `fuzz/README.md`).
 //! - [`render::text::render`] and [`render::json::render`]: print a report.
+//! - [`export::read`], then [`export::pprof::encode`], [`export::folded`] or
+//!   [`export::speedscope::document`]: a log for other tools (`memtrace export`).
 //! - The stages, for other front ends: [`log::Log`] (open, index, merge
 //!   streams by time), [`catalog::scan`] (stacks, modules, process events),
 //!   [`replay::replay`] (counting, live set, peak, mmap regions),
@@ -34,7 +36,9 @@
 pub mod catalog;
 pub mod check;
 pub mod error;
+pub mod export;
 pub mod flame;
+pub mod kernel;
 pub mod log;
 pub mod pack;
 pub mod render;

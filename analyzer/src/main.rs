@@ -1,7 +1,8 @@
 //! The `memtrace` command: parses the command line, runs one subcommand,
 //! prints any error as one line and maps the outcome to an exit status.
 //!
-//! Exit status: `report` and `pack` 0 on success; `run` the traced command's status
+//! Exit status: `report`, `pack`, `flamegraph` and `diff` 0 on success (the
+//! three readers 3 when a log is truncated, see `cmd::report`); `run` the traced command's status
 //! (128 + signal when it was killed); `check` 0, the command's status, or
 //! its `--error-exitcode` (see `cmd::check`); 2 on any error (bad usage,
 //! unreadable or corrupt log, missing preload library).
@@ -20,6 +21,10 @@ fn main() -> ExitCode {
         args::Command::Report(a) => cmd::report::run(&a),
         args::Command::Pack(a) => cmd::pack::run(&a),
         args::Command::Check(a) => cmd::check::run(&a),
+        args::Command::Flamegraph(a) => cmd::flamegraph::run(&a),
+        args::Command::Diff(a) => cmd::diff::run(&a),
+        args::Command::Export(a) => cmd::export::run(&a),
+        args::Command::Timeline(a) => cmd::timeline::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -358,7 +358,8 @@ impl Model {
 
 #[inline(always)]
 fn valid(ring: &[Freed], frees: u64, seq: u64) -> bool {
-    seq != 0 && frees - seq < WINDOW as u64 && {
+    // A damaged log can name a free from the future: checked, not wrapped.
+    seq != 0 && frees.checked_sub(seq).is_some_and(|d| d < WINDOW as u64) && {
         let f = &ring[(seq as usize) % WINDOW];
         f.seq == seq && f.addr != 0
     }
@@ -506,6 +507,13 @@ impl Enc {
                 ..
             } => encode::module(b, 0, *bias, *start, *end, build_id, path),
             Record::Exec { path, .. } => encode::exec(b, 0, path),
+            Record::Kernel { kind, values, .. } => {
+                self.frames.clear();
+                for v in values.clone() {
+                    self.frames.push(v.ok()?);
+                }
+                encode::kernel(b, 0, *kind, &self.frames)
+            }
             _ => None,
         }
     }
@@ -687,7 +695,10 @@ impl Enc {
                 let n = self.reencode(rec).ok_or("record")?;
                 let meta = matches!(
                     rec,
-                    Record::Stack { .. } | Record::Module { .. } | Record::Exec { .. }
+                    Record::Stack { .. }
+                        | Record::Module { .. }
+                        | Record::Exec { .. }
+                        | Record::Kernel { .. }
                 );
                 if meta {
                     self.cols[col::KIND].push(op::META);
@@ -1452,7 +1463,7 @@ fn detach<'b>(r: Record<'_>) -> Option<Record<'b>> {
         Exit { time, how, status } => Exit { time, how, status },
         Torn => Torn,
         Unknown { tag } => Unknown { tag },
-        Realloc { .. } | Stack { .. } | Module { .. } | Exec { .. } => return None,
+        Realloc { .. } | Stack { .. } | Module { .. } | Exec { .. } | Kernel { .. } => return None,
     })
 }
 
@@ -1575,12 +1586,18 @@ mod tests {
         b.body.extend_from_slice(&[5, 0, 0, 1, 2]);
         let mut c = LogBuilder::chunk(t(20));
         c.put(|b| encode::exit(b, scale, 2, 0));
+        // The kernel's samples, in a stream of their own, as `memtrace run` appends them.
+        let mut k = LogBuilder::chunk(t(2));
+        k.put(|b| encode::kernel(b, 0, 1, &[4096, 2048, 1024, 0, 512, 0, 0, 0]))
+            .put(|b| encode::kernel(b, 3 * scale, 2, &[1; 24]))
+            .put(|b| encode::kernel(b, 2 * scale, 1, &[8192, 4096, 2048, 0, 1024, 7, 6, 5]));
         let mut l = LogBuilder::new();
         l.set_u64(hoff::SAMPLE_INTERVAL, 4096);
         l.push(0, &a)
             .push(1, &b)
             .empty_slot()
             .push(0, &c)
+            .push(memtrace_format::kernel::STREAM, &k)
             .ended(t(30));
         l.bytes
     }
@@ -1605,6 +1622,12 @@ mod tests {
                 .map(|v| v.iter().map(|s| (s.bytes, s.count)).collect::<Vec<_>>())
         };
         assert_eq!(sites(&ra), sites(&rb));
+        assert_eq!(ra.kernel, rb.kernel);
+        let k = ra.kernel.as_ref().expect("kernel samples");
+        assert_eq!(k.samples.len(), 2);
+        assert_eq!(k.peak.1[0], 8192);
+        assert_eq!(k.peak.1[5..], [7, 6, 5]);
+        assert_eq!(k.maps_at_peak.unwrap().1[5], [1; 4]);
         assert_eq!(ra.summary.unknown_frees, 1);
         assert_eq!(ra.summary.anomalies, 1);
         assert_eq!(ra.summary.torn_records, 1);

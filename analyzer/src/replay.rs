@@ -89,6 +89,20 @@ impl Config {
     }
 }
 
+/// Most points of the memory-over-time series.
+pub const SERIES_MAX: usize = 2048;
+
+/// One point of the memory-over-time series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    /// CLOCK_MONOTONIC ns.
+    pub time: u64,
+    /// Live heap bytes (requested).
+    pub heap: u64,
+    /// Bytes mapped by the program's own mmap calls.
+    pub mmap: u64,
+}
+
 /// Live and allocated totals of one stack.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct PerStack {
@@ -368,6 +382,11 @@ pub struct Replay {
     pub counts: Counts,
     page_size: u64,
     live: FastMap<u64, Block>,
+    /// Memory over time (see [`Replay::point`]).
+    series: Vec<Point>,
+    series_step: u64,
+    next_point: u64,
+    last_time: Option<u64>,
     /// Per stream (thread): the address of its last allocation, while unfreed
     /// and before its next allocation (0: none).
     last_alloc: Vec<u64>,
@@ -406,6 +425,10 @@ impl Replay {
             counts: Counts::default(),
             page_size,
             live: FastMap::default(),
+            series: Vec::new(),
+            series_step: 1_000_000,
+            next_point: 0,
+            last_time: None,
             last_alloc: Vec::new(),
             live_bytes: 0,
             by_stack: StackTable::default(),
@@ -681,6 +704,32 @@ impl Replay {
             _ => {}
         }
         self.events += 1;
+        if ev.record.time().is_some() {
+            // Whole microseconds, as a packed log keeps them, so that a log
+            // gives the same series raw and packed.
+            let t = ev.time - ev.time % 1000;
+            self.last_time = Some(t);
+            if t >= self.next_point {
+                self.point(t);
+            }
+        }
+    }
+
+    /// Adds a point to the memory-over-time series. The series stays under
+    /// [`SERIES_MAX`] points: when full, every other point is dropped and the
+    /// step between points doubles.
+    fn point(&mut self, time: u64) {
+        if self.series.len() >= SERIES_MAX {
+            let kept: Vec<Point> = self.series.iter().copied().step_by(2).collect();
+            self.series = kept;
+            self.series_step = self.series_step.saturating_mul(2);
+        }
+        self.series.push(Point {
+            time,
+            heap: self.live_bytes,
+            mmap: self.regions.bytes(),
+        });
+        self.next_point = time.saturating_add(self.series_step);
     }
 
     /// Live heap bytes and blocks by stack, largest first.
@@ -775,6 +824,9 @@ pub struct Outcome {
     pub allocated: Vec<StackTotal>,
     /// Temporary allocations, by stack (most first).
     pub temporary: Vec<StackTotal>,
+    /// Live heap and mapped bytes over time (at most [`SERIES_MAX`] points,
+    /// about evenly spaced, the last one at the last event).
+    pub series: Vec<Point>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
@@ -836,6 +888,12 @@ pub fn replay_with(
         peak,
         allocated: r.allocated_by_stack(),
         temporary: r.temporary_by_stack(),
+        series: {
+            if let Some(t) = r.last_time {
+                r.point(t);
+            }
+            std::mem::take(&mut r.series)
+        },
         brk: r.brk_by_stack(),
         first_use: std::mem::take(&mut r.first_use),
         counts: r.counts,

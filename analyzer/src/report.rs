@@ -142,6 +142,34 @@ pub struct BrkSite {
     pub stack: Arc<[Frame]>,
 }
 
+/// One point of memory over time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimePoint {
+    /// Milliseconds since the process started.
+    pub t_ms: f64,
+    /// Live heap bytes (requested).
+    pub heap: u64,
+    /// Bytes mapped by the program's own mmap calls.
+    pub mmap: u64,
+}
+
+/// The kernel's view (sampled by `memtrace run`; see [`crate::kernel`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelReport {
+    /// Samples: milliseconds since the start, and the counters named by
+    /// `memtrace_format::kernel::COUNTERS`.
+    pub samples: Vec<(f64, crate::kernel::Counters)>,
+    /// The sample with the highest RSS.
+    pub peak: (f64, crate::kernel::Counters),
+    /// Mappings by category (`memtrace_format::kernel::CATEGORIES`) when RSS
+    /// was highest, and at the last sample.
+    pub maps_at_peak: Option<(f64, crate::kernel::MapTable)>,
+    pub maps_at_end: Option<(f64, crate::kernel::MapTable)>,
+    /// Live heap bytes and program-mapped bytes at the moment of
+    /// `maps_at_peak` (from the timeline), to compare with the kernel's.
+    pub heap_at_maps_peak: Option<TimePoint>,
+}
+
 /// Everything reported about one log.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -165,14 +193,19 @@ pub struct Report {
     pub temporary: Vec<Site>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkSite>,
+    /// Live heap and mapped bytes over time.
+    pub timeline: Vec<TimePoint>,
+    /// What the kernel charged the process, when `memtrace run` sampled it.
+    pub kernel: Option<KernelReport>,
     /// Lines worth telling the user on stderr (truncation, missing symbols).
     pub warnings: Vec<String>,
 }
 
 fn ms_since(start: u64, t: u64) -> f64 {
-    let ns = t.saturating_sub(start);
-    // Microsecond resolution: enough for a human, stable in snapshots.
-    (ns / 1000) as f64 / 1000.0
+    // Whole microseconds of both (a packed log keeps times in microseconds):
+    // enough for a human, and the same from a raw and a packed log.
+    let us = (t / 1000).saturating_sub(start / 1000);
+    us as f64 / 1000.0
 }
 
 /// Reads, replays and symbolizes the log at `path`.
@@ -338,6 +371,35 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         })
         .collect();
 
+    let start = header.start_mono_ns;
+    let timeline: Vec<TimePoint> = out
+        .series
+        .iter()
+        .map(|p| TimePoint {
+            t_ms: ms_since(start, p.time),
+            heap: p.heap,
+            mmap: p.mmap,
+        })
+        .collect();
+    let kernel = cat.kernel.peak_rss().map(|(peak_t, peak)| {
+        let k = &cat.kernel;
+        let at = |(t, m): &(u64, crate::kernel::MapTable)| (ms_since(start, *t), *m);
+        let maps_at_peak = k.maps_at_peak.as_ref().map(at);
+        let heap_at_maps_peak =
+            maps_at_peak.and_then(|(t, _)| timeline.iter().rev().find(|p| p.t_ms <= t).copied());
+        KernelReport {
+            samples: k
+                .samples
+                .iter()
+                .map(|(t, c)| (ms_since(start, *t), *c))
+                .collect(),
+            peak: (ms_since(start, peak_t), peak),
+            maps_at_peak,
+            maps_at_end: k.maps_at_end.as_ref().map(at),
+            heap_at_maps_peak,
+        }
+    });
+
     let mut warnings = Vec::new();
     if index.truncated {
         warnings.push(format!(
@@ -371,6 +433,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         allocated,
         temporary,
         brk,
+        timeline,
+        kernel,
         warnings,
     })
 }

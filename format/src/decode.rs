@@ -119,6 +119,41 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The values of a KERNEL record, decoded lazily.
+#[derive(Clone)]
+pub struct ValueIter<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl core::fmt::Debug for ValueIter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
+    }
+}
+
+impl ValueIter<'_> {
+    /// Values not yet returned (each takes at least a byte of the record).
+    pub fn len_hint(&self) -> usize {
+        self.left
+    }
+}
+
+impl Iterator for ValueIter<'_> {
+    type Item = Result<u64, DecodeError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let v = self.r.v();
+        if v.is_err() {
+            self.left = 0;
+        }
+        Some(v)
+    }
+}
+
 /// The frames of a STACK record, decoded lazily (innermost first).
 #[derive(Clone)]
 pub struct FrameIter<'a> {
@@ -266,6 +301,12 @@ pub enum Record<'a> {
         how: u8,
         status: i64,
     },
+    /// The kernel's accounting, sampled from outside (see [`crate::kernel`]).
+    Kernel {
+        time: u64,
+        kind: u8,
+        values: ValueIter<'a>,
+    },
     /// A record the process was killed in the middle of writing.
     Torn,
     /// A record with a tag this version does not know; skipped.
@@ -292,7 +333,8 @@ impl Record<'_> {
             | Freeres { time, .. }
             | Fork { time, .. }
             | Exec { time, .. }
-            | Exit { time, .. } => Some(time),
+            | Exit { time, .. }
+            | Kernel { time, .. } => Some(time),
             Stack { .. } | Torn | Unknown { .. } => None,
         }
     }
@@ -463,6 +505,23 @@ impl<'a> RecordIter<'a> {
                 how: r.u8()?,
                 status: r.z()?,
             },
+            tag::KERNEL => {
+                let time = time!();
+                let kind = r.u8()?;
+                let n = r.v()?;
+                // Each value takes at least one byte: bound n by what is there.
+                if n > r.rest().len() as u64 {
+                    return Err(DecodeError::BadRecord("value count"));
+                }
+                Record::Kernel {
+                    time,
+                    kind,
+                    values: ValueIter {
+                        r: Reader::new(r.rest()),
+                        left: n as usize,
+                    },
+                }
+            }
             other => Record::Unknown { tag: other },
         })
     }

@@ -360,3 +360,16 @@ pub fn exit(out: &mut [u8], t: u64, how: u8, status: i64) -> Option<usize> {
     c.z(status);
     c.finish(tag::EXIT)
 }
+
+/// KERNEL: the kernel's accounting of the process (see [`crate::kernel`]).
+pub fn kernel(out: &mut [u8], t: u64, kind: u8, values: &[u64]) -> Option<usize> {
+    let mut c = Cursor::new(out);
+    c.begin();
+    c.v(t);
+    c.u8(kind);
+    c.v(values.len() as u64);
+    for &v in values {
+        c.v(v);
+    }
+    c.finish(tag::KERNEL)
+}

@@ -55,6 +55,12 @@
 //! | 14 | EXEC | t, path (len v + bytes) |
 //! | 15 | EXIT | t, how u8 (see [`ExitHow`]), status z |
 //! | 16 | SAMPLED | t, func u8, addr v, size v, stack v, k v (≥ 1) |
+//! | 17 | KERNEL | t, kind u8 (see [`kernel`]), n v, n values v |
+//!
+//! KERNEL records are not written by the preload: `memtrace run` samples the
+//! kernel's accounting of each traced process from outside while it runs and,
+//! once the process has ended, appends them to its log in a chunk of a stream
+//! of their own (stream id [`kernel::STREAM`]).
 //!
 //! ## Sampling
 //! When the header's `SAMPLE_INTERVAL` is `T > 0` (`MEMTRACE_SAMPLE`), the
@@ -76,6 +82,37 @@
 pub mod decode;
 pub mod encode;
 pub mod hdr;
+
+/// KERNEL records: what the kernel charged the process, sampled from outside.
+/// Values are in bytes; readers take the values they know and ignore extra
+/// ones, so new values can be appended.
+pub mod kernel {
+    /// The stream id of the chunk holding KERNEL records.
+    pub const STREAM: u32 = 0x7fff_fff0;
+    /// `/proc/PID/smaps_rollup` and cgroup v2 counters, values in the order of
+    /// [`COUNTERS`].
+    pub const KIND_COUNTERS: u8 = 1;
+    /// Mappings by category at the moment of the highest RSS seen: for each of
+    /// [`CATEGORIES`], its size, RSS, PSS and swap (4 values each).
+    pub const KIND_MAPS_AT_PEAK: u8 = 2;
+    /// The same at the last sample before the process ended.
+    pub const KIND_MAPS_AT_END: u8 = 3;
+    /// The counters' names, in record order. `uss` is private clean + private
+    /// dirty; `cgroup_*` are 0 when the process is in no cgroup v2 with the
+    /// memory controller.
+    pub const COUNTERS: [&str; 8] = [
+        "rss",
+        "pss",
+        "uss",
+        "swap",
+        "anonymous",
+        "cgroup_current",
+        "cgroup_anon",
+        "cgroup_file",
+    ];
+    /// Mapping categories, in record order.
+    pub const CATEGORIES: [&str; 6] = ["heap", "stack", "anonymous", "file", "memtrace", "other"];
+}
 
 pub use decode::{ChunkIter, DecodeError, FrameIter, Record, RecordIter};
 pub use hdr::{ChunkHeader, Header};
@@ -116,6 +153,7 @@ pub mod tag {
     pub const EXEC: u8 = 14;
     pub const EXIT: u8 = 15;
     pub const SAMPLED: u8 = 16;
+    pub const KERNEL: u8 = 17;
 }
 
 /// The intercepted function that produced an event.

@@ -326,6 +326,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             sample: None,
             pack: keep,
             quiet: true,
+            kernel_interval: None,
         })?;
         command_status = Some(traced.status);
         if traced.logs.is_empty() {

@@ -1,6 +1,10 @@
 //! One module per subcommand; each returns the process exit status.
 
 pub mod check;
+pub mod diff;
+pub mod export;
+pub mod flamegraph;
 pub mod pack;
 pub mod report;
 pub mod run;
+pub mod timeline;

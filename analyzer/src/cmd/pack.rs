@@ -21,18 +21,7 @@ pub fn pack_one(path: &Path) -> anyhow::Result<String> {
 
 /// Bytes in binary units, one decimal.
 pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    memtrace_analyzer::render::text::human(n)
 }
 
 /// Runs the subcommand: every log is tried; the status is 2 if any failed.

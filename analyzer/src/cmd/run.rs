@@ -19,10 +19,14 @@
 //!    earliest if exec made several; the raw wait status goes into every
 //!    log of the command's pid that is not a fork child's (each exec'd
 //!    image of the command), via `pwrite`: status first, then the flag.
-//! 4. Unless `--raw` is given, each log whose process has ended is replaced
+//! 4. While the command runs, a thread samples the kernel's accounting of
+//!    every process of its tree (`--kernel-interval`, see
+//!    `memtrace_analyzer::kernel`); the samples of each process that has
+//!    ended are appended to its log.
+//! 5. Unless `--raw` is given, each log whose process has ended is replaced
 //!    by its packed form (`memtrace pack`, see `memtrace_analyzer::pack`); a
 //!    fork child that still runs keeps its raw log, which it is still writing.
-//! 5. memtrace exits with the command's exit status, or 128 + the signal
+//! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
 use std::collections::HashSet;
@@ -36,6 +40,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
+use memtrace_analyzer::kernel::{self, Sampler};
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -270,6 +275,21 @@ fn find_logs(pat: &Pattern, child: u32, spawned: SystemTime) -> Vec<Found> {
     kept
 }
 
+/// The monotonic times a log's process image started and ended (the end
+/// unknown for an abnormal end: until any time).
+fn lifetime(path: &Path) -> Option<(u64, u64)> {
+    let f = File::open(path).ok()?;
+    let mut page = vec![0u8; HEADER_SIZE];
+    f.read_exact_at(&mut page, 0).ok()?;
+    let h = Header::parse(&page).ok()?;
+    let end = if h.end_mono_ns != 0 {
+        h.end_mono_ns
+    } else {
+        u64::MAX
+    };
+    Some((h.start_mono_ns, end))
+}
+
 /// Stores the raw wait status: status first, then the flag that validates it.
 fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;
@@ -302,6 +322,9 @@ pub struct TraceOptions<'a> {
     pub pack: bool,
     /// Say nothing about the logs unless something went wrong.
     pub quiet: bool,
+    /// Sample the kernel's accounting of every process this often
+    /// (`memtrace_analyzer::kernel`); `None`: not at all.
+    pub kernel_interval: Option<std::time::Duration>,
 }
 
 /// A traced command's outcome.
@@ -352,12 +375,48 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
     let pid = child.id();
     CHILD.store(pid as i32, Ordering::Relaxed);
+    let sampler = o.kernel_interval.and_then(|interval| {
+        let (pat, lib) = (pat.clone(), lib.clone());
+        let is_memtrace = move |p: &str| {
+            let p = Path::new(p);
+            p == lib
+                || (p.parent() == Some(&pat.dir)
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| pat.matches(n)))
+        };
+        match Sampler::start(pid, interval, Box::new(is_memtrace)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("memtrace: warning: cannot sample the kernel's accounting: {e}");
+                None
+            }
+        }
+    });
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
     CHILD.store(0, Ordering::Relaxed);
+    let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
     let logs = find_logs(&pat, pid, spawned);
+    for f in &logs {
+        let Some(s) = samples.get(&f.pid) else {
+            continue;
+        };
+        if f.pid != pid && process_alive(f.pid) {
+            continue; // still writing its log
+        }
+        let Some((from, to)) = lifetime(&f.path) else {
+            continue;
+        };
+        if let Err(e) = kernel::append_to_log(&f.path, s, from, to) {
+            eprintln!(
+                "memtrace: warning: cannot add the kernel's samples to {}: {e}",
+                f.shown.display()
+            );
+        }
+    }
     let raw = status.into_raw();
     let mut top = true;
     for f in &logs {
@@ -423,6 +482,8 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         sample: a.sample,
         pack: !a.raw,
         quiet: false,
+        kernel_interval: (a.kernel_interval > 0)
+            .then(|| std::time::Duration::from_millis(a.kernel_interval)),
     })?;
     Ok(exit_code(traced.status))
 }

@@ -23,6 +23,89 @@ struct Json<'a> {
     allocated: Vec<JSite<'a>>,
     temporary: Vec<JSite<'a>>,
     brk: Vec<JBrk<'a>>,
+    timeline: Vec<JPoint>,
+    kernel: Option<JKernel>,
+}
+
+#[derive(Serialize)]
+struct JPoint {
+    t_ms: f64,
+    heap: u64,
+    mmap: u64,
+}
+
+/// Counters by name (`memtrace_format::kernel::COUNTERS`), with the time.
+type JCounters = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Serialize)]
+struct JMaps {
+    t_ms: f64,
+    /// Category name -> {size, rss, pss, swap}.
+    categories: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct JGap {
+    t_ms: f64,
+    live_heap_bytes: u64,
+    program_mmap_bytes: u64,
+    heap_and_anonymous_rss: u64,
+    /// RSS minus what the program asked for (negative: pages never touched).
+    difference: i64,
+}
+
+#[derive(Serialize)]
+struct JKernel {
+    samples: Vec<JCounters>,
+    peak_rss: JCounters,
+    maps_at_peak: Option<JMaps>,
+    maps_at_end: Option<JMaps>,
+    gap: Option<JGap>,
+}
+
+fn counters(t_ms: f64, c: &crate::kernel::Counters) -> JCounters {
+    let mut m = JCounters::new();
+    m.insert("t_ms".into(), t_ms.into());
+    for (name, v) in memtrace_format::kernel::COUNTERS.iter().zip(c) {
+        m.insert((*name).into(), (*v).into());
+    }
+    m
+}
+
+fn maps(t: &(f64, crate::kernel::MapTable)) -> JMaps {
+    let mut categories = serde_json::Map::new();
+    for (name, v) in memtrace_format::kernel::CATEGORIES.iter().zip(t.1.iter()) {
+        categories.insert(
+            (*name).into(),
+            serde_json::json!({"size": v[0], "rss": v[1], "pss": v[2], "swap": v[3]}),
+        );
+    }
+    JMaps {
+        t_ms: t.0,
+        categories,
+    }
+}
+
+fn kernel(k: &crate::report::KernelReport) -> JKernel {
+    JKernel {
+        samples: k.samples.iter().map(|(t, c)| counters(*t, c)).collect(),
+        peak_rss: counters(k.peak.0, &k.peak.1),
+        maps_at_peak: k.maps_at_peak.as_ref().map(maps),
+        maps_at_end: k.maps_at_end.as_ref().map(maps),
+        gap: match (&k.maps_at_peak, &k.heap_at_maps_peak) {
+            (Some((t, m)), Some(p)) => {
+                let held = m[0][1] + m[2][1];
+                Some(JGap {
+                    t_ms: *t,
+                    live_heap_bytes: p.heap,
+                    program_mmap_bytes: p.mmap,
+                    heap_and_anonymous_rss: held,
+                    difference: held as i64 - (p.heap + p.mmap) as i64,
+                })
+            }
+            _ => None,
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -201,6 +284,16 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         peak: r.peak.iter().map(site).collect(),
         allocated: r.allocated.iter().map(site).collect(),
         temporary: r.temporary.iter().map(site).collect(),
+        timeline: r
+            .timeline
+            .iter()
+            .map(|p| JPoint {
+                t_ms: p.t_ms,
+                heap: p.heap,
+                mmap: p.mmap,
+            })
+            .collect(),
+        kernel: r.kernel.as_ref().map(kernel),
         brk: r.brk.iter().map(brk).collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
@@ -262,6 +355,8 @@ mod tests {
             peak: vec![],
             allocated: vec![],
             temporary: vec![],
+            timeline: vec![],
+            kernel: None,
             brk: vec![BrkSite {
                 bytes: 4096,
                 stack: vec![frame].into(),

@@ -1,7 +1,9 @@
 //! Renderers of a [`Report`](crate::report::Report): `text` for people,
 //! `json` for tools. Both print the same data and write to any `io::Write`.
-//! `check` prints the verdict of `memtrace check` (summary, JSON, JUnit).
+//! `check` prints the verdict of `memtrace check` (summary, JSON, JUnit);
+//! `timeline` charts memory over time (SVG).
 
 pub mod check;
 pub mod json;
 pub mod text;
+pub mod timeline;

@@ -312,6 +312,116 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             stack(out, &b.stack)?;
         }
     }
+    if let Some(k) = &r.kernel {
+        kernel(out, r, k)?;
+    }
+    Ok(())
+}
+
+/// A byte count in binary units, for the kernel's view.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn kernel(out: &mut dyn Write, r: &Report, k: &crate::report::KernelReport) -> io::Result<()> {
+    use memtrace_format::kernel::CATEGORIES;
+    let (t, c) = &k.peak;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "KERNEL'S VIEW ({} samples of /proc/PID/smaps_rollup taken by memtrace run)",
+        thousands(k.samples.len() as u64)
+    )?;
+    writeln!(
+        out,
+        "  peak RSS {} at {t:.1} ms (PSS {}, USS {}, swap {}, anonymous {})",
+        human(c[0]),
+        human(c[1]),
+        human(c[2]),
+        human(c[3]),
+        human(c[4])
+    )?;
+    if c[5] != 0 {
+        writeln!(
+            out,
+            "  its cgroup then: memory.current {} (anon {}, file {})",
+            human(c[5]),
+            human(c[6]),
+            human(c[7])
+        )?;
+    }
+    let tables = [
+        ("at peak RSS", &k.maps_at_peak),
+        ("at the last sample", &k.maps_at_end),
+    ];
+    for (when, table) in tables {
+        let Some((t, m)) = table else { continue };
+        writeln!(out)?;
+        writeln!(out, "  mappings by category {when} ({t:.1} ms):")?;
+        writeln!(
+            out,
+            "    {:<10} {:>11} {:>11} {:>11} {:>11}",
+            "category", "size", "rss", "pss", "swap"
+        )?;
+        for (name, v) in CATEGORIES.iter().zip(m.iter()) {
+            if v.iter().all(|&x| x == 0) {
+                continue;
+            }
+            writeln!(
+                out,
+                "    {:<10} {:>11} {:>11} {:>11} {:>11}",
+                name,
+                human(v[0]),
+                human(v[1]),
+                human(v[2]),
+                human(v[3])
+            )?;
+        }
+    }
+    if let (Some((t, m)), Some(p)) = (&k.maps_at_peak, &k.heap_at_maps_peak) {
+        let held = m[0][1] + m[2][1];
+        let asked = p.heap + p.mmap;
+        writeln!(out)?;
+        writeln!(out, "  the gap at {t:.1} ms:")?;
+        writeln!(
+            out,
+            "    the program had {} of heap blocks live (requested sizes) and {} mapped by its own mmap calls",
+            human(p.heap),
+            human(p.mmap)
+        )?;
+        writeln!(
+            out,
+            "    the kernel charged {} of RSS to [heap] and anonymous mappings: {} {} that",
+            human(held),
+            human(held.abs_diff(asked)),
+            if held >= asked {
+                "more than"
+            } else {
+                "less than"
+            }
+        )?;
+        writeln!(
+            out,
+            "    (more: allocator overhead, free blocks not returned, fragmentation, thread stacks; less: pages never touched)"
+        )?;
+        if !r.mmap_leaks.is_empty() {
+            writeln!(
+                out,
+                "    the program's own mappings are attributed to the stacks that made them under MMAP LEAKS"
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -381,6 +491,8 @@ mod tests {
             peak: vec![],
             allocated: vec![],
             temporary: vec![],
+            timeline: vec![],
+            kernel: None,
             brk: vec![],
             warnings: vec![],
         };

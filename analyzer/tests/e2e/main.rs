@@ -15,8 +15,11 @@
 //! - `languages`: C++ (new, containers, exceptions) and Rust
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
+//! - `kernel`: the kernel's view (RSS/PSS/USS samples, mapping tables, the gap) and `memtrace timeline`
 //! - `hostile`: huge logs (millions of events, a sparse gigabyte) in bounded memory
 //! - `check`: `memtrace check`, the CI leak gate: rules, config, suppressions, baseline, JUnit
+//! - `flamegraph`: `memtrace flamegraph` (every metric, SVGs parsed) and `memtrace diff` (JSON, text, differential SVG)
+//! - `export`: `memtrace export` to pprof (read back with Python's protobuf), folded stacks and speedscope
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
@@ -31,8 +34,11 @@ mod check;
 mod cli;
 mod corrupt;
 mod dlopen;
+mod export;
+mod flamegraph;
 mod heap;
 mod hostile;
+mod kernel;
 mod languages;
 mod libc;
 mod lost;

@@ -1,0 +1,474 @@
+//! The kernel's view of a traced process: what it charged the process, as
+//! opposed to what the process asked for.
+//!
+//! `memtrace run` samples, from outside and without touching the target,
+//! every process of the run at a fixed interval ([`Sampler`]):
+//! `/proc/PID/smaps_rollup` (RSS, PSS, USS = private clean + private dirty,
+//! swap, anonymous) and, when the process is in a cgroup v2 with the memory
+//! controller, its `memory.current` and `memory.stat` (anon, file). Once a
+//! second per process, or sooner (at most every 100 ms) when RSS has moved by
+//! a tenth, it also reads `/proc/PID/smaps` whole and sums its mappings by
+//! category (`[heap]`, `[stack]`, anonymous, file-backed,
+//! memtrace's own: the preload and the log; other): the table taken when RSS
+//! was highest, and the last one. Once a process has ended, its samples are
+//! appended to its log as KERNEL records ([`append_to_log`]), in a chunk of a
+//! stream of their own, so the log carries them (packing keeps them).
+//!
+//! The analyzer side collects them back into a [`KernelView`].
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use memtrace_format::hdr::off;
+use memtrace_format::kernel::{
+    CATEGORIES, COUNTERS, KIND_COUNTERS, KIND_MAPS_AT_END, KIND_MAPS_AT_PEAK, STREAM,
+};
+use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, ChunkHeader, HEADER_SIZE};
+
+/// Counters of one sample, in the order of [`COUNTERS`].
+pub type Counters = [u64; COUNTERS.len()];
+
+/// Size, RSS, PSS and swap of each category of [`CATEGORIES`].
+pub type MapTable = [[u64; 4]; CATEGORIES.len()];
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of the logs.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// The value in bytes of a `Name:   123 kB` line, if `line` is about `name`.
+fn kb_field(line: &str, name: &str) -> Option<u64> {
+    let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+    let n: u64 = rest.split_whitespace().next()?.parse().ok()?;
+    Some(n.saturating_mul(1024))
+}
+
+/// Parses `smaps_rollup` into the first five counters (rss, pss, uss, swap,
+/// anonymous); `None` when it has no Rss line (a zombie, or no such file).
+pub fn parse_rollup(text: &str) -> Option<[u64; 5]> {
+    let mut v = [0u64; 5];
+    let mut seen = false;
+    for line in text.lines() {
+        if let Some(x) = kb_field(line, "Rss") {
+            v[0] = x;
+            seen = true;
+        } else if let Some(x) = kb_field(line, "Pss") {
+            v[1] = x;
+        } else if let Some(x) = kb_field(line, "Private_Clean") {
+            v[2] += x;
+        } else if let Some(x) = kb_field(line, "Private_Dirty") {
+            v[2] += x;
+        } else if let Some(x) = kb_field(line, "Swap") {
+            v[3] = x;
+        } else if let Some(x) = kb_field(line, "Anonymous") {
+            v[4] = x;
+        }
+    }
+    seen.then_some(v)
+}
+
+/// The category (index into [`CATEGORIES`]) of a mapping named `path`.
+fn category(path: &str, is_memtrace: &dyn Fn(&str) -> bool) -> usize {
+    match path {
+        "[heap]" => 0,
+        p if p.starts_with("[stack") => 1,
+        "" => 2,
+        p if p.starts_with("[anon") => 2,
+        p if is_memtrace(p) => 4,
+        p if p.starts_with('/') => 3,
+        _ => 5,
+    }
+}
+
+/// Sums `/proc/PID/smaps` by category; `is_memtrace` tells memtrace's own
+/// files (the preload library, the log).
+pub fn parse_smaps(text: &str, is_memtrace: &dyn Fn(&str) -> bool) -> MapTable {
+    let mut t: MapTable = [[0; 4]; CATEGORIES.len()];
+    let mut cur = 5;
+    for line in text.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            // A mapping's header: start-end perms offset dev inode [path]
+            let path = line
+                .split_whitespace()
+                .skip(5)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let path = path.strip_suffix(" (deleted)").unwrap_or(&path);
+            cur = category(path, is_memtrace);
+        } else if let Some(x) = kb_field(line, "Size") {
+            t[cur][0] += x;
+        } else if let Some(x) = kb_field(line, "Rss") {
+            t[cur][1] += x;
+        } else if let Some(x) = kb_field(line, "Pss") {
+            t[cur][2] += x;
+        } else if let Some(x) = kb_field(line, "Swap") {
+            t[cur][3] += x;
+        }
+    }
+    t
+}
+
+/// The cgroup v2 directory of `pid`, if it has the memory controller.
+fn cgroup_dir(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = rel.trim_start_matches('/');
+    // The unified hierarchy, or its mount in a hybrid set-up.
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(|root| Path::new(root).join(rel))
+        .find(|dir| dir.join("memory.current").is_file())
+}
+
+/// `memory.current`, and `anon` and `file` of `memory.stat`.
+fn read_cgroup(dir: &Path) -> Option<[u64; 3]> {
+    let current: u64 = std::fs::read_to_string(dir.join("memory.current"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(dir.join("memory.stat")).unwrap_or_default();
+    let field = |name: &str| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Some([current, field("anon"), field("file")])
+}
+
+/// The process `pid` and its descendants (through `/proc/PID/task/*/children`).
+fn tree(pid: u32) -> Vec<u32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() && out.len() < 4096 {
+        let p = out[i];
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let Ok(text) = std::fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in text.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Everything sampled of one pid.
+#[derive(Clone, Debug, Default)]
+pub struct PidSamples {
+    pub counters: Vec<(u64, Counters)>,
+    /// The map table taken when RSS was highest, with its time.
+    pub maps_at_peak: Option<(u64, MapTable)>,
+    /// The last map table taken.
+    pub maps_at_end: Option<(u64, MapTable)>,
+    last_table: u64,
+    last_table_rss: u64,
+}
+
+/// Samples a process tree from a thread of its own until stopped.
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<HashMap<u32, PidSamples>>,
+}
+
+impl Sampler {
+    /// Starts sampling `pid`'s tree every `interval`; `is_memtrace` tells
+    /// memtrace's own files in the smaps tables.
+    pub fn start(
+        pid: u32,
+        interval: Duration,
+        is_memtrace: Box<dyn Fn(&str) -> bool + Send>,
+    ) -> std::io::Result<Sampler> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kernel-sampler".into())
+            .spawn(move || {
+                let mut all: HashMap<u32, PidSamples> = HashMap::new();
+                let mut cgroups: HashMap<u32, Option<PathBuf>> = HashMap::new();
+                while !flag.load(Ordering::Relaxed) {
+                    for p in tree(pid) {
+                        sample(p, &mut all, &mut cgroups, &*is_memtrace);
+                    }
+                    std::thread::sleep(interval);
+                }
+                all
+            })?;
+        Ok(Sampler { stop, thread })
+    }
+
+    /// Stops and returns the samples by pid.
+    pub fn finish(self) -> HashMap<u32, PidSamples> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn sample(
+    pid: u32,
+    all: &mut HashMap<u32, PidSamples>,
+    cgroups: &mut HashMap<u32, Option<PathBuf>>,
+    is_memtrace: &dyn Fn(&str) -> bool,
+) {
+    let t = mono_ns();
+    let Some(r) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| parse_rollup(&s))
+    else {
+        return;
+    };
+    let cg = cgroups
+        .entry(pid)
+        .or_insert_with(|| cgroup_dir(pid))
+        .as_deref()
+        .and_then(read_cgroup)
+        .unwrap_or([0; 3]);
+    let c: Counters = [r[0], r[1], r[2], r[3], r[4], cg[0], cg[1], cg[2]];
+    let s = all.entry(pid).or_default();
+    s.counters.push((t, c));
+    // Tables cost more: take one a second, or sooner when RSS has moved by a
+    // tenth since the last one, so that the ones at the peak and at the end
+    // are near them.
+    let since = t.saturating_sub(s.last_table);
+    let moved = c[0].abs_diff(s.last_table_rss) > s.last_table_rss / 10;
+    if s.maps_at_end.is_none() || since >= 1_000_000_000 || (moved && since >= 100_000_000) {
+        s.last_table = t;
+        s.last_table_rss = c[0];
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) {
+            let table = parse_smaps(&text, is_memtrace);
+            let rss: u64 = table.iter().map(|c| c[1]).sum();
+            let best = s
+                .maps_at_peak
+                .as_ref()
+                .map(|(_, t)| t.iter().map(|c| c[1]).sum::<u64>());
+            if best.is_none_or(|b| rss > b) {
+                s.maps_at_peak = Some((t, table));
+            }
+            s.maps_at_end = Some((t, table));
+        }
+    }
+}
+
+/// Appends the samples taken between `from` and `to` (monotonic ns) to the log
+/// at `path`, whose process has ended: one chunk of KERNEL records at the
+/// end of the reserved space, then the header's reserved end moved past it.
+/// Returns the number of records written.
+pub fn append_to_log(path: &Path, s: &PidSamples, from: u64, to: u64) -> std::io::Result<usize> {
+    let within = |t: u64| t >= from && t <= to;
+    let mut body: Vec<u8> = Vec::new();
+    let mut n = 0;
+    let mut last = None::<u64>;
+    let mut base = 0;
+    let mut buf = [0u8; 512];
+    let mut put = |t: u64, kind: u8, values: &[u64], body: &mut Vec<u8>| {
+        let prev = *last.get_or_insert_with(|| {
+            base = t;
+            t
+        });
+        let dt = t.saturating_sub(prev);
+        last = Some(t.max(prev));
+        if let Some(len) = memtrace_format::encode::kernel(&mut buf, dt, kind, values) {
+            body.extend_from_slice(&buf[..len]);
+            n += 1;
+        }
+    };
+    let mut events: Vec<(u64, u8, Vec<u64>)> = s
+        .counters
+        .iter()
+        .filter(|(t, _)| within(*t))
+        .map(|(t, c)| (*t, KIND_COUNTERS, c.to_vec()))
+        .collect();
+    for (kind, table) in [
+        (KIND_MAPS_AT_PEAK, &s.maps_at_peak),
+        (KIND_MAPS_AT_END, &s.maps_at_end),
+    ] {
+        if let Some((t, table)) = table
+            && within(*t)
+        {
+            events.push((*t, kind, table.iter().flatten().copied().collect()));
+        }
+    }
+    events.sort_by_key(|e| (e.0, e.1));
+    for (t, kind, values) in &events {
+        put(*t, *kind, values, &mut body);
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    let f = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut word = [0u8; 8];
+    f.read_exact_at(&mut word, off::RESERVED_END as u64)?;
+    let reserved = u64::from_le_bytes(word).max(HEADER_SIZE as u64);
+    let at = reserved.next_multiple_of(CHUNK_ALIGN as u64);
+    let size = (CHUNK_HEADER_SIZE + body.len() + 3).next_multiple_of(CHUNK_ALIGN);
+    let mut chunk = vec![0u8; size];
+    let mut head = [0u8; CHUNK_HEADER_SIZE];
+    ChunkHeader {
+        size: size as u32,
+        stream: STREAM,
+        tid: 0,
+        seq: 0,
+        base_time: base,
+    }
+    .encode_without_magic(&mut head);
+    chunk[..CHUNK_HEADER_SIZE].copy_from_slice(&head);
+    chunk[CHUNK_HEADER_SIZE..CHUNK_HEADER_SIZE + body.len()].copy_from_slice(&body);
+    f.write_all_at(&chunk, at)?;
+    // The magic last: until it is there the chunk reads as never written.
+    f.write_all_at(&CHUNK_MAGIC.to_le_bytes(), at)?;
+    f.write_all_at(&(at + size as u64).to_le_bytes(), off::RESERVED_END as u64)?;
+    f.sync_data()?;
+    Ok(n)
+}
+
+/// The kernel's view as read back from a log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelView {
+    /// Samples: time (ns since the process started) and counters.
+    pub samples: Vec<(u64, Counters)>,
+    pub maps_at_peak: Option<(u64, MapTable)>,
+    pub maps_at_end: Option<(u64, MapTable)>,
+}
+
+impl KernelView {
+    /// Takes one KERNEL record (time already relative to the start).
+    pub fn observe(&mut self, t: u64, kind: u8, values: &[u64]) {
+        match kind {
+            KIND_COUNTERS => {
+                let mut c: Counters = [0; COUNTERS.len()];
+                for (d, v) in c.iter_mut().zip(values) {
+                    *d = *v;
+                }
+                // Bounded: a hostile log cannot make this grow past its own size.
+                self.samples.push((t, c));
+            }
+            KIND_MAPS_AT_PEAK | KIND_MAPS_AT_END => {
+                let mut m: MapTable = [[0; 4]; CATEGORIES.len()];
+                for (i, v) in values.iter().take(4 * CATEGORIES.len()).enumerate() {
+                    m[i / 4][i % 4] = *v;
+                }
+                if kind == KIND_MAPS_AT_PEAK {
+                    self.maps_at_peak = Some((t, m));
+                } else {
+                    self.maps_at_end = Some((t, m));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The sample with the highest RSS.
+    pub fn peak_rss(&self) -> Option<(u64, Counters)> {
+        self.samples
+            .iter()
+            .copied()
+            .max_by_key(|(t, c)| (c[0], u64::MAX - t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLLUP: &str = "00400000-7ffd1000 ---p 00000000 00:00 0                          [rollup]
+Rss:                3000 kB
+Pss:                2000 kB
+Pss_Anon:           1000 kB
+Shared_Clean:        500 kB
+Private_Clean:       300 kB
+Private_Dirty:      1200 kB
+Anonymous:          1100 kB
+Swap:                 64 kB
+";
+
+    /// smaps_rollup: USS is private clean + dirty; kB become bytes.
+    #[test]
+    fn rollup() {
+        assert_eq!(
+            parse_rollup(ROLLUP),
+            Some([3000 << 10, 2000 << 10, 1500 << 10, 64 << 10, 1100 << 10])
+        );
+        assert_eq!(parse_rollup(""), None);
+    }
+
+    /// smaps: mappings go to their categories.
+    #[test]
+    fn smaps_categories() {
+        let text = "55d0c2a4a000-55d0c2a6b000 rw-p 00000000 00:00 0                          [heap]
+Size:                132 kB
+Rss:                  12 kB
+Pss:                  12 kB
+Swap:                  0 kB
+7f0000000000-7f0000100000 rw-p 00000000 00:00 0 
+Size:               1024 kB
+Rss:                 512 kB
+Pss:                 512 kB
+Swap:                  4 kB
+7f1000000000-7f1000002000 r-xp 00000000 08:01 1234                       /usr/lib/libc.so.6
+Size:                  8 kB
+Rss:                   8 kB
+Pss:                   2 kB
+7f2000000000-7f2000100000 rw-s 00000000 08:01 99                         /tmp/x/memtrace.a.1.mtr
+Size:               1024 kB
+Rss:                1024 kB
+Pss:                1024 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Size:                132 kB
+Rss:                  16 kB
+Pss:                  16 kB
+7ffd10000000-7ffd10002000 r-xp 00000000 00:00 0                          [vdso]
+Size:                  8 kB
+Rss:                   4 kB
+Pss:                   0 kB
+";
+        let t = parse_smaps(text, &|p| p.ends_with(".mtr"));
+        assert_eq!(t[0], [132 << 10, 12 << 10, 12 << 10, 0]);
+        assert_eq!(t[1][1], 16 << 10);
+        assert_eq!(t[2], [1024 << 10, 512 << 10, 512 << 10, 4 << 10]);
+        assert_eq!(t[3][2], 2 << 10);
+        assert_eq!(t[4][1], 1024 << 10);
+        assert_eq!(t[5][1], 4 << 10);
+    }
+
+    /// cgroup v2 files: memory.current, and anon and file of memory.stat.
+    #[test]
+    fn cgroup_files() {
+        let d = std::env::temp_dir().join(format!("memtrace-cg-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("memory.current"), "123456\n").unwrap();
+        std::fs::write(d.join("memory.stat"), "anon 1000\nfile 2000\nanon_thp 0\n").unwrap();
+        assert_eq!(read_cgroup(&d), Some([123456, 1000, 2000]));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Our own process can be sampled.
+    #[test]
+    fn samples_self() {
+        let mut all = HashMap::new();
+        let mut cg = HashMap::new();
+        sample(std::process::id(), &mut all, &mut cg, &|_| false);
+        let s = &all[&std::process::id()];
+        assert!(s.counters[0].1[0] > 0, "rss");
+        assert!(s.maps_at_end.is_some());
+    }
+}
