@@ -216,6 +216,8 @@ pub enum ExportFormat {
     Folded,
     /// speedscope's JSON: one profile per metric.
     Speedscope,
+    /// Chrome's trace event JSON: memory counters over time (Perfetto's UI).
+    ChromeTrace,
 }
 
 /// `memtrace export`.

@@ -1,11 +1,12 @@
-//! `memtrace export --format pprof|folded|speedscope [--metric M] [-o FILE] LOG`:
+//! `memtrace export --format pprof|folded|speedscope|chrome-trace [--metric M] [-o FILE] LOG`:
 //! writes the log's stacks in another tool's format (see
 //! `memtrace_analyzer::export` for what each holds).
 //!
 //! - `--format pprof`: gzip-compressed profile.proto (`go tool pprof FILE`,
 //!   Pyroscope); `folded`: `outermost;...;innermost WEIGHT` lines of one
 //!   `--metric` (default `leaked`; flamegraph.pl, inferno, speedscope);
-//!   `speedscope`: speedscope's JSON, one profile per metric.
+//!   `speedscope`: speedscope's JSON, one profile per metric; `chrome-trace`:
+//!   Chrome's trace event JSON of the memory counters over time (Perfetto).
 //! - `-o FILE`: where the export goes; `-` or no `-o`: stdout. The export is
 //!   made in memory first, so a file is written whole or not at all. The
 //!   pprof export is binary: it is refused on a terminal (exit 2).
@@ -17,7 +18,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::export::{self, pprof, speedscope};
+use memtrace_analyzer::export::{self, chrome, pprof, speedscope};
 use memtrace_analyzer::flame::Metric;
 
 use crate::args::{ExportArgs, ExportFormat};
@@ -38,6 +39,12 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
         ExportFormat::Folded => export::folded(report, Metric::from(a.metric)).into_bytes(),
         ExportFormat::Pprof => pprof::encode(&input)
             .with_context(|| format!("cannot compress the profile of {}", a.log.display()))?,
+        ExportFormat::ChromeTrace => {
+            let mut v = serde_json::to_vec(&chrome::document(report))
+                .context("cannot serialize the trace")?;
+            v.push(b'\n');
+            v
+        }
         ExportFormat::Speedscope => {
             let mut v = serde_json::to_vec(&speedscope::document(report))
                 .context("cannot serialize the speedscope document")?;

@@ -10,6 +10,9 @@
 //! - **speedscope** ([`speedscope`]): speedscope's JSON file format, one
 //!   "sampled" profile per metric (leaked, peak, allocated bytes and
 //!   allocations).
+//! - **chrome-trace** ([`chrome`]): Chrome's trace event JSON with the
+//!   counters over time (live heap, program mmaps, RSS, PSS, USS, swap,
+//!   cgroup), for Perfetto's UI and `chrome://tracing`.
 //!
 //! ## Constraints
 //! - Every export is made from a report made with [`flame::all`] (no `top`
@@ -24,6 +27,7 @@
 //!
 //! [`Metric`]: crate::flame::Metric
 
+pub mod chrome;
 pub mod pprof;
 pub mod speedscope;
 

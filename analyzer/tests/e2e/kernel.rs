@@ -162,3 +162,38 @@ print(json.dumps({"title": root.find("s:title", ns).text, "lines": lines, "marks
         "{v}"
     );
 }
+
+/// `memtrace export --format chrome-trace`: counter events equal the report's timeline
+/// and kernel samples, one for one; both peaks are marked.
+#[test]
+fn chrome_trace_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_rss(dir.path(), &[]);
+    let mut cmd = memtrace();
+    cmd.args(["export", "--format", "chrome-trace"]).arg(&r.log);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace: Value = serde_json::from_slice(&out.stdout).expect("the trace is JSON");
+    let events = trace["traceEvents"].as_array().unwrap();
+    let named = |n: &str| -> Vec<&Value> { events.iter().filter(|e| e["name"] == n).collect() };
+    let memory = named("memory");
+    let timeline = r.v["timeline"].as_array().unwrap();
+    assert_eq!(memory.len(), timeline.len());
+    for (e, p) in memory.iter().zip(timeline) {
+        assert_eq!(e["ph"], "C");
+        assert_eq!(e["args"]["live heap"], p["heap"]);
+        assert_eq!(e["args"]["program mmap"], p["mmap"]);
+        let ts = e["ts"].as_f64().unwrap();
+        assert!((ts - p["t_ms"].as_f64().unwrap() * 1000.0).abs() < 1.0);
+    }
+    let kernel = named("kernel");
+    let samples = r.v["kernel"]["samples"].as_array().unwrap();
+    assert_eq!(kernel.len(), samples.len());
+    for (e, s) in kernel.iter().zip(samples) {
+        for k in ["rss", "pss", "uss", "swap"] {
+            assert_eq!(e["args"][k], s[k], "{k}");
+        }
+    }
+    assert_eq!(named("peak heap")[0]["args"]["live heap"], 64 * MIB);
+    assert_eq!(named("peak RSS")[0]["args"]["rss"], r.v["kernel"]["peak_rss"]["rss"]);
+}
