@@ -901,6 +901,20 @@ pub fn replay_with(
     })
 }
 
+/// The program's own mappings live at `time` (CLOCK_MONOTONIC ns), by stack,
+/// largest first: a replay of the log up to that moment.
+pub fn mapped_at(log: &Log, index: &Index, cfg: Config, time: u64) -> Result<Vec<StackTotal>> {
+    let mut r = Replay::new(cfg);
+    for ev in log.merge(index) {
+        let ev = ev?;
+        if ev.time > time {
+            break;
+        }
+        r.apply(&ev);
+    }
+    Ok(r.regions.by_stack())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

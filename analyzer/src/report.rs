@@ -122,7 +122,7 @@ pub struct Summary {
 }
 
 /// Memory attributed to one stack.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Site {
     pub bytes: u64,
     /// Blocks (heap) or regions (mmap).
@@ -168,6 +168,9 @@ pub struct KernelReport {
     /// Live heap bytes and program-mapped bytes at the moment of
     /// `maps_at_peak` (from the timeline), to compare with the kernel's.
     pub heap_at_maps_peak: Option<TimePoint>,
+    /// The program's own mappings live at that moment, by stack (at most
+    /// [`DEFAULT_PEAK_TOP`], or the `top` option).
+    pub mmap_at_maps_peak: Vec<Site>,
 }
 
 /// Everything reported about one log.
@@ -361,6 +364,14 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let peak = sites(&out.peak, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let allocated = sites(&out.allocated, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let temporary = sites(&out.temporary, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
+    let mapped_then = match &cat.kernel.maps_at_peak {
+        Some((t, _)) => {
+            let v = replay::mapped_at(log, &index, replay::Config::of(&header), *t)?;
+            sites(&v, opts.top.unwrap_or(DEFAULT_PEAK_TOP))
+        }
+        None => Vec::new(),
+    };
+
     let brk = out
         .brk
         .iter()
@@ -397,6 +408,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             maps_at_peak,
             maps_at_end: k.maps_at_end.as_ref().map(at),
             heap_at_maps_peak,
+            mmap_at_maps_peak: mapped_then,
         }
     });
 

@@ -24,7 +24,7 @@ struct Json<'a> {
     temporary: Vec<JSite<'a>>,
     brk: Vec<JBrk<'a>>,
     timeline: Vec<JPoint>,
-    kernel: Option<JKernel>,
+    kernel: Option<JKernel<'a>>,
 }
 
 #[derive(Serialize)]
@@ -45,22 +45,24 @@ struct JMaps {
 }
 
 #[derive(Serialize)]
-struct JGap {
+struct JGap<'a> {
     t_ms: f64,
     live_heap_bytes: u64,
     program_mmap_bytes: u64,
     heap_and_anonymous_rss: u64,
     /// RSS minus what the program asked for (negative: pages never touched).
     difference: i64,
+    /// The program's own mappings at that moment, by stack.
+    program_mmap_by_stack: Vec<JSite<'a>>,
 }
 
 #[derive(Serialize)]
-struct JKernel {
+struct JKernel<'a> {
     samples: Vec<JCounters>,
     peak_rss: JCounters,
     maps_at_peak: Option<JMaps>,
     maps_at_end: Option<JMaps>,
-    gap: Option<JGap>,
+    gap: Option<JGap<'a>>,
 }
 
 fn counters(t_ms: f64, c: &crate::kernel::Counters) -> JCounters {
@@ -86,7 +88,7 @@ fn maps(t: &(f64, crate::kernel::MapTable)) -> JMaps {
     }
 }
 
-fn kernel(k: &crate::report::KernelReport) -> JKernel {
+fn kernel(k: &crate::report::KernelReport) -> JKernel<'_> {
     JKernel {
         samples: k.samples.iter().map(|(t, c)| counters(*t, c)).collect(),
         peak_rss: counters(k.peak.0, &k.peak.1),
@@ -101,6 +103,7 @@ fn kernel(k: &crate::report::KernelReport) -> JKernel {
                     program_mmap_bytes: p.mmap,
                     heap_and_anonymous_rss: held,
                     difference: held as i64 - (p.heap + p.mmap) as i64,
+                    program_mmap_by_stack: k.mmap_at_maps_peak.iter().map(site).collect(),
                 })
             }
             _ => None,

@@ -313,7 +313,7 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
     }
     if let Some(k) = &r.kernel {
-        kernel(out, r, k)?;
+        kernel(out, k)?;
     }
     Ok(())
 }
@@ -334,7 +334,7 @@ pub fn human(n: u64) -> String {
     }
 }
 
-fn kernel(out: &mut dyn Write, r: &Report, k: &crate::report::KernelReport) -> io::Result<()> {
+fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()> {
     use memtrace_format::kernel::CATEGORIES;
     let (t, c) = &k.peak;
     writeln!(out)?;
@@ -415,11 +415,30 @@ fn kernel(out: &mut dyn Write, r: &Report, k: &crate::report::KernelReport) -> i
             out,
             "    (more: allocator overhead, free blocks not returned, fragmentation, thread stacks; less: pages never touched)"
         )?;
-        if !r.mmap_leaks.is_empty() {
+        if !k.mmap_at_maps_peak.is_empty() {
             writeln!(
                 out,
-                "    the program's own mappings are attributed to the stacks that made them under MMAP LEAKS"
+                "    the program's own mappings then, by the stack that made them:"
             )?;
+            for site in &k.mmap_at_maps_peak {
+                let names: Vec<&str> = site
+                    .stack
+                    .iter()
+                    .filter_map(|f| f.function.as_deref())
+                    .take(4)
+                    .collect();
+                let at = if names.is_empty() {
+                    "(no symbol)".to_owned()
+                } else {
+                    names.join(" <- ")
+                };
+                writeln!(
+                    out,
+                    "      {:>11} in {} at {at}",
+                    human(site.bytes),
+                    plural(site.count, "region", "regions")
+                )?;
+            }
         }
     }
     Ok(())

@@ -45,6 +45,7 @@ fn kernel_view_of_rss_fixture() {
         let r = run_rss(dir.path(), opts);
         r.assert_no_leak("heap", "big_block_site");
         r.assert_leak("mmap", "map_site", 32 * MIB, 1);
+        r.assert_leak("mmap", "arena_site", 8 * MIB, 1);
         assert_eq!(r.v["summary"]["peak_heap_bytes"], 64 * MIB);
         let k = &r.v["kernel"];
         let samples = k["samples"].as_array().expect("kernel samples");
@@ -65,14 +66,21 @@ fn kernel_view_of_rss_fixture() {
         );
         let at_end = &k["maps_at_end"];
         let end_anon = cat(at_end, "anonymous")["rss"].as_u64().unwrap();
-        assert!((32 * MIB..64 * MIB).contains(&end_anon), "{at_end:#}");
+        assert!((40 * MIB..72 * MIB).contains(&end_anon), "{at_end:#}");
         assert!(
             cat(at_end, "memtrace")["rss"].as_u64().unwrap() > 0,
             "the log is mapped"
         );
         let gap = &k["gap"];
         assert_eq!(gap["live_heap_bytes"], 64 * MIB, "{gap:#}");
-        assert_eq!(gap["program_mmap_bytes"], 0, "{gap:#}");
+        assert_eq!(gap["program_mmap_bytes"], 8 * MIB, "{gap:#}");
+        let by_stack = gap["program_mmap_by_stack"].as_array().unwrap();
+        assert_eq!(by_stack.len(), 1, "{gap:#}");
+        assert_eq!(
+            (by_stack[0]["bytes"].as_u64(), by_stack[0]["count"].as_u64()),
+            (Some(8 * MIB), Some(1))
+        );
+        assert!(stack_has(&by_stack[0], &fn_is("arena_site")), "{gap:#}");
         let text = {
             let mut cmd = memtrace();
             cmd.arg("report").arg(&r.log);
@@ -102,7 +110,7 @@ fn no_kernel_view_without_sampling() {
         .map(|p| p["heap"].as_u64().unwrap())
         .max()
         .unwrap();
-    assert!(max <= 64 * MIB);
+    assert_eq!(max, 64 * MIB, "the timeline catches the 600 ms plateau");
 }
 
 /// `memtrace timeline` draws the four lines and marks both peaks, in an SVG that a
@@ -172,7 +180,11 @@ fn chrome_trace_export() {
     let mut cmd = memtrace();
     cmd.args(["export", "--format", "chrome-trace"]).arg(&r.log);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let trace: Value = serde_json::from_slice(&out.stdout).expect("the trace is JSON");
     let events = trace["traceEvents"].as_array().unwrap();
     let named = |n: &str| -> Vec<&Value> { events.iter().filter(|e| e["name"] == n).collect() };
@@ -195,5 +207,8 @@ fn chrome_trace_export() {
         }
     }
     assert_eq!(named("peak heap")[0]["args"]["live heap"], 64 * MIB);
-    assert_eq!(named("peak RSS")[0]["args"]["rss"], r.v["kernel"]["peak_rss"]["rss"]);
+    assert_eq!(
+        named("peak RSS")[0]["args"]["rss"],
+        r.v["kernel"]["peak_rss"]["rss"]
+    );
 }
