@@ -161,6 +161,7 @@ impl Metric {
 pub fn all() -> Options {
     Options {
         top: Some(usize::MAX),
+        progress: None,
     }
 }
 

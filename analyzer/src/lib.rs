@@ -50,4 +50,4 @@ pub mod symbolize;
 pub(crate) mod testlog;
 
 pub use error::{Error, Result};
-pub use report::{Options, Report, analyze, analyze_bytes};
+pub use report::{Options, Progress, Report, Stage, analyze, analyze_bytes};

@@ -1612,7 +1612,7 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!((a_empty, a_trunc), (b_empty, b_trunc));
         assert_eq!(a_empty, 1);
-        let opts = crate::Options { top: None };
+        let opts = crate::Options::default();
         let ra = crate::analyze_bytes(&raw, &opts).unwrap();
         let rb = crate::analyze_bytes(&p, &opts).unwrap();
         assert_eq!(format!("{:?}", ra.summary), format!("{:?}", rb.summary));
@@ -1657,7 +1657,7 @@ mod tests {
     #[test]
     fn damaged_packed_logs_are_refused() {
         let p = packed(&rich_log(1000));
-        let opts = crate::Options { top: None };
+        let opts = crate::Options::default();
         for n in [0, 8, 63, 100, 4160, p.len() - 20, p.len() - 1] {
             assert!(crate::analyze_bytes(&p[..n], &opts).is_err(), "cut at {n}");
         }

@@ -23,7 +23,32 @@ pub struct Options {
     /// At most this many entries in each list (heap leaks, mmap leaks, peak,
     /// brk). `None`: every leak and brk entry, and the 10 largest at the peak.
     pub top: Option<usize>,
+    /// Told how far the analysis has got, now and then.
+    pub progress: Option<Progress>,
 }
+
+/// A stage of the analysis, for progress reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The pass over the events; the fraction is of the run's duration.
+    Reading,
+    /// Symbolizing the stacks of the report; the fraction is of the stacks.
+    Symbolizing,
+}
+
+/// A progress callback: the stage, and the fraction of it done (`None` when
+/// the total is unknown, e.g. the log of a process that was killed).
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(Stage, Option<f64>) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+/// Events between two progress reports.
+const PROGRESS_EVERY: u64 = 1 << 16;
 
 /// Entries at the peak when no limit is given.
 pub const DEFAULT_PEAK_TOP: usize = 10;
@@ -234,7 +259,17 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let header = log.header()?;
     let index = log.index(&header)?;
     let mut cat = catalog::Catalog::default();
+    let (start, end) = (header.start_mono_ns, header.end_mono_ns);
+    let mut seen = 0u64;
     let out = replay::replay_with(log, &index, replay::Config::of(&header), |ev| {
+        seen += 1;
+        if let Some(p) = &opts.progress
+            && seen.is_multiple_of(PROGRESS_EVERY)
+        {
+            let done = (end > start)
+                .then(|| (ev.time.saturating_sub(start) as f64 / (end - start) as f64).min(1.0));
+            (p.0)(Stage::Reading, done);
+        }
         cat.observe(ev, log, &index)
     })?;
 
@@ -341,7 +376,19 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
 
     // Each stack is symbolized once, however many lists report it.
     let mut resolved: HashMap<u32, Arc<[Frame]>> = HashMap::new();
+    let all_stacks = (out.heap_leaks.len() + out.mmap_leaks.len() + out.peak.len())
+        .saturating_add(out.allocated.len() + out.temporary.len() + out.brk.len())
+        .max(1);
     let mut resolve = |stack: u32| -> Arc<[Frame]> {
+        let n = resolved.len();
+        if let Some(p) = &opts.progress
+            && n.is_multiple_of(64)
+        {
+            (p.0)(
+                Stage::Symbolizing,
+                Some((n as f64 / all_stacks as f64).min(1.0)),
+            );
+        }
         resolved
             .entry(stack)
             .or_insert_with(|| resolve_stack(&mut sym, &cat, &out.first_use, stack).into())

@@ -345,7 +345,8 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     let mut reports: Vec<Report> = Vec::with_capacity(logs.len());
     let mut failed_logs = 0;
     for l in &logs {
-        match memtrace_analyzer::analyze(l, &memtrace_analyzer::Options::default()) {
+        let (opts, _bar) = crate::progress::attach(l, memtrace_analyzer::Options::default());
+        match memtrace_analyzer::analyze(l, &opts) {
             Ok(r) => {
                 for w in &r.warnings {
                     eprintln!("memtrace check: warning: {w}");

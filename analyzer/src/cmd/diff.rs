@@ -39,8 +39,14 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
         bail!("-o -: the diff goes to stdout; give the flame graph a file name");
     }
     let metric = Metric::from(a.metric);
-    let old = memtrace_analyzer::analyze(&a.old, &flame::all())?;
-    let new = memtrace_analyzer::analyze(&a.new, &flame::all())?;
+    let old = {
+        let (opts, _bar) = crate::progress::attach(&a.old, flame::all());
+        memtrace_analyzer::analyze(&a.old, &opts)?
+    };
+    let new = {
+        let (opts, _bar) = crate::progress::attach(&a.new, flame::all());
+        memtrace_analyzer::analyze(&a.new, &opts)?
+    };
     for w in old.warnings.iter().chain(&new.warnings) {
         eprintln!("memtrace: warning: {w}");
     }

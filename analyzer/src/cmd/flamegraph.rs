@@ -25,7 +25,9 @@ use crate::cmd::report::EXIT_TRUNCATED;
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     let metric = Metric::from(a.metric);
-    let report = memtrace_analyzer::analyze(&a.log, &flame::all())?;
+    let (opts, bar) = crate::progress::attach(&a.log, flame::all());
+    let report = memtrace_analyzer::analyze(&a.log, &opts)?;
+    drop(bar);
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }

@@ -17,7 +17,13 @@ pub const EXIT_TRUNCATED: u8 = 3;
 
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
-    let report = memtrace_analyzer::analyze(&a.log, &memtrace_analyzer::Options { top: a.top })?;
+    let opts = memtrace_analyzer::Options {
+        top: a.top,
+        ..Default::default()
+    };
+    let (opts, bar) = crate::progress::attach(&a.log, opts);
+    let report = memtrace_analyzer::analyze(&a.log, &opts)?;
+    drop(bar);
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }

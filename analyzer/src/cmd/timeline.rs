@@ -12,7 +12,9 @@ use crate::args::TimelineArgs;
 
 /// Runs the subcommand.
 pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
-    let report = memtrace_analyzer::analyze(&a.log, &memtrace_analyzer::Options::default())?;
+    let (opts, bar) = crate::progress::attach(&a.log, memtrace_analyzer::Options::default());
+    let report = memtrace_analyzer::analyze(&a.log, &opts)?;
+    drop(bar);
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }

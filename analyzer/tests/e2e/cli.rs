@@ -87,3 +87,61 @@ fn preload_output_pattern_with_exe_name() {
     assert_eq!(log, t.dir.path().join(format!("trace-exit3-{pid}.mtr")));
     r.assert_ended("exit");
 }
+
+/// Progress bars: drawn while a large log is analyzed and stderr is a terminal (a
+/// pseudo-terminal from `script`), never when stderr is a pipe.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let churn = d.join("churn");
+    let src = crate::util::root().join("scripts/bench/churn.c");
+    let cc = std::process::Command::new("gcc")
+        .args(["-O2", "-g", "-pthread", "-DTOTAL=1000000L", "-o"])
+        .arg(&churn)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let mut run = memtrace();
+    run.current_dir(d)
+        .args(["run", "--raw", "-o", "big.%p.mtr", "--"])
+        .arg(&churn)
+        .arg("1");
+    assert!(output_with_timeout(&mut run, TIMEOUT).status.success());
+    let log = logs_in(d).pop().unwrap();
+    assert!(
+        std::fs::metadata(&log).unwrap().len() >= 8 << 20,
+        "the log is large"
+    );
+
+    let mut piped = memtrace();
+    piped.arg("report").arg(&log);
+    let out = output_with_timeout(&mut piped, TIMEOUT);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("reading") && !err.contains('\r'), "{err}");
+
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("`script` (util-linux) is needed to give memtrace a terminal");
+    }
+    let line = format!(
+        "{} report {} > /dev/null",
+        crate::util::memtrace_bin().display(),
+        log.display()
+    );
+    let mut tty = crate::util::clean_command("script");
+    tty.args(["-qec", &line, "/dev/null"]);
+    let out = output_with_timeout(&mut tty, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("reading") && shown.contains('%'), "{shown}");
+}
