@@ -302,6 +302,10 @@ pub struct ReportArgs {
     /// Show at most N entries per list (default: all leaks, 10 stacks at the peak).
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
+    /// Write the report as one self-contained HTML page (summary, leak and peak
+    /// tables, timeline, flame graphs) to FILE (`-`: stdout) instead of printing it.
+    #[arg(long, value_name = "FILE", conflicts_with = "format")]
+    pub html: Option<PathBuf>,
     /// The log file to read.
     #[arg(value_name = "LOG")]
     pub log: PathBuf,

@@ -1,11 +1,17 @@
-//! `memtrace report [--format text|json] [--top N] LOG`: prints the report
+//! `memtrace report [--format text|json] [--top N] [--html FILE] LOG`: prints the report
 //! on stdout, warnings on stderr. A closed stdout (`| head`) is not an error.
+//!
+//! `--html FILE` writes the report as one self-contained HTML page instead
+//! (`memtrace_analyzer::render::html`), and prints nothing on stdout (unless
+//! FILE is `-`); where it went is said on stderr. The page's flame graphs
+//! draw every stack; `--top` limits its tables only.
 //!
 //! A truncated log (the file ends before the space its header says was
 //! written) is still reported, so nothing it holds is lost, but the command
 //! then says so in one error line and exits with [`EXIT_TRUNCATED`].
 
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
 use anyhow::Context;
 use memtrace_analyzer::render;
@@ -18,7 +24,11 @@ pub const EXIT_TRUNCATED: u8 = 3;
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
     let opts = memtrace_analyzer::Options {
-        top: a.top,
+        // The HTML page's flame graphs need every stack; its tables take `--top`.
+        top: match a.html {
+            Some(_) => memtrace_analyzer::flame::all().top,
+            None => a.top,
+        },
         ..Default::default()
     };
     let (opts, bar) = crate::progress::attach(&a.log, opts);
@@ -27,16 +37,20 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }
-    let mut out = BufWriter::new(io::stdout().lock());
-    let written = match a.format {
-        Format::Text => render::text::render(&report, &mut out),
-        Format::Json => render::json::render(&report, &mut out),
-    }
-    .and_then(|()| out.flush());
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e).context("cannot write the report to stdout"),
+    if let Some(path) = &a.html {
+        write_html(&report, a.top, path)?;
+    } else {
+        let mut out = BufWriter::new(io::stdout().lock());
+        let written = match a.format {
+            Format::Text => render::text::render(&report, &mut out),
+            Format::Json => render::json::render(&report, &mut out),
+        }
+        .and_then(|()| out.flush());
+        match written {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(e).context("cannot write the report to stdout"),
+        }
     }
     if report.summary.truncated {
         eprintln!(
@@ -46,4 +60,27 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_TRUNCATED);
     }
     Ok(0)
+}
+
+/// Writes the HTML page to `path` whole (it is made in memory first), or to
+/// stdout when `path` is `-` (a closed stdout is not an error).
+fn write_html(
+    report: &memtrace_analyzer::Report,
+    top: Option<usize>,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let mut page = Vec::new();
+    render::html::render_top(report, top, &mut page).context("cannot make the HTML report")?;
+    if path == Path::new("-") {
+        let mut out = io::stdout().lock();
+        return match out.write_all(&page).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+                Err(e).context("cannot write the HTML report to stdout")
+            }
+            _ => Ok(()),
+        };
+    }
+    std::fs::write(path, &page).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("memtrace: HTML report written to {}", path.display());
+    Ok(())
 }

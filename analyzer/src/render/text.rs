@@ -8,7 +8,7 @@
 
 use std::io::{self, Write};
 
-use crate::report::{Ended, Report, Site, thousands};
+use crate::report::{Ended, Process, Report, Site, thousands};
 use crate::symbolize::Frame;
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -77,26 +77,9 @@ fn shown(n: usize, total: u64) -> String {
     }
 }
 
-/// Writes the text report.
-pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let p = &r.process;
-    let s = &r.summary;
-    writeln!(
-        out,
-        "memtrace report for {} (pid {})",
-        if p.exe.is_empty() { "?" } else { &p.exe },
-        p.pid
-    )?;
-    if !p.cmdline.is_empty() {
-        writeln!(out, "  command:  {}", p.cmdline.join(" "))?;
-    }
-    writeln!(out, "  log:      {}", r.path.display())?;
-    if let Some(parent) = p.forked_from {
-        writeln!(
-            out,
-            "  forked from pid {parent} (only events after the fork are in this log)"
-        )?;
-    }
+/// How the process ended, in words: `exit(), exit status 0, after 1.500 ms`
+/// (also used by the HTML report).
+pub(crate) fn how_ended(p: &Process) -> String {
     let ended = match p.ended {
         Ended::Exit => "exit()".to_owned(),
         Ended::UnderscoreExit => "_exit()".to_owned(),
@@ -106,7 +89,7 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         },
         Ended::Abnormal => "abnormally".to_owned(),
     };
-    let mut how = format!("  ended:    {ended}");
+    let mut how = ended;
     // After an exec, the status is the new image's: the process went on.
     let later = if p.ended == Ended::Exec {
         " (later, after the exec)"
@@ -119,16 +102,14 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(sig) = p.signal {
         how += &format!(", killed by signal {sig}{later}");
     }
-    writeln!(out, "{how}, after {:.3} ms", p.duration_ms)?;
-    if !p.forks.is_empty() {
-        let pids: Vec<String> = p.forks.iter().map(|c| c.to_string()).collect();
-        writeln!(
-            out,
-            "  forked:   {} (each has its own log)",
-            pids.join(", ")
-        )?;
-    }
+    format!("{how}, after {:.3} ms", p.duration_ms)
+}
 
+/// What makes the numbers incomplete or estimates (an abnormal end, lost
+/// events, truncation, sampling...), one sentence each (also used by the
+/// HTML report).
+pub(crate) fn notes(r: &Report) -> Vec<String> {
+    let s = &r.summary;
     let mut notes = Vec::new();
     if s.ended_abnormally {
         notes.push(
@@ -177,6 +158,40 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             plural(s.torn_records, "record", "records")
         ));
     }
+    notes
+}
+
+/// Writes the text report.
+pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let p = &r.process;
+    let s = &r.summary;
+    writeln!(
+        out,
+        "memtrace report for {} (pid {})",
+        if p.exe.is_empty() { "?" } else { &p.exe },
+        p.pid
+    )?;
+    if !p.cmdline.is_empty() {
+        writeln!(out, "  command:  {}", p.cmdline.join(" "))?;
+    }
+    writeln!(out, "  log:      {}", r.path.display())?;
+    if let Some(parent) = p.forked_from {
+        writeln!(
+            out,
+            "  forked from pid {parent} (only events after the fork are in this log)"
+        )?;
+    }
+    writeln!(out, "  ended:    {}", how_ended(p))?;
+    if !p.forks.is_empty() {
+        let pids: Vec<String> = p.forks.iter().map(|c| c.to_string()).collect();
+        writeln!(
+            out,
+            "  forked:   {} (each has its own log)",
+            pids.join(", ")
+        )?;
+    }
+
+    let notes = notes(r);
     if !notes.is_empty() {
         writeln!(out)?;
         for n in notes {

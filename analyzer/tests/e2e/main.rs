@@ -20,6 +20,7 @@
 //! - `check`: `memtrace check`, the CI leak gate: rules, config, suppressions, baseline, JUnit
 //! - `flamegraph`: `memtrace flamegraph` (every metric, SVGs parsed) and `memtrace diff` (JSON, text, differential SVG)
 //! - `export`: `memtrace export` to pprof (read back with Python's protobuf), folded stacks and speedscope
+//! - `html`: `memtrace report --html`, the page opened in headless Chromium: tables, charts, inferno's search, a screenshot
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
@@ -38,6 +39,7 @@ mod export;
 mod flamegraph;
 mod heap;
 mod hostile;
+mod html;
 mod kernel;
 mod languages;
 mod libc;

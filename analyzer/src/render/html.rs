@@ -1,0 +1,1166 @@
+//! `memtrace report --html FILE`: the whole report as one self-contained
+//! HTML page, to open in a browser, attach to a CI run or mail around.
+//!
+//! What the page holds, top to bottom:
+//! - the summary: process, command line, how it ended, the totals of the
+//!   text report's HEAP SUMMARY, the peak and its moment, temporary
+//!   allocations, mmap and brk, the kernel's peak RSS when `memtrace run`
+//!   sampled it, and every note that makes the figures incomplete;
+//! - tables of heap and mmap leaks, the stacks holding the most at the peak,
+//!   the most allocated and the temporary allocations: bytes, blocks, the
+//!   allocating function, the frame the site is named by (the innermost
+//!   outside the C, C++ and Rust runtimes: `strdup`'s caller), its file:line,
+//!   and the full stack in a `<details>` element;
+//! - the timeline chart ([`super::timeline`]), inline;
+//! - flame graphs ([`crate::flame::render_svg`]) of the leaked bytes, the
+//!   peak and the allocated bytes, and of the temporary allocations when
+//!   there are any, with one search box for all of them;
+//! - the kernel's mapping tables and the gap, when present.
+//!
+//! Self-contained: inline CSS, inline script, inline SVGs; nothing is
+//! fetched, so it works offline and from a `file://` URL. Every text from the
+//! log (function names hold `<`, `>` and `&`) is escaped.
+//!
+//! Each flame graph keeps the document and the script inferno gives it,
+//! inside an `<iframe srcdoc>`: inferno's script uses fixed element ids
+//! (`frames`, `details`, `search`, `matched`) and global functions
+//! (`init`, `search`, `search_prompt`, `zoom`), which would clash if several
+//! graphs shared one document. An `srcdoc` document has the page's origin, so
+//! the page's search box calls each graph's own `search(term)` (a regular
+//! expression, as inferno's Search button takes) and reads back its
+//! `Matched: N%` line. Inside the frame, `history.replaceState` is made a
+//! no-op: inferno keeps its zoom and search in the URL's query, which an
+//! `about:srcdoc` document cannot change.
+//!
+//! A self-test for tools and tests: opened with the URL fragment
+//! `#selftest=TERM`, the page types TERM into its search box, runs the
+//! search, and writes into `<pre id="selftest">` what each flame graph
+//! matched and highlighted and how many elements each chart has drawn (see
+//! the script for the line format).
+//!
+//! Tables show the largest entries only (100 leak stacks of each kind and 20
+//! of every other list, or `--top N`); the flame graphs draw every stack.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::flame::{self, Metric};
+use crate::report::{KernelReport, Report, Site, thousands};
+use crate::symbolize::Frame;
+
+use super::text::human;
+
+/// Rows of each leak table when no limit is given.
+pub const DEFAULT_LEAK_ROWS: usize = 100;
+/// Rows of the other tables (peak, allocated, temporary, brk) when no limit is given.
+pub const DEFAULT_ROWS: usize = 20;
+
+/// Escapes text for HTML content and attribute values; control characters
+/// other than tab and line breaks become spaces.
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            '\t' | '\n' => o.push(c),
+            c if c.is_control() => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+fn signed(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", thousands(n.unsigned_abs()))
+    } else {
+        thousands(n as u64)
+    }
+}
+
+/// Writes the page with the default table sizes.
+pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    render_top(r, None, out)
+}
+
+/// Writes the page; `top` limits every table to that many rows (default:
+/// [`DEFAULT_LEAK_ROWS`] and [`DEFAULT_ROWS`]). The report should be made
+/// with [`flame::all`], so that the flame graphs have every stack.
+pub fn render_top(r: &Report, top: Option<usize>, out: &mut dyn Write) -> io::Result<()> {
+    let mut h = String::new();
+    page(&mut h, r, top)?;
+    out.write_all(h.as_bytes())
+}
+
+const STYLE: &str = r#"
+:root { --fg: #1d1d1f; --muted: #666; --line: #d8d8dc; --bg2: #f5f5f7; --accent: #b3261e; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg);
+       margin: 0; padding: 0 24px 48px; max-width: 1320px; margin-inline: auto; }
+header { position: sticky; top: 0; background: white; border-bottom: 1px solid var(--line);
+         padding: 12px 0 8px; z-index: 1; }
+h1 { font-size: 20px; margin: 0 0 6px; }
+section { scroll-margin-top: 76px; }
+h2 { font-size: 17px; margin: 32px 0 8px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
+h3 { font-size: 15px; margin: 20px 0 6px; }
+nav a { margin-right: 14px; color: #0b57d0; text-decoration: none; }
+nav a:hover { text-decoration: underline; }
+code, .stack { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
+table { border-collapse: collapse; margin: 6px 0 10px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
+thead th { background: var(--bg2); font-weight: 600; }
+tfoot th, tfoot td { font-weight: 600; border-top: 2px solid var(--line); }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.kv th { font-weight: 600; white-space: nowrap; width: 1%; background: none; }
+table.sites { width: 100%; }
+table.sites td.fn { word-break: break-all; }
+details summary { cursor: pointer; color: #0b57d0; white-space: nowrap; }
+ol.stack { margin: 4px 0 2px; padding-left: 2.6em; }
+ol.stack li { word-break: break-all; }
+ol.stack .mod, .muted { color: var(--muted); }
+.note { background: #fff4e5; border-left: 4px solid #f0a020; padding: 6px 10px; margin: 6px 0; }
+.warning { background: #fdecea; border-left: 4px solid var(--accent); padding: 6px 10px; margin: 6px 0; }
+.good { background: #e8f5e9; border-left: 4px solid #2e7d32; padding: 6px 10px; margin: 6px 0; }
+.more { color: var(--muted); font-style: italic; }
+.chart svg { width: 100%; height: auto; max-width: 1200px; border: 1px solid var(--line); }
+figure.flame { margin: 14px 0 22px; }
+figure.flame figcaption { font-weight: 600; margin-bottom: 4px; }
+figure.flame figcaption .matched { font-weight: 400; margin-left: 10px; color: #7a4d00; }
+iframe.flame-frame { width: 100%; border: 1px solid var(--line); display: block; }
+form#flame-search { display: flex; gap: 8px; align-items: center; flex-wrap: wrap;
+                    background: var(--bg2); padding: 8px 10px; border-radius: 6px; }
+form#flame-search input { font: inherit; padding: 3px 6px; min-width: 320px; }
+#search-result { color: #7a4d00; }
+#selftest { white-space: pre-wrap; word-break: break-all; background: var(--bg2); padding: 8px; }
+footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
+"#;
+
+/// The page's script: the flame graphs' shared search box and the
+/// `#selftest=TERM` hook. No network, no external resource.
+const SCRIPT: &str = r##"
+(function () {
+  "use strict";
+  var flames = Array.prototype.slice.call(document.querySelectorAll("iframe.flame-frame"));
+  // The window of a flame graph whose inferno script has run, else null
+  // (a graph with nothing to draw has no script).
+  function flameWindow(f) {
+    try {
+      var w = f.contentWindow;
+      return w && typeof w.search === "function" && w.document.getElementById("frames") ? w : null;
+    } catch (e) {
+      return null;
+    }
+  }
+  function matchedText(w) {
+    var m = w.document.getElementById("matched");
+    if (!m || m.classList.contains("hide")) return "";
+    return m.textContent.trim();
+  }
+  // Runs inferno's own search in every graph; returns what each matched.
+  function runSearch(term) {
+    var results = [];
+    flames.forEach(function (f) {
+      var metric = f.getAttribute("data-metric");
+      var label = document.querySelector('.matched[data-metric="' + metric + '"]');
+      var w = flameWindow(f);
+      var res = { metric: metric, matched: "", error: "" };
+      if (w) {
+        // inferno's Search button resets a shown search before a new one.
+        if (w.searching) w.search_prompt();
+        if (term) {
+          try { w.search(term); res.matched = matchedText(w); }
+          catch (e) { res.error = "not a regular expression: " + e.message; }
+        }
+      } else if (term) {
+        res.error = "nothing to search";
+      }
+      if (label) label.textContent = term ? (res.error || res.matched || "no match") : "";
+      results.push(res);
+    });
+    var out = document.getElementById("search-result");
+    if (out) {
+      out.textContent = term ? results.map(function (r) {
+        return r.metric + ": " + (r.error || r.matched || "no match");
+      }).join(" \u00b7 ") : "";
+    }
+    return results;
+  }
+  var form = document.getElementById("flame-search");
+  var input = document.getElementById("search-term");
+  if (form && input) {
+    form.addEventListener("submit", function (e) { e.preventDefault(); runSearch(input.value); });
+    document.getElementById("search-reset").addEventListener("click", function () {
+      input.value = "";
+      runSearch("");
+    });
+  }
+
+  // #selftest=TERM: type TERM into the search box, search, and report in
+  // <pre id="selftest">, one line each:
+  //   term TERM
+  //   timeline polylines N circles N
+  //   flame METRIC frames N rects N matched TEXT|none highlighted TITLE|TITLE...
+  //   done
+  function selftest(term) {
+    var lines = ["term " + term];
+    var tl = document.querySelector("#timeline svg");
+    lines.push("timeline polylines " + (tl ? tl.querySelectorAll("polyline").length : 0) +
+               " circles " + (tl ? tl.querySelectorAll("circle").length : 0));
+    input.value = term;
+    if (form.requestSubmit) form.requestSubmit(); else runSearch(term);
+    flames.forEach(function (f) {
+      var metric = f.getAttribute("data-metric");
+      var w = flameWindow(f);
+      if (!w) {
+        var d = null;
+        try { d = f.contentDocument; } catch (e) { d = null; }
+        var drawn = d ? d.querySelectorAll("svg text").length : 0;
+        lines.push("flame " + metric + " frames 0 rects 0 matched none (no script; " + drawn + " texts)");
+        return;
+      }
+      var doc = w.document;
+      var groups = doc.querySelectorAll("#frames > g");
+      var rects = doc.querySelectorAll("#frames rect");
+      var hl = [];
+      Array.prototype.forEach.call(rects, function (r) {
+        // inferno saves a highlighted frame's own color in fg:orig_fill.
+        if (r.getAttribute("fg:orig_fill") !== null) {
+          var t = r.parentNode.querySelector("title");
+          hl.push(t ? t.textContent : "?");
+        }
+      });
+      lines.push("flame " + metric + " frames " + groups.length + " rects " + rects.length +
+                 " matched " + (matchedText(w) || "none") + " highlighted " + (hl.join("|") || "none"));
+    });
+    lines.push("done");
+    var pre = document.getElementById("selftest");
+    pre.textContent = lines.join("\n") + "\n";
+    pre.hidden = false;
+  }
+  var m = /^#selftest=(.*)$/.exec(window.location.hash);
+  if (m) {
+    var term = decodeURIComponent(m[1]);
+    var go = function () { setTimeout(function () { selftest(term); }, 100); };
+    if (document.readyState === "complete") go(); else window.addEventListener("load", go);
+  }
+})();
+"##;
+
+fn page(h: &mut String, r: &Report, top: Option<usize>) -> io::Result<()> {
+    let name = flame::run_name(r);
+    write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"generator\" content=\"memtrace {}\">\n\
+         <title>memtrace: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        env!("CARGO_PKG_VERSION"),
+        escape(&name)
+    )
+    .map_err(fmt_err)?;
+    let s = &r.summary;
+    let mut nav = vec![("summary", "Summary"), ("leaks", "Leaks")];
+    if !r.peak.is_empty() {
+        nav.push(("peak", "Peak"));
+    }
+    if !r.allocated.is_empty() {
+        nav.push(("allocated", "Most allocated"));
+    }
+    if !r.temporary.is_empty() {
+        nav.push(("temporary", "Temporary"));
+    }
+    if !r.brk.is_empty() {
+        nav.push(("brk", "brk"));
+    }
+    nav.push(("timeline", "Timeline"));
+    nav.push(("flamegraphs", "Flame graphs"));
+    if r.kernel.is_some() {
+        nav.push(("kernel", "Kernel's view"));
+    }
+    write!(
+        h,
+        "<header>\n<h1>memtrace report: {}</h1>\n<nav>",
+        escape(&name)
+    )
+    .map_err(fmt_err)?;
+    for (id, label) in nav {
+        write!(h, "<a href=\"#{id}\">{label}</a>").map_err(fmt_err)?;
+    }
+    h.push_str("</nav>\n</header>\n");
+
+    summary(h, r).map_err(fmt_err)?;
+
+    // Leaks.
+    h.push_str("<section id=\"leaks\">\n<h2>Leaks</h2>\n");
+    if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
+        h.push_str(
+            "<p class=\"good\">No leaks: all heap blocks were freed and all mappings unmapped.</p>\n",
+        );
+    }
+    let leak_rows = top.unwrap_or(DEFAULT_LEAK_ROWS);
+    if !r.heap_leaks.is_empty() {
+        writeln!(
+            h,
+            "<h3>Heap: {} in {} from {}</h3>",
+            plural(s.leaked_heap_bytes, "byte", "bytes"),
+            plural(s.leaked_heap_blocks, "block", "blocks"),
+            plural(r.heap_leak_stacks, "stack", "stacks")
+        )
+        .map_err(fmt_err)?;
+        sites(
+            h,
+            &Table {
+                id: "heap-leaks",
+                count_label: "Blocks",
+                with_func: true,
+                by_count: false,
+                total: Some((s.leaked_heap_bytes, s.leaked_heap_blocks)),
+            },
+            &r.heap_leaks,
+            leak_rows,
+        )
+        .map_err(fmt_err)?;
+    }
+    if !r.mmap_leaks.is_empty() {
+        writeln!(
+            h,
+            "<h3>mmap: {} in {} from {}</h3>",
+            plural(s.leaked_mmap_bytes, "byte", "bytes"),
+            plural(s.leaked_mmap_regions, "region", "regions"),
+            plural(r.mmap_leak_stacks, "stack", "stacks")
+        )
+        .map_err(fmt_err)?;
+        sites(
+            h,
+            &Table {
+                id: "mmap-leaks",
+                count_label: "Regions",
+                with_func: false,
+                by_count: false,
+                total: Some((s.leaked_mmap_bytes, s.leaked_mmap_regions)),
+            },
+            &r.mmap_leaks,
+            leak_rows,
+        )
+        .map_err(fmt_err)?;
+    }
+    h.push_str("</section>\n");
+
+    let rows = top.unwrap_or(DEFAULT_ROWS);
+    if !r.peak.is_empty() {
+        write!(
+            h,
+            "<section id=\"peak\">\n<h2>At the peak: {} live at {:.3} ms</h2>\n\
+             <p class=\"muted\">The stacks holding the most heap when the live heap was largest.</p>\n",
+            plural(s.peak_heap_bytes, "byte", "bytes"),
+            s.peak_heap_time_ms
+        )
+        .map_err(fmt_err)?;
+        sites(
+            h,
+            &Table {
+                id: "peak-table",
+                count_label: "Blocks",
+                with_func: false,
+                by_count: false,
+                total: None,
+            },
+            &r.peak,
+            rows,
+        )
+        .map_err(fmt_err)?;
+        h.push_str("</section>\n");
+    }
+    if !r.allocated.is_empty() {
+        write!(
+            h,
+            "<section id=\"allocated\">\n<h2>Most allocated</h2>\n\
+             <p class=\"muted\">The stacks that allocated the most heap bytes over the run, freed or not \
+             ({} in {}).</p>\n",
+            plural(s.bytes_allocated, "byte", "bytes"),
+            plural(s.allocations, "allocation", "allocations")
+        )
+        .map_err(fmt_err)?;
+        sites(
+            h,
+            &Table {
+                id: "allocated-table",
+                count_label: "Allocations",
+                with_func: false,
+                by_count: false,
+                total: None,
+            },
+            &r.allocated,
+            rows,
+        )
+        .map_err(fmt_err)?;
+        h.push_str("</section>\n");
+    }
+    if !r.temporary.is_empty() {
+        write!(
+            h,
+            "<section id=\"temporary\">\n<h2>Temporary allocations</h2>\n\
+             <p class=\"muted\">{} of {} allocations were freed before their thread's next \
+             allocation ({}); the stacks that made the most.</p>\n",
+            thousands(s.temporary_allocations),
+            thousands(s.allocations),
+            plural(s.temporary_bytes, "byte", "bytes")
+        )
+        .map_err(fmt_err)?;
+        sites(
+            h,
+            &Table {
+                id: "temporary-table",
+                count_label: "Temporary",
+                with_func: false,
+                by_count: true,
+                total: None,
+            },
+            &r.temporary,
+            rows,
+        )
+        .map_err(fmt_err)?;
+        h.push_str("</section>\n");
+    }
+    if !r.brk.is_empty() {
+        brk(h, r, rows).map_err(fmt_err)?;
+    }
+
+    // The timeline.
+    let mut svg = Vec::new();
+    super::timeline::render(r, &mut svg)?;
+    write!(
+        h,
+        "<section id=\"timeline\">\n<h2>Memory over time</h2>\n<div class=\"chart\">\n{}</div>\n</section>\n",
+        String::from_utf8_lossy(&svg)
+    )
+    .map_err(fmt_err)?;
+
+    flames(h, r)?;
+
+    if let Some(k) = &r.kernel {
+        kernel(h, k).map_err(fmt_err)?;
+    }
+
+    write!(
+        h,
+        "<pre id=\"selftest\" hidden></pre>\n<footer>memtrace {} \u{b7} log {} (format version {})</footer>\n\
+         <script>{SCRIPT}</script>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION"),
+        escape(&r.path.display().to_string()),
+        r.format_version
+    )
+    .map_err(fmt_err)?;
+    Ok(())
+}
+
+fn fmt_err(_: std::fmt::Error) -> io::Error {
+    io::Error::other("formatting the HTML report failed")
+}
+
+type Fmt = std::fmt::Result;
+
+fn summary(h: &mut String, r: &Report) -> Fmt {
+    let p = &r.process;
+    let s = &r.summary;
+    h.push_str("<section id=\"summary\">\n<h2>Summary</h2>\n");
+    for w in &r.warnings {
+        writeln!(h, "<p class=\"warning\">{}</p>", escape(w))?;
+    }
+    for n in super::text::notes(r) {
+        writeln!(h, "<p class=\"note\">{}</p>", escape(&n))?;
+    }
+    h.push_str("<table class=\"kv\" id=\"summary-table\">\n");
+    let mut row = |k: &str, v: String| writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
+    let exe = if p.exe.is_empty() { "?" } else { &p.exe };
+    let mut proc = format!("<code>{}</code> (pid {}", escape(exe), p.pid);
+    if p.ppid != 0 {
+        proc += &format!(", parent {}", p.ppid);
+    }
+    proc.push(')');
+    if let Some(parent) = p.forked_from {
+        proc += &format!("; forked from pid {parent} (only events after the fork are in this log)");
+    }
+    row("Process", proc)?;
+    if !p.cmdline.is_empty() {
+        row(
+            "Command",
+            format!("<code>{}</code>", escape(&p.cmdline.join(" "))),
+        )?;
+    }
+    row("Ended", escape(&super::text::how_ended(p)))?;
+    if !p.forks.is_empty() {
+        let pids: Vec<String> = p.forks.iter().map(|c| c.to_string()).collect();
+        row(
+            "Forked",
+            format!("{} (each has its own log)", pids.join(", ")),
+        )?;
+    }
+    row(
+        "Total heap usage",
+        format!(
+            "{}, {}, {} allocated",
+            plural(s.allocations, "alloc", "allocs"),
+            plural(s.frees, "free", "frees"),
+            plural(s.bytes_allocated, "byte", "bytes")
+        ),
+    )?;
+    row(
+        "In use at exit",
+        format!(
+            "{} in {}",
+            plural(s.leaked_heap_bytes, "byte", "bytes"),
+            plural(s.leaked_heap_blocks, "block", "blocks")
+        ),
+    )?;
+    row(
+        "Peak heap",
+        format!(
+            "{} ({}) at {:.3} ms",
+            plural(s.peak_heap_bytes, "byte", "bytes"),
+            human(s.peak_heap_bytes),
+            s.peak_heap_time_ms
+        ),
+    )?;
+    let pct = if s.allocations > 0 {
+        format!(
+            " ({:.1}%)",
+            100.0 * s.temporary_allocations as f64 / s.allocations as f64
+        )
+    } else {
+        String::new()
+    };
+    row(
+        "Temporary allocations",
+        format!(
+            "{} of {}{pct}, {} (freed before their thread's next allocation)",
+            thousands(s.temporary_allocations),
+            plural(s.allocations, "allocation", "allocations"),
+            plural(s.temporary_bytes, "byte", "bytes")
+        ),
+    )?;
+    if s.unknown_frees > 0 || s.libc_freeres_frees > 0 || s.anomalies > 0 {
+        row(
+            "Other frees",
+            format!(
+                "frees of unknown blocks: {}; frees by libc's exit clean-up: {}; allocations over live blocks: {}",
+                thousands(s.unknown_frees),
+                thousands(s.libc_freeres_frees),
+                thousands(s.anomalies)
+            ),
+        )?;
+    }
+    row(
+        "mmap",
+        format!(
+            "{}, {}; peak {} mapped; still mapped at exit: {} in {}",
+            plural(s.mmap_calls, "mmap call", "mmap calls"),
+            plural(s.munmap_calls, "munmap call", "munmap calls"),
+            plural(s.peak_mmap_bytes, "byte", "bytes"),
+            plural(s.leaked_mmap_bytes, "byte", "bytes"),
+            plural(s.leaked_mmap_regions, "region", "regions")
+        ),
+    )?;
+    row(
+        "Program break growth",
+        format!("{} bytes", signed(s.brk_growth_bytes)),
+    )?;
+    if let Some(k) = &r.kernel {
+        let (t, c) = &k.peak;
+        row(
+            "Peak RSS (kernel)",
+            format!(
+                "{} at {t:.1} ms (PSS {}, USS {}, swap {}, anonymous {}); {} samples",
+                human(c[0]),
+                human(c[1]),
+                human(c[2]),
+                human(c[3]),
+                human(c[4]),
+                thousands(k.samples.len() as u64)
+            ),
+        )?;
+    }
+    row(
+        "Log",
+        format!("<code>{}</code>", escape(&r.path.display().to_string())),
+    )?;
+    h.push_str("</table>\n</section>\n");
+    Ok(())
+}
+
+/// Whether a frame is in the C, C++ or Rust runtime (libc's `strdup`,
+/// libstdc++, the standard library's containers): a site is named by its
+/// caller.
+fn in_runtime(f: &Frame) -> bool {
+    const LIBS: [&str; 8] = [
+        "libc.so",
+        "libc-",
+        "ld-linux",
+        "libstdc++.so",
+        "libgcc_s.so",
+        "libm.so",
+        "libpthread.so",
+        "libdl.so",
+    ];
+    const NAMESPACES: [&str; 7] = [
+        "std::",
+        "__gnu_cxx::",
+        "alloc::",
+        "core::",
+        "<alloc::",
+        "<core::",
+        "<std::",
+    ];
+    let lib = f.module.as_deref().is_some_and(|m| {
+        let name = m.rsplit('/').next().unwrap_or(m);
+        LIBS.iter().any(|l| name.starts_with(l))
+    });
+    // A demangled template function may start with its return type: `void std::...`.
+    let ns = f.function.as_deref().is_some_and(|n| {
+        let bare = match n.split_once(' ') {
+            Some((ret, rest)) if ret.chars().all(|c| c.is_alphanumeric() || c == '_') => rest,
+            _ => n,
+        };
+        NAMESPACES
+            .iter()
+            .any(|p| n.starts_with(p) || bare.starts_with(p))
+    });
+    lib || ns
+}
+
+/// The frame a site is named by: the innermost one outside the runtime
+/// ([`in_runtime`]) with a function and a source file, else outside the
+/// runtime with a function, else the innermost with a function, else the
+/// innermost.
+fn naming_frame(stack: &[Frame]) -> Option<&Frame> {
+    let own = |f: &&Frame| f.function.is_some() && !in_runtime(f);
+    stack
+        .iter()
+        .filter(own)
+        .find(|f| f.file.is_some())
+        .or_else(|| stack.iter().find(own))
+        .or_else(|| stack.iter().find(|f| f.function.is_some()))
+        .or_else(|| stack.first())
+}
+
+fn frame_function(f: &Frame) -> String {
+    match &f.function {
+        Some(func) => func.clone(),
+        None => format!("{:#x}", f.address),
+    }
+}
+
+/// `file:line` with the file's last component; the full path in a tooltip.
+fn location(h: &mut String, f: &Frame) -> Fmt {
+    let Some(file) = &f.file else {
+        return match &f.module {
+            Some(m) => write!(
+                h,
+                "<span class=\"muted\" title=\"{}\">{}</span>",
+                escape(m),
+                escape(m.rsplit('/').next().unwrap_or(m))
+            ),
+            None => Ok(()),
+        };
+    };
+    let short = file.rsplit('/').next().unwrap_or(file);
+    let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
+    write!(
+        h,
+        "<code title=\"{}{line}\">{}{line}</code>",
+        escape(file),
+        escape(short)
+    )
+}
+
+/// The frames in a `<details>` element; `stacks` (> 1) says how many of
+/// the report's stacks read the same.
+fn stack(h: &mut String, frames: &[Frame], stacks: usize) -> Fmt {
+    if frames.is_empty() {
+        return h.write_str("<span class=\"muted\">(stack not recorded)</span>");
+    }
+    let merged = if stacks > 1 {
+        format!(" ({stacks} call sites)")
+    } else {
+        String::new()
+    };
+    write!(
+        h,
+        "<details><summary>{}{merged}</summary><ol class=\"stack\" start=\"0\">",
+        plural(frames.len() as u64, "frame", "frames")
+    )?;
+    for f in frames {
+        write!(h, "<li>{}", escape(&frame_function(f)))?;
+        if let Some(file) = &f.file {
+            write!(h, " at {}", escape(file))?;
+            if let Some(line) = f.line {
+                write!(h, ":{line}")?;
+            }
+        }
+        match &f.module {
+            Some(m) => write!(h, " <span class=\"mod\">({})</span>", escape(m))?,
+            None => h.push_str(" <span class=\"mod\">(no module)</span>"),
+        }
+        if f.inlined {
+            h.push_str(" <span class=\"mod\">[inlined]</span>");
+        }
+        h.push_str("</li>");
+    }
+    h.push_str("</ol></details>");
+    Ok(())
+}
+
+/// Sites whose stacks read the same once symbolized (the same functions,
+/// files and lines: a call unrolled by the compiler, or a library loaded
+/// twice), merged into one row.
+struct Row {
+    bytes: u64,
+    count: u64,
+    /// The allocating functions of the merged sites, each once.
+    funcs: Vec<memtrace_format::Func>,
+    stack: std::sync::Arc<[Frame]>,
+    /// How many of the report's stacks the row stands for.
+    stacks: usize,
+}
+
+/// The symbolized key of a frame: function, file, line, inlined; the
+/// address stands in for an unknown function.
+type FrameKey<'a> = (Option<&'a str>, Option<&'a str>, Option<u32>, bool, u64);
+
+fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
+    let mut at: std::collections::HashMap<Vec<FrameKey<'_>>, usize> = Default::default();
+    let mut rows: Vec<Row> = Vec::new();
+    for s in list {
+        let key: Vec<FrameKey<'_>> = s
+            .stack
+            .iter()
+            .map(|f| {
+                (
+                    f.function.as_deref(),
+                    f.file.as_deref(),
+                    f.line,
+                    f.inlined,
+                    if f.function.is_some() { 0 } else { f.address },
+                )
+            })
+            .collect();
+        // Unrecorded stacks are never merged: nothing says they are the same.
+        let i = match at.get(&key) {
+            Some(&i) if !key.is_empty() => i,
+            _ => {
+                at.insert(key, rows.len());
+                rows.push(Row {
+                    bytes: 0,
+                    count: 0,
+                    funcs: Vec::new(),
+                    stack: s.stack.clone(),
+                    stacks: 0,
+                });
+                rows.len() - 1
+            }
+        };
+        let r = &mut rows[i];
+        r.bytes = r.bytes.saturating_add(s.bytes);
+        r.count = r.count.saturating_add(s.count);
+        r.stacks += 1;
+        if let Some(f) = s.func
+            && !r.funcs.contains(&f)
+        {
+            r.funcs.push(f);
+        }
+    }
+    // Stable: equal rows keep the report's order.
+    if by_count {
+        rows.sort_by_key(|r| std::cmp::Reverse((r.count, r.bytes)));
+    } else {
+        rows.sort_by_key(|r| std::cmp::Reverse(r.bytes));
+    }
+    rows
+}
+
+/// What a table of sites shows besides bytes and stacks.
+struct Table<'a> {
+    id: &'a str,
+    /// The heading of the count column.
+    count_label: &'a str,
+    /// With an "Allocated by" column (heap leaks).
+    with_func: bool,
+    /// Rows ordered by count (temporary allocations), else by bytes.
+    by_count: bool,
+    /// A total row: bytes and count.
+    total: Option<(u64, u64)>,
+}
+
+/// A table of sites (merged by symbolized stack, at most `rows`): rank,
+/// bytes, count, (allocating function), function, location, stack; a total
+/// row when the table has one.
+fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
+    let merged = merge(list, t.by_count);
+    let cols = if t.with_func { 7 } else { 6 };
+    write!(
+        h,
+        "<table class=\"sites\" id=\"{}\">\n<thead><tr><th class=\"num\">#</th><th class=\"num\">Bytes</th>\
+         <th class=\"num\">{}</th>{}<th title=\"The innermost frame outside the C, C++ and Rust runtime libraries\">Function</th><th>Location</th><th>Stack</th></tr></thead>\n<tbody>\n",
+        t.id,
+        t.count_label,
+        if t.with_func {
+            "<th>Allocated by</th>"
+        } else {
+            ""
+        }
+    )?;
+    for (i, s) in merged.iter().take(rows).enumerate() {
+        let f = naming_frame(&s.stack);
+        let func = f.map(frame_function).unwrap_or_default();
+        write!(
+            h,
+            "<tr data-function=\"{}\"><td class=\"num\">{}</td><td class=\"num\" title=\"{}\">{}</td><td class=\"num\">{}</td>",
+            escape(&func),
+            i + 1,
+            human(s.bytes),
+            thousands(s.bytes),
+            thousands(s.count)
+        )?;
+        if t.with_func {
+            let names: Vec<&str> = s.funcs.iter().map(|f| f.name()).collect();
+            write!(h, "<td><code>{}</code></td>", escape(&names.join(", ")))?;
+        }
+        match f {
+            Some(f) => {
+                write!(
+                    h,
+                    "<td class=\"fn\"><code>{}</code></td><td>",
+                    escape(&func)
+                )?;
+                location(h, f)?;
+                h.push_str("</td>");
+            }
+            None => h.push_str("<td class=\"muted\">?</td><td></td>"),
+        }
+        h.push_str("<td>");
+        stack(h, &s.stack, s.stacks)?;
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</tbody>\n");
+    if let Some((bytes, count)) = t.total {
+        writeln!(
+            h,
+            "<tfoot><tr><th></th><td class=\"num\" title=\"{}\">{}</td><td class=\"num\">{}</td>\
+             <th colspan=\"{}\">Total</th></tr></tfoot>",
+            human(bytes),
+            thousands(bytes),
+            thousands(count),
+            cols - 3
+        )?;
+    }
+    h.push_str("</table>\n");
+    if merged.len() > rows {
+        let more = (merged.len() - rows) as u64;
+        writeln!(
+            h,
+            "<p class=\"more\">{} not shown (the text and JSON reports list every stack; \
+             the flame graphs draw them).</p>",
+            plural(more, "more row", "more rows")
+        )?;
+    }
+    Ok(())
+}
+
+fn brk(h: &mut String, r: &Report, rows: usize) -> Fmt {
+    h.push_str(
+        "<section id=\"brk\">\n<h2>brk growth by stack</h2>\n<p class=\"muted\">Explicit brk/sbrk calls.</p>\n\
+         <table class=\"sites\" id=\"brk-table\">\n<thead><tr><th class=\"num\">#</th><th class=\"num\">Bytes</th>\
+         <th title=\"The innermost frame outside the C, C++ and Rust runtime libraries\">Function</th><th>Location</th><th>Stack</th></tr></thead>\n<tbody>\n",
+    );
+    for (i, b) in r.brk.iter().take(rows).enumerate() {
+        let f = naming_frame(&b.stack);
+        let func = f.map(frame_function).unwrap_or_default();
+        write!(
+            h,
+            "<tr data-function=\"{}\"><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"fn\"><code>{}</code></td><td>",
+            escape(&func),
+            i + 1,
+            signed(b.bytes),
+            escape(&func)
+        )?;
+        if let Some(f) = f {
+            location(h, f)?;
+        }
+        h.push_str("</td><td>");
+        stack(h, &b.stack, 1)?;
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n</section>\n");
+    Ok(())
+}
+
+/// The `height` attribute of an SVG's root element.
+fn svg_height(svg: &str) -> Option<u32> {
+    let start = svg.find("<svg")?;
+    let tag = &svg[start..start + svg[start..].find('>')?];
+    let at = tag.find(" height=\"")? + " height=\"".len();
+    let end = tag[at..].find('"')?;
+    tag[at..at + end].trim().parse().ok()
+}
+
+/// The flame graph `svg` as an HTML document for an `<iframe srcdoc>`: the
+/// XML declaration and doctype go (an HTML parser has no use for them), and
+/// `history.replaceState` becomes a no-op (see the module docs).
+fn flame_document(svg: &str) -> String {
+    let body = svg.find("<svg").map_or(svg, |i| &svg[i..]);
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
+         <style>html,body{{margin:0;padding:0;background:white;overflow:hidden}}svg{{display:block;width:100%}}</style>\
+         <script>try{{history.replaceState=function(){{}};}}catch(e){{}}</script>\
+         </head><body>{body}</body></html>"
+    )
+}
+
+fn flames(h: &mut String, r: &Report) -> io::Result<()> {
+    let mut metrics = vec![Metric::Leaked, Metric::Peak, Metric::Allocated];
+    if r.summary.temporary_allocations > 0 {
+        metrics.push(Metric::Temporary);
+    }
+    h.push_str(
+        "<section id=\"flamegraphs\">\n<h2>Flame graphs</h2>\n\
+         <p class=\"muted\">Each frame is as wide as its weight; callers below, callees above. \
+         Click a frame to zoom in, a lower frame (or \u{201c}Reset Zoom\u{201d}) to zoom out; hover for \
+         the figures. The search below highlights matching functions in every graph \
+         (a regular expression, as inferno's own Search button takes) and says how much of each it covers.</p>\n\
+         <form id=\"flame-search\" role=\"search\"><label for=\"search-term\">Search functions:</label>\
+         <input type=\"search\" id=\"search-term\" placeholder=\"name or regular expression, e.g. ^leak_\" autocomplete=\"off\">\
+         <button type=\"submit\">Search</button><button type=\"button\" id=\"search-reset\">Reset</button>\
+         <span id=\"search-result\" aria-live=\"polite\"></span></form>\n",
+    );
+    for m in metrics {
+        let mut svg = Vec::new();
+        flame::render_svg(r, m, &mut svg)?;
+        let svg = String::from_utf8_lossy(&svg);
+        let height = svg_height(&svg).unwrap_or(400) + 2;
+        let label = m.label();
+        let cap = {
+            let mut c = label.to_owned();
+            if let Some(first) = c.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            c
+        };
+        write!(
+            h,
+            "<figure class=\"flame\" id=\"flame-{id}\"><figcaption>{cap}: {total}\
+             <span class=\"matched\" data-metric=\"{id}\"></span></figcaption>\n\
+             <iframe class=\"flame-frame\" data-metric=\"{id}\" title=\"Flame graph of the {label}\" \
+             height=\"{height}\" loading=\"eager\" srcdoc=\"{doc}\"></iframe></figure>\n",
+            id = m.as_str(),
+            total = escape(&m.describe_total(r)),
+            doc = escape(&flame_document(&svg)),
+        )
+        .map_err(fmt_err)?;
+    }
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+fn kernel(h: &mut String, k: &KernelReport) -> Fmt {
+    use memtrace_format::kernel::CATEGORIES;
+    let (t, c) = &k.peak;
+    write!(
+        h,
+        "<section id=\"kernel\">\n<h2>The kernel's view</h2>\n\
+         <p>{} samples of <code>/proc/PID/smaps_rollup</code> taken by <code>memtrace run</code>. \
+         Peak RSS <strong>{}</strong> at {t:.1} ms (PSS {}, USS {}, swap {}, anonymous {}).",
+        thousands(k.samples.len() as u64),
+        human(c[0]),
+        human(c[1]),
+        human(c[2]),
+        human(c[3]),
+        human(c[4])
+    )?;
+    if c[5] != 0 {
+        write!(
+            h,
+            " Its cgroup then: memory.current {} (anon {}, file {}).",
+            human(c[5]),
+            human(c[6]),
+            human(c[7])
+        )?;
+    }
+    h.push_str("</p>\n");
+    let tables = [
+        ("maps-at-peak", "at peak RSS", &k.maps_at_peak),
+        ("maps-at-end", "at the last sample", &k.maps_at_end),
+    ];
+    for (id, when, table) in tables {
+        let Some((t, m)) = table else { continue };
+        write!(
+            h,
+            "<h3>Mappings by category {when} ({t:.1} ms)</h3>\n<table id=\"{id}\">\n\
+             <thead><tr><th>Category</th><th class=\"num\">Size</th><th class=\"num\">RSS</th>\
+             <th class=\"num\">PSS</th><th class=\"num\">Swap</th></tr></thead>\n<tbody>\n"
+        )?;
+        for (name, v) in CATEGORIES.iter().zip(m.iter()) {
+            if v.iter().all(|&x| x == 0) {
+                continue;
+            }
+            writeln!(
+                h,
+                "<tr><td>{name}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                human(v[0]),
+                human(v[1]),
+                human(v[2]),
+                human(v[3])
+            )?;
+        }
+        h.push_str("</tbody>\n</table>\n");
+    }
+    if let (Some((t, m)), Some(p)) = (&k.maps_at_peak, &k.heap_at_maps_peak) {
+        let held = m[0][1] + m[2][1];
+        let asked = p.heap + p.mmap;
+        write!(
+            h,
+            "<h3>The gap at {t:.1} ms</h3>\n<p id=\"gap\">The program had {} of heap blocks live \
+             (requested sizes) and {} mapped by its own mmap calls; the kernel charged {} of RSS to \
+             <code>[heap]</code> and anonymous mappings: {} {} that. \
+             <span class=\"muted\">(More: allocator overhead, free blocks not returned, fragmentation, \
+             thread stacks; less: pages never touched.)</span>",
+            human(p.heap),
+            human(p.mmap),
+            human(held),
+            human(held.abs_diff(asked)),
+            if held >= asked {
+                "more than"
+            } else {
+                "less than"
+            }
+        )?;
+        h.push_str("</p>\n");
+        if !k.mmap_at_maps_peak.is_empty() {
+            h.push_str("<p>The program's own mappings then, by the stack that made them:</p>\n");
+            sites(
+                h,
+                &Table {
+                    id: "mmap-at-maps-peak",
+                    count_label: "Regions",
+                    with_func: false,
+                    by_count: false,
+                    total: None,
+                },
+                &k.mmap_at_maps_peak,
+                usize::MAX,
+            )?;
+        }
+    }
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything from the log is escaped; the SVG's height is read back.
+    #[test]
+    fn escaping_and_height() {
+        assert_eq!(
+            escape("a<b> & \"c\" 'd'\u{1}"),
+            "a&lt;b&gt; &amp; &quot;c&quot; &#39;d&#39; "
+        );
+        assert_eq!(
+            svg_height("<?xml?><svg version=\"1.1\" width=\"1200\" height=\"342\" onload=\"x\">"),
+            Some(342)
+        );
+        assert_eq!(svg_height("<svg>"), None);
+        let doc = flame_document("<?xml version=\"1.0\"?>\n<!DOCTYPE svg>\n<svg a=\"1\"></svg>");
+        assert!(doc.contains("<body><svg a=\"1\"></svg></body>"), "{doc}");
+        assert!(
+            !doc.contains("<?xml") && !doc.contains("DOCTYPE svg"),
+            "{doc}"
+        );
+    }
+
+    /// Sites are named by their innermost frame outside the runtimes.
+    #[test]
+    fn naming() {
+        let frame = |func: &str, file: Option<&str>, module: &str| Frame {
+            mangled: None,
+            function: Some(func.into()),
+            file: file.map(Into::into),
+            line: Some(1),
+            module: Some(module.into()),
+            address: 0x1000,
+            inlined: false,
+        };
+        let stack = [
+            frame(
+                "__GI___strdup",
+                Some("strdup.c"),
+                "/lib/x86_64-linux-gnu/libc.so.6",
+            ),
+            frame("std::vector<int>::push_back", Some("vector.h"), "/bin/a"),
+            frame(
+                "void std::vector<int>::_M_realloc_insert<int const&>(int const&)",
+                Some("vector.tcc"),
+                "/bin/a",
+            ),
+            frame("helper", None, "/bin/a"),
+            frame("leak_strdup", Some("a.c"), "/bin/a"),
+        ];
+        let name = |s: &[Frame]| naming_frame(s).and_then(|f| f.function.clone());
+        assert_eq!(name(&stack).as_deref(), Some("leak_strdup"));
+        assert_eq!(name(&stack[..4]).as_deref(), Some("helper"));
+        assert_eq!(name(&stack[..3]).as_deref(), Some("__GI___strdup"));
+        assert_eq!(name(&[]), None);
+    }
+
+    /// A log's page: leak rows with escaped C++ names, the total, the
+    /// timeline inline, the flame graphs in escaped srcdoc documents.
+    #[test]
+    fn page_from_log() {
+        use crate::testlog::*;
+        let mut c = LogBuilder::chunk(T0);
+        c.stack(1, &[0x1234, 0x5678])
+            .stack(2, &[0x9abc, 0x5678])
+            .alloc(T0 + 2, 0x30, 1000, 2)
+            .alloc(T0 + 3, 0x10, 40, 1)
+            .free(T0 + 4, 0x30)
+            .alloc(T0 + 5, 0x20, 60, 2);
+        let mut b = LogBuilder::new();
+        b.push(0, &c).ended(T0 + 10);
+        let mut r = crate::report::analyze_bytes(&b.bytes, &flame::all()).unwrap();
+        let mut frames: Vec<Frame> = r.heap_leaks[0].stack.to_vec();
+        frames[0].function = Some("std::vector<int>::push_back&".into());
+        frames[0].file = Some("/src/a<b>.cpp".into());
+        frames[0].line = Some(7);
+        r.heap_leaks[0].stack = frames.into();
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let h = String::from_utf8(out).unwrap();
+        assert!(h.starts_with("<!DOCTYPE html>"));
+        assert!(
+            h.contains("<code>std::vector&lt;int&gt;::push_back&amp;</code>"),
+            "{h}"
+        );
+        assert!(h.contains("a&lt;b&gt;.cpp:7"), "{h}");
+        assert!(!h.contains("vector<int>"), "{h}");
+        assert!(h.contains("<th colspan=\"4\">Total</th>"), "{h}");
+        assert!(h.contains("<polyline id=\"heap\""), "{h}");
+        assert_eq!(h.matches("<iframe class=\"flame-frame\"").count(), 3);
+        // In the srcdoc attribute, the SVG's own escapes are escaped once more.
+        assert!(h.contains("srcdoc=\"&lt;!DOCTYPE html&gt;"), "{h}");
+        assert!(h.contains("vector&amp;lt;int&amp;gt;"), "{h}");
+        // Nothing is fetched: no src, no link, no import, no remote url().
+        for bad in [" src=\"", "<link", "@import", "url(http", "href=\"http"] {
+            assert!(!h.contains(bad), "{bad} in {h}");
+        }
+        assert!(h.trim_end().ends_with("</html>"));
+    }
+}
