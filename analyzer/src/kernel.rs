@@ -14,6 +14,10 @@
 //! appended to its log as KERNEL records ([`append_to_log`]), in a chunk of a
 //! stream of their own, so the log carries them (packing keeps them).
 //!
+//! At exit the process itself records its counters and its map table once
+//! more (the preload's `kernel` module, asked for through
+//! `MEMTRACE_KERNEL_INTERVAL`), so that the table "at the end" is exact.
+//!
 //! The analyzer side collects them back into a [`KernelView`].
 
 use std::collections::HashMap;

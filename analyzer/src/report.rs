@@ -187,7 +187,8 @@ pub struct KernelReport {
     /// The sample with the highest RSS.
     pub peak: (f64, crate::kernel::Counters),
     /// Mappings by category (`memtrace_format::kernel::CATEGORIES`) when RSS
-    /// was highest, and at the last sample.
+    /// was highest, and at exit (recorded by the process itself; else the last
+    /// table sampled).
     pub maps_at_peak: Option<(f64, crate::kernel::MapTable)>,
     pub maps_at_end: Option<(f64, crate::kernel::MapTable)>,
     /// Live heap bytes and program-mapped bytes at the moment of

@@ -66,6 +66,7 @@ unsafe extern "C" fn constructor(
         env_var(envp, b"MEMTRACE_SAMPLE"),
         env_var(envp, b"MEMTRACE_SAMPLE_SEED"),
     );
+    crate::kernel::init(env_var(envp, b"MEMTRACE_KERNEL_INTERVAL"));
     if !open_log(0) {
         return;
     }
@@ -231,6 +232,7 @@ pub fn finish(how: ExitHow, status: c_int) {
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(libc_freeres)() };
     }
     record::marker(|b, t| encode::freeres(b, t, 2));
+    crate::kernel::record_at_exit();
     record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
     writer::set_state(how, status);
 }

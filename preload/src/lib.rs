@@ -32,12 +32,14 @@
 //! - [`stacks`]: stack interning.
 //! - [`modules`]: loaded objects.
 //! - [`init`]: start-up, fork and exit.
+//! - [`kernel`]: the kernel's accounting, recorded once at exit.
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 pub mod cxx;
 pub mod hooks;
 pub mod init;
+pub mod kernel;
 pub mod modules;
 pub mod real;
 pub mod record;

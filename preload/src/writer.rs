@@ -483,3 +483,9 @@ impl Stream {
         true
     }
 }
+
+/// The log's file descriptor, if a log is open.
+pub fn log_fd() -> Option<c_int> {
+    let fd = FD.load(Ordering::Relaxed);
+    (fd != u32::MAX).then_some(fd as c_int)
+}

@@ -367,6 +367,9 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     if let Some(bytes) = o.sample {
         cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
     }
+    // The preload records the kernel's accounting once more at exit when asked.
+    let interval_ms = o.kernel_interval.map_or(0, |i| i.as_millis().max(1));
+    cmd.env("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string());
 
     install_forwarding();
     let spawned = SystemTime::now();

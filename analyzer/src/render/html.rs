@@ -996,7 +996,7 @@ fn kernel(h: &mut String, k: &KernelReport) -> Fmt {
     h.push_str("</p>\n");
     let tables = [
         ("maps-at-peak", "at peak RSS", &k.maps_at_peak),
-        ("maps-at-end", "at the last sample", &k.maps_at_end),
+        ("maps-at-end", "at exit", &k.maps_at_end),
     ];
     for (id, when, table) in tables {
         let Some((t, m)) = table else { continue };

@@ -378,7 +378,7 @@ fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()
     }
     let tables = [
         ("at peak RSS", &k.maps_at_peak),
-        ("at the last sample", &k.maps_at_end),
+        ("at exit", &k.maps_at_end),
     ];
     for (when, table) in tables {
         let Some((t, m)) = table else { continue };

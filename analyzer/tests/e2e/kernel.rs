@@ -65,6 +65,13 @@ fn kernel_view_of_rss_fixture() {
             "{at_peak:#}"
         );
         let at_end = &k["maps_at_end"];
+        // Recorded by the process itself at exit: within a few ms of its end.
+        let end = r.v["process"]["duration_ms"].as_f64().unwrap();
+        let t = at_end["t_ms"].as_f64().unwrap();
+        assert!(
+            t <= end && end - t < 20.0,
+            "table at {t} ms, end at {end} ms"
+        );
         let end_anon = cat(at_end, "anonymous")["rss"].as_u64().unwrap();
         assert!((40 * MIB..72 * MIB).contains(&end_anon), "{at_end:#}");
         assert!(
