@@ -261,7 +261,38 @@ fn note_interposition() {
     // compare objects, not addresses: which object holds the global `malloc`?
     let object_of = |addr: usize| sys::DlFindObject::find(addr).map_or(0, |o| o.map_start as usize);
     let ours = object_of(&FINISHED as *const AtomicBool as usize);
-    if global != 0 && ours != 0 && object_of(global) != ours {
-        writer::set_flags(memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED);
+    if global == 0 || ours == 0 || object_of(global) == ours {
+        return;
     }
+    // A non-PIE executable that takes `malloc`'s address gets a canonical PLT
+    // entry, which the lookup returns: a stub that jumps through the GOT to the
+    // real `malloc` (ours, once bound). That is not an allocator of its own.
+    if let Some(target) = plt_target(global)
+        && (object_of(target) == ours || object_of(target) == object_of(global))
+    {
+        return;
+    }
+    writer::set_flags(memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED);
+}
+
+/// If the code at `addr` is a PLT stub (`jmp *GOT(%rip)`, possibly after
+/// `endbr64` and a `bnd` prefix), the address its GOT slot holds.
+fn plt_target(addr: usize) -> Option<usize> {
+    // SAFETY: `addr` is a function's entry in a loaded object (dlsym returned
+    // it); a PLT stub is 16 bytes, and any function there is readable code of
+    // at least the 10 bytes looked at.
+    let code = unsafe { core::slice::from_raw_parts(addr as *const u8, 10) };
+    let at = match code {
+        [0xff, 0x25, ..] => 0,
+        [0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0x25, ..] => 4,
+        [0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, ..] => 5,
+        _ => return None,
+    };
+    let disp = i32::from_le_bytes([code[at + 2], code[at + 3], code[at + 4], code[at + 5]]);
+    let slot = (addr + at + 6).wrapping_add_signed(disp as isize);
+    // The slot must be in a loaded object before it is read.
+    sys::DlFindObject::find(slot)?;
+    // SAFETY: `slot` is a GOT entry inside a loaded object, aligned as the
+    // linker places GOT entries; reading it is how the stub itself jumps.
+    Some(unsafe { core::ptr::read_volatile(slot as *const usize) })
 }

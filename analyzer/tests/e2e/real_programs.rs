@@ -482,28 +482,46 @@ fn python3_builds_and_serializes() {
     let py = installed("/usr/bin/python3", "python3");
     let s = with_script("build_serialize.py", &[("PYTHONHASHSEED", "0")]).compared_with_valgrind();
     let cmd = argv![py, "build_serialize.py", "20000"];
-    let runs = s.bare_then_traced(std::slice::from_ref(&cmd));
-    assert_success("python3", &runs[0]);
-    assert!(
-        String::from_utf8_lossy(&runs[0].output.stdout).starts_with("20000 "),
-        "python3 printed {:?}",
-        String::from_utf8_lossy(&runs[0].output.stdout)
-    );
-    let r = s.only_report(runs[0].pid, "python3");
-    assert_exited_with_allocations(&r, 1000);
-    assert!(
-        r.summary("bytes_allocated") > 10 << 20,
-        "bytes_allocated\n{}",
-        r.describe_leaks()
-    );
-    assert!(r.summary("mmap_calls") >= 10, "pymalloc's arenas are mmaps");
-    assert!(
-        r.summary("peak_mmap_bytes") >= 4 << 20,
-        "peak_mmap_bytes\n{}",
-        r.describe_leaks()
-    );
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("python3 (pymalloc)", &r, &v);
+    // Once, in a CI run of the whole suite on a loaded machine, python made one more
+    // 128 KiB allocation under memtrace than under valgrind (and never in isolation): a
+    // mismatch is retried once with fresh runs of both before it fails.
+    for attempt in 0..2 {
+        let runs = s.bare_then_traced(std::slice::from_ref(&cmd));
+        assert_success("python3", &runs[0]);
+        assert!(
+            String::from_utf8_lossy(&runs[0].output.stdout).starts_with("20000 "),
+            "python3 printed {:?}",
+            String::from_utf8_lossy(&runs[0].output.stdout)
+        );
+        let r = s.only_report(runs[0].pid, "python3");
+        assert_exited_with_allocations(&r, 1000);
+        assert!(
+            r.summary("bytes_allocated") > 10 << 20,
+            "bytes_allocated\n{}",
+            r.describe_leaks()
+        );
+        assert!(r.summary("mmap_calls") >= 10, "pymalloc's arenas are mmaps");
+        // Debian's python3 is not PIE and takes malloc's address: the lookup finds its
+        // canonical PLT stub, which jumps to ours. Its heap calls are seen: no flag.
+        assert!(!r.summary_bool("malloc_not_interposed"));
+        assert!(
+            r.summary("peak_mmap_bytes") >= 4 << 20,
+            "peak_mmap_bytes\n{}",
+            r.describe_leaks()
+        );
+        let Some(v) = s.valgrind(&cmd, true) else {
+            return;
+        };
+        let same = (
+            r.summary("allocations"),
+            r.summary("frees"),
+            r.summary("leaked_heap_blocks"),
+        ) == (v.allocs, v.frees, v.in_use_blocks);
+        if same || attempt == 1 {
+            assert_matches_valgrind("python3 (pymalloc)", &r, &v);
+            return;
+        }
+        eprintln!("python3 (pymalloc): counts differ from valgrind's; retrying once");
     }
 }
 
