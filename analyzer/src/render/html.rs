@@ -995,7 +995,7 @@ fn kernel(h: &mut String, k: &KernelReport) -> Fmt {
     }
     h.push_str("</p>\n");
     let tables = [
-        ("maps-at-peak", "at peak RSS", &k.maps_at_peak),
+        ("maps-at-peak", "near peak RSS", &k.maps_at_peak),
         ("maps-at-end", "at exit", &k.maps_at_end),
     ];
     for (id, when, table) in tables {

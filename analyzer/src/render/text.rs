@@ -355,7 +355,7 @@ fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()
     writeln!(out)?;
     writeln!(
         out,
-        "KERNEL'S VIEW ({} samples of /proc/PID/smaps_rollup taken by memtrace run)",
+        "KERNEL'S VIEW ({} samples of /proc/PID/smaps_rollup: by memtrace run while the process ran, and by the process itself at exit)",
         thousands(k.samples.len() as u64)
     )?;
     writeln!(
@@ -376,8 +376,47 @@ fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()
             human(c[7])
         )?;
     }
+    // Over time: at most 12 samples, evenly spread, and the peak.
+    if k.samples.len() > 1 {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "    {:>10} {:>11} {:>11} {:>11} {:>11} {:>11}",
+            "time", "rss", "pss", "uss", "swap", "cgroup"
+        )?;
+        let n = k.samples.len();
+        let mut picks: Vec<usize> = (0..12).map(|i| i * (n - 1) / 11).collect();
+        if let Some(p) = k.samples.iter().position(|s| *s == k.peak) {
+            picks.push(p);
+        }
+        picks.sort_unstable();
+        picks.dedup();
+        for i in picks {
+            let (t, c) = &k.samples[i];
+            let cg = if c[5] == 0 {
+                "-".to_owned()
+            } else {
+                human(c[5])
+            };
+            let mark = if (*t, *c) == k.peak {
+                "  <- peak RSS"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "    {:>8.1}ms {:>11} {:>11} {:>11} {:>11} {:>11}{mark}",
+                t,
+                human(c[0]),
+                human(c[1]),
+                human(c[2]),
+                human(c[3]),
+                cg,
+            )?;
+        }
+    }
     let tables = [
-        ("at peak RSS", &k.maps_at_peak),
+        ("near peak RSS", &k.maps_at_peak),
         ("at exit", &k.maps_at_end),
     ];
     for (when, table) in tables {
