@@ -41,6 +41,7 @@ pub mod flame;
 pub mod kernel;
 pub mod log;
 pub mod pack;
+pub mod reach;
 pub mod render;
 pub mod replay;
 pub mod report;
