@@ -98,7 +98,7 @@ pub fn classify<'a>(
     let n = blocks.len();
     let mut mark = vec![Mark::Unreached; n];
     let mut work: Vec<usize> = Vec::new();
-    let mut raise = |mark: &mut Vec<Mark>, work: &mut Vec<usize>, i: usize, to: Mark| {
+    let raise = |mark: &mut Vec<Mark>, work: &mut Vec<usize>, i: usize, to: Mark| {
         if to > mark[i] {
             mark[i] = to;
             work.push(i);
