@@ -281,6 +281,11 @@ pub struct RunArgs {
         default_value_t = 100
     )]
     pub kernel_interval: u64,
+    /// Do not classify the blocks live at exit by reachability (definitely,
+    /// indirectly, possibly lost, still reachable), which needs a frozen copy
+    /// of each process at its exit, read by memtrace.
+    #[arg(long)]
+    pub no_reachability: bool,
     /// The command to trace and its arguments.
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,

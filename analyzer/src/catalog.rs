@@ -39,6 +39,11 @@ pub struct Catalog {
     pub records: u64,
     /// KERNEL records (times absolute, CLOCK_MONOTONIC).
     pub kernel: crate::kernel::KernelView,
+    /// The frozen copy the process made at exit, if any: its pid, and the
+    /// exiting thread's stack pointer.
+    pub snapshot: Option<(u32, u64)>,
+    /// The reachability of the live blocks, by address (`memtrace run`'s scan).
+    pub reach: HashMap<u64, crate::reach::Kind>,
 }
 
 /// Runs the first pass.
@@ -108,7 +113,26 @@ impl Catalog {
                         err,
                     })?);
                 }
-                c.kernel.observe(ev.time, *kind, &v);
+                match *kind {
+                    memtrace_format::kernel::KIND_SNAPSHOT => {
+                        c.snapshot = v
+                            .first()
+                            .and_then(|&p| u32::try_from(p).ok())
+                            .map(|p| (p, v.get(1).copied().unwrap_or(0)));
+                    }
+                    memtrace_format::kernel::KIND_REACH => {
+                        if let Some((&k, addrs)) = v.split_first()
+                            && let Some(k) = crate::reach::Kind::from_code(k)
+                        {
+                            let mut a = 0u64;
+                            for &d in addrs {
+                                a = a.wrapping_add(d);
+                                c.reach.insert(a, k);
+                            }
+                        }
+                    }
+                    _ => c.kernel.observe(ev.time, *kind, &v),
+                }
             }
             Record::Torn => c.torn_records += 1,
             Record::Unknown { .. } => c.unknown_records += 1,

@@ -764,6 +764,7 @@ mod tests {
             bytes,
             count,
             func: Some(memtrace_format::Func::Malloc),
+            kinds: None,
             stack: funcs.iter().map(|f| frame(f)).collect::<Vec<_>>().into(),
         }
     }

@@ -278,24 +278,13 @@ fn sample(
 /// end of the reserved space, then the header's reserved end moved past it.
 /// Returns the number of records written.
 pub fn append_to_log(path: &Path, s: &PidSamples, from: u64, to: u64) -> std::io::Result<usize> {
+    append_records(path, kernel_events(s, from, to))
+}
+
+/// The KERNEL records of the samples taken between `from` and `to`: (time,
+/// kind, values), by time.
+pub fn kernel_events(s: &PidSamples, from: u64, to: u64) -> Vec<(u64, u8, Vec<u64>)> {
     let within = |t: u64| t >= from && t <= to;
-    let mut body: Vec<u8> = Vec::new();
-    let mut n = 0;
-    let mut last = None::<u64>;
-    let mut base = 0;
-    let mut buf = [0u8; 512];
-    let mut put = |t: u64, kind: u8, values: &[u64], body: &mut Vec<u8>| {
-        let prev = *last.get_or_insert_with(|| {
-            base = t;
-            t
-        });
-        let dt = t.saturating_sub(prev);
-        last = Some(t.max(prev));
-        if let Some(len) = memtrace_format::encode::kernel(&mut buf, dt, kind, values) {
-            body.extend_from_slice(&buf[..len]);
-            n += 1;
-        }
-    };
     let mut events: Vec<(u64, u8, Vec<u64>)> = s
         .counters
         .iter()
@@ -313,8 +302,28 @@ pub fn append_to_log(path: &Path, s: &PidSamples, from: u64, to: u64) -> std::io
         }
     }
     events.sort_by_key(|e| (e.0, e.1));
+    events
+}
+
+/// Appends KERNEL records (time, kind, values) to the log at `path`, whose
+/// process has ended, as one chunk of the stream [`STREAM`] at the end of the
+/// reserved space; the header's reserved end then moves past it. Returns the
+/// number of records written. Call it once per log: a second chunk of the
+/// stream would repeat its sequence number.
+pub fn append_records(path: &Path, mut events: Vec<(u64, u8, Vec<u64>)>) -> std::io::Result<usize> {
+    events.sort_by_key(|e| e.0);
+    let mut body: Vec<u8> = Vec::new();
+    let mut n = 0;
+    let base = events.first().map_or(0, |e| e.0);
+    let mut last = base;
+    let mut buf = vec![0u8; memtrace_format::MAX_RECORD];
     for (t, kind, values) in &events {
-        put(*t, *kind, values, &mut body);
+        let dt = t.saturating_sub(last);
+        last = last.max(*t);
+        if let Some(len) = memtrace_format::encode::kernel(&mut buf, dt, *kind, values) {
+            body.extend_from_slice(&buf[..len]);
+            n += 1;
+        }
     }
     if n == 0 {
         return Ok(0);

@@ -24,8 +24,25 @@
 //!    from it, by start or interior pointers, is indirectly lost; a former
 //!    leader reached that way becomes indirectly lost too (its group merges).
 //!
-//! Status: the algorithm and its tests; taking the image of a real process
-//! (a frozen forked copy read from outside) is issue 7's next step.
+//! ## The image
+//! At exit the process forks a frozen copy of itself (the preload's
+//! `snapshot` module); `memtrace run` reads the copy's memory from outside
+//! ([`classify_process`]), with the live blocks from the log
+//! ([`scan_input`]), appends the kinds to the log ([`records`]) and kills
+//! the copy. The scan never touches the process itself.
+//!
+//! ## Limits
+//! - Pointers hidden from a word-by-word scan (tagged, XOR-ed, compressed,
+//!   or stored unaligned) are not seen: their blocks look lost.
+//! - Only the exiting thread's registers are in the copy (a fork copies one
+//!   thread); a pointer held only in another thread's registers is missed.
+//! - Stale pointers in the roots (dead stack slots, freed-but-unscrubbed
+//!   memory outside the allocator's arenas) can make a lost block look
+//!   reachable, as with valgrind. One is memtrace's own: the address of the
+//!   most recent allocation can linger in a register that libc's exit path
+//!   saves on the stack (the hooks run on the program's stack, valgrind's
+//!   replacement allocator does not), so the last block allocated before
+//!   exit may be counted reachable (or possibly lost) when it is lost.
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +61,40 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// All kinds, in report order.
+    pub const ALL: [Kind; 4] = [
+        Kind::DefinitelyLost,
+        Kind::IndirectlyLost,
+        Kind::PossiblyLost,
+        Kind::StillReachable,
+    ];
+
+    /// The code in a REACH record (`memtrace_format::kernel::REACH_*`).
+    pub fn code(self) -> u64 {
+        use memtrace_format::kernel::*;
+        match self {
+            Kind::DefinitelyLost => REACH_DEFINITE,
+            Kind::IndirectlyLost => REACH_INDIRECT,
+            Kind::PossiblyLost => REACH_POSSIBLE,
+            Kind::StillReachable => REACH_REACHABLE,
+        }
+    }
+
+    /// The kind of a REACH record's code.
+    pub fn from_code(c: u64) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.code() == c)
+    }
+
+    /// valgrind's words for it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Kind::DefinitelyLost => "definitely lost",
+            Kind::IndirectlyLost => "indirectly lost",
+            Kind::PossiblyLost => "possibly lost",
+            Kind::StillReachable => "still reachable",
+        }
+    }
+
     /// The name in the JSON report and in valgrind's `match-leak-kinds`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -166,6 +217,139 @@ pub fn classify<'a>(
     kind.into_iter()
         .map(|k| k.unwrap_or(Kind::DefinitelyLost))
         .collect()
+}
+
+/// Mappings larger than this are not read unless they hold live blocks
+/// (address-space reservations, not data).
+const MAX_ROOT_MAPPING: u64 = 1 << 30;
+
+/// One writable private mapping of the frozen copy, read whole.
+struct Region {
+    start: u64,
+    bytes: Vec<u8>,
+    /// Holds live blocks (an allocator's arena): not a root.
+    heap: bool,
+}
+
+/// Reads the frozen copy `pid`'s writable private mappings and classifies
+/// `blocks` (sorted by address). Roots: every such mapping that holds no live
+/// block (module data and bss, stacks and the TLS in them, the program's own
+/// mmaps); an allocator's arenas are read only for the blocks' contents.
+/// The mapping holding `sp`, the exiting thread's stack pointer, is scanned
+/// from `sp` up only: below it the stack is dead. Needs the right to read the
+/// copy's memory (`memtrace run` is its parent or subreaper).
+pub fn classify_process(pid: u32, sp: u64, blocks: &[Block]) -> std::io::Result<Vec<Kind>> {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
+    let mut regions: Vec<Region> = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        let p = perms.as_bytes();
+        if p.len() < 4 || p[0] != b'r' || p[1] != b'w' || p[3] != b'p' {
+            continue;
+        }
+        if path.starts_with("[vvar") || path.starts_with("[vsyscall") {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let i = blocks.partition_point(|b| b.addr < start);
+        let heap = blocks.get(i).is_some_and(|b| b.addr < end);
+        if !heap && end - start > MAX_ROOT_MAPPING {
+            continue;
+        }
+        // The live part of the exiting thread's stack only.
+        let start = if (start..end).contains(&sp) && !heap {
+            sp & !7
+        } else {
+            start
+        };
+        let mut bytes = vec![0u8; (end - start) as usize];
+        // Unreadable pages (guard pages) read as zeros.
+        let mut off = 0usize;
+        while off < bytes.len() {
+            match mem.read_at(&mut bytes[off..], start + off as u64) {
+                Ok(0) => break,
+                Ok(n) => off += n,
+                Err(_) => off = (off + 4096) & !4095,
+            }
+        }
+        regions.push(Region { start, bytes, heap });
+    }
+    let contents = |i: usize| -> Option<&[u8]> {
+        let b = blocks[i];
+        let r = regions
+            .partition_point(|r| r.start <= b.addr)
+            .checked_sub(1)?;
+        let r = &regions[r];
+        let from = (b.addr - r.start) as usize;
+        r.bytes.get(from..from.checked_add(b.size as usize)?)
+    };
+    Ok(classify(
+        blocks,
+        regions
+            .iter()
+            .filter(|r| !r.heap)
+            .map(|r| (r.start, r.bytes.as_slice())),
+        &contents,
+    ))
+}
+
+/// The REACH records for `kinds` of `blocks`: (kind, first address, then
+/// deltas), in records of at most a few thousand addresses.
+pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    for k in Kind::ALL {
+        let addrs: Vec<u64> = blocks
+            .iter()
+            .zip(kinds)
+            .filter(|(_, kk)| **kk == k)
+            .map(|(b, _)| b.addr)
+            .collect();
+        for part in addrs.chunks(4000) {
+            let mut v = vec![k.code()];
+            let mut prev = 0u64;
+            for &a in part {
+                v.push(a.wrapping_sub(prev));
+                prev = a;
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// What a log says a reachability scan needs: the pid of the frozen copy its
+/// process made at exit, and the blocks live at the end (sorted by address).
+pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<(u32, u64, Vec<Block>)>> {
+    let log = crate::log::Log::open(path)?;
+    let header = log.header()?;
+    let index = log.index(&header)?;
+    let mut cat = crate::catalog::Catalog::default();
+    let out = crate::replay::replay_with(&log, &index, crate::replay::Config::of(&header), |ev| {
+        cat.observe(ev, &log, &index)
+    })?;
+    let Some((pid, sp)) = cat.snapshot else {
+        return Ok(None);
+    };
+    let blocks = out
+        .live
+        .iter()
+        .map(|(a, b)| Block {
+            addr: *a,
+            size: b.size,
+        })
+        .collect();
+    Ok(Some((pid, sp, blocks)))
 }
 
 #[cfg(test)]

@@ -827,6 +827,8 @@ pub struct Outcome {
     /// Live heap and mapped bytes over time (at most [`SERIES_MAX`] points,
     /// about evenly spaced, the last one at the last event).
     pub series: Vec<Point>,
+    /// The heap blocks live at the end, by address.
+    pub live: Vec<(u64, Block)>,
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
@@ -895,6 +897,11 @@ pub fn replay_with(
             std::mem::take(&mut r.series)
         },
         brk: r.brk_by_stack(),
+        live: {
+            let mut v: Vec<(u64, Block)> = r.live.iter().map(|(a, b)| (*a, *b)).collect();
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        },
         first_use: std::mem::take(&mut r.first_use),
         counts: r.counts,
         cut_records,

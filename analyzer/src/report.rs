@@ -144,7 +144,14 @@ pub struct Summary {
     pub sample_interval: u64,
     /// Sampled blocks whose frees the preload could not track.
     pub sample_overflow: u64,
+    /// Leaked heap bytes and blocks by reachability kind (order of
+    /// `reach::Kind::ALL`), when `memtrace run` classified them.
+    pub leak_kinds: Option<Kinds>,
 }
+
+/// Bytes and blocks of each reachability kind, in the order of
+/// [`crate::reach::Kind::ALL`].
+pub type Kinds = [(u64, u64); 4];
 
 /// Memory attributed to one stack.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +162,9 @@ pub struct Site {
     /// The allocating function (heap leaks only: malloc, calloc, operator
     /// new...), which valgrind shows as the innermost frame.
     pub func: Option<Func>,
+    /// Heap leaks of a run whose blocks were classified by reachability:
+    /// bytes and blocks of each kind, in the order of `reach::Kind::ALL`.
+    pub kinds: Option<Kinds>,
     /// Innermost first; empty when the stack was not recorded. Shared by
     /// every list that reports the same stack.
     pub stack: Arc<[Frame]>,
@@ -338,7 +348,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     } else {
         0
     };
-    let summary = Summary {
+    let mut summary = Summary {
         allocations: c.allocations,
         frees: c.frees,
         bytes_allocated: c.bytes_allocated,
@@ -373,6 +383,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         unwind_mismatched: header.unwind_mismatched as u64,
         sample_interval: header.sample_interval,
         sample_overflow: header.sample_overflow as u64,
+        leak_kinds: None,
     };
 
     // Each stack is symbolized once, however many lists report it.
@@ -403,11 +414,39 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
                 bytes: t.bytes,
                 count: t.count,
                 func: out.leak_funcs.get(&t.stack).copied(),
+                kinds: None,
                 stack: resolve(t.stack),
             })
             .collect()
     };
-    let heap_leaks = sites(&out.heap_leaks, all);
+    let mut heap_leaks = sites(&out.heap_leaks, all);
+    // Reachability, when `memtrace run` classified the live blocks.
+    let mut leak_kinds: Option<Kinds> = None;
+    if !cat.reach.is_empty() {
+        let mut by_stack: HashMap<u32, Kinds> = HashMap::new();
+        let mut total: Kinds = [(0, 0); 4];
+        for (addr, b) in &out.live {
+            let k = cat
+                .reach
+                .get(addr)
+                .copied()
+                .unwrap_or(crate::reach::Kind::DefinitelyLost);
+            let i = crate::reach::Kind::ALL
+                .iter()
+                .position(|x| *x == k)
+                .unwrap_or(0);
+            let e = &mut by_stack.entry(b.stack).or_insert([(0, 0); 4])[i];
+            e.0 = e.0.saturating_add(b.size);
+            e.1 += b.count as u64;
+            total[i].0 = total[i].0.saturating_add(b.size);
+            total[i].1 += b.count as u64;
+        }
+        for (site, t) in heap_leaks.iter_mut().zip(&out.heap_leaks) {
+            site.kinds = by_stack.get(&t.stack).copied();
+        }
+        leak_kinds = Some(total);
+    }
+    summary.leak_kinds = leak_kinds;
     let mmap_leaks = sites(&out.mmap_leaks, all);
     let peak = sites(&out.peak, opts.top.unwrap_or(DEFAULT_PEAK_TOP));
     let allocated = sites(&out.allocated, opts.top.unwrap_or(DEFAULT_PEAK_TOP));

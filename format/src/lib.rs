@@ -57,10 +57,12 @@
 //! | 16 | SAMPLED | t, func u8, addr v, size v, stack v, k v (≥ 1) |
 //! | 17 | KERNEL | t, kind u8 (see [`kernel`]), n v, n values v |
 //!
-//! KERNEL records are not written by the preload: `memtrace run` samples the
+//! KERNEL records are written outside the hot path: `memtrace run` samples the
 //! kernel's accounting of each traced process from outside while it runs and,
 //! once the process has ended, appends them to its log in a chunk of a stream
-//! of their own (stream id [`kernel::STREAM`]).
+//! of their own (stream id [`kernel::STREAM`]), with the reachability of the
+//! live blocks; the preload writes a few at exit (its own accounting, and the
+//! pid of a frozen copy of itself for the reachability scan).
 //!
 //! ## Sampling
 //! When the header's `SAMPLE_INTERVAL` is `T > 0` (`MEMTRACE_SAMPLE`), the
@@ -97,6 +99,21 @@ pub mod kernel {
     pub const KIND_MAPS_AT_PEAK: u8 = 2;
     /// The same at the last sample before the process ended.
     pub const KIND_MAPS_AT_END: u8 = 3;
+    /// Written by the preload at exit: the pid of a frozen copy of the
+    /// process (a fork child that only sleeps), for `memtrace run` to read
+    /// the process's memory and classify its live blocks by reachability.
+    /// Values: `[pid, stack pointer]` (the exiting thread's stack below the
+    /// stack pointer is dead, and is not scanned).
+    pub const KIND_SNAPSHOT: u8 = 4;
+    /// Written by `memtrace run`: live blocks of one reachability kind
+    /// (`REACH_*`). Values: `[kind, first address, then deltas to the
+    /// previous address]`, addresses ascending.
+    pub const KIND_REACH: u8 = 5;
+    /// Reachability kinds, as memcheck's.
+    pub const REACH_DEFINITE: u64 = 1;
+    pub const REACH_INDIRECT: u64 = 2;
+    pub const REACH_POSSIBLE: u64 = 3;
+    pub const REACH_REACHABLE: u64 = 4;
     /// The counters' names, in record order. `uss` is private clean + private
     /// dirty; `cgroup_*` are 0 when the process is in no cgroup v2 with the
     /// memory controller.

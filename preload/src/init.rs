@@ -67,6 +67,7 @@ unsafe extern "C" fn constructor(
         env_var(envp, b"MEMTRACE_SAMPLE_SEED"),
     );
     crate::kernel::init(env_var(envp, b"MEMTRACE_KERNEL_INTERVAL"));
+    crate::snapshot::init(env_var(envp, b"MEMTRACE_REACH"));
     if !open_log(0) {
         return;
     }
@@ -220,6 +221,7 @@ pub fn finish(how: ExitHow, status: c_int) {
     if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
+    crate::snapshot::scrub_stack();
     record::marker(|b, t| encode::freeres(b, t, 1));
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
     if cxx != 0 {
@@ -233,6 +235,7 @@ pub fn finish(how: ExitHow, status: c_int) {
     }
     record::marker(|b, t| encode::freeres(b, t, 2));
     crate::kernel::record_at_exit();
+    crate::snapshot::take();
     record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
     writer::set_state(how, status);
 }

@@ -33,6 +33,7 @@
 //! - [`modules`]: loaded objects.
 //! - [`init`]: start-up, fork and exit.
 //! - [`kernel`]: the kernel's accounting, recorded once at exit.
+//! - [`snapshot`]: the frozen copy made at exit for the reachability scan.
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -44,6 +45,7 @@ pub mod modules;
 pub mod real;
 pub mod record;
 pub mod sample;
+pub mod snapshot;
 pub mod stacks;
 pub mod sys;
 pub mod thread;

@@ -327,6 +327,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             pack: keep,
             quiet: true,
             kernel_interval: None,
+            reach: true,
         })?;
         command_status = Some(traced.status);
         if traced.logs.is_empty() {

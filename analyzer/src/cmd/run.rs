@@ -41,6 +41,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::kernel::{self, Sampler};
+use memtrace_analyzer::reach;
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -290,6 +291,50 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
     Some((h.start_mono_ns, end))
 }
 
+/// Classifies the live blocks of the log at `path` by reachability, reading
+/// the frozen copy its process made at exit, which is then killed; returns the
+/// REACH records (at time `end`, or now if the end is unknown).
+fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)> {
+    let (pid, sp, blocks) = match reach::scan_input(path) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            eprintln!(
+                "memtrace: warning: no reachability for {}: {e}",
+                shown.display()
+            );
+            return Vec::new();
+        }
+    };
+    let kinds = reach::classify_process(pid, sp, &blocks);
+    // SAFETY: kill and waitpid on the frozen copy's pid; it is our child (we
+    // are its subreaper), so the pid cannot have been reused before we reap it.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+    }
+    match kinds {
+        Ok(kinds) => {
+            let t = if end == u64::MAX {
+                kernel::mono_ns()
+            } else {
+                end
+            };
+            reach::records(&blocks, &kinds)
+                .into_iter()
+                .map(|v| (t, memtrace_format::kernel::KIND_REACH, v))
+                .collect()
+        }
+        Err(e) => {
+            eprintln!(
+                "memtrace: warning: cannot read the memory of pid {pid} (the frozen copy of {}'s process): {e}",
+                shown.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// Stores the raw wait status: status first, then the flag that validates it.
 fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;
@@ -325,6 +370,9 @@ pub struct TraceOptions<'a> {
     /// Sample the kernel's accounting of every process this often
     /// (`memtrace_analyzer::kernel`); `None`: not at all.
     pub kernel_interval: Option<std::time::Duration>,
+    /// Classify the blocks live at exit by reachability
+    /// (`memtrace_analyzer::reach`).
+    pub reach: bool,
 }
 
 /// A traced command's outcome.
@@ -370,6 +418,13 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     // The preload records the kernel's accounting once more at exit when asked.
     let interval_ms = o.kernel_interval.map_or(0, |i| i.as_millis().max(1));
     cmd.env("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string());
+    // ... and leaves a frozen copy of itself for the reachability scan; the
+    // copies outlive their processes, so memtrace becomes their subreaper.
+    cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
+    if o.reach {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
 
     install_forwarding();
     let spawned = SystemTime::now();
@@ -404,18 +459,22 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
 
     let logs = find_logs(&pat, pid, spawned);
     for f in &logs {
-        let Some(s) = samples.get(&f.pid) else {
-            continue;
-        };
         if f.pid != pid && process_alive(f.pid) {
             continue; // still writing its log
         }
         let Some((from, to)) = lifetime(&f.path) else {
             continue;
         };
-        if let Err(e) = kernel::append_to_log(&f.path, s, from, to) {
+        let mut events = samples
+            .get(&f.pid)
+            .map(|s| kernel::kernel_events(s, from, to))
+            .unwrap_or_default();
+        if o.reach {
+            events.extend(reachability(&f.path, &f.shown, to));
+        }
+        if let Err(e) = kernel::append_records(&f.path, events) {
             eprintln!(
-                "memtrace: warning: cannot add the kernel's samples to {}: {e}",
+                "memtrace: warning: cannot add the kernel's samples or the reachability to {}: {e}",
                 f.shown.display()
             );
         }
@@ -487,6 +546,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         quiet: false,
         kernel_interval: (a.kernel_interval > 0)
             .then(|| std::time::Duration::from_millis(a.kernel_interval)),
+        reach: !a.no_reachability,
     })?;
     Ok(exit_code(traced.status))
 }

@@ -550,6 +550,7 @@ mod tests {
             bytes,
             count,
             func: None,
+            kinds: None,
             stack: stack.clone(),
         };
         r.heap_leaks = vec![site(40, 1, &inl), site(20, 2, &other)];

@@ -148,12 +148,14 @@ mod tests {
                 bytes: 40,
                 count: 1,
                 func: None,
+                kinds: None,
                 stack: st.clone(),
             },
             Site {
                 bytes: 2,
                 count: 1,
                 func: None,
+                kinds: None,
                 stack: Arc::from(vec![]),
             },
         ];

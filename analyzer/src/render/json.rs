@@ -156,6 +156,8 @@ struct JSummary {
     sample_interval: u64,
     sample_overflow: u64,
     estimated: bool,
+    /// Leaked bytes and blocks by reachability kind, when classified.
+    leak_kinds: Option<serde_json::Value>,
 }
 
 /// A frame as the JSON documents show it.
@@ -174,7 +176,21 @@ struct JLeak<'a> {
     kind: &'static str,
     bytes: u64,
     count: u64,
+    /// Bytes and blocks by reachability kind, when classified.
+    reachability: Option<serde_json::Value>,
     stack: Vec<JFrame<'a>>,
+}
+
+/// `{"definite": {"bytes", "count"}, "indirect": ..., "possible": ..., "reachable": ...}`.
+fn kinds_json(k: &crate::report::Kinds) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
+        m.insert(
+            kind.as_str().into(),
+            serde_json::json!({"bytes": bytes, "count": count}),
+        );
+    }
+    serde_json::Value::Object(m)
 }
 
 #[derive(Serialize)]
@@ -209,6 +225,7 @@ fn leak<'a>(kind: &'static str, s: &'a Site) -> JLeak<'a> {
         kind,
         bytes: s.bytes,
         count: s.count,
+        reachability: s.kinds.as_ref().map(kinds_json),
         stack: stack(&s.stack),
     }
 }
@@ -277,6 +294,7 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             sample_interval: s.sample_interval,
             sample_overflow: s.sample_overflow,
             estimated: s.sample_interval != 0,
+            leak_kinds: s.leak_kinds.as_ref().map(kinds_json),
         },
         leaks: r
             .heap_leaks
@@ -343,6 +361,7 @@ mod tests {
             },
             heap_leaks: vec![Site {
                 func: None,
+                kinds: None,
                 bytes: 10,
                 count: 1,
                 stack: vec![frame.clone()].into(),
@@ -350,6 +369,7 @@ mod tests {
             heap_leak_stacks: 1,
             mmap_leaks: vec![Site {
                 func: None,
+                kinds: None,
                 bytes: 4096,
                 count: 1,
                 stack: vec![].into(),

@@ -64,6 +64,22 @@ fn sites(out: &mut dyn Write, list: &[Site], unit: (&str, &str)) -> io::Result<(
             plural(s.bytes, "byte", "bytes"),
             plural(s.count, unit.0, unit.1)
         )?;
+        if let Some(k) = &s.kinds {
+            let parts: Vec<String> = crate::reach::Kind::ALL
+                .iter()
+                .zip(k)
+                .filter(|(_, (_, n))| *n > 0)
+                .map(|(kind, (b, n))| {
+                    format!(
+                        "{} in {} {}",
+                        plural(*b, "byte", "bytes"),
+                        plural(*n, "block", "blocks"),
+                        kind.words()
+                    )
+                })
+                .collect();
+            writeln!(out, "  ({})", parts.join("; "))?;
+        }
         stack(out, &s.stack)?;
     }
     Ok(())
@@ -214,6 +230,17 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         plural(s.leaked_heap_bytes, "byte", "bytes"),
         plural(s.leaked_heap_blocks, "block", "blocks")
     )?;
+    if let Some(k) = &s.leak_kinds {
+        for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
+            writeln!(
+                out,
+                "    {:>15}: {} in {}",
+                kind.words(),
+                plural(*bytes, "byte", "bytes"),
+                plural(*count, "block", "blocks")
+            )?;
+        }
+    }
     writeln!(
         out,
         "  peak:             {} at {:.3} ms",
@@ -554,6 +581,7 @@ mod tests {
             },
             heap_leaks: vec![Site {
                 func: None,
+                kinds: None,
                 bytes: 10,
                 count: 1,
                 stack: frames.into(),

@@ -24,6 +24,7 @@
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
+//! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 //! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
@@ -47,6 +48,7 @@ mod lost;
 mod mapping;
 mod pack;
 mod processes;
+mod reach;
 mod real_programs;
 mod sampling;
 mod security;

@@ -1,0 +1,166 @@
+//! Leak classification by reachability: `memtrace run` classifies the blocks live at
+//! exit as memcheck does (definitely, indirectly, possibly lost, still reachable), from a
+//! frozen copy of the process read from outside. On tests/fixtures/reach.c the figures
+//! are the fixture's header's, and, per allocating function, memcheck's own.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// (kind, function) -> (bytes, blocks), from a report's leaks.
+fn memtrace_kinds(r: &Report) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for l in r.v["leaks"].as_array().unwrap() {
+        if l["kind"] != "heap" {
+            continue;
+        }
+        let f = first_fixture_function(l);
+        let kinds = l["reachability"].as_object().expect("leaks are classified");
+        for (kind, v) in kinds {
+            let (b, n) = (v["bytes"].as_u64().unwrap(), v["count"].as_u64().unwrap());
+            if n > 0 {
+                let e = m.entry((kind.clone(), f.clone())).or_insert((0, 0));
+                e.0 += b;
+                e.1 += n;
+            }
+        }
+    }
+    m
+}
+
+/// The innermost function of a stack that is one of the fixture's.
+fn first_fixture_function(l: &Value) -> String {
+    l["stack"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .find(|f| !f.starts_with("__") && *f != "malloc")
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// The same from valgrind's loss records (`--show-leak-kinds=all`).
+fn valgrind_kinds(text: &str) -> BTreeMap<(String, String), (u64, u64)> {
+    let mut m = BTreeMap::new();
+    let mut lines = text
+        .lines()
+        .map(|l| l.split_once("== ").map_or(l, |x| x.1).trim());
+    while let Some(l) = lines.next() {
+        let Some((head, _)) = l.split_once(" in loss record ") else {
+            continue;
+        };
+        // "N bytes in M blocks are definitely lost", or for a block holding others
+        // "N (D direct, I indirect) bytes in M blocks are definitely lost": its own D.
+        let num = |s: &str| s.trim().replace(',', "").parse::<u64>().unwrap();
+        let bytes = match head.split_once('(') {
+            Some((_, rest)) => num(rest.split_whitespace().next().unwrap()),
+            None => num(head.split_whitespace().next().unwrap()),
+        };
+        let blocks = num(head
+            .split_once("bytes in ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .next()
+            .unwrap());
+        let kind = match head.rsplit_once(" are ").map(|x| x.1) {
+            Some("definitely lost") => "definite",
+            Some("indirectly lost") => "indirect",
+            Some("possibly lost") => "possible",
+            Some("still reachable") => "reachable",
+            other => panic!("unknown kind {other:?} in {l}"),
+        };
+        // Frames: "at 0x...: malloc (...)", "by 0x...: lost_list (reach.c:40)".
+        let f = lines
+            .by_ref()
+            .take_while(|l| l.starts_with("at ") || l.starts_with("by "))
+            .filter_map(|l| l.split_once(": ").map(|x| x.1))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+            .find(|f| f != "malloc" && !f.starts_with("__"))
+            .unwrap_or_default();
+        let e = m.entry((kind.to_owned(), f)).or_insert((0, 0));
+        e.0 += bytes;
+        e.1 += blocks;
+    }
+    m
+}
+
+#[test]
+fn classification_matches_the_header_and_memcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .arg("run")
+        .arg("--")
+        .arg(fixture("reach"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    let totals = &r.v["summary"]["leak_kinds"];
+    let t = |k: &str| {
+        (
+            totals[k]["bytes"].as_u64().unwrap(),
+            totals[k]["count"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(t("definite"), (80, 2), "{totals}");
+    assert_eq!(t("indirect"), (96, 3), "{totals}");
+    assert_eq!(t("possible"), (128, 1), "{totals}");
+    assert_eq!(t("reachable"), (80, 2), "{totals}");
+    // The frozen copy is gone: no process is left in the run's directory.
+    let here = std::fs::canonicalize(dir.path()).unwrap();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c == here))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(alive.is_empty(), "left running: {alive:?}");
+    let ours = memtrace_kinds(&r);
+    let key = |k: &str, f: &str| (k.to_owned(), f.to_owned());
+    assert_eq!(ours[&key("definite", "lost_list")], (32, 1));
+    assert_eq!(ours[&key("indirect", "lost_list")], (96, 3));
+    assert_eq!(ours[&key("definite", "plain_lost")], (48, 1));
+    assert_eq!(ours[&key("reachable", "kept_by_global")], (64, 1));
+    assert_eq!(ours[&key("reachable", "kept_child")], (16, 1));
+    assert_eq!(ours[&key("possible", "kept_by_interior")], (128, 1));
+
+    if !have_valgrind() {
+        eprintln!("valgrind is not installed: the comparison with memcheck is skipped");
+        return;
+    }
+    let vg = clean_command("valgrind")
+        .args(["--leak-check=full", "--show-leak-kinds=all"])
+        .arg(fixture("reach"))
+        .output()
+        .unwrap();
+    let theirs = valgrind_kinds(&String::from_utf8_lossy(&vg.stderr));
+    assert_eq!(
+        ours, theirs,
+        "memtrace (left) vs memcheck (right), by kind and function"
+    );
+}
+
+/// `--no-reachability` leaves the leaks unclassified, and no copy is made.
+#[test]
+fn no_reachability() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .args(["run", "--no-reachability", "--"])
+        .arg(fixture("reach"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(out.status.success());
+    let r = report(&logs_in(dir.path())[0]);
+    assert!(r.v["summary"]["leak_kinds"].is_null());
+    assert!(r.v["leaks"][0]["reachability"].is_null());
+}
