@@ -73,6 +73,12 @@ pub struct CheckArgs {
     /// Highest allowed peak of live heap bytes in each process.
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_peak: Option<u64>,
+    /// The leak kinds that count, by reachability: a comma-separated list of
+    /// `definite`, `indirect`, `possible`, `reachable`, or `all` (default: all,
+    /// every block unfreed at exit; valgrind's default is definite,indirect).
+    /// Leaks that were not classified count whole.
+    #[arg(long, value_name = "KINDS")]
+    pub leak_kinds: Option<String>,
     /// Suppression file (repeatable): memtrace's format, LeakSanitizer's
     /// `leak:` lines or valgrind memcheck `{ ... }` entries, detected from
     /// the content.

@@ -64,7 +64,15 @@ pub struct Rules {
     pub tolerance: Tolerance,
     /// Growth over the baseline's peak that is still allowed.
     pub peak_tolerance: Tolerance,
+    /// The reachability kinds of a classified heap leak that count (see
+    /// [`crate::reach`]); `None`: every kind (every block unfreed at exit). A
+    /// leak that was not classified counts whole.
+    pub leak_kinds: Option<Vec<crate::reach::Kind>>,
 }
+
+/// The kinds that count by default: all of them, for now (valgrind's default
+/// is definitely and indirectly lost; `--leak-kinds definite,indirect`).
+pub const DEFAULT_LEAK_KINDS: [crate::reach::Kind; 4] = crate::reach::Kind::ALL;
 
 impl Rules {
     /// The leak limits in force: with none set, no leaked byte is allowed.
@@ -466,7 +474,31 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
             processes.push(v);
             continue;
         }
-        let heap = merged(&r.heap_leaks).into_iter().map(|s| ("heap", s));
+        // Classified heap leaks count only their blocks of the chosen kinds.
+        let counted: &[crate::reach::Kind] = gate
+            .rules
+            .leak_kinds
+            .as_deref()
+            .unwrap_or(&DEFAULT_LEAK_KINDS);
+        let heap = merged(&r.heap_leaks)
+            .into_iter()
+            .filter_map(|mut s| {
+                if let Some(k) = s.kinds {
+                    let (mut b, mut n) = (0u64, 0u64);
+                    for (kind, (kb, kn)) in crate::reach::Kind::ALL.iter().zip(k) {
+                        if counted.contains(kind) {
+                            b = b.saturating_add(kb);
+                            n = n.saturating_add(kn);
+                        }
+                    }
+                    if n == 0 {
+                        return None;
+                    }
+                    (s.bytes, s.count) = (b, n);
+                }
+                Some(s)
+            })
+            .map(|s| ("heap", s));
         let mmap = if gate.rules.mmap_leaks {
             merged(&r.mmap_leaks)
         } else {
@@ -586,6 +618,12 @@ fn merged(sites: &[Site]) -> Vec<Site> {
             Some(&i) => {
                 out[i].bytes = out[i].bytes.saturating_add(s.bytes);
                 out[i].count = out[i].count.saturating_add(s.count);
+                if let (Some(a), Some(b)) = (&mut out[i].kinds, s.kinds) {
+                    for (x, y) in a.iter_mut().zip(b) {
+                        x.0 = x.0.saturating_add(y.0);
+                        x.1 = x.1.saturating_add(y.1);
+                    }
+                }
             }
             None => {
                 index.insert(key, out.len());
@@ -824,6 +862,7 @@ mod tests {
             max_peak: None,
             tolerance: Tolerance::Bytes(0),
             peak_tolerance: Tolerance::Bytes(0),
+            leak_kinds: None,
         },
         suppressions: &[],
         baseline: None,

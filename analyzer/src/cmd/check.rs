@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::check::{self, Baseline, Gate, Rules, Tolerance};
+use memtrace_analyzer::reach::Kind;
 use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
 use memtrace_analyzer::report::Report;
 use memtrace_analyzer::suppress::{self, SuppressionFile};
@@ -90,6 +91,7 @@ struct Config {
     exe: Option<Vec<String>>,
     error_exitcode: Option<u8>,
     default_suppressions: Option<bool>,
+    leak_kinds: Option<String>,
 }
 
 /// Finds and reads the config file; `None` when there is none.
@@ -167,6 +169,12 @@ fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
             "peak-tolerance",
             DEFAULT_PEAK_TOLERANCE,
         )?,
+        leak_kinds: a
+            .leak_kinds
+            .as_deref()
+            .or(c.leak_kinds.as_deref())
+            .map(leak_kinds)
+            .transpose()?,
     };
     let mut suppressions: Vec<PathBuf> = c
         .suppressions
@@ -190,6 +198,23 @@ fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
             .unwrap_or(DEFAULT_ERROR_EXITCODE),
         default_suppressions: !a.no_default_suppressions && c.default_suppressions.unwrap_or(true),
     })
+}
+
+/// Parses `--leak-kinds`.
+fn leak_kinds(s: &str) -> anyhow::Result<Vec<Kind>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "all" => v.extend(Kind::ALL),
+            p => match Kind::ALL.iter().find(|k| k.as_str() == p) {
+                Some(k) => v.push(*k),
+                None => bail!(
+                    "leak-kinds: unknown kind {p:?} (definite, indirect, possible, reachable or all)"
+                ),
+            },
+        }
+    }
+    Ok(v)
 }
 
 fn gen_formats(s: &str) -> anyhow::Result<GenFormats> {

@@ -356,6 +356,7 @@ struct JRules {
     max_peak: Option<u64>,
     tolerance: String,
     peak_tolerance: String,
+    leak_kinds: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -439,6 +440,13 @@ pub fn json(
             max_peak: r.max_peak,
             tolerance: r.tolerance.to_string(),
             peak_tolerance: r.peak_tolerance.to_string(),
+            leak_kinds: r
+                .leak_kinds
+                .as_deref()
+                .unwrap_or(&crate::check::DEFAULT_LEAK_KINDS)
+                .iter()
+                .map(|k| k.as_str())
+                .collect(),
         },
         baseline: v.baseline.map(|b| b.source.display().to_string()),
         processes: v

@@ -164,3 +164,44 @@ fn no_reachability() {
     assert!(r.v["summary"]["leak_kinds"].is_null());
     assert!(r.v["leaks"][0]["reachability"].is_null());
 }
+
+/// `memtrace check --leak-kinds`: only the chosen kinds of classified leaks count.
+#[test]
+fn check_counts_the_chosen_kinds() {
+    let reach = fixture("reach");
+    for (kinds, bytes, blocks) in [
+        ("definite,indirect", 176, 5),
+        ("possible", 128, 1),
+        ("reachable", 80, 2),
+        ("all", 384, 8),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("c.json");
+        let mut cmd = memtrace();
+        cmd.current_dir(dir.path())
+            .args(["check", "--leak-kinds", kinds, "--json"])
+            .arg(&json)
+            .arg("--")
+            .arg(&reach);
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        assert_eq!(
+            out.status.code(),
+            Some(23),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let p = &v["processes"][0];
+        assert_eq!(
+            (p["counted_bytes"].as_u64(), p["counted_blocks"].as_u64()),
+            (Some(bytes), Some(blocks)),
+            "{kinds}"
+        );
+    }
+    let mut cmd = memtrace();
+    cmd.args(["check", "--leak-kinds", "lost", "--"])
+        .arg(&reach);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind"));
+}
