@@ -11,7 +11,7 @@
 //! category (`[heap]`, `[stack]`, anonymous, file-backed,
 //! memtrace's own: the preload and the log; other): the table taken when RSS
 //! was highest, and the last one. Once a process has ended, its samples are
-//! appended to its log as KERNEL records ([`append_to_log`]), in a chunk of a
+//! appended to its log as KERNEL records ([`append_records`]), in a chunk of a
 //! stream of their own, so the log carries them (packing keeps them).
 //!
 //! At exit the process itself records its counters and its map table once
@@ -271,14 +271,6 @@ fn sample(
             s.maps_at_end = Some((t, table));
         }
     }
-}
-
-/// Appends the samples taken between `from` and `to` (monotonic ns) to the log
-/// at `path`, whose process has ended: one chunk of KERNEL records at the
-/// end of the reserved space, then the header's reserved end moved past it.
-/// Returns the number of records written.
-pub fn append_to_log(path: &Path, s: &PidSamples, from: u64, to: u64) -> std::io::Result<usize> {
-    append_records(path, kernel_events(s, from, to))
 }
 
 /// The KERNEL records of the samples taken between `from` and `to`: (time,

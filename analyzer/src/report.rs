@@ -550,6 +550,20 @@ fn resolve_stack(
     }
 }
 
+/// `n` with thousands separators and the noun in the right number: `1 block`, `2,048 blocks`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// A signed count with thousands separators (`-1,024`).
+pub fn signed(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", thousands(n.unsigned_abs()))
+    } else {
+        thousands(n as u64)
+    }
+}
+
 /// Formats `n` with thousands separators, as valgrind does.
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

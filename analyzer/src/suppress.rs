@@ -409,18 +409,9 @@ fn parse_memtrace(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result
     Ok(())
 }
 
-/// Digits with an optional `k`/`m`/`g` suffix (KiB, MiB, GiB), any case.
+/// A `max:` size: digits with an optional `k`/`m`/`g` suffix (KiB, MiB, GiB), any case.
 fn parse_size(s: &str) -> Option<u64> {
-    let (digits, shift) = match s.as_bytes().last()?.to_ascii_lowercase() {
-        b'k' => (&s[..s.len() - 1], 10),
-        b'm' => (&s[..s.len() - 1], 20),
-        b'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+    crate::check::parse_size(s).ok()
 }
 
 fn parse_lsan(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result<(), String> {

@@ -14,16 +14,12 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::check::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
-use crate::report::{Report, Site, thousands};
+use crate::report::{Report, Site, plural, thousands};
 use crate::suppress;
 use crate::symbolize::Frame;
 
 /// Frames shown per stack in the summary and the JUnit file.
 const FRAMES: usize = 12;
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
 
 fn frame_line(i: usize, f: &Frame) -> String {
     let mut s = format!("#{i} ");

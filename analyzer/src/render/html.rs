@@ -45,7 +45,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::flame::{self, Metric};
-use crate::report::{KernelReport, Report, Site, thousands};
+use crate::report::{KernelReport, Report, Site, plural, signed, thousands};
 use crate::symbolize::Frame;
 
 use super::text::human;
@@ -72,18 +72,6 @@ pub fn escape(s: &str) -> String {
         }
     }
     o
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
-
-fn signed(n: i64) -> String {
-    if n < 0 {
-        format!("-{}", thousands(n.unsigned_abs()))
-    } else {
-        thousands(n as u64)
-    }
 }
 
 /// Writes the page with the default table sizes.

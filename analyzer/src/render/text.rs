@@ -8,20 +8,8 @@
 
 use std::io::{self, Write};
 
-use crate::report::{Ended, Process, Report, Site, thousands};
+use crate::report::{Ended, Process, Report, Site, plural, signed, thousands};
 use crate::symbolize::Frame;
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
-
-fn signed(n: i64) -> String {
-    if n < 0 {
-        format!("-{}", thousands(n.unsigned_abs()))
-    } else {
-        thousands(n as u64)
-    }
-}
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
