@@ -20,6 +20,10 @@ pub enum Command {
     Run(RunArgs),
     /// Read a log and report leaks, peak usage and brk growth.
     Report(ReportArgs),
+    /// Take a snapshot of the live heap of a process running under `memtrace
+    /// run`, classified by reachability, without stopping it; prints the
+    /// snapshot's path (read it with `memtrace report`).
+    Snapshot(SnapshotArgs),
     /// Replace finished raw logs by their packed form (merged, compact,
     /// zstd-compressed; `memtrace run` does this unless given --raw).
     Pack(PackArgs),
@@ -292,6 +296,18 @@ pub struct RunArgs {
     /// of each process at its exit, read by memtrace.
     #[arg(long)]
     pub no_reachability: bool,
+    /// The signal that makes a traced process write a snapshot of its live
+    /// heap without stopping (`memtrace snapshot PID` sends it): a number or a
+    /// name (USR2, RTMIN+3, SIGRTMAX-2); `none` or 0: no snapshots. A
+    /// program that installs its own handler for it takes it over.
+    #[arg(
+        long,
+        value_name = "SIG",
+        env = "MEMTRACE_SNAPSHOT_SIGNAL",
+        default_value = "RTMAX-2",
+        value_parser = parse_signal
+    )]
+    pub snapshot_signal: i32,
     /// The command to trace and its arguments.
     #[arg(value_name = "CMD", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -317,9 +333,120 @@ pub struct ReportArgs {
     /// tables, timeline, flame graphs) to FILE (`-`: stdout) instead of printing it.
     #[arg(long, value_name = "FILE", conflicts_with = "format")]
     pub html: Option<PathBuf>,
+    /// Compare with an earlier snapshot of the same process: the leaks listed
+    /// are the blocks allocated after it and still live, and the report shows
+    /// the growth of the live heap by call site since then.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub since: Option<PathBuf>,
+    /// List only the blocks alive for at least DURATION at the end of the log
+    /// or at its snapshot (`30s`, `5m`, `1h`, `250ms`; plain numbers are seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<u64>,
     /// The log file to read.
     #[arg(value_name = "LOG")]
     pub log: PathBuf,
+}
+
+/// `memtrace snapshot`.
+#[derive(clap::Args, Debug)]
+pub struct SnapshotArgs {
+    /// Give up after this many seconds without a snapshot.
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    pub timeout: u64,
+    /// The process: its pid (it must run under `memtrace run`).
+    #[arg(value_name = "PID")]
+    pub pid: u32,
+}
+
+/// A duration in nanoseconds: a number with an optional unit (ns, us, ms, s,
+/// m, h; default s).
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 5m, 1h, 250ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1e9,
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        "d" => 86400e9,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (ns, us, ms, s, m, h, d)"
+            ));
+        }
+    };
+    Ok((n * scale) as u64)
+}
+
+/// A signal by number or name (`USR2`, `SIGUSR2`, `RTMIN+3`, `RTMAX-2`);
+/// `none` is 0.
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(0);
+    }
+    if let Ok(n) = t.parse::<i32>() {
+        return if n == 0 || (1..=libc::SIGRTMAX()).contains(&n) && n != 9 && n != 19 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is not a signal that can be caught"))
+        };
+    }
+    let u = t.to_ascii_uppercase();
+    let name = u.strip_prefix("SIG").unwrap_or(&u);
+    let rt = |base: i32, rest: &str| -> Option<i32> {
+        if rest.is_empty() {
+            return Some(base);
+        }
+        let (sign, num) = rest.split_at(1);
+        let k: i32 = num.parse().ok()?;
+        match sign {
+            "+" => Some(base + k),
+            "-" => Some(base - k),
+            _ => None,
+        }
+    };
+    let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+        rt(libc::SIGRTMIN(), rest)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        rt(libc::SIGRTMAX(), rest)
+    } else {
+        match name {
+            "HUP" => Some(libc::SIGHUP),
+            "INT" => Some(libc::SIGINT),
+            "QUIT" => Some(libc::SIGQUIT),
+            "USR1" => Some(libc::SIGUSR1),
+            "USR2" => Some(libc::SIGUSR2),
+            "PIPE" => Some(libc::SIGPIPE),
+            "ALRM" => Some(libc::SIGALRM),
+            "TERM" => Some(libc::SIGTERM),
+            "PROF" => Some(libc::SIGPROF),
+            "URG" => Some(libc::SIGURG),
+            "WINCH" => Some(libc::SIGWINCH),
+            "TTIN" => Some(libc::SIGTTIN),
+            "TTOU" => Some(libc::SIGTTOU),
+            "VTALRM" => Some(libc::SIGVTALRM),
+            "XCPU" => Some(libc::SIGXCPU),
+            "XFSZ" => Some(libc::SIGXFSZ),
+            "PWR" => Some(libc::SIGPWR),
+            "SYS" => Some(libc::SIGSYS),
+            _ => None,
+        }
+    };
+    match n {
+        Some(n) if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) || n < 32 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a signal memtrace can use (a name such as USR2 or RTMAX-2, or a number)"
+        )),
+    }
 }
 
 /// A size in bytes with an optional binary suffix (k, m, g).

@@ -42,6 +42,9 @@ pub struct Catalog {
     /// The frozen copy the process made at exit, if any: its pid, and the
     /// exiting thread's stack pointer.
     pub snapshot: Option<(u32, u64)>,
+    /// Frozen copies made for snapshots while the process ran
+    /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
+    pub running: Vec<(u32, u64, u64)>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
     pub reach: HashMap<u64, crate::reach::Kind>,
 }
@@ -119,6 +122,13 @@ impl Catalog {
                             .first()
                             .and_then(|&p| u32::try_from(p).ok())
                             .map(|p| (p, v.get(1).copied().unwrap_or(0)));
+                    }
+                    memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
+                        if let [p, sp, t, ..] = v[..]
+                            && let Ok(p) = u32::try_from(p)
+                        {
+                            c.running.push((p, sp, t));
+                        }
                     }
                     memtrace_format::kernel::KIND_REACH => {
                         if let Some((&k, addrs)) = v.split_first()

@@ -650,7 +650,7 @@ fn skip(r: &Report, select: &[String]) -> Option<Skip> {
     }
     match r.process.ended {
         Ended::Exec => Some(Skip::Exec),
-        Ended::Abnormal => Some(Skip::Abnormal),
+        Ended::Abnormal | Ended::Snapshot => Some(Skip::Abnormal),
         Ended::Exit | Ended::UnderscoreExit => None,
     }
 }
@@ -840,6 +840,7 @@ mod tests {
             timeline: vec![],
             kernel: None,
             brk: vec![],
+            live_filter: None,
             warnings: vec![],
         }
     }

@@ -43,6 +43,9 @@ pub enum Error {
     /// A packed log is damaged, or a log could not be packed.
     #[error("{}: packed log: {why}", path.display())]
     Pack { path: PathBuf, why: String },
+    /// A snapshot given to compare with does not fit (`--since`).
+    #[error("{}: {why}", path.display())]
+    Since { path: PathBuf, why: String },
 }
 
 /// The library's result type.

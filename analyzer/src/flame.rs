@@ -161,7 +161,7 @@ impl Metric {
 pub fn all() -> Options {
     Options {
         top: Some(usize::MAX),
-        progress: None,
+        ..Options::default()
     }
 }
 

@@ -45,6 +45,7 @@ pub mod reach;
 pub mod render;
 pub mod replay;
 pub mod report;
+pub mod snapshot;
 pub mod suppress;
 pub mod symbolize;
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         args::Command::Run(a) => cmd::run::run(&a),
         args::Command::Report(a) => cmd::report::run(&a),
+        args::Command::Snapshot(a) => cmd::snapshot::run(&a),
         args::Command::Pack(a) => cmd::pack::run(&a),
         args::Command::Check(a) => cmd::check::run(&a),
         args::Command::Flamegraph(a) => cmd::flamegraph::run(&a),

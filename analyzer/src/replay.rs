@@ -77,6 +77,10 @@ pub struct Config {
     pub page_size: u32,
     /// Sampling interval in bytes; 0: every allocation was recorded.
     pub sample_interval: u64,
+    /// In a snapshot of a running process, when it was taken (0: not a
+    /// snapshot): later events are ignored, except memtrace's own KERNEL
+    /// records (the reachability it added at that moment).
+    pub until: u64,
 }
 
 impl Config {
@@ -85,7 +89,13 @@ impl Config {
         Config {
             page_size: h.page_size,
             sample_interval: h.sample_interval,
+            until: h.snapshot_at,
         }
+    }
+
+    /// Whether the event is part of what the log describes (see `until`).
+    pub fn includes(&self, ev: &Event<'_>) -> bool {
+        self.until == 0 || ev.time <= self.until || matches!(ev.record, Record::Kernel { .. })
     }
 }
 
@@ -734,21 +744,7 @@ impl Replay {
 
     /// Live heap bytes and blocks by stack, largest first.
     pub fn heap_by_stack(&self) -> Vec<StackTotal> {
-        let mut m: HashMap<u32, (u64, u64)> = HashMap::new();
-        for b in self.live.values() {
-            let e = m.entry(b.stack).or_default();
-            e.0 = e.0.saturating_add(b.size);
-            e.1 += b.count as u64;
-        }
-        sorted(
-            m.into_iter()
-                .map(|(stack, (bytes, count))| StackTotal {
-                    stack,
-                    bytes,
-                    count,
-                })
-                .collect(),
-        )
+        blocks_by_stack(self.live.values())
     }
 
     /// Bytes and blocks allocated (whether freed or not) by stack, largest first.
@@ -839,6 +835,25 @@ pub struct Outcome {
     pub cut_records: u64,
 }
 
+/// Bytes and blocks of `blocks` by stack, largest first.
+pub fn blocks_by_stack<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<StackTotal> {
+    let mut m: HashMap<u32, (u64, u64)> = HashMap::new();
+    for b in blocks {
+        let e = m.entry(b.stack).or_default();
+        e.0 = e.0.saturating_add(b.size);
+        e.1 += b.count as u64;
+    }
+    sorted(
+        m.into_iter()
+            .map(|(stack, (bytes, count))| StackTotal {
+                stack,
+                bytes,
+                count,
+            })
+            .collect(),
+    )
+}
+
 /// Replays the whole log twice (see the module docs) and returns the totals.
 pub fn replay(log: &Log, index: &Index, cfg: Config) -> Result<Outcome> {
     replay_with(log, index, cfg, |_| Ok(()))
@@ -856,6 +871,9 @@ pub fn replay_with(
     // Decoding (and merging) runs on a thread of its own, a batch ahead of
     // the replay: the two halves of the work overlap on two cores.
     let cut_records = crate::log::for_each_event(log, index, |ev| {
+        if !cfg.includes(ev) {
+            return Ok(());
+        }
         each(ev)?;
         r.apply(ev);
         Ok(())
@@ -865,7 +883,11 @@ pub fn replay_with(
         (None, Some(at)) => {
             let mut p = Replay::new(cfg);
             for ev in log.merge(index) {
-                p.apply(&ev?);
+                let ev = ev?;
+                if !cfg.includes(&ev) {
+                    continue;
+                }
+                p.apply(&ev);
                 if p.events() > at {
                     break;
                 }

@@ -25,6 +25,78 @@ pub struct Options {
     pub top: Option<usize>,
     /// Told how far the analysis has got, now and then.
     pub progress: Option<Progress>,
+    /// Compare with this earlier snapshot of the same process: only the
+    /// blocks allocated after it count as leaks ([`since_snapshot`]).
+    pub since: Option<Since>,
+    /// Only the blocks alive for at least this many ns at the end (or at the
+    /// snapshot) count as leaks.
+    pub older_than: Option<u64>,
+}
+
+/// An earlier snapshot of a process (`memtrace report --since`).
+#[derive(Clone, Debug)]
+pub struct Since {
+    pub path: PathBuf,
+    pub pid: u32,
+    pub start_mono_ns: u64,
+    /// When it was taken (CLOCK_MONOTONIC ns).
+    pub time: u64,
+    /// Live heap bytes and blocks then, in all and by stack id.
+    pub bytes: u64,
+    pub blocks: u64,
+    pub by_stack: HashMap<u32, (u64, u64)>,
+}
+
+/// Reads the snapshot at `path` for [`Options::since`].
+pub fn since_snapshot(path: &Path) -> Result<Since> {
+    let log = Log::open(path)?;
+    let header = log.header()?;
+    if header.snapshot_at == 0 {
+        return Err(crate::Error::Since {
+            path: path.to_owned(),
+            why: "not a snapshot (`memtrace snapshot PID` makes them)".into(),
+        });
+    }
+    let index = log.index(&header)?;
+    let out = replay::replay(&log, &index, replay::Config::of(&header))?;
+    Ok(Since {
+        path: path.to_owned(),
+        pid: header.pid,
+        start_mono_ns: header.start_mono_ns,
+        time: header.snapshot_at,
+        bytes: out.leaked_heap_bytes,
+        blocks: out.leaked_heap_blocks,
+        by_stack: out
+            .heap_leaks
+            .iter()
+            .map(|t| (t.stack, (t.bytes, t.count)))
+            .collect(),
+    })
+}
+
+/// How the leak list was narrowed (`--since`, `--older-than`), and the
+/// growth since the earlier snapshot.
+#[derive(Clone, Debug)]
+pub struct LiveFilter {
+    /// The earlier snapshot: its file, when it was taken (ms since the
+    /// start), and the live heap then.
+    pub since: Option<(PathBuf, f64, u64, u64)>,
+    /// Minimum age of the blocks listed, ms.
+    pub older_than_ms: Option<f64>,
+    /// All live heap bytes and blocks at the end, before narrowing.
+    pub all_bytes: u64,
+    pub all_blocks: u64,
+    /// With `since`: the live heap by stack now against then, the stacks
+    /// whose live bytes changed, largest growth first.
+    pub growth: Vec<Growth>,
+}
+
+/// One stack's live heap now (`site`) and at the earlier snapshot.
+#[derive(Clone, Debug)]
+pub struct Growth {
+    pub site: Site,
+    pub then_bytes: u64,
+    pub then_count: u64,
 }
 
 /// A stage of the analysis, for progress reports.
@@ -64,6 +136,8 @@ pub enum Ended {
     Exec,
     /// No exit path ran: crash, abort, kill (or the log was copied while running).
     Abnormal,
+    /// Still running: a snapshot taken while it ran (`memtrace snapshot`).
+    Snapshot,
 }
 
 impl Ended {
@@ -74,6 +148,7 @@ impl Ended {
             Ended::UnderscoreExit => "_exit",
             Ended::Exec => "exec",
             Ended::Abnormal => "abnormal",
+            Ended::Snapshot => "snapshot",
         }
     }
 }
@@ -236,6 +311,8 @@ pub struct Report {
     pub timeline: Vec<TimePoint>,
     /// What the kernel charged the process, when `memtrace run` sampled it.
     pub kernel: Option<KernelReport>,
+    /// How the leaks were narrowed, when they were (`--since`, `--older-than`).
+    pub live_filter: Option<LiveFilter>,
     /// Lines worth telling the user on stderr (truncation, missing symbols).
     pub warnings: Vec<String>,
 }
@@ -272,7 +349,20 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let mut cat = catalog::Catalog::default();
     let (start, end) = (header.start_mono_ns, header.end_mono_ns);
     let mut seen = 0u64;
-    let out = replay::replay_with(log, &index, replay::Config::of(&header), |ev| {
+    if let Some(since) = &opts.since
+        && (since.pid != header.pid || since.start_mono_ns != header.start_mono_ns)
+    {
+        return Err(crate::Error::Since {
+            path: since.path.clone(),
+            why: format!(
+                "a snapshot of another process (pid {}) than {}'s (pid {})",
+                since.pid,
+                path.display(),
+                header.pid
+            ),
+        });
+    }
+    let mut out = replay::replay_with(log, &index, replay::Config::of(&header), |ev| {
         seen += 1;
         if let Some(p) = &opts.progress
             && seen.is_multiple_of(PROGRESS_EVERY)
@@ -289,6 +379,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         Some(ExitHow::Exit) => Ended::Exit,
         Some(ExitHow::UnderscoreExit) => Ended::UnderscoreExit,
         Some(ExitHow::Exec) => Ended::Exec,
+        Some(ExitHow::Running) | None if header.snapshot_at != 0 => Ended::Snapshot,
         Some(ExitHow::Running) | None => Ended::Abnormal,
     };
     let (mut exit_status, mut signal) = (None, None);
@@ -305,11 +396,37 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     } else if ended == Ended::UnderscoreExit {
         exit_status = Some(header.exit_status);
     }
-    let end = if header.end_mono_ns != 0 {
+    let end = if header.snapshot_at != 0 {
+        header.snapshot_at
+    } else if header.end_mono_ns != 0 {
         header.end_mono_ns
     } else {
         cat.last_time.unwrap_or(header.start_mono_ns)
     };
+    if let Some(since) = &opts.since
+        && since.time > end
+    {
+        return Err(crate::Error::Since {
+            path: since.path.clone(),
+            why: format!(
+                "taken after the end of {}: give the earlier snapshot to --since",
+                path.display()
+            ),
+        });
+    }
+    // Narrow the leaks to the blocks born after `since` and old enough.
+    let narrowed = (opts.since.is_some() || opts.older_than.is_some()).then(|| {
+        let (all_bytes, all_blocks) = (out.leaked_heap_bytes, out.leaked_heap_blocks);
+        let all_by_stack = std::mem::take(&mut out.heap_leaks);
+        let after = opts.since.as_ref().map_or(0, |s| s.time);
+        let born_by = opts.older_than.map(|d| end.saturating_sub(d));
+        out.live
+            .retain(|(_, b)| b.time > after && born_by.is_none_or(|t| b.time <= t));
+        out.heap_leaks = replay::blocks_by_stack(out.live.iter().map(|(_, b)| b));
+        out.leaked_heap_bytes = out.live.iter().map(|(_, b)| b.size).sum();
+        out.leaked_heap_blocks = out.live.iter().map(|(_, b)| b.count as u64).sum();
+        (all_bytes, all_blocks, all_by_stack)
+    });
     let cmdline = {
         let mut v: Vec<String> = header
             .cmdline
@@ -459,6 +576,58 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         None => Vec::new(),
     };
 
+    let live_filter = narrowed.map(|(all_bytes, all_blocks, all_by_stack)| {
+        let mut growth = Vec::new();
+        if let Some(since) = &opts.since {
+            let mut stacks: Vec<u32> = all_by_stack.iter().map(|t| t.stack).collect();
+            stacks.extend(since.by_stack.keys().copied());
+            stacks.sort_unstable();
+            stacks.dedup();
+            let now: HashMap<u32, (u64, u64)> = all_by_stack
+                .iter()
+                .map(|t| (t.stack, (t.bytes, t.count)))
+                .collect();
+            for stack in stacks {
+                let (nb, nc) = now.get(&stack).copied().unwrap_or_default();
+                let (tb, tc) = since.by_stack.get(&stack).copied().unwrap_or_default();
+                if (nb, nc) != (tb, tc) {
+                    growth.push(Growth {
+                        site: Site {
+                            bytes: nb,
+                            count: nc,
+                            func: out.leak_funcs.get(&stack).copied(),
+                            kinds: None,
+                            stack: resolve(stack),
+                        },
+                        then_bytes: tb,
+                        then_count: tc,
+                    });
+                }
+            }
+            growth.sort_by_key(|g| {
+                (
+                    std::cmp::Reverse(g.site.bytes as i128 - g.then_bytes as i128),
+                    std::cmp::Reverse(g.site.count as i128 - g.then_count as i128),
+                )
+            });
+            growth.truncate(all);
+        }
+        LiveFilter {
+            since: opts.since.as_ref().map(|s| {
+                (
+                    s.path.clone(),
+                    ms_since(header.start_mono_ns, s.time),
+                    s.bytes,
+                    s.blocks,
+                )
+            }),
+            older_than_ms: opts.older_than.map(|d| d as f64 / 1e6),
+            all_bytes,
+            all_blocks,
+            growth,
+        }
+    });
+
     let brk = out
         .brk
         .iter()
@@ -534,6 +703,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         brk,
         timeline,
         kernel,
+        live_filter,
         warnings,
     })
 }

@@ -62,6 +62,11 @@ pub mod off {
     /// u32, atomic: sampled blocks the preload could not remember (its set of
     /// sampled addresses was full): their frees were not recorded.
     pub const SAMPLE_OVERFLOW: usize = 128;
+    /// u64: nonzero in a snapshot of a running process (written by `memtrace
+    /// run`, never by the preload): the CLOCK_MONOTONIC ns at which the
+    /// snapshot was taken. The file is a copy of the log as it was then;
+    /// readers ignore the events after that moment.
+    pub const SNAPSHOT_AT: usize = 136;
     /// u16 length + bytes: the executable's path.
     pub const EXE: usize = 256;
     /// Room for the executable's path.
@@ -109,6 +114,9 @@ pub struct Header<'a> {
     pub sample_interval: u64,
     /// Sampled blocks whose frees could not be tracked (see `off::SAMPLE_OVERFLOW`).
     pub sample_overflow: u32,
+    /// Nonzero in a snapshot of a running process: when it was taken (see
+    /// `off::SNAPSHOT_AT`).
+    pub snapshot_at: u64,
     /// The raw wait status recorded by `memtrace run`, if any.
     pub run_wait_status: Option<i32>,
     pub exe: &'a [u8],
@@ -173,6 +181,7 @@ impl<'a> Header<'a> {
             unwind_mismatched: u32_at(file, off::UNWIND_MISMATCHED),
             sample_interval: u64_at(file, off::SAMPLE_INTERVAL),
             sample_overflow: u32_at(file, off::SAMPLE_OVERFLOW),
+            snapshot_at: u64_at(file, off::SNAPSHOT_AT),
             run_wait_status: if run_flags & 1 != 0 {
                 Some(u32_at(file, off::RUN_WAIT_STATUS) as i32)
             } else {

@@ -109,6 +109,13 @@ pub mod kernel {
     /// (`REACH_*`). Values: `[kind, first address, then deltas to the
     /// previous address]`, addresses ascending.
     pub const KIND_REACH: u8 = 5;
+    /// Written by the preload when asked for a snapshot while it runs (a
+    /// signal, see `memtrace snapshot`): the pid of a frozen copy of the
+    /// process, which is the child of `memtrace run` (its subreaper), not of
+    /// the process. Values: `[pid, stack pointer, time]`: the stack below the
+    /// pointer is dead; `time` (CLOCK_MONOTONIC ns) was taken just before the
+    /// copy was made, so events up to it are in the copy's memory.
+    pub const KIND_SNAPSHOT_RUNNING: u8 = 6;
     /// Reachability kinds, as memcheck's.
     pub const REACH_DEFINITE: u64 = 1;
     pub const REACH_INDIRECT: u64 = 2;

@@ -89,6 +89,7 @@ unsafe extern "C" fn constructor(
     thread::ENABLED.store(true, Ordering::Release);
     // Record the loaded objects now, stamped with the start time.
     record::modules_changed();
+    crate::snapshot::init_signal(env_var(envp, b"MEMTRACE_SNAPSHOT_SIGNAL"));
 }
 
 /// Finds `NAME=` in the NULL-terminated environment array `envp`.

@@ -9,11 +9,26 @@
 //! calls run: it closes every file descriptor (so that nobody waits for a pipe
 //! it would hold open), blocks every signal it can, sleeps at most
 //! [`LIFETIME_S`] seconds, and exits. The parent's exit goes on unchanged.
+//!
+//! ## Snapshots of a running process
+//! When `memtrace run` sets `MEMTRACE_SNAPSHOT_SIGNAL=N`, the constructor
+//! installs a handler for signal `N` (`memtrace snapshot PID` sends it). The
+//! handler makes a frozen copy the same way, without stopping the process:
+//! it clones an intermediate child, which clones the copy and exits at once,
+//! so the copy is an orphan that the kernel hands to `memtrace run` (the
+//! subreaper): the process is left with no child to reap and gets no
+//! `SIGCHLD` (the intermediate's exit signal is 0, and the handler reaps it
+//! with `__WALL`). The copy's pid comes back through a pipe; the handler
+//! records it (`KIND_SNAPSHOT_RUNNING`, with the stack pointer and the time
+//! taken before the copy) and returns. The copy names itself
+//! [`RUNNING_NAME`] so that `memtrace run` finds it among its children.
+//! Everything in the handler is a raw system call or a store to the log, which
+//! is async-signal-safe; errno is kept.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use memtrace_format::encode;
-use memtrace_format::kernel::KIND_SNAPSHOT;
+use memtrace_format::kernel::{KIND_SNAPSHOT, KIND_SNAPSHOT_RUNNING};
 
 /// Whether to take the snapshot at exit.
 static AT_EXIT: AtomicBool = AtomicBool::new(false);
@@ -21,9 +36,115 @@ static AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// How long the frozen copy waits to be read before it exits by itself.
 pub const LIFETIME_S: u32 = 600;
 
+/// The name (`/proc/PID/comm`) of a copy made for a snapshot of a running process.
+pub const RUNNING_NAME: &[u8; 14] = b"memtrace-snap\0";
+
+/// The snapshot signal installed, 0 if none.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
 /// Reads `MEMTRACE_REACH`: `1` turns the snapshot on.
 pub fn init(v: Option<&[u8]>) {
     AT_EXIT.store(v == Some(b"1"), Ordering::Relaxed);
+}
+
+/// Reads `MEMTRACE_SNAPSHOT_SIGNAL` (a signal number, 0 or absent: none)
+/// and installs the handler. Called once the log is open.
+pub fn init_signal(v: Option<&[u8]>) {
+    let Some(v) = v else { return };
+    if v.is_empty() || v.len() > 2 || !v.iter().all(u8::is_ascii_digit) {
+        return;
+    }
+    let sig = v.iter().fold(0i32, |a, &c| a * 10 + (c - b'0') as i32);
+    if sig <= 0 || sig > 64 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return;
+    }
+    // SAFETY: sigaction with a zeroed struct filled with a valid handler and
+    // flags; the handler is async-signal-safe (see the module docs).
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(sig, &sa, core::ptr::null_mut()) == 0 {
+            SIGNAL.store(sig, Ordering::Relaxed);
+        }
+    }
+}
+
+extern "C" fn on_signal(_sig: i32, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno, valid for its life.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *errno };
+    take_running();
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+}
+
+/// Makes a frozen copy for a snapshot of the running process and records it
+/// (see the module docs).
+#[inline(never)]
+fn take_running() {
+    let t = crate::sys::now_ns();
+    // Frames below this one are dead in the copy.
+    let sp = &t as *const u64 as u64;
+    let mut fds = [-1i32; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`.
+    if unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    // SAFETY: a raw clone with exit signal 0 is a fork without fork handlers
+    // whose end sends no SIGCHLD; the child runs only raw system calls.
+    let mid = unsafe { libc::syscall(libc::SYS_clone, 0usize, 0usize, 0usize, 0usize, 0usize) };
+    if mid == 0 {
+        // The intermediate: clone the copy, tell its pid, exit.
+        // SAFETY: as above (the copy's exit signal is SIGCHLD, for its subreaper).
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            frozen(Some(RUNNING_NAME));
+        }
+        let v: i64 = pid;
+        // SAFETY: writes 8 bytes of a local to our pipe, then exits this
+        // single-threaded child without running any handler.
+        unsafe {
+            libc::syscall(libc::SYS_write, fds[1], &v as *const i64, 8usize);
+            libc::syscall(libc::SYS_exit_group, 0);
+        }
+    }
+    let mut pid: i64 = -1;
+    // SAFETY: raw close, read into a local, and wait4 on our own child.
+    unsafe {
+        libc::syscall(libc::SYS_close, fds[1]);
+        if mid > 0 {
+            loop {
+                let n = libc::syscall(libc::SYS_read, fds[0], &mut pid as *mut i64, 8usize);
+                if n >= 0 || *libc::__errno_location() != libc::EINTR {
+                    if n != 8 {
+                        pid = -1;
+                    }
+                    break;
+                }
+            }
+            while libc::syscall(libc::SYS_wait4, mid, 0usize, libc::__WALL, 0usize) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+        }
+        libc::syscall(libc::SYS_close, fds[0]);
+    }
+    if pid > 0 {
+        crate::record::marker(|b, dt| {
+            encode::kernel(b, dt, KIND_SNAPSHOT_RUNNING, &[pid as u64, sp, t])
+        });
+    }
 }
 
 /// Bytes of stack below the exit path's first frame that [`scrub_stack`] zeroes.
@@ -62,7 +183,7 @@ pub fn take() {
         )
     };
     if pid == 0 {
-        frozen();
+        frozen(None);
     }
     if pid > 0 {
         // The stack below this frame is dead in the copy: the scan starts here.
@@ -71,11 +192,22 @@ pub fn take() {
     }
 }
 
-/// The copy: closes its descriptors, blocks signals, sleeps, exits.
-fn frozen() -> ! {
+/// The copy: names itself (if `name`), closes its descriptors, blocks
+/// signals, sleeps, exits.
+fn frozen(name: Option<&[u8; 14]>) -> ! {
     // SAFETY: raw system calls on arguments we own; none touches the memory
     // the scan reads except this thread's stack.
     unsafe {
+        if let Some(name) = name {
+            libc::syscall(
+                libc::SYS_prctl,
+                libc::PR_SET_NAME,
+                name.as_ptr(),
+                0usize,
+                0usize,
+                0usize,
+            );
+        }
         if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
             for fd in 0..4096 {
                 libc::syscall(libc::SYS_close, fd);

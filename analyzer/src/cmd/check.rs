@@ -352,6 +352,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             pack: keep,
             quiet: true,
             kernel_interval: None,
+            snapshot_signal: 0,
             reach: true,
         })?;
         command_status = Some(traced.status);

@@ -7,4 +7,5 @@ pub mod flamegraph;
 pub mod pack;
 pub mod report;
 pub mod run;
+pub mod snapshot;
 pub mod timeline;

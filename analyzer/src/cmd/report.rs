@@ -1,5 +1,10 @@
-//! `memtrace report [--format text|json] [--top N] [--html FILE] LOG`: prints the report
-//! on stdout, warnings on stderr. A closed stdout (`| head`) is not an error.
+//! `memtrace report [--format text|json] [--top N] [--html FILE] [--since SNAPSHOT]
+//! [--older-than DURATION] LOG`: prints the report on stdout, warnings on
+//! stderr. A closed stdout (`| head`) is not an error.
+//!
+//! `--since` and `--older-than` narrow the leaks to the blocks allocated
+//! after an earlier snapshot of the same process, or alive for at least
+//! DURATION at the end of LOG (`memtrace_analyzer::report::LiveFilter`).
 //!
 //! `--html FILE` writes the report as one self-contained HTML page instead
 //! (`memtrace_analyzer::render::html`), and prints nothing on stdout (unless
@@ -29,6 +34,11 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
             Some(_) => memtrace_analyzer::flame::all().top,
             None => a.top,
         },
+        since: match &a.since {
+            Some(p) => Some(memtrace_analyzer::report::since_snapshot(p)?),
+            None => None,
+        },
+        older_than: a.older_than,
         ..Default::default()
     };
     let (opts, bar) = crate::progress::attach(&a.log, opts);

@@ -215,6 +215,9 @@ fn read_header(path: &Path) -> Option<(u32, u32, u32, u64)> {
     let mut page = vec![0u8; HEADER_SIZE];
     f.read_exact_at(&mut page, 0).ok()?;
     let h = Header::parse(&page).ok()?;
+    if h.snapshot_at != 0 {
+        return None; // a snapshot, not a log
+    }
     Some((h.pid, h.ppid, h.forked_from, h.start_realtime_ns))
 }
 
@@ -373,6 +376,9 @@ pub struct TraceOptions<'a> {
     /// Classify the blocks live at exit by reachability
     /// (`memtrace_analyzer::reach`).
     pub reach: bool,
+    /// The signal that asks a process for a snapshot while it runs
+    /// (`cmd::snapshot`); 0: none.
+    pub snapshot_signal: i32,
 }
 
 /// A traced command's outcome.
@@ -421,7 +427,9 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     // ... and leaves a frozen copy of itself for the reachability scan; the
     // copies outlive their processes, so memtrace becomes their subreaper.
     cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
-    if o.reach {
+    // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`).
+    cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
+    if o.reach || o.snapshot_signal != 0 {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
@@ -451,10 +459,23 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             }
         }
     });
+    let watcher = (o.snapshot_signal != 0).then(|| {
+        let pat = pat.clone();
+        let is_log = move |p: &Path| {
+            p.parent() == Some(&pat.dir)
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| pat.matches(n))
+        };
+        super::snapshot::Watcher::start(Box::new(is_log), o.quiet)
+    });
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
     CHILD.store(0, Ordering::Relaxed);
+    if let Some(w) = watcher {
+        w.finish();
+    }
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
     let logs = find_logs(&pat, pid, spawned);
@@ -547,6 +568,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         kernel_interval: (a.kernel_interval > 0)
             .then(|| std::time::Duration::from_millis(a.kernel_interval)),
         reach: !a.no_reachability,
+        snapshot_signal: a.snapshot_signal,
     })?;
     Ok(exit_code(traced.status))
 }

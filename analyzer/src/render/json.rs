@@ -25,6 +25,35 @@ struct Json<'a> {
     brk: Vec<JBrk<'a>>,
     timeline: Vec<JPoint>,
     kernel: Option<JKernel<'a>>,
+    /// How the leaks were narrowed (`--since`, `--older-than`), if they were.
+    live_filter: Option<JFilter<'a>>,
+}
+
+#[derive(Serialize)]
+struct JSince {
+    path: String,
+    t_ms: f64,
+    live_bytes: u64,
+    live_blocks: u64,
+}
+
+#[derive(Serialize)]
+struct JFilter<'a> {
+    since: Option<JSince>,
+    older_than_ms: Option<f64>,
+    /// Every live block at the end, before narrowing.
+    all_bytes: u64,
+    all_blocks: u64,
+    growth: Vec<JGrowth<'a>>,
+}
+
+#[derive(Serialize)]
+struct JGrowth<'a> {
+    bytes: u64,
+    count: u64,
+    then_bytes: u64,
+    then_count: u64,
+    stack: Vec<JFrame<'a>>,
 }
 
 #[derive(Serialize)]
@@ -316,6 +345,28 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         kernel: r.kernel.as_ref().map(kernel),
         brk: r.brk.iter().map(brk).collect(),
+        live_filter: r.live_filter.as_ref().map(|f| JFilter {
+            since: f.since.as_ref().map(|(path, t_ms, b, n)| JSince {
+                path: path.display().to_string(),
+                t_ms: *t_ms,
+                live_bytes: *b,
+                live_blocks: *n,
+            }),
+            older_than_ms: f.older_than_ms,
+            all_bytes: f.all_bytes,
+            all_blocks: f.all_blocks,
+            growth: f
+                .growth
+                .iter()
+                .map(|g| JGrowth {
+                    bytes: g.site.bytes,
+                    count: g.site.count,
+                    then_bytes: g.then_bytes,
+                    then_count: g.then_count,
+                    stack: stack(&g.site.stack),
+                })
+                .collect(),
+        }),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     writeln!(out)
@@ -384,6 +435,7 @@ mod tests {
                 bytes: 4096,
                 stack: vec![frame].into(),
             }],
+            live_filter: None,
             warnings: vec![],
         };
         let mut out = Vec::new();

@@ -92,6 +92,7 @@ pub(crate) fn how_ended(p: &Process) -> String {
             None => "exec".to_owned(),
         },
         Ended::Abnormal => "abnormally".to_owned(),
+        Ended::Snapshot => "not yet: it still ran at this snapshot".to_owned(),
     };
     let mut how = ended;
     // After an exec, the status is the new image's: the process went on.
@@ -165,6 +166,110 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
     notes
 }
 
+/// The `--since` / `--older-than` section: what the leaks were narrowed to,
+/// and the growth by stack since the earlier snapshot.
+fn filter(out: &mut dyn Write, r: &Report, f: &crate::report::LiveFilter) -> io::Result<()> {
+    let s = &r.summary;
+    writeln!(out)?;
+    if let Some((path, t_ms, bytes, blocks)) = &f.since {
+        writeln!(
+            out,
+            "SINCE SNAPSHOT {} (taken at {t_ms:.3} ms)",
+            path.display()
+        )?;
+        writeln!(
+            out,
+            "  live heap then: {} in {}; now: {} in {} ({} bytes, {} blocks)",
+            plural(*bytes, "byte", "bytes"),
+            plural(*blocks, "block", "blocks"),
+            plural(f.all_bytes, "byte", "bytes"),
+            plural(f.all_blocks, "block", "blocks"),
+            delta(f.all_bytes as i64 - *bytes as i64),
+            delta(f.all_blocks as i64 - *blocks as i64)
+        )?;
+    } else if let Some(ms) = f.older_than_ms {
+        writeln!(out, "ALIVE FOR AT LEAST {}", duration(ms))?;
+    }
+    let mut which = Vec::new();
+    if f.since.is_some() {
+        which.push("allocated since the snapshot".to_owned());
+    }
+    if let Some(ms) = f.older_than_ms {
+        which.push(format!("alive for at least {}", duration(ms)));
+    }
+    writeln!(
+        out,
+        "  blocks {} and still live: {} in {} (of {} in {})",
+        which.join(" and "),
+        plural(s.leaked_heap_bytes, "byte", "bytes"),
+        plural(s.leaked_heap_blocks, "block", "blocks"),
+        plural(f.all_bytes, "byte", "bytes"),
+        plural(f.all_blocks, "block", "blocks")
+    )?;
+    leak_kinds(out, s)?;
+    if f.since.is_some() {
+        writeln!(out)?;
+        if f.growth.is_empty() {
+            writeln!(out, "GROWTH BY STACK: no stack's live heap changed")?;
+        } else {
+            writeln!(out, "GROWTH BY STACK: live heap now against then")?;
+        }
+        for g in &f.growth {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "  {} bytes, {} blocks (from {} in {} to {} in {})",
+                delta(g.site.bytes as i64 - g.then_bytes as i64),
+                delta(g.site.count as i64 - g.then_count as i64),
+                plural(g.then_bytes, "byte", "bytes"),
+                plural(g.then_count, "block", "blocks"),
+                plural(g.site.bytes, "byte", "bytes"),
+                plural(g.site.count, "block", "blocks")
+            )?;
+            stack(out, &g.site.stack)?;
+        }
+    }
+    Ok(())
+}
+
+/// The leaked bytes and blocks by reachability kind, when classified.
+fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()> {
+    if let Some(k) = &s.leak_kinds {
+        for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
+            writeln!(
+                out,
+                "    {:>15}: {} in {}",
+                kind.words(),
+                plural(*bytes, "byte", "bytes"),
+                plural(*count, "block", "blocks")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `+n` for a growth, `-n` for a shrink.
+fn delta(n: i64) -> String {
+    if n > 0 {
+        format!("+{}", signed(n))
+    } else {
+        signed(n)
+    }
+}
+
+/// A duration in ms, in the largest unit that keeps it readable.
+fn duration(ms: f64) -> String {
+    if ms >= 3_600_000.0 {
+        format!("{:.3} h", ms / 3_600_000.0)
+    } else if ms >= 60_000.0 {
+        format!("{:.3} min", ms / 60_000.0)
+    } else if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
 /// Writes the text report.
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let p = &r.process;
@@ -212,22 +317,21 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         plural(s.frees, "free", "frees"),
         plural(s.bytes_allocated, "byte", "bytes")
     )?;
+    let snapshot = p.ended == crate::report::Ended::Snapshot;
+    let (at_end, all) = match &r.live_filter {
+        Some(f) => (f.all_bytes, f.all_blocks),
+        None => (s.leaked_heap_bytes, s.leaked_heap_blocks),
+    };
     writeln!(
         out,
-        "  in use at exit:   {} in {}",
-        plural(s.leaked_heap_bytes, "byte", "bytes"),
-        plural(s.leaked_heap_blocks, "block", "blocks")
+        "  in use at {} {} in {}",
+        if snapshot { "snapshot:" } else { "exit:   " },
+        plural(at_end, "byte", "bytes"),
+        plural(all, "block", "blocks")
     )?;
-    if let Some(k) = &s.leak_kinds {
-        for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
-            writeln!(
-                out,
-                "    {:>15}: {} in {}",
-                kind.words(),
-                plural(*bytes, "byte", "bytes"),
-                plural(*count, "block", "blocks")
-            )?;
-        }
+    // Narrowed, the kinds are those of the blocks listed (in `filter`).
+    if r.live_filter.is_none() {
+        leak_kinds(out, s)?;
     }
     writeln!(
         out,
@@ -255,7 +359,8 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "  still mapped at exit: {} in {}",
+        "  still mapped at {}: {} in {}",
+        if snapshot { "the snapshot" } else { "exit" },
         plural(s.leaked_mmap_bytes, "byte", "bytes"),
         plural(s.leaked_mmap_regions, "region", "regions")
     )?;
@@ -267,11 +372,19 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         signed(s.brk_growth_bytes)
     )?;
 
+    if let Some(f) = &r.live_filter {
+        filter(out, r, f)?;
+    }
     if !r.heap_leaks.is_empty() {
         writeln!(out)?;
         writeln!(
             out,
-            "HEAP LEAKS: {} in {} from {}{}",
+            "{}: {} in {} from {}{}",
+            match (&r.live_filter, snapshot) {
+                (Some(_), _) => "HEAP LEAKS LISTED",
+                (None, true) => "LIVE HEAP AT THE SNAPSHOT",
+                (None, false) => "HEAP LEAKS",
+            },
             plural(s.leaked_heap_bytes, "byte", "bytes"),
             plural(s.leaked_heap_blocks, "block", "blocks"),
             plural(r.heap_leak_stacks, "stack", "stacks"),
@@ -583,6 +696,7 @@ mod tests {
             timeline: vec![],
             kernel: None,
             brk: vec![],
+            live_filter: None,
             warnings: vec![],
         };
         let mut out = Vec::new();

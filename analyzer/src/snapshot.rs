@@ -1,0 +1,180 @@
+//! Snapshots of a running process: the live heap at a moment, classified by
+//! reachability, without stopping the process.
+//!
+//! ## How one is taken
+//! 1. The process gets the snapshot signal (`memtrace snapshot PID`, or
+//!    `kill -SIG`); the preload's handler makes a frozen copy of the process
+//!    (a child of `memtrace run`, named `memtrace-snap`) and records its pid,
+//!    the stack pointer and the time `t` in the log (`KIND_SNAPSHOT_RUNNING`),
+//!    then returns: the process goes on.
+//! 2. `memtrace run` (its watcher thread) finds the copy among its children
+//!    and calls [`take`]: the log is copied as it is now (the process keeps
+//!    writing the original), the copy's header gets `SNAPSHOT_AT = t`, the
+//!    blocks live at `t` are replayed from it, the frozen copy's memory is
+//!    scanned ([`crate::reach::classify_process`]) and the kinds are appended.
+//!    The frozen copy is then killed.
+//! 3. The snapshot is a log like any other: `memtrace report SNAP` shows the
+//!    blocks live at `t` as its leaks, with their kinds; readers ignore the
+//!    events after `t` (`replay::Config::until`). `memtrace report LOG
+//!    --since SNAP` compares a later log or snapshot of the same process with
+//!    it (see `report::Since`).
+//!
+//! Events recorded by other threads between `t` and the copy (a few
+//! microseconds) are after the cut: the copy may hold a block the snapshot
+//! does not list, never the reverse.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memtrace_format::hdr::off;
+
+use crate::error::{Error, Result};
+use crate::reach::{self, Block, Kind};
+
+/// What [`take`] made.
+#[derive(Clone, Debug)]
+pub struct Taken {
+    /// CLOCK_MONOTONIC ns of the snapshot.
+    pub time: u64,
+    /// Live heap blocks at that moment, and their bytes.
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Bytes and blocks by kind (in [`Kind::ALL`] order), if the scan worked.
+    pub kinds: Option<[(u64, u64); 4]>,
+    /// Why the blocks could not be classified, if they could not.
+    pub scan_error: Option<String>,
+}
+
+/// The name of the `n`-th snapshot of the log at `log`: `NAME.snapN.mtr`
+/// (`NAME` without its `.mtr`).
+pub fn path_for(log: &Path, n: u32) -> PathBuf {
+    let name = log
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".mtr").unwrap_or(&name);
+    log.with_file_name(format!("{stem}.snap{n}.mtr"))
+}
+
+/// The first snapshot name of `log` that is not taken.
+pub fn next_path(log: &Path) -> PathBuf {
+    (1..)
+        .map(|n| path_for(log, n))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path_for(log, 0))
+}
+
+/// Makes the snapshot for the frozen copy `frozen` of the process writing
+/// the log at `log`, into `out` (see the module docs). `Ok(None)`: the log
+/// does not name the copy (yet): the caller may retry. The frozen copy is
+/// only read, not killed. `pack`: store it packed (`crate::pack`).
+pub fn take(log: &Path, frozen: u32, out: &Path, pack: bool) -> Result<Option<Taken>> {
+    let tmp = out.with_extension("tmp");
+    let io = |e: std::io::Error, p: &Path| Error::Io {
+        path: p.to_owned(),
+        source: e,
+    };
+    std::fs::copy(log, &tmp).map_err(|e| io(e, log))?;
+    let mut made = fill(&tmp, frozen);
+    if pack
+        && let Ok(Some(_)) = made
+        && let Err(e) = crate::pack::pack_file(&tmp, &tmp)
+    {
+        made = Err(e);
+    }
+    match made {
+        Ok(Some(t)) => {
+            std::fs::rename(&tmp, out).map_err(|e| io(e, out))?;
+            Ok(Some(t))
+        }
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            other
+        }
+    }
+}
+
+/// Turns the copy of the log at `path` into the snapshot of `frozen`.
+fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
+    let found = {
+        let log = crate::log::Log::open(path)?;
+        let header = log.header()?;
+        let index = log.index(&header)?;
+        let cat = crate::catalog::scan(&log, &index)?;
+        cat.running.iter().find(|r| r.0 == frozen).copied()
+    };
+    let Some((_, sp, time)) = found else {
+        return Ok(None);
+    };
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+    f.write_all_at(&time.to_le_bytes(), off::SNAPSHOT_AT as u64)
+        .map_err(|e| Error::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+    drop(f);
+    let live = {
+        let log = crate::log::Log::open(path)?;
+        let header = log.header()?;
+        let index = log.index(&header)?;
+        crate::replay::replay(&log, &index, crate::replay::Config::of(&header))?.live
+    };
+    let blocks: Vec<Block> = live
+        .iter()
+        .map(|(a, b)| Block {
+            addr: *a,
+            size: b.size,
+        })
+        .collect();
+    let mut taken = Taken {
+        time,
+        blocks: live.iter().map(|(_, b)| b.count as u64).sum(),
+        bytes: live.iter().map(|(_, b)| b.size).sum(),
+        kinds: None,
+        scan_error: None,
+    };
+    match reach::classify_process(frozen, sp, &blocks) {
+        Ok(kinds) => {
+            let mut by = [(0u64, 0u64); 4];
+            for ((_, b), k) in live.iter().zip(&kinds) {
+                let i = Kind::ALL.iter().position(|x| x == k).unwrap_or(0);
+                by[i].0 += b.size;
+                by[i].1 += b.count as u64;
+            }
+            taken.kinds = Some(by);
+            let events = reach::records(&blocks, &kinds)
+                .into_iter()
+                .map(|v| (time, memtrace_format::kernel::KIND_REACH, v))
+                .collect();
+            crate::kernel::append_records(path, events).map_err(|e| Error::Io {
+                path: path.to_owned(),
+                source: e,
+            })?;
+        }
+        Err(e) => taken.scan_error = Some(e.to_string()),
+    }
+    Ok(Some(taken))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        let p = Path::new("/d/memtrace.12.mtr");
+        assert_eq!(path_for(p, 3), Path::new("/d/memtrace.12.snap3.mtr"));
+        assert_eq!(
+            path_for(Path::new("x/log.7"), 1),
+            Path::new("x/log.7.snap1.mtr")
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Leak hunting in a program that never exits: tests/fixtures/server.c, driven by this
+//! test as its client, leaks on every request. `memtrace snapshot PID` (and the bare
+//! signal) make it write snapshots of its live heap, classified by reachability, while
+//! it keeps serving; `memtrace report --since` and `--older-than` narrow them. The
+//! figures are the fixture header's: per request 256 bytes definitely lost
+//! (handle_request), 32 indirectly lost (make_header), 64 still reachable (new_session).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// The server under `memtrace run`, and its pipes.
+struct Server {
+    run: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+    served: u64,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = memtrace()
+            .arg("run")
+            .args(extra)
+            .arg("-o")
+            .arg(dir.path().join("%p.mtr"))
+            .arg("--")
+            .arg(fixture("server"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start memtrace run");
+        let stdin = run.stdin.take().unwrap();
+        let mut stdout = BufReader::new(run.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let pid = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("server said {line:?}"));
+        Server {
+            run,
+            stdin,
+            stdout,
+            pid,
+            served: 0,
+            dir,
+        }
+    }
+
+    /// Sends `n` requests and waits for their answers: the server is serving.
+    fn requests(&mut self, n: u64) {
+        for _ in 0..n {
+            writeln!(self.stdin, "req").unwrap();
+            self.stdin.flush().unwrap();
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).unwrap();
+            self.served += 1;
+            assert_eq!(line.trim(), format!("done {}", self.served));
+        }
+    }
+
+    /// `memtrace snapshot PID`: the snapshot's path.
+    fn snapshot(&self) -> PathBuf {
+        let out = output_with_timeout(
+            memtrace().arg("snapshot").arg(self.pid.to_string()),
+            TIMEOUT,
+        );
+        assert!(
+            out.status.success(),
+            "memtrace snapshot failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(path.exists(), "{} does not exist", path.display());
+        path
+    }
+
+    /// Frozen copies still held by this server's `memtrace run`.
+    fn frozen_copies(&self) -> usize {
+        let run = self.run.id().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let p = e.path();
+                std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == "memtrace-snap")
+                    && std::fs::read_to_string(p.join("stat")).is_ok_and(|s| {
+                        s.rsplit_once(')')
+                            .and_then(|(_, r)| r.split_whitespace().nth(1).map(|p| p == run))
+                            .unwrap_or(false)
+                    })
+            })
+            .count()
+    }
+
+    /// Sends `quit` and waits for `memtrace run`; its stderr.
+    fn quit(mut self) -> (String, tempfile::TempDir) {
+        writeln!(self.stdin, "quit").unwrap();
+        drop(self.stdin);
+        let mut stderr = self.run.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        let status = wait_timeout(&mut self.run, TIMEOUT).expect("memtrace run -- server ended");
+        let err = reader.join().unwrap();
+        assert!(status.success(), "memtrace run failed: {err}");
+        (err, self.dir)
+    }
+}
+
+/// (bytes, blocks) of one kind over the heap leaks whose stack has `function`.
+fn kind_at(r: &Report, kind: &str, function: &str) -> (u64, u64) {
+    let f = fn_is(function);
+    r.leaks("heap")
+        .into_iter()
+        .filter(|l| stack_has(l, &f))
+        .fold((0, 0), |(b, n), l| {
+            let k = &l["reachability"][kind];
+            (
+                b + k["bytes"].as_u64().unwrap_or(0),
+                n + k["count"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+/// The fixture's figures after `n` requests, kind by kind, in `r`'s leaks.
+fn assert_requests(r: &Report, n: u64) {
+    assert_eq!(kind_at(r, "definite", "handle_request"), (256 * n, n));
+    assert_eq!(kind_at(r, "indirect", "make_header"), (32 * n, n));
+    assert_eq!(kind_at(r, "reachable", "new_session"), (64 * n, n));
+    assert_eq!(
+        r.summary("leaked_heap_bytes"),
+        352 * n,
+        "{}",
+        r.v["summary"]
+    );
+    assert_eq!(r.summary("leaked_heap_blocks"), 3 * n);
+    let k = &r.v["summary"]["leak_kinds"];
+    assert_eq!(k["definite"]["bytes"], 256 * n);
+    assert_eq!(k["indirect"]["bytes"], 32 * n);
+    assert_eq!(k["possible"]["count"], 0);
+    assert_eq!(k["reachable"]["bytes"], 64 * n);
+}
+
+/// Two snapshots of the running server, taken by `memtrace snapshot`, each with the
+/// exact leaks so far by kind; the server answers between and after them; `--since`
+/// shows what grew between the two, `--older-than` the blocks of the first batch.
+#[test]
+fn snapshots_of_a_running_server() {
+    let mut s = Server::start(&[]);
+    s.requests(10);
+    let first = s.snapshot();
+    assert_eq!(s.frozen_copies(), 0, "the frozen copy is killed once read");
+    // A pause, then the second batch: its blocks are younger than the pause.
+    std::thread::sleep(Duration::from_millis(1500));
+    s.requests(5);
+    let second = s.snapshot();
+    s.requests(1);
+    let (stderr, dir) = s.quit();
+    assert!(stderr.contains("snapshot written to"), "{stderr}");
+
+    let r1 = report(&first);
+    assert_eq!(r1.process("ended"), "snapshot");
+    assert_requests(&r1, 10);
+    let r2 = report(&second);
+    assert_requests(&r2, 15);
+
+    // What grew between the two: the 5 requests of the second batch.
+    let since = report_with(&second, &["--since", first.to_str().unwrap()]);
+    assert_requests(&since, 5);
+    let f = &since.v["live_filter"];
+    assert_eq!(f["since"]["live_bytes"], 352 * 10);
+    assert_eq!(f["all_bytes"], 352 * 15);
+    let growth = f["growth"].as_array().unwrap();
+    let grew = |function: &str| {
+        let g = growth
+            .iter()
+            .find(|g| stack_has(g, &fn_is(function)))
+            .unwrap_or_else(|| panic!("no growth entry for {function}: {f}"));
+        (
+            g["bytes"].as_u64().unwrap() - g["then_bytes"].as_u64().unwrap(),
+            g["count"].as_u64().unwrap() - g["then_count"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(grew("handle_request"), (5 * 256, 5));
+    assert_eq!(grew("make_header"), (5 * 32, 5));
+    assert_eq!(grew("new_session"), (5 * 64, 5));
+    assert_eq!(growth.len(), 3, "{f}");
+
+    // Alive for at least a second at the second snapshot: the first batch only.
+    let old = report_with(&second, &["--older-than", "1s"]);
+    assert_requests(&old, 10);
+    assert_eq!(old.v["live_filter"]["older_than_ms"], 1000.0);
+
+    // The text report says what it is.
+    let out = output_with_timeout(
+        memtrace()
+            .arg("report")
+            .arg("--since")
+            .arg(&first)
+            .arg(&second),
+        TIMEOUT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("in use at snapshot: 5,280 bytes in 45 blocks"),
+        "{text}"
+    );
+    assert!(text.contains("GROWTH BY STACK"), "{text}");
+    assert!(text.contains("+1,280 bytes, +5 blocks"), "{text}");
+
+    // The wrong order, and a log that is not a snapshot, are clear errors.
+    let bad = output_with_timeout(
+        memtrace()
+            .arg("report")
+            .arg("--since")
+            .arg(&second)
+            .arg(&first),
+        TIMEOUT,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("taken after the end"));
+
+    // The final log: every request's blocks at exit, and only one log for the run.
+    let logs: Vec<PathBuf> = logs_in(dir.path())
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains(".snap"))
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let end = report(&logs[0]);
+    assert_eq!(end.process("ended"), "exit");
+    assert_requests(&end, 16);
+    let bad = output_with_timeout(
+        memtrace()
+            .arg("report")
+            .arg("--since")
+            .arg(&logs[0])
+            .arg(&second),
+        TIMEOUT,
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a snapshot"));
+}
+
+/// The bare signal (`kill -s SIGRTMAX-2`, or the one chosen with --snapshot-signal)
+/// makes a snapshot too, without `memtrace snapshot`.
+#[test]
+fn the_signal_alone_takes_a_snapshot() {
+    let mut s = Server::start(&["--snapshot-signal", "USR2"]);
+    s.requests(3);
+    // SAFETY: kill(2) on the server's pid, which handles SIGUSR2 (memtrace's handler).
+    assert_eq!(unsafe { libc::kill(s.pid as i32, libc::SIGUSR2) }, 0);
+    let want = s.dir.path().join(format!("{}.snap1.mtr", s.pid));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !want.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot at {}",
+            want.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.requests(2);
+    let (_, _dir) = s.quit();
+    let r = report(&want);
+    assert_eq!(r.process("ended"), "snapshot");
+    assert_requests(&r, 3);
+}
+
+/// `memtrace snapshot` refuses, with a clear message, a process that is not traced or
+/// whose snapshots are off, and sends it nothing.
+#[test]
+fn snapshot_refuses_untraced_processes() {
+    let fail = |pid: u32| -> String {
+        let out = output_with_timeout(memtrace().arg("snapshot").arg(pid.to_string()), TIMEOUT);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let mut sleeper = clean_command("sleep").arg("30").spawn().unwrap();
+    let e = fail(sleeper.id());
+    assert!(e.contains("is not traced by memtrace"), "{e}");
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "sleep must not be signalled"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+
+    let mut s = Server::start(&["--snapshot-signal", "none"]);
+    s.requests(1);
+    let e = fail(s.pid);
+    assert!(e.contains("not started with snapshots on"), "{e}");
+    s.requests(1);
+    let (_, dir) = s.quit();
+    assert!(!Path::new(&dir.path().join("x")).exists());
+    assert!(
+        !logs_in(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".snap")),
+        "no snapshot was taken"
+    );
+    let e = fail(u32::MAX / 2);
+    assert!(e.contains("no process"), "{e}");
+}
