@@ -45,6 +45,10 @@ pub struct Since {
     pub bytes: u64,
     pub blocks: u64,
     pub by_stack: HashMap<u32, (u64, u64)>,
+    /// The blocks classified definitely or indirectly lost then: address,
+    /// allocation time, size. One freed later was not lost: the program
+    /// held a pointer the scan could not see.
+    pub lost: Vec<(u64, u64, u64)>,
 }
 
 /// Reads the snapshot at `path` for [`Options::since`].
@@ -58,8 +62,23 @@ pub fn since_snapshot(path: &Path) -> Result<Since> {
         });
     }
     let index = log.index(&header)?;
-    let out = replay::replay(&log, &index, replay::Config::of(&header))?;
+    let mut cat = Catalog::default();
+    let out = replay::replay_with(&log, &index, replay::Config::of(&header), |ev| {
+        cat.observe(ev, &log, &index)
+    })?;
+    let lost = out
+        .live
+        .iter()
+        .filter(|(a, _)| {
+            matches!(
+                cat.reach.get(a),
+                Some(crate::reach::Kind::DefinitelyLost | crate::reach::Kind::IndirectlyLost)
+            )
+        })
+        .map(|(a, b)| (*a, b.time, b.size))
+        .collect();
     Ok(Since {
+        lost,
         path: path.to_owned(),
         pid: header.pid,
         start_mono_ns: header.start_mono_ns,
@@ -89,6 +108,10 @@ pub struct LiveFilter {
     /// With `since`: the live heap by stack now against then, the stacks
     /// whose live bytes changed, largest growth first.
     pub growth: Vec<Growth>,
+    /// With `since`: bytes and blocks classified lost then, and freed by
+    /// now: the scan missed the program's pointers to them (see the
+    /// README's limits of the reachability scan).
+    pub lost_then_freed: (u64, u64),
 }
 
 /// One stack's live heap now (`site`) and at the earlier snapshot.
@@ -417,6 +440,18 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     // Narrow the leaks to the blocks born after `since` and old enough.
     let narrowed = (opts.since.is_some() || opts.older_than.is_some()).then(|| {
         let (all_bytes, all_blocks) = (out.leaked_heap_bytes, out.leaked_heap_blocks);
+        // Blocks lost at `since` but freed by now (`out.live` is sorted by address).
+        let mut lost_then_freed = (0u64, 0u64);
+        for &(addr, time, size) in opts.since.iter().flat_map(|s| &s.lost) {
+            let still = out
+                .live
+                .binary_search_by_key(&addr, |(a, _)| *a)
+                .is_ok_and(|i| out.live[i].1.time == time);
+            if !still {
+                lost_then_freed.0 += size;
+                lost_then_freed.1 += 1;
+            }
+        }
         let all_by_stack = std::mem::take(&mut out.heap_leaks);
         let after = opts.since.as_ref().map_or(0, |s| s.time);
         let born_by = opts.older_than.map(|d| end.saturating_sub(d));
@@ -425,7 +460,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         out.heap_leaks = replay::blocks_by_stack(out.live.iter().map(|(_, b)| b));
         out.leaked_heap_bytes = out.live.iter().map(|(_, b)| b.size).sum();
         out.leaked_heap_blocks = out.live.iter().map(|(_, b)| b.count as u64).sum();
-        (all_bytes, all_blocks, all_by_stack)
+        (all_bytes, all_blocks, all_by_stack, lost_then_freed)
     });
     let cmdline = {
         let mut v: Vec<String> = header
@@ -576,7 +611,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         None => Vec::new(),
     };
 
-    let live_filter = narrowed.map(|(all_bytes, all_blocks, all_by_stack)| {
+    let live_filter = narrowed.map(|(all_bytes, all_blocks, all_by_stack, lost_then_freed)| {
         let mut growth = Vec::new();
         if let Some(since) = &opts.since {
             let mut stacks: Vec<u32> = all_by_stack.iter().map(|t| t.stack).collect();
@@ -625,6 +660,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             all_bytes,
             all_blocks,
             growth,
+            lost_then_freed,
         }
     });
 

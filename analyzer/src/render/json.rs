@@ -45,6 +45,14 @@ struct JFilter<'a> {
     all_bytes: u64,
     all_blocks: u64,
     growth: Vec<JGrowth<'a>>,
+    /// Blocks classified lost at `since` and freed since: missed pointers.
+    lost_then_freed: JAmount,
+}
+
+#[derive(Serialize)]
+struct JAmount {
+    bytes: u64,
+    count: u64,
 }
 
 #[derive(Serialize)]
@@ -355,6 +363,10 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             older_than_ms: f.older_than_ms,
             all_bytes: f.all_bytes,
             all_blocks: f.all_blocks,
+            lost_then_freed: JAmount {
+                bytes: f.lost_then_freed.0,
+                count: f.lost_then_freed.1,
+            },
             growth: f
                 .growth
                 .iter()

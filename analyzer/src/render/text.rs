@@ -207,6 +207,17 @@ fn filter(out: &mut dyn Write, r: &Report, f: &crate::report::LiveFilter) -> io:
         plural(f.all_blocks, "block", "blocks")
     )?;
     leak_kinds(out, s)?;
+    if let (Some((path, ..)), (bytes, n)) = (&f.since, f.lost_then_freed)
+        && n > 0
+    {
+        writeln!(
+            out,
+            "  *** {} in {} classified lost in {} were freed since: the program held pointers to them that the scan cannot see (tagged, XOR-ed or compressed pointers, or pointers only in another thread's registers); lost blocks from the same stacks may not be lost either",
+            plural(bytes, "byte", "bytes"),
+            plural(n, "block", "blocks"),
+            path.display()
+        )?;
+    }
     if f.since.is_some() {
         writeln!(out)?;
         if f.growth.is_empty() {

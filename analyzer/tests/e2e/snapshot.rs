@@ -68,6 +68,15 @@ impl Server {
         }
     }
 
+    /// Sends a command and checks the answer.
+    fn say(&mut self, cmd: &str, answer: &str) {
+        writeln!(self.stdin, "{cmd}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), answer);
+    }
+
     /// `memtrace snapshot PID`: the snapshot's path.
     fn snapshot(&self) -> PathBuf {
         let out = output_with_timeout(
@@ -275,6 +284,42 @@ fn the_signal_alone_takes_a_snapshot() {
     let r = report(&want);
     assert_eq!(r.process("ended"), "snapshot");
     assert_requests(&r, 3);
+}
+
+/// A limit of the scan, and how the user can tell: a block whose only pointer is
+/// XOR-ed looks definitely lost in a snapshot; once the program frees it, `report
+/// --since` that snapshot says so.
+#[test]
+fn hidden_pointers_are_missed_and_then_told() {
+    let mut s = Server::start(&[]);
+    s.requests(2);
+    s.say("hide", "hidden");
+    let snap = s.snapshot();
+    s.say("unhide", "unhidden");
+    s.requests(1);
+    let later = s.snapshot();
+    let (_, _dir) = s.quit();
+    let r = report(&snap);
+    assert_eq!(kind_at(&r, "definite", "hide_block"), (128, 1));
+    let since = report_with(&later, &["--since", snap.to_str().unwrap()]);
+    let f = &since.v["live_filter"];
+    assert_eq!(f["lost_then_freed"]["bytes"], 128, "{f}");
+    assert_eq!(f["lost_then_freed"]["count"], 1, "{f}");
+    assert_requests(&since, 1);
+    let out = output_with_timeout(
+        memtrace()
+            .arg("report")
+            .arg("--since")
+            .arg(&snap)
+            .arg(&later),
+        TIMEOUT,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("128 bytes in 1 block classified lost in")
+            && text.contains("were freed since"),
+        "{text}"
+    );
 }
 
 /// `memtrace snapshot` refuses, with a clear message, a process that is not traced or
