@@ -24,6 +24,10 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with(extra, &[])
+    }
+
+    fn start_with(extra: &[&str], args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut run = memtrace()
             .arg("run")
@@ -32,6 +36,7 @@ impl Server {
             .arg(dir.path().join("%p.mtr"))
             .arg("--")
             .arg(fixture("server"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -284,6 +289,31 @@ fn the_signal_alone_takes_a_snapshot() {
     let r = report(&want);
     assert_eq!(r.process("ended"), "snapshot");
     assert_requests(&r, 3);
+}
+
+/// Other threads' stacks are roots in a snapshot: a block kept only by a local of a
+/// thread blocked in read(2) is still reachable, while the requests' blocks keep their
+/// kinds.
+#[test]
+fn a_blocked_threads_stack_is_a_root() {
+    let mut s = Server::start_with(&[], &["worker"]);
+    s.requests(4);
+    let snap = s.snapshot();
+    let (_, dir) = s.quit();
+    let end = logs_in(dir.path())
+        .into_iter()
+        .find(|p| !p.to_string_lossy().contains(".snap"))
+        .expect("the run's log");
+    for r in [report(&snap), report(&end)] {
+        assert_eq!(kind_at(&r, "reachable", "worker_block"), (96, 1), "{}", r.log.display());
+        assert_eq!(kind_at(&r, "definite", "worker_block"), (0, 0));
+        assert_eq!(kind_at(&r, "definite", "handle_request"), (256 * 4, 4));
+        assert_eq!(kind_at(&r, "indirect", "make_header"), (32 * 4, 4));
+        assert_eq!(kind_at(&r, "reachable", "new_session"), (64 * 4, 4));
+        let k = &r.v["summary"]["leak_kinds"];
+        assert_eq!(k["definite"]["bytes"], 256 * 4, "{k}");
+        assert_eq!(k["indirect"]["bytes"], 32 * 4, "{k}");
+    }
 }
 
 /// A limit of the scan, and how the user can tell: a block whose only pointer is
