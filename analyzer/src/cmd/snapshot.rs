@@ -236,5 +236,29 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("{}", out.display());
+    // One line of what it holds (no stacks: `memtrace report` shows them).
+    let opts = memtrace_analyzer::Options {
+        top: Some(0),
+        ..Default::default()
+    };
+    if let Ok(r) = memtrace_analyzer::analyze(&out, &opts) {
+        let s = &r.summary;
+        let plural = memtrace_analyzer::report::plural;
+        let mut line = format!(
+            "memtrace: snapshot of pid {pid} at {:.3} s: {} live in {}",
+            r.process.duration_ms / 1000.0,
+            plural(s.leaked_heap_bytes, "byte", "bytes"),
+            plural(s.leaked_heap_blocks, "block", "blocks")
+        );
+        if let Some(k) = &s.leak_kinds {
+            let parts: Vec<String> = memtrace_analyzer::reach::Kind::ALL
+                .iter()
+                .zip(k)
+                .map(|(kind, (b, _))| format!("{} {}", kind.words(), plural(*b, "byte", "bytes")))
+                .collect();
+            line += &format!(" ({})", parts.join(", "));
+        }
+        eprintln!("{line}");
+    }
     Ok(0)
 }
