@@ -234,6 +234,12 @@ fn snapshots_of_a_running_server() {
     assert!(text.contains("GROWTH BY STACK"), "{text}");
     assert!(text.contains("+1,280 bytes, +5 blocks"), "{text}");
 
+    // memtrace diff of the two: the same growth.
+    let diff = output_with_timeout(memtrace().arg("diff").arg(&first).arg(&second), TIMEOUT);
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(diff.status.success(), "{diff:?}");
+    assert!(text.contains("change: +1,760 bytes"), "{text}");
+
     // The wrong order, and a log that is not a snapshot, are clear errors.
     let bad = output_with_timeout(
         memtrace()
@@ -305,7 +311,12 @@ fn a_blocked_threads_stack_is_a_root() {
         .find(|p| !p.to_string_lossy().contains(".snap"))
         .expect("the run's log");
     for r in [report(&snap), report(&end)] {
-        assert_eq!(kind_at(&r, "reachable", "worker_block"), (96, 1), "{}", r.log.display());
+        assert_eq!(
+            kind_at(&r, "reachable", "worker_block"),
+            (96, 1),
+            "{}",
+            r.log.display()
+        );
         assert_eq!(kind_at(&r, "definite", "worker_block"), (0, 0));
         assert_eq!(kind_at(&r, "definite", "handle_request"), (256 * 4, 4));
         assert_eq!(kind_at(&r, "indirect", "make_header"), (32 * 4, 4));
