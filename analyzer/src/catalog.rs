@@ -45,8 +45,19 @@ pub struct Catalog {
     /// Frozen copies made for snapshots while the process ran
     /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
     pub running: Vec<(u32, u64, u64)>,
+    /// Memory of the preload that is not a root (start, bytes), from the
+    /// snapshot records.
+    pub not_roots: Vec<(u64, u64)>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
     pub reach: HashMap<u64, crate::reach::Kind>,
+}
+
+/// `[start, bytes, start, bytes...]` as ranges, empty ones dropped.
+fn pairs(v: &[u64]) -> Vec<(u64, u64)> {
+    v.chunks_exact(2)
+        .filter(|p| p[1] != 0)
+        .map(|p| (p[0], p[1]))
+        .collect()
 }
 
 /// Runs the first pass.
@@ -122,12 +133,14 @@ impl Catalog {
                             .first()
                             .and_then(|&p| u32::try_from(p).ok())
                             .map(|p| (p, v.get(1).copied().unwrap_or(0)));
+                        c.not_roots = pairs(v.get(2..).unwrap_or(&[]));
                     }
                     memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
                         if let [p, sp, t, ..] = v[..]
                             && let Ok(p) = u32::try_from(p)
                         {
                             c.running.push((p, sp, t));
+                            c.not_roots = pairs(v.get(3..).unwrap_or(&[]));
                         }
                     }
                     memtrace_format::kernel::KIND_REACH => {

@@ -236,9 +236,15 @@ struct Region {
 /// block (module data and bss, stacks and the TLS in them, the program's own
 /// mmaps); an allocator's arenas are read only for the blocks' contents.
 /// The mapping holding `sp`, the exiting thread's stack pointer, is scanned
-/// from `sp` up only: below it the stack is dead. Needs the right to read the
-/// copy's memory (`memtrace run` is its parent or subreaper).
-pub fn classify_process(pid: u32, sp: u64, blocks: &[Block]) -> std::io::Result<Vec<Kind>> {
+/// from `sp` up only: below it the stack is dead. The ranges `not_roots` (the
+/// preload's own memory holding block addresses) read as zeros. Needs the
+/// right to read the copy's memory (`memtrace run` is its parent or subreaper).
+pub fn classify_process(
+    pid: u32,
+    sp: u64,
+    blocks: &[Block],
+    not_roots: &[(u64, u64)],
+) -> std::io::Result<Vec<Kind>> {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
@@ -281,6 +287,12 @@ pub fn classify_process(pid: u32, sp: u64, blocks: &[Block]) -> std::io::Result<
                 Ok(0) => break,
                 Ok(n) => off += n,
                 Err(_) => off = (off + 4096) & !4095,
+            }
+        }
+        for &(a, n) in not_roots {
+            let (from, to) = (a.max(start), a.saturating_add(n).min(end));
+            if from < to {
+                bytes[(from - start) as usize..(to - start) as usize].fill(0);
             }
         }
         regions.push(Region { start, bytes, heap });
@@ -328,9 +340,8 @@ pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
     out
 }
 
-/// What a log says a reachability scan needs: the pid of the frozen copy its
-/// process made at exit, and the blocks live at the end (sorted by address).
-pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<(u32, u64, Vec<Block>)>> {
+/// What a log says a reachability scan needs (see [`ScanInput`]).
+pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<ScanInput>> {
     let log = crate::log::Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
@@ -341,6 +352,7 @@ pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<(u32, u64, Vec
     let Some((pid, sp)) = cat.snapshot else {
         return Ok(None);
     };
+    let not_roots = cat.not_roots;
     let blocks = out
         .live
         .iter()
@@ -349,7 +361,22 @@ pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<(u32, u64, Vec
             size: b.size,
         })
         .collect();
-    Ok(Some((pid, sp, blocks)))
+    Ok(Some(ScanInput {
+        pid,
+        sp,
+        blocks,
+        not_roots,
+    }))
+}
+
+/// The pid of the frozen copy a process made at exit, its stack pointer,
+/// the blocks live at the end (sorted by address), and the preload's memory
+/// that is not a root.
+pub struct ScanInput {
+    pub pid: u32,
+    pub sp: u64,
+    pub blocks: Vec<Block>,
+    pub not_roots: Vec<(u64, u64)>,
 }
 
 #[cfg(test)]

@@ -102,9 +102,12 @@ fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
         let header = log.header()?;
         let index = log.index(&header)?;
         let cat = crate::catalog::scan(&log, &index)?;
-        cat.running.iter().find(|r| r.0 == frozen).copied()
+        cat.running
+            .iter()
+            .find(|r| r.0 == frozen)
+            .map(|r| (r.1, r.2, cat.not_roots.clone()))
     };
-    let Some((_, sp, time)) = found else {
+    let Some((sp, time, not_roots)) = found else {
         return Ok(None);
     };
     let f = OpenOptions::new()
@@ -141,7 +144,7 @@ fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
         kinds: None,
         scan_error: None,
     };
-    match reach::classify_process(frozen, sp, &blocks) {
+    match reach::classify_process(frozen, sp, &blocks, &not_roots) {
         Ok(kinds) => {
             let mut by = [(0u64, 0u64); 4];
             for ((_, b), k) in live.iter().zip(&kinds) {

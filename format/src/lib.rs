@@ -103,7 +103,9 @@ pub mod kernel {
     /// process (a fork child that only sleeps), for `memtrace run` to read
     /// the process's memory and classify its live blocks by reachability.
     /// Values: `[pid, stack pointer]` (the exiting thread's stack below the
-    /// stack pointer is dead, and is not scanned).
+    /// stack pointer is dead, and is not scanned), then pairs `[start,
+    /// bytes]` of the preload's own memory that holds block addresses (the
+    /// sampled-address set), which is not a root; a pair with 0 bytes is none.
     pub const KIND_SNAPSHOT: u8 = 4;
     /// Written by `memtrace run`: live blocks of one reachability kind
     /// (`REACH_*`). Values: `[kind, first address, then deltas to the
@@ -114,7 +116,8 @@ pub mod kernel {
     /// process, which is the child of `memtrace run` (its subreaper), not of
     /// the process. Values: `[pid, stack pointer, time]`: the stack below the
     /// pointer is dead; `time` (CLOCK_MONOTONIC ns) was taken just before the
-    /// copy was made, so events up to it are in the copy's memory.
+    /// copy was made, so events up to it are in the copy's memory; then
+    /// pairs of memory that is not a root, as for [`KIND_SNAPSHOT`].
     pub const KIND_SNAPSHOT_RUNNING: u8 = 6;
     /// Reachability kinds, as memcheck's.
     pub const REACH_DEFINITE: u64 = 1;

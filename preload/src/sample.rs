@@ -152,6 +152,14 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
+/// The sampled-address set's memory (start, bytes), if mapped: it holds the
+/// addresses of live blocks, so the reachability scan must not take it for a
+/// root.
+pub fn set_range() -> Option<(u64, u64)> {
+    let p = SET.load(Ordering::Acquire);
+    (!p.is_null()).then(|| (p as u64, (SLOTS * 8) as u64))
+}
+
 fn set() -> Option<&'static [AtomicU64]> {
     let p = SET.load(Ordering::Acquire);
     if p.is_null() {

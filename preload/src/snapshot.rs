@@ -141,8 +141,14 @@ fn take_running() {
         libc::syscall(libc::SYS_close, fds[0]);
     }
     if pid > 0 {
+        let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
         crate::record::marker(|b, dt| {
-            encode::kernel(b, dt, KIND_SNAPSHOT_RUNNING, &[pid as u64, sp, t])
+            encode::kernel(
+                b,
+                dt,
+                KIND_SNAPSHOT_RUNNING,
+                &[pid as u64, sp, t, start, len],
+            )
         });
     }
 }
@@ -188,7 +194,10 @@ pub fn take() {
     if pid > 0 {
         // The stack below this frame is dead in the copy: the scan starts here.
         let sp = &pid as *const i64 as u64;
-        crate::record::marker(|b, t| encode::kernel(b, t, KIND_SNAPSHOT, &[pid as u64, sp]));
+        let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
+        crate::record::marker(|b, t| {
+            encode::kernel(b, t, KIND_SNAPSHOT, &[pid as u64, sp, start, len])
+        });
     }
 }
 

@@ -298,7 +298,12 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
 /// the frozen copy its process made at exit, which is then killed; returns the
 /// REACH records (at time `end`, or now if the end is unknown).
 fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)> {
-    let (pid, sp, blocks) = match reach::scan_input(path) {
+    let reach::ScanInput {
+        pid,
+        sp,
+        blocks,
+        not_roots,
+    } = match reach::scan_input(path) {
         Ok(Some(x)) => x,
         Ok(None) => return Vec::new(),
         Err(e) => {
@@ -309,7 +314,7 @@ fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)>
             return Vec::new();
         }
     };
-    let kinds = reach::classify_process(pid, sp, &blocks);
+    let kinds = reach::classify_process(pid, sp, &blocks, &not_roots);
     // SAFETY: kill and waitpid on the frozen copy's pid; it is our child (we
     // are its subreaper), so the pid cannot have been reused before we reap it.
     unsafe {

@@ -150,6 +150,30 @@ fn classification_matches_the_header_and_memcheck() {
     );
 }
 
+/// In sampling mode the preload keeps the recorded blocks' addresses in a set of its
+/// own; that set is not a root, so the kinds are the same as in a full run (with a
+/// 1-byte interval every block is recorded exactly).
+#[test]
+fn sampled_runs_classify_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .args(["run", "--sample=1", "--"])
+        .arg(fixture("reach"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(out.status.success());
+    let r = report(&logs_in(dir.path())[0]);
+    assert!(r.summary("sample_interval") == 1);
+    let ours = memtrace_kinds(&r);
+    let key = |k: &str, f: &str| (k.to_owned(), f.to_owned());
+    assert_eq!(ours[&key("definite", "lost_list")], (32, 1), "{ours:?}");
+    assert_eq!(ours[&key("indirect", "lost_list")], (96, 3));
+    assert_eq!(ours[&key("definite", "plain_lost")], (48, 1));
+    assert_eq!(ours[&key("reachable", "kept_by_global")], (64, 1));
+    assert_eq!(ours[&key("reachable", "kept_child")], (16, 1));
+    assert_eq!(ours[&key("possible", "kept_by_interior")], (128, 1));
+}
+
 /// `--no-reachability` leaves the leaks unclassified, and no copy is made.
 #[test]
 fn no_reachability() {
