@@ -157,7 +157,7 @@ fn mix(mut x: u64) -> u64 {
 /// root.
 pub fn set_range() -> Option<(u64, u64)> {
     let p = SET.load(Ordering::Acquire);
-    (!p.is_null()).then(|| (p as u64, (SLOTS * 8) as u64))
+    (!p.is_null()).then_some((p as u64, (SLOTS * 8) as u64))
 }
 
 fn set() -> Option<&'static [AtomicU64]> {
