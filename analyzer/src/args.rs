@@ -26,6 +26,10 @@ pub enum Command {
     /// The CI leak gate: run a command (`-- CMD ARGS`) under memtrace, or read
     /// logs, and fail when a process leaks or its peak breaks the rules.
     ///
+    /// Leaks count as valgrind's memcheck counts them by default: the blocks
+    /// definitely and indirectly lost, not those still reachable or possibly
+    /// lost (--leak-kinds chooses; leaks not classified count whole).
+    ///
     /// Exit status: 0 when every rule holds; the --error-exitcode status
     /// (default 23) when one does not; the command's own status when the
     /// command failed (never masked); 2 when memtrace itself failed (bad
@@ -74,8 +78,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_peak: Option<u64>,
     /// The leak kinds that count, by reachability: a comma-separated list of
-    /// `definite`, `indirect`, `possible`, `reachable`, or `all` (default: all,
-    /// every block unfreed at exit; valgrind's default is definite,indirect).
+    /// `definite`, `indirect`, `possible`, `reachable`, or `all`, or `none`
+    /// (default: definite,indirect, as valgrind's --errors-for-leak-kinds).
     /// Leaks that were not classified count whole.
     #[arg(long, value_name = "KINDS")]
     pub leak_kinds: Option<String>,
