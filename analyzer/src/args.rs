@@ -183,6 +183,11 @@ pub struct FlamegraphArgs {
     /// What the frames' widths measure.
     #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
     pub metric: MetricArg,
+    /// With --metric leaked: draw only the leaked blocks of these
+    /// reachability kinds, as `memtrace check --leak-kinds` takes them
+    /// (`definite,indirect`, `reachable`, `all`...; default: all).
+    #[arg(long, value_name = "KINDS")]
+    pub leak_kinds: Option<String>,
     /// The SVG file to write (`-`: stdout). Default: `memtrace-METRIC.svg`
     /// in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -198,6 +203,10 @@ pub struct DiffArgs {
     /// What to compare.
     #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
     pub metric: MetricArg,
+    /// With --metric leaked: compare only the leaked blocks of these
+    /// reachability kinds (as for `memtrace flamegraph`; default: all).
+    #[arg(long, value_name = "KINDS")]
+    pub leak_kinds: Option<String>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
