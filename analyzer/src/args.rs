@@ -30,6 +30,10 @@ pub enum Command {
     /// The CI leak gate: run a command (`-- CMD ARGS`) under memtrace, or read
     /// logs, and fail when a process leaks or its peak breaks the rules.
     ///
+    /// Leaks count as valgrind's memcheck counts them by default: the blocks
+    /// definitely and indirectly lost, not those still reachable or possibly
+    /// lost (--leak-kinds chooses; leaks not classified count whole).
+    ///
     /// Exit status: 0 when every rule holds; the --error-exitcode status
     /// (default 23) when one does not; the command's own status when the
     /// command failed (never masked); 2 when memtrace itself failed (bad
@@ -78,8 +82,8 @@ pub struct CheckArgs {
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_peak: Option<u64>,
     /// The leak kinds that count, by reachability: a comma-separated list of
-    /// `definite`, `indirect`, `possible`, `reachable`, or `all` (default: all,
-    /// every block unfreed at exit; valgrind's default is definite,indirect).
+    /// `definite`, `indirect`, `possible`, `reachable`, or `all`, or `none`
+    /// (default: definite,indirect, as valgrind's --errors-for-leak-kinds).
     /// Leaks that were not classified count whole.
     #[arg(long, value_name = "KINDS")]
     pub leak_kinds: Option<String>,
@@ -183,6 +187,11 @@ pub struct FlamegraphArgs {
     /// What the frames' widths measure.
     #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
     pub metric: MetricArg,
+    /// With --metric leaked: draw only the leaked blocks of these
+    /// reachability kinds, as `memtrace check --leak-kinds` takes them
+    /// (`definite,indirect`, `reachable`, `all`...; default: all).
+    #[arg(long, value_name = "KINDS")]
+    pub leak_kinds: Option<String>,
     /// The SVG file to write (`-`: stdout). Default: `memtrace-METRIC.svg`
     /// in the current directory.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -198,6 +207,10 @@ pub struct DiffArgs {
     /// What to compare.
     #[arg(long, value_enum, default_value_t = MetricArg::Leaked)]
     pub metric: MetricArg,
+    /// With --metric leaked: compare only the leaked blocks of these
+    /// reachability kinds (as for `memtrace flamegraph`; default: all).
+    #[arg(long, value_name = "KINDS")]
+    pub leak_kinds: Option<String>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -11,12 +11,22 @@
 //!    name) matches one are judged. The others are listed as skipped, with
 //!    the reason.
 //! 2. **Leaks.** The heap leaks, plus the mmap leaks when
-//!    [`Rules::mmap_leaks`] is set.
+//!    [`Rules::mmap_leaks`] is set. A heap leak whose blocks were classified
+//!    by reachability ([`crate::reach`]) counts only its blocks of the chosen
+//!    kinds ([`Rules::counted_kinds`]: by default definitely and indirectly
+//!    lost, as valgrind's `--errors-for-leak-kinds`); one that was not
+//!    classified (no scan: `memtrace run --no-reachability`, a plain
+//!    `LD_PRELOAD` log, a failed scan) counts whole, since it could be lost.
 //! 3. **Suppressions.** Each leak goes to the first suppression (in file
-//!    order, files in the order given) that matches its stack. A suppression
+//!    order, files in the order given) that matches its stack; for a
+//!    classified heap leak, each kind's blocks go to the first one that
+//!    matches the stack and applies to that kind (valgrind's
+//!    `match-leak-kinds:`, see [`crate::suppress`]), so a leak can be
+//!    suppressed in part. A suppression
 //!    with a byte limit (`max:` in memtrace's format) that matches more bytes
 //!    than that in one process suppresses nothing there: its leaks count.
-//! 4. **Baseline.** The leaks of the baseline run, by [stack key](stack_key),
+//! 4. **Baseline.** The leaks of the baseline run (their blocks of the
+//!    chosen kinds, when classified), by [stack key](stack_key),
 //!    summed over all its processes, form allowances (each grown by the
 //!    tolerance); a leak of a judged process draws from its stack's allowance,
 //!    and only what exceeds it counts (as "new" bytes and blocks).
@@ -29,7 +39,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::report::{Ended, Report, Site};
+use crate::reach::Kind;
+use crate::report::{Ended, Kinds, Report, Site};
 use crate::suppress::{Suppression, SuppressionFile};
 use crate::symbolize::Frame;
 
@@ -65,16 +76,43 @@ pub struct Rules {
     /// Growth over the baseline's peak that is still allowed.
     pub peak_tolerance: Tolerance,
     /// The reachability kinds of a classified heap leak that count (see
-    /// [`crate::reach`]); `None`: every kind (every block unfreed at exit). A
-    /// leak that was not classified counts whole.
-    pub leak_kinds: Option<Vec<crate::reach::Kind>>,
+    /// [`crate::reach`]); `None`: [`DEFAULT_LEAK_KINDS`]. A leak that was not
+    /// classified counts whole.
+    pub leak_kinds: Option<Vec<Kind>>,
 }
 
-/// The kinds that count by default: all of them, for now (valgrind's default
-/// is definitely and indirectly lost; `--leak-kinds definite,indirect`).
-pub const DEFAULT_LEAK_KINDS: [crate::reach::Kind; 4] = crate::reach::Kind::ALL;
+/// The kinds that count by default: definitely and indirectly lost, as
+/// valgrind's `--errors-for-leak-kinds` default. Still reachable blocks (a
+/// global cache) and possibly lost ones do not fail the gate unless asked
+/// (`--leak-kinds all`).
+pub const DEFAULT_LEAK_KINDS: [Kind; 2] = [Kind::DefinitelyLost, Kind::IndirectlyLost];
+
+/// The part of a leak that counts when only `kinds` do: with its blocks
+/// classified (`site_kinds`), the bytes and blocks of those kinds; else all
+/// of `(bytes, count)`. `None` when nothing of it counts.
+pub fn counted_part(
+    bytes: u64,
+    count: u64,
+    site_kinds: Option<&Kinds>,
+    kinds: &[Kind],
+) -> Option<(u64, u64)> {
+    let Some(k) = site_kinds else {
+        return Some((bytes, count));
+    };
+    let (b, n) = kinds.iter().fold((0u64, 0u64), |(b, n), kind| {
+        let (kb, kn) = k[kind.index()];
+        (b.saturating_add(kb), n.saturating_add(kn))
+    });
+    (b > 0 || n > 0).then_some((b, n))
+}
 
 impl Rules {
+    /// The reachability kinds that count: [`Rules::leak_kinds`], else
+    /// [`DEFAULT_LEAK_KINDS`].
+    pub fn counted_kinds(&self) -> &[Kind] {
+        self.leak_kinds.as_deref().unwrap_or(&DEFAULT_LEAK_KINDS)
+    }
+
     /// The leak limits in force: with none set, no leaked byte is allowed.
     fn leak_limits(&self) -> (Option<u64>, Option<u64>) {
         let none = self.max_leaked_bytes.is_none()
@@ -215,8 +253,9 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// The baseline of analyzed logs.
-    pub fn from_reports(reports: &[Report], source: &Path) -> Baseline {
+    /// The baseline of analyzed logs: of their classified heap leaks, the
+    /// blocks of `kinds` (the kinds that count, [`Rules::counted_kinds`]).
+    pub fn from_reports(reports: &[Report], source: &Path, kinds: &[Kind]) -> Baseline {
         let mut b = Baseline {
             source: source.to_owned(),
             ..Baseline::default()
@@ -224,7 +263,11 @@ impl Baseline {
         for r in reports {
             let leaks = r.heap_leaks.iter().map(|s| ("heap", s));
             for (kind, s) in leaks.chain(r.mmap_leaks.iter().map(|s| ("mmap", s))) {
-                b.add_leak(site_key(kind, s), s.bytes, s.count);
+                if let Some((bytes, count)) =
+                    counted_part(s.bytes, s.count, s.kinds.as_ref(), kinds)
+                {
+                    b.add_leak(site_key(kind, s), bytes, count);
+                }
             }
             b.add_peak(&r.process.exe, r.summary.peak_heap_bytes);
         }
@@ -232,8 +275,13 @@ impl Baseline {
     }
 
     /// The baseline in a JSON document written by `memtrace check --json`
-    /// (`processes[]`) or `memtrace report --format json` (one process).
-    pub fn from_json(doc: &serde_json::Value, source: &Path) -> Result<Baseline, String> {
+    /// (`processes[]`) or `memtrace report --format json` (one process); of a
+    /// leak with a `reachability` object, the blocks of `kinds`.
+    pub fn from_json(
+        doc: &serde_json::Value,
+        source: &Path,
+        kinds: &[Kind],
+    ) -> Result<Baseline, String> {
         use serde_json::Value;
         let mut b = Baseline {
             source: source.to_owned(),
@@ -275,6 +323,24 @@ impl Baseline {
                 let bytes = l.get("bytes").and_then(Value::as_u64).ok_or_else(bad)?;
                 let count = l.get("count").and_then(Value::as_u64).ok_or_else(bad)?;
                 let frames = l.get("stack").and_then(Value::as_array).ok_or_else(bad)?;
+                let reach = match l.get("reachability") {
+                    Some(Value::Object(m)) => {
+                        let mut k: Kinds = [(0, 0); 4];
+                        for kind in Kind::ALL {
+                            if let Some(v) = m.get(kind.as_str()) {
+                                k[kind.index()] = (
+                                    v.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+                                    v.get("count").and_then(Value::as_u64).unwrap_or(0),
+                                );
+                            }
+                        }
+                        Some(k)
+                    }
+                    _ => None,
+                };
+                let Some((bytes, count)) = counted_part(bytes, count, reach.as_ref(), kinds) else {
+                    continue;
+                };
                 let key = stack_key(
                     kind,
                     frames.iter().map(|f| {
@@ -319,7 +385,10 @@ pub struct Leak {
     /// `"heap"` or `"mmap"`.
     pub kind: &'static str,
     /// The leak's blocks, merged over the stacks that symbolize the same (a
-    /// call site the compiler duplicated records several stacks).
+    /// call site the compiler duplicated records several stacks). For a
+    /// classified heap leak, only its blocks of the kinds that count and
+    /// share this status: `site.kinds` says which (a leak suppressed for some
+    /// kinds only is two `Leak`s).
     pub site: Site,
     pub status: Status,
     /// What counts: all of the site's bytes and blocks, or what exceeds the
@@ -373,6 +442,9 @@ pub struct ProcessVerdict<'a> {
     pub leaks: Vec<Leak>,
     pub counted_bytes: u64,
     pub counted_blocks: u64,
+    /// Bytes and blocks of the classified heap leaks of each kind that does
+    /// not count (order of [`Kind::ALL`]; zeros for the kinds that count).
+    pub not_counted: Kinds,
     /// The baseline's peak for this program, if it has one.
     pub baseline_peak: Option<u64>,
     pub failures: Vec<Failure>,
@@ -464,6 +536,7 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
             leaks: Vec::new(),
             counted_bytes: 0,
             counted_blocks: 0,
+            not_counted: [(0, 0); 4],
             baseline_peak: gate
                 .baseline
                 .and_then(|b| b.peaks.get(&program_name(&r.process.exe)).copied()),
@@ -474,53 +547,124 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
             processes.push(v);
             continue;
         }
-        // Classified heap leaks count only their blocks of the chosen kinds.
-        let counted: &[crate::reach::Kind] = gate
-            .rules
-            .leak_kinds
-            .as_deref()
-            .unwrap_or(&DEFAULT_LEAK_KINDS);
-        let heap = merged(&r.heap_leaks)
-            .into_iter()
-            .filter_map(|mut s| {
-                if let Some(k) = s.kinds {
-                    let (mut b, mut n) = (0u64, 0u64);
-                    for (kind, (kb, kn)) in crate::reach::Kind::ALL.iter().zip(k) {
-                        if counted.contains(kind) {
-                            b = b.saturating_add(kb);
-                            n = n.saturating_add(kn);
-                        }
-                    }
-                    if n == 0 {
-                        return None;
-                    }
-                    (s.bytes, s.count) = (b, n);
+        let counted_kinds = gate.rules.counted_kinds();
+        let mut leaks: Vec<Leak> = Vec::new();
+        // Suppressions whose stack matched leaks that were not classified,
+        // but whose kinds do not cover every kind: bytes, blocks.
+        let mut unchecked: HashMap<usize, (u64, u64)> = HashMap::new();
+        let mut unclassified = false;
+        for s in merged(&r.heap_leaks) {
+            // Which suppressions match the stack, computed when first needed.
+            let mut stack_matches: Vec<Option<bool>> = vec![None; suppressions.len()];
+            let mut first = |kind: Option<Kind>| {
+                (0..suppressions.len()).find(|&i| {
+                    suppressions[i].covers(kind)
+                        && *stack_matches[i]
+                            .get_or_insert_with(|| suppressions[i].matches(&s.stack, s.func))
+                })
+            };
+            let Some(k) = s.kinds else {
+                unclassified = true;
+                let status = first(None).map_or(Status::Counted, Status::Suppressed);
+                if status == Status::Counted
+                    && let Some(i) = suppressions
+                        .iter()
+                        .position(|x| x.matches(&s.stack, s.func))
+                {
+                    let e = unchecked.entry(i).or_default();
+                    e.0 = e.0.saturating_add(s.bytes);
+                    e.1 = e.1.saturating_add(s.count);
                 }
-                Some(s)
-            })
-            .map(|s| ("heap", s));
-        let mmap = if gate.rules.mmap_leaks {
-            merged(&r.mmap_leaks)
-        } else {
-            Vec::new()
-        };
-        let mut leaks: Vec<Leak> = heap
-            .chain(mmap.into_iter().map(|s| ("mmap", s)))
-            .map(|(kind, site)| {
-                let func = if kind == "heap" { site.func } else { None };
+                leaks.push(Leak {
+                    kind: "heap",
+                    site: s,
+                    status,
+                    new_bytes: 0,
+                    new_count: 0,
+                });
+                continue;
+            };
+            // Each kind's blocks go to the first suppression for that kind.
+            let mut parts: Vec<(Status, Kinds)> = Vec::new();
+            for kind in Kind::ALL {
+                let (b, n) = k[kind.index()];
+                if b == 0 && n == 0 {
+                    continue;
+                }
+                if !counted_kinds.contains(&kind) {
+                    let e = &mut v.not_counted[kind.index()];
+                    e.0 = e.0.saturating_add(b);
+                    e.1 = e.1.saturating_add(n);
+                    continue;
+                }
+                let status = first(Some(kind)).map_or(Status::Counted, Status::Suppressed);
+                let i = match parts.iter().position(|p| p.0 == status) {
+                    Some(i) => i,
+                    None => {
+                        parts.push((status, [(0, 0); 4]));
+                        parts.len() - 1
+                    }
+                };
+                parts[i].1[kind.index()] = (b, n);
+            }
+            for (status, kinds) in parts {
+                let (bytes, count) = kinds.iter().fold((0u64, 0u64), |(b, n), (kb, kn)| {
+                    (b.saturating_add(*kb), n.saturating_add(*kn))
+                });
+                leaks.push(Leak {
+                    kind: "heap",
+                    site: Site {
+                        bytes,
+                        count,
+                        kinds: Some(kinds),
+                        ..s.clone()
+                    },
+                    status,
+                    new_bytes: 0,
+                    new_count: 0,
+                });
+            }
+        }
+        if unclassified {
+            v.notes.push(
+                "its heap leaks were not classified by reachability (the log of `memtrace run \
+                 --no-reachability` or of a plain LD_PRELOAD run, or the scan failed): every \
+                 unfreed block counts, whatever --leak-kinds says"
+                    .into(),
+            );
+        }
+        let mut unchecked: Vec<(usize, (u64, u64))> = unchecked.into_iter().collect();
+        unchecked.sort_unstable();
+        for (i, (bytes, count)) in unchecked {
+            let supp = suppressions[i];
+            v.notes.push(format!(
+                "suppression {} ({}:{}) matches the stacks of {} in {} that were not \
+                 classified by reachability, but applies only to {} blocks \
+                 (match-leak-kinds: {}): they count",
+                supp.name,
+                supp.file.display(),
+                supp.line,
+                crate::report::plural(bytes, "byte", "bytes"),
+                crate::report::plural(count, "block", "blocks"),
+                Kind::phrase(supp.kinds(), "or"),
+                supp.leak_kinds().join(",")
+            ));
+        }
+        if gate.rules.mmap_leaks {
+            for site in merged(&r.mmap_leaks) {
                 let status = suppressions
                     .iter()
-                    .position(|s| s.matches(&site.stack, func))
+                    .position(|s| s.matches(&site.stack, None))
                     .map_or(Status::Counted, Status::Suppressed);
-                Leak {
-                    kind,
+                leaks.push(Leak {
+                    kind: "mmap",
                     site,
                     status,
                     new_bytes: 0,
                     new_count: 0,
-                }
-            })
-            .collect();
+                });
+            }
+        }
         // Byte limits of suppressions, within this process.
         let mut matched: HashMap<usize, u64> = HashMap::new();
         for l in &leaks {
@@ -618,11 +762,15 @@ fn merged(sites: &[Site]) -> Vec<Site> {
             Some(&i) => {
                 out[i].bytes = out[i].bytes.saturating_add(s.bytes);
                 out[i].count = out[i].count.saturating_add(s.count);
-                if let (Some(a), Some(b)) = (&mut out[i].kinds, s.kinds) {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        x.0 = x.0.saturating_add(y.0);
-                        x.1 = x.1.saturating_add(y.1);
+                match (&mut out[i].kinds, s.kinds) {
+                    (Some(a), Some(b)) => {
+                        for (x, y) in a.iter_mut().zip(b) {
+                            x.0 = x.0.saturating_add(y.0);
+                            x.1 = x.1.saturating_add(y.1);
+                        }
                     }
+                    // Part classified, part not: not classified.
+                    (k, _) => *k = None,
                 }
             }
             None => {
@@ -781,7 +929,7 @@ fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_bloc
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::{Process, Summary};
 
@@ -797,7 +945,7 @@ mod tests {
         }
     }
 
-    fn site(bytes: u64, count: u64, funcs: &[&str]) -> Site {
+    pub(crate) fn site(bytes: u64, count: u64, funcs: &[&str]) -> Site {
         Site {
             bytes,
             count,
@@ -807,7 +955,13 @@ mod tests {
         }
     }
 
-    fn report(exe: &str, ended: Ended, peak: u64, heap: Vec<Site>, mmap: Vec<Site>) -> Report {
+    pub(crate) fn report(
+        exe: &str,
+        ended: Ended,
+        peak: u64,
+        heap: Vec<Site>,
+        mmap: Vec<Site>,
+    ) -> Report {
         Report {
             path: "x.mtr".into(),
             format_version: 1,
@@ -845,7 +999,7 @@ mod tests {
         }
     }
 
-    fn supp(text: &str) -> SuppressionFile {
+    pub(crate) fn supp(text: &str) -> SuppressionFile {
         crate::suppress::parse(text, Path::new("t.supp")).unwrap()
     }
 
@@ -1073,7 +1227,14 @@ mod tests {
         );
         assert_eq!(v.usage[1].over_limit, 1);
         assert_eq!(v.processes[0].counted_bytes, 10);
-        assert!(v.processes[0].notes[0].contains("over its max"));
+        assert!(
+            v.processes[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("over its max")),
+            "{:?}",
+            v.processes[0].notes
+        );
         let files = [supp(
             "suppress cache fun:cache\nsuppress init fun:init max:10\n",
         )];
@@ -1099,7 +1260,7 @@ mod tests {
             vec![site(100, 1, &["known"])],
             vec![],
         )];
-        let base = Baseline::from_reports(&old, Path::new("old.mtr"));
+        let base = Baseline::from_reports(&old, Path::new("old.mtr"), &DEFAULT_LEAK_KINDS);
         let same = [report(
             "/bin/a",
             Ended::Exit,
@@ -1150,19 +1311,301 @@ mod tests {
         let check = serde_json::json!({"processes": [{"exe": "/bin/a-0123456789abcdef",
             "peak_heap_bytes": 77, "leaks": [{"kind": "heap", "bytes": 5, "count": 1,
             "stack": [{"function": "f", "module": "/bin/a"}, {"function": null, "module": null}]}]}]});
-        let b = Baseline::from_json(&check, Path::new("b.json")).unwrap();
+        let b = Baseline::from_json(&check, Path::new("b.json"), &DEFAULT_LEAK_KINDS).unwrap();
         assert_eq!(b.stacks["heap|f;?"], (5, 1));
         assert_eq!(b.peaks["a"], 77);
         let report = serde_json::json!({"process": {"exe": "/bin/a"}, "summary":
             {"peak_heap_bytes": 9}, "leaks": []});
-        let b = Baseline::from_json(&report, Path::new("r.json")).unwrap();
+        let b = Baseline::from_json(&report, Path::new("r.json"), &DEFAULT_LEAK_KINDS).unwrap();
         assert_eq!(b.peaks["a"], 9);
-        assert!(Baseline::from_json(&serde_json::json!({"x": 1}), Path::new("x")).is_err());
+        assert!(
+            Baseline::from_json(
+                &serde_json::json!({"x": 1}),
+                Path::new("x"),
+                &DEFAULT_LEAK_KINDS
+            )
+            .is_err()
+        );
         let bad = serde_json::json!({"leaks": [{"kind": "heap"}]});
         assert!(
-            Baseline::from_json(&bad, Path::new("x"))
+            Baseline::from_json(&bad, Path::new("x"), &DEFAULT_LEAK_KINDS)
                 .unwrap_err()
                 .contains("leak 0")
         );
+    }
+
+    /// A site classified as `[definite, indirect, possible, reachable]`.
+    pub(crate) fn classified(funcs: &[&str], k: Kinds) -> Site {
+        let (bytes, count) = k.iter().fold((0, 0), |(b, n), (kb, kn)| (b + kb, n + kn));
+        Site {
+            kinds: Some(k),
+            ..site(bytes, count, funcs)
+        }
+    }
+
+    /// reach.c's leaks, one site per allocating function, as memtrace
+    /// classifies them.
+    pub(crate) fn reach_report() -> Report {
+        let mut r = report(
+            "/bin/reach",
+            Ended::Exit,
+            0,
+            vec![
+                classified(&["lost_list", "main"], [(32, 1), (96, 3), (0, 0), (0, 0)]),
+                classified(&["plain_lost", "main"], [(48, 1), (0, 0), (0, 0), (0, 0)]),
+                classified(
+                    &["kept_by_global", "main"],
+                    [(0, 0), (0, 0), (0, 0), (64, 1)],
+                ),
+                classified(&["kept_child", "main"], [(0, 0), (0, 0), (0, 0), (16, 1)]),
+                classified(
+                    &["kept_by_interior", "main"],
+                    [(0, 0), (0, 0), (128, 1), (0, 0)],
+                ),
+            ],
+            vec![],
+        );
+        r.summary.leak_kinds = Some([(80, 2), (96, 3), (128, 1), (80, 2)]);
+        r
+    }
+
+    fn with_kinds(kinds: &[Kind]) -> Rules {
+        Rules {
+            leak_kinds: Some(kinds.to_vec()),
+            ..Rules::default()
+        }
+    }
+
+    /// By default only definitely and indirectly lost blocks count (valgrind's
+    /// default); the other kinds are said not to count; `--leak-kinds` chooses.
+    #[test]
+    fn default_leak_kinds_are_definite_and_indirect() {
+        use Kind::*;
+        assert_eq!(DEFAULT_LEAK_KINDS, [DefinitelyLost, IndirectlyLost]);
+        assert_eq!(Rules::default().counted_kinds(), DEFAULT_LEAK_KINDS);
+        let reports = [reach_report()];
+        let v = run(&reports, &NONE);
+        let p = &v.processes[0];
+        assert!(!p.passed());
+        assert_eq!((p.counted_bytes, p.counted_blocks), (176, 5));
+        assert_eq!(p.not_counted, [(0, 0), (0, 0), (128, 1), (80, 2)]);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        // Each leak keeps only its counted kinds.
+        let list = &p.leaks[0];
+        assert_eq!((list.site.bytes, list.site.count), (128, 4));
+        assert_eq!(list.site.kinds, Some([(32, 1), (96, 3), (0, 0), (0, 0)]));
+        assert_eq!(
+            p.leaks.len(),
+            2,
+            "reachable and possible sites are not listed"
+        );
+
+        for (kinds, bytes, blocks) in [
+            (&Kind::ALL[..], 384, 8),
+            (&[StillReachable][..], 80, 2),
+            (&[PossiblyLost][..], 128, 1),
+            (&[DefinitelyLost][..], 80, 2),
+            (&[][..], 0, 0),
+        ] {
+            let rules = with_kinds(kinds);
+            let v = run(
+                &reports,
+                &Gate {
+                    rules: &rules,
+                    ..NONE
+                },
+            );
+            let p = &v.processes[0];
+            assert_eq!(
+                (p.counted_bytes, p.counted_blocks),
+                (bytes, blocks),
+                "{kinds:?}"
+            );
+            assert_eq!(p.passed(), bytes == 0, "{kinds:?}");
+        }
+
+        // Only still reachable blocks left: passes by default.
+        let cache = [report(
+            "/bin/a",
+            Ended::Exit,
+            0,
+            vec![classified(
+                &["cache", "main"],
+                [(0, 0), (0, 0), (0, 0), (64, 1)],
+            )],
+            vec![],
+        )];
+        let v = run(&cache, &NONE);
+        assert!(v.passed());
+        assert_eq!(v.processes[0].not_counted[StillReachable.index()], (64, 1));
+    }
+
+    /// Leaks that were not classified count whole under any kinds, and say so.
+    #[test]
+    fn unclassified_leaks_count_whole() {
+        let reports = [report(
+            "/bin/a",
+            Ended::Exit,
+            0,
+            vec![site(10, 2, &["f"])],
+            vec![],
+        )];
+        for kinds in [&[Kind::StillReachable][..], &[][..]] {
+            let rules = with_kinds(kinds);
+            let v = run(
+                &reports,
+                &Gate {
+                    rules: &rules,
+                    ..NONE
+                },
+            );
+            let p = &v.processes[0];
+            assert_eq!((p.counted_bytes, p.counted_blocks), (10, 2));
+            assert!(
+                p.notes[0].contains("not classified by reachability"),
+                "{:?}",
+                p.notes
+            );
+        }
+    }
+
+    /// valgrind's `match-leak-kinds:` suppresses a site kind by kind: the
+    /// other kinds of the site still count; usage counts what was suppressed.
+    #[test]
+    fn suppressions_apply_per_kind() {
+        let reports = [reach_report()];
+        let files = [supp(
+            "{\n n\n Memcheck:Leak\n match-leak-kinds: definite\n fun:malloc\n fun:lost_list\n}\n\
+             {\n r\n Memcheck:Leak\n match-leak-kinds: reachable,possible\n fun:malloc\n ...\n fun:main\n}\n\
+             {\n p\n Memcheck:Leak\n match-leak-kinds: reachable\n fun:malloc\n fun:plain_lost\n}\n",
+        )];
+        let rules = with_kinds(&Kind::ALL);
+        let v = run(
+            &reports,
+            &Gate {
+                rules: &rules,
+                suppressions: &files,
+                ..NONE
+            },
+        );
+        let p = &v.processes[0];
+        // lost_list's indirect blocks and plain_lost's block count.
+        assert_eq!((p.counted_bytes, p.counted_blocks), (144, 4));
+        let list: Vec<(Status, u64, u64)> = p
+            .leaks
+            .iter()
+            .filter(|l| where_(&l.site) == "lost_list")
+            .map(|l| (l.status, l.site.bytes, l.site.count))
+            .collect();
+        assert_eq!(
+            list,
+            [(Status::Counted, 96, 3), (Status::Suppressed(0), 32, 1)]
+        );
+        let usage = |i: usize| (v.usage[i].stacks, v.usage[i].blocks, v.usage[i].bytes);
+        assert_eq!(usage(0), (1, 1, 32));
+        assert_eq!(usage(1), (3, 3, 208));
+        assert_eq!(usage(2), (0, 0, 0));
+
+        // By default, only the definite blocks are there to suppress.
+        let v = run(
+            &reports,
+            &Gate {
+                suppressions: &files,
+                ..NONE
+            },
+        );
+        assert_eq!(
+            (v.processes[0].counted_bytes, v.processes[0].counted_blocks),
+            (144, 4)
+        );
+        assert_eq!(v.usage[0].bytes, 32);
+        assert_eq!(v.usage[1].bytes, 0);
+    }
+
+    /// A leak that was not classified is suppressed only by an entry for every
+    /// kind; an entry for some kinds that matches its stack is named in a note.
+    #[test]
+    fn unclassified_leaks_and_leak_kinds_suppressions() {
+        let reports = [report(
+            "/bin/a",
+            Ended::Exit,
+            0,
+            vec![site(10, 2, &["f", "main"])],
+            vec![],
+        )];
+        let entry = |kinds: &str| {
+            format!(
+                "{{\n {kinds}\n Memcheck:Leak\n match-leak-kinds: {kinds}\n fun:malloc\n fun:f\n}}\n"
+            )
+        };
+        let files = [supp(&(entry("definite") + &entry("definite,indirect")))];
+        let v = run(
+            &reports,
+            &Gate {
+                suppressions: &files,
+                ..NONE
+            },
+        );
+        let p = &v.processes[0];
+        assert_eq!(p.leaks[0].status, Status::Counted);
+        assert_eq!(p.counted_bytes, 10);
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("suppression definite (t.supp:1)")
+                    && n.contains("10 bytes in 2 blocks")
+                    && n.contains("applies only to definitely lost blocks")),
+            "{:?}",
+            p.notes
+        );
+        for kinds in ["all", "definite,indirect,possible,reachable"] {
+            let files = [supp(&entry(kinds))];
+            let v = run(
+                &reports,
+                &Gate {
+                    suppressions: &files,
+                    ..NONE
+                },
+            );
+            assert!(v.passed(), "{kinds}");
+            assert_eq!(v.processes[0].leaks[0].status, Status::Suppressed(0));
+        }
+        let files = [supp("{\n n\n Memcheck:Leak\n fun:malloc\n fun:f\n}\n")];
+        let v = run(
+            &reports,
+            &Gate {
+                suppressions: &files,
+                ..NONE
+            },
+        );
+        assert!(v.passed(), "no match-leak-kinds: every kind");
+    }
+
+    /// A baseline counts only the kinds that count: a log's reachable blocks
+    /// allow nothing; a JSON leak's `reachability` is read the same way.
+    #[test]
+    fn baseline_of_the_counted_kinds() {
+        let old = [reach_report()];
+        let base = Baseline::from_reports(&old, Path::new("old.mtr"), &DEFAULT_LEAK_KINDS);
+        assert_eq!(base.stacks["heap|lost_list;main"], (128, 4));
+        assert_eq!(base.stacks["heap|plain_lost;main"], (48, 1));
+        assert!(!base.stacks.contains_key("heap|kept_by_global;main"));
+        let all = Baseline::from_reports(&old, Path::new("old.mtr"), &Kind::ALL);
+        assert_eq!(all.stacks["heap|kept_by_global;main"], (64, 1));
+
+        let doc = serde_json::json!({"leaks": [{"kind": "heap", "bytes": 200, "count": 2,
+            "reachability": {"definite": {"bytes": 100, "count": 1},
+                "indirect": {"bytes": 0, "count": 0}, "possible": {"bytes": 0, "count": 0},
+                "reachable": {"bytes": 100, "count": 1}},
+            "stack": [{"function": "f", "module": "/bin/a"}]},
+            {"kind": "heap", "bytes": 64, "count": 1,
+            "reachability": {"reachable": {"bytes": 64, "count": 1}},
+            "stack": [{"function": "g", "module": "/bin/a"}]}]});
+        let b = Baseline::from_json(&doc, Path::new("r.json"), &DEFAULT_LEAK_KINDS).unwrap();
+        assert_eq!(b.stacks["heap|f"], (100, 1));
+        assert!(!b.stacks.contains_key("heap|g"));
+        let b = Baseline::from_json(&doc, Path::new("r.json"), &Kind::ALL).unwrap();
+        assert_eq!(b.stacks["heap|f"], (200, 2));
+        assert_eq!(b.stacks["heap|g"], (64, 1));
     }
 }

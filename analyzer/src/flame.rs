@@ -18,6 +18,20 @@
 //! from flamegraph.pl's memory palette, chosen by a hash of the function
 //! name, so the same function has the same color in every graph.
 //!
+//! ## Leak kinds ([`folded_kinds`], [`render_svg_kinds`])
+//! The `leaked` metric can draw only the blocks of some reachability kinds
+//! (`--leak-kinds`, as `memtrace check` takes them: definitely, indirectly,
+//! possibly lost, still reachable; see [`crate::reach`]): each leak weighs
+//! the bytes of its blocks of those kinds (`Site::kinds`). The title gives
+//! their total (`80 bytes in 2 blocks definitely lost`), each frame's
+//! tooltip says `(48 bytes definitely lost, 60.00%)`, the subtitle names the
+//! option and the run's whole leak. Without a choice (or with every kind),
+//! every leaked byte is drawn as before, and the subtitle of a classified run
+//! gives its bytes by kind. A leak that was not classified (`memtrace run
+//! --no-reachability`, a plain `LD_PRELOAD` log) is drawn whole, as
+//! `memtrace check` counts it, and the subtitle says so. The other metrics
+//! have no kinds.
+//!
 //! Constraints: frames narrower than 0.01% of the total are left out (as
 //! flamegraph.pl does; the text and JSON reports list every stack). A metric
 //! with no weight at all (a run that leaks nothing) still gives a valid SVG,
@@ -38,7 +52,8 @@ use std::io::{self, Write};
 
 use inferno::flamegraph::color::{BasicPalette, Palette};
 
-use crate::report::{Options, Report, Site, thousands};
+use crate::reach::Kind;
+use crate::report::{Options, Report, Site, plural, thousands};
 use crate::symbolize::Frame;
 
 /// What a flame graph's widths measure.
@@ -195,10 +210,27 @@ pub fn stack_line(frames: &[Frame]) -> String {
 /// The stacks weighted by `metric`, merged by folded name, sorted by stack
 /// (flame graph tools want them sorted); zero weights are left out.
 pub fn folded(r: &Report, metric: Metric) -> Vec<(String, u64)> {
+    folded_kinds(r, metric, None)
+}
+
+/// The kinds a graph of `metric` is limited to: `kinds` for `leaked` when
+/// they are not every kind; `None`: no limit.
+fn only(metric: Metric, kinds: Option<&[Kind]>) -> Option<&[Kind]> {
+    kinds.filter(|k| metric == Metric::Leaked && Kind::ALL.iter().any(|a| !k.contains(a)))
+}
+
+/// [`folded`], the `leaked` metric limited to the blocks of `kinds` (see
+/// the module docs; `None`: every leaked byte).
+pub fn folded_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> Vec<(String, u64)> {
     let (sites, weight) = metric.sites(r);
+    let only = only(metric, kinds);
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     for s in sites {
-        let w = weight(s);
+        let w = match only {
+            Some(k) => crate::check::counted_part(s.bytes, s.count, s.kinds.as_ref(), k)
+                .map_or(0, |(b, _)| b),
+            None => weight(s),
+        };
         if w == 0 {
             continue;
         }
@@ -235,13 +267,111 @@ pub fn run_name(r: &Report) -> String {
 /// The flame graph's title: the run and its total, `gate (pid 1234): 2,612
 /// bytes leaked in 11 blocks`.
 pub fn title(r: &Report, metric: Metric) -> String {
-    format!("{}: {}", run_name(r), metric.describe_total(r))
+    title_kinds(r, metric, None)
+}
+
+/// [`title`] of a graph limited to `kinds`: `reach (pid 7): 80 bytes in 2
+/// blocks definitely lost`.
+pub fn title_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> String {
+    format!(
+        "{}: {}",
+        run_name(r),
+        describe_total_kinds(r, metric, kinds)
+    )
+}
+
+/// The bytes and blocks of `kinds` the run leaked, when `metric` is limited
+/// to them and the run was classified.
+fn kinds_total(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> Option<(u64, u64)> {
+    let k = only(metric, kinds)?;
+    let all = r.summary.leak_kinds.as_ref()?;
+    Some(k.iter().fold((0u64, 0u64), |(b, n), kind| {
+        let (kb, kn) = all[kind.index()];
+        (b.saturating_add(kb), n.saturating_add(kn))
+    }))
+}
+
+/// The run's total of `metric` limited to `kinds` ([`Metric::total`] when
+/// there is no limit or the run was not classified).
+pub fn total_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> u64 {
+    kinds_total(r, metric, kinds).map_or_else(|| metric.total(r), |(b, _)| b)
+}
+
+/// [`Metric::describe_total`] limited to `kinds`: `80 bytes in 2 blocks
+/// definitely lost`.
+pub fn describe_total_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> String {
+    match (kinds_total(r, metric, kinds), only(metric, kinds)) {
+        (Some((b, n)), Some(k)) => format!(
+            "{} in {} {}",
+            plural(b, "byte", "bytes"),
+            plural(n, "block", "blocks"),
+            Kind::phrase(k, "or")
+        ),
+        _ => metric.describe_total(r),
+    }
+}
+
+/// The metric with its unit, limited to `kinds`: `bytes definitely lost`
+/// ([`Metric::label`] when there is no limit).
+pub fn label_kinds(metric: Metric, kinds: Option<&[Kind]>) -> String {
+    match only(metric, kinds) {
+        Some(k) => format!("bytes {}", Kind::phrase(k, "or")),
+        None => metric.label().to_owned(),
+    }
+}
+
+/// What one unit of weight is, for the frames' tooltips: `bytes`,
+/// `allocations`, or `bytes definitely lost` when the graph is limited to
+/// kinds that all the runs have.
+fn unit_kinds(metric: Metric, kinds: Option<&[Kind]>, reports: &[&Report]) -> String {
+    match only(metric, kinds) {
+        Some(_) if reports.iter().all(|r| r.summary.leak_kinds.is_some()) => {
+            label_kinds(metric, kinds)
+        }
+        _ => metric.unit().to_owned(),
+    }
 }
 
 /// The subtitle: what the metric measures, and whether the figures are
-/// sampling estimates.
-fn subtitle(metric: Metric, reports: &[&Report]) -> String {
+/// sampling estimates; for a graph limited to `kinds`, which kinds, and the
+/// run's whole leak; for a `leaked` graph of every kind, the bytes of each.
+fn subtitle(metric: Metric, kinds: Option<&[Kind]>, reports: &[&Report]) -> String {
     let mut s = metric.meaning().to_owned();
+    let classified = reports.iter().all(|r| r.summary.leak_kinds.is_some());
+    match only(metric, kinds) {
+        Some(k) if classified => {
+            let names: Vec<&str> = k.iter().map(|k| k.as_str()).collect();
+            s = format!(
+                "Heap bytes {} at exit, by allocating stack (--leak-kinds {}",
+                Kind::phrase(k, "or"),
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(",")
+                }
+            );
+            if let [r] = reports {
+                s.push_str(&format!(
+                    "; {} leaked in all",
+                    plural(r.summary.leaked_heap_bytes, "byte", "bytes")
+                ));
+            }
+            s.push(')');
+        }
+        Some(_) => s.push_str(
+            " (not classified by reachability: --leak-kinds does not apply, every leaked byte is drawn)",
+        ),
+        None if metric == Metric::Leaked && reports.len() == 1 => {
+            if let Some(all) = &reports[0].summary.leak_kinds {
+                let parts: Vec<String> = Kind::ALL
+                    .iter()
+                    .map(|k| format!("{} {}", k.words(), thousands(all[k.index()].0)))
+                    .collect();
+                s.push_str(&format!("; all kinds: {} bytes", parts.join(", ")));
+            }
+        }
+        None => {}
+    }
     if let Some(r) = reports.iter().find(|r| r.summary.sample_interval != 0) {
         s.push_str(&format!(
             " (estimates: sampled, one point per {} bytes)",
@@ -255,7 +385,7 @@ fn subtitle(metric: Metric, reports: &[&Report]) -> String {
 fn graph_options(
     title: String,
     subtitle: String,
-    metric: Metric,
+    unit: String,
 ) -> inferno::flamegraph::Options<'static> {
     let mut o = inferno::flamegraph::Options::default();
     o.colors = Palette::Basic(BasicPalette::Mem);
@@ -263,7 +393,7 @@ fn graph_options(
     o.hash = true;
     o.title = title;
     o.subtitle = Some(subtitle);
-    o.count_name = metric.unit().to_owned();
+    o.count_name = unit;
     o
 }
 
@@ -304,15 +434,30 @@ pub fn empty_svg(title: &str, message: &str) -> String {
 /// (all of it or nothing: it is drawn in memory first). A metric with no
 /// weight gives an [`empty_svg`] saying `no leaked bytes in this run`. The
 /// report must be made with [`all`].
-pub fn render_svg(r: &Report, metric: Metric, mut out: impl Write) -> io::Result<()> {
-    let lines = folded(r, metric);
-    let title = title(r, metric);
+pub fn render_svg(r: &Report, metric: Metric, out: impl Write) -> io::Result<()> {
+    render_svg_kinds(r, metric, None, out)
+}
+
+/// [`render_svg`] of the `leaked` metric limited to the blocks of `kinds`
+/// (see the module docs; `None`: every leaked byte).
+pub fn render_svg_kinds(
+    r: &Report,
+    metric: Metric,
+    kinds: Option<&[Kind]>,
+    mut out: impl Write,
+) -> io::Result<()> {
+    let lines = folded_kinds(r, metric, kinds);
+    let title = title_kinds(r, metric, kinds);
     if lines.is_empty() {
-        let msg = format!("no {} in this run", metric.label());
+        let msg = format!("no {} in this run", label_kinds(metric, kinds));
         return out.write_all(empty_svg(&title, &msg).as_bytes());
     }
     let text = folded_text(&lines);
-    let mut opts = graph_options(title, subtitle(metric, &[r]), metric);
+    let mut opts = graph_options(
+        title,
+        subtitle(metric, kinds, &[r]),
+        unit_kinds(metric, kinds, &[r]),
+    );
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)?;
     out.write_all(&svg)
@@ -375,18 +520,44 @@ pub fn signed_delta(old: u64, new: u64) -> i64 {
 /// ([`diff_folded`] of their [`folded`] stacks). Both reports must be made
 /// with [`all`].
 pub fn diff(old: &Report, new: &Report, metric: Metric) -> Vec<DiffLine> {
-    diff_folded(&folded(old, metric), &folded(new, metric))
+    diff_kinds(old, new, metric, None)
+}
+
+/// [`diff`] of the `leaked` metric limited to the blocks of `kinds`.
+pub fn diff_kinds(
+    old: &Report,
+    new: &Report,
+    metric: Metric,
+    kinds: Option<&[Kind]>,
+) -> Vec<DiffLine> {
+    diff_folded(
+        &folded_kinds(old, metric, kinds),
+        &folded_kinds(new, metric, kinds),
+    )
 }
 
 /// The differential flame graph's title: `leaked bytes: gate (pid 1) 100 →
 /// gate (pid 2) 364 (+264)`.
 pub fn diff_title(old: &Report, new: &Report, metric: Metric) -> String {
-    let (o, n) = (metric.total(old), metric.total(new));
+    diff_title_kinds(old, new, metric, None)
+}
+
+/// [`diff_title`] of the `leaked` metric limited to `kinds`.
+pub fn diff_title_kinds(
+    old: &Report,
+    new: &Report,
+    metric: Metric,
+    kinds: Option<&[Kind]>,
+) -> String {
+    let (o, n) = (
+        total_kinds(old, metric, kinds),
+        total_kinds(new, metric, kinds),
+    );
     let d = signed_delta(o, n);
     let sign = if d < 0 { "-" } else { "+" };
     format!(
         "{}: {} {} → {} {} ({sign}{})",
-        metric.label(),
+        label_kinds(metric, kinds),
         run_name(old),
         thousands(o),
         run_name(new),
@@ -403,15 +574,29 @@ pub fn render_diff_svg(
     old: &Report,
     new: &Report,
     metric: Metric,
+    out: impl Write,
+) -> io::Result<()> {
+    render_diff_svg_kinds(old, new, metric, None, out)
+}
+
+/// [`render_diff_svg`] of the `leaked` metric limited to the blocks of `kinds`.
+pub fn render_diff_svg_kinds(
+    old: &Report,
+    new: &Report,
+    metric: Metric,
+    kinds: Option<&[Kind]>,
     mut out: impl Write,
 ) -> io::Result<()> {
-    let (o, n) = (folded(old, metric), folded(new, metric));
-    let title = diff_title(old, new, metric);
+    let (o, n) = (
+        folded_kinds(old, metric, kinds),
+        folded_kinds(new, metric, kinds),
+    );
+    let title = diff_title_kinds(old, new, metric, kinds);
     if n.is_empty() {
         let msg = format!(
             "no {} in the new run (the old run: {})",
-            metric.label(),
-            thousands(metric.total(old))
+            label_kinds(metric, kinds),
+            thousands(total_kinds(old, metric, kinds))
         );
         return out.write_all(empty_svg(&title, &msg).as_bytes());
     }
@@ -426,9 +611,9 @@ pub fn render_diff_svg(
         String::from_utf8(paired).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let sub = format!(
         "{}. Widths: the new run; red: grew, blue: shrank",
-        subtitle(metric, &[old, new])
+        subtitle(metric, kinds, &[old, new])
     );
-    let mut opts = graph_options(title, sub, metric);
+    let mut opts = graph_options(title, sub, unit_kinds(metric, kinds, &[old, new]));
     let mut svg = Vec::new();
     inferno::flamegraph::from_lines(&mut opts, paired.lines(), &mut svg)?;
     out.write_all(&svg)
@@ -557,6 +742,109 @@ mod tests {
         assert!(
             svg.contains("<title>0x9abc (1,060 bytes, 96.36%; 0.00%)</title>"),
             "{svg}"
+        );
+    }
+
+    /// The leaked metric limited to kinds: weights, title, tooltips and
+    /// subtitle; unclassified leaks are drawn whole; other metrics ignore it.
+    #[test]
+    fn leaked_by_kind() {
+        use crate::testlog::*;
+        let mut c = LogBuilder::chunk(T0);
+        c.stack(1, &[0x1234, 0x5678])
+            .stack(2, &[0x9abc, 0x5678])
+            .alloc(T0 + 3, 0x10, 40, 1)
+            .alloc(T0 + 4, 0x60, 8, 1)
+            .alloc(T0 + 5, 0x20, 60, 2);
+        let mut b = LogBuilder::new();
+        b.push(0, &c).ended(T0 + 10);
+        let plain = crate::report::analyze_bytes(&b.bytes, &all()).unwrap();
+        let mut r = plain.clone();
+        for s in &mut r.heap_leaks {
+            s.kinds = Some(if s.bytes == 48 {
+                // 0x1234: 40 bytes definitely lost, 8 still reachable.
+                [(40, 1), (0, 0), (0, 0), (8, 1)]
+            } else {
+                [(0, 0), (60, 1), (0, 0), (0, 0)]
+            });
+        }
+        r.summary.leak_kinds = Some([(40, 1), (60, 1), (0, 0), (8, 1)]);
+        let definite: &[Kind] = &[Kind::DefinitelyLost];
+        assert_eq!(
+            folded_kinds(&r, Metric::Leaked, Some(definite)),
+            [("0x5678;0x1234".to_owned(), 40)]
+        );
+        let lost: &[Kind] = &[Kind::DefinitelyLost, Kind::IndirectlyLost];
+        assert_eq!(
+            folded_kinds(&r, Metric::Leaked, Some(lost)),
+            [
+                ("0x5678;0x1234".to_owned(), 40),
+                ("0x5678;0x9abc".to_owned(), 60)
+            ]
+        );
+        assert_eq!(
+            folded_kinds(&r, Metric::Leaked, Some(&Kind::ALL)),
+            folded(&r, Metric::Leaked)
+        );
+        assert_eq!(
+            folded_kinds(&r, Metric::Peak, Some(definite)),
+            folded(&r, Metric::Peak)
+        );
+        assert_eq!(total_kinds(&r, Metric::Leaked, Some(lost)), 100);
+        assert_eq!(total_kinds(&r, Metric::Leaked, None), 108);
+        assert_eq!(
+            title_kinds(&r, Metric::Leaked, Some(lost)),
+            format!(
+                "prog (pid {}): 100 bytes in 2 blocks definitely or indirectly lost",
+                r.process.pid
+            )
+        );
+        assert_eq!(
+            label_kinds(Metric::Leaked, Some(definite)),
+            "bytes definitely lost"
+        );
+
+        let svg = |r: &Report, kinds: Option<&[Kind]>| {
+            let mut svg = Vec::new();
+            render_svg_kinds(r, Metric::Leaked, kinds, &mut svg).unwrap();
+            String::from_utf8(svg).unwrap()
+        };
+        let d = svg(&r, Some(definite));
+        assert!(
+            d.contains("<title>all (40 bytes definitely lost, 100%)</title>"),
+            "{d}"
+        );
+        assert!(
+            d.contains("<title>0x1234 (40 bytes definitely lost, 100.00%)</title>"),
+            "{d}"
+        );
+        assert!(d.contains("40 bytes in 1 block definitely lost"), "{d}");
+        assert!(
+            d.contains("Heap bytes definitely lost at exit, by allocating stack (--leak-kinds definite; 108 bytes leaked in all)"),
+            "{d}"
+        );
+        let a = svg(&r, None);
+        assert!(a.contains("<title>all (108 bytes, 100%)</title>"), "{a}");
+        assert!(
+            a.contains("all kinds: definitely lost 40, indirectly lost 60, possibly lost 0, still reachable 8 bytes"),
+            "{a}"
+        );
+        let p = svg(&r, Some(&[Kind::PossiblyLost]));
+        assert!(p.contains("no bytes possibly lost in this run"), "{p}");
+        // Not classified: every leaked byte, and the subtitle says why.
+        let u = svg(&plain, Some(definite));
+        assert!(u.contains("<title>all (108 bytes, 100%)</title>"), "{u}");
+        assert!(u.contains("not classified by reachability"), "{u}");
+
+        let d = diff_kinds(&plain, &r, Metric::Leaked, Some(definite));
+        let got: Vec<(u64, u64)> = d.iter().map(|l| (l.old, l.new)).collect();
+        assert_eq!(got, [(48, 40), (60, 0)]);
+        assert_eq!(
+            diff_title_kinds(&r, &r, Metric::Leaked, Some(definite)),
+            format!(
+                "bytes definitely lost: prog (pid {0}) 40 → prog (pid {0}) 40 (+0)",
+                r.process.pid
+            )
         );
     }
 }

@@ -104,6 +104,79 @@ impl Kind {
             Kind::StillReachable => "reachable",
         }
     }
+
+    /// Its index in [`Kind::ALL`] (and in a `report::Kinds` array).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A set of kinds as valgrind writes it (`--errors-for-leak-kinds`,
+    /// `match-leak-kinds:`): `definite`, `indirect`, `possible`, `reachable`
+    /// separated by commas, or `all`, or `none`. Returned in the order of
+    /// [`Kind::ALL`], each once.
+    pub fn parse_list(s: &str) -> Result<Vec<Kind>, String> {
+        let mut set = [false; 4];
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "all" => set = [true; 4],
+                "none" => {}
+                p => match Kind::ALL.iter().find(|k| k.as_str() == p) {
+                    Some(k) => set[k.index()] = true,
+                    None => {
+                        return Err(format!(
+                            "unknown leak kind {p:?} (expected definite, indirect, possible, \
+                             reachable, all or none, separated by commas)"
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(Kind::ALL.into_iter().filter(|k| set[k.index()]).collect())
+    }
+
+    /// A set of kinds in words, joined by `conj` (`and`, `or`), the lost
+    /// ones sharing their word: `definitely and indirectly lost`,
+    /// `definitely lost or still reachable`, `definitely, possibly lost and
+    /// still reachable`; `no` for none.
+    pub fn phrase(kinds: &[Kind], conj: &str) -> String {
+        let has = |k: Kind| kinds.contains(&k);
+        let lost: Vec<&str> = [
+            (Kind::DefinitelyLost, "definitely"),
+            (Kind::IndirectlyLost, "indirectly"),
+            (Kind::PossiblyLost, "possibly"),
+        ]
+        .into_iter()
+        .filter(|(k, _)| has(*k))
+        .map(|(_, w)| w)
+        .collect();
+        let mut parts: Vec<String> = Vec::new();
+        if !lost.is_empty() {
+            // With "still reachable" after it, the conjunction goes there.
+            let adverbs = if has(Kind::StillReachable) {
+                lost.join(", ")
+            } else {
+                join_words(&lost, conj)
+            };
+            parts.push(format!("{adverbs} lost"));
+        }
+        if has(Kind::StillReachable) {
+            parts.push("still reachable".into());
+        }
+        if parts.is_empty() {
+            return "no".into();
+        }
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        join_words(&parts, conj)
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_words(words: &[&str], conj: &str) -> String {
+    match words {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} {conj} {last}", init.join(", ")),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -382,6 +455,40 @@ pub struct ScanInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// valgrind's kind lists parse to sets in report order; phrases read well.
+    #[test]
+    fn kind_lists_and_phrases() {
+        use Kind::*;
+        assert_eq!(Kind::parse_list("all"), Ok(Kind::ALL.to_vec()));
+        assert_eq!(Kind::parse_list("none"), Ok(vec![]));
+        assert_eq!(
+            Kind::parse_list("reachable, definite,definite"),
+            Ok(vec![DefinitelyLost, StillReachable])
+        );
+        assert!(Kind::parse_list("lost").unwrap_err().contains("\"lost\""));
+        assert!(Kind::parse_list("").is_err());
+        assert_eq!(
+            Kind::phrase(&[DefinitelyLost, IndirectlyLost], "and"),
+            "definitely and indirectly lost"
+        );
+        assert_eq!(
+            Kind::phrase(&Kind::ALL, "and"),
+            "definitely, indirectly, possibly lost and still reachable"
+        );
+        assert_eq!(
+            Kind::phrase(&[DefinitelyLost, StillReachable], "or"),
+            "definitely lost or still reachable"
+        );
+        assert_eq!(Kind::phrase(&[StillReachable], "or"), "still reachable");
+        assert_eq!(
+            Kind::phrase(&[DefinitelyLost, IndirectlyLost, PossiblyLost], "or"),
+            "definitely, indirectly or possibly lost"
+        );
+        assert_eq!(Kind::phrase(&[PossiblyLost], "or"), "possibly lost");
+        assert_eq!(Kind::phrase(&[], "and"), "no");
+        assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+    }
 
     /// A heap of blocks with contents, and root regions, built by address.
     struct Image {

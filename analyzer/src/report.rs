@@ -251,6 +251,32 @@ pub struct Summary {
 /// [`crate::reach::Kind::ALL`].
 pub type Kinds = [(u64, u64); 4];
 
+/// The kinds of `k` that have blocks (or bytes), in report order.
+pub fn kinds_present(k: &Kinds) -> Vec<crate::reach::Kind> {
+    crate::reach::Kind::ALL
+        .into_iter()
+        .filter(|kind| k[kind.index()] != (0, 0))
+        .collect()
+}
+
+/// The kinds of `k` that have blocks, in words: `32 bytes in 1 block
+/// definitely lost; 96 bytes in 3 blocks indirectly lost`.
+pub fn kinds_text(k: &Kinds) -> String {
+    let parts: Vec<String> = kinds_present(k)
+        .into_iter()
+        .map(|kind| {
+            let (b, n) = k[kind.index()];
+            format!(
+                "{} in {} {}",
+                plural(b, "byte", "bytes"),
+                plural(n, "block", "blocks"),
+                kind.words()
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
 /// Memory attributed to one stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Site {

@@ -22,14 +22,28 @@
 //!   an optional `match-leak-kinds:` line, frame lines (`fun:GLOB`, `obj:GLOB`,
 //!   `src:FILE[:LINE]`, `...`), `}`; `#` comment lines anywhere. Only
 //!   `Memcheck:Leak` entries apply; the others are counted in
-//!   [`SuppressionFile::ignored`]. `match-leak-kinds:` is kept
-//!   ([`Suppression::leak_kinds`]) but ignored: memtrace does not classify
-//!   leaks by reachability, so an entry matches all kinds. Frame patterns match
+//!   [`SuppressionFile::ignored`]. `match-leak-kinds:` applies as in
+//!   valgrind (see [Leak kinds](#leak-kinds-valgrind) below). Frame patterns match
 //!   the stack as a prefix from the innermost frame on (outer frames left
 //!   over do not matter); `...` matches zero or more frames. `fun:` matches
 //!   the mangled or the demangled name, `obj:` the module's full path, `src:`
 //!   the source file's basename (and line); a frame without a function or a
 //!   module is `???` to `fun:` and `obj:`, as in valgrind.
+//!
+//! ## Leak kinds (valgrind)
+//! `memtrace run` classifies the blocks live at exit by reachability
+//! ([`crate::reach`]): definitely, indirectly, possibly lost, still
+//! reachable. An entry with `match-leak-kinds: K1,K2` (or `all`, or `none`)
+//! applies only to the blocks of those kinds ([`Suppression::covers`]): a
+//! leak site whose blocks are of several kinds is suppressed kind by kind,
+//! the other kinds still count (as in valgrind, where each kind is a loss
+//! record of its own). Without the line, an entry applies to every kind; the
+//! other formats always do. A leak whose blocks were not classified
+//! (`memtrace run --no-reachability`, a plain `LD_PRELOAD` log, a failed
+//! scan) could be of any kind: only an entry that applies to every kind (no
+//! line, or `all`) suppresses it, so that a `match-leak-kinds: reachable`
+//! entry written for a cache never hides a leak that may be lost. The
+//! gate counts such leaks whole, and says which entries could not apply.
 //!
 //! ## The allocator's frame (valgrind)
 //! valgrind's stacks begin in its replacement of the allocator (`malloc`,
@@ -56,6 +70,7 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::Func;
 
+use crate::reach::Kind;
 use crate::symbolize::Frame;
 
 /// The format a suppression was written in.
@@ -109,6 +124,8 @@ enum Rule {
     Valgrind {
         /// `match-leak-kinds:` as written (empty when absent).
         leak_kinds: Vec<String>,
+        /// The kinds it applies to (every kind when the line is absent).
+        kinds: Vec<Kind>,
         frames: Vec<VgFrame>,
     },
 }
@@ -150,15 +167,40 @@ impl Suppression {
     }
 
     /// valgrind's `match-leak-kinds:` list as written (empty when absent, and
-    /// for the other formats). memtrace does not classify leaks by
-    /// reachability (definite, indirect, possible, reachable), so the list is
-    /// kept for messages and ignored for matching: an entry matches leaks of
-    /// every kind.
+    /// for the other formats), for messages; [`Suppression::kinds`] is what
+    /// it means.
     pub fn leak_kinds(&self) -> &[String] {
         match &self.rule {
             Rule::Valgrind { leak_kinds, .. } => leak_kinds,
             _ => &[],
         }
+    }
+
+    /// The leak kinds it applies to, in the order of [`Kind::ALL`]: those of
+    /// valgrind's `match-leak-kinds:`; every kind when the line is absent,
+    /// and for the other formats.
+    pub fn kinds(&self) -> &[Kind] {
+        match &self.rule {
+            Rule::Valgrind { kinds, .. } => kinds,
+            _ => &Kind::ALL,
+        }
+    }
+
+    /// Whether it applies to blocks of `kind`; `None`, blocks that were not
+    /// classified, which could be of any kind: only when it applies to every
+    /// kind (see the module docs).
+    pub fn covers(&self, kind: Option<Kind>) -> bool {
+        match kind {
+            Some(k) => self.kinds().contains(&k),
+            None => self.kinds().len() == Kind::ALL.len(),
+        }
+    }
+
+    /// Whether it suppresses the blocks of `kind` (`None`: not classified)
+    /// of a leak with this stack made by `func`: [`Suppression::covers`] and
+    /// [`Suppression::matches`].
+    pub fn matches_leak(&self, stack: &[Frame], func: Option<Func>, kind: Option<Kind>) -> bool {
+        self.covers(kind) && self.matches(stack, func)
     }
 }
 
@@ -467,16 +509,6 @@ fn parse_lsan(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result<(),
     Ok(())
 }
 
-/// valgrind's accepted `match-leak-kinds:` values.
-const LEAK_KINDS: &[&str] = &[
-    "definite",
-    "indirect",
-    "possible",
-    "reachable",
-    "all",
-    "none",
-];
-
 fn parse_valgrind(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result<(), String> {
     let path = file.path.clone();
     let mut it = lines.iter().copied();
@@ -570,7 +602,7 @@ fn parse_valgrind(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result
                     ));
                 }
                 for k in list.split(',').map(str::trim) {
-                    if !LEAK_KINDS.contains(&k) {
+                    if Kind::parse_list(k).is_err() {
                         return Err(at(
                             &path,
                             n,
@@ -602,13 +634,23 @@ fn parse_valgrind(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result
                 format_args!("suppression `{name}` has no frame lines"),
             ));
         }
+        let kinds = if leak_kinds.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            Kind::parse_list(&leak_kinds.join(","))
+                .map_err(|e| at(&path, start, format_args!("match-leak-kinds: {e}")))?
+        };
         file.entries.push(Suppression {
             name: name.to_string(),
             file: path.clone(),
             line: start,
             syntax: Syntax::Valgrind,
             limit: None,
-            rule: Rule::Valgrind { leak_kinds, frames },
+            rule: Rule::Valgrind {
+                leak_kinds,
+                kinds,
+                frames,
+            },
         });
     }
     Ok(())
@@ -945,19 +987,37 @@ pub fn gen_memtrace(name: &str, stack: &[Frame]) -> String {
 }
 
 /// A valgrind entry as `valgrind --gen-suppressions=all` prints it: `{`,
-/// the name, `Memcheck:Leak`, `match-leak-kinds: all`, the allocator's frame
+/// the name, `Memcheck:Leak`, `match-leak-kinds:` with `kinds` (the kinds of
+/// the leak's blocks, `definite,indirect`; `all` when `None` or when they
+/// are every kind, as for a leak that was not classified), the allocator's frame
 /// (`fun:malloc`, `fun:_Znwm`...; `malloc` when `func` is `None`), then the
 /// stack's frames (23 at most, so 24 with the allocator's, valgrind's limit;
 /// inlined ones included): `fun:` with the mangled name (else the demangled
 /// one), else `obj:` with the module, else `obj:*` (valgrind's line for a
 /// frame it knows nothing about); `}`.
-pub fn gen_valgrind(name: &str, stack: &[Frame], func: Option<Func>) -> String {
+pub fn gen_valgrind(
+    name: &str,
+    stack: &[Frame],
+    func: Option<Func>,
+    kinds: Option<&[Kind]>,
+) -> String {
     let name = match one_word(name.trim(), ' ') {
         n if n.is_empty() || n == "{" || n == "}" => "<insert_a_suppression_name_here>".into(),
         n => n,
     };
+    let kinds = match kinds {
+        Some(k) if !k.is_empty() && Kind::ALL.iter().any(|a| !k.contains(a)) => {
+            let names: Vec<&str> = Kind::ALL
+                .iter()
+                .filter(|a| k.contains(a))
+                .map(|a| a.as_str())
+                .collect();
+            names.join(",")
+        }
+        _ => "all".into(),
+    };
     let mut s = format!(
-        "{{\n   {name}\n   Memcheck:Leak\n   match-leak-kinds: all\n   fun:{}\n",
+        "{{\n   {name}\n   Memcheck:Leak\n   match-leak-kinds: {kinds}\n   fun:{}\n",
         valgrind_name(func)
     );
     for f in stack.iter().take(23) {
@@ -1351,6 +1411,81 @@ mod tests {
         assert!(matches!(&frames[0], VgFrame::Src { file, line: None } if file == "a:b.c"));
     }
 
+    /// `match-leak-kinds:` decides which kinds of blocks an entry applies to;
+    /// blocks that were not classified only to entries for every kind.
+    #[test]
+    fn valgrind_leak_kinds_apply() {
+        use Kind::*;
+        let entry = |kinds: &str| {
+            let line = if kinds.is_empty() {
+                String::new()
+            } else {
+                format!("   match-leak-kinds: {kinds}\n")
+            };
+            one(&format!(
+                "{{\n   n\n   Memcheck:Leak\n{line}   fun:malloc\n   fun:f\n}}\n"
+            ))
+        };
+        let st = stack(&["f", "main"]);
+        let m = Some(Func::Malloc);
+        let d = entry("definite");
+        assert_eq!(d.kinds(), [DefinitelyLost]);
+        assert!(d.matches_leak(&st, m, Some(DefinitelyLost)));
+        for k in [IndirectlyLost, PossiblyLost, StillReachable] {
+            assert!(!d.matches_leak(&st, m, Some(k)), "{k:?}");
+        }
+        assert!(
+            !d.matches_leak(&st, m, None),
+            "unclassified: could be any kind"
+        );
+        assert!(d.matches(&st, m), "the stack alone still matches");
+        assert!(!d.matches_leak(&stack(&["g", "main"]), m, Some(DefinitelyLost)));
+
+        let two = entry("reachable, possible");
+        assert_eq!(two.kinds(), [PossiblyLost, StillReachable]);
+        assert!(two.covers(Some(StillReachable)) && !two.covers(Some(IndirectlyLost)));
+        for all in [
+            entry("all"),
+            entry(""),
+            entry("definite,indirect,possible,reachable"),
+        ] {
+            assert_eq!(all.kinds(), Kind::ALL);
+            assert!(all.matches_leak(&st, m, None));
+            assert!(Kind::ALL.iter().all(|k| all.covers(Some(*k))));
+        }
+        let none = entry("none");
+        assert!(none.kinds().is_empty());
+        assert!(!none.matches_leak(&st, m, Some(DefinitelyLost)));
+        assert!(!none.matches_leak(&st, m, None));
+        // The other formats apply to every kind.
+        for text in ["suppress n fun:f\n", "leak:f\n"] {
+            let e = one(text);
+            assert_eq!(e.kinds(), Kind::ALL);
+            assert!(e.matches_leak(&st, m, None) && e.matches_leak(&st, m, Some(StillReachable)));
+        }
+    }
+
+    /// Generated valgrind entries name the leak's kinds (`all` when unknown).
+    #[test]
+    fn gen_valgrind_kinds() {
+        use Kind::*;
+        let st = stack(&["f", "main"]);
+        let text = gen_valgrind("n", &st, None, Some(&[IndirectlyLost, DefinitelyLost]));
+        assert!(
+            text.contains("   match-leak-kinds: definite,indirect\n"),
+            "{text}"
+        );
+        let e = one(&text);
+        assert!(e.matches_leak(&st, None, Some(IndirectlyLost)));
+        assert!(!e.matches_leak(&st, None, Some(StillReachable)));
+        for k in [None, Some(&Kind::ALL[..]), Some(&[][..])] {
+            let text = gen_valgrind("n", &st, None, k);
+            assert!(text.contains("   match-leak-kinds: all\n"), "{k:?}: {text}");
+        }
+        let text = gen_valgrind("n", &st, None, Some(&[StillReachable]));
+        assert!(text.contains("match-leak-kinds: reachable\n"), "{text}");
+    }
+
     #[test]
     fn valgrind_errors() {
         let cases = [
@@ -1623,7 +1758,7 @@ mod tests {
                 Some(Func::PosixMemalign),
                 Some(Func::Mmap),
             ] {
-                let text = gen_valgrind("my name", st, func);
+                let text = gen_valgrind("my name", st, func, None);
                 let f = p(&text);
                 assert_eq!(f.syntax, Some(Syntax::Valgrind), "{text}");
                 assert_eq!(f.entries.len(), 1, "{text}");
@@ -1650,19 +1785,25 @@ mod tests {
             "suppress x obj:/lib/libz.so\n"
         );
         assert_eq!(
-            gen_valgrind("<insert_a_suppression_name_here>", &st, Some(Func::New)),
+            gen_valgrind(
+                "<insert_a_suppression_name_here>",
+                &st,
+                Some(Func::New),
+                None
+            ),
             "{\n   <insert_a_suppression_name_here>\n   Memcheck:Leak\n   match-leak-kinds: all\n   \
              fun:_Znwm\n   fun:inline_helper\n   fun:_Znwm\n   fun:_ZN2ns6Widget4makeEv\n   \
              obj:/usr/lib/libbar.so\n   obj:*\n   fun:main\n}\n"
         );
         assert!(
-            gen_valgrind("", &st, None).starts_with("{\n   <insert_a_suppression_name_here>\n")
+            gen_valgrind("", &st, None, None)
+                .starts_with("{\n   <insert_a_suppression_name_here>\n")
         );
-        assert!(gen_valgrind("n", &[], None).contains("   fun:malloc\n}"));
-        assert!(gen_valgrind("n", &[], Some(Func::NewArray)).contains("   fun:_Znam\n}"));
-        assert!(gen_valgrind("n", &[], Some(Func::Calloc)).contains("   fun:calloc\n}"));
+        assert!(gen_valgrind("n", &[], None, None).contains("   fun:malloc\n}"));
+        assert!(gen_valgrind("n", &[], Some(Func::NewArray), None).contains("   fun:_Znam\n}"));
+        assert!(gen_valgrind("n", &[], Some(Func::Calloc), None).contains("   fun:calloc\n}"));
         let long: Vec<Frame> = (0..40).map(|i| fun(&format!("f{i}"))).collect();
-        let text = gen_valgrind("n", &long, None);
+        let text = gen_valgrind("n", &long, None, None);
         assert_eq!(text.matches("   fun:").count(), 24);
         assert_eq!(gen_lsan(&st), "leak:inline_helper\n");
         assert_eq!(
@@ -1679,6 +1820,20 @@ mod tests {
         assert_eq!(f.ignored, 2);
         let kinds: Vec<&[String]> = f.entries.iter().map(|e| e.leak_kinds()).collect();
         assert!(kinds.contains(&&["definite".to_string(), "possible".to_string()][..]));
+
+        let f = p(include_str!("../../tests/suppressions/reach.supp"));
+        assert_eq!(f.syntax, Some(Syntax::Valgrind));
+        let kinds: Vec<&[Kind]> = f.entries.iter().map(|e| e.kinds()).collect();
+        use Kind::*;
+        assert_eq!(
+            kinds,
+            [
+                &[DefinitelyLost][..],
+                &[PossiblyLost, StillReachable][..],
+                &[PossiblyLost][..],
+                &[StillReachable][..]
+            ]
+        );
 
         let f = p(include_str!("../../tests/suppressions/lsan.supp"));
         assert_eq!(f.syntax, Some(Syntax::Lsan));

@@ -200,21 +200,9 @@ fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Parses `--leak-kinds`.
-fn leak_kinds(s: &str) -> anyhow::Result<Vec<Kind>> {
-    let mut v = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        match part {
-            "all" => v.extend(Kind::ALL),
-            p => match Kind::ALL.iter().find(|k| k.as_str() == p) {
-                Some(k) => v.push(*k),
-                None => bail!(
-                    "leak-kinds: unknown kind {p:?} (definite, indirect, possible, reachable or all)"
-                ),
-            },
-        }
-    }
-    Ok(v)
+/// Parses `--leak-kinds` (valgrind's `--errors-for-leak-kinds` syntax).
+pub fn leak_kinds(s: &str) -> anyhow::Result<Vec<Kind>> {
+    Kind::parse_list(s).map_err(|e| anyhow::anyhow!("leak-kinds: {e}"))
 }
 
 fn gen_formats(s: &str) -> anyhow::Result<GenFormats> {
@@ -243,8 +231,9 @@ fn gen_formats(s: &str) -> anyhow::Result<GenFormats> {
     Ok(f)
 }
 
-/// Reads a baseline: JSON when the file starts with `{`, else a log.
-fn baseline(path: &Path) -> anyhow::Result<Baseline> {
+/// Reads a baseline: JSON when the file starts with `{`, else a log; of
+/// classified leaks, the blocks of `kinds` (those that count).
+fn baseline(path: &Path, kinds: &[Kind]) -> anyhow::Result<Baseline> {
     let mut head = [0u8; 64];
     let n = File::open(path)
         .and_then(|mut f| f.read(&mut head))
@@ -254,12 +243,16 @@ fn baseline(path: &Path) -> anyhow::Result<Baseline> {
             .with_context(|| format!("cannot read the baseline {}", path.display()))?;
         let doc: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("the baseline {} is not valid JSON", path.display()))?;
-        return Baseline::from_json(&doc, path)
+        return Baseline::from_json(&doc, path, kinds)
             .map_err(|e| anyhow::anyhow!("the baseline {}: {e}", path.display()));
     }
     let r = memtrace_analyzer::analyze(path, &memtrace_analyzer::Options::default())
         .with_context(|| format!("cannot use {} as a baseline", path.display()))?;
-    Ok(Baseline::from_reports(std::slice::from_ref(&r), path))
+    Ok(Baseline::from_reports(
+        std::slice::from_ref(&r),
+        path,
+        kinds,
+    ))
 }
 
 /// Opens `path` for writing (`-`: stdout) and runs `write` on it.
@@ -328,7 +321,11 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    let base = s.baseline.as_deref().map(baseline).transpose()?;
+    let base = s
+        .baseline
+        .as_deref()
+        .map(|p| baseline(p, s.rules.counted_kinds()))
+        .transpose()?;
 
     // The logs, and the command's outcome.
     let mut temp_dir = None;

@@ -1,7 +1,8 @@
 //! `memtrace diff [--metric M] [--format text|json] [--top N] [-o FILE.svg] OLD NEW`:
 //! compares two logs stack by stack (`memtrace_analyzer::flame::diff`).
 //!
-//! Each folded stack of the metric (`leaked` by default; as for
+//! Each folded stack of the metric (`leaked` by default, limited to the
+//! blocks of some reachability kinds with `--leak-kinds`; as for
 //! `memtrace flamegraph`) gets its weight in OLD, in NEW, and the change, and
 //! the stacks are listed by change, largest growth first (shrinking stacks
 //! last; ties by stack).
@@ -11,7 +12,8 @@
 //! - JSON: `{"metric", "unit", "old": {"log", "pid", "exe"}, "new": {...},
 //!   "old_total", "new_total", "delta", "stacks": [{"stack": [frames,
 //!   outermost first], "old", "new", "delta"}]}`, every stack unless `--top`
-//!   is given. Totals are the runs' summary totals ([`Metric::total`]).
+//!   is given, and `"leak_kinds"` (a list) with `--leak-kinds`. Totals are
+//!   the runs' summary totals ([`flame::total_kinds`]).
 //! - `-o FILE`: also writes the differential flame graph (the new run's
 //!   stacks, red where they grew, blue where they shrank) to FILE; stdout
 //!   (`-`) is refused, since the table goes there.
@@ -24,6 +26,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::flame::{self, DiffLine, Metric};
+use memtrace_analyzer::reach::Kind;
 use memtrace_analyzer::report::{Report, thousands};
 use serde_json::json;
 
@@ -39,6 +42,8 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
         bail!("-o -: the diff goes to stdout; give the flame graph a file name");
     }
     let metric = Metric::from(a.metric);
+    let kinds = crate::cmd::flamegraph::leak_kinds(a.leak_kinds.as_deref(), metric)?;
+    let kinds = kinds.as_deref();
     let old = {
         let (opts, _bar) = crate::progress::attach(&a.old, flame::all());
         memtrace_analyzer::analyze(&a.old, &opts)?
@@ -50,7 +55,9 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
     for w in old.warnings.iter().chain(&new.warnings) {
         eprintln!("memtrace: warning: {w}");
     }
-    let lines = flame::diff(&old, &new, metric);
+    crate::cmd::flamegraph::warn_unclassified(&old, kinds, &a.old);
+    crate::cmd::flamegraph::warn_unclassified(&new, kinds, &a.new);
+    let lines = flame::diff_kinds(&old, &new, metric, kinds);
     let top = a.top.unwrap_or(match a.format {
         Format::Text => DEFAULT_TOP,
         Format::Json => usize::MAX,
@@ -58,7 +65,7 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
 
     if let Some(path) = &a.output {
         let mut svg = Vec::new();
-        flame::render_diff_svg(&old, &new, metric, &mut svg)
+        flame::render_diff_svg_kinds(&old, &new, metric, kinds, &mut svg)
             .context("cannot draw the differential flame graph")?;
         crate::cmd::flamegraph::write_svg(path, &svg)?;
         eprintln!(
@@ -69,8 +76,8 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
 
     let mut out = BufWriter::new(io::stdout().lock());
     let written = match a.format {
-        Format::Text => text(&mut out, &old, &new, metric, &lines, top),
-        Format::Json => json(&mut out, &old, &new, metric, &lines, top),
+        Format::Text => text(&mut out, &old, &new, (metric, kinds), &lines, top),
+        Format::Json => json(&mut out, &old, &new, (metric, kinds), &lines, top),
     }
     .and_then(|()| out.flush());
     match written {
@@ -106,12 +113,19 @@ fn text(
     out: &mut dyn Write,
     old: &Report,
     new: &Report,
-    metric: Metric,
+    (metric, kinds): (Metric, Option<&[Kind]>),
     lines: &[DiffLine],
     top: usize,
 ) -> io::Result<()> {
-    let (o, n) = (metric.total(old), metric.total(new));
-    writeln!(out, "memtrace diff of {}", metric.label())?;
+    let (o, n) = (
+        flame::total_kinds(old, metric, kinds),
+        flame::total_kinds(new, metric, kinds),
+    );
+    writeln!(
+        out,
+        "memtrace diff of {}",
+        flame::label_kinds(metric, kinds)
+    )?;
     writeln!(
         out,
         "  old: {} {}  ({})",
@@ -195,7 +209,7 @@ fn json(
     out: &mut dyn Write,
     old: &Report,
     new: &Report,
-    metric: Metric,
+    (metric, kinds): (Metric, Option<&[Kind]>),
     lines: &[DiffLine],
     top: usize,
 ) -> io::Result<()> {
@@ -206,7 +220,10 @@ fn json(
             "exe": r.process.exe,
         })
     };
-    let (o, n) = (metric.total(old), metric.total(new));
+    let (o, n) = (
+        flame::total_kinds(old, metric, kinds),
+        flame::total_kinds(new, metric, kinds),
+    );
     let stacks: Vec<_> = lines
         .iter()
         .take(top)
@@ -219,7 +236,7 @@ fn json(
             })
         })
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "metric": metric.as_str(),
         "unit": metric.unit(),
         "old": run(old),
@@ -229,6 +246,9 @@ fn json(
         "delta": flame::signed_delta(o, n),
         "stacks": stacks,
     });
+    if let Some(k) = kinds {
+        doc["leak_kinds"] = json!(k.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+    }
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
 }

@@ -4,6 +4,10 @@
 //!
 //! - `--metric`: `leaked` (default: heap bytes live at exit), `peak`,
 //!   `allocated`, `allocations`, `temporary`.
+//! - `--leak-kinds KINDS` (with `leaked` only; as `memtrace check` takes
+//!   them): draw only the leaked blocks of those reachability kinds, e.g.
+//!   `definite` (see `memtrace_analyzer::flame`); a log whose leaks were not
+//!   classified is drawn whole, with a warning.
 //! - `-o FILE`: where the SVG goes; `-` is stdout. Default:
 //!   `memtrace-METRIC.svg` in the current directory, overwritten if it
 //!   exists. The file is written whole or not at all (the graph is drawn in
@@ -16,8 +20,10 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use memtrace_analyzer::flame::{self, Metric};
+use memtrace_analyzer::reach::Kind;
+use memtrace_analyzer::report::Report;
 
 use crate::args::FlamegraphArgs;
 use crate::cmd::report::EXIT_TRUNCATED;
@@ -25,14 +31,17 @@ use crate::cmd::report::EXIT_TRUNCATED;
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     let metric = Metric::from(a.metric);
+    let kinds = leak_kinds(a.leak_kinds.as_deref(), metric)?;
     let (opts, bar) = crate::progress::attach(&a.log, flame::all());
     let report = memtrace_analyzer::analyze(&a.log, &opts)?;
     drop(bar);
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
     }
+    warn_unclassified(&report, kinds.as_deref(), &a.log);
+    let kinds = kinds.as_deref();
     let mut svg = Vec::new();
-    flame::render_svg(&report, metric, &mut svg)
+    flame::render_svg_kinds(&report, metric, kinds, &mut svg)
         .with_context(|| format!("cannot draw the flame graph of {}", a.log.display()))?;
     let path = a
         .output
@@ -41,9 +50,9 @@ pub fn run(a: &FlamegraphArgs) -> anyhow::Result<u8> {
     if write_svg(&path, &svg)? {
         eprintln!(
             "memtrace: flame graph of {} written to {} ({})",
-            metric.label(),
+            flame::label_kinds(metric, kinds),
             path.display(),
-            flame::title(&report, metric)
+            flame::title_kinds(&report, metric, kinds)
         );
     }
     if report.summary.truncated {
@@ -54,6 +63,31 @@ pub fn run(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_TRUNCATED);
     }
     Ok(0)
+}
+
+/// Parses `--leak-kinds`, which only the `leaked` metric takes.
+pub fn leak_kinds(arg: Option<&str>, metric: Metric) -> anyhow::Result<Option<Vec<Kind>>> {
+    let Some(arg) = arg else { return Ok(None) };
+    if metric != Metric::Leaked {
+        bail!(
+            "--leak-kinds applies to --metric leaked only, not {}",
+            metric.as_str()
+        );
+    }
+    crate::cmd::check::leak_kinds(arg).map(Some)
+}
+
+/// Says when `--leak-kinds` cannot apply to a log: its leaks were not
+/// classified by reachability, so they are drawn whole.
+pub fn warn_unclassified(r: &Report, kinds: Option<&[Kind]>, log: &Path) {
+    if kinds.is_some() && r.summary.leak_kinds.is_none() && !r.heap_leaks.is_empty() {
+        eprintln!(
+            "memtrace: warning: the leaks of {} were not classified by reachability \
+             (`memtrace run --no-reachability`, a plain LD_PRELOAD run, or the scan failed): \
+             --leak-kinds does not apply, every leaked byte is drawn",
+            log.display()
+        );
+    }
 }
 
 /// Writes `svg` to the file `path`, or to stdout when `path` is `-` (a

@@ -6,7 +6,13 @@
 //! program and its arguments (not its pid, so that CI systems can follow a
 //! case from run to run); a case fails with one `<failure>` per broken rule,
 //! whose text lists the offending stacks. Skipped processes are
-//! `<skipped>` cases.
+//! `<skipped>` cases. The suite's `leak-kinds` property (and each case's
+//! output) says which reachability kinds counted.
+//!
+//! Every output says which kinds of leaked blocks counted (`--leak-kinds`)
+//! and, for each counted stack that was classified, its bytes and blocks by
+//! kind; the summary also says what the process left of the kinds that do
+//! not count.
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -14,7 +20,8 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::check::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
-use crate::report::{Report, Site, plural, thousands};
+use crate::reach::Kind;
+use crate::report::{Report, Site, kinds_present, kinds_text, plural, thousands};
 use crate::suppress;
 use crate::symbolize::Frame;
 
@@ -100,6 +107,39 @@ pub fn process_title(r: &Report) -> String {
     t
 }
 
+/// Which kinds counted, for people: `counting definitely and indirectly
+/// lost blocks (--leak-kinds)`.
+pub fn counting(v: &Verdict) -> String {
+    let kinds = v.rules.counted_kinds();
+    let mut s = format!(
+        "counting {} blocks (--leak-kinds {})",
+        Kind::phrase(kinds, "and"),
+        kinds_arg(kinds)
+    );
+    let unclassified = v.processes.iter().any(|p| {
+        p.skipped.is_none()
+            && p.leaks
+                .iter()
+                .any(|l| l.kind == "heap" && l.site.kinds.is_none())
+    });
+    if unclassified {
+        s.push_str("; leaks not classified by reachability count whole");
+    }
+    s
+}
+
+/// The kinds as `--leak-kinds` takes them: `definite,indirect`, `all`, `none`.
+fn kinds_arg(kinds: &[Kind]) -> String {
+    if kinds.is_empty() {
+        "none".into()
+    } else if Kind::ALL.iter().all(|k| kinds.contains(k)) {
+        "all".into()
+    } else {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        names.join(",")
+    }
+}
+
 /// The stacks that make a failing process fail, as text.
 fn offending(p: &ProcessVerdict, top: usize, indent: &str) -> String {
     let mut s = String::new();
@@ -113,6 +153,9 @@ fn offending(p: &ProcessVerdict, top: usize, indent: &str) -> String {
             "{indent}{}\n",
             leak_head(l.kind, &l.site, Some((l.new_bytes, l.new_count)))
         ));
+        if let Some(k) = &l.site.kinds {
+            s.push_str(&format!("{indent}  ({})\n", kinds_text(k)));
+        }
         stack_lines(&mut s, &format!("{indent}  "), &l.site.stack);
     }
     if counted.len() > top {
@@ -164,6 +207,15 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
             extra.push(format!(
                 "{} in the baseline",
                 plural(baseline, "byte", "bytes")
+            ));
+        }
+        for kind in kinds_present(&p.not_counted) {
+            let (b, n) = p.not_counted[kind.index()];
+            extra.push(format!(
+                "{} in {} {} not counted",
+                plural(b, "byte", "bytes"),
+                plural(n, "block", "blocks"),
+                kind.words()
             ));
         }
         let extra = if extra.is_empty() {
@@ -221,10 +273,11 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let verdict = if failed == 0 { "passed" } else { "FAILED" };
     writeln!(
         out,
-        "memtrace check: {verdict}: {} judged of {}, {} failed",
+        "memtrace check: {verdict}: {} judged of {}, {} failed; {}",
         plural(judged as u64, "process", "processes"),
         v.processes.len(),
-        failed
+        failed,
+        counting(v)
     )?;
     out.write_all(s.as_bytes())
 }
@@ -264,6 +317,11 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
     );
     s.push_str(&format!("<testsuites name=\"memtrace check\" {counts}>\n"));
     s.push_str(&format!("  <testsuite name=\"memtrace check\" {counts}>\n"));
+    s.push_str(&format!(
+        "    <properties>\n      <property name=\"leak-kinds\" value=\"{}\"/>\n    </properties>\n",
+        xml_escape(&kinds_arg(v.rules.counted_kinds()))
+    ));
+    let counting = counting(v);
     let mut seen: HashSet<String> = HashSet::new();
     for p in &v.processes {
         let r = p.report;
@@ -300,7 +358,7 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
             ));
         }
         let mut sys = format!(
-            "pid {}, parent {}, log {}\n{} allocations, {} frees, {} allocated, peak heap {}\n",
+            "pid {}, parent {}, log {}\n{} allocations, {} frees, {} allocated, peak heap {}\n{counting}\n",
             r.process.pid,
             r.process.ppid,
             r.path.display(),
@@ -309,6 +367,9 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
             plural(r.summary.bytes_allocated, "byte", "bytes"),
             plural(r.summary.peak_heap_bytes, "byte", "bytes"),
         );
+        if let Some(k) = &r.summary.leak_kinds {
+            sys.push_str(&format!("leaked by kind: {}\n", kinds_text(k)));
+        }
         for n in &p.notes {
             sys.push_str(&format!("note: {n}\n"));
         }
@@ -370,6 +431,8 @@ struct JLeak<'a> {
     suppressed_by: Option<&'a str>,
     new_bytes: u64,
     new_count: u64,
+    /// The bytes and blocks of each kind in `bytes` and `count`, when classified.
+    reachability: Option<serde_json::Value>,
     stack: Vec<super::json::JFrame<'a>>,
 }
 
@@ -394,6 +457,10 @@ struct JProcess<'a> {
     baseline_peak_heap_bytes: Option<u64>,
     counted_bytes: u64,
     counted_blocks: u64,
+    /// The report's leaked bytes and blocks by kind, when classified.
+    leak_kinds: Option<serde_json::Value>,
+    /// Of those, the kinds that did not count (--leak-kinds).
+    not_counted: Option<serde_json::Value>,
     estimated: bool,
     failures: Vec<JFailure<'a>>,
     notes: &'a [String],
@@ -436,13 +503,7 @@ pub fn json(
             max_peak: r.max_peak,
             tolerance: r.tolerance.to_string(),
             peak_tolerance: r.peak_tolerance.to_string(),
-            leak_kinds: r
-                .leak_kinds
-                .as_deref()
-                .unwrap_or(&crate::check::DEFAULT_LEAK_KINDS)
-                .iter()
-                .map(|k| k.as_str())
-                .collect(),
+            leak_kinds: r.counted_kinds().iter().map(|k| k.as_str()).collect(),
         },
         baseline: v.baseline.map(|b| b.source.display().to_string()),
         processes: v
@@ -471,6 +532,11 @@ pub fn json(
                     baseline_peak_heap_bytes: p.baseline_peak,
                     counted_bytes: p.counted_bytes,
                     counted_blocks: p.counted_blocks,
+                    leak_kinds: s.leak_kinds.as_ref().map(super::json::kinds_json),
+                    not_counted: s
+                        .leak_kinds
+                        .as_ref()
+                        .map(|_| super::json::kinds_json(&p.not_counted)),
                     estimated: s.sample_interval != 0,
                     failures: p
                         .failures
@@ -499,6 +565,7 @@ pub fn json(
                             },
                             new_bytes: l.new_bytes,
                             new_count: l.new_count,
+                            reachability: l.site.kinds.as_ref().map(super::json::kinds_json),
                             stack: super::json::stack(&l.site.stack),
                         })
                         .collect(),
@@ -545,7 +612,8 @@ pub fn gen_suppressions(v: &Verdict, formats: GenFormats, out: &mut dyn Write) -
         }
         if formats.valgrind {
             let func = if l.kind == "heap" { l.site.func } else { None };
-            e.push_str(&suppress::gen_valgrind(name, stack, func));
+            let kinds = l.site.kinds.as_ref().map(kinds_present);
+            e.push_str(&suppress::gen_valgrind(name, stack, func, kinds.as_deref()));
         }
         if formats.lsan {
             e.push_str(&suppress::gen_lsan(stack));
@@ -588,6 +656,104 @@ pub fn gen_suppressions(v: &Verdict, formats: GenFormats, out: &mut dyn Write) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every output says which kinds counted and gives each counted leak's
+    /// kinds; the summary says what the kinds that do not count left.
+    #[test]
+    fn kinds_in_every_output() {
+        use crate::check::tests::{reach_report, supp};
+        use crate::check::{Gate, Rules, evaluate};
+        let reports = [reach_report()];
+        let rules = Rules::default();
+        let files = [supp(
+            "{\n n\n Memcheck:Leak\n match-leak-kinds: definite\n fun:malloc\n fun:plain_lost\n}\n",
+        )];
+        let v = evaluate(
+            &reports,
+            &Gate {
+                rules: &rules,
+                suppressions: &files,
+                baseline: None,
+                select: &[],
+            },
+        );
+        let mut out = Vec::new();
+        summary(&v, 5, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(
+                "memtrace check: FAILED: 1 process judged of 1, 1 failed; counting definitely and \
+                 indirectly lost blocks (--leak-kinds definite,indirect)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "(48 bytes suppressed, 128 bytes in 1 block possibly lost not counted, \
+                 80 bytes in 2 blocks still reachable not counted)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "        128 bytes in 4 blocks\n          (32 bytes in 1 block definitely lost; \
+                 96 bytes in 3 blocks indirectly lost)\n          #0 lost_list"
+            ),
+            "{text}"
+        );
+
+        let mut out = Vec::new();
+        junit(&v, &mut out).unwrap();
+        let xml = String::from_utf8(out).unwrap();
+        assert!(
+            xml.contains("<property name=\"leak-kinds\" value=\"definite,indirect\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("96 bytes in 3 blocks indirectly lost"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("counting definitely and indirectly lost blocks"),
+            "{xml}"
+        );
+
+        let mut out = Vec::new();
+        json(&v, None, 23, &mut out).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            doc["rules"]["leak_kinds"],
+            serde_json::json!(["definite", "indirect"])
+        );
+        let p = &doc["processes"][0];
+        assert_eq!(p["leak_kinds"]["reachable"]["bytes"], 80);
+        assert_eq!(p["not_counted"]["possible"]["count"], 1);
+        assert_eq!(p["not_counted"]["definite"]["bytes"], 0);
+        assert_eq!(p["leaks"][0]["bytes"], 128);
+        assert_eq!(p["leaks"][0]["reachability"]["indirect"]["count"], 3);
+        let plain = p["leaks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["status"] == "suppressed");
+        assert_eq!(plain.unwrap()["reachability"]["definite"]["bytes"], 48);
+
+        let mut out = Vec::new();
+        let all = GenFormats {
+            memtrace: false,
+            valgrind: true,
+            lsan: false,
+        };
+        gen_suppressions(&v, all, &mut out).unwrap();
+        let entries = String::from_utf8(out).unwrap();
+        assert!(
+            entries.contains(
+                "   match-leak-kinds: definite,indirect\n   fun:malloc\n   fun:lost_list\n"
+            ),
+            "{entries}"
+        );
+        assert_eq!(entries.matches("Memcheck:Leak").count(), 1, "{entries}");
+    }
 
     /// Everything XML cannot carry raw is escaped or replaced.
     #[test]

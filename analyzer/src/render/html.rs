@@ -10,7 +10,9 @@
 //!   the most allocated and the temporary allocations: bytes, blocks, the
 //!   allocating function, the frame the site is named by (the innermost
 //!   outside the C, C++ and Rust runtimes: `strdup`'s caller), its file:line,
-//!   and the full stack in a `<details>` element;
+//!   and the full stack in a `<details>` element; heap leaks classified by
+//!   reachability also have their bytes and blocks by kind (definitely,
+//!   indirectly, possibly lost, still reachable), as has the summary;
 //! - the timeline chart ([`super::timeline`]), inline;
 //! - flame graphs ([`crate::flame::render_svg`]) of the leaked bytes, the
 //!   peak and the allocated bytes, and of the temporary allocations when
@@ -110,6 +112,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 table.kv th { font-weight: 600; white-space: nowrap; width: 1%; background: none; }
 table.sites { width: 100%; }
 table.sites td.fn { word-break: break-all; }
+table.sites td.kinds { white-space: nowrap; }
 details summary { cursor: pointer; color: #0b57d0; white-space: nowrap; }
 ol.stack { margin: 4px 0 2px; padding-left: 2.6em; }
 ol.stack li { word-break: break-all; }
@@ -509,6 +512,15 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
             plural(s.leaked_heap_blocks, "block", "blocks")
         ),
     )?;
+    match &s.leak_kinds {
+        Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k))?,
+        Some(_) => {}
+        None if s.leaked_heap_blocks > 0 => row(
+            "Leak kinds",
+            "<span class=\"muted\">not classified by reachability</span>".into(),
+        )?,
+        None => {}
+    }
     row(
         "Peak heap",
         format!(
@@ -706,12 +718,20 @@ fn stack(h: &mut String, frames: &[Frame], stacks: usize) -> Fmt {
     Ok(())
 }
 
+/// Bytes and blocks by reachability kind, one kind a line: `32 bytes in 1
+/// block definitely lost<br>96 bytes in 3 blocks indirectly lost`.
+fn kinds_cell(k: &crate::report::Kinds) -> String {
+    escape(&crate::report::kinds_text(k)).replace("; ", "<br>")
+}
+
 /// Sites whose stacks read the same once symbolized (the same functions,
 /// files and lines: a call unrolled by the compiler, or a library loaded
 /// twice), merged into one row.
 struct Row {
     bytes: u64,
     count: u64,
+    /// By reachability kind, when every merged site was classified.
+    kinds: Option<crate::report::Kinds>,
     /// The allocating functions of the merged sites, each once.
     funcs: Vec<memtrace_format::Func>,
     stack: std::sync::Arc<[Frame]>,
@@ -748,6 +768,7 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
                 rows.push(Row {
                     bytes: 0,
                     count: 0,
+                    kinds: s.kinds.map(|_| [(0, 0); 4]),
                     funcs: Vec::new(),
                     stack: s.stack.clone(),
                     stacks: 0,
@@ -758,6 +779,16 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
         let r = &mut rows[i];
         r.bytes = r.bytes.saturating_add(s.bytes);
         r.count = r.count.saturating_add(s.count);
+        r.kinds = match (r.kinds, s.kinds) {
+            (Some(mut a), Some(b)) => {
+                for (x, y) in a.iter_mut().zip(b) {
+                    x.0 = x.0.saturating_add(y.0);
+                    x.1 = x.1.saturating_add(y.1);
+                }
+                Some(a)
+            }
+            _ => None,
+        };
         r.stacks += 1;
         if let Some(f) = s.func
             && !r.funcs.contains(&f)
@@ -792,13 +823,20 @@ struct Table<'a> {
 /// row when the table has one.
 fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
     let merged = merge(list, t.by_count);
-    let cols = if t.with_func { 7 } else { 6 };
+    // Heap leaks classified by reachability: a column of their kinds.
+    let with_kinds = t.with_func && list.iter().any(|s| s.kinds.is_some());
+    let cols = 6 + usize::from(t.with_func) + usize::from(with_kinds);
     write!(
         h,
         "<table class=\"sites\" id=\"{}\">\n<thead><tr><th class=\"num\">#</th><th class=\"num\">Bytes</th>\
-         <th class=\"num\">{}</th>{}<th title=\"The innermost frame outside the C, C++ and Rust runtime libraries\">Function</th><th>Location</th><th>Stack</th></tr></thead>\n<tbody>\n",
+         <th class=\"num\">{}</th>{}{}<th title=\"The innermost frame outside the C, C++ and Rust runtime libraries\">Function</th><th>Location</th><th>Stack</th></tr></thead>\n<tbody>\n",
         t.id,
         t.count_label,
+        if with_kinds {
+            "<th title=\"By reachability at exit, as valgrind's memcheck classifies leaks\">Kinds</th>"
+        } else {
+            ""
+        },
         if t.with_func {
             "<th>Allocated by</th>"
         } else {
@@ -817,6 +855,12 @@ fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
             thousands(s.bytes),
             thousands(s.count)
         )?;
+        if with_kinds {
+            match &s.kinds {
+                Some(k) => write!(h, "<td class=\"kinds\">{}</td>", kinds_cell(k))?,
+                None => h.push_str("<td class=\"muted\">?</td>"),
+            }
+        }
         if t.with_func {
             let names: Vec<&str> = s.funcs.iter().map(|f| f.name()).collect();
             write!(h, "<td><code>{}</code></td>", escape(&names.join(", ")))?;
@@ -1150,5 +1194,58 @@ mod tests {
             assert!(!h.contains(bad), "{bad} in {h}");
         }
         assert!(h.trim_end().ends_with("</html>"));
+    }
+
+    /// A classified run's page: the summary's kinds, and a Kinds column in
+    /// the heap leak table with each row's bytes and blocks by kind.
+    #[test]
+    fn page_with_leak_kinds() {
+        use crate::testlog::*;
+        let mut c = LogBuilder::chunk(T0);
+        c.stack(1, &[0x1234, 0x5678])
+            .stack(2, &[0x9abc, 0x5678])
+            .alloc(T0 + 3, 0x10, 40, 1)
+            .alloc(T0 + 4, 0x60, 8, 1)
+            .alloc(T0 + 5, 0x20, 60, 2);
+        let mut b = LogBuilder::new();
+        b.push(0, &c).ended(T0 + 10);
+        let mut r = crate::report::analyze_bytes(&b.bytes, &flame::all()).unwrap();
+        let plain = {
+            let mut out = Vec::new();
+            render(&r, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!plain.contains(">Kinds</th>"), "no column without kinds");
+        assert!(plain.contains("not classified by reachability"), "{plain}");
+        for s in &mut r.heap_leaks {
+            s.kinds = Some(if s.bytes == 48 {
+                [(40, 1), (0, 0), (0, 0), (8, 1)]
+            } else {
+                [(0, 0), (60, 1), (0, 0), (0, 0)]
+            });
+        }
+        r.summary.leak_kinds = Some([(40, 1), (60, 1), (0, 0), (8, 1)]);
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let h = String::from_utf8(out).unwrap();
+        assert!(
+            h.contains(
+                "<tr><th>Leak kinds</th><td>40 bytes in 1 block definitely lost<br>\
+                 60 bytes in 1 block indirectly lost<br>8 bytes in 1 block still reachable</td></tr>"
+            ),
+            "{h}"
+        );
+        assert!(h.contains(">Kinds</th><th>Allocated by</th>"), "{h}");
+        assert!(
+            h.contains(
+                "<td class=\"kinds\">40 bytes in 1 block definitely lost<br>8 bytes in 1 block still reachable</td>"
+            ),
+            "{h}"
+        );
+        assert!(
+            h.contains("<td class=\"kinds\">60 bytes in 1 block indirectly lost</td>"),
+            "{h}"
+        );
+        assert!(h.contains("<th colspan=\"5\">Total</th>"), "{h}");
     }
 }

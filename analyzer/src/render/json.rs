@@ -219,7 +219,7 @@ struct JLeak<'a> {
 }
 
 /// `{"definite": {"bytes", "count"}, "indirect": ..., "possible": ..., "reachable": ...}`.
-fn kinds_json(k: &crate::report::Kinds) -> serde_json::Value {
+pub(crate) fn kinds_json(k: &crate::report::Kinds) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
         m.insert(

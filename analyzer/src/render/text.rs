@@ -53,20 +53,7 @@ fn sites(out: &mut dyn Write, list: &[Site], unit: (&str, &str)) -> io::Result<(
             plural(s.count, unit.0, unit.1)
         )?;
         if let Some(k) = &s.kinds {
-            let parts: Vec<String> = crate::reach::Kind::ALL
-                .iter()
-                .zip(k)
-                .filter(|(_, (_, n))| *n > 0)
-                .map(|(kind, (b, n))| {
-                    format!(
-                        "{} in {} {}",
-                        plural(*b, "byte", "bytes"),
-                        plural(*n, "block", "blocks"),
-                        kind.words()
-                    )
-                })
-                .collect();
-            writeln!(out, "  ({})", parts.join("; "))?;
+            writeln!(out, "  ({})", crate::report::kinds_text(k))?;
         }
         stack(out, &s.stack)?;
     }

@@ -1,6 +1,6 @@
 //! `memtrace flamegraph` and `memtrace diff` on fixtures with exact figures: `heap.c`
-//! (leaks, peak, allocated), `temporary.c` (temporary allocations) and `gate.c` (leaks on
-//! demand, for diffs). Every SVG is parsed by Python's XML parser; the assertions are on
+//! (leaks, peak, allocated), `temporary.c` (temporary allocations), `gate.c` (leaks on
+//! demand, for diffs) and `reach.c` (leaks of every reachability kind, `--leak-kinds`). Every SVG is parsed by Python's XML parser; the assertions are on
 //! the title (the run's totals), the frames' tooltips (`leak_malloc (300 bytes, 11.49%)`:
 //! the number) and the embedded search script.
 
@@ -321,6 +321,166 @@ fn flamegraph_empty_and_bad_input() {
         String::from_utf8_lossy(&out.stderr).contains("bogus"),
         "{}",
         describe(&out)
+    );
+}
+
+/// `--leak-kinds` on reach.c, classified by `memtrace run`: the leaked bytes of the chosen
+/// kinds only, exactly the fixture header's (`definite`: 80 bytes, plain_lost 48 and
+/// lost_list 32), in the title, the root frame and each frame's tooltip, which name the
+/// kinds; without it, every leaked byte, the subtitle giving each kind's. `memtrace diff`
+/// takes the option too. A log that was not classified (plain LD_PRELOAD) is drawn whole,
+/// with a warning; another metric refuses the option.
+#[test]
+fn flamegraph_by_leak_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut run = memtrace();
+    run.current_dir(d)
+        .args(["run", "-o", "reach.mtr", "--"])
+        .arg(fixture("reach"));
+    assert_code(&output_with_timeout(&mut run, TIMEOUT), 0);
+    let graph = |args: &[&str], name: &str| {
+        let mut a = vec!["flamegraph", "-o", name];
+        a.extend_from_slice(args);
+        a.push("reach.mtr");
+        let out = memtrace_in(d, &a);
+        assert_code(&out, 0);
+        (Svg::parse(&d.join(name)), out)
+    };
+    for (kinds, total, unit, title) in [
+        (
+            "definite",
+            80,
+            "bytes definitely lost",
+            "80 bytes in 2 blocks definitely lost",
+        ),
+        (
+            "definite,indirect",
+            176,
+            "bytes definitely or indirectly lost",
+            "176 bytes in 5 blocks definitely or indirectly lost",
+        ),
+        (
+            "possible",
+            128,
+            "bytes possibly lost",
+            "128 bytes in 1 block possibly lost",
+        ),
+        (
+            "reachable",
+            80,
+            "bytes still reachable",
+            "80 bytes in 2 blocks still reachable",
+        ),
+        ("all", 384, "bytes", "384 bytes leaked in 8 blocks"),
+    ] {
+        let (svg, _) = graph(&["--leak-kinds", kinds], &format!("{kinds}.svg"));
+        assert!(
+            svg.title().ends_with(&format!("): {title}")),
+            "{kinds}: {}",
+            svg.title()
+        );
+        svg.assert_weight("all", total, unit);
+        svg.assert_weight("main", total, unit);
+    }
+    let (svg, out) = graph(&["--leak-kinds", "definite"], "d.svg");
+    svg.assert_weight("plain_lost", 48, "bytes definitely lost");
+    svg.assert_weight("lost_list", 32, "bytes definitely lost");
+    assert!(
+        svg.weight("kept_by_global").is_none(),
+        "{:#?}",
+        svg.frames()
+    );
+    assert!(
+        svg.text("subtitle")
+            .contains("(--leak-kinds definite; 384 bytes leaked in all)"),
+        "{}",
+        svg.text("subtitle")
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("flame graph of bytes definitely lost"),
+        "{}",
+        describe(&out)
+    );
+    let (svg, _) = graph(&["--leak-kinds", "reachable"], "r.svg");
+    svg.assert_weight("kept_by_global", 80, "bytes still reachable");
+    svg.assert_weight("kept_child", 16, "bytes still reachable");
+    let (svg, _) = graph(&[], "leaked.svg");
+    svg.assert_weight("all", 384, "bytes");
+    assert!(
+        svg.text("subtitle").contains(
+            "all kinds: definitely lost 80, indirectly lost 96, possibly lost 128, still reachable 80 bytes"
+        ),
+        "{}",
+        svg.text("subtitle")
+    );
+
+    let out = memtrace_in(
+        d,
+        &[
+            "diff",
+            "--leak-kinds",
+            "definite",
+            "--format",
+            "json",
+            "reach.mtr",
+            "reach.mtr",
+        ],
+    );
+    assert_code(&out, 0);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["old_total"].as_u64(), doc["new_total"].as_u64()),
+        (Some(80), Some(80))
+    );
+    assert_eq!(doc["leak_kinds"], serde_json::json!(["definite"]));
+    assert_eq!(diff_entry(&doc, "plain_lost")["new"], 48);
+    let out = memtrace_in(
+        d,
+        &[
+            "flamegraph",
+            "--metric",
+            "peak",
+            "--leak-kinds",
+            "definite",
+            "reach.mtr",
+        ],
+    );
+    assert_code(&out, 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--metric leaked only"),
+        "{}",
+        describe(&out)
+    );
+    let out = memtrace_in(d, &["flamegraph", "--leak-kinds", "lost", "reach.mtr"]);
+    assert_code(&out, 2);
+
+    // Not classified: every leaked byte, and a warning.
+    let (t, log) = traced("reach", &[]);
+    let svg_path = t.dir.path().join("u.svg");
+    let out = memtrace_in(
+        t.dir.path(),
+        &[
+            "flamegraph",
+            "--leak-kinds",
+            "definite",
+            "-o",
+            svg_path.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ],
+    );
+    assert_code(&out, 0);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("were not classified by reachability"),
+        "{}",
+        describe(&out)
+    );
+    let svg = Svg::parse(&svg_path);
+    svg.assert_weight("all", 384, "bytes");
+    assert!(
+        svg.text("subtitle").contains("not classified"),
+        "{}",
+        svg.text("subtitle")
     );
 }
 

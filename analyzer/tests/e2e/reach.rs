@@ -1,7 +1,10 @@
 //! Leak classification by reachability: `memtrace run` classifies the blocks live at
 //! exit as memcheck does (definitely, indirectly, possibly lost, still reachable), from a
 //! frozen copy of the process read from outside. On tests/fixtures/reach.c the figures
-//! are the fixture's header's, and, per allocating function, memcheck's own.
+//! are the fixture's header's, and, per allocating function, memcheck's own. `memtrace
+//! check` counts the definitely and indirectly lost blocks by default (`--leak-kinds`
+//! chooses), and valgrind suppressions apply to the kinds their `match-leak-kinds:` names
+//! (tests/suppressions/reach.supp, with memcheck as the oracle).
 
 use std::collections::BTreeMap;
 
@@ -227,5 +230,206 @@ fn check_counts_the_chosen_kinds() {
         .arg(&reach);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown leak kind \"lost\""));
+}
+
+/// `memtrace check ARGS -- PROGRAM PROGRAM_ARGS` in a fresh directory, with `--json`:
+/// the exit status, stderr and the JSON document.
+fn check(args: &[&str], program: &str, program_args: &[&str]) -> (Option<i32>, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .arg("check")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--")
+        .arg(fixture(program))
+        .args(program_args);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
+    (out.status.code(), err, serde_json::from_str(&text).unwrap())
+}
+
+/// By default `memtrace check` counts what valgrind's memcheck counts as errors: the
+/// definitely and indirectly lost blocks. reach.c fails with exactly those of its header
+/// (176 bytes in 5 blocks), and the summary says which kinds counted, gives each counted
+/// stack's kinds and what the other kinds left. A program whose leftovers are all still
+/// reachable (gate.c's `cache`: one block kept in a global) passes, and fails when they
+/// count.
+#[test]
+fn check_counts_definite_and_indirect_by_default() {
+    let (code, err, v) = check(&[], "reach", &[]);
+    assert_eq!(code, Some(23), "{err}");
+    let p = &v["processes"][0];
+    assert_eq!(
+        (p["counted_bytes"].as_u64(), p["counted_blocks"].as_u64()),
+        (Some(176), Some(5)),
+        "{err}"
+    );
+    assert_eq!(
+        v["rules"]["leak_kinds"],
+        serde_json::json!(["definite", "indirect"])
+    );
+    assert!(
+        err.contains(
+            "counting definitely and indirectly lost blocks (--leak-kinds definite,indirect)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "128 bytes in 4 blocks\n          (32 bytes in 1 block definitely lost; \
+             96 bytes in 3 blocks indirectly lost)\n          #0 lost_list"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "128 bytes in 1 block possibly lost not counted, 80 bytes in 2 blocks still \
+             reachable not counted"
+        ),
+        "{err}"
+    );
+    let nc = &p["not_counted"];
+    assert_eq!(
+        (
+            nc["possible"]["bytes"].as_u64(),
+            nc["reachable"]["count"].as_u64()
+        ),
+        (Some(128), Some(2))
+    );
+    // Each counted leak, with its kinds.
+    let list = p["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| first_fixture_function(l) == "lost_list")
+        .unwrap();
+    assert_eq!(list["bytes"], 128);
+    assert_eq!(list["reachability"]["indirect"]["count"], 3);
+
+    // Only still reachable blocks left: passes; counted when asked.
+    let (code, err, v) = check(&[], "gate", &["cache"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("memtrace check: passed"), "{err}");
+    assert!(
+        err.contains("64 bytes in 1 block still reachable not counted"),
+        "{err}"
+    );
+    assert_eq!(v["processes"][0]["counted_bytes"], 0);
+    for kinds in ["all", "reachable"] {
+        let (code, err, v) = check(&["--leak-kinds", kinds], "gate", &["cache"]);
+        assert_eq!(code, Some(23), "{kinds}: {err}");
+        assert_eq!(v["processes"][0]["counted_bytes"], 64, "{kinds}");
+    }
+    let (code, err, _) = check(&["--leak-kinds", "none"], "reach", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("counting no blocks (--leak-kinds none)"),
+        "{err}"
+    );
+}
+
+/// valgrind suppressions apply kind by kind (tests/suppressions/reach.supp): lost_list's
+/// definitely lost head is suppressed, its indirectly lost nodes still count; an entry
+/// for other kinds than plain_lost's suppresses nothing. The counts are valgrind's own
+/// with the same file.
+#[test]
+fn suppressions_by_leak_kind() {
+    let supp = crate::util::root().join("tests/suppressions/reach.supp");
+    let supp = supp.to_str().unwrap();
+    let matched = |v: &Value, name: &str| {
+        let s = v["suppressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no suppression {name}: {v:#}"));
+        (
+            s["matched_stacks"].as_u64().unwrap(),
+            s["matched_blocks"].as_u64().unwrap(),
+            s["matched_bytes"].as_u64().unwrap(),
+        )
+    };
+    let (code, err, v) = check(&["--leak-kinds", "all", "-s", supp], "reach", &[]);
+    assert_eq!(code, Some(23), "{err}");
+    let p = &v["processes"][0];
+    assert_eq!(
+        (p["counted_bytes"].as_u64(), p["counted_blocks"].as_u64()),
+        (Some(144), Some(4)),
+        "{err}"
+    );
+    assert_eq!(matched(&v, "reach-lost_list-definite"), (1, 1, 32));
+    assert_eq!(matched(&v, "reach-plain_lost-not-definite"), (0, 0, 0));
+    assert_eq!(matched(&v, "reach-kept_by_interior"), (1, 1, 128));
+    assert_eq!(matched(&v, "reach-still-reachable"), (2, 2, 80));
+    // lost_list: its head suppressed, its other nodes counted.
+    let list: Vec<(String, u64, u64)> = p["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| first_fixture_function(l) == "lost_list")
+        .map(|l| {
+            (
+                l["status"].as_str().unwrap().to_owned(),
+                l["bytes"].as_u64().unwrap(),
+                l["reachability"]["indirect"]["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        list,
+        [
+            ("counted".to_owned(), 96, 96),
+            ("suppressed".to_owned(), 32, 0)
+        ]
+    );
+    // By default: the same counted blocks; only definite ones are there to suppress.
+    let (code, err, v) = check(&["-s", supp], "reach", &[]);
+    assert_eq!(code, Some(23), "{err}");
+    assert_eq!(v["processes"][0]["counted_bytes"], 144);
+    assert_eq!(matched(&v, "reach-lost_list-definite"), (1, 1, 32));
+    assert_eq!(matched(&v, "reach-still-reachable"), (0, 0, 0));
+
+    if !have_valgrind() {
+        eprintln!("valgrind is not installed: the comparison with memcheck is skipped");
+        return;
+    }
+    let vg = clean_command("valgrind")
+        .args([
+            "--leak-check=full",
+            "--show-leak-kinds=all",
+            "--errors-for-leak-kinds=all",
+        ])
+        .arg(format!("--suppressions={supp}"))
+        .arg(fixture("reach"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&vg.stderr);
+    // "definitely lost: 48 bytes in 1 blocks" ... "suppressed: 240 bytes in 4 blocks".
+    let summary = |what: &str| -> (u64, u64) {
+        let l = text
+            .lines()
+            .find_map(|l| l.split_once(&format!("{what}: ")).map(|x| x.1))
+            .unwrap_or_else(|| panic!("no {what} line:\n{text}"));
+        let n: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|w| w.replace(',', "").parse().ok())
+            .collect();
+        (n[0], n[1])
+    };
+    let unsuppressed = [
+        "definitely lost",
+        "indirectly lost",
+        "possibly lost",
+        "still reachable",
+    ]
+    .map(summary)
+    .into_iter()
+    .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert_eq!(unsuppressed, (144, 4), "{text}");
+    assert_eq!(summary("suppressed"), (240, 4), "{text}");
 }
