@@ -801,11 +801,8 @@ fn at(c: &Checked, function: &str, status: &str) -> (u64, u64) {
 
 /// valgrind's own format, as valgrind documents it (`...`, `*`/`?`, mangled names,
 /// `match-leak-kinds`, `obj:`, `src:`, entries of other kinds ignored): heap.c's four
-/// targeted leaks are suppressed, its two others fail the gate, and the counts are exact.
-/// (The default kinds count: definitely and indirectly lost. Of heap.c's leaks, memtrace
-/// finds valloc's 1000-byte block possibly lost, where memcheck says definitely: glibc's
-/// allocator keeps a pointer to the chunk after it, whose header lies in the block's last
-/// 8 bytes. So it does not count, and heap-leak_aligned matches the 3 others.)
+/// targeted leaks are suppressed, its two others fail the gate, and the counts are exact
+/// (every leak of heap.c is definitely lost, which the default kinds count).
 #[test]
 fn valgrind_suppression_file() {
     let vg = supp_file("valgrind.supp");
@@ -820,8 +817,7 @@ fn valgrind_suppression_file() {
     assert_eq!(matched(&c, "heap-leak_malloc"), (1, 3, 300));
     assert_eq!(matched(&c, "heap-leak_strdup"), (1, 1, 16));
     assert_eq!(matched(&c, "heap-leak_calloc"), (1, 1, 120));
-    assert_eq!(matched(&c, "heap-leak_aligned").1, 3);
-    assert_eq!(matched(&c, "heap-leak_aligned").2, 736);
+    assert_eq!(matched(&c, "heap-leak_aligned"), (4, 4, 1736));
     assert_eq!(at(&c, "leak_realloc_chain", "counted"), (200, 1));
     assert_eq!(at(&c, "leak_reallocarray", "counted"), (240, 1));
     assert_eq!(c.judged()["counted_bytes"], 440);
@@ -901,9 +897,8 @@ fn memtrace_suppression_file() {
 }
 
 /// The suppressions valgrind itself generates for heap.c (`--gen-suppressions=all`, each
-/// with `match-leak-kinds: definite`) suppress every one of its leaks that counts under
-/// memtrace: all but valloc's block, which memtrace finds possibly lost (see
-/// `valgrind_suppression_file`).
+/// with `match-leak-kinds: definite`) suppress every one of its leaks: memtrace finds
+/// them all definitely lost, as memcheck does.
 #[test]
 fn suppressions_generated_by_valgrind() {
     if !have_valgrind() {
@@ -941,7 +936,7 @@ fn suppressions_generated_by_valgrind() {
         .iter()
         .map(|s| s["matched_bytes"].as_u64().unwrap())
         .sum();
-    assert_eq!(total, 2612 - 1000, "{supp}");
+    assert_eq!(total, 2612, "{supp}");
 }
 
 /// `--gen-suppressions` prints entries that, used as suppression files, make the same
