@@ -297,6 +297,9 @@ fn page(h: &mut String, r: &Report, top: Option<usize>) -> io::Result<()> {
         );
     }
     let leak_rows = top.unwrap_or(DEFAULT_LEAK_ROWS);
+    if let Some(f) = &r.live_filter {
+        live_filter(h, r, f, leak_rows).map_err(fmt_err)?;
+    }
     if !r.heap_leaks.is_empty() {
         writeln!(
             h,
@@ -505,7 +508,11 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
         ),
     )?;
     row(
-        "In use at exit",
+        if r.process.ended == crate::report::Ended::Snapshot {
+            "In use at the snapshot"
+        } else {
+            "In use at exit"
+        },
         format!(
             "{} in {}",
             plural(s.leaked_heap_bytes, "byte", "bytes"),
@@ -715,6 +722,82 @@ fn stack(h: &mut String, frames: &[Frame], stacks: usize) -> Fmt {
         h.push_str("</li>");
     }
     h.push_str("</ol></details>");
+    Ok(())
+}
+
+/// What `--since` / `--older-than` narrowed the leaks to, and the growth by
+/// stack since the earlier snapshot.
+fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: usize) -> Fmt {
+    let s = &r.summary;
+    let delta = |n: i64| {
+        if n > 0 {
+            format!("+{}", signed(n))
+        } else {
+            signed(n)
+        }
+    };
+    if let Some((path, t_ms, bytes, blocks)) = &f.since {
+        writeln!(
+            h,
+            "<p>Since snapshot <code>{}</code> (taken at {t_ms:.3} ms): live heap then {} in {}, now {} in {} ({} bytes).</p>",
+            escape(&path.display().to_string()),
+            plural(*bytes, "byte", "bytes"),
+            plural(*blocks, "block", "blocks"),
+            plural(f.all_bytes, "byte", "bytes"),
+            plural(f.all_blocks, "block", "blocks"),
+            delta(f.all_bytes as i64 - *bytes as i64)
+        )?;
+    }
+    let mut which = Vec::new();
+    if f.since.is_some() {
+        which.push("allocated since the snapshot".to_owned());
+    }
+    if let Some(ms) = f.older_than_ms {
+        which.push(format!("alive for at least {:.3} s", ms / 1000.0));
+    }
+    writeln!(
+        h,
+        "<p>Listed: the blocks {} and still live, {} in {} of {} in {}.</p>",
+        which.join(" and "),
+        plural(s.leaked_heap_bytes, "byte", "bytes"),
+        plural(s.leaked_heap_blocks, "block", "blocks"),
+        plural(f.all_bytes, "byte", "bytes"),
+        plural(f.all_blocks, "block", "blocks")
+    )?;
+    let (bytes, n) = f.lost_then_freed;
+    if n > 0 {
+        writeln!(
+            h,
+            "<p class=\"warning\">{} in {} classified lost in the earlier snapshot were freed since: the program held pointers the scan cannot see; lost blocks from the same stacks may not be lost either.</p>",
+            plural(bytes, "byte", "bytes"),
+            plural(n, "block", "blocks")
+        )?;
+    }
+    if f.growth.is_empty() {
+        return Ok(());
+    }
+    h.push_str(
+        "<h3>Growth by stack</h3>\n<table class=\"sites\" id=\"growth\"><thead><tr><th>Change</th><th>Then</th><th>Now</th><th>Function</th><th>Stack</th></tr></thead><tbody>\n",
+    );
+    for g in f.growth.iter().take(rows) {
+        let func = naming_frame(&g.site.stack)
+            .map(frame_function)
+            .unwrap_or_default();
+        write!(
+            h,
+            "<tr><td class=\"num\">{} bytes, {} blocks</td><td class=\"num\">{} in {}</td><td class=\"num\">{} in {}</td><td class=\"fn\">{}</td><td>",
+            delta(g.site.bytes as i64 - g.then_bytes as i64),
+            delta(g.site.count as i64 - g.then_count as i64),
+            plural(g.then_bytes, "byte", "bytes"),
+            plural(g.then_count, "block", "blocks"),
+            plural(g.site.bytes, "byte", "bytes"),
+            plural(g.site.count, "block", "blocks"),
+            escape(&func)
+        )?;
+        stack(h, &g.site.stack, 1)?;
+        h.push_str("</td></tr>\n");
+    }
+    h.push_str("</tbody></table>\n");
     Ok(())
 }
 

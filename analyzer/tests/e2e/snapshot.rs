@@ -234,6 +234,25 @@ fn snapshots_of_a_running_server() {
     assert!(text.contains("GROWTH BY STACK"), "{text}");
     assert!(text.contains("+1,280 bytes, +5 blocks"), "{text}");
 
+    // The HTML page too.
+    let page = output_with_timeout(
+        memtrace()
+            .arg("report")
+            .arg("--html")
+            .arg("-")
+            .arg("--since")
+            .arg(&first)
+            .arg(&second),
+        TIMEOUT,
+    );
+    let html = String::from_utf8_lossy(&page.stdout);
+    assert!(html.contains("In use at the snapshot"), "no snapshot row");
+    assert!(html.contains("id=\"growth\""), "no growth table");
+    assert!(
+        html.contains("+1,280 bytes, +5 blocks"),
+        "no handle_request growth"
+    );
+
     // memtrace diff of the two: the same growth.
     let diff = output_with_timeout(memtrace().arg("diff").arg(&first).arg(&second), TIMEOUT);
     let text = String::from_utf8_lossy(&diff.stdout);
