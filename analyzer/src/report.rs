@@ -114,6 +114,43 @@ pub struct LiveFilter {
     pub lost_then_freed: (u64, u64),
 }
 
+impl LiveFilter {
+    /// Which blocks were listed, in words: `allocated since the snapshot and
+    /// alive for at least 1.000 s`.
+    pub fn which(&self) -> String {
+        let mut which = Vec::new();
+        if self.since.is_some() {
+            which.push("allocated since the snapshot".to_owned());
+        }
+        if let Some(ms) = self.older_than_ms {
+            which.push(format!("alive for at least {}", duration(ms)));
+        }
+        which.join(" and ")
+    }
+}
+
+/// A duration in ms, in the largest unit that keeps it readable.
+pub fn duration(ms: f64) -> String {
+    if ms >= 3_600_000.0 {
+        format!("{:.3} h", ms / 3_600_000.0)
+    } else if ms >= 60_000.0 {
+        format!("{:.3} min", ms / 60_000.0)
+    } else if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1000.0)
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+/// `+n` for a growth, `-n` for a shrink.
+pub fn delta(n: i64) -> String {
+    if n > 0 {
+        format!("+{}", signed(n))
+    } else {
+        signed(n)
+    }
+}
+
 /// One stack's live heap now (`site`) and at the earlier snapshot.
 #[derive(Clone, Debug)]
 pub struct Growth {

@@ -93,22 +93,12 @@ fn take_running() {
     if unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return;
     }
-    // SAFETY: a raw clone with exit signal 0 is a fork without fork handlers
-    // whose end sends no SIGCHLD; the child runs only raw system calls.
-    let mid = unsafe { libc::syscall(libc::SYS_clone, 0usize, 0usize, 0usize, 0usize, 0usize) };
+    // Exit signal 0: the intermediate's end sends the process no SIGCHLD.
+    let mid = raw_fork(0);
     if mid == 0 {
-        // The intermediate: clone the copy, tell its pid, exit.
-        // SAFETY: as above (the copy's exit signal is SIGCHLD, for its subreaper).
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                libc::SIGCHLD as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
+        // The intermediate: clone the copy, tell its pid, exit. The copy's
+        // exit signal is SIGCHLD, for its subreaper.
+        let pid = raw_fork(libc::SIGCHLD);
         if pid == 0 {
             frozen(Some(RUNNING_NAME));
         }
@@ -176,18 +166,7 @@ pub fn take() {
     if !AT_EXIT.load(Ordering::Relaxed) {
         return;
     }
-    // SAFETY: a raw clone with only SIGCHLD is fork(2) without glibc's fork
-    // handlers; the child below runs only raw system calls and never returns.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    let pid = raw_fork(libc::SIGCHLD);
     if pid == 0 {
         frozen(None);
     }
@@ -198,6 +177,24 @@ pub fn take() {
         crate::record::marker(|b, t| {
             encode::kernel(b, t, KIND_SNAPSHOT, &[pid as u64, sp, start, len])
         });
+    }
+}
+
+/// fork(2) as a raw `clone` system call, with `exit_signal` sent to the
+/// parent when the child ends: no fork handler runs (neither glibc's, nor the
+/// program's, nor ours). The callers' children run only raw system calls.
+fn raw_fork(exit_signal: i32) -> i64 {
+    // SAFETY: clone without CLONE_VM gives the child a copy of the address
+    // space, as fork does; no pointer argument is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            exit_signal as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
     }
 }
 

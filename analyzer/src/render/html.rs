@@ -729,13 +729,7 @@ fn stack(h: &mut String, frames: &[Frame], stacks: usize) -> Fmt {
 /// stack since the earlier snapshot.
 fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: usize) -> Fmt {
     let s = &r.summary;
-    let delta = |n: i64| {
-        if n > 0 {
-            format!("+{}", signed(n))
-        } else {
-            signed(n)
-        }
-    };
+    let delta = crate::report::delta;
     if let Some((path, t_ms, bytes, blocks)) = &f.since {
         writeln!(
             h,
@@ -748,17 +742,10 @@ fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: 
             delta(f.all_bytes as i64 - *bytes as i64)
         )?;
     }
-    let mut which = Vec::new();
-    if f.since.is_some() {
-        which.push("allocated since the snapshot".to_owned());
-    }
-    if let Some(ms) = f.older_than_ms {
-        which.push(format!("alive for at least {:.3} s", ms / 1000.0));
-    }
     writeln!(
         h,
         "<p>Listed: the blocks {} and still live, {} in {} of {} in {}.</p>",
-        which.join(" and "),
+        f.which(),
         plural(s.leaked_heap_bytes, "byte", "bytes"),
         plural(s.leaked_heap_blocks, "block", "blocks"),
         plural(f.all_bytes, "byte", "bytes"),

@@ -8,7 +8,7 @@
 
 use std::io::{self, Write};
 
-use crate::report::{Ended, Process, Report, Site, plural, signed, thousands};
+use crate::report::{Ended, Process, Report, Site, delta, duration, plural, signed, thousands};
 use crate::symbolize::Frame;
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
@@ -177,17 +177,10 @@ fn filter(out: &mut dyn Write, r: &Report, f: &crate::report::LiveFilter) -> io:
     } else if let Some(ms) = f.older_than_ms {
         writeln!(out, "ALIVE FOR AT LEAST {}", duration(ms))?;
     }
-    let mut which = Vec::new();
-    if f.since.is_some() {
-        which.push("allocated since the snapshot".to_owned());
-    }
-    if let Some(ms) = f.older_than_ms {
-        which.push(format!("alive for at least {}", duration(ms)));
-    }
     writeln!(
         out,
         "  blocks {} and still live: {} in {} (of {} in {})",
-        which.join(" and "),
+        f.which(),
         plural(s.leaked_heap_bytes, "byte", "bytes"),
         plural(s.leaked_heap_blocks, "block", "blocks"),
         plural(f.all_bytes, "byte", "bytes"),
@@ -244,28 +237,6 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
         }
     }
     Ok(())
-}
-
-/// `+n` for a growth, `-n` for a shrink.
-fn delta(n: i64) -> String {
-    if n > 0 {
-        format!("+{}", signed(n))
-    } else {
-        signed(n)
-    }
-}
-
-/// A duration in ms, in the largest unit that keeps it readable.
-fn duration(ms: f64) -> String {
-    if ms >= 3_600_000.0 {
-        format!("{:.3} h", ms / 3_600_000.0)
-    } else if ms >= 60_000.0 {
-        format!("{:.3} min", ms / 60_000.0)
-    } else if ms >= 1000.0 {
-        format!("{:.3} s", ms / 1000.0)
-    } else {
-        format!("{ms:.3} ms")
-    }
 }
 
 /// Writes the text report.
