@@ -363,8 +363,9 @@ pub struct ReportArgs {
 /// `memtrace snapshot`.
 #[derive(clap::Args, Debug)]
 pub struct SnapshotArgs {
-    /// Give up after this many seconds without a snapshot.
-    #[arg(long, value_name = "S", default_value_t = 30)]
+    /// Give up after this many seconds without a snapshot (it takes about
+    /// 10 s per GiB of heap, and longer with a long log).
+    #[arg(long, value_name = "S", default_value_t = 600)]
     pub timeout: u64,
     /// The process: its pid (it must run under `memtrace run`).
     #[arg(value_name = "PID")]

@@ -190,6 +190,11 @@ enum Mark {
 /// address and do not overlap. A pointer to a zero-sized block's address
 /// counts as a start pointer.
 fn find(blocks: &[Block], p: u64) -> Option<(usize, bool)> {
+    // Most words are not heap addresses: rule them out before the search.
+    let (first, last) = (blocks.first()?, blocks.last()?);
+    if p < first.addr || p > last.addr.saturating_add(last.size) {
+        return None;
+    }
     let i = blocks.partition_point(|b| b.addr <= p).checked_sub(1)?;
     let b = blocks[i];
     if p == b.addr {
