@@ -9,10 +9,13 @@ details): it builds a heap of --mb MiB of blocks of mixed sizes, leaks one block
 table (still reachable), then serves "requests" (a few mallocs and frees each) at --rate
 requests per second, spinning in between, and measures the gaps between the turns of
 its loop over windows that this script opens ("mark") and closes ("stat"). It tells
-apart the gap in which it reaped a child: memtrace's snapshot handler forks an
-intermediate child (which forks the frozen copy and exits) and reaps it, so that gap is
-the handler's, its fork stall. For each heap size and each of -n runs, the variants
-alternate:
+apart the gap in which it reaped a child: when the program is not `memtrace run`'s own
+child, memtrace's snapshot handler forks an intermediate child (which forks the frozen
+copy and exits) and reaps it, so that gap is the handler's, its fork stall. Here the
+program is `memtrace run`'s child, so the handler makes the copy with one clone
+(CLONE_PARENT) and reaps nothing: the "fork" column stays empty and the snapshot's
+pause is the "stall" column (the longest gap of the window), to read against the idle
+"gap". For each heap size and each of -n runs, the variants alternate:
 
   bare      the program alone: its longest gap over a --window without anything going
             on, the cost of one plain fork of it (clone, and the child's exit), and its
@@ -362,7 +365,7 @@ raw log when the snapshot was asked. run HWM: VmHWM of `memtrace run` before -> 
 the snapshot (maximum over the runs). definitely lost: bytes / blocks (first run),
 checked against the program's figure. Medians of {args.runs} runs (memcheck: {vg_runs}).""")
     if missed:
-        print(f"warning: in {missed} snapshot(s) the program saw no reaped child: no fork figure")
+        print(f"(in {missed} snapshot(s) the program reaped no child: one clone, see the docstring)")
     print(f"Total time {time.monotonic() - started:.0f} s.")
     shutil.rmtree(tmp)
 

@@ -89,7 +89,10 @@ unsafe extern "C" fn constructor(
     thread::ENABLED.store(true, Ordering::Release);
     // Record the loaded objects now, stamped with the start time.
     record::modules_changed();
-    crate::snapshot::init_signal(env_var(envp, b"MEMTRACE_SNAPSHOT_SIGNAL"));
+    crate::snapshot::init_signal(
+        env_var(envp, b"MEMTRACE_SNAPSHOT_SIGNAL"),
+        env_var(envp, b"MEMTRACE_RUN_PID"),
+    );
 }
 
 /// Finds `NAME=` in the NULL-terminated environment array `envp`.

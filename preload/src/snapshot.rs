@@ -13,10 +13,12 @@
 //! ## Snapshots of a running process
 //! When `memtrace run` sets `MEMTRACE_SNAPSHOT_SIGNAL=N`, the constructor
 //! installs a handler for signal `N` (`memtrace snapshot PID` sends it). The
-//! handler makes a frozen copy the same way, without stopping the process:
-//! it clones an intermediate child, which clones the copy and exits at once,
-//! so the copy is an orphan that the kernel hands to `memtrace run` (the
-//! subreaper): the process is left with no child to reap and gets no
+//! handler makes a frozen copy the same way, without stopping the process,
+//! as a child of `memtrace run`: with `CLONE_PARENT` when `memtrace run`
+//! (`MEMTRACE_RUN_PID`) is the process's parent; else it clones an
+//! intermediate child, which clones the copy and exits at once, so the copy
+//! is an orphan that the kernel hands to `memtrace run` (the subreaper).
+//! Either way the process is left with no child to reap and gets no
 //! `SIGCHLD` (the intermediate's exit signal is 0, and the handler reaps it
 //! with `__WALL`). The copy's pid comes back through a pipe; the handler
 //! records it (`KIND_SNAPSHOT_RUNNING`, with the stack pointer and the time
@@ -42,14 +44,24 @@ pub const RUNNING_NAME: &[u8; 14] = b"memtrace-snap\0";
 /// The snapshot signal installed, 0 if none.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
+/// The pid of `memtrace run` (`MEMTRACE_RUN_PID`), 0 if unknown.
+static RUN_PID: AtomicI32 = AtomicI32::new(0);
+
 /// Reads `MEMTRACE_REACH`: `1` turns the snapshot on.
 pub fn init(v: Option<&[u8]>) {
     AT_EXIT.store(v == Some(b"1"), Ordering::Relaxed);
 }
 
 /// Reads `MEMTRACE_SNAPSHOT_SIGNAL` (a signal number, 0 or absent: none)
-/// and installs the handler. Called once the log is open.
-pub fn init_signal(v: Option<&[u8]>) {
+/// and installs the handler, and `MEMTRACE_RUN_PID`. Called once the log is
+/// open.
+pub fn init_signal(v: Option<&[u8]>, run_pid: Option<&[u8]>) {
+    if let Some(p) =
+        run_pid.filter(|p| !p.is_empty() && p.len() <= 10 && p.iter().all(u8::is_ascii_digit))
+    {
+        let n = p.iter().fold(0i64, |a, &c| a * 10 + (c - b'0') as i64);
+        RUN_PID.store(i32::try_from(n).unwrap_or(0), Ordering::Relaxed);
+    }
     let Some(v) = v else { return };
     if v.is_empty() || v.len() > 2 || !v.iter().all(u8::is_ascii_digit) {
         return;
@@ -88,17 +100,47 @@ fn take_running() {
     let t = crate::sys::now_ns();
     // Frames below this one are dead in the copy.
     let sp = &t as *const u64 as u64;
+    let pid = frozen_copy();
+    if pid > 0 {
+        let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
+        crate::record::marker(|b, dt| {
+            encode::kernel(
+                b,
+                dt,
+                KIND_SNAPSHOT_RUNNING,
+                &[pid as u64, sp, t, start, len],
+            )
+        });
+    }
+}
+
+/// Makes the frozen copy, a child of `memtrace run`; returns its pid (or a
+/// negative number). When `memtrace run` is the parent, one clone with
+/// `CLONE_PARENT` does it; else an intermediate child clones the copy, which
+/// the kernel then hands to `memtrace run` as the subreaper: twice the page
+/// tables copied, so twice the pause.
+#[inline(always)]
+fn frozen_copy() -> i64 {
+    let run = RUN_PID.load(Ordering::Relaxed);
+    // SAFETY: getppid has no arguments.
+    if run > 0 && unsafe { libc::syscall(libc::SYS_getppid) } == run as i64 {
+        let pid = raw_fork(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
+        if pid == 0 {
+            frozen(Some(RUNNING_NAME));
+        }
+        return pid;
+    }
     let mut fds = [-1i32; 2];
     // SAFETY: pipe2 writes two descriptors into `fds`.
     if unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return;
+        return -1;
     }
     // Exit signal 0: the intermediate's end sends the process no SIGCHLD.
     let mid = raw_fork(0);
     if mid == 0 {
         // The intermediate: clone the copy, tell its pid, exit. The copy's
         // exit signal is SIGCHLD, for its subreaper.
-        let pid = raw_fork(libc::SIGCHLD);
+        let pid = raw_fork(libc::SIGCHLD as u64);
         if pid == 0 {
             frozen(Some(RUNNING_NAME));
         }
@@ -130,17 +172,7 @@ fn take_running() {
         }
         libc::syscall(libc::SYS_close, fds[0]);
     }
-    if pid > 0 {
-        let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
-        crate::record::marker(|b, dt| {
-            encode::kernel(
-                b,
-                dt,
-                KIND_SNAPSHOT_RUNNING,
-                &[pid as u64, sp, t, start, len],
-            )
-        });
-    }
+    pid
 }
 
 /// Bytes of stack below the exit path's first frame that [`scrub_stack`] zeroes.
@@ -166,7 +198,7 @@ pub fn take() {
     if !AT_EXIT.load(Ordering::Relaxed) {
         return;
     }
-    let pid = raw_fork(libc::SIGCHLD);
+    let pid = raw_fork(libc::SIGCHLD as u64);
     if pid == 0 {
         frozen(None);
     }
@@ -180,16 +212,16 @@ pub fn take() {
     }
 }
 
-/// fork(2) as a raw `clone` system call, with `exit_signal` sent to the
-/// parent when the child ends: no fork handler runs (neither glibc's, nor the
+/// fork(2) as a raw `clone` system call with `flags` (the exit signal sent
+/// to the parent when the child ends, and `CLONE_PARENT` or not): no fork handler runs (neither glibc's, nor the
 /// program's, nor ours). The callers' children run only raw system calls.
-fn raw_fork(exit_signal: i32) -> i64 {
+fn raw_fork(flags: u64) -> i64 {
     // SAFETY: clone without CLONE_VM gives the child a copy of the address
     // space, as fork does; no pointer argument is passed.
     unsafe {
         libc::syscall(
             libc::SYS_clone,
-            exit_signal as libc::c_ulong,
+            flags as libc::c_ulong,
             0usize,
             0usize,
             0usize,

@@ -434,6 +434,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
     // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`).
     cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
+    cmd.env("MEMTRACE_RUN_PID", std::process::id().to_string());
     if o.reach || o.snapshot_signal != 0 {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };

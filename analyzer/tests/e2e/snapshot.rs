@@ -28,15 +28,25 @@ impl Server {
     }
 
     fn start_with(extra: &[&str], args: &[&str]) -> Server {
+        Server::launch(extra, args, false)
+    }
+
+    /// `via_shell`: the server is a child of `sh`, not of `memtrace run`.
+    fn launch(extra: &[&str], args: &[&str], via_shell: bool) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut run = memtrace()
-            .arg("run")
+        let mut cmd = memtrace();
+        cmd.arg("run")
             .args(extra)
             .arg("-o")
             .arg(dir.path().join("%p.mtr"))
-            .arg("--")
-            .arg(fixture("server"))
-            .args(args)
+            .arg("--");
+        if via_shell {
+            let line = format!("{} {}; true", fixture("server").display(), args.join(" "));
+            cmd.args(["sh", "-c", &line]);
+        } else {
+            cmd.arg(fixture("server")).args(args);
+        }
+        let mut run = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -96,6 +106,13 @@ impl Server {
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         assert!(path.exists(), "{} does not exist", path.display());
         path
+    }
+
+    /// The server's parent pid.
+    fn ppid(&self) -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
+        let (_, rest) = stat.rsplit_once(')').unwrap();
+        rest.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
     /// Frozen copies still held by this server's `memtrace run`.
@@ -173,6 +190,7 @@ fn assert_requests(r: &Report, n: u64) {
 #[test]
 fn snapshots_of_a_running_server() {
     let mut s = Server::start(&[]);
+    assert_eq!(s.ppid(), s.run.id(), "the server is memtrace run's child");
     s.requests(10);
     let first = s.snapshot();
     assert_eq!(s.frozen_copies(), 0, "the frozen copy is killed once read");
@@ -289,6 +307,21 @@ fn snapshots_of_a_running_server() {
         TIMEOUT,
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a snapshot"));
+}
+
+/// A server that is not `memtrace run`'s child (a shell's) gets its snapshot too: the
+/// copy is made through an intermediate child and handed to `memtrace run`.
+#[test]
+fn snapshot_of_a_grandchild() {
+    let mut s = Server::launch(&[], &[], true);
+    assert_ne!(s.ppid(), s.run.id(), "the server must be the shell's child");
+    s.requests(3);
+    let snap = s.snapshot();
+    s.requests(1);
+    assert_eq!(s.frozen_copies(), 0);
+    let (_, _dir) = s.quit();
+    let r = report(&snap);
+    assert_requests(&r, 3);
 }
 
 /// The bare signal (`kill -s SIGRTMAX-2`, or the one chosen with --snapshot-signal)
