@@ -73,8 +73,18 @@ impl Watcher {
 
 /// This process's children (of all its threads).
 fn own_children() -> Vec<u32> {
+    children_of("/proc/self")
+}
+
+/// Process `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    children_of(&format!("/proc/{pid}"))
+}
+
+/// The children of the process at `/proc` entry `proc` (of all its threads).
+fn children_of(proc: &str) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(format!("{proc}/task")) else {
         return out;
     };
     for t in tasks.flatten() {
@@ -196,13 +206,30 @@ fn is_log_of(p: &Path, pid: u32) -> bool {
 
 /// Runs `memtrace snapshot PID`.
 pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
-    let pid = a.pid;
+    let mut pid = a.pid;
     if !Path::new(&format!("/proc/{pid}")).exists() {
         bail!("no process {pid}");
     }
-    let log = mapped_log(pid, &|p| is_log_of(p, pid)).with_context(|| {
-        format!("process {pid} is not traced by memtrace (no memtrace log among its mappings)")
-    })?;
+    let log = match mapped_log(pid, &|p| is_log_of(p, pid)) {
+        Some(log) => log,
+        None => {
+            // `memtrace run`'s own pid: its one traced child is meant.
+            let traced: Vec<(u32, PathBuf)> = children(pid)
+                .into_iter()
+                .filter_map(|c| Some((c, mapped_log(c, &|p| is_log_of(p, c))?)))
+                .collect();
+            match &traced[..] {
+                [(c, log)] => {
+                    eprintln!("memtrace: pid {pid} runs the traced pid {c}: taking its snapshot");
+                    pid = *c;
+                    log.clone()
+                }
+                _ => bail!(
+                    "process {pid} is not traced by memtrace (no memtrace log among its mappings)"
+                ),
+            }
+        }
+    };
     let sig = environ_var(pid, "MEMTRACE_SNAPSHOT_SIGNAL")
         .with_context(|| format!("cannot read the environment of process {pid}"))?
         .and_then(|v| v.parse::<i32>().ok())

@@ -324,6 +324,28 @@ fn snapshot_of_a_grandchild() {
     assert_requests(&r, 3);
 }
 
+/// Given `memtrace run`'s pid instead of the program's, `memtrace snapshot` takes the
+/// snapshot of its traced child, and says so.
+#[test]
+fn snapshot_by_memtrace_runs_pid() {
+    let mut s = Server::start(&[]);
+    s.requests(2);
+    let out = output_with_timeout(
+        memtrace().arg("snapshot").arg(s.run.id().to_string()),
+        TIMEOUT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("runs the traced pid {}", s.pid)),
+        "{err}"
+    );
+    let snap = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    s.requests(1);
+    let (_, _dir) = s.quit();
+    assert_requests(&report(&snap), 2);
+}
+
 /// The bare signal (`kill -s SIGRTMAX-2`, or the one chosen with --snapshot-signal)
 /// makes a snapshot too, without `memtrace snapshot`.
 #[test]
