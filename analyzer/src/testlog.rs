@@ -197,3 +197,19 @@ impl LogBuilder {
         self.set_u64(off::END_MONO, end)
     }
 }
+
+/// A small run: two stacks sharing their outer frame; stack 2 allocates
+/// 1,000 bytes (freed) and 60 (leaked), stack 1 leaks 40 bytes; it ends at
+/// `T0 + 10`.
+pub fn two_stack_run() -> LogBuilder {
+    let mut c = LogBuilder::chunk(T0);
+    c.stack(1, &[0x1234, 0x5678])
+        .stack(2, &[0x9abc, 0x5678])
+        .alloc(T0 + 2, 0x30, 1000, 2)
+        .alloc(T0 + 3, 0x10, 40, 1)
+        .free(T0 + 4, 0x30)
+        .alloc(T0 + 5, 0x20, 60, 2);
+    let mut b = LogBuilder::new();
+    b.push(0, &c).ended(T0 + 10);
+    b
+}

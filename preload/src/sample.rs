@@ -71,9 +71,7 @@ fn parse_size(v: &[u8]) -> Option<u64> {
     if digits == 0 || digits > 19 {
         return None;
     }
-    let n = v[..digits]
-        .iter()
-        .fold(0u64, |a, &c| a * 10 + (c - b'0') as u64);
+    let n = sys::parse_decimal(&v[..digits])?;
     let shift = match &v[digits..] {
         b"" | b"b" | b"B" => 0,
         b"k" | b"K" | b"KiB" | b"kiB" => 10,

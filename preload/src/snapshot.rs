@@ -56,17 +56,13 @@ pub fn init(v: Option<&[u8]>) {
 /// and installs the handler, and `MEMTRACE_RUN_PID`. Called once the log is
 /// open.
 pub fn init_signal(v: Option<&[u8]>, run_pid: Option<&[u8]>) {
-    if let Some(p) =
-        run_pid.filter(|p| !p.is_empty() && p.len() <= 10 && p.iter().all(u8::is_ascii_digit))
-    {
-        let n = p.iter().fold(0i64, |a, &c| a * 10 + (c - b'0') as i64);
+    if let Some(n) = run_pid.and_then(crate::sys::parse_decimal) {
         RUN_PID.store(i32::try_from(n).unwrap_or(0), Ordering::Relaxed);
     }
-    let Some(v) = v else { return };
-    if v.is_empty() || v.len() > 2 || !v.iter().all(u8::is_ascii_digit) {
+    let Some(sig) = v.and_then(crate::sys::parse_decimal) else {
         return;
-    }
-    let sig = v.iter().fold(0i32, |a, &c| a * 10 + (c - b'0') as i32);
+    };
+    let sig = sig.min(i32::MAX as u64) as i32;
     if sig <= 0 || sig > 64 || sig == libc::SIGKILL || sig == libc::SIGSTOP {
         return;
     }

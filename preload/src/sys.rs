@@ -313,3 +313,11 @@ unsafe extern "C" {
         dso: *mut c_void,
     ) -> c_int;
 }
+
+/// A decimal number made of digits only (at most 19 of them).
+pub fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |a, &c| a * 10 + (c - b'0') as u64))
+}

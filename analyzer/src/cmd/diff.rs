@@ -27,7 +27,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use memtrace_analyzer::flame::{self, DiffLine, Metric};
 use memtrace_analyzer::reach::Kind;
-use memtrace_analyzer::report::{Report, thousands};
+use memtrace_analyzer::report::{Report, delta, thousands};
 use serde_json::json;
 
 use crate::args::{DiffArgs, Format};
@@ -99,15 +99,6 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// `+1,234`, `-5`, `0`.
-fn signed(d: i64) -> String {
-    match d {
-        0 => "0".to_owned(),
-        d if d > 0 => format!("+{}", thousands(d.unsigned_abs())),
-        d => format!("-{}", thousands(d.unsigned_abs())),
-    }
-}
-
 /// The text form: totals, then the table.
 fn text(
     out: &mut dyn Write,
@@ -143,7 +134,7 @@ fn text(
     writeln!(
         out,
         "  change: {} {}",
-        signed(flame::signed_delta(o, n)),
+        delta(flame::signed_delta(o, n)),
         metric.unit()
     )?;
     let grew = lines.iter().filter(|l| l.delta > 0).count();
@@ -160,7 +151,7 @@ fn text(
     let shown = &lines[..top.min(lines.len())];
     let rows: Vec<[String; 3]> = shown
         .iter()
-        .map(|l| [signed(l.delta), thousands(l.old), thousands(l.new)])
+        .map(|l| [delta(l.delta), thousands(l.old), thousands(l.new)])
         .collect();
     let head = ["change", "old", "new"];
     let mut w = head.map(str::len);

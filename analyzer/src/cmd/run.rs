@@ -193,6 +193,14 @@ impl Pattern {
         m(&self.file, name)
     }
 
+    /// Is `p` a file of this pattern, in its directory?
+    fn owns(&self, p: &Path) -> bool {
+        p.parent() == Some(&self.dir)
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| self.matches(n))
+    }
+
     /// How to show a log file of this pattern to the user.
     fn shown(&self, name: &str) -> PathBuf {
         self.dir_shown.join(name)
@@ -210,7 +218,9 @@ struct Found {
     start: u64,
 }
 
-fn read_header(path: &Path) -> Option<(u32, u32, u32, u64)> {
+/// A log's pid, parent pid, forked-from pid and start time; `None` for
+/// what is not a log, or is a snapshot.
+pub(super) fn read_header(path: &Path) -> Option<(u32, u32, u32, u64)> {
     let f = File::open(path).ok()?;
     let mut page = vec![0u8; HEADER_SIZE];
     f.read_exact_at(&mut page, 0).ok()?;
@@ -315,12 +325,7 @@ fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)>
         }
     };
     let kinds = reach::classify_process(pid, sp, &blocks, &not_roots);
-    // SAFETY: kill and waitpid on the frozen copy's pid; it is our child (we
-    // are its subreaper), so the pid cannot have been reused before we reap it.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
-    }
+    super::snapshot::kill_frozen(pid);
     match kinds {
         Ok(kinds) => {
             let t = if end == u64::MAX {
@@ -451,11 +456,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         let (pat, lib) = (pat.clone(), lib.clone());
         let is_memtrace = move |p: &str| {
             let p = Path::new(p);
-            p == lib
-                || (p.parent() == Some(&pat.dir)
-                    && p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| pat.matches(n)))
+            p == lib || pat.owns(p)
         };
         match Sampler::start(pid, interval, Box::new(is_memtrace)) {
             Ok(s) => Some(s),
@@ -467,12 +468,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     });
     let watcher = (o.snapshot_signal != 0).then(|| {
         let pat = pat.clone();
-        let is_log = move |p: &Path| {
-            p.parent() == Some(&pat.dir)
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| pat.matches(n))
-        };
+        let is_log = move |p: &Path| pat.owns(p);
         super::snapshot::Watcher::start(Box::new(is_log), o.quiet)
     });
     let status = child

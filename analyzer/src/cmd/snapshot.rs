@@ -13,7 +13,6 @@
 //!   for the next snapshot file of its log to appear.
 
 use std::collections::HashSet;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::snapshot;
-use memtrace_format::{HEADER_SIZE, Header};
 
 use crate::args::SnapshotArgs;
 
@@ -115,54 +113,57 @@ fn mapped_log(pid: u32, is_log: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
 /// Reads a frozen copy into a snapshot, then kills it.
 fn handle(pid: u32, is_log: &dyn Fn(&Path) -> bool, quiet: bool) {
     match mapped_log(pid, is_log) {
+        Some(log) => write(pid, &log, quiet),
         None => eprintln!(
             "memtrace: warning: a snapshot was asked (frozen copy {pid}) but its log is not among its mappings"
         ),
-        Some(log) => {
-            let out = snapshot::next_path(&log);
-            let deadline = Instant::now() + RECORD_WAIT;
-            loop {
-                match snapshot::take(&log, pid, &out, true) {
-                    Ok(Some(t)) => {
-                        if let Some(e) = &t.scan_error {
-                            eprintln!(
-                                "memtrace: warning: the blocks of snapshot {} are not classified: cannot read the memory of pid {pid}: {e}",
-                                out.display()
-                            );
-                        }
-                        if !quiet {
-                            eprintln!(
-                                "memtrace: snapshot written to {} ({} live in {} blocks)",
-                                out.display(),
-                                memtrace_analyzer::render::text::human(t.bytes),
-                                t.blocks
-                            );
-                        }
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(50))
-                    }
-                    Ok(None) => {
-                        eprintln!(
-                            "memtrace: warning: no snapshot from frozen copy {pid}: {} does not record it",
-                            log.display()
-                        );
-                        break;
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "memtrace: warning: cannot write snapshot {}: {e}",
-                            out.display()
-                        );
-                        break;
-                    }
-                }
+    }
+    kill_frozen(pid);
+}
+
+/// Writes the snapshot of frozen copy `pid` of the process writing `log`,
+/// once the log records the copy (it is written just after the copy is made).
+fn write(pid: u32, log: &Path, quiet: bool) {
+    let out = snapshot::next_path(log);
+    let deadline = Instant::now() + RECORD_WAIT;
+    let t = loop {
+        match snapshot::take(log, pid, &out, true) {
+            Ok(Some(t)) => break t,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                return eprintln!(
+                    "memtrace: warning: no snapshot from frozen copy {pid}: {} does not record it",
+                    log.display()
+                );
+            }
+            Err(e) => {
+                return eprintln!(
+                    "memtrace: warning: cannot write snapshot {}: {e}",
+                    out.display()
+                );
             }
         }
+    };
+    if let Some(e) = &t.scan_error {
+        eprintln!(
+            "memtrace: warning: the blocks of snapshot {} are not classified: cannot read the memory of pid {pid}: {e}",
+            out.display()
+        );
     }
-    // SAFETY: kill and waitpid on our own child (we are its subreaper), so
-    // the pid cannot be reused before we reap it.
+    if !quiet {
+        eprintln!(
+            "memtrace: snapshot written to {} ({} live in {} blocks)",
+            out.display(),
+            memtrace_analyzer::render::text::human(t.bytes),
+            t.blocks
+        );
+    }
+}
+
+/// Kills and reaps a frozen copy, our child (we are its subreaper).
+pub(super) fn kill_frozen(pid: u32) {
+    // SAFETY: kill and waitpid on our own child: its pid cannot be reused
+    // before we reap it.
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
         libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
@@ -194,14 +195,7 @@ fn catches(pid: u32, sig: i32) -> bool {
 
 /// Whether `p` is a memtrace log of process `pid` (not a snapshot).
 fn is_log_of(p: &Path, pid: u32) -> bool {
-    let Ok(f) = std::fs::File::open(p) else {
-        return false;
-    };
-    let mut page = vec![0u8; HEADER_SIZE];
-    if f.read_exact_at(&mut page, 0).is_err() {
-        return false;
-    }
-    Header::parse(&page).is_ok_and(|h| h.pid == pid && h.snapshot_at == 0)
+    super::run::read_header(p).is_some_and(|h| h.0 == pid)
 }
 
 /// Runs `memtrace snapshot PID`.

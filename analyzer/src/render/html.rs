@@ -1228,15 +1228,7 @@ mod tests {
     #[test]
     fn page_from_log() {
         use crate::testlog::*;
-        let mut c = LogBuilder::chunk(T0);
-        c.stack(1, &[0x1234, 0x5678])
-            .stack(2, &[0x9abc, 0x5678])
-            .alloc(T0 + 2, 0x30, 1000, 2)
-            .alloc(T0 + 3, 0x10, 40, 1)
-            .free(T0 + 4, 0x30)
-            .alloc(T0 + 5, 0x20, 60, 2);
-        let mut b = LogBuilder::new();
-        b.push(0, &c).ended(T0 + 10);
+        let b = two_stack_run();
         let mut r = crate::report::analyze_bytes(&b.bytes, &flame::all()).unwrap();
         let mut frames: Vec<Frame> = r.heap_leaks[0].stack.to_vec();
         frames[0].function = Some("std::vector<int>::push_back&".into());
