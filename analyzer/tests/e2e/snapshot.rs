@@ -371,9 +371,10 @@ fn the_signal_alone_takes_a_snapshot() {
     assert_requests(&r, 3);
 }
 
-/// Other threads' stacks are roots in a snapshot: a block kept only by a local of a
-/// thread blocked in read(2) is still reachable, while the requests' blocks keep their
-/// kinds.
+/// Other threads' stacks and every thread's thread-local storage are roots in a
+/// snapshot and at exit: a block kept only by a local of a thread blocked in read(2),
+/// or only by a `__thread` variable (the worker's, main's), is still reachable, while
+/// the requests' blocks keep their kinds.
 #[test]
 fn a_blocked_threads_stack_is_a_root() {
     let mut s = Server::start_with(&[], &["worker"]);
@@ -392,6 +393,8 @@ fn a_blocked_threads_stack_is_a_root() {
             r.log.display()
         );
         assert_eq!(kind_at(&r, "definite", "worker_block"), (0, 0));
+        assert_eq!(kind_at(&r, "reachable", "worker_tls"), (48, 1));
+        assert_eq!(kind_at(&r, "reachable", "main_tls"), (24, 1));
         assert_eq!(kind_at(&r, "definite", "handle_request"), (256 * 4, 4));
         assert_eq!(kind_at(&r, "indirect", "make_header"), (32 * 4, 4));
         assert_eq!(kind_at(&r, "reachable", "new_session"), (64 * 4, 4));
