@@ -57,6 +57,21 @@ pub enum Command {
     /// Chart memory over time (live heap, program mmaps, RSS and PSS) as an
     /// SVG, with the peaks marked.
     Timeline(TimelineArgs),
+    /// The scanner a traced process starts at exit (libmemtrace.so does it;
+    /// not for people).
+    #[command(name = "__scan", hide = true)]
+    Scan(ScanArgs),
+}
+
+/// `memtrace __scan`.
+#[derive(clap::Args, Debug)]
+pub struct ScanArgs {
+    /// The exiting thread, which is not stopped.
+    #[arg(long)]
+    pub tid: u32,
+    /// The process's descriptor of its log.
+    #[arg(long)]
+    pub fd: u32,
 }
 
 /// `memtrace check`.

@@ -39,9 +39,10 @@ pub struct Catalog {
     pub records: u64,
     /// KERNEL records (times absolute, CLOCK_MONOTONIC).
     pub kernel: crate::kernel::KernelView,
-    /// The frozen copy the process made at exit, if any: its pid, and the
-    /// exiting thread's stack pointer.
-    pub snapshot: Option<(u32, u64)>,
+    /// What the preload recorded for the scan at exit (`KIND_EXIT_SCAN`).
+    pub exit_scan: Option<crate::reach::ExitScan>,
+    /// How the scan at exit ended (`KIND_SCAN_DONE`).
+    pub scan_done: Option<crate::reach::ScanDone>,
     /// Frozen copies made for snapshots while the process ran
     /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
     pub running: Vec<(u32, u64, u64)>,
@@ -128,12 +129,11 @@ impl Catalog {
                     })?);
                 }
                 match *kind {
-                    memtrace_format::kernel::KIND_SNAPSHOT => {
-                        c.snapshot = v
-                            .first()
-                            .and_then(|&p| u32::try_from(p).ok())
-                            .map(|p| (p, v.get(1).copied().unwrap_or(0)));
-                        c.not_roots = pairs(v.get(2..).unwrap_or(&[]));
+                    memtrace_format::kernel::KIND_EXIT_SCAN => {
+                        c.exit_scan = crate::reach::ExitScan::from_values(&v);
+                    }
+                    memtrace_format::kernel::KIND_SCAN_DONE => {
+                        c.scan_done = crate::reach::ScanDone::from_values(&v);
                     }
                     memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
                         if let [p, sp, t, ..] = v[..]

@@ -46,6 +46,7 @@ pub mod render;
 pub mod replay;
 pub mod report;
 pub mod snapshot;
+pub mod stop;
 pub mod suppress;
 pub mod symbolize;
 #[cfg(test)]

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         args::Command::Diff(a) => cmd::diff::run(&a),
         args::Command::Export(a) => cmd::export::run(&a),
         args::Command::Timeline(a) => cmd::timeline::run(&a),
+        args::Command::Scan(a) => cmd::scan::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

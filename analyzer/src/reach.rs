@@ -319,38 +319,93 @@ pub fn classify<'a>(
 /// (address-space reservations, not data).
 const MAX_ROOT_MAPPING: u64 = 1 << 30;
 
-/// One writable private mapping of the frozen copy, read whole.
+/// glibc's non-main heaps (its arenas for threads) are mapped at multiples of
+/// `HEAP_MAX_SIZE` (64 MiB on 64-bit systems).
+const GLIBC_HEAP_ALIGN: u64 = 64 << 20;
+
+/// The red zone below a stopped thread's stack pointer, which its innermost
+/// function may use without moving the pointer (x86-64 System V ABI).
+pub const RED_ZONE: u64 = 128;
+
+/// Where the scan of a process starts on its stacks, what registers hold,
+/// and what is not the program's memory.
+#[derive(Clone, Debug, Default)]
+pub struct Roots {
+    /// A stack pointer of each thread (the exiting thread's at the entry to
+    /// `exit`; the others' minus the red zone): the mapping holding it is
+    /// scanned from there up; below it the stack is dead.
+    pub stack_starts: Vec<u64>,
+    /// The threads' register values, each a root word.
+    pub registers: Vec<u64>,
+    /// Memory that is never a root (start, bytes): memtrace's own, and the
+    /// allocator's state that is not in an arena.
+    pub not_roots: Vec<(u64, u64)>,
+    /// A module whose writable data is the allocator's own (jemalloc,
+    /// tcmalloc: the object that serves `malloc`, when it is not the C
+    /// library, whose data holds much more than its allocator's state).
+    pub allocator_object: Option<String>,
+}
+
+/// One writable private mapping, read whole.
 struct Region {
     start: u64,
     bytes: Vec<u8>,
-    /// Holds live blocks (an allocator's arena): not a root.
+    /// The allocator's (an arena holding live blocks, glibc's `[heap]` or a
+    /// thread heap, the allocator module's data): read for the blocks'
+    /// contents, never a root.
     heap: bool,
 }
 
-/// Reads the frozen copy `pid`'s writable private mappings and classifies
-/// `blocks` (sorted by address). Roots: every such mapping that holds no live
-/// block (module data and bss, stacks and the TLS in them, the program's own
-/// mmaps); an allocator's arenas are read only for the blocks' contents.
-/// The mapping holding `sp`, the exiting thread's stack pointer, is scanned
-/// from `sp` up only: below it the stack is dead. The ranges `not_roots` (the
-/// preload's own memory holding block addresses) read as zeros. Needs the
-/// right to read the copy's memory (`memtrace run` is its parent or subreaper).
-pub fn classify_process(
-    pid: u32,
-    sp: u64,
-    blocks: &[Block],
-    not_roots: &[(u64, u64)],
-) -> std::io::Result<Vec<Kind>> {
+/// Reads process `pid`'s writable private mappings and classifies `blocks`
+/// (sorted by address).
+///
+/// **Roots are the program's memory, never the allocator's or memtrace's.**
+/// Every writable private mapping is the program's (module data and bss,
+/// stacks and the TLS in them, its own mmaps) except those the allocator
+/// keeps for itself: a mapping holding a live block (an arena), glibc's
+/// `[heap]` and its 64 MiB-aligned thread heaps (arenas whose blocks may all
+/// be free: their free chunks' stale words are not roots), and the data of
+/// the allocator's own object when it is not the C library
+/// ([`Roots::allocator_object`]). Inside the C library's data, glibc keeps
+/// its arena state (`main_arena`), whose words point at chunk headers: a
+/// pointer at exactly the header of the chunk after a block is the
+/// allocator's, not an interior pointer into that block (see
+/// [`glibc_next_chunk`]). memtrace's own memory ([`Roots::not_roots`]) reads
+/// as zeros. A stack mapping is scanned from the lowest thread stack pointer
+/// in it; a thread running on a stack inside a live block (a coroutine's)
+/// makes that block's part above its stack pointer a root too. Needs the right
+/// to read the process's memory (ptrace access).
+pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::Result<Vec<Kind>> {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
     let mut regions: Vec<Region> = Vec::new();
+    // The end of the allocator object's last file-backed mapping: its bss
+    // follows it, anonymous.
+    let mut allocator_end = None;
     for line in maps.lines() {
         let mut f = line.split_whitespace();
         let (Some(range), Some(perms)) = (f.next(), f.next()) else {
             continue;
         };
         let path = f.nth(3).unwrap_or("");
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let allocator_data = match &roots.allocator_object {
+            Some(obj) if path == obj => {
+                allocator_end = Some(end);
+                true
+            }
+            _ if path.is_empty() && allocator_end == Some(start) => true,
+            _ => {
+                allocator_end = None;
+                false
+            }
+        };
         let p = perms.as_bytes();
         if p.len() < 4 || p[0] != b'r' || p[1] != b'w' || p[3] != b'p' {
             continue;
@@ -358,22 +413,22 @@ pub fn classify_process(
         if path.starts_with("[vvar") || path.starts_with("[vsyscall") {
             continue;
         }
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            continue;
-        };
         let i = blocks.partition_point(|b| b.addr < start);
-        let heap = blocks.get(i).is_some_and(|b| b.addr < end);
+        let holds_blocks = blocks.get(i).is_some_and(|b| b.addr < end);
+        let glibc_heap = path == "[heap]" || (path.is_empty() && start % GLIBC_HEAP_ALIGN == 0);
+        let heap = holds_blocks || glibc_heap || allocator_data;
         if !heap && end - start > MAX_ROOT_MAPPING {
             continue;
         }
-        // The live part of the exiting thread's stack only.
-        let start = if (start..end).contains(&sp) && !heap {
-            sp & !7
-        } else {
-            start
+        // A stack: the live part only.
+        let start = match roots
+            .stack_starts
+            .iter()
+            .filter(|&&sp| (start..end).contains(&sp))
+            .min()
+        {
+            Some(&sp) if !heap => sp & !7,
+            _ => start,
         };
         let mut bytes = vec![0u8; (end - start) as usize];
         // Unreadable pages (guard pages) read as zeros.
@@ -385,7 +440,7 @@ pub fn classify_process(
                 Err(_) => off = (off + 4096) & !4095,
             }
         }
-        for &(a, n) in not_roots {
+        for &(a, n) in &roots.not_roots {
             let (from, to) = (a.max(start), a.saturating_add(n).min(end));
             if from < to {
                 bytes[(from - start) as usize..(to - start) as usize].fill(0);
@@ -393,27 +448,49 @@ pub fn classify_process(
         }
         regions.push(Region { start, bytes, heap });
     }
-    let contents = |i: usize| -> Option<&[u8]> {
-        let b = blocks[i];
+    let region_of = |addr: u64| -> Option<&Region> {
         let r = regions
-            .partition_point(|r| r.start <= b.addr)
+            .partition_point(|r| r.start <= addr)
             .checked_sub(1)?;
         let r = &regions[r];
+        (addr < r.start + r.bytes.len() as u64).then_some(r)
+    };
+    let contents = |i: usize| -> Option<&[u8]> {
+        let b = blocks[i];
+        let r = region_of(b.addr)?;
         let from = (b.addr - r.start) as usize;
         r.bytes.get(from..from.checked_add(b.size as usize)?)
     };
+    // Threads running on a stack inside a live block.
+    let mut on_block: Vec<(u64, &[u8])> = Vec::new();
+    for &sp in &roots.stack_starts {
+        if let Some((i, _)) = find(blocks, sp)
+            && let Some(bytes) = contents(i)
+        {
+            let from = ((sp & !7) - blocks[i].addr) as usize;
+            on_block.push((sp & !7, &bytes[from.min(bytes.len())..]));
+        }
+    }
+    let registers: Vec<u8> = roots
+        .registers
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
     Ok(classify(
         blocks,
         regions
             .iter()
             .filter(|r| !r.heap)
-            .map(|r| (r.start, r.bytes.as_slice())),
+            .map(|r| (r.start, r.bytes.as_slice()))
+            .chain(on_block)
+            .chain([(0u64, registers.as_slice())]),
         &contents,
     ))
 }
 
 /// The REACH records for `kinds` of `blocks`: (kind, first address, then
-/// deltas), in records of at most a few thousand addresses.
+/// deltas), in records of at most [`REACH_VALUES`] values (the preload relays
+/// them into its log through a buffer of a few KiB).
 pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
     for k in Kind::ALL {
@@ -423,7 +500,7 @@ pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
             .filter(|(_, kk)| **kk == k)
             .map(|(b, _)| b.addr)
             .collect();
-        for part in addrs.chunks(4000) {
+        for part in addrs.chunks(REACH_VALUES - 1) {
             let mut v = vec![k.code()];
             let mut prev = 0u64;
             for &a in part {
@@ -436,7 +513,108 @@ pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
     out
 }
 
-/// What a log says a reachability scan needs (see [`ScanInput`]).
+/// The most values in one REACH record.
+pub const REACH_VALUES: usize = 700;
+
+/// What the preload recorded for the scan at exit (`KIND_EXIT_SCAN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitScan {
+    /// The exiting thread.
+    pub tid: u32,
+    /// Its stack pointer at the entry to `exit` (or at `main`'s return).
+    pub sp: u64,
+    /// Its callee-saved registers then: rbx, rbp, r12 to r15.
+    pub registers: [u64; 6],
+    /// The preload's table of its own mappings: address and slots.
+    pub own_table: (u64, u64),
+    /// The preload's own object (start, end).
+    pub module: (u64, u64),
+    /// The sampled-address set (start, bytes).
+    pub sampled: (u64, u64),
+    /// Mappings of the preload that its table could not hold.
+    pub own_overflow: u64,
+    /// Whether the registers were taken at the call to exit
+    /// (`EXIT_AT_CALL`) or only in the exit path (`EXIT_AT_HANDLER`).
+    pub at_call: bool,
+    /// The address of the `malloc` that serves the program.
+    pub malloc: u64,
+}
+
+impl ExitScan {
+    /// From a `KIND_EXIT_SCAN` record's values.
+    pub fn from_values(v: &[u64]) -> Option<ExitScan> {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        if v.len() < 16 {
+            return None;
+        }
+        Some(ExitScan {
+            tid: u32::try_from(g(0)).ok()?,
+            sp: g(1),
+            registers: [g(2), g(3), g(4), g(5), g(6), g(7)],
+            own_table: (g(8), g(9)),
+            module: (g(10), g(11)),
+            sampled: (g(12), g(13)),
+            own_overflow: g(14),
+            at_call: g(15) == memtrace_format::kernel::EXIT_AT_CALL,
+            malloc: g(16),
+        })
+    }
+}
+
+/// How the scan at exit ended (`KIND_SCAN_DONE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanDone {
+    /// One of `memtrace_format::kernel::SCAN_*`.
+    pub status: u64,
+    /// Threads stopped and read (besides the exiting one).
+    pub threads: u64,
+    /// Threads whose registers could not be read (their whole stack was
+    /// scanned, or from the stack pointer the kernel showed).
+    pub threads_without_registers: u64,
+    /// Live blocks classified.
+    pub blocks: u64,
+    /// How long the scan took.
+    pub micros: u64,
+}
+
+impl ScanDone {
+    /// From a `KIND_SCAN_DONE` record's values.
+    pub fn from_values(v: &[u64]) -> Option<ScanDone> {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        (!v.is_empty()).then(|| ScanDone {
+            status: g(0),
+            threads: g(1),
+            threads_without_registers: g(2),
+            blocks: g(3),
+            micros: g(4),
+        })
+    }
+
+    /// Why there are no kinds, in words (`None` when the scan succeeded).
+    pub fn failure(&self) -> Option<&'static str> {
+        use memtrace_format::kernel::*;
+        Some(match self.status {
+            SCAN_OK => return None,
+            SCAN_NO_SCANNER => {
+                "no scanner: no `memtrace` beside libmemtrace.so and MEMTRACE_SCANNER not set"
+            }
+            SCAN_NOT_STARTED => "the scanner could not be started (no process or pipe left)",
+            SCAN_FAILED => "the scanner ended without a result",
+            SCAN_TIMED_OUT => "the scanner ran out of time (MEMTRACE_SCAN_TIMEOUT)",
+            SCAN_NO_ACCESS => {
+                "the process's memory could not be read (not dumpable, or ptrace denied)"
+            }
+            SCAN_SECCOMP => {
+                "the process runs under a seccomp filter (no scan, so as not to trip it)"
+            }
+            SCAN_BAD_LOG => "the scanner could not read the log",
+            _ => "the scan failed",
+        })
+    }
+}
+
+/// What a log says the scan at exit needs (see [`ScanInput`]): `None` when
+/// the process recorded no `KIND_EXIT_SCAN`.
 pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<ScanInput>> {
     let log = crate::log::Log::open(path)?;
     let header = log.header()?;
@@ -445,10 +623,9 @@ pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<ScanInput>> {
     let out = crate::replay::replay_with(&log, &index, crate::replay::Config::of(&header), |ev| {
         cat.observe(ev, &log, &index)
     })?;
-    let Some((pid, sp)) = cat.snapshot else {
+    let Some(exit) = cat.exit_scan else {
         return Ok(None);
     };
-    let not_roots = cat.not_roots;
     let blocks = out
         .live
         .iter()
@@ -458,21 +635,18 @@ pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<ScanInput>> {
         })
         .collect();
     Ok(Some(ScanInput {
-        pid,
-        sp,
+        pid: header.pid,
+        exit,
         blocks,
-        not_roots,
     }))
 }
 
-/// The pid of the frozen copy a process made at exit, its stack pointer,
-/// the blocks live at the end (sorted by address), and the preload's memory
-/// that is not a root.
+/// The process, what its exit recorded for the scan, and the blocks live at
+/// the end (sorted by address).
 pub struct ScanInput {
     pub pid: u32,
-    pub sp: u64,
+    pub exit: ExitScan,
     pub blocks: Vec<Block>,
-    pub not_roots: Vec<(u64, u64)>,
 }
 
 #[cfg(test)]

@@ -144,7 +144,15 @@ fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
         kinds: None,
         scan_error: None,
     };
-    match reach::classify_process(frozen, sp, &blocks, &not_roots) {
+    match reach::classify_process(
+        frozen,
+        &reach::Roots {
+            stack_starts: vec![sp],
+            not_roots,
+            ..Default::default()
+        },
+        &blocks,
+    ) {
         Ok(kinds) => {
             let mut by = [(0u64, 0u64); 4];
             for ((_, b), k) in live.iter().zip(&kinds) {

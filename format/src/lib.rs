@@ -119,6 +119,45 @@ pub mod kernel {
     /// copy was made, so events up to it are in the copy's memory; then
     /// pairs of memory that is not a root, as for [`KIND_SNAPSHOT`].
     pub const KIND_SNAPSHOT_RUNNING: u8 = 6;
+    /// Written by the preload at exit, just before it starts the scanner
+    /// (`memtrace __scan`, a child process that stops the other threads with
+    /// ptrace and reads the process's memory): what the scan needs from
+    /// inside. Values: `[tid, stack pointer, rbx, rbp, r12, r13, r14, r15,
+    /// own table address, own table slots, module start, module end, sampled
+    /// set start, sampled set bytes, own table overflow, how]`: the exiting
+    /// thread, its stack pointer and callee-saved registers at the entry to
+    /// `exit`/`_exit` or at `main`'s return (`how` = [`EXIT_AT_CALL`]), or
+    /// where the exit path found itself ([`EXIT_AT_HANDLER`]: exit was called
+    /// from inside the C library, e.g. by the last thread's end); then
+    /// memtrace's own memory, which is never a root: the table of the
+    /// preload's mappings (`[address, bytes]` pairs, address 0 unused), the
+    /// preload's own object, and the sampled-address set.
+    pub const KIND_EXIT_SCAN: u8 = 7;
+    /// How the exit's registers were taken (last value of [`KIND_EXIT_SCAN`]).
+    pub const EXIT_AT_CALL: u64 = 1;
+    pub const EXIT_AT_HANDLER: u64 = 2;
+    /// Written at exit when the scan is over (by the scanner, relayed by the
+    /// preload, or by the preload when there was no scan). Values: `[status,
+    /// threads stopped, threads without registers, live blocks, microseconds]`,
+    /// status one of `SCAN_*`.
+    pub const KIND_SCAN_DONE: u8 = 8;
+    /// The scan classified every live block.
+    pub const SCAN_OK: u64 = 0;
+    /// No scanner: `MEMTRACE_SCANNER` unset and no `memtrace` next to the preload.
+    pub const SCAN_NO_SCANNER: u64 = 1;
+    /// The scanner could not be started (no process or pipe left, exec failed).
+    pub const SCAN_NOT_STARTED: u64 = 2;
+    /// The scanner ended without its result (killed, crashed).
+    pub const SCAN_FAILED: u64 = 3;
+    /// The scanner ran out of time (`MEMTRACE_SCAN_TIMEOUT`) and was killed.
+    pub const SCAN_TIMED_OUT: u64 = 4;
+    /// The process's memory could not be read (not dumpable, ptrace denied).
+    pub const SCAN_NO_ACCESS: u64 = 5;
+    /// The process runs under a seccomp filter: no scan, so that no system
+    /// call it did not expect is made.
+    pub const SCAN_SECCOMP: u64 = 6;
+    /// The log could not be read by the scanner.
+    pub const SCAN_BAD_LOG: u64 = 7;
     /// Reachability kinds, as memcheck's.
     pub const REACH_DEFINITE: u64 = 1;
     pub const REACH_INDIRECT: u64 = 2;

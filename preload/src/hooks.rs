@@ -17,7 +17,7 @@ use core::mem::transmute;
 use memtrace_format::{ExitHow, Func, encode};
 
 use crate::real::{self, bootstrap};
-use crate::{init, record, sys, writer};
+use crate::{record, sys, writer};
 
 macro_rules! next {
     ($slot:expr, $ty:ty) => {{
@@ -442,38 +442,3 @@ exec_hook!(execvp, real::EXECVP, real::ExecvFn, (path: *const c_char, argv: *con
 exec_hook!(execvpe, real::EXECVPE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
 exec_hook!(fexecve, real::FEXECVE, real::FexecveFn, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char), core::ptr::null());
 exec_hook!(execveat, real::EXECVEAT, real::ExecveatFn, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int), path);
-
-/// # Safety
-/// As `_exit(2)`.
-#[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn _exit(status: c_int) -> ! {
-    init::finish(ExitHow::UnderscoreExit, status);
-    if let Some(f) = next!(real::EXIT_, real::ExitFn) {
-        // SAFETY: the real _exit does not return.
-        unsafe { f(status) }
-    }
-    // SAFETY: exit_group ends the process.
-    unsafe { libc::syscall(libc::SYS_exit_group, status) };
-    unreachable_exit()
-}
-
-/// # Safety
-/// As `_Exit(2)`.
-#[cfg_attr(not(test), unsafe(no_mangle))]
-pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
-    init::finish(ExitHow::UnderscoreExit, status);
-    if let Some(f) = next!(real::EXIT_UPPER, real::ExitFn) {
-        // SAFETY: the real _Exit does not return.
-        unsafe { f(status) }
-    }
-    // SAFETY: exit_group ends the process.
-    unsafe { libc::syscall(libc::SYS_exit_group, status) };
-    unreachable_exit()
-}
-
-/// exit_group does not return; spin politely if the kernel somehow disagrees.
-fn unreachable_exit() -> ! {
-    loop {
-        core::hint::spin_loop();
-    }
-}

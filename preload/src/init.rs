@@ -67,7 +67,12 @@ unsafe extern "C" fn constructor(
         env_var(envp, b"MEMTRACE_SAMPLE_SEED"),
     );
     crate::kernel::init(env_var(envp, b"MEMTRACE_KERNEL_INTERVAL"));
-    crate::snapshot::init(env_var(envp, b"MEMTRACE_REACH"));
+    crate::scan::init(
+        env_var(envp, b"MEMTRACE_REACH"),
+        env_var(envp, b"MEMTRACE_SCANNER"),
+        env_var(envp, b"MEMTRACE_SCAN_TIMEOUT"),
+        env_var(envp, b"MEMTRACE_LEAK_HEURISTICS"),
+    );
     if !open_log(0) {
         return;
     }
@@ -225,7 +230,6 @@ pub fn finish(how: ExitHow, status: c_int) {
     if FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
-    crate::snapshot::scrub_stack();
     record::marker(|b, t| encode::freeres(b, t, 1));
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
     if cxx != 0 {
@@ -239,7 +243,7 @@ pub fn finish(how: ExitHow, status: c_int) {
     }
     record::marker(|b, t| encode::freeres(b, t, 2));
     crate::kernel::record_at_exit();
-    crate::snapshot::take();
+    crate::scan::at_exit();
     record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
     writer::set_state(how, status);
 }

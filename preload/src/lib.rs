@@ -33,7 +33,9 @@
 //! - [`modules`]: loaded objects.
 //! - [`init`]: start-up, fork and exit.
 //! - [`kernel`]: the kernel's accounting, recorded once at exit.
-//! - [`snapshot`]: the frozen copy made at exit for the reachability scan.
+//! - [`scan`]: the reachability scan at exit (the scanner it starts, the
+//!   registers at `exit`).
+//! - [`snapshot`]: frozen copies for snapshots of a running process.
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -45,6 +47,7 @@ pub mod modules;
 pub mod real;
 pub mod record;
 pub mod sample;
+pub mod scan;
 pub mod snapshot;
 pub mod stacks;
 pub mod sys;

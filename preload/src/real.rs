@@ -72,6 +72,8 @@ pub static USABLE_SIZE: Slot = Slot::new();
 pub static BRK: Slot = Slot::new();
 pub static SBRK: Slot = Slot::new();
 pub static DLCLOSE: Slot = Slot::new();
+pub static EXIT: Slot = Slot::new();
+pub static START_MAIN: Slot = Slot::new();
 pub static EXIT_: Slot = Slot::new();
 pub static EXIT_UPPER: Slot = Slot::new();
 pub static FORK: Slot = Slot::new();
@@ -136,6 +138,8 @@ pub fn resolve() {
     set(&SBRK, c"sbrk", 0);
     set(&DLCLOSE, c"dlclose", 0);
     crate::modules::MEMTRACE_REAL_DLOPEN.store(lookup(c"dlopen"), Ordering::Release);
+    set(&EXIT, c"exit", 0);
+    set(&START_MAIN, c"__libc_start_main", 0);
     set(&EXIT_, c"_exit", 0);
     set(&EXIT_UPPER, c"_Exit", 0);
     set(&FORK, c"fork", 0);

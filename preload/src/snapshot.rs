@@ -1,18 +1,18 @@
-//! The frozen copy for the reachability scan: at exit, when `memtrace run`
-//! asked (`MEMTRACE_REACH=1`), the process forks a copy of itself that only
-//! sleeps, and records its pid (a KERNEL record of kind `KIND_SNAPSHOT`).
-//! `memtrace run` (the copy's subreaper once the process is gone) reads the
-//! copy's memory from outside, classifies the live blocks, and kills it.
+//! Frozen copies for snapshots of a running process (the scan at exit needs
+//! none: see [`crate::scan`]).
 //!
-//! Constraints: the copy is made with a raw `clone` system call, so no fork
+//! Constraints: a copy is made with a raw `clone` system call, so no fork
 //! handler runs (neither the program's nor ours); in the copy, only raw system
 //! calls run: it closes every file descriptor (so that nobody waits for a pipe
 //! it would hold open), blocks every signal it can, sleeps at most
-//! [`LIFETIME_S`] seconds, and exits. The parent's exit goes on unchanged.
+//! [`LIFETIME_S`] seconds, and exits.
 //!
 //! ## Snapshots of a running process
-//! When `memtrace run` sets `MEMTRACE_SNAPSHOT_SIGNAL=N`, the constructor
-//! installs a handler for signal `N` (`memtrace snapshot PID` sends it). The
+//! When `memtrace run` (or `memtrace check`) sets `MEMTRACE_SNAPSHOT_SIGNAL=N`
+//! and `MEMTRACE_RUN_PID`, the constructor installs a handler for signal `N`
+//! (`memtrace snapshot PID` sends it). Without `memtrace run` nobody would
+//! read the copies, so with plain `LD_PRELOAD` no handler is installed and the
+//! signal keeps its default meaning. The
 //! handler makes a frozen copy the same way, without stopping the process,
 //! as a child of `memtrace run`: with `CLONE_PARENT` when `memtrace run`
 //! (`MEMTRACE_RUN_PID`) is the process's parent; else it clones an
@@ -27,13 +27,10 @@
 //! Everything in the handler is a raw system call or a store to the log, which
 //! is async-signal-safe; errno is kept.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, Ordering};
 
 use memtrace_format::encode;
-use memtrace_format::kernel::{KIND_SNAPSHOT, KIND_SNAPSHOT_RUNNING};
-
-/// Whether to take the snapshot at exit.
-static AT_EXIT: AtomicBool = AtomicBool::new(false);
+use memtrace_format::kernel::KIND_SNAPSHOT_RUNNING;
 
 /// How long the frozen copy waits to be read before it exits by itself.
 pub const LIFETIME_S: u32 = 600;
@@ -47,18 +44,18 @@ static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// The pid of `memtrace run` (`MEMTRACE_RUN_PID`), 0 if unknown.
 static RUN_PID: AtomicI32 = AtomicI32::new(0);
 
-/// Reads `MEMTRACE_REACH`: `1` turns the snapshot on.
-pub fn init(v: Option<&[u8]>) {
-    AT_EXIT.store(v == Some(b"1"), Ordering::Relaxed);
-}
-
 /// Reads `MEMTRACE_SNAPSHOT_SIGNAL` (a signal number, 0 or absent: none)
 /// and installs the handler, and `MEMTRACE_RUN_PID`. Called once the log is
 /// open.
 pub fn init_signal(v: Option<&[u8]>, run_pid: Option<&[u8]>) {
-    if let Some(n) = run_pid.and_then(crate::sys::parse_decimal) {
-        RUN_PID.store(i32::try_from(n).unwrap_or(0), Ordering::Relaxed);
-    }
+    let Some(run) = run_pid
+        .and_then(crate::sys::parse_decimal)
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|&n| n > 0)
+    else {
+        return;
+    };
+    RUN_PID.store(run, Ordering::Relaxed);
     let Some(sig) = v.and_then(crate::sys::parse_decimal) else {
         return;
     };
@@ -171,47 +168,10 @@ fn frozen_copy() -> i64 {
     pid
 }
 
-/// Bytes of stack below the exit path's first frame that [`scrub_stack`] zeroes.
-const SCRUB: usize = 16 << 10;
-
-/// Zeroes the stack the exit path is about to use, if a snapshot will be
-/// taken: the frames it builds there could otherwise hold, in slots they
-/// never write, stale pointers left by earlier, deeper calls (the hooks'
-/// own frames), which the scan would take for roots.
-#[inline(never)]
-pub fn scrub_stack() {
-    if !AT_EXIT.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut area = [0u8; SCRUB];
-    // SAFETY: writes to a local array; volatile so that the stores are kept.
-    unsafe { core::ptr::write_volatile(&mut area, [0u8; SCRUB]) };
-    core::hint::black_box(&area);
-}
-
-/// Forks the frozen copy and records its pid, if asked.
-pub fn take() {
-    if !AT_EXIT.load(Ordering::Relaxed) {
-        return;
-    }
-    let pid = raw_fork(libc::SIGCHLD as u64);
-    if pid == 0 {
-        frozen(None);
-    }
-    if pid > 0 {
-        // The stack below this frame is dead in the copy: the scan starts here.
-        let sp = &pid as *const i64 as u64;
-        let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
-        crate::record::marker(|b, t| {
-            encode::kernel(b, t, KIND_SNAPSHOT, &[pid as u64, sp, start, len])
-        });
-    }
-}
-
 /// fork(2) as a raw `clone` system call with `flags` (the exit signal sent
 /// to the parent when the child ends, and `CLONE_PARENT` or not): no fork handler runs (neither glibc's, nor the
 /// program's, nor ours). The callers' children run only raw system calls.
-fn raw_fork(flags: u64) -> i64 {
+pub(crate) fn raw_fork(flags: u64) -> i64 {
     // SAFETY: clone without CLONE_VM gives the child a copy of the address
     // space, as fork does; no pointer argument is passed.
     unsafe {

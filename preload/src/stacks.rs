@@ -22,7 +22,7 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 pub fn reset() {
     let old = TABLE.swap(0, Ordering::AcqRel);
     if old != 0 {
-        sys::munmap_own(old as *mut u8, SLOTS * 16);
+        sys::free_pages(old as *mut u8, SLOTS * 16);
     }
     NEXT_ID.store(1, Ordering::Release);
     if let Some(p) = sys::alloc_pages(SLOTS * 16) {

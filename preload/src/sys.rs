@@ -104,16 +104,77 @@ pub fn munmap_own(addr: *mut u8, len: usize) {
     unsafe { raw_munmap(addr.cast(), len) };
 }
 
-/// Anonymous private read-write memory, zero-filled.
+/// Anonymous private read-write memory, zero-filled, listed in [`own`] (the
+/// reachability scan never takes memtrace's own memory for a root).
 pub fn alloc_pages(len: usize) -> Option<*mut u8> {
-    mmap(
+    let p = mmap(
         0,
         len,
         libc::PROT_READ | libc::PROT_WRITE,
         libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
         -1,
         0,
-    )
+    )?;
+    own::note(p as u64, len as u64);
+    Some(p)
+}
+
+/// Unmaps memory from [`alloc_pages`].
+pub fn free_pages(addr: *mut u8, len: usize) {
+    own::forget(addr as u64);
+    munmap_own(addr, len);
+}
+
+/// The list of the private memory this library mapped for itself (thread
+/// states, the stack table, the unwind cache, the sampled-address set), so
+/// that the reachability scan can leave it out of the roots: the scanner reads
+/// [`own::TABLE`] from the process's memory (its address and length are in the
+/// `KIND_EXIT_SCAN` record). Lock-free: a slot is claimed with one
+/// compare-and-swap on its address and released by storing 0; a mapping that
+/// finds no free slot is counted in [`own::OVERFLOW`], and the scan then says
+/// its roots may include memtrace's memory.
+pub mod own {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// Slots: one per live thread, plus the global tables.
+    pub const SLOTS: usize = 8192;
+
+    /// `[address, bytes]` pairs; address 0 is a free slot.
+    #[repr(C)]
+    pub struct Table(pub [[AtomicU64; 2]; SLOTS]);
+
+    pub static TABLE: Table = Table([const { [AtomicU64::new(0), AtomicU64::new(0)] }; SLOTS]);
+
+    /// Mappings that found no free slot.
+    pub static OVERFLOW: AtomicU64 = AtomicU64::new(0);
+
+    /// Lists `[addr, addr + len)`.
+    pub fn note(addr: u64, len: u64) {
+        for slot in &TABLE.0 {
+            if slot[0].load(Ordering::Relaxed) == 0 {
+                // Length first: a reader that sees the address sees a length
+                // no larger than the mapping (0 before this store).
+                slot[1].store(len, Ordering::Relaxed);
+                if slot[0]
+                    .compare_exchange(0, addr, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+        }
+        OVERFLOW.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops the mapping at `addr` from the list.
+    pub fn forget(addr: u64) {
+        for slot in &TABLE.0 {
+            if slot[0].load(Ordering::Relaxed) == addr {
+                slot[0].store(0, Ordering::Release);
+                return;
+            }
+        }
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds.

@@ -80,7 +80,7 @@ unsafe extern "C" fn thread_exit(p: *mut c_void) {
             l.stream.close_and_trim();
         }
     }
-    sys::munmap_own(s as *mut u8, STATE_SIZE);
+    sys::free_pages(s as *mut u8, STATE_SIZE);
 }
 
 fn state() -> *mut ThreadState {

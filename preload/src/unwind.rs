@@ -212,7 +212,7 @@ pub fn init_cache() {
             .compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
     {
-        sys::munmap_own(p, CACHE_SLOTS * 16);
+        sys::free_pages(p, CACHE_SLOTS * 16);
     }
 }
 

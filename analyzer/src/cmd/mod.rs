@@ -7,5 +7,6 @@ pub mod flamegraph;
 pub mod pack;
 pub mod report;
 pub mod run;
+pub mod scan;
 pub mod snapshot;
 pub mod timeline;

@@ -41,7 +41,6 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::kernel::{self, Sampler};
-use memtrace_analyzer::reach;
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -304,50 +303,6 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
     Some((h.start_mono_ns, end))
 }
 
-/// Classifies the live blocks of the log at `path` by reachability, reading
-/// the frozen copy its process made at exit, which is then killed; returns the
-/// REACH records (at time `end`, or now if the end is unknown).
-fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)> {
-    let reach::ScanInput {
-        pid,
-        sp,
-        blocks,
-        not_roots,
-    } = match reach::scan_input(path) {
-        Ok(Some(x)) => x,
-        Ok(None) => return Vec::new(),
-        Err(e) => {
-            eprintln!(
-                "memtrace: warning: no reachability for {}: {e}",
-                shown.display()
-            );
-            return Vec::new();
-        }
-    };
-    let kinds = reach::classify_process(pid, sp, &blocks, &not_roots);
-    super::snapshot::kill_frozen(pid);
-    match kinds {
-        Ok(kinds) => {
-            let t = if end == u64::MAX {
-                kernel::mono_ns()
-            } else {
-                end
-            };
-            reach::records(&blocks, &kinds)
-                .into_iter()
-                .map(|v| (t, memtrace_format::kernel::KIND_REACH, v))
-                .collect()
-        }
-        Err(e) => {
-            eprintln!(
-                "memtrace: warning: cannot read the memory of pid {pid} (the frozen copy of {}'s process): {e}",
-                shown.display()
-            );
-            Vec::new()
-        }
-    }
-}
-
 /// Stores the raw wait status: status first, then the flag that validates it.
 fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
     let f = OpenOptions::new().read(true).write(true).open(path)?;
@@ -434,13 +389,18 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     // The preload records the kernel's accounting once more at exit when asked.
     let interval_ms = o.kernel_interval.map_or(0, |i| i.as_millis().max(1));
     cmd.env("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string());
-    // ... and leaves a frozen copy of itself for the reachability scan; the
-    // copies outlive their processes, so memtrace becomes their subreaper.
+    // ... and classifies its live blocks at exit with this very binary as the
+    // scanner (`memtrace __scan`, see `cmd::scan`), so that the scanner is
+    // always of the same version as the analyzer reading its records.
     cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
-    // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`).
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env("MEMTRACE_SCANNER", me);
+    }
+    // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
+    // which outlive the process that made them: memtrace is their subreaper.
     cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
     cmd.env("MEMTRACE_RUN_PID", std::process::id().to_string());
-    if o.reach || o.snapshot_signal != 0 {
+    if o.snapshot_signal != 0 {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
@@ -488,16 +448,13 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         let Some((from, to)) = lifetime(&f.path) else {
             continue;
         };
-        let mut events = samples
+        let events = samples
             .get(&f.pid)
             .map(|s| kernel::kernel_events(s, from, to))
             .unwrap_or_default();
-        if o.reach {
-            events.extend(reachability(&f.path, &f.shown, to));
-        }
         if let Err(e) = kernel::append_records(&f.path, events) {
             eprintln!(
-                "memtrace: warning: cannot add the kernel's samples or the reachability to {}: {e}",
+                "memtrace: warning: cannot add the kernel's samples to {}: {e}",
                 f.shown.display()
             );
         }

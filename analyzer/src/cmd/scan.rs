@@ -1,0 +1,172 @@
+//! `memtrace __scan --tid TID --fd FD`: the scanner that a process traced by
+//! libmemtrace.so starts at exit (the preload's `scan` module), not a command
+//! for people. It is that process's child; its standard input and output are
+//! pipes to the exiting thread, which waits.
+//!
+//! 1. Dies with the process (`PR_SET_PDEATHSIG`) and waits for the go byte
+//!    on standard input (sent once the process has allowed it to trace it).
+//! 2. Stops every other thread of the process ([`stop::Stopped`]): their
+//!    stack pointers and registers.
+//! 3. Replays the process's log (`/proc/PPID/fd/FD`) for the blocks live now
+//!    and what the exit recorded (`KIND_EXIT_SCAN`).
+//! 4. Reads the process's memory and classifies the blocks
+//!    ([`reach::classify_process`]), then lets the threads go.
+//! 5. Writes REACH records and one SCAN_DONE record to standard output as
+//!    frames `[kind, n, n values]` (little-endian u64), which the process
+//!    writes into its log.
+//!
+//! It never writes to the log or anywhere else, and prints nothing.
+
+use std::io::{Read, Write};
+use std::time::Instant;
+
+use memtrace_analyzer::reach::{self, ExitScan, Roots};
+use memtrace_analyzer::stop::Stopped;
+use memtrace_format::kernel::*;
+
+use crate::args::ScanArgs;
+
+pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no arguments.
+    let ppid = unsafe { libc::getppid() } as u32;
+    let mut go = [0u8; 1];
+    if ppid <= 1 || std::io::stdin().read(&mut go)? != 1 {
+        anyhow::bail!("not started by a traced process");
+    }
+    let started = Instant::now();
+    let stopped = Stopped::all(ppid, a.tid);
+    let threads = stopped.threads.len() as u64;
+    let without = stopped
+        .threads
+        .iter()
+        .filter(|t| t.registers.is_empty())
+        .count() as u64;
+    let scan = scan(ppid, a, &stopped);
+    drop(stopped);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for r in &scan.records {
+        frame(&mut out, KIND_REACH, r)?;
+    }
+    let micros = started.elapsed().as_micros() as u64;
+    frame(
+        &mut out,
+        KIND_SCAN_DONE,
+        &[scan.status, threads, without, scan.blocks, micros],
+    )?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// What [`scan`] found.
+struct Scan {
+    /// One of `SCAN_*`.
+    status: u64,
+    /// REACH records' values.
+    records: Vec<Vec<u64>>,
+    /// Live blocks classified.
+    blocks: u64,
+}
+
+/// Classifies the live blocks of process `pid`, whose other threads are
+/// `stopped`.
+fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
+    let failed = |status| Scan {
+        status,
+        records: Vec::new(),
+        blocks: 0,
+    };
+    let log = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
+    let input = match reach::scan_input(&log) {
+        Ok(Some(i)) if i.pid == pid => i,
+        _ => return failed(SCAN_BAD_LOG),
+    };
+    let roots = roots(pid, &input.exit, stopped);
+    match reach::classify_process(pid, &roots, &input.blocks) {
+        Ok(kinds) => Scan {
+            status: SCAN_OK,
+            records: reach::records(&input.blocks, &kinds),
+            blocks: input.blocks.len() as u64,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => failed(SCAN_NO_ACCESS),
+        Err(_) => failed(SCAN_FAILED),
+    }
+}
+
+/// The roots as the exit recorded them and the stopped threads show them.
+fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
+    let mut r = Roots {
+        stack_starts: vec![exit.sp],
+        registers: exit.registers.to_vec(),
+        ..Roots::default()
+    };
+    for t in &stopped.threads {
+        if let Some(sp) = t.sp {
+            r.stack_starts.push(sp.saturating_sub(reach::RED_ZONE));
+        }
+        r.registers.extend(&t.registers);
+    }
+    r.not_roots.extend(own_mappings(pid, exit));
+    for (start, len) in [
+        (exit.module.0, exit.module.1.saturating_sub(exit.module.0)),
+        exit.sampled,
+    ] {
+        if len > 0 {
+            r.not_roots.push((start, len));
+        }
+    }
+    r.allocator_object = allocator_object(pid, exit.malloc);
+    r
+}
+
+/// The preload's own mappings, from its table in the process's memory.
+fn own_mappings(pid: u32, exit: &ExitScan) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    let (at, slots) = exit.own_table;
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+        return Vec::new();
+    };
+    let mut bytes = vec![0u8; (slots.min(1 << 20) * 16) as usize];
+    if mem.read_exact_at(&mut bytes, at).is_err() {
+        return Vec::new();
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|p| {
+            let w = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
+            (w(0), w(8))
+        })
+        .filter(|&(a, n)| a != 0 && n != 0)
+        .collect()
+}
+
+/// The file of the object that serves `malloc` at `malloc`, unless it is the
+/// C library (whose data holds far more than its allocator's state).
+fn allocator_object(pid: u32, malloc: u64) -> Option<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let path = maps.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (a, b) = f.next()?.split_once('-')?;
+        let (a, b) = (
+            u64::from_str_radix(a, 16).ok()?,
+            u64::from_str_radix(b, 16).ok()?,
+        );
+        (a..b)
+            .contains(&malloc)
+            .then(|| f.nth(4).map(str::to_owned))?
+    })?;
+    let file = path.rsplit('/').next().unwrap_or("");
+    let libc = file.starts_with("libc.so") || file.starts_with("libc-");
+    (!libc && path.starts_with('/')).then_some(path)
+}
+
+/// Writes one frame.
+fn frame(out: &mut impl Write, kind: u8, values: &[u64]) -> std::io::Result<()> {
+    out.write_all(&(kind as u64).to_le_bytes())?;
+    out.write_all(&(values.len() as u64).to_le_bytes())?;
+    for v in values {
+        out.write_all(&v.to_le_bytes())?;
+    }
+    Ok(())
+}
