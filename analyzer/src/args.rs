@@ -72,6 +72,10 @@ pub struct ScanArgs {
     /// The process's descriptor of its log.
     #[arg(long)]
     pub fd: u32,
+    /// The address of the log's header mapping in the process (the log's
+    /// path, when the descriptor is closed).
+    #[arg(long, default_value_t = 0)]
+    pub header: u64,
 }
 
 /// `memtrace check`.
@@ -111,6 +115,17 @@ pub struct CheckArgs {
     /// the Rust runtime that live until exit by design).
     #[arg(long)]
     pub no_default_suppressions: bool,
+    /// The signal that makes a traced process write a snapshot of its live
+    /// heap without stopping, as for `memtrace run` (snapshots go beside the
+    /// logs); `none` or 0: no snapshots.
+    #[arg(
+        long,
+        value_name = "SIG",
+        env = "MEMTRACE_SNAPSHOT_SIGNAL",
+        default_value = "RTMAX-2",
+        value_parser = parse_signal
+    )]
+    pub snapshot_signal: i32,
     /// Print, on stderr after the summary, suppression entries for the leaks
     /// that failed: `memtrace`, `valgrind`, `lsan`, a comma-separated list,
     /// or `all` (default: memtrace,valgrind).
@@ -320,8 +335,8 @@ pub struct RunArgs {
     )]
     pub kernel_interval: u64,
     /// Do not classify the blocks live at exit by reachability (definitely,
-    /// indirectly, possibly lost, still reachable), which needs a frozen copy
-    /// of each process at its exit, read by memtrace.
+    /// indirectly, possibly lost, still reachable), which each process does at
+    /// its exit by starting memtrace as its scanner.
     #[arg(long)]
     pub no_reachability: bool,
     /// The signal that makes a traced process write a snapshot of its live

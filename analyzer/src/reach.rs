@@ -417,7 +417,16 @@ pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::R
         let holds_blocks = blocks.get(i).is_some_and(|b| b.addr < end);
         let glibc_heap = path == "[heap]" || (path.is_empty() && start % GLIBC_HEAP_ALIGN == 0);
         let heap = holds_blocks || glibc_heap || allocator_data;
-        if !heap && end - start > MAX_ROOT_MAPPING {
+        // Neither a root nor holding blocks: nothing to read.
+        if (heap && !holds_blocks) || (!heap && end - start > MAX_ROOT_MAPPING) {
+            continue;
+        }
+        // memtrace's own mappings (its tables, thread states) whole: not read.
+        if roots
+            .not_roots
+            .iter()
+            .any(|&(a, n)| a <= start && end <= a.saturating_add(n))
+        {
             continue;
         }
         // A stack: the live part only.

@@ -280,8 +280,10 @@ pub struct Summary {
     /// Sampled blocks whose frees the preload could not track.
     pub sample_overflow: u64,
     /// Leaked heap bytes and blocks by reachability kind (order of
-    /// `reach::Kind::ALL`), when `memtrace run` classified them.
+    /// `reach::Kind::ALL`), when the scan at exit classified them.
     pub leak_kinds: Option<Kinds>,
+    /// How the scan at exit ended, when the process recorded one.
+    pub scan: Option<crate::reach::ScanDone>,
 }
 
 /// Bytes and blocks of each reachability kind, in the order of
@@ -599,6 +601,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         sample_interval: header.sample_interval,
         sample_overflow: header.sample_overflow as u64,
         leak_kinds: None,
+        scan: cat.scan_done,
     };
 
     // Each stack is symbolized once, however many lists report it.
@@ -635,9 +638,12 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             .collect()
     };
     let mut heap_leaks = sites(&out.heap_leaks, all);
-    // Reachability, when `memtrace run` classified the live blocks.
+    // Reachability, when the scan at exit classified the live blocks.
     let mut leak_kinds: Option<Kinds> = None;
-    if !cat.reach.is_empty() {
+    let scanned = cat
+        .scan_done
+        .is_some_and(|d| d.status == memtrace_format::kernel::SCAN_OK);
+    if !cat.reach.is_empty() || scanned {
         let mut by_stack: HashMap<u32, Kinds> = HashMap::new();
         let mut total: Kinds = [(0, 0); 4];
         for (addr, b) in &out.live {

@@ -210,8 +210,12 @@ unsafe extern "C" fn main_trampoline(
     argv: *mut *mut c_char,
     envp: *mut c_void,
 ) -> c_int {
+    // With call frame information of its own, so that stacks unwind through
+    // it to `__libc_start_call_main` and `_start` as they did without it.
     core::arch::naked_asm!(
+        ".cfi_startproc",
         "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
         "call qword ptr [rip + {main}]",
         "lea rcx, [rip + {regs}]",
         "mov [rcx], rbx",
@@ -226,7 +230,9 @@ unsafe extern "C" fn main_trampoline(
         "call {note}",
         "mov rax, [rsp]",
         "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
         "ret",
+        ".cfi_endproc",
         main = sym REAL_MAIN,
         regs = sym EXIT_REGS,
         note = sym note_exit_thread,
@@ -435,13 +441,16 @@ pub fn at_exit() {
     }
     let mut tid = [0u8; 24];
     let mut fd = [0u8; 24];
-    let argv: [*const u8; 7] = [
+    let mut header = [0u8; 24];
+    let argv: [*const u8; 9] = [
         scanner.as_ptr(),
         c"__scan".as_ptr().cast(),
         c"--tid".as_ptr().cast(),
         decimal(me as u64, &mut tid).as_ptr(),
         c"--fd".as_ptr().cast(),
         decimal(log_fd as u64, &mut fd).as_ptr(),
+        c"--header".as_ptr().cast(),
+        decimal(writer::header_addr(), &mut header).as_ptr(),
         core::ptr::null(),
     ];
     // SAFETY: see Text.

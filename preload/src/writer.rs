@@ -104,6 +104,12 @@ pub fn is_log_owner() -> bool {
     }
 }
 
+/// The address of the log's header mapping (the scanner finds the log's
+/// path from it when the descriptor is gone).
+pub fn header_addr() -> u64 {
+    HEADER.load(Ordering::Acquire) as u64
+}
+
 /// Whether a log is open.
 pub fn active() -> bool {
     !HEADER.load(Ordering::Acquire).is_null()

@@ -349,7 +349,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             pack: keep,
             quiet: true,
             kernel_interval: None,
-            snapshot_signal: 0,
+            snapshot_signal: a.snapshot_signal,
             reach: true,
         })?;
         command_status = Some(traced.status);

@@ -77,10 +77,18 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
         records: Vec::new(),
         blocks: 0,
     };
-    let log = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
-    let input = match reach::scan_input(&log) {
-        Ok(Some(i)) if i.pid == pid => i,
-        _ => return failed(SCAN_BAD_LOG),
+    // The log through the process's descriptor, or, if the program closed
+    // it, by the path of its header's mapping.
+    let by_fd = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
+    let input = [Some(by_fd), mapped_path(pid, a.header)]
+        .into_iter()
+        .flatten()
+        .find_map(|log| match reach::scan_input(&log) {
+            Ok(Some(i)) if i.pid == pid => Some(i),
+            _ => None,
+        });
+    let Some(input) = input else {
+        return failed(SCAN_BAD_LOG);
     };
     let roots = roots(pid, &input.exit, stopped);
     match reach::classify_process(pid, &roots, &input.blocks) {
@@ -139,6 +147,21 @@ fn own_mappings(pid: u32, exit: &ExitScan) -> Vec<(u64, u64)> {
         })
         .filter(|&(a, n)| a != 0 && n != 0)
         .collect()
+}
+
+/// The path of the file mapped at `addr` in process `pid`.
+fn mapped_path(pid: u32, addr: u64) -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find_map(|l| {
+        let mut f = l.splitn(6, ' ');
+        let (a, b) = f.next()?.split_once('-')?;
+        let (a, b) = (
+            u64::from_str_radix(a, 16).ok()?,
+            u64::from_str_radix(b, 16).ok()?,
+        );
+        let path = f.nth(4)?.trim_start();
+        ((a..b).contains(&addr) && path.starts_with('/')).then(|| path.into())
+    })
 }
 
 /// The file of the object that serves `malloc` at `malloc`, unless it is the

@@ -195,6 +195,8 @@ struct JSummary {
     estimated: bool,
     /// Leaked bytes and blocks by reachability kind, when classified.
     leak_kinds: Option<serde_json::Value>,
+    /// How the scan at exit ended.
+    scan: Option<serde_json::Value>,
 }
 
 /// A frame as the JSON documents show it.
@@ -332,6 +334,16 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             sample_overflow: s.sample_overflow,
             estimated: s.sample_interval != 0,
             leak_kinds: s.leak_kinds.as_ref().map(kinds_json),
+            scan: s.scan.as_ref().map(|d| {
+                serde_json::json!({
+                    "status": if d.failure().is_none() { "ok" } else { "failed" },
+                    "reason": d.failure(),
+                    "threads_stopped": d.threads,
+                    "threads_without_registers": d.threads_without_registers,
+                    "blocks": d.blocks,
+                    "duration_ms": d.micros as f64 / 1000.0,
+                })
+            }),
         },
         leaks: r
             .heap_leaks

@@ -223,8 +223,14 @@ fn filter(out: &mut dyn Write, r: &Report, f: &crate::report::LiveFilter) -> io:
     Ok(())
 }
 
-/// The leaked bytes and blocks by reachability kind, when classified.
+/// The leaked bytes and blocks by reachability kind, when classified; else
+/// why not, when the scan said.
 fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()> {
+    if s.leak_kinds.is_none()
+        && let Some(why) = s.scan.as_ref().and_then(|d| d.failure())
+    {
+        writeln!(out, "    not classified by reachability: {why}")?;
+    }
     if let Some(k) = &s.leak_kinds {
         for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
             writeln!(

@@ -25,6 +25,7 @@
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
+//! - `scan`: the scan at exit, started by the process: the same kinds under run, check and LD_PRELOAD; failures named; nothing left behind; the snapshot signal never kills
 //! - `snapshot`: snapshots of a running server (`memtrace snapshot`, the signal), `report --since` and `--older-than`
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
@@ -52,6 +53,7 @@ mod processes;
 mod reach;
 mod real_programs;
 mod sampling;
+mod scan;
 mod security;
 mod signals;
 mod snapshot;
