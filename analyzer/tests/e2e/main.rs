@@ -25,6 +25,7 @@
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
+//! - `oracles`: the cases of memcheck's and LeakSanitizer's leak suites (stale stacks, other threads' registers, cycles, TLS, swapcontext...), memtrace's kinds against memcheck's under `run`, `check` and plain LD_PRELOAD
 //! - `snapshot`: snapshots of a running server (`memtrace snapshot`, the signal), `report --since` and `--older-than`
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
@@ -47,6 +48,7 @@ mod languages;
 mod libc;
 mod lost;
 mod mapping;
+mod oracles;
 mod pack;
 mod processes;
 mod reach;
