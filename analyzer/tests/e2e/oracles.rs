@@ -315,12 +315,27 @@ fn under_preload(name: &str) -> Kinds {
     }
 }
 
+/// The records that differ, one line each: "kind function: memtrace B/N, memcheck B/N".
+fn differences(got: &Records, want: &Records) -> String {
+    let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let mut s = String::new();
+    for k in keys {
+        let (g, w) = (got.get(k), want.get(k));
+        if g != w {
+            let f = |x: Option<&(u64, u64)>| x.map_or("none".to_owned(), |(b, n)| format!("{b}/{n}"));
+            s += &format!("  {} {}: memtrace {}, memcheck {}\n", k.0, k.1, f(g), f(w));
+        }
+    }
+    s
+}
+
 fn assert_kinds(name: &str, how: &str, got: Kinds) {
     let want = expected(name);
     assert!(
         got == want,
         "{name} under {how}: memtrace's kinds differ from memcheck's (tests/fixtures/{name}.c)\n\
-         memtrace:\n{got}memcheck:\n{want}"
+         differences (bytes/blocks):\n{}memtrace:\n{got}memcheck:\n{want}",
+        differences(&got.records, &want.records)
     );
 }
 
