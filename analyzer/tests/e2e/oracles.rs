@@ -2,7 +2,7 @@
 //! `tests/fixtures/oracle_*.c` are the cases of memcheck's and LeakSanitizer's own leak
 //! suites (stale stack slots at exit, other threads' registers, a blocked thread's dead
 //! frames, cycles, unaligned and interior pointers, a failed realloc, exit() from a second
-//! thread, TLS, swapcontext stacks), each with memcheck's LEAK SUMMARY and loss records
+//! thread, threads that have ended, TLS, swapcontext stacks), each with memcheck's LEAK SUMMARY and loss records
 //! in its header comment. Here memtrace's kinds must equal those figures, in total
 //! (`summary.leak_kinds`) and per allocating function, three ways: `memtrace run` then
 //! `memtrace report --format json`; `memtrace check --leak-kinds all --json`; and a plain
@@ -42,6 +42,7 @@ const FIXTURES: &[&str] = &[
     "oracle_pool",
     "oracle_realloc_fail",
     "oracle_thread_exit",
+    "oracle_thread_joined",
     "oracle_tls",
     "oracle_swapcontext",
 ];
@@ -392,6 +393,7 @@ oracle_tests! {
     pool => "oracle_pool",
     realloc_fail => "oracle_realloc_fail",
     thread_exit => "oracle_thread_exit",
+    thread_joined => "oracle_thread_joined",
     tls => "oracle_tls",
     swapcontext => "oracle_swapcontext",
 }
