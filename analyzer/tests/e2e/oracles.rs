@@ -119,8 +119,8 @@ fn number(s: &str) -> u64 {
 /// by kind and allocating function" ("definite   stale_deep   1000 1").
 fn expected(name: &str) -> Kinds {
     let path = root().join("tests/fixtures").join(format!("{name}.c"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let header = &text[..text.find("*/").expect("a header comment")];
     let mut totals = [None; 4];
     let mut records = Records::new();
@@ -137,7 +137,10 @@ fn expected(name: &str) -> Kinds {
         {
             let w: Vec<&str> = line.split_whitespace().collect();
             // definitely lost: 1,216 bytes in 3 blocks
-            assert!(w.len() == 7 && w[3] == "bytes", "{name}: bad summary line {line:?}");
+            assert!(
+                w.len() == 7 && w[3] == "bytes",
+                "{name}: bad summary line {line:?}"
+            );
             totals[i] = Some((number(w[2]), number(w[5])));
             continue;
         }
@@ -151,7 +154,8 @@ fn expected(name: &str) -> Kinds {
             }
         }
     }
-    let totals = totals.map(|t| t.unwrap_or_else(|| panic!("{name}: a LEAK SUMMARY line is missing")));
+    let totals =
+        totals.map(|t| t.unwrap_or_else(|| panic!("{name}: a LEAK SUMMARY line is missing")));
     assert!(!records.is_empty(), "{name}: no loss records in the header");
     // The header must add up.
     let mut sums = [(0, 0); 4];
@@ -160,7 +164,10 @@ fn expected(name: &str) -> Kinds {
         sums[i].0 += b;
         sums[i].1 += n;
     }
-    assert_eq!(sums, totals, "{name}: the header's records do not add up to its summary");
+    assert_eq!(
+        sums, totals,
+        "{name}: the header's records do not add up to its summary"
+    );
     Kinds {
         totals: Some(totals),
         records,
@@ -219,8 +226,12 @@ fn totals(v: &Value) -> Option<[(u64, u64); 4]> {
     }
     Some(KINDS.map(|k| {
         (
-            v[k]["bytes"].as_u64().unwrap_or_else(|| panic!("leak_kinds.{k}: {v}")),
-            v[k]["count"].as_u64().unwrap_or_else(|| panic!("leak_kinds.{k}: {v}")),
+            v[k]["bytes"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("leak_kinds.{k}: {v}")),
+            v[k]["count"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("leak_kinds.{k}: {v}")),
         )
     }))
 }
@@ -258,7 +269,12 @@ fn under_run(name: &str) -> Kinds {
         .arg(fixture(name))
         .args(&args);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
-    assert_eq!(out.status.code(), Some(0), "memtrace run -- {name}\n{}", stderr_of(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "memtrace run -- {name}\n{}",
+        stderr_of(&out)
+    );
     let r = only_report(dir.path(), name);
     Kinds {
         totals: totals(&r.v["summary"]["leak_kinds"]),
@@ -308,7 +324,12 @@ fn under_preload(name: &str) -> Kinds {
         .env("LD_PRELOAD", preload_lib())
         .args(&args);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
-    assert_eq!(out.status.code(), Some(0), "LD_PRELOAD {name}\n{}", stderr_of(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "LD_PRELOAD {name}\n{}",
+        stderr_of(&out)
+    );
     let r = only_report(dir.path(), name);
     Kinds {
         totals: totals(&r.v["summary"]["leak_kinds"]),
@@ -323,7 +344,8 @@ fn differences(got: &Records, want: &Records) -> String {
     for k in keys {
         let (g, w) = (got.get(k), want.get(k));
         if g != w {
-            let f = |x: Option<&(u64, u64)>| x.map_or("none".to_owned(), |(b, n)| format!("{b}/{n}"));
+            let f =
+                |x: Option<&(u64, u64)>| x.map_or("none".to_owned(), |(b, n)| format!("{b}/{n}"));
             s += &format!("  {} {}: memtrace {}, memcheck {}\n", k.0, k.1, f(g), f(w));
         }
     }
