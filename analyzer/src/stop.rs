@@ -21,6 +21,8 @@ pub struct Thread {
     /// Its register values (general-purpose, then the XSAVE area's words),
     /// empty when they could not be read.
     pub registers: Vec<u64>,
+    /// Stopped inside a system call (blocked in `read`, `pause`, a futex...).
+    pub in_syscall: bool,
 }
 
 /// The threads of a process, stopped until this is dropped.
@@ -93,13 +95,17 @@ impl Stopped {
                         tid,
                         sp: Some(regs.rsp),
                         registers: words,
+                        // orig_rax is the system call's number inside one, -1 outside.
+                        in_syscall: (regs.orig_rax as i64) >= 0,
                     };
                 }
             }
         }
+        let sp = blocked_sp(pid, tid);
         Thread {
             tid,
-            sp: blocked_sp(pid, tid),
+            in_syscall: sp.is_some(),
+            sp,
             registers: Vec::new(),
         }
     }

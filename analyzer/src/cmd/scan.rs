@@ -110,8 +110,13 @@ fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
         ..Roots::default()
     };
     for t in &stopped.threads {
+        // A thread inside a system call is in its C library wrapper, which
+        // keeps nothing in the red zone below it: what lies there is stale
+        // (often memtrace's own hooks' frames). One stopped in its own code may
+        // keep live words there.
         if let Some(sp) = t.sp {
-            r.stack_starts.push(sp.saturating_sub(reach::RED_ZONE));
+            let red_zone = if t.in_syscall { 0 } else { reach::RED_ZONE };
+            r.stack_starts.push(sp.saturating_sub(red_zone));
         }
         r.registers.extend(&t.registers);
     }
