@@ -369,7 +369,12 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     let mut reports: Vec<Report> = Vec::with_capacity(logs.len());
     let mut failed_logs = 0;
     for l in &logs {
-        let (opts, _bar) = crate::progress::attach(l, memtrace_analyzer::Options::default());
+        // A fork child's parent's log is looked for among the others first.
+        let given = memtrace_analyzer::Options {
+            peers: logs.clone(),
+            ..Default::default()
+        };
+        let (opts, _bar) = crate::progress::attach(l, given);
         match memtrace_analyzer::analyze(l, &opts) {
             Ok(r) => {
                 for w in &r.warnings {

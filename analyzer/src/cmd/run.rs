@@ -307,13 +307,18 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
 /// Classifies the live blocks of the log at `path` by reachability, reading
 /// the frozen copy its process made at exit, which is then killed; returns the
 /// REACH records (at time `end`, or now if the end is unknown).
-fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)> {
+fn reachability(
+    path: &Path,
+    shown: &Path,
+    end: u64,
+    peers: &[PathBuf],
+) -> Vec<(u64, u8, Vec<u64>)> {
     let reach::ScanInput {
         pid,
         sp,
         blocks,
         not_roots,
-    } = match reach::scan_input(path) {
+    } = match reach::scan_input(path, peers) {
         Ok(Some(x)) => x,
         Ok(None) => return Vec::new(),
         Err(e) => {
@@ -481,6 +486,8 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
     let logs = find_logs(&pat, pid, spawned);
+    // A fork child's inherited blocks are classified too: its parent's log is among these.
+    let paths: Vec<PathBuf> = logs.iter().map(|f| f.path.clone()).collect();
     for f in &logs {
         if f.pid != pid && process_alive(f.pid) {
             continue; // still writing its log
@@ -493,7 +500,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             .map(|s| kernel::kernel_events(s, from, to))
             .unwrap_or_default();
         if o.reach {
-            events.extend(reachability(&f.path, &f.shown, to));
+            events.extend(reachability(&f.path, &f.shown, to, &paths));
         }
         if let Err(e) = kernel::append_records(&f.path, events) {
             eprintln!(
