@@ -22,10 +22,13 @@
 //! ## The moment of the fork
 //! The parent's log is cut at its FORK record for the child (written when
 //! `fork` returned in the parent: the last one for the child's pid at or
-//! before the child's start, else the first after), or at the child's start
-//! (its header's CLOCK_MONOTONIC time, the clock of the events), whichever
-//! comes first. Both come after the fork itself, so in a parent with one
-//! thread the cut is exact. In a parent whose other threads allocate at that
+//! before the child's start, an earlier one being an earlier child's of the
+//! same pid), or at the child's start (its header's CLOCK_MONOTONIC time, the
+//! clock of the events), whichever comes first. Both come after the fork
+//! itself, so in a parent with one thread the cut is exact. The parent's log
+//! is read once, up to the cut and then on only until every stack live at
+//! the cut has been defined, so a child costs a pass over the part of its
+//! parent's log before its fork. In a parent whose other threads allocate at that
 //! moment, a block they allocate or free in the microseconds between the fork
 //! and the cut may be placed on the wrong side of it.
 //!
@@ -42,7 +45,7 @@
 //! child, a snapshot and its final log, give the same ids). The preload
 //! numbers a process's own stacks from 1, so the two ranges do not meet.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use memtrace_format::{Func, Header, Record};
@@ -269,49 +272,58 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
         notes.extend(up.notes.iter().cloned());
     }
 
-    // The whole catalog (a STACK record may come after its use), and the
-    // child's FORK records, by their place in the merged order.
+    // One pass: the replay up to the cut (the state at the child's last FORK
+    // record at or before its start, else at its start), then the catalog
+    // on until it has every stack live at the cut (a STACK record may come
+    // after its first use in the merged order).
+    let from_up: HashMap<u32, &Stack> = up
+        .iter()
+        .flat_map(|u| u.stacks.iter().map(|s| (s.id, s)))
+        .collect();
     let mut cat = Catalog::default();
-    let mut forks: Vec<(u64, u64)> = Vec::new();
-    let mut n = 0u64;
+    let mut r = Replay::new(cfg);
+    if let Some(up) = &up {
+        r.seed(&up.seed);
+    }
+    let mut at_fork: Option<(Replay, u64)> = None;
+    let mut cut: Option<(Replay, u64)> = None;
+    let mut missing: HashSet<u32> = HashSet::new();
     for ev in log.merge(&index) {
         let ev = ev?;
         if !cfg.includes(&ev) {
             continue;
         }
         cat.observe(&ev, &log, &index)?;
-        if let Record::Fork { child_pid, .. } = ev.record
-            && child_pid == child.pid as u64
-        {
-            forks.push((n, ev.time));
+        if cut.is_some() {
+            if let Record::Stack { id, .. } = &ev.record {
+                missing.remove(id);
+            }
+        } else if ev.time > child.start {
+            let state = at_fork
+                .take()
+                .unwrap_or_else(|| (std::mem::replace(&mut r, Replay::new(cfg)), child.start));
+            missing = state
+                .0
+                .live()
+                .map(|(_, b)| b.stack)
+                .chain(state.0.regions.pieces().map(|p| p.2))
+                .filter(|s| *s != 0 && !from_up.contains_key(s) && !cat.stacks.contains_key(s))
+                .collect();
+            cut = Some(state);
+        } else {
+            if let Record::Fork { child_pid, .. } = ev.record
+                && child_pid == child.pid as u64
+            {
+                at_fork = Some((r.clone(), ev.time));
+            }
+            r.apply(&ev);
         }
-        n += 1;
-    }
-    let fork = forks
-        .iter()
-        .rev()
-        .find(|f| f.1 <= child.start)
-        .or(forks.first())
-        .map(|f| f.0);
-
-    let mut r = Replay::new(cfg);
-    if let Some(up) = &up {
-        r.seed(&up.seed);
-    }
-    let mut at = child.start;
-    let mut n = 0u64;
-    for ev in log.merge(&index) {
-        let ev = ev?;
-        if !cfg.includes(&ev) {
-            continue;
-        }
-        if Some(n) == fork || ev.time > child.start {
-            at = at.min(ev.time);
+        if cut.is_some() && missing.is_empty() {
             break;
         }
-        r.apply(&ev);
-        n += 1;
     }
+    // The log may end before the child's start (a parent killed at once).
+    let (r, at) = cut.or(at_fork).unwrap_or((r, child.start));
 
     // The parent's stacks of what was live, renumbered in the child's namespace.
     let mut blocks: Vec<(u64, crate::replay::Block)> = r.live().collect();
@@ -326,10 +338,6 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     for (k, id) in ids.values_mut().enumerate() {
         *id = FIRST_STACK.saturating_sub(u32::try_from(k).unwrap_or(u32::MAX));
     }
-    let from_up: HashMap<u32, &Stack> = up
-        .iter()
-        .flat_map(|u| u.stacks.iter().map(|s| (s.id, s)))
-        .collect();
     // The objects the frames lie in: the parent's, and those its own
     // inheritance carried from further up.
     let mut all = cat.modules.clone();
@@ -487,6 +495,31 @@ mod tests {
         assert_eq!((s.peak_heap_bytes, s.leaked_mmap_bytes), (100, 8192));
         assert_eq!(r.mmap_leaks[0].stack[0].address, 0x2222);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A block of another thread whose STACK record comes after the cut in the merged
+    /// order still gets its frames; the pass stops once it has them.
+    #[test]
+    fn stack_defined_after_the_cut() {
+        let d = tmpdir("late");
+        let mut p0 = LogBuilder::chunk(T0);
+        p0.stack(1, &[0x1111]).alloc(T0 + 10, 0xa0, 40, 1);
+        fork(&mut p0, T0 + 40, 43);
+        let mut p1 = LogBuilder::chunk(T0 + 20);
+        p1.alloc(T0 + 30, 0xe0, 5, 3)
+            .alloc(T0 + 60, 0xf0, 6, 1)
+            .stack(3, &[0x3333]);
+        let mut b = LogBuilder::new();
+        b.push(0, &p0).push(1, &p1).ended(T0 + 100);
+        std::fs::write(d.join("p.mtr"), &b.bytes).unwrap();
+        let c = LogBuilder::chunk(T0 + 45);
+        let child = d.join("c.mtr");
+        std::fs::write(&child, log(43, 42, T0 + 45, T0 + 90, &c)).unwrap();
+        let inh = live_at_start(&child, &[]).unwrap().unwrap();
+        let frames: Vec<&[u64]> = inh.stacks.iter().map(|s| &s.frames[..]).collect();
+        assert_eq!(frames, [&[0x1111][..], &[0x3333][..]]);
+        assert_eq!((inh.blocks(), inh.bytes()), (2, 45));
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -448,7 +448,16 @@ pub fn scan_input(
     let log = crate::log::Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
-    let inherited = crate::inherit::of_header(path, &header, peers).unwrap_or(None);
+    // Only a process that reached its exit left a frozen copy to classify
+    // from: reading the parent's log is not worth it for the others.
+    let exited = matches!(
+        memtrace_format::ExitHow::from_u32(header.state),
+        Some(memtrace_format::ExitHow::Exit | memtrace_format::ExitHow::UnderscoreExit)
+    );
+    let inherited = match exited {
+        true => crate::inherit::of_header(path, &header, peers).unwrap_or(None),
+        false => None,
+    };
     let mut cat = crate::catalog::Catalog::default();
     let out = crate::replay::replay_seeded(
         &log,
