@@ -23,7 +23,7 @@
 //! The parent's log is cut at its FORK record for the child (written when
 //! `fork` returned in the parent: the last one for the child's pid at or
 //! before the child's start, an earlier one being an earlier child's of the
-//! same pid), or at the child's start (its header's CLOCK_MONOTONIC time, the
+//! same pid; one more than 10 s before it is not taken), or at the child's start (its header's CLOCK_MONOTONIC time, the
 //! clock of the events), whichever comes first. Both come after the fork
 //! itself, so in a parent with one thread the cut is exact. The parent's log
 //! is read once, up to the cut and then on only until every stack live at
@@ -58,6 +58,13 @@ use crate::symbolize::Module;
 
 /// Generations followed up the tree at most.
 pub const MAX_DEPTH: usize = 64;
+
+/// A FORK record for the child's pid further than this before the child's
+/// start (ns) is an earlier child's of the same pid: the replay's state is
+/// kept only at those closer to it, at most [`MAX_COPIES`] times (a hostile
+/// log could hold millions), the cut falling back to the child's start.
+const FORK_WINDOW: u64 = 10_000_000_000;
+const MAX_COPIES: u32 = 16;
 
 /// The first id of the inherited stacks (they count down from it).
 pub const FIRST_STACK: u32 = u32::MAX;
@@ -288,6 +295,7 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     let mut at_fork: Option<(Replay, u64)> = None;
     let mut cut: Option<(Replay, u64)> = None;
     let mut missing: HashSet<u32> = HashSet::new();
+    let mut copies = 0;
     for ev in log.merge(&index) {
         let ev = ev?;
         if !cfg.includes(&ev) {
@@ -313,7 +321,10 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
         } else {
             if let Record::Fork { child_pid, .. } = ev.record
                 && child_pid == child.pid as u64
+                && ev.time >= child.start.saturating_sub(FORK_WINDOW)
+                && copies < MAX_COPIES
             {
+                copies += 1;
                 at_fork = Some((r.clone(), ev.time));
             }
             r.apply(&ev);
