@@ -401,6 +401,10 @@ fn child_without_its_parents_log() {
     assert_eq!(c.summary("frees"), 0);
     assert_eq!(c.summary("unknown_frees"), p.summary("unknown_frees") + 1);
 
+    // Given with --parent-log, the parent's log is found where it is.
+    let r = report_with(&copy, &["--parent-log", logs[parent].to_str().unwrap()]);
+    assert_child(&r, &p);
+
     // The text report says it on the "forked from" line.
     let mut cmd = memtrace();
     cmd.arg("report").arg(&copy);
