@@ -13,9 +13,9 @@
 //! classifies them with the rest.
 //!
 //! ## Finding the parent's log
-//! Among the logs given with the child's (`memtrace check LOG...`), then the
-//! other files of the child log's directory (in name order): a log, not a
-//! snapshot, whose header's pid is `forked_from` and whose process image
+//! Among the logs given with the child's (`memtrace check LOG...`, `memtrace
+//! report --parent-log`: the `peers`), then the other files of the child
+//! log's directory (in name order): a log, not a snapshot, whose header's pid is `forked_from` and whose process image
 //! lived at the child's start (started before it, and ended after it or not
 //! known to have ended). No such log: [`Error::Inherit`].
 //!
@@ -23,14 +23,15 @@
 //! The parent's log is cut at its FORK record for the child (written when
 //! `fork` returned in the parent: the last one for the child's pid at or
 //! before the child's start, an earlier one being an earlier child's of the
-//! same pid; one more than 10 s before it is not taken), or at the child's start (its header's CLOCK_MONOTONIC time, the
-//! clock of the events), whichever comes first. Both come after the fork
-//! itself, so in a parent with one thread the cut is exact. The parent's log
-//! is read once, up to the cut and then on only until every stack live at
-//! the cut has been defined, so a child costs a pass over the part of its
-//! parent's log before its fork. In a parent whose other threads allocate at that
-//! moment, a block they allocate or free in the microseconds between the fork
-//! and the cut may be placed on the wrong side of it.
+//! same pid; one more than 10 s before the start is not taken), or at the
+//! child's start (its header's CLOCK_MONOTONIC time, the clock of the
+//! events), whichever comes first. Both come after the fork itself, so in a
+//! parent with one thread the cut is exact. In a parent whose other threads
+//! allocate at that moment, a block they allocate or free in the
+//! microseconds between the fork and the cut may be placed on the wrong side
+//! of it. The parent's log is read once, up to the cut and then on only
+//! until every stack live at the cut has been defined: a child costs a pass
+//! over the part of its parent's log before its fork.
 //!
 //! ## Grandchildren
 //! A parent that is itself a fork child is seeded from its own parent first,
@@ -187,7 +188,7 @@ fn inherit(
     let Some(parent) = find_parent(child_log, child, peers) else {
         return Err(missing(format!(
             "the log of its parent (pid {}) was not found, so the blocks it inherited at the fork \
-             are not known: keep the logs of a process tree together, or give them all to `memtrace check`",
+             are not known: keep the logs of a process tree together (`memtrace report --parent-log` names it)",
             child.forked_from
         )));
     };
