@@ -385,6 +385,10 @@ pub struct ReportArgs {
     /// or at its snapshot (`30s`, `5m`, `1h`, `250ms`; plain numbers are seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<u64>,
+    /// For a fork child's log: look for its parent's log (and its ancestors')
+    /// among these first, before the log's own directory (repeatable).
+    #[arg(long, value_name = "LOG")]
+    pub parent_log: Vec<PathBuf>,
     /// The log file to read.
     #[arg(value_name = "LOG")]
     pub log: PathBuf,

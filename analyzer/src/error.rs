@@ -43,6 +43,10 @@ pub enum Error {
     /// A packed log is damaged, or a log could not be packed.
     #[error("{}: packed log: {why}", path.display())]
     Pack { path: PathBuf, why: String },
+    /// A fork child's inheritance could not be found: its parent's log is
+    /// missing, or unreadable ([`crate::inherit`]).
+    #[error("{}: {why}", path.display())]
+    Inherit { path: PathBuf, why: String },
     /// A snapshot given to compare with does not fit (`--since`).
     #[error("{}: {why}", path.display())]
     Since { path: PathBuf, why: String },

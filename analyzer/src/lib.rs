@@ -38,6 +38,7 @@ pub mod check;
 pub mod error;
 pub mod export;
 pub mod flame;
+pub mod inherit;
 pub mod kernel;
 pub mod log;
 pub mod pack;

@@ -623,15 +623,28 @@ impl ScanDone {
 }
 
 /// What a log says the scan at exit needs (see [`ScanInput`]): `None` when
-/// the process recorded no `KIND_EXIT_SCAN`.
-pub fn scan_input(path: &std::path::Path) -> crate::Result<Option<ScanInput>> {
+/// the process recorded no `KIND_EXIT_SCAN`. The live
+/// blocks of a fork child include those it inherited from its parent and
+/// never freed ([`crate::inherit::live_at_start`], its parent's log looked
+/// for in `peers`, then in the child log's directory); when that log is not
+/// found, only the child's own blocks are classified (its report says why).
+pub fn scan_input(
+    path: &std::path::Path,
+    peers: &[std::path::PathBuf],
+) -> crate::Result<Option<ScanInput>> {
     let log = crate::log::Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
+    // The scan runs at the exit, before the log says how the process ended.
+    let inherited = crate::inherit::of_header(path, &header, peers).unwrap_or(None);
     let mut cat = crate::catalog::Catalog::default();
-    let out = crate::replay::replay_with(&log, &index, crate::replay::Config::of(&header), |ev| {
-        cat.observe(ev, &log, &index)
-    })?;
+    let out = crate::replay::replay_seeded(
+        &log,
+        &index,
+        crate::replay::Config::of(&header),
+        inherited.as_ref().map(|i| &i.seed),
+        |ev| cat.observe(ev, &log, &index),
+    )?;
     let Some(exit) = cat.exit_scan else {
         return Ok(None);
     };

@@ -194,6 +194,19 @@ fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
     (bytes, count.clamp(1.0, u32::MAX as f64) as u32)
 }
 
+/// What a replay starts with: a fork child's inheritance (see
+/// [`crate::inherit`]), the blocks and mappings its parent had live at the
+/// fork. Stack ids are in the child's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seed {
+    /// Heap blocks live at the start, by address (sorted).
+    pub blocks: Vec<(u64, Block)>,
+    /// Mappings live at the start: start, end (page-aligned), stack.
+    pub regions: Vec<(u64, u64, u32)>,
+    /// The allocating function of each stack of `blocks`.
+    pub funcs: Vec<(u32, Func)>,
+}
+
 /// Counters of one replay.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -308,6 +321,11 @@ impl Regions {
                 })
                 .collect(),
         )
+    }
+
+    /// The mapped pieces, by address: start, end, stack.
+    pub fn pieces(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        self.pieces.iter().map(|(&s, p)| (s, p.end, p.stack))
     }
 
     /// Number of distinct regions still (partly) mapped.
@@ -455,6 +473,34 @@ impl Replay {
         }
     }
 
+    /// Starts the replay with `seed`'s blocks and mappings live, as if they
+    /// had been allocated before the first event: they are live and count in
+    /// the peak, but not as allocations. Call it before the first event.
+    pub fn seed(&mut self, seed: &Seed) {
+        for &(addr, b) in &seed.blocks {
+            if let Some(old) = self.live.insert(addr, b) {
+                self.live_bytes = self.live_bytes.saturating_sub(old.size);
+                self.unaccount(old);
+            }
+            self.live_bytes = self.live_bytes.saturating_add(b.size);
+            let e = self.by_stack.entry(b.stack);
+            e.live_bytes = e.live_bytes.saturating_add(b.size);
+            e.live_count += b.count as u64;
+        }
+        for &(stack, func) in &seed.funcs {
+            self.by_stack.entry(stack).func = func as u8;
+        }
+        for &(start, end, stack) in &seed.regions {
+            self.regions.map(start, end, stack);
+        }
+        self.mapped();
+        if self.live_bytes > self.counts.peak_heap_bytes {
+            // The peak at the start: no event reached it (`peak_event` None).
+            self.counts.peak_heap_bytes = self.live_bytes;
+            self.snapshot_peak();
+        }
+    }
+
     /// Events applied so far.
     pub fn events(&self) -> u64 {
         self.events
@@ -468,6 +514,11 @@ impl Replay {
     /// Number of live heap blocks.
     pub fn live_blocks(&self) -> u64 {
         self.live.len() as u64
+    }
+
+    /// The live heap blocks and their addresses, in no order.
+    pub fn live(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
+        self.live.iter().map(|(a, b)| (*a, *b))
     }
 
     fn pages(&self, len: u64) -> u64 {
@@ -865,9 +916,28 @@ pub fn replay_with(
     log: &Log,
     index: &Index,
     cfg: Config,
+    each: impl FnMut(&crate::log::Event<'_>) -> Result<()>,
+) -> Result<Outcome> {
+    replay_seeded(log, index, cfg, None, each)
+}
+
+/// [`replay_with`], starting from `seed`'s live blocks and mappings (a fork
+/// child's inheritance, [`crate::inherit::live_at_start`]).
+pub fn replay_seeded(
+    log: &Log,
+    index: &Index,
+    cfg: Config,
+    seed: Option<&Seed>,
     mut each: impl FnMut(&crate::log::Event<'_>) -> Result<()>,
 ) -> Result<Outcome> {
-    let mut r = Replay::new(cfg);
+    let fresh = || {
+        let mut r = Replay::new(cfg);
+        if let Some(s) = seed {
+            r.seed(s);
+        }
+        r
+    };
+    let mut r = fresh();
     // Decoding (and merging) runs on a thread of its own, a batch ahead of
     // the replay: the two halves of the work overlap on two cores.
     let cut_records = crate::log::for_each_event(log, index, |ev| {
@@ -881,7 +951,7 @@ pub fn replay_with(
     let peak = match (r.peak_by_stack(), r.counts.peak_event) {
         (Some(picture), _) => picture,
         (None, Some(at)) => {
-            let mut p = Replay::new(cfg);
+            let mut p = fresh();
             for ev in log.merge(index) {
                 let ev = ev?;
                 if !cfg.includes(&ev) {

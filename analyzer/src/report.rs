@@ -31,6 +31,12 @@ pub struct Options {
     /// Only the blocks alive for at least this many ns at the end (or at the
     /// snapshot) count as leaks.
     pub older_than: Option<u64>,
+    /// Other logs of the same process tree, searched first for a fork
+    /// child's parent's log ([`crate::inherit`]), before the child log's
+    /// directory.
+    pub peers: Vec<PathBuf>,
+    /// Leave a fork child's inheritance out: read no other file.
+    pub no_inherit: bool,
 }
 
 /// An earlier snapshot of a process (`memtrace report --since`).
@@ -63,9 +69,15 @@ pub fn since_snapshot(path: &Path) -> Result<Since> {
     }
     let index = log.index(&header)?;
     let mut cat = Catalog::default();
-    let out = replay::replay_with(&log, &index, replay::Config::of(&header), |ev| {
-        cat.observe(ev, &log, &index)
-    })?;
+    // The same inheritance as the later log's, under the same stack ids.
+    let inherited = crate::inherit::of_header(path, &header, &[]).unwrap_or(None);
+    let out = replay::replay_seeded(
+        &log,
+        &index,
+        replay::Config::of(&header),
+        inherited.as_ref().map(|i| &i.seed),
+        |ev| cat.observe(ev, &log, &index),
+    )?;
     let lost = out
         .live
         .iter()
@@ -284,6 +296,25 @@ pub struct Summary {
     pub leak_kinds: Option<Kinds>,
     /// How the scan at exit ended, when the process recorded one.
     pub scan: Option<crate::reach::ScanDone>,
+    /// Heap blocks and bytes a fork child held from its start: its parent's
+    /// live at the fork ([`crate::inherit`]); 0 for other processes.
+    pub inherited_blocks: u64,
+    pub inherited_bytes: u64,
+    /// Where a fork child's inheritance came from; `None` when the process
+    /// is not a fork child, or its parent's log was not found (a warning
+    /// says so).
+    pub inherited: Option<InheritedFrom>,
+}
+
+/// The parent's log a fork child's inheritance was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InheritedFrom {
+    pub parent_log: PathBuf,
+    pub parent_pid: u32,
+    /// Mappings inherited (pieces of the parent's, live at the fork) and
+    /// their bytes.
+    pub mmap_regions: u64,
+    pub mmap_bytes: u64,
 }
 
 /// Bytes and blocks of each reachability kind, in the order of
@@ -426,7 +457,11 @@ pub fn analyze(path: &Path, opts: &Options) -> Result<Report> {
 /// [`Error`]: crate::Error
 pub fn analyze_bytes(bytes: &[u8], opts: &Options) -> Result<Report> {
     let log = Log::from_bytes(Path::new("<memory>"), bytes);
-    analyze_log(&log, opts, Symbolizer::disabled())
+    let opts = Options {
+        no_inherit: true,
+        ..opts.clone()
+    };
+    analyze_log(&log, &opts, Symbolizer::disabled())
 }
 
 /// Runs the passes over an opened log, symbolizing with `sym`.
@@ -450,7 +485,18 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             ),
         });
     }
-    let mut out = replay::replay_with(log, &index, replay::Config::of(&header), |ev| {
+    // A fork child starts with what its parent had live at the fork.
+    let mut inherit_warning = None;
+    let inherited = if opts.no_inherit {
+        None
+    } else {
+        crate::inherit::of_header(path, &header, &opts.peers).unwrap_or_else(|e| {
+            inherit_warning = Some(e.to_string());
+            None
+        })
+    };
+    let seed = inherited.as_ref().map(|i| &i.seed);
+    let mut out = replay::replay_seeded(log, &index, replay::Config::of(&header), seed, |ev| {
         seen += 1;
         if let Some(p) = &opts.progress
             && seen.is_multiple_of(PROGRESS_EVERY)
@@ -461,6 +507,9 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         }
         cat.observe(ev, log, &index)
     })?;
+    if let Some(i) = &inherited {
+        i.annotate(&mut cat, &mut out.first_use);
+    }
 
     let state = ExitHow::from_u32(header.state);
     let ended = match state {
@@ -602,6 +651,14 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         sample_overflow: header.sample_overflow as u64,
         leak_kinds: None,
         scan: cat.scan_done,
+        inherited_blocks: inherited.as_ref().map_or(0, |i| i.blocks()),
+        inherited_bytes: inherited.as_ref().map_or(0, |i| i.bytes()),
+        inherited: inherited.as_ref().map(|i| InheritedFrom {
+            parent_log: i.parent_log.clone(),
+            parent_pid: i.parent_pid,
+            mmap_regions: i.seed.regions.len() as u64,
+            mmap_bytes: i.mmap_bytes(),
+        }),
     };
 
     // Each stack is symbolized once, however many lists report it.
@@ -774,6 +831,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     });
 
     let mut warnings = Vec::new();
+    warnings.extend(inherit_warning);
+    warnings.extend(inherited.iter().flat_map(|i| i.notes.iter().cloned()));
     if index.truncated {
         warnings.push(format!(
             "{} is truncated (the file ends before the {} bytes its header reserves): reporting what it holds",

@@ -128,7 +128,11 @@ fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
         let log = crate::log::Log::open(path)?;
         let header = log.header()?;
         let index = log.index(&header)?;
-        crate::replay::replay(&log, &index, crate::replay::Config::of(&header))?.live
+        // A fork child's inherited blocks are live in it too.
+        let inherited = crate::inherit::of_header(path, &header, &[]).unwrap_or(None);
+        let seed = inherited.as_ref().map(|i| &i.seed);
+        let cfg = crate::replay::Config::of(&header);
+        crate::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
     };
     let blocks: Vec<Block> = live
         .iter()

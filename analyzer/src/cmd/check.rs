@@ -289,6 +289,22 @@ fn temp_log_dir() -> anyhow::Result<PathBuf> {
     bail!("cannot create a log directory in {}", base.display())
 }
 
+/// Whether the log's process ended through `exit` or `_exit` (else, or if
+/// the header cannot be read, the analysis says why).
+fn reached_exit(path: &Path) -> bool {
+    use memtrace_format::ExitHow;
+    memtrace_analyzer::log::Log::open(path)
+        .ok()
+        .and_then(|log| {
+            let h = log.header().ok()?;
+            Some(matches!(
+                ExitHow::from_u32(h.state),
+                Some(ExitHow::Exit | ExitHow::UnderscoreExit)
+            ))
+        })
+        .unwrap_or(true)
+}
+
 /// Runs the subcommand; returns the exit status (module docs, step 5).
 pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     match (a.logs.is_empty(), a.command.is_empty()) {
@@ -369,7 +385,15 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     let mut reports: Vec<Report> = Vec::with_capacity(logs.len());
     let mut failed_logs = 0;
     for l in &logs {
-        let (opts, _bar) = crate::progress::attach(l, memtrace_analyzer::Options::default());
+        // A fork child's parent's log is looked for among the others first;
+        // not for a process that is not judged (replaced by exec, killed):
+        // it costs a pass over the parent's log.
+        let given = memtrace_analyzer::Options {
+            peers: logs.clone(),
+            no_inherit: !reached_exit(l),
+            ..Default::default()
+        };
+        let (opts, _bar) = crate::progress::attach(l, given);
         match memtrace_analyzer::analyze(l, &opts) {
             Ok(r) => {
                 for w in &r.warnings {

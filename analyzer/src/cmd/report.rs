@@ -39,6 +39,7 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
             None => None,
         },
         older_than: a.older_than,
+        peers: a.parent_log.clone(),
         ..Default::default()
     };
     let (opts, bar) = crate::progress::attach(&a.log, opts);

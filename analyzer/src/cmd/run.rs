@@ -441,6 +441,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
 
     let logs = find_logs(&pat, pid, spawned);
+    // A fork child's inherited blocks are classified too: its parent's log is among these.
     for f in &logs {
         if f.pid != pid && process_alive(f.pid) {
             continue; // still writing its log

@@ -79,11 +79,14 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
     };
     // The log through the process's descriptor, or, if the program closed
     // it, by the path of its header's mapping.
+    // The file's own path, where it is still there, so that a fork child's
+    // parent's log is looked for beside it.
     let by_fd = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
-    let input = [Some(by_fd), mapped_path(pid, a.header)]
+    let real = std::fs::read_link(&by_fd).ok().filter(|p| p.is_file());
+    let input = [real, Some(by_fd), mapped_path(pid, a.header)]
         .into_iter()
         .flatten()
-        .find_map(|log| match reach::scan_input(&log) {
+        .find_map(|log| match reach::scan_input(&log, &[]) {
             Ok(Some(i)) if i.pid == pid => Some(i),
             _ => None,
         });

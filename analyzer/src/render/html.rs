@@ -481,7 +481,18 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
     }
     proc.push(')');
     if let Some(parent) = p.forked_from {
-        proc += &format!("; forked from pid {parent} (only events after the fork are in this log)");
+        let s = &r.summary;
+        proc += &match &s.inherited {
+            Some(i) => format!(
+                "; forked from pid {parent}: inherited {} in {} live at the fork (from <code>{}</code>)",
+                plural(s.inherited_bytes, "byte", "bytes"),
+                plural(s.inherited_blocks, "block", "blocks"),
+                escape(&i.parent_log.display().to_string())
+            ),
+            None => format!(
+                "; forked from pid {parent} (its log was not found: only what the child did after the fork is reported)"
+            ),
+        };
     }
     row("Process", proc)?;
     if !p.cmdline.is_empty() {

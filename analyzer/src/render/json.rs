@@ -17,7 +17,7 @@ struct Json<'a> {
     memtrace_version: &'static str,
     format_version: u32,
     process: JProcess<'a>,
-    summary: JSummary,
+    summary: JSummary<'a>,
     leaks: Vec<JLeak<'a>>,
     peak: Vec<JSite<'a>>,
     allocated: Vec<JSite<'a>>,
@@ -162,7 +162,7 @@ struct JProcess<'a> {
 }
 
 #[derive(Serialize)]
-struct JSummary {
+struct JSummary<'a> {
     allocations: u64,
     frees: u64,
     bytes_allocated: u64,
@@ -197,6 +197,20 @@ struct JSummary {
     leak_kinds: Option<serde_json::Value>,
     /// How the scan at exit ended.
     scan: Option<serde_json::Value>,
+    inherited_blocks: u64,
+    inherited_bytes: u64,
+    inherited: Option<JInherited<'a>>,
+}
+
+/// Where a fork child's inheritance came from.
+#[derive(Serialize)]
+struct JInherited<'a> {
+    parent_log: std::borrow::Cow<'a, str>,
+    parent_pid: u32,
+    blocks: u64,
+    bytes: u64,
+    mmap_regions: u64,
+    mmap_bytes: u64,
 }
 
 /// A frame as the JSON documents show it.
@@ -343,6 +357,16 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                     "blocks": d.blocks,
                     "duration_ms": d.micros as f64 / 1000.0,
                 })
+            }),
+            inherited_blocks: s.inherited_blocks,
+            inherited_bytes: s.inherited_bytes,
+            inherited: s.inherited.as_ref().map(|i| JInherited {
+                parent_log: i.parent_log.to_string_lossy(),
+                parent_pid: i.parent_pid,
+                blocks: s.inherited_blocks,
+                bytes: s.inherited_bytes,
+                mmap_regions: i.mmap_regions,
+                mmap_bytes: i.mmap_bytes,
             }),
         },
         leaks: r

@@ -260,10 +260,19 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(out, "  log:      {}", r.path.display())?;
     if let Some(parent) = p.forked_from {
-        writeln!(
-            out,
-            "  forked from pid {parent} (only events after the fork are in this log)"
-        )?;
+        match &s.inherited {
+            Some(i) => writeln!(
+                out,
+                "  forked from pid {parent}: inherited {} in {} live at the fork (from {})",
+                plural(s.inherited_bytes, "byte", "bytes"),
+                plural(s.inherited_blocks, "block", "blocks"),
+                i.parent_log.display()
+            )?,
+            None => writeln!(
+                out,
+                "  forked from pid {parent} (its log was not found: only what the child did after the fork is reported)"
+            )?,
+        }
     }
     writeln!(out, "  ended:    {}", how_ended(p))?;
     if !p.forks.is_empty() {

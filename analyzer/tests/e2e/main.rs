@@ -9,6 +9,7 @@
 //! - `heap`: the malloc family, aligned allocations, realloc chains, peak, valgrind totals
 //! - `threads`: 8 threads leaking concurrently
 //! - `processes`: fork, exec, exit(), _exit(), SIGKILL
+//! - `inherit`: a fork child's leaks include the blocks it inherited from its parent, against memcheck
 //! - `dlopen`: a leak inside a library unloaded before exit
 //! - `mapping`: mmap/munmap/mremap and brk/sbrk
 //! - `signals`: allocation in signal handlers
@@ -44,6 +45,7 @@ mod flamegraph;
 mod heap;
 mod hostile;
 mod html;
+mod inherit;
 mod kernel;
 mod languages;
 mod libc;

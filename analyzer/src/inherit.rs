@@ -1,0 +1,604 @@
+//! A fork child's inheritance: the heap blocks and mappings its parent had
+//! live at the fork, which the child holds from its first instant.
+//!
+//! A fork child's log (header `forked_from` = the parent's pid) starts empty:
+//! the preload opens it in the child's fork handler, with a stack table of its
+//! own. [`live_at_start`] finds the parent's log, replays it up to the fork
+//! and hands back what was live then as a [`Seed`] for the child's replay,
+//! with the stacks' frames carried over from the parent's log under ids of
+//! their own in the child's namespace. The child's report then counts the
+//! inherited blocks it never frees as its leaks (they are in its heap at its
+//! exit, as memcheck and LeakSanitizer say), and its frees of them as
+//! ordinary frees; the reachability scan ([`crate::reach::scan_input`])
+//! classifies them with the rest.
+//!
+//! ## Finding the parent's log
+//! Among the logs given with the child's (`memtrace check LOG...`, `memtrace
+//! report --parent-log`: the `peers`), then the other files of the child
+//! log's directory (in name order): a log, not a snapshot, whose header's pid is `forked_from` and whose process image
+//! lived at the child's start (started before it, and ended after it or not
+//! known to have ended). No such log: [`Error::Inherit`].
+//!
+//! ## The moment of the fork
+//! The parent's log is cut at its FORK record for the child (written when
+//! `fork` returned in the parent: the last one for the child's pid at or
+//! before the child's start, an earlier one being an earlier child's of the
+//! same pid; one more than 10 s before the start is not taken), or at the
+//! child's start (its header's CLOCK_MONOTONIC time, the clock of the
+//! events), whichever comes first. Both come after the fork itself, so in a
+//! parent with one thread the cut is exact. In a parent whose other threads
+//! allocate at that moment, a block they allocate or free in the
+//! microseconds between the fork and the cut may be placed on the wrong side
+//! of it. The parent's log is read once, up to the cut and then on only
+//! until every stack live at the cut has been defined: a child costs a pass
+//! over the part of its parent's log before its fork.
+//!
+//! ## Grandchildren
+//! A parent that is itself a fork child is seeded from its own parent first,
+//! recursively (up to [`MAX_DEPTH`] generations), so a grandchild inherits
+//! what the grandparent left its parent. A missing ancestor's log further up
+//! does not fail the child's: the blocks known from the parent's log are
+//! inherited, and [`Inherited::notes`] says what is missing.
+//!
+//! ## Stack ids
+//! The seeded stacks take ids from `u32::MAX` down, one per distinct
+//! parent stack, in the order of the parent's ids (so two analyses of one
+//! child, a snapshot and its final log, give the same ids). The preload
+//! numbers a process's own stacks from 1, so the two ranges do not meet.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use memtrace_format::{Func, Header, Record};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::log::Log;
+use crate::replay::{Config, FastMap, Replay, Seed};
+use crate::symbolize::Module;
+
+/// Generations followed up the tree at most.
+pub const MAX_DEPTH: usize = 64;
+
+/// A FORK record for the child's pid further than this before the child's
+/// start (ns) is an earlier child's of the same pid: the replay's state is
+/// kept only at those closer to it, at most [`MAX_COPIES`] times (a hostile
+/// log could hold millions), the cut falling back to the child's start.
+const FORK_WINDOW: u64 = 10_000_000_000;
+const MAX_COPIES: u32 = 16;
+
+/// The first id of the inherited stacks (they count down from it).
+pub const FIRST_STACK: u32 = u32::MAX;
+
+/// One inherited stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stack {
+    /// Its id in the child's namespace.
+    pub id: u32,
+    /// The frames, innermost first, from the parent's log (or an ancestor's).
+    pub frames: Vec<u64>,
+    /// When the parent (or the ancestor) first used it: the moment whose
+    /// loaded objects symbolize its frames.
+    pub first_use: Option<u64>,
+}
+
+/// What a fork child inherited from its parent.
+#[derive(Clone, Debug)]
+pub struct Inherited {
+    /// The parent's log, and its pid.
+    pub parent_log: PathBuf,
+    pub parent_pid: u32,
+    /// The moment the parent's log was cut (CLOCK_MONOTONIC ns).
+    pub at: u64,
+    /// The blocks and mappings live then, stack ids in the child's namespace.
+    pub seed: Seed,
+    /// The frames of those stacks.
+    pub stacks: Vec<Stack>,
+    /// The loaded objects the frames lie in, as the parent's log recorded
+    /// them (some may be gone from the child's: unloaded before the fork).
+    pub modules: Vec<Module>,
+    /// What could not be followed further up the tree, in words.
+    pub notes: Vec<String>,
+}
+
+impl Inherited {
+    /// Heap bytes inherited.
+    pub fn bytes(&self) -> u64 {
+        self.seed
+            .blocks
+            .iter()
+            .fold(0u64, |n, (_, b)| n.saturating_add(b.size))
+    }
+
+    /// Heap blocks inherited.
+    pub fn blocks(&self) -> u64 {
+        self.seed.blocks.iter().map(|(_, b)| b.count as u64).sum()
+    }
+
+    /// Mapped bytes inherited.
+    pub fn mmap_bytes(&self) -> u64 {
+        self.seed.regions.iter().map(|(s, e, _)| e - s).sum()
+    }
+
+    /// Makes the inherited stacks known to the child's catalog (their frames,
+    /// and the parent's objects they lie in) and to its replay's first uses.
+    pub fn annotate(&self, cat: &mut Catalog, first_use: &mut FastMap<u32, u64>) {
+        for s in &self.stacks {
+            cat.stacks.entry(s.id).or_insert_with(|| s.frames.clone());
+            if let Some(t) = s.first_use {
+                first_use.entry(s.id).or_insert(t);
+            }
+        }
+        for m in &self.modules {
+            cat.modules.add(m.clone());
+        }
+    }
+}
+
+/// The child's side of a fork, from its header.
+#[derive(Clone, Copy, Debug)]
+struct Child {
+    pid: u32,
+    forked_from: u32,
+    start: u64,
+}
+
+/// The blocks and mappings the process of `child_log` inherited from its
+/// parent at the fork: `Ok(None)` when it is not a fork child. `peers` are
+/// logs to look for the parent's among before the child log's directory.
+/// [`Error::Inherit`] when the parent's log cannot be found or read.
+pub fn live_at_start(child_log: &Path, peers: &[PathBuf]) -> Result<Option<Inherited>> {
+    let log = Log::open(child_log)?;
+    let header = log.header()?;
+    of_header(child_log, &header, peers)
+}
+
+/// [`live_at_start`] for a log whose header is already parsed.
+pub fn of_header(
+    child_log: &Path,
+    header: &Header<'_>,
+    peers: &[PathBuf],
+) -> Result<Option<Inherited>> {
+    let child = Child {
+        pid: header.pid,
+        forked_from: header.forked_from,
+        start: header.start_mono_ns,
+    };
+    inherit(child_log, child, peers, 0)
+}
+
+fn inherit(
+    child_log: &Path,
+    child: Child,
+    peers: &[PathBuf],
+    depth: usize,
+) -> Result<Option<Inherited>> {
+    if child.forked_from == 0 {
+        return Ok(None);
+    }
+    let missing = |why: String| Error::Inherit {
+        path: child_log.to_owned(),
+        why,
+    };
+    if depth >= MAX_DEPTH {
+        return Err(missing(format!(
+            "more than {MAX_DEPTH} generations of fork children: the inheritance is not followed further"
+        )));
+    }
+    let Some(parent) = find_parent(child_log, child, peers) else {
+        return Err(missing(format!(
+            "the log of its parent (pid {}) was not found, so the blocks it inherited at the fork \
+             are not known: keep the logs of a process tree together (`memtrace report --parent-log` names it)",
+            child.forked_from
+        )));
+    };
+    at_fork(&parent, child, peers, depth)
+        .map(Some)
+        .map_err(|e| missing(format!("its parent's log cannot be read: {e}")))
+}
+
+/// A log's header fields needed to match it (`None`: not a log, or a snapshot).
+fn candidate(path: &Path) -> Option<(u32, u64, u64)> {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .ok()?
+        .read_exact(&mut magic)
+        .ok()?;
+    if magic != memtrace_format::MAGIC && magic != crate::pack::MAGIC {
+        return None;
+    }
+    let log = Log::open(path).ok()?;
+    let h = log.header().ok()?;
+    if h.snapshot_at != 0 {
+        return None;
+    }
+    let end = if h.end_mono_ns != 0 {
+        h.end_mono_ns
+    } else {
+        u64::MAX
+    };
+    Some((h.pid, h.start_mono_ns, end))
+}
+
+/// The same file (device and inode)?
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// The parent's log (see the module docs).
+fn find_parent(child_log: &Path, child: Child, peers: &[PathBuf]) -> Option<PathBuf> {
+    let fits = |p: &Path| {
+        p.is_file()
+            && !same_file(p, child_log)
+            && candidate(p).is_some_and(|(pid, start, end)| {
+                pid == child.forked_from && start <= child.start && child.start <= end
+            })
+    };
+    if let Some(p) = peers.iter().find(|p| fits(p)) {
+        return Some(p.clone());
+    }
+    let dir = match child_log.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Named as the child's is (`log.1.mtr`, not `./log.1.mtr`).
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| child_log.with_file_name(e.file_name()))
+        .collect();
+    names.sort();
+    names.into_iter().find(|p| fits(p))
+}
+
+/// Replays the parent's log up to the child's fork (module docs).
+fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> Result<Inherited> {
+    let log = Log::open(parent_log)?;
+    let header = log.header()?;
+    let index = log.index(&header)?;
+    let cfg = Config::of(&header);
+    let mut notes = Vec::new();
+    let me = Child {
+        pid: header.pid,
+        forked_from: header.forked_from,
+        start: header.start_mono_ns,
+    };
+    let up = match inherit(parent_log, me, peers, depth + 1) {
+        Ok(up) => up,
+        Err(e) => {
+            notes.push(e.to_string());
+            None
+        }
+    };
+    if let Some(up) = &up {
+        notes.extend(up.notes.iter().cloned());
+    }
+
+    // One pass: the replay up to the cut (the state at the child's last FORK
+    // record at or before its start, else at its start), then the catalog
+    // on until it has every stack live at the cut (a STACK record may come
+    // after its first use in the merged order).
+    let from_up: HashMap<u32, &Stack> = up
+        .iter()
+        .flat_map(|u| u.stacks.iter().map(|s| (s.id, s)))
+        .collect();
+    let mut cat = Catalog::default();
+    let mut r = Replay::new(cfg);
+    if let Some(up) = &up {
+        r.seed(&up.seed);
+    }
+    let mut at_fork: Option<(Replay, u64)> = None;
+    let mut cut: Option<(Replay, u64)> = None;
+    let mut missing: HashSet<u32> = HashSet::new();
+    let mut copies = 0;
+    for ev in log.merge(&index) {
+        let ev = ev?;
+        if !cfg.includes(&ev) {
+            continue;
+        }
+        cat.observe(&ev, &log, &index)?;
+        if cut.is_some() {
+            if let Record::Stack { id, .. } = &ev.record {
+                missing.remove(id);
+            }
+        } else if ev.time > child.start {
+            let state = at_fork
+                .take()
+                .unwrap_or_else(|| (std::mem::replace(&mut r, Replay::new(cfg)), child.start));
+            missing = state
+                .0
+                .live()
+                .map(|(_, b)| b.stack)
+                .chain(state.0.regions.pieces().map(|p| p.2))
+                .filter(|s| *s != 0 && !from_up.contains_key(s) && !cat.stacks.contains_key(s))
+                .collect();
+            cut = Some(state);
+        } else {
+            if let Record::Fork { child_pid, .. } = ev.record
+                && child_pid == child.pid as u64
+                && ev.time >= child.start.saturating_sub(FORK_WINDOW)
+                && copies < MAX_COPIES
+            {
+                copies += 1;
+                at_fork = Some((r.clone(), ev.time));
+            }
+            r.apply(&ev);
+        }
+        if cut.is_some() && missing.is_empty() {
+            break;
+        }
+    }
+    // The log may end before the child's start (a parent killed at once).
+    let (r, at) = cut.or(at_fork).unwrap_or((r, child.start));
+
+    // The parent's stacks of what was live, renumbered in the child's namespace.
+    let mut blocks: Vec<(u64, crate::replay::Block)> = r.live().collect();
+    blocks.sort_unstable_by_key(|b| b.0);
+    let regions: Vec<(u64, u64, u32)> = r.regions.pieces().collect();
+    let mut ids: BTreeMap<u32, u32> = blocks
+        .iter()
+        .map(|(_, b)| b.stack)
+        .chain(regions.iter().map(|r| r.2))
+        .map(|s| (s, 0))
+        .collect();
+    for (k, id) in ids.values_mut().enumerate() {
+        *id = FIRST_STACK.saturating_sub(u32::try_from(k).unwrap_or(u32::MAX));
+    }
+    // The objects the frames lie in: the parent's, and those its own
+    // inheritance carried from further up.
+    let mut all = cat.modules.clone();
+    for m in up.iter().flat_map(|u| &u.modules) {
+        all.add(m.clone());
+    }
+    let mut stacks = Vec::with_capacity(ids.len());
+    let mut used: std::collections::BTreeSet<usize> = Default::default();
+    let mut funcs: Vec<(u32, Func)> = Vec::new();
+    for (&old, &id) in &ids {
+        let (frames, first_use) = match from_up.get(&old) {
+            Some(s) => (s.frames.clone(), s.first_use),
+            None => (
+                cat.stacks.get(&old).cloned().unwrap_or_default(),
+                r.first_use.get(&old).copied(),
+            ),
+        };
+        for &a in &frames {
+            if let Some(i) = all.find(a, first_use) {
+                used.insert(i);
+            }
+        }
+        if let Some(f) = r.alloc_func(old) {
+            funcs.push((id, f));
+        }
+        stacks.push(Stack {
+            id,
+            frames,
+            first_use,
+        });
+    }
+    let modules = used.iter().map(|&i| all.get(i).clone()).collect();
+    let renumber = |s: u32| ids.get(&s).copied().unwrap_or(s);
+    let seed = Seed {
+        blocks: blocks
+            .into_iter()
+            .map(|(a, b)| {
+                (
+                    a,
+                    crate::replay::Block {
+                        stack: renumber(b.stack),
+                        ..b
+                    },
+                )
+            })
+            .collect(),
+        regions: regions
+            .into_iter()
+            .map(|(s, e, st)| (s, e, renumber(st)))
+            .collect(),
+        funcs,
+    };
+    Ok(Inherited {
+        parent_log: parent_log.to_owned(),
+        parent_pid: header.pid,
+        at,
+        seed,
+        stacks,
+        modules,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Options, analyze};
+    use crate::testlog::*;
+    use memtrace_format::hdr::off;
+
+    fn fork(c: &mut ChunkBuilder, t: u64, pid: u64) {
+        let d = c.dt(t);
+        c.put(|b| memtrace_format::encode::fork(b, d, pid));
+    }
+
+    /// A log of `pid`, forked from `from` (0: none), started at `start`, ended at `end`.
+    fn log(pid: u32, from: u32, start: u64, end: u64, c: &ChunkBuilder) -> Vec<u8> {
+        let mut b = LogBuilder::new();
+        b.set_u32(off::PID, pid)
+            .set_u32(off::FORKED_FROM, from)
+            .set_u64(off::START_MONO, start);
+        b.push(0, c).ended(end);
+        b.bytes
+    }
+
+    /// Pid 42 allocates A (40 bytes) and B (60), maps 8 KiB, forks pid 43 (an earlier
+    /// child had that pid too) and goes on (C, and A freed: after the fork). The child
+    /// frees B, allocates D (10 bytes) and forks pid 44, which allocates nothing.
+    fn tree(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let mut p = LogBuilder::chunk(T0);
+        p.stack(1, &[0x1111]).stack(2, &[0x2222]);
+        fork(&mut p, T0 + 5, 43);
+        p.alloc(T0 + 10, 0xa0, 40, 1)
+            .alloc(T0 + 20, 0xb0, 60, 2)
+            .mmap(T0 + 25, 0x7000_0000, 8192, 0x22, 2);
+        fork(&mut p, T0 + 40, 43);
+        p.alloc(T0 + 41, 0xc0, 70, 1).free(T0 + 42, 0xa0);
+        let mut c = LogBuilder::chunk(T0 + 45);
+        c.stack(1, &[0x9999])
+            .free(T0 + 50, 0xb0)
+            .alloc(T0 + 51, 0xd0, 10, 1);
+        fork(&mut c, T0 + 55, 44);
+        let g = LogBuilder::chunk(T0 + 60);
+        let paths = (dir.join("p.mtr"), dir.join("c.mtr"), dir.join("g.mtr"));
+        std::fs::write(&paths.0, log(42, 0, T0, T0 + 100, &p)).unwrap();
+        std::fs::write(&paths.1, log(43, 42, T0 + 45, T0 + 90, &c)).unwrap();
+        std::fs::write(&paths.2, log(44, 43, T0 + 60, T0 + 80, &g)).unwrap();
+        paths
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("memtrace-inherit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// (bytes, count, innermost frame) of each heap leak.
+    fn leaks(r: &crate::Report) -> Vec<(u64, u64, u64)> {
+        r.heap_leaks
+            .iter()
+            .map(|s| (s.bytes, s.count, s.stack.first().map_or(0, |f| f.address)))
+            .collect()
+    }
+
+    /// The child starts with A, B and the mapping, cut at its own FORK record (not the
+    /// earlier child's with the same pid, nor the parent's events after it): B's free is
+    /// an ordinary free, A and D are its leaks with their own frames.
+    #[test]
+    fn child_is_seeded_at_its_fork() {
+        let d = tmpdir("child");
+        let (p, c, _) = tree(&d);
+        let inh = live_at_start(&c, &[]).unwrap().unwrap();
+        assert_eq!(inh.parent_log, p);
+        assert_eq!((inh.parent_pid, inh.at), (42, T0 + 40));
+        assert_eq!(
+            (inh.blocks(), inh.bytes(), inh.mmap_bytes()),
+            (2, 100, 8192)
+        );
+        let ids: Vec<u32> = inh.stacks.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [FIRST_STACK, FIRST_STACK - 1]);
+        assert_eq!(inh.stacks[0].frames, [0x1111]);
+        assert_eq!(inh.stacks[0].first_use, Some(T0 + 10));
+        assert!(
+            live_at_start(&p, &[]).unwrap().is_none(),
+            "not a fork child"
+        );
+
+        let r = analyze(&c, &Options::default()).unwrap();
+        assert_eq!(leaks(&r), [(40, 1, 0x1111), (10, 1, 0x9999)]);
+        let s = &r.summary;
+        assert_eq!((s.frees, s.unknown_frees, s.allocations), (1, 0, 1));
+        assert_eq!((s.inherited_blocks, s.inherited_bytes), (2, 100));
+        assert_eq!(s.inherited.as_ref().unwrap().mmap_bytes, 8192);
+        assert_eq!((s.peak_heap_bytes, s.leaked_mmap_bytes), (100, 8192));
+        assert_eq!(r.mmap_leaks[0].stack[0].address, 0x2222);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A block of another thread whose STACK record comes after the cut in the merged
+    /// order still gets its frames; the pass stops once it has them.
+    #[test]
+    fn stack_defined_after_the_cut() {
+        let d = tmpdir("late");
+        let mut p0 = LogBuilder::chunk(T0);
+        p0.stack(1, &[0x1111]).alloc(T0 + 10, 0xa0, 40, 1);
+        fork(&mut p0, T0 + 40, 43);
+        let mut p1 = LogBuilder::chunk(T0 + 20);
+        p1.alloc(T0 + 30, 0xe0, 5, 3)
+            .alloc(T0 + 60, 0xf0, 6, 1)
+            .stack(3, &[0x3333]);
+        let mut b = LogBuilder::new();
+        b.push(0, &p0).push(1, &p1).ended(T0 + 100);
+        std::fs::write(d.join("p.mtr"), &b.bytes).unwrap();
+        let c = LogBuilder::chunk(T0 + 45);
+        let child = d.join("c.mtr");
+        std::fs::write(&child, log(43, 42, T0 + 45, T0 + 90, &c)).unwrap();
+        let inh = live_at_start(&child, &[]).unwrap().unwrap();
+        let frames: Vec<&[u64]> = inh.stacks.iter().map(|s| &s.frames[..]).collect();
+        assert_eq!(frames, [&[0x1111][..], &[0x3333][..]]);
+        assert_eq!((inh.blocks(), inh.bytes()), (2, 45));
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// The grandchild inherits through the child: the parent's A and the child's D.
+    #[test]
+    fn grandchild_inherits_through_its_parent() {
+        let d = tmpdir("grand");
+        let (_, c, g) = tree(&d);
+        let inh = live_at_start(&g, &[]).unwrap().unwrap();
+        assert_eq!(
+            (inh.parent_log.as_path(), inh.parent_pid),
+            (c.as_path(), 43)
+        );
+        let r = analyze(&g, &Options::default()).unwrap();
+        assert_eq!(leaks(&r), [(40, 1, 0x1111), (10, 1, 0x9999)]);
+        assert_eq!(r.summary.leaked_mmap_bytes, 8192);
+        assert_eq!(
+            (r.summary.inherited_blocks, r.summary.inherited_bytes),
+            (2, 50)
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Without the parent's log: an error for live_at_start, one warning in the report,
+    /// which holds only the child's own events. A log given as a peer is found first;
+    /// one of the wrong lifetime is not the parent.
+    #[test]
+    fn missing_parent_and_peers() {
+        let d = tmpdir("missing");
+        let (p, c, _) = tree(&d);
+        let alone = d.join("alone");
+        std::fs::create_dir(&alone).unwrap();
+        let c2 = alone.join("c.mtr");
+        std::fs::copy(&c, &c2).unwrap();
+        let e = live_at_start(&c2, &[]).unwrap_err().to_string();
+        assert!(e.contains("its parent (pid 42) was not found"), "{e}");
+        let r = analyze(&c2, &Options::default()).unwrap();
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.summary.inherited.is_none());
+        assert_eq!((r.summary.frees, r.summary.unknown_frees), (0, 1));
+        assert_eq!(leaks(&r), [(10, 1, 0x9999)]);
+
+        let inh = live_at_start(&c2, std::slice::from_ref(&p))
+            .unwrap()
+            .unwrap();
+        assert_eq!(inh.parent_log, p);
+        let opts = Options {
+            peers: vec![p.clone()],
+            ..Default::default()
+        };
+        assert_eq!(analyze(&c2, &opts).unwrap().summary.inherited_blocks, 2);
+        let r = analyze(
+            &c2,
+            &Options {
+                no_inherit: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(r.warnings.is_empty() && r.summary.inherited.is_none());
+
+        // A log of pid 42 that ended before the child started is not its parent.
+        let mut early = std::fs::read(&p).unwrap();
+        early[off::END_MONO..off::END_MONO + 8].copy_from_slice(&(T0 + 44).to_le_bytes());
+        let e2 = alone.join("early.mtr");
+        std::fs::write(&e2, early).unwrap();
+        assert!(live_at_start(&c2, &[]).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
