@@ -282,11 +282,35 @@ pub struct Summary {
     /// Leaked heap bytes and blocks by reachability kind (order of
     /// `reach::Kind::ALL`), when `memtrace run` classified them.
     pub leak_kinds: Option<Kinds>,
+    /// Of the still reachable ones, those a leak heuristic saved, by
+    /// heuristic (order of `reach::Heuristic::ALL`).
+    pub leak_heuristics: Heurs,
 }
 
 /// Bytes and blocks of each reachability kind, in the order of
 /// [`crate::reach::Kind::ALL`].
 pub type Kinds = [(u64, u64); 4];
+
+/// Bytes and blocks still reachable through each leak heuristic, in the
+/// order of [`crate::reach::Heuristic::ALL`].
+pub type Heurs = [(u64, u64); 4];
+
+/// Adds `b` to `a`, entry by entry.
+pub fn add_heurs(a: &mut Heurs, b: &Heurs) {
+    for (x, y) in a.iter_mut().zip(b) {
+        x.0 = x.0.saturating_add(y.0);
+        x.1 = x.1.saturating_add(y.1);
+    }
+}
+
+/// The heuristics of `h` that saved blocks, with their bytes and blocks.
+pub fn heurs_present(h: &Heurs) -> Vec<(crate::reach::Heuristic, u64, u64)> {
+    crate::reach::Heuristic::ALL
+        .into_iter()
+        .map(|x| (x, h[x.index()].0, h[x.index()].1))
+        .filter(|(_, b, n)| (*b, *n) != (0, 0))
+        .collect()
+}
 
 /// The kinds of `k` that have blocks (or bytes), in report order.
 pub fn kinds_present(k: &Kinds) -> Vec<crate::reach::Kind> {
@@ -326,6 +350,9 @@ pub struct Site {
     /// Heap leaks of a run whose blocks were classified by reachability:
     /// bytes and blocks of each kind, in the order of `reach::Kind::ALL`.
     pub kinds: Option<Kinds>,
+    /// Of its still reachable blocks, those a leak heuristic saved, by
+    /// heuristic (order of `reach::Heuristic::ALL`).
+    pub heuristics: Heurs,
     /// Innermost first; empty when the stack was not recorded. Shared by
     /// every list that reports the same stack.
     pub stack: Arc<[Frame]>,
@@ -599,6 +626,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         sample_interval: header.sample_interval,
         sample_overflow: header.sample_overflow as u64,
         leak_kinds: None,
+        leak_heuristics: Heurs::default(),
     };
 
     // Each stack is symbolized once, however many lists report it.
@@ -630,6 +658,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
                 count: t.count,
                 func: out.leak_funcs.get(&t.stack).copied(),
                 kinds: None,
+                heuristics: Heurs::default(),
                 stack: resolve(t.stack),
             })
             .collect()
@@ -640,6 +669,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     if !cat.reach.is_empty() {
         let mut by_stack: HashMap<u32, Kinds> = HashMap::new();
         let mut total: Kinds = [(0, 0); 4];
+        let mut heur_by_stack: HashMap<u32, Heurs> = HashMap::new();
+        let mut heur_total = Heurs::default();
         for (addr, b) in &out.live {
             let k = cat
                 .reach
@@ -655,11 +686,23 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             e.1 += b.count as u64;
             total[i].0 = total[i].0.saturating_add(b.size);
             total[i].1 += b.count as u64;
+            if k == crate::reach::Kind::StillReachable
+                && let Some(h) = cat.reach_heuristics.get(addr)
+            {
+                let e = &mut heur_by_stack.entry(b.stack).or_default()[h.index()];
+                e.0 = e.0.saturating_add(b.size);
+                e.1 += b.count as u64;
+                let e = &mut heur_total[h.index()];
+                e.0 = e.0.saturating_add(b.size);
+                e.1 += b.count as u64;
+            }
         }
         for (site, t) in heap_leaks.iter_mut().zip(&out.heap_leaks) {
             site.kinds = by_stack.get(&t.stack).copied();
+            site.heuristics = heur_by_stack.get(&t.stack).copied().unwrap_or_default();
         }
         leak_kinds = Some(total);
+        summary.leak_heuristics = heur_total;
     }
     summary.leak_kinds = leak_kinds;
     let mmap_leaks = sites(&out.mmap_leaks, all);
@@ -695,6 +738,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
                             count: nc,
                             func: out.leak_funcs.get(&stack).copied(),
                             kinds: None,
+                            heuristics: Default::default(),
                             stack: resolve(stack),
                         },
                         then_bytes: tb,

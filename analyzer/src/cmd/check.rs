@@ -351,6 +351,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             kernel_interval: None,
             snapshot_signal: 0,
             reach: true,
+            heuristics: a.leak_check_heuristics,
         })?;
         command_status = Some(traced.status);
         if traced.logs.is_empty() {

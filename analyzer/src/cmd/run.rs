@@ -307,7 +307,12 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
 /// Classifies the live blocks of the log at `path` by reachability, reading
 /// the frozen copy its process made at exit, which is then killed; returns the
 /// REACH records (at time `end`, or now if the end is unknown).
-fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)> {
+fn reachability(
+    path: &Path,
+    shown: &Path,
+    end: u64,
+    heur: reach::Heuristics,
+) -> Vec<(u64, u8, Vec<u64>)> {
     let reach::ScanInput {
         pid,
         sp,
@@ -324,16 +329,16 @@ fn reachability(path: &Path, shown: &Path, end: u64) -> Vec<(u64, u8, Vec<u64>)>
             return Vec::new();
         }
     };
-    let kinds = reach::classify_process(pid, sp, &blocks, &not_roots);
+    let scan = reach::classify_process(pid, sp, &blocks, &not_roots, heur);
     super::snapshot::kill_frozen(pid);
-    match kinds {
-        Ok(kinds) => {
+    match scan {
+        Ok(scan) => {
             let t = if end == u64::MAX {
                 kernel::mono_ns()
             } else {
                 end
             };
-            reach::records(&blocks, &kinds)
+            reach::records(&blocks, &scan)
                 .into_iter()
                 .map(|v| (t, memtrace_format::kernel::KIND_REACH, v))
                 .collect()
@@ -389,6 +394,9 @@ pub struct TraceOptions<'a> {
     /// The signal that asks a process for a snapshot while it runs
     /// (`cmd::snapshot`); 0: none.
     pub snapshot_signal: i32,
+    /// memcheck's leak heuristics for the reachability scans, also passed to
+    /// the command (`MEMTRACE_LEAK_HEURISTICS`).
+    pub heuristics: reach::Heuristics,
 }
 
 /// A traced command's outcome.
@@ -437,6 +445,8 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     // ... and leaves a frozen copy of itself for the reachability scan; the
     // copies outlive their processes, so memtrace becomes their subreaper.
     cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
+    // The scan's heuristics, for a scan started from the command's side.
+    cmd.env(reach::Heuristics::ENV, o.heuristics.to_string());
     // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`).
     cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
     cmd.env("MEMTRACE_RUN_PID", std::process::id().to_string());
@@ -469,7 +479,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let watcher = (o.snapshot_signal != 0).then(|| {
         let pat = pat.clone();
         let is_log = move |p: &Path| pat.owns(p);
-        super::snapshot::Watcher::start(Box::new(is_log), o.quiet)
+        super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
     });
     let status = child
         .wait()
@@ -493,7 +503,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             .map(|s| kernel::kernel_events(s, from, to))
             .unwrap_or_default();
         if o.reach {
-            events.extend(reachability(&f.path, &f.shown, to));
+            events.extend(reachability(&f.path, &f.shown, to, o.heuristics));
         }
         if let Err(e) = kernel::append_records(&f.path, events) {
             eprintln!(
@@ -571,6 +581,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
             .then(|| std::time::Duration::from_millis(a.kernel_interval)),
         reach: !a.no_reachability,
         snapshot_signal: a.snapshot_signal,
+        heuristics: a.leak_check_heuristics,
     })?;
     Ok(exit_code(traced.status))
 }

@@ -425,6 +425,7 @@ mod tests {
             heap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 10,
                 count: 1,
                 stack: vec![frame.clone()].into(),
@@ -433,6 +434,7 @@ mod tests {
             mmap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 4096,
                 count: 1,
                 stack: vec![].into(),

@@ -652,6 +652,7 @@ mod tests {
             heap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 10,
                 count: 1,
                 stack: frames.into(),
