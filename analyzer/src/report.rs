@@ -338,6 +338,30 @@ pub fn kinds_text(k: &Kinds) -> String {
     parts.join("; ")
 }
 
+/// [`kinds_text`], the still reachable entry followed by what the leak
+/// heuristics saved of it: `152 bytes in 3 blocks still reachable, of which
+/// via heuristic newarray: 144 bytes in 2 blocks`.
+pub fn kinds_text_via(k: &Kinds, h: &Heurs) -> String {
+    let via = heurs_present(h);
+    let mut text = kinds_text(k);
+    if via.is_empty() || !kinds_present(k).contains(&crate::reach::Kind::StillReachable) {
+        return text;
+    }
+    let parts: Vec<String> = via
+        .into_iter()
+        .map(|(h, b, n)| {
+            format!(
+                "{}: {} in {}",
+                h.name(),
+                plural(b, "byte", "bytes"),
+                plural(n, "block", "blocks")
+            )
+        })
+        .collect();
+    text.push_str(&format!(", of which via heuristic {}", parts.join(", ")));
+    text
+}
+
 /// Memory attributed to one stack.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Site {

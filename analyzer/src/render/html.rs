@@ -520,7 +520,7 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
         ),
     )?;
     match &s.leak_kinds {
-        Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k))?,
+        Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k, &s.leak_heuristics))?,
         Some(_) => {}
         None if s.leaked_heap_blocks > 0 => row(
             "Leak kinds",
@@ -789,9 +789,10 @@ fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: 
 }
 
 /// Bytes and blocks by reachability kind, one kind a line: `32 bytes in 1
-/// block definitely lost<br>96 bytes in 3 blocks indirectly lost`.
-fn kinds_cell(k: &crate::report::Kinds) -> String {
-    escape(&crate::report::kinds_text(k)).replace("; ", "<br>")
+/// block definitely lost<br>96 bytes in 3 blocks indirectly lost`; the still
+/// reachable line says what the leak heuristics saved of it.
+fn kinds_cell(k: &crate::report::Kinds, h: &crate::report::Heurs) -> String {
+    escape(&crate::report::kinds_text_via(k, h)).replace("; ", "<br>")
 }
 
 /// Sites whose stacks read the same once symbolized (the same functions,
@@ -802,6 +803,8 @@ struct Row {
     count: u64,
     /// By reachability kind, when every merged site was classified.
     kinds: Option<crate::report::Kinds>,
+    /// Of the still reachable blocks, those each leak heuristic saved.
+    heuristics: crate::report::Heurs,
     /// The allocating functions of the merged sites, each once.
     funcs: Vec<memtrace_format::Func>,
     stack: std::sync::Arc<[Frame]>,
@@ -839,6 +842,7 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
                     bytes: 0,
                     count: 0,
                     kinds: s.kinds.map(|_| [(0, 0); 4]),
+                    heuristics: Default::default(),
                     funcs: Vec::new(),
                     stack: s.stack.clone(),
                     stacks: 0,
@@ -859,6 +863,7 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
             }
             _ => None,
         };
+        crate::report::add_heurs(&mut r.heuristics, &s.heuristics);
         r.stacks += 1;
         if let Some(f) = s.func
             && !r.funcs.contains(&f)
@@ -927,7 +932,11 @@ fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
         )?;
         if with_kinds {
             match &s.kinds {
-                Some(k) => write!(h, "<td class=\"kinds\">{}</td>", kinds_cell(k))?,
+                Some(k) => write!(
+                    h,
+                    "<td class=\"kinds\">{}</td>",
+                    kinds_cell(k, &s.heuristics)
+                )?,
                 None => h.push_str("<td class=\"muted\">?</td>"),
             }
         }
