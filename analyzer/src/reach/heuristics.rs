@@ -242,7 +242,7 @@ impl<'a> AddressSpace<'a> {
         (a < m.end).then_some(m)
     }
 
-    /// Whether `p` (aligned, at least [`PAGE_SIZE`]) looks like a vtable
+    /// Whether `p` (aligned, at least 4096) looks like a vtable
     /// address: in a readable file-backed mapping, where two non-null words
     /// pointing into executable file-backed mappings come before any other
     /// non-null word, among the words from `p` to `p + 8 × 20` (and before
@@ -330,16 +330,16 @@ pub fn recognize(
         && off == 8
         && let Some(n) = first
         && n > 0
-        && block.size.wrapping_sub(8) % n == 0
+        && block.size.wrapping_sub(8).is_multiple_of(n)
     {
         return Some(Heuristic::NewArray);
     }
     if set.contains(Heuristic::MultipleInheritance)
-        && p % 8 == 0
+        && p.is_multiple_of(8)
         && let (Some(inner), Some(first)) = (word_at(bytes, off), first)
-        && inner % 8 == 0
+        && inner.is_multiple_of(8)
         && inner >= PAGE_SIZE
-        && first % 8 == 0
+        && first.is_multiple_of(8)
         && first >= PAGE_SIZE
         && space.is_vtable(inner)
         && space.is_vtable(first)

@@ -313,7 +313,6 @@ pub fn classify<'a>(
             }
         }
     }
-    drop(reach);
     let heuristics = (0..n)
         .map(|i| {
             (mark[i] == Mark::Reachable && !direct[i])

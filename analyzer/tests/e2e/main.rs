@@ -25,6 +25,7 @@
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
+//! - `heuristics`: memcheck's leak heuristics (stdstring, length64, newarray, multipleinheritance) against memcheck; needs valgrind
 //! - `snapshot`: snapshots of a running server (`memtrace snapshot`, the signal), `report --since` and `--older-than`
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
@@ -40,6 +41,7 @@ mod dlopen;
 mod export;
 mod flamegraph;
 mod heap;
+mod heuristics;
 mod hostile;
 mod html;
 mod kernel;
