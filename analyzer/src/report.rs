@@ -968,6 +968,88 @@ mod tests {
         std::fs::remove_dir_all(d).unwrap();
     }
 
+    /// REACH records: a log with the heuristic codes gives each leak and the summary the
+    /// heuristics' breakdown of its still reachable blocks (a block listed under a
+    /// heuristic only is still reachable too); one without them (older logs) gives an
+    /// empty one. The text and JSON reports say it.
+    #[test]
+    fn reach_records_with_heuristics() {
+        use memtrace_format::{encode, kernel::*};
+        let with = |heur: bool| -> Report {
+            let mut c = LogBuilder::chunk(T0);
+            c.stack(1, &[0x1234])
+                .stack(2, &[0x5678])
+                .alloc(T0 + 1, 0x1000, 88, 1)
+                .alloc(T0 + 2, 0x2000, 56, 1)
+                .alloc(T0 + 3, 0x3000, 8, 1)
+                .alloc(T0 + 4, 0x4000, 72, 2);
+            c.put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_POSSIBLE, 0x4000]))
+                .put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_REACHABLE, 0x1000, 0x1000]));
+            if heur {
+                c.put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_REACHABLE_NEWARRAY, 0x1000]))
+                    .put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_REACHABLE_LENGTH64, 0x3000]));
+            } else {
+                c.put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_REACHABLE, 0x3000]));
+            }
+            let mut b = LogBuilder::new();
+            b.push(0, &c).ended(T0 + 10);
+            analyze_bytes(&b.bytes, &Options::default()).unwrap()
+        };
+        let r = with(true);
+        assert_eq!(
+            r.summary.leak_kinds,
+            Some([(0, 0), (0, 0), (72, 1), (152, 3)])
+        );
+        assert_eq!(r.summary.leak_heuristics, [(0, 0), (8, 1), (88, 1), (0, 0)]);
+        let one = r.heap_leaks.iter().find(|s| s.bytes == 152).unwrap();
+        assert_eq!(one.heuristics, [(0, 0), (8, 1), (88, 1), (0, 0)]);
+        assert_eq!(
+            kinds_text_via(one.kinds.as_ref().unwrap(), &one.heuristics),
+            "152 bytes in 3 blocks still reachable, of which via heuristic length64: 8 bytes \
+             in 1 block, newarray: 88 bytes in 1 block"
+        );
+        let two = r.heap_leaks.iter().find(|s| s.bytes == 72).unwrap();
+        assert_eq!(two.heuristics, Heurs::default());
+        let mut text = Vec::new();
+        crate::render::text::render(&r, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(
+                "    still reachable: 152 bytes in 3 blocks\n\
+                 \x20                      of which reachable via heuristic:\n\
+                 \x20                        length64           : 8 bytes in 1 block\n\
+                 \x20                        newarray           : 88 bytes in 1 block\n"
+            ),
+            "{text}"
+        );
+        let mut json = Vec::new();
+        crate::render::json::render(&r, &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            v["summary"]["leak_kinds"]["reachable"],
+            serde_json::json!({"bytes": 152, "count": 3, "heuristics": {
+                "length64": {"bytes": 8, "count": 1}, "newarray": {"bytes": 88, "count": 1}}})
+        );
+        assert_eq!(
+            v["summary"]["leak_kinds"]["possible"],
+            serde_json::json!({"bytes": 72, "count": 1})
+        );
+
+        let old = with(false);
+        assert_eq!(old.summary.leak_kinds, r.summary.leak_kinds);
+        assert_eq!(old.summary.leak_heuristics, Heurs::default());
+        let mut text = Vec::new();
+        crate::render::text::render(&old, &mut text).unwrap();
+        assert!(!String::from_utf8(text).unwrap().contains("heuristic"));
+        let mut json = Vec::new();
+        crate::render::json::render(&old, &mut json).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            v["summary"]["leak_kinds"]["reachable"]["heuristics"],
+            serde_json::json!({})
+        );
+    }
+
     /// A truncated log still reports and says so; bad inputs are errors naming the file.
     #[test]
     fn truncated_and_bad_inputs() {

@@ -248,18 +248,19 @@ impl<'a> AddressSpace<'a> {
     /// non-null word, among the words from `p` to `p + 8 × 20` (and before
     /// the mapping's last word).
     pub fn is_vtable(&self, p: u64) -> bool {
+        // Most candidates (heap addresses) fail here, uncached.
+        let Some(m) = self.mapping(p).filter(|m| m.file && m.read) else {
+            return false;
+        };
         if let Some(&v) = self.vtables.borrow().get(&p) {
             return v;
         }
-        let v = self.test_vtable(p);
+        let v = self.test_vtable(p, m);
         self.vtables.borrow_mut().insert(p, v);
         v
     }
 
-    fn test_vtable(&self, p: u64) -> bool {
-        let Some(m) = self.mapping(p).filter(|m| m.file && m.read) else {
-            return false;
-        };
+    fn test_vtable(&self, p: u64, m: &Mapping) -> bool {
         // memcheck stops 8 bytes before the mapping's last byte (its
         // segments' ends are inclusive): the last word is never looked at.
         let last = p

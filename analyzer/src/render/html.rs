@@ -1318,5 +1318,29 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("<th colspan=\"5\">Total</th>"), "{h}");
+        // What a leak heuristic saved of the still reachable blocks.
+        for s in &mut r.heap_leaks {
+            if s.bytes == 48 {
+                s.heuristics = [(0, 0), (0, 0), (8, 1), (0, 0)];
+            }
+        }
+        r.summary.leak_heuristics = [(0, 0), (0, 0), (8, 1), (0, 0)];
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let h = String::from_utf8(out).unwrap();
+        let via = "8 bytes in 1 block still reachable, of which via heuristic newarray: 8 bytes in 1 block";
+        assert!(
+            h.contains(&format!(
+                "<tr><th>Leak kinds</th><td>40 bytes in 1 block definitely lost<br>\
+                 60 bytes in 1 block indirectly lost<br>{via}</td></tr>"
+            )),
+            "{h}"
+        );
+        assert!(
+            h.contains(&format!(
+                "<td class=\"kinds\">40 bytes in 1 block definitely lost<br>{via}</td>"
+            )),
+            "{h}"
+        );
     }
 }
