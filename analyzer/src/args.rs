@@ -93,14 +93,14 @@ pub struct CheckArgs {
     /// `multipleinheritance`. A block reached only through an interior
     /// pointer that one of them recognizes is still reachable, not possibly
     /// lost. Passed to the command as MEMTRACE_LEAK_HEURISTICS.
+    /// Default `all`; also `leak-check-heuristics` in the config file.
     #[arg(
         long,
         value_name = "SET",
         env = "MEMTRACE_LEAK_HEURISTICS",
-        default_value = "all",
         value_parser = parse_heuristics
     )]
-    pub leak_check_heuristics: memtrace_analyzer::reach::Heuristics,
+    pub leak_check_heuristics: Option<memtrace_analyzer::reach::Heuristics>,
     /// Suppression file (repeatable): memtrace's format, LeakSanitizer's
     /// `leak:` lines or valgrind memcheck `{ ... }` entries, detected from
     /// the content.

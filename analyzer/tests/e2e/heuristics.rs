@@ -317,13 +317,17 @@ fn named_per_leak_and_passed_on() {
 }
 
 /// `memtrace check`: blocks a heuristic saved are still reachable, so they count only
-/// when reachable blocks do, and `--leak-check-heuristics none` makes them possibly lost;
+/// when reachable blocks do, and `--leak-check-heuristics none` (or the config file's
+/// `leak-check-heuristics = "none"`) makes them possibly lost;
 /// valgrind's `match-leak-kinds: reachable` suppresses them (tests/suppressions/
 /// heuristics.supp, which memcheck applies the same way: 88 bytes in 1 block suppressed).
 #[test]
 fn check_counts_them_as_reachable() {
-    let run = |args: &[&str]| -> (Option<i32>, String, Value) {
+    let run_with = |config: Option<&str>, args: &[&str]| -> (Option<i32>, String, Value) {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(c) = config {
+            std::fs::write(dir.path().join(".memtrace.toml"), c).unwrap();
+        }
         let json = dir.path().join("c.json");
         let mut cmd = memtrace();
         cmd.current_dir(dir.path())
@@ -338,6 +342,7 @@ fn check_counts_them_as_reachable() {
         let text = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{e}: {err}"));
         (out.status.code(), err, serde_json::from_str(&text).unwrap())
     };
+    let run = |args: &[&str]| run_with(None, args);
     let counted = |v: &Value| {
         let p = &v["processes"][0];
         (
@@ -365,6 +370,16 @@ fn check_counts_them_as_reachable() {
     ]);
     assert_eq!(code, Some(23), "{err}");
     assert_eq!(counted(&v), (216, 3), "{err}");
+    // The same from the config file; the command line wins.
+    let none = Some("[check]\nleak-check-heuristics = \"none\"\n");
+    let (code, err, v) = run_with(none, &["--leak-kinds", "possible"]);
+    assert_eq!(code, Some(23), "{err}");
+    assert_eq!(counted(&v), (216, 3), "{err}");
+    let (_, err, v) = run_with(
+        none,
+        &["--leak-kinds", "possible", "--leak-check-heuristics", "all"],
+    );
+    assert_eq!(counted(&v), (72, 1), "{err}");
     // Suppressed as reachable.
     let supp = root().join("tests/suppressions/heuristics.supp");
     let (code, err, v) = run(&["--leak-kinds", "all", "-s", supp.to_str().unwrap()]);
