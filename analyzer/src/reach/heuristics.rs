@@ -36,14 +36,16 @@
 //! a root or a still reachable block reaches it; if interior pointers of
 //! several heuristics do, the first in the order above names it.
 //!
-//! Two differences from memcheck, both where its answer depends on the order
+//! Differences from memcheck. Two where its answer depends on the order
 //! of its scan: memcheck keeps the heuristic of the first pointer that made
 //! the block reachable (here: the first in the order above), and it also
 //! counts in its "reachable via heuristic" lines a block left possibly lost
 //! whose last interior pointer examined came from a possibly lost block and
 //! matched a heuristic (here such a block is possibly lost only). And where
 //! memcheck asks whether code was ever run from a mapping (its `hasT`), the
-//! vtable test asks whether the mapping is executable.
+//! vtable test asks whether the mapping is executable. memcheck also applies
+//! its tests only to initialized words; a scan of a memory image cannot tell,
+//! so a block's uninitialized first word may fit here where it does not there.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

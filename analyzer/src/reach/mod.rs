@@ -3,7 +3,9 @@
 //! contents, and the root regions), independent of how the image is taken.
 //!
 //! ## Kinds (memcheck's)
-//! - **still reachable**: a chain of *start* pointers leads to it from a root;
+//! - **still reachable**: a chain of *start* pointers leads to it from a root
+//!   (or of interior pointers that one of memcheck's leak heuristics
+//!   recognizes: *reachable via* that heuristic, see [`heuristics`]);
 //! - **possibly lost**: reachable from a root, but only through a chain with
 //!   at least one *interior* pointer (into the middle of a block);
 //! - **indirectly lost**: not reachable from a root, but pointed to by a lost
