@@ -151,9 +151,14 @@ impl Heuristics {
     /// The set [`Heuristics::ENV`] names; all of them when it is unset or
     /// empty; an error for a value [`Heuristics::parse`] refuses.
     pub fn from_env() -> Result<Heuristics, String> {
-        match std::env::var(Heuristics::ENV) {
-            Ok(v) if !v.trim().is_empty() => {
-                Heuristics::parse(&v).map_err(|e| format!("{}: {e}", Heuristics::ENV))
+        Heuristics::from_var(std::env::var(Heuristics::ENV).ok().as_deref())
+    }
+
+    /// [`Heuristics::from_env`] given the variable's value.
+    fn from_var(v: Option<&str>) -> Result<Heuristics, String> {
+        match v {
+            Some(v) if !v.trim().is_empty() => {
+                Heuristics::parse(v).map_err(|e| format!("{}: {e}", Heuristics::ENV))
             }
             _ => Ok(Heuristics::ALL),
         }
@@ -374,6 +379,16 @@ mod tests {
         assert!(Heuristics::parse("").is_err());
         assert!(Heuristics::parse("std").unwrap_err().contains("\"std\""));
         assert_eq!(Heuristics::default(), Heuristics::ALL);
+        // The environment: unset or empty is all; a bad value says which variable.
+        assert_eq!(Heuristics::from_var(None), Ok(Heuristics::ALL));
+        assert_eq!(Heuristics::from_var(Some(" ")), Ok(Heuristics::ALL));
+        assert_eq!(Heuristics::from_var(Some("none")), Ok(Heuristics::NONE));
+        assert_eq!(Heuristics::from_var(Some(&two.to_string())), Ok(two));
+        assert!(
+            Heuristics::from_var(Some("x"))
+                .unwrap_err()
+                .starts_with("MEMTRACE_LEAK_HEURISTICS: unknown leak heuristic \"x\"")
+        );
         for h in Heuristic::ALL {
             assert_eq!(Heuristic::from_code(h.code()), Some(h));
         }
