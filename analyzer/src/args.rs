@@ -430,8 +430,13 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 
 /// A signal by number or name (`USR2`, `SIGUSR2`, `RTMIN+3`, `RTMAX-2`);
 /// `none` is 0.
-/// `--leak-check-heuristics`: see [`memtrace_analyzer::reach::Heuristics::parse`].
+/// `--leak-check-heuristics`: see [`memtrace_analyzer::reach::Heuristics::parse`]; empty
+/// (an empty MEMTRACE_LEAK_HEURISTICS) is the default, all, as for
+/// `Heuristics::from_env`.
 pub fn parse_heuristics(s: &str) -> Result<memtrace_analyzer::reach::Heuristics, String> {
+    if s.trim().is_empty() {
+        return Ok(memtrace_analyzer::reach::Heuristics::ALL);
+    }
     memtrace_analyzer::reach::Heuristics::parse(s)
 }
 
