@@ -397,3 +397,60 @@ fn check_counts_them_as_reachable() {
         "{v:#}"
     );
 }
+
+/// A snapshot while heur_newarray waits (`wait`) classifies its blocks as at exit, with
+/// the run's heuristics: all, then none (`memtrace run`'s snapshot watcher scans).
+#[test]
+fn snapshots_apply_the_heuristics() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for (set, want) in header("heur_newarray") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = memtrace()
+            .current_dir(dir.path())
+            .args(["run", "--leak-check-heuristics", set, "--"])
+            .arg(fixture("heur_newarray"))
+            .arg("wait")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start memtrace run");
+        let stdin = run.stdin.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(run.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("the fixture said {line:?}"));
+        let out = output_with_timeout(memtrace().arg("snapshot").arg(pid), TIMEOUT);
+        assert!(out.status.success(), "{out:?}");
+        let snap = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        drop(stdin);
+        let status = wait_timeout(&mut run, TIMEOUT).expect("memtrace run ends");
+        assert!(status.success(), "{status:?}");
+        let r = report(&snap);
+        assert_eq!(r.process("ended"), "snapshot");
+        // The fixture's blocks; the rest (libstdc++'s emergency exception pool, freed
+        // only at exit) is plainly still reachable.
+        let (mut mine, mut rest) = (leaks([(0, 0); 4], &[]), leaks([(0, 0); 4], &[]));
+        for l in r.v["leaks"].as_array().unwrap() {
+            let k = from_json(&l["reachability"]);
+            if ["keep_array()", "keep_holder()", "keep_second()"]
+                .iter()
+                .any(|f| stack_has(l, &fn_is(f)))
+            {
+                mine.add(k);
+            } else {
+                rest.add(k);
+            }
+        }
+        assert_eq!(mine, want, "snapshot with --leak-check-heuristics {set}");
+        assert!(
+            rest.kinds[..3] == [(0, 0); 3] && rest.via.is_empty(),
+            "{rest:?}"
+        );
+    }
+}
