@@ -299,7 +299,13 @@ pub fn classify<'a>(
     for (at, bytes) in roots {
         for w in words(at, bytes) {
             if let Some((i, start)) = find(blocks, w) {
-                if !start && w == glibc_next_chunk(blocks[i]) {
+                // glibc's own pointer, unless a heuristic recognizes it (an
+                // object's second base there: memcheck would see the
+                // program's pointer to it).
+                if !start
+                    && w == glibc_next_chunk(blocks[i])
+                    && heuristics::recognize(heur, w, blocks[i], contents(i), space).is_none()
+                {
                     continue;
                 }
                 reach(&mut mark, &mut work, i, w, start, true);
@@ -778,6 +784,20 @@ mod tests {
         m.block(0x2010, 40);
         m.root(0x10_0000, &[0x1010 + 32, 0x2010 + 33]);
         assert_eq!(m.classify(), [DefinitelyLost, PossiblyLost]);
+        // Unless a heuristic recognizes it: a 24-byte object whose second base
+        // (at byte 16) is where glibc puts the next chunk.
+        let mut m = Image::new();
+        m.with_mappings()
+            .vtable(VTABLES + 0x10)
+            .vtable(VTABLES + 0x40);
+        m.block(0x1010, 24)
+            .word(0x1010, 0, VTABLES + 0x10)
+            .word(0x1010, 16, VTABLES + 0x40);
+        m.root(0x10_0000, &[0x1010 + 16]);
+        let s = m.scan(Heuristics::ALL);
+        assert_eq!(s.kinds, [StillReachable]);
+        assert_eq!(s.heuristics, [Some(Heuristic::MultipleInheritance)]);
+        assert_eq!(m.scan(Heuristics::NONE).kinds, [DefinitelyLost]);
     }
 
     /// Each heuristic saves a block that a root reaches only through the
