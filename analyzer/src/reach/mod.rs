@@ -225,7 +225,7 @@ fn find(blocks: &[Block], p: u64) -> Option<(usize, bool)> {
 /// word-by-word scan would take it for an interior one and call the last
 /// block allocated before the top chunk possibly lost. memcheck never sees
 /// it (its allocator replaces glibc's), so roots' pointers at exactly that
-/// address are ignored.
+/// address are ignored (unless a leak heuristic recognizes them).
 fn glibc_next_chunk(b: Block) -> u64 {
     let chunk = (b.size.saturating_add(8 + 15) & !15).max(32);
     b.addr.wrapping_sub(16).wrapping_add(chunk)
