@@ -106,6 +106,20 @@ pub struct CheckArgs {
     /// Leaks that were not classified count whole.
     #[arg(long, value_name = "KINDS")]
     pub leak_kinds: Option<String>,
+    /// memcheck's leak heuristics for the reachability scan (valgrind's
+    /// --leak-check-heuristics): `all` (default), `none`, or a
+    /// comma-separated list of `stdstring`, `length64`, `newarray`,
+    /// `multipleinheritance`. A block reached only through an interior
+    /// pointer that one of them recognizes is still reachable, not possibly
+    /// lost. Passed to the command as MEMTRACE_LEAK_HEURISTICS.
+    /// Default `all`; also `leak-check-heuristics` in the config file.
+    #[arg(
+        long,
+        value_name = "SET",
+        env = "MEMTRACE_LEAK_HEURISTICS",
+        value_parser = parse_heuristics
+    )]
+    pub leak_check_heuristics: Option<memtrace_analyzer::reach::Heuristics>,
     /// Suppression file (repeatable): memtrace's format, LeakSanitizer's
     /// `leak:` lines or valgrind memcheck `{ ... }` entries, detected from
     /// the content.
@@ -339,6 +353,20 @@ pub struct RunArgs {
     /// its exit by starting memtrace as its scanner.
     #[arg(long)]
     pub no_reachability: bool,
+    /// memcheck's leak heuristics for the reachability scan (valgrind's
+    /// --leak-check-heuristics): `all` (default), `none`, or a
+    /// comma-separated list of `stdstring`, `length64`, `newarray`,
+    /// `multipleinheritance`. A block reached only through an interior
+    /// pointer that one of them recognizes is still reachable, not possibly
+    /// lost. Passed to the command as MEMTRACE_LEAK_HEURISTICS.
+    #[arg(
+        long,
+        value_name = "SET",
+        env = "MEMTRACE_LEAK_HEURISTICS",
+        default_value = "all",
+        value_parser = parse_heuristics
+    )]
+    pub leak_check_heuristics: memtrace_analyzer::reach::Heuristics,
     /// The signal that makes a traced process write a snapshot of its live
     /// heap without stopping (`memtrace snapshot PID` sends it): a number or a
     /// name (USR2, RTMIN+3, SIGRTMAX-2); `none` or 0: no snapshots. A
@@ -436,6 +464,16 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 
 /// A signal by number or name (`USR2`, `SIGUSR2`, `RTMIN+3`, `RTMAX-2`);
 /// `none` is 0.
+/// `--leak-check-heuristics`: see [`memtrace_analyzer::reach::Heuristics::parse`]; empty
+/// (an empty MEMTRACE_LEAK_HEURISTICS) is the default, all, as for
+/// `Heuristics::from_env`.
+pub fn parse_heuristics(s: &str) -> Result<memtrace_analyzer::reach::Heuristics, String> {
+    if s.trim().is_empty() {
+        return Ok(memtrace_analyzer::reach::Heuristics::ALL);
+    }
+    memtrace_analyzer::reach::Heuristics::parse(s)
+}
+
 pub fn parse_signal(s: &str) -> Result<i32, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("none") {

@@ -51,6 +51,8 @@ pub struct Catalog {
     pub not_roots: Vec<(u64, u64)>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
     pub reach: HashMap<u64, crate::reach::Kind>,
+    /// The still reachable blocks that a leak heuristic saved, by address.
+    pub reach_heuristics: HashMap<u64, crate::reach::Heuristic>,
 }
 
 /// `[start, bytes, start, bytes...]` as ranges, empty ones dropped.
@@ -144,13 +146,20 @@ impl Catalog {
                         }
                     }
                     memtrace_format::kernel::KIND_REACH => {
-                        if let Some((&k, addrs)) = v.split_first()
-                            && let Some(k) = crate::reach::Kind::from_code(k)
-                        {
+                        if let Some((&code, addrs)) = v.split_first() {
+                            let k = crate::reach::Kind::from_code(code);
+                            let h = crate::reach::Heuristic::from_code(code);
+                            // A heuristic's blocks are still reachable.
+                            let k = k.or(h.map(|_| crate::reach::Kind::StillReachable));
                             let mut a = 0u64;
                             for &d in addrs {
                                 a = a.wrapping_add(d);
-                                c.reach.insert(a, k);
+                                if let Some(k) = k {
+                                    c.reach.insert(a, k);
+                                }
+                                if let Some(h) = h {
+                                    c.reach_heuristics.insert(a, h);
+                                }
                             }
                         }
                     }

@@ -617,6 +617,12 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
                         bytes,
                         count,
                         kinds: Some(kinds),
+                        // The heuristics' blocks are the still reachable ones.
+                        heuristics: if kinds[Kind::StillReachable.index()] == (0, 0) {
+                            Default::default()
+                        } else {
+                            s.heuristics
+                        },
                         ..s.clone()
                     },
                     status,
@@ -951,6 +957,7 @@ pub(crate) mod tests {
             count,
             func: Some(memtrace_format::Func::Malloc),
             kinds: None,
+            heuristics: Default::default(),
             stack: funcs.iter().map(|f| frame(f)).collect::<Vec<_>>().into(),
         }
     }

@@ -68,15 +68,22 @@ pub fn next_path(log: &Path) -> PathBuf {
 /// Makes the snapshot for the frozen copy `frozen` of the process writing
 /// the log at `log`, into `out` (see the module docs). `Ok(None)`: the log
 /// does not name the copy (yet): the caller may retry. The frozen copy is
-/// only read, not killed. `pack`: store it packed (`crate::pack`).
-pub fn take(log: &Path, frozen: u32, out: &Path, pack: bool) -> Result<Option<Taken>> {
+/// only read, not killed. `pack`: store it packed (`crate::pack`). `heur`:
+/// the leak heuristics of the scan.
+pub fn take(
+    log: &Path,
+    frozen: u32,
+    out: &Path,
+    pack: bool,
+    heur: reach::Heuristics,
+) -> Result<Option<Taken>> {
     let tmp = out.with_extension("tmp");
     let io = |e: std::io::Error, p: &Path| Error::Io {
         path: p.to_owned(),
         source: e,
     };
     std::fs::copy(log, &tmp).map_err(|e| io(e, log))?;
-    let mut made = fill(&tmp, frozen);
+    let mut made = fill(&tmp, frozen, heur);
     if pack
         && let Ok(Some(_)) = made
         && let Err(e) = crate::pack::pack_file(&tmp, &tmp)
@@ -96,7 +103,7 @@ pub fn take(log: &Path, frozen: u32, out: &Path, pack: bool) -> Result<Option<Ta
 }
 
 /// Turns the copy of the log at `path` into the snapshot of `frozen`.
-fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
+fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Taken>> {
     let found = {
         let log = crate::log::Log::open(path)?;
         let header = log.header()?;
@@ -156,16 +163,17 @@ fn fill(path: &Path, frozen: u32) -> Result<Option<Taken>> {
             ..Default::default()
         },
         &blocks,
+        heur,
     ) {
-        Ok(kinds) => {
+        Ok(scan) => {
             let mut by = [(0u64, 0u64); 4];
-            for ((_, b), k) in live.iter().zip(&kinds) {
+            for ((_, b), k) in live.iter().zip(&scan.kinds) {
                 let i = Kind::ALL.iter().position(|x| x == k).unwrap_or(0);
                 by[i].0 += b.size;
                 by[i].1 += b.count as u64;
             }
             taken.kinds = Some(by);
-            let events = reach::records(&blocks, &kinds)
+            let events = reach::records(&blocks, &scan)
                 .into_iter()
                 .map(|v| (time, memtrace_format::kernel::KIND_REACH, v))
                 .collect();

@@ -163,6 +163,18 @@ pub mod kernel {
     pub const REACH_INDIRECT: u64 = 2;
     pub const REACH_POSSIBLE: u64 = 3;
     pub const REACH_REACHABLE: u64 = 4;
+    /// Still reachable blocks that memcheck's leak heuristics saved (an
+    /// interior pointer that a heuristic recognized, and no start pointer,
+    /// led to them): the old copy-on-write `std::string`'s buffer, a block
+    /// after its 64-bit length, a `new[]` array after its count, an object
+    /// through its second base class. Each such block is also listed in a
+    /// [`REACH_REACHABLE`] record (so that readers that do not know these
+    /// codes see it still reachable); a block listed only here is still
+    /// reachable too. Logs before these codes have none.
+    pub const REACH_REACHABLE_STDSTRING: u64 = 5;
+    pub const REACH_REACHABLE_LENGTH64: u64 = 6;
+    pub const REACH_REACHABLE_NEWARRAY: u64 = 7;
+    pub const REACH_REACHABLE_MULTIPLEINHERITANCE: u64 = 8;
     /// The counters' names, in record order. `uss` is private clean + private
     /// dirty; `cgroup_*` are 0 when the process is in no cgroup v2 with the
     /// memory controller.

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::check::{self, Baseline, Gate, Rules, Tolerance};
-use memtrace_analyzer::reach::Kind;
+use memtrace_analyzer::reach::{Heuristics, Kind};
 use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
 use memtrace_analyzer::report::Report;
 use memtrace_analyzer::suppress::{self, SuppressionFile};
@@ -92,6 +92,7 @@ struct Config {
     error_exitcode: Option<u8>,
     default_suppressions: Option<bool>,
     leak_kinds: Option<String>,
+    leak_check_heuristics: Option<String>,
 }
 
 /// Finds and reads the config file; `None` when there is none.
@@ -126,6 +127,8 @@ struct Settings {
     exe: Vec<String>,
     error_exitcode: u8,
     default_suppressions: bool,
+    /// The leak heuristics of the reachability scan.
+    heuristics: Heuristics,
 }
 
 fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
@@ -197,6 +200,13 @@ fn settings(a: &CheckArgs) -> anyhow::Result<Settings> {
             .or(c.error_exitcode)
             .unwrap_or(DEFAULT_ERROR_EXITCODE),
         default_suppressions: !a.no_default_suppressions && c.default_suppressions.unwrap_or(true),
+        heuristics: match (a.leak_check_heuristics, &c.leak_check_heuristics) {
+            (Some(h), _) => h,
+            (None, Some(v)) => {
+                Heuristics::parse(v).map_err(|e| anyhow::anyhow!("leak-check-heuristics: {e}"))?
+            }
+            (None, None) => Heuristics::ALL,
+        },
     })
 }
 
@@ -367,6 +377,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             kernel_interval: None,
             snapshot_signal: a.snapshot_signal,
             reach: true,
+            heuristics: s.heuristics,
         })?;
         command_status = Some(traced.status);
         if traced.logs.is_empty() {

@@ -41,6 +41,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::kernel::{self, Sampler};
+use memtrace_analyzer::reach;
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -344,6 +345,9 @@ pub struct TraceOptions<'a> {
     /// The signal that asks a process for a snapshot while it runs
     /// (`cmd::snapshot`); 0: none.
     pub snapshot_signal: i32,
+    /// memcheck's leak heuristics for the reachability scans, also passed to
+    /// the command (`MEMTRACE_LEAK_HEURISTICS`).
+    pub heuristics: reach::Heuristics,
 }
 
 /// A traced command's outcome.
@@ -396,6 +400,8 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     if let Ok(me) = std::env::current_exe() {
         cmd.env("MEMTRACE_SCANNER", me);
     }
+    // The scan's heuristics, for the scanner the process starts at exit.
+    cmd.env(reach::Heuristics::ENV, o.heuristics.to_string());
     // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
     // which outlive the process that made them: memtrace is their subreaper.
     cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
@@ -429,7 +435,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let watcher = (o.snapshot_signal != 0).then(|| {
         let pat = pat.clone();
         let is_log = move |p: &Path| pat.owns(p);
-        super::snapshot::Watcher::start(Box::new(is_log), o.quiet)
+        super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
     });
     let status = child
         .wait()
@@ -529,6 +535,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
             .then(|| std::time::Duration::from_millis(a.kernel_interval)),
         reach: !a.no_reachability,
         snapshot_signal: a.snapshot_signal,
+        heuristics: a.leak_check_heuristics,
     })?;
     Ok(exit_code(traced.status))
 }

@@ -94,10 +94,13 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
         return failed(SCAN_BAD_LOG);
     };
     let roots = roots(pid, &input.exit, stopped);
-    match reach::classify_process(pid, &roots, &input.blocks) {
-        Ok(kinds) => Scan {
+    // The heuristics the process was started with (memtrace run passes its
+    // --leak-check-heuristics on); a bad value: memcheck's default, all.
+    let heur = reach::Heuristics::from_env().unwrap_or(reach::Heuristics::ALL);
+    match reach::classify_process(pid, &roots, &input.blocks, heur) {
+        Ok(scan) => Scan {
             status: SCAN_OK,
-            records: reach::records(&input.blocks, &kinds),
+            records: reach::records(&input.blocks, &scan),
             blocks: input.blocks.len() as u64,
         },
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => failed(SCAN_NO_ACCESS),

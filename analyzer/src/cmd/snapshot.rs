@@ -38,8 +38,12 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts watching; `is_log` tells the run's log files; `quiet`: say
-    /// nothing but warnings.
-    pub fn start(is_log: Box<dyn Fn(&Path) -> bool + Send>, quiet: bool) -> Watcher {
+    /// nothing but warnings; `heur`: the scans' leak heuristics.
+    pub fn start(
+        is_log: Box<dyn Fn(&Path) -> bool + Send>,
+        quiet: bool,
+        heur: memtrace_analyzer::reach::Heuristics,
+    ) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -51,7 +55,7 @@ impl Watcher {
                         continue;
                     }
                     seen.insert(pid);
-                    handle(pid, &is_log, quiet);
+                    handle(pid, &is_log, quiet, heur);
                 }
                 if last {
                     break;
@@ -111,9 +115,14 @@ fn mapped_log(pid: u32, is_log: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
 }
 
 /// Reads a frozen copy into a snapshot, then kills it.
-fn handle(pid: u32, is_log: &dyn Fn(&Path) -> bool, quiet: bool) {
+fn handle(
+    pid: u32,
+    is_log: &dyn Fn(&Path) -> bool,
+    quiet: bool,
+    heur: memtrace_analyzer::reach::Heuristics,
+) {
     match mapped_log(pid, is_log) {
-        Some(log) => write(pid, &log, quiet),
+        Some(log) => write(pid, &log, quiet, heur),
         None => eprintln!(
             "memtrace: warning: a snapshot was asked (frozen copy {pid}) but its log is not among its mappings"
         ),
@@ -123,11 +132,11 @@ fn handle(pid: u32, is_log: &dyn Fn(&Path) -> bool, quiet: bool) {
 
 /// Writes the snapshot of frozen copy `pid` of the process writing `log`,
 /// once the log records the copy (it is written just after the copy is made).
-fn write(pid: u32, log: &Path, quiet: bool) {
+fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::reach::Heuristics) {
     let out = snapshot::next_path(log);
     let deadline = Instant::now() + RECORD_WAIT;
     let t = loop {
-        match snapshot::take(log, pid, &out, true) {
+        match snapshot::take(log, pid, &out, true, heur) {
             Ok(Some(t)) => break t,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {

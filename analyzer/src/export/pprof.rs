@@ -551,6 +551,7 @@ mod tests {
             count,
             func: None,
             kinds: None,
+            heuristics: Default::default(),
             stack: stack.clone(),
         };
         r.heap_leaks = vec![site(40, 1, &inl), site(20, 2, &other)];

@@ -149,6 +149,7 @@ mod tests {
                 count: 1,
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 stack: st.clone(),
             },
             Site {
@@ -156,6 +157,7 @@ mod tests {
                 count: 1,
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 stack: Arc::from(vec![]),
             },
         ];

@@ -154,7 +154,10 @@ fn offending(p: &ProcessVerdict, top: usize, indent: &str) -> String {
             leak_head(l.kind, &l.site, Some((l.new_bytes, l.new_count)))
         ));
         if let Some(k) = &l.site.kinds {
-            s.push_str(&format!("{indent}  ({})\n", kinds_text(k)));
+            s.push_str(&format!(
+                "{indent}  ({})\n",
+                crate::report::kinds_text_via(k, &l.site.heuristics)
+            ));
         }
         stack_lines(&mut s, &format!("{indent}  "), &l.site.stack);
     }
@@ -532,11 +535,14 @@ pub fn json(
                     baseline_peak_heap_bytes: p.baseline_peak,
                     counted_bytes: p.counted_bytes,
                     counted_blocks: p.counted_blocks,
-                    leak_kinds: s.leak_kinds.as_ref().map(super::json::kinds_json),
+                    leak_kinds: s
+                        .leak_kinds
+                        .as_ref()
+                        .map(|k| super::json::kinds_json(k, Some(&s.leak_heuristics))),
                     not_counted: s
                         .leak_kinds
                         .as_ref()
-                        .map(|_| super::json::kinds_json(&p.not_counted)),
+                        .map(|_| super::json::kinds_json(&p.not_counted, None)),
                     estimated: s.sample_interval != 0,
                     failures: p
                         .failures
@@ -565,7 +571,11 @@ pub fn json(
                             },
                             new_bytes: l.new_bytes,
                             new_count: l.new_count,
-                            reachability: l.site.kinds.as_ref().map(super::json::kinds_json),
+                            reachability: l
+                                .site
+                                .kinds
+                                .as_ref()
+                                .map(|k| super::json::kinds_json(k, Some(&l.site.heuristics))),
                             stack: super::json::stack(&l.site.stack),
                         })
                         .collect(),

@@ -531,7 +531,7 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
         ),
     )?;
     match &s.leak_kinds {
-        Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k))?,
+        Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k, &s.leak_heuristics))?,
         Some(_) => {}
         None if s.leaked_heap_blocks > 0 => row(
             "Leak kinds",
@@ -800,9 +800,10 @@ fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: 
 }
 
 /// Bytes and blocks by reachability kind, one kind a line: `32 bytes in 1
-/// block definitely lost<br>96 bytes in 3 blocks indirectly lost`.
-fn kinds_cell(k: &crate::report::Kinds) -> String {
-    escape(&crate::report::kinds_text(k)).replace("; ", "<br>")
+/// block definitely lost<br>96 bytes in 3 blocks indirectly lost`; the still
+/// reachable line says what the leak heuristics saved of it.
+fn kinds_cell(k: &crate::report::Kinds, h: &crate::report::Heurs) -> String {
+    escape(&crate::report::kinds_text_via(k, h)).replace("; ", "<br>")
 }
 
 /// Sites whose stacks read the same once symbolized (the same functions,
@@ -813,6 +814,8 @@ struct Row {
     count: u64,
     /// By reachability kind, when every merged site was classified.
     kinds: Option<crate::report::Kinds>,
+    /// Of the still reachable blocks, those each leak heuristic saved.
+    heuristics: crate::report::Heurs,
     /// The allocating functions of the merged sites, each once.
     funcs: Vec<memtrace_format::Func>,
     stack: std::sync::Arc<[Frame]>,
@@ -850,6 +853,7 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
                     bytes: 0,
                     count: 0,
                     kinds: s.kinds.map(|_| [(0, 0); 4]),
+                    heuristics: Default::default(),
                     funcs: Vec::new(),
                     stack: s.stack.clone(),
                     stacks: 0,
@@ -870,6 +874,7 @@ fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
             }
             _ => None,
         };
+        crate::report::add_heurs(&mut r.heuristics, &s.heuristics);
         r.stacks += 1;
         if let Some(f) = s.func
             && !r.funcs.contains(&f)
@@ -938,7 +943,11 @@ fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
         )?;
         if with_kinds {
             match &s.kinds {
-                Some(k) => write!(h, "<td class=\"kinds\">{}</td>", kinds_cell(k))?,
+                Some(k) => write!(
+                    h,
+                    "<td class=\"kinds\">{}</td>",
+                    kinds_cell(k, &s.heuristics)
+                )?,
                 None => h.push_str("<td class=\"muted\">?</td>"),
             }
         }
@@ -1320,5 +1329,29 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("<th colspan=\"5\">Total</th>"), "{h}");
+        // What a leak heuristic saved of the still reachable blocks.
+        for s in &mut r.heap_leaks {
+            if s.bytes == 48 {
+                s.heuristics = [(0, 0), (0, 0), (8, 1), (0, 0)];
+            }
+        }
+        r.summary.leak_heuristics = [(0, 0), (0, 0), (8, 1), (0, 0)];
+        let mut out = Vec::new();
+        render(&r, &mut out).unwrap();
+        let h = String::from_utf8(out).unwrap();
+        let via = "8 bytes in 1 block still reachable, of which via heuristic newarray: 8 bytes in 1 block";
+        assert!(
+            h.contains(&format!(
+                "<tr><th>Leak kinds</th><td>40 bytes in 1 block definitely lost<br>\
+                 60 bytes in 1 block indirectly lost<br>{via}</td></tr>"
+            )),
+            "{h}"
+        );
+        assert!(
+            h.contains(&format!(
+                "<td class=\"kinds\">40 bytes in 1 block definitely lost<br>{via}</td>"
+            )),
+            "{h}"
+        );
     }
 }

@@ -234,14 +234,31 @@ struct JLeak<'a> {
     stack: Vec<JFrame<'a>>,
 }
 
-/// `{"definite": {"bytes", "count"}, "indirect": ..., "possible": ..., "reachable": ...}`.
-pub(crate) fn kinds_json(k: &crate::report::Kinds) -> serde_json::Value {
+/// `{"definite": {"bytes", "count"}, "indirect": ..., "possible": ..., "reachable": ...}`;
+/// with `heurs`, the reachable entry has `"heuristics": {"newarray": {"bytes", "count"},
+/// ...}`, the blocks each leak heuristic saved (only those that saved some).
+pub(crate) fn kinds_json(
+    k: &crate::report::Kinds,
+    heurs: Option<&crate::report::Heurs>,
+) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
-        m.insert(
-            kind.as_str().into(),
-            serde_json::json!({"bytes": bytes, "count": count}),
-        );
+        let mut v = serde_json::json!({"bytes": bytes, "count": count});
+        if *kind == crate::reach::Kind::StillReachable
+            && let Some(h) = heurs
+        {
+            let by: serde_json::Map<String, serde_json::Value> = crate::report::heurs_present(h)
+                .into_iter()
+                .map(|(h, b, n)| {
+                    (
+                        h.name().to_owned(),
+                        serde_json::json!({"bytes": b, "count": n}),
+                    )
+                })
+                .collect();
+            v["heuristics"] = serde_json::Value::Object(by);
+        }
+        m.insert(kind.as_str().into(), v);
     }
     serde_json::Value::Object(m)
 }
@@ -278,7 +295,7 @@ fn leak<'a>(kind: &'static str, s: &'a Site) -> JLeak<'a> {
         kind,
         bytes: s.bytes,
         count: s.count,
-        reachability: s.kinds.as_ref().map(kinds_json),
+        reachability: s.kinds.as_ref().map(|k| kinds_json(k, Some(&s.heuristics))),
         stack: stack(&s.stack),
     }
 }
@@ -347,7 +364,10 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             sample_interval: s.sample_interval,
             sample_overflow: s.sample_overflow,
             estimated: s.sample_interval != 0,
-            leak_kinds: s.leak_kinds.as_ref().map(kinds_json),
+            leak_kinds: s
+                .leak_kinds
+                .as_ref()
+                .map(|k| kinds_json(k, Some(&s.leak_heuristics))),
             scan: s.scan.as_ref().map(|d| {
                 serde_json::json!({
                     "status": if d.failure().is_none() { "ok" } else { "failed" },
@@ -461,6 +481,7 @@ mod tests {
             heap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 10,
                 count: 1,
                 stack: vec![frame.clone()].into(),
@@ -469,6 +490,7 @@ mod tests {
             mmap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 4096,
                 count: 1,
                 stack: vec![].into(),

@@ -53,7 +53,11 @@ fn sites(out: &mut dyn Write, list: &[Site], unit: (&str, &str)) -> io::Result<(
             plural(s.count, unit.0, unit.1)
         )?;
         if let Some(k) = &s.kinds {
-            writeln!(out, "  ({})", crate::report::kinds_text(k))?;
+            writeln!(
+                out,
+                "  ({})",
+                crate::report::kinds_text_via(k, &s.heuristics)
+            )?;
         }
         stack(out, &s.stack)?;
     }
@@ -240,6 +244,21 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
                 plural(*bytes, "byte", "bytes"),
                 plural(*count, "block", "blocks")
             )?;
+        }
+        // As memcheck's LEAK SUMMARY says it.
+        let via = crate::report::heurs_present(&s.leak_heuristics);
+        if !via.is_empty() {
+            writeln!(out, "{:23}of which reachable via heuristic:", "")?;
+            for (h, bytes, count) in via {
+                writeln!(
+                    out,
+                    "{:25}{:<19}: {} in {}",
+                    "",
+                    h.name(),
+                    plural(bytes, "byte", "bytes"),
+                    plural(count, "block", "blocks")
+                )?;
+            }
         }
     }
     Ok(())
@@ -667,6 +686,7 @@ mod tests {
             heap_leaks: vec![Site {
                 func: None,
                 kinds: None,
+                heuristics: Default::default(),
                 bytes: 10,
                 count: 1,
                 stack: frames.into(),

@@ -28,6 +28,7 @@
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
 //! - `scan`: the scan at exit, started by the process: the same kinds under run, check and LD_PRELOAD; failures named; nothing left behind; the snapshot signal never kills
 //! - `oracles`: the cases of memcheck's and LeakSanitizer's leak suites (stale stacks, other threads' registers, cycles, TLS, swapcontext...), memtrace's kinds against memcheck's under `run`, `check` and plain LD_PRELOAD
+//! - `heuristics`: memcheck's leak heuristics (stdstring, length64, newarray, multipleinheritance) against memcheck; needs valgrind
 //! - `snapshot`: snapshots of a running server (`memtrace snapshot`, the signal), `report --since` and `--older-than`
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
@@ -43,6 +44,7 @@ mod dlopen;
 mod export;
 mod flamegraph;
 mod heap;
+mod heuristics;
 mod hostile;
 mod html;
 mod inherit;

@@ -3,7 +3,9 @@
 //! contents, and the root regions), independent of how the image is taken.
 //!
 //! ## Kinds (memcheck's)
-//! - **still reachable**: a chain of *start* pointers leads to it from a root;
+//! - **still reachable**: a chain of *start* pointers leads to it from a root
+//!   (or of interior pointers that one of memcheck's leak heuristics
+//!   recognizes: *reachable via* that heuristic, see [`heuristics`]);
 //! - **possibly lost**: reachable from a root, but only through a chain with
 //!   at least one *interior* pointer (into the middle of a block);
 //! - **indirectly lost**: not reachable from a root, but pointed to by a lost
@@ -14,11 +16,15 @@
 //! ## Algorithm
 //! 1. Every aligned 8-byte word of the roots (the writable data of the
 //!    modules, thread stacks, TLS) that points into a live block marks it:
-//!    reachable for a start pointer, possibly lost for an interior one.
+//!    reachable for a start pointer, possibly lost for an interior one,
+//!    unless one of memcheck's leak heuristics ([`heuristics`]) recognizes
+//!    the interior pointer: then reachable (*via* that heuristic, unless a
+//!    start pointer reaches it too).
 //! 2. Marked blocks are scanned in turn; what a reachable block points to is
-//!    reachable (start) or possible (interior); what a possible block points
-//!    to is possible. A block upgraded from possible to reachable is scanned
-//!    again (worklist), so the result does not depend on the order.
+//!    reachable (start, or interior recognized by a heuristic) or possible
+//!    (interior); what a possible block points to is possible. A block
+//!    upgraded from possible to reachable is scanned again (worklist), so
+//!    the result does not depend on the order.
 //! 3. The unmarked blocks are grouped, in address order: each one not yet
 //!    claimed leads a group (definitely lost) and every unmarked block reached
 //!    from it, by start or interior pointers, is indirectly lost; a former
@@ -43,6 +49,10 @@
 //!   saves on the stack (the hooks run on the program's stack, valgrind's
 //!   replacement allocator does not), so the last block allocated before
 //!   exit may be counted reachable (or possibly lost) when it is lost.
+
+pub mod heuristics;
+
+pub use heuristics::{AddressSpace, Heuristic, Heuristics, Mapping};
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +225,7 @@ fn find(blocks: &[Block], p: u64) -> Option<(usize, bool)> {
 /// word-by-word scan would take it for an interior one and call the last
 /// block allocated before the top chunk possibly lost. memcheck never sees
 /// it (its allocator replaces glibc's), so roots' pointers at exactly that
-/// address are ignored.
+/// address are ignored (unless a leak heuristic recognizes them).
 fn glibc_next_chunk(b: Block) -> u64 {
     let chunk = (b.size.saturating_add(8 + 15) & !15).max(32);
     b.addr.wrapping_sub(16).wrapping_add(chunk)
@@ -231,52 +241,93 @@ fn words(at: u64, bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
 }
 
+/// The outcome of a scan: each block's kind and, for a still reachable one
+/// that only a heuristic's interior pointers reach, that heuristic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    pub kinds: Vec<Kind>,
+    pub heuristics: Vec<Option<Heuristic>>,
+}
+
 /// Classifies `blocks` (sorted by address, not overlapping). `roots` are the
 /// root regions as (start address, bytes); `contents(i)` gives block `i`'s
-/// bytes (`None`: unreadable, scanned as empty).
+/// bytes (`None`: unreadable, scanned as empty). `heur` are the leak
+/// heuristics to apply to interior pointers; `space` serves the
+/// multipleinheritance heuristic's vtable test.
 pub fn classify<'a>(
     blocks: &[Block],
     roots: impl IntoIterator<Item = (u64, &'a [u8])>,
     contents: &dyn Fn(usize) -> Option<&'a [u8]>,
-) -> Vec<Kind> {
+    heur: Heuristics,
+    space: &AddressSpace<'_>,
+) -> Scan {
     let n = blocks.len();
     let mut mark = vec![Mark::Unreached; n];
+    // Reached by a start pointer from a root or a reachable block.
+    let mut direct = vec![false; n];
+    // The first heuristic (in memcheck's order) whose interior pointer from a
+    // root or a reachable block reaches it.
+    let mut via: Vec<Option<Heuristic>> = vec![None; n];
     let mut work: Vec<usize> = Vec::new();
-    let raise = |mark: &mut Vec<Mark>, work: &mut Vec<usize>, i: usize, to: Mark| {
-        if to > mark[i] {
-            mark[i] = to;
-            work.push(i);
+    // A pointer `w` into block `j` (`start`: to its start) from a root or a
+    // reachable block (`definite`) or from a possibly lost one.
+    let mut reach = |mark: &mut Vec<Mark>,
+                     work: &mut Vec<usize>,
+                     j: usize,
+                     w: u64,
+                     start: bool,
+                     definite: bool| {
+        let to = if !definite {
+            Mark::Possible
+        } else if start {
+            direct[j] = true;
+            Mark::Reachable
+        } else if direct[j] {
+            // Reachable already, and not through a heuristic.
+            Mark::Reachable
+        } else if let Some(h) = heuristics::recognize(heur, w, blocks[j], contents(j), space) {
+            via[j] = Some(via[j].map_or(h, |v| v.min(h)));
+            Mark::Reachable
+        } else {
+            Mark::Possible
+        };
+        if to > mark[j] {
+            mark[j] = to;
+            work.push(j);
         }
     };
     for (at, bytes) in roots {
         for w in words(at, bytes) {
             if let Some((i, start)) = find(blocks, w) {
-                if !start && w == glibc_next_chunk(blocks[i]) {
+                // glibc's own pointer, unless a heuristic recognizes it (an
+                // object's second base there: memcheck would see the
+                // program's pointer to it).
+                if !start
+                    && w == glibc_next_chunk(blocks[i])
+                    && heuristics::recognize(heur, w, blocks[i], contents(i), space).is_none()
+                {
                     continue;
                 }
-                let to = if start {
-                    Mark::Reachable
-                } else {
-                    Mark::Possible
-                };
-                raise(&mut mark, &mut work, i, to);
+                reach(&mut mark, &mut work, i, w, start, true);
             }
         }
     }
     while let Some(i) = work.pop() {
-        let from = mark[i];
+        let definite = mark[i] == Mark::Reachable;
         let Some(bytes) = contents(i) else { continue };
         for w in words(blocks[i].addr, bytes) {
             if let Some((j, start)) = find(blocks, w) {
-                let to = if start && from == Mark::Reachable {
-                    Mark::Reachable
-                } else {
-                    Mark::Possible
-                };
-                raise(&mut mark, &mut work, j, to);
+                reach(&mut mark, &mut work, j, w, start, definite);
             }
         }
     }
+    let heuristics = (0..n)
+        .map(|i| {
+            (mark[i] == Mark::Reachable && !direct[i])
+                .then_some(via[i])
+                .flatten()
+        })
+        .collect();
     let mut kind: Vec<Option<Kind>> = mark
         .iter()
         .map(|m| match m {
@@ -310,9 +361,13 @@ pub fn classify<'a>(
             }
         }
     }
-    kind.into_iter()
-        .map(|k| k.unwrap_or(Kind::DefinitelyLost))
-        .collect()
+    Scan {
+        kinds: kind
+            .into_iter()
+            .map(|k| k.unwrap_or(Kind::DefinitelyLost))
+            .collect(),
+        heuristics,
+    }
 }
 
 /// Mappings larger than this are not read unless they hold live blocks
@@ -375,7 +430,14 @@ struct Region {
 /// in it; a thread running on a stack inside a live block (a coroutine's)
 /// makes that block's part above its stack pointer a root too. Needs the right
 /// to read the process's memory (ptrace access).
-pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::Result<Vec<Kind>> {
+/// `heur`: the leak heuristics to apply (the multipleinheritance one reads
+/// the vtables it tests from the process's read-only mappings, word by word).
+pub fn classify_process(
+    pid: u32,
+    roots: &Roots,
+    blocks: &[Block],
+    heur: Heuristics,
+) -> std::io::Result<Scan> {
     use std::os::unix::fs::FileExt;
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
@@ -383,6 +445,7 @@ pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::R
     // The end of the allocator object's last file-backed mapping: its bss
     // follows it, anonymous.
     let mut allocator_end = None;
+    let mut mappings: Vec<Mapping> = Vec::new();
     for line in maps.lines() {
         let mut f = line.split_whitespace();
         let (Some(range), Some(perms)) = (f.next(), f.next()) else {
@@ -407,6 +470,15 @@ pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::R
             }
         };
         let p = perms.as_bytes();
+        if p.len() >= 3 {
+            mappings.push(Mapping {
+                start,
+                end,
+                read: p[0] == b'r',
+                exec: p[2] == b'x',
+                file: !path.is_empty() && !path.starts_with('['),
+            });
+        }
         if p.len() < 4 || p[0] != b'r' || p[1] != b'w' || p[3] != b'p' {
             continue;
         }
@@ -485,6 +557,16 @@ pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::R
         .iter()
         .flat_map(|w| w.to_le_bytes())
         .collect();
+    // The vtable test reads words outside the regions read whole (vtables
+    // live in read-only mappings).
+    let space = AddressSpace::new(
+        mappings,
+        Box::new(|a: u64| {
+            let mut w = [0u8; 8];
+            mem.read_exact_at(&mut w, a).ok()?;
+            Some(u64::from_le_bytes(w))
+        }),
+    );
     Ok(classify(
         blocks,
         regions
@@ -494,23 +576,21 @@ pub fn classify_process(pid: u32, roots: &Roots, blocks: &[Block]) -> std::io::R
             .chain(on_block)
             .chain([(0u64, registers.as_slice())]),
         &contents,
+        heur,
+        &space,
     ))
 }
 
-/// The REACH records for `kinds` of `blocks`: (kind, first address, then
+/// The REACH records of a scan of `blocks`: (code, first address, then
 /// deltas), in records of at most [`REACH_VALUES`] values (the preload relays
-/// them into its log through a buffer of a few KiB).
-pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
+/// them into its log through a buffer of a few KiB); one set per
+/// kind, then one per heuristic for the still reachable blocks it saved
+/// (which are in the still reachable records as well).
+pub fn records(blocks: &[Block], scan: &Scan) -> Vec<Vec<u64>> {
     let mut out = Vec::new();
-    for k in Kind::ALL {
-        let addrs: Vec<u64> = blocks
-            .iter()
-            .zip(kinds)
-            .filter(|(_, kk)| **kk == k)
-            .map(|(b, _)| b.addr)
-            .collect();
+    let mut push = |code: u64, addrs: Vec<u64>| {
         for part in addrs.chunks(REACH_VALUES - 1) {
-            let mut v = vec![k.code()];
+            let mut v = vec![code];
             let mut prev = 0u64;
             for &a in part {
                 v.push(a.wrapping_sub(prev));
@@ -518,6 +598,24 @@ pub fn records(blocks: &[Block], kinds: &[Kind]) -> Vec<Vec<u64>> {
             }
             out.push(v);
         }
+    };
+    for k in Kind::ALL {
+        let addrs: Vec<u64> = blocks
+            .iter()
+            .zip(&scan.kinds)
+            .filter(|(_, kk)| **kk == k)
+            .map(|(b, _)| b.addr)
+            .collect();
+        push(k.code(), addrs);
+    }
+    for h in Heuristic::ALL {
+        let addrs: Vec<u64> = blocks
+            .iter()
+            .zip(&scan.heuristics)
+            .filter(|(_, hh)| **hh == Some(h))
+            .map(|(b, _)| b.addr)
+            .collect();
+        push(h.code(), addrs);
     }
     out
 }
@@ -714,7 +812,14 @@ mod tests {
         blocks: Vec<Block>,
         data: Vec<Vec<u8>>,
         roots: Vec<(u64, Vec<u8>)>,
+        /// The mappings and vtable words the multipleinheritance heuristic
+        /// looks at.
+        maps: Vec<Mapping>,
+        vtables: std::collections::HashMap<u64, u64>,
     }
+
+    const TEXT: u64 = 0x40_0000;
+    const VTABLES: u64 = 0x60_0000;
 
     impl Image {
         fn new() -> Image {
@@ -722,6 +827,8 @@ mod tests {
                 blocks: vec![],
                 data: vec![],
                 roots: vec![],
+                maps: vec![],
+                vtables: Default::default(),
             }
         }
 
@@ -747,12 +854,57 @@ mod tests {
         }
 
         fn classify(&self) -> Vec<Kind> {
+            self.scan(Heuristics::ALL).kinds
+        }
+
+        fn scan(&self, heur: Heuristics) -> Scan {
             let data = &self.data;
+            let vtables = &self.vtables;
+            let space = AddressSpace::new(
+                self.maps.clone(),
+                Box::new(move |a| Some(vtables.get(&a).copied().unwrap_or(0))),
+            );
             classify(
                 &self.blocks,
                 self.roots.iter().map(|(a, b)| (*a, b.as_slice())),
                 &|i| data.get(i).map(Vec::as_slice),
+                heur,
+                &space,
             )
+        }
+
+        /// Stores word `w` at byte `off` of the block at `addr`.
+        fn word(&mut self, addr: u64, off: usize, w: u64) -> &mut Self {
+            self.ptr(addr, off, w)
+        }
+
+        /// A read-only file mapping of vtables at `VTABLES` and a text
+        /// mapping at `TEXT`; `vtable(a)` makes `a` (in the former) a vtable
+        /// of two functions.
+        fn with_mappings(&mut self) -> &mut Self {
+            self.maps = vec![
+                Mapping {
+                    start: TEXT,
+                    end: TEXT + 0x1000,
+                    read: true,
+                    exec: true,
+                    file: true,
+                },
+                Mapping {
+                    start: VTABLES,
+                    end: VTABLES + 0x1000,
+                    read: true,
+                    exec: false,
+                    file: true,
+                },
+            ];
+            self
+        }
+
+        fn vtable(&mut self, a: u64) -> &mut Self {
+            self.vtables.insert(a, TEXT + 0x10);
+            self.vtables.insert(a + 8, TEXT + 0x20);
+            self
         }
     }
 
@@ -832,6 +984,182 @@ mod tests {
         m.block(0x2010, 40);
         m.root(0x10_0000, &[0x1010 + 32, 0x2010 + 33]);
         assert_eq!(m.classify(), [DefinitelyLost, PossiblyLost]);
+        // Unless a heuristic recognizes it: a 24-byte object whose second base
+        // (at byte 16) is where glibc puts the next chunk.
+        let mut m = Image::new();
+        m.with_mappings()
+            .vtable(VTABLES + 0x10)
+            .vtable(VTABLES + 0x40);
+        m.block(0x1010, 24)
+            .word(0x1010, 0, VTABLES + 0x10)
+            .word(0x1010, 16, VTABLES + 0x40);
+        m.root(0x10_0000, &[0x1010 + 16]);
+        let s = m.scan(Heuristics::ALL);
+        assert_eq!(s.kinds, [StillReachable]);
+        assert_eq!(s.heuristics, [Some(Heuristic::MultipleInheritance)]);
+        assert_eq!(m.scan(Heuristics::NONE).kinds, [DefinitelyLost]);
+    }
+
+    /// Each heuristic saves a block that a root reaches only through the
+    /// interior pointer it recognizes; with the heuristics off, or another
+    /// set, the block is possibly lost.
+    #[test]
+    fn heuristics_save_blocks_from_roots() {
+        use Heuristic::*;
+        let mut m = Image::new();
+        m.with_mappings()
+            .vtable(VTABLES + 0x10)
+            .vtable(VTABLES + 0x40);
+        // An old std::string: length 3, capacity 7, refcount; 24 + 7 + 1.
+        m.block(0x1000, 32).word(0x1000, 0, 3).word(0x1000, 8, 7);
+        // length64: 40 bytes after the length.
+        m.block(0x2000, 48).word(0x2000, 0, 40);
+        // new T[3] with sizeof(T) = 16.
+        m.block(0x3000, 56).word(0x3000, 0, 3);
+        // An object: vtable, field, second base's vtable, field.
+        m.block(0x4000, 32)
+            .word(0x4000, 0, VTABLES + 0x10)
+            .word(0x4000, 16, VTABLES + 0x40);
+        // An interior pointer that no heuristic recognizes.
+        m.block(0x5000, 56).word(0x5000, 0, 3);
+        m.root(0x10_0000, &[0x1000 + 24, 0x2008, 0x3008, 0x4010, 0x5010]);
+        let all = m.scan(Heuristics::ALL);
+        assert_eq!(
+            all.kinds,
+            [StillReachable; 4]
+                .iter()
+                .copied()
+                .chain([PossiblyLost])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            all.heuristics,
+            [
+                Some(StdString),
+                Some(Length64),
+                Some(NewArray),
+                Some(MultipleInheritance),
+                None
+            ]
+        );
+        let none = m.scan(Heuristics::NONE);
+        assert_eq!(none.kinds, [PossiblyLost; 5]);
+        assert_eq!(none.heuristics, [None; 5]);
+        // Only newarray: the length64 block fits it too.
+        let na = m.scan(Heuristics::parse("newarray").unwrap());
+        assert_eq!(
+            na.kinds,
+            [
+                PossiblyLost,
+                StillReachable,
+                StillReachable,
+                PossiblyLost,
+                PossiblyLost
+            ]
+        );
+        assert_eq!(
+            na.heuristics,
+            [None, Some(NewArray), Some(NewArray), None, None]
+        );
+    }
+
+    /// A start pointer from a root or a reachable block makes a block plainly
+    /// still reachable, whatever else points into it; among several
+    /// heuristics' pointers, the first heuristic in memcheck's order names it.
+    #[test]
+    fn start_pointers_win_and_first_heuristic_names() {
+        use Heuristic::*;
+        let mut m = Image::new();
+        // new T[2] (sizeof 8) via +8 from the root, and its start from a
+        // reachable block.
+        m.block(0x1000, 24).word(0x1000, 0, 2);
+        m.block(0x2000, 8).ptr(0x2000, 0, 0x1000);
+        // A block that fits newarray at +8 (2 divides 32) and stdstring at
+        // +24 (capacity 15, length 2): pointers to both.
+        m.block(0x3000, 40).word(0x3000, 0, 2).word(0x3000, 8, 15);
+        m.root(0x10_0000, &[0x1008, 0x2000, 0x3008, 0x3000 + 24]);
+        let s = m.scan(Heuristics::ALL);
+        assert_eq!(s.kinds, [StillReachable; 3]);
+        assert_eq!(s.heuristics, [None, None, Some(StdString)]);
+    }
+
+    /// A heuristic only rescues what a root or a reachable block points to:
+    /// what it saved is reachable and so is what it points to; a heuristic
+    /// pointer from a possibly lost block leaves its target possibly lost;
+    /// among lost blocks it is a pointer like any (indirectly lost).
+    #[test]
+    fn heuristics_and_possible_and_lost_blocks() {
+        use Heuristic::*;
+        let mut m = Image::new();
+        // Root -> A (start) -> B at +8 (newarray) -> C (start).
+        m.block(0x1000, 16).ptr(0x1000, 0, 0x2008);
+        m.block(0x2000, 24)
+            .word(0x2000, 0, 2)
+            .ptr(0x2000, 8, 0x3000);
+        m.block(0x3000, 8);
+        // Root -> D at +16 (interior, no heuristic) -> E at +8 (newarray
+        // shape): E stays possibly lost.
+        m.block(0x4000, 32).ptr(0x4000, 0, 0x5008);
+        m.block(0x5000, 24).word(0x5000, 0, 2);
+        // Lost: F -> G at +8 (newarray shape).
+        m.block(0x6000, 8).ptr(0x6000, 0, 0x7008);
+        m.block(0x7000, 24).word(0x7000, 0, 2);
+        m.root(0x10_0000, &[0x1000, 0x4010]);
+        let s = m.scan(Heuristics::ALL);
+        assert_eq!(
+            s.kinds,
+            [
+                StillReachable,
+                StillReachable,
+                StillReachable,
+                PossiblyLost,
+                PossiblyLost,
+                DefinitelyLost,
+                IndirectlyLost
+            ]
+        );
+        assert_eq!(
+            s.heuristics,
+            [None, Some(NewArray), None, None, None, None, None]
+        );
+        // Without heuristics B is possibly lost, and C with it.
+        let n = m.scan(Heuristics::NONE);
+        assert_eq!(
+            n.kinds,
+            [
+                StillReachable,
+                PossiblyLost,
+                PossiblyLost,
+                PossiblyLost,
+                PossiblyLost,
+                DefinitelyLost,
+                IndirectlyLost
+            ]
+        );
+    }
+
+    /// The multipleinheritance heuristic needs both words to be vtables.
+    #[test]
+    fn multiple_inheritance_needs_two_vtables() {
+        let mut m = Image::new();
+        m.with_mappings()
+            .vtable(VTABLES + 0x10)
+            .vtable(VTABLES + 0x40);
+        // First word not a vtable (a vtable-shaped address in no mapping).
+        m.block(0x1000, 32)
+            .word(0x1000, 0, 0x90_0000)
+            .word(0x1000, 16, VTABLES + 0x40);
+        // Second word a data pointer.
+        m.block(0x2000, 32)
+            .word(0x2000, 0, VTABLES + 0x10)
+            .word(0x2000, 16, VTABLES + 0x800);
+        // Both vtables, but the pointer is not 8-byte aligned.
+        m.block(0x3000, 32)
+            .word(0x3000, 0, VTABLES + 0x10)
+            .word(0x3000, 16, VTABLES + 0x40);
+        m.root(0x10_0000, &[0x1010, 0x2010, 0x3014]);
+        let s = m.scan(Heuristics::ALL);
+        assert_eq!(s.kinds, [PossiblyLost; 3]);
     }
 
     /// A later block pointing back to an earlier leader takes it into its group.
@@ -857,7 +1185,14 @@ mod tests {
         assert_eq!(m.classify(), [StillReachable, DefinitelyLost]);
         assert_eq!(find(&m.blocks, 0x0fff), None);
         assert_eq!(find(&m.blocks, 0x100f), Some((0, false)));
-        let none = classify(&m.blocks, [], &|_| None);
-        assert_eq!(none, [DefinitelyLost, DefinitelyLost]);
+        let none = classify(
+            &m.blocks,
+            [],
+            &|_| None,
+            Heuristics::ALL,
+            &AddressSpace::empty(),
+        );
+        assert_eq!(none.kinds, [DefinitelyLost, DefinitelyLost]);
+        assert_eq!(none.heuristics, [None, None]);
     }
 }
