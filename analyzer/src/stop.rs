@@ -76,8 +76,8 @@ impl Stopped {
         if seized {
             self.attached.push(tid);
             let mut st = 0;
-            // SAFETY: waits for our tracee's stop into a local.
             let r = loop {
+                // SAFETY: waits for our tracee's stop into a local.
                 let r = unsafe { libc::waitpid(t, &mut st, libc::__WALL) };
                 if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
                     break r;

@@ -124,10 +124,11 @@ fn copy_z(buf: &mut [u8; PATH_CAP], parts: &[&[u8]]) {
 /// path was found).
 fn beside_this_library(buf: &mut [u8; PATH_CAP]) {
     buf[0] = 0;
-    // SAFETY: dladdr fills `info` for an address inside this library; it
-    // takes the loader's lock but does not allocate.
+    // SAFETY: Dl_info is a plain C struct of pointers: zero is valid.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     let here = &AT_EXIT as *const AtomicBool as *const c_void;
+    // SAFETY: dladdr fills `info` for an address inside this library; it
+    // takes the loader's lock but does not allocate.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
         return;
     }
@@ -152,7 +153,7 @@ fn beside_this_library(buf: &mut [u8; PATH_CAP]) {
 }
 
 /// Interposes glibc's `__libc_start_main` to run `main` through
-/// [`main_trampoline`], which notes the registers at its return.
+/// a trampoline, which notes the registers at its return.
 ///
 /// # Safety
 /// As glibc's `__libc_start_main` (called by the executable's `_start`).
@@ -251,6 +252,7 @@ macro_rules! exit_entry {
     ($(#[$m:meta])* $name:ident => $imp:path) => {
         $(#[$m])*
         #[cfg_attr(not(test), unsafe(no_mangle))]
+        #[allow(non_snake_case)]
         #[unsafe(naked)]
         pub unsafe extern "C" fn $name(status: c_int) -> ! {
             core::arch::naked_asm!(

@@ -425,7 +425,7 @@ struct Region {
 /// its arena state (`main_arena`), whose words point at chunk headers: a
 /// pointer at exactly the header of the chunk after a block is the
 /// allocator's, not an interior pointer into that block (see
-/// [`glibc_next_chunk`]). memtrace's own memory ([`Roots::not_roots`]) reads
+/// `glibc_next_chunk`). memtrace's own memory ([`Roots::not_roots`]) reads
 /// as zeros. A stack mapping is scanned from the lowest thread stack pointer
 /// in it; a thread running on a stack inside a live block (a coroutine's)
 /// makes that block's part above its stack pointer a root too. Needs the right
