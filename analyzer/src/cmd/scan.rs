@@ -5,7 +5,7 @@
 //!
 //! 1. Dies with the process (`PR_SET_PDEATHSIG`) and waits for the go byte
 //!    on standard input (sent once the process has allowed it to trace it).
-//! 2. Stops every other thread of the process ([`stop::Stopped`]): their
+//! 2. Stops every other thread of the process ([`Stopped`]): their
 //!    stack pointers and registers.
 //! 3. Replays the process's log (`/proc/PPID/fd/FD`) for the blocks live now
 //!    and what the exit recorded (`KIND_EXIT_SCAN`).
