@@ -242,8 +242,8 @@ pub fn finish(how: ExitHow, status: c_int) {
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(libc_freeres)() };
     }
     record::marker(|b, t| encode::freeres(b, t, 2));
-    crate::kernel::record_at_exit();
     crate::scan::at_exit();
+    crate::kernel::record_at_exit();
     record::marker(|b, t| encode::exit(b, t, how as u8, status as i64));
     writer::set_state(how, status);
 }

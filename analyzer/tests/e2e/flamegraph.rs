@@ -456,7 +456,16 @@ fn flamegraph_by_leak_kind() {
     assert_code(&out, 2);
 
     // Not classified: every leaked byte, and a warning.
-    let (t, log) = traced("reach", &[]);
+    // A log whose leaks were not classified: the scan at exit turned off.
+    let t = {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let mut cmd = traced_command("reach", dir.path(), "%e.%p.mtr");
+        cmd.env("MEMTRACE_REACH", "0");
+        let output = output_with_timeout(&mut cmd, TIMEOUT);
+        Traced { dir, output }
+    };
+    t.assert_exit(0);
+    let log = t.only_log();
     let svg_path = t.dir.path().join("u.svg");
     let out = memtrace_in(
         t.dir.path(),

@@ -25,23 +25,32 @@ fn run_measured(cmd: &mut Command, out: &Path) -> (Option<i32>, u64) {
         .expect("spawn memtrace");
     let pid = child.id() as ::libc::pid_t;
     let start = Instant::now();
+    // The peak of the child's own memory: VmHWM of its address space, read while it
+    // runs (rusage's maxrss would carry over the test process's own RSS from before
+    // the exec, which is what the fork copied). VmHWM only grows, so the last value
+    // read is within a few milliseconds of growth of the true peak.
+    let mut hwm_kib = 0u64;
     loop {
+        if let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(v) = st.lines().find_map(|l| l.strip_prefix("VmHWM:"))
+        {
+            let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            hwm_kib = hwm_kib.max(kib);
+        }
         let mut status = 0;
-        // SAFETY: plain syscall on our own child; `ru` is a valid out-pointer.
-        let mut ru: ::libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: see above.
-        let r = unsafe { ::libc::wait4(pid, &mut status, ::libc::WNOHANG, &mut ru) };
+        // SAFETY: plain syscall on our own child.
+        let r = unsafe { ::libc::waitpid(pid, &mut status, ::libc::WNOHANG) };
         if r == pid {
             let code = ::libc::WIFEXITED(status).then(|| ::libc::WEXITSTATUS(status));
-            return (code, ru.ru_maxrss as u64);
+            return (code, hwm_kib);
         }
-        assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
+        assert!(r == 0, "waitpid: {}", std::io::Error::last_os_error());
         if start.elapsed() > TIMEOUT {
             // SAFETY: killing our own child, not yet reaped.
             unsafe { ::libc::kill(pid, ::libc::SIGKILL) };
             panic!("memtrace report timed out");
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

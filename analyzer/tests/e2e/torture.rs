@@ -269,7 +269,7 @@ fn parent_and_children(reports: Vec<Report>) -> (Report, Vec<Report>) {
 // parent's and a sample of the children's full reports are exact.
 #[test]
 fn fork_while_other_threads_malloc() {
-    let t = run("torture_fork", &["200", "4"], 90);
+    let t = run("torture_fork", &["200", "4"], 600);
     assert_eq!(
         t.stdout(),
         "forks=200 ok=200 hung=0\n",
@@ -382,7 +382,7 @@ fn regression_fork_during_dlopen_hangs_child() {
     let t = run(
         "torture_fork",
         &[OsStr::new("200"), OsStr::new("4"), lib.as_os_str()],
-        90,
+        600,
     );
     let p = kv(&t.stdout());
     let quick: Vec<QuickLog> = t.logs().iter().map(|l| quick_decode(l)).collect();
