@@ -167,6 +167,21 @@ pub fn of_header(
     inherit(child_log, child, peers, 0)
 }
 
+/// The size of a fork child's parent's log, when the child is one and the
+/// log is found.
+pub fn parent_log_bytes(child_log: &Path, header: &Header<'_>) -> Option<u64> {
+    let child = Child {
+        pid: header.pid,
+        forked_from: header.forked_from,
+        start: header.start_mono_ns,
+    };
+    if child.forked_from == 0 {
+        return None;
+    }
+    let parent = find_parent(child_log, child, &[])?;
+    std::fs::metadata(parent).ok().map(|m| m.len())
+}
+
 fn inherit(
     child_log: &Path,
     child: Child,

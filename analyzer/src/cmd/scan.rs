@@ -135,7 +135,6 @@ fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
             r.not_roots.push((start, len));
         }
     }
-    r.allocator_object = allocator_object(pid, exit.malloc);
     r
 }
 
@@ -173,26 +172,6 @@ fn mapped_path(pid: u32, addr: u64) -> Option<std::path::PathBuf> {
         let path = f.nth(4)?.trim_start();
         ((a..b).contains(&addr) && path.starts_with('/')).then(|| path.into())
     })
-}
-
-/// The file of the object that serves `malloc` at `malloc`, unless it is the
-/// C library (whose data holds far more than its allocator's state).
-fn allocator_object(pid: u32, malloc: u64) -> Option<String> {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
-    let path = maps.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (a, b) = f.next()?.split_once('-')?;
-        let (a, b) = (
-            u64::from_str_radix(a, 16).ok()?,
-            u64::from_str_radix(b, 16).ok()?,
-        );
-        (a..b)
-            .contains(&malloc)
-            .then(|| f.nth(4).map(str::to_owned))?
-    })?;
-    let file = path.rsplit('/').next().unwrap_or("");
-    let libc = file.starts_with("libc.so") || file.starts_with("libc-");
-    (!libc && path.starts_with('/')).then_some(path)
 }
 
 /// Writes one frame.

@@ -620,6 +620,10 @@ pub fn records(blocks: &[Block], scan: &Scan) -> Vec<Vec<u64>> {
     out
 }
 
+/// The largest parent's log whose blocks a fork child's exit scan
+/// classifies (see [`scan_input`]).
+pub const SCAN_INHERIT_MAX: u64 = 32 << 20;
+
 /// The most values in one REACH record.
 pub const REACH_VALUES: usize = 700;
 
@@ -734,7 +738,16 @@ pub fn scan_input(
     let header = log.header()?;
     let index = log.index(&header)?;
     // The scan runs at the exit, before the log says how the process ended.
-    let inherited = crate::inherit::of_header(path, &header, peers).unwrap_or(None);
+    // It replays the parent's log up to the fork for the inherited blocks,
+    // which the child's exit waits for: only up to [`SCAN_INHERIT_MAX`] bytes
+    // of parent's log (beyond, the inherited blocks are not classified, and
+    // the report counts them definitely lost: the gate errs towards failing).
+    let small =
+        crate::inherit::parent_log_bytes(path, &header).is_none_or(|n| n <= SCAN_INHERIT_MAX);
+    let inherited = match small {
+        true => crate::inherit::of_header(path, &header, peers).unwrap_or(None),
+        false => None,
+    };
     let mut cat = crate::catalog::Catalog::default();
     let out = crate::replay::replay_seeded(
         &log,
