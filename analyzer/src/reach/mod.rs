@@ -31,24 +31,22 @@
 //!    leader reached that way becomes indirectly lost too (its group merges).
 //!
 //! ## The image
-//! At exit the process forks a frozen copy of itself (the preload's
-//! `snapshot` module); `memtrace run` reads the copy's memory from outside
-//! ([`classify_process`]), with the live blocks from the log
-//! ([`scan_input`]), appends the kinds to the log ([`records`]) and kills
-//! the copy. The scan never touches the process itself.
+//! At exit the process starts the scanner (`memtrace __scan`, see the
+//! preload's `scan` module and `cmd::scan`), which stops the process's other
+//! threads and reads the process itself ([`classify_process`]), with the live
+//! blocks from the log ([`scan_input`]); the kinds go back to the process,
+//! which writes them into its log ([`records`]). A snapshot of a running
+//! process is classified the same way from a frozen copy (`crate::snapshot`).
 //!
 //! ## Limits
 //! - Pointers hidden from a word-by-word scan (tagged, XOR-ed, compressed,
 //!   or stored unaligned) are not seen: their blocks look lost.
-//! - Only the exiting thread's registers are in the copy (a fork copies one
-//!   thread); a pointer held only in another thread's registers is missed.
-//! - Stale pointers in the roots (dead stack slots, freed-but-unscrubbed
-//!   memory outside the allocator's arenas) can make a lost block look
-//!   reachable, as with valgrind. One is memtrace's own: the address of the
-//!   most recent allocation can linger in a register that libc's exit path
-//!   saves on the stack (the hooks run on the program's stack, valgrind's
-//!   replacement allocator does not), so the last block allocated before
-//!   exit may be counted reachable (or possibly lost) when it is lost.
+//! - A frozen copy (snapshots only) has one thread: a pointer held only in
+//!   another thread's registers is missed there.
+//! - Stale pointers in the roots (uninitialized slots of live frames, a
+//!   register not yet overwritten, freed-but-unscrubbed memory outside the
+//!   allocator's arenas) can make a lost block look reachable; memcheck
+//!   follows only defined words, and memtrace cannot tell them apart.
 
 pub mod heuristics;
 
@@ -395,10 +393,6 @@ pub struct Roots {
     /// Memory that is never a root (start, bytes): memtrace's own, and the
     /// allocator's state that is not in an arena.
     pub not_roots: Vec<(u64, u64)>,
-    /// A module whose writable data is the allocator's own (jemalloc,
-    /// tcmalloc: the object that serves `malloc`, when it is not the C
-    /// library, whose data holds much more than its allocator's state).
-    pub allocator_object: Option<String>,
 }
 
 /// One writable private mapping, read whole.
@@ -406,8 +400,7 @@ struct Region {
     start: u64,
     bytes: Vec<u8>,
     /// The allocator's (an arena holding live blocks, glibc's `[heap]` or a
-    /// thread heap, the allocator module's data): read for the blocks'
-    /// contents, never a root.
+    /// thread heap): read for the blocks' contents, never a root.
     heap: bool,
 }
 
@@ -419,10 +412,8 @@ struct Region {
 /// stacks and the TLS in them, its own mmaps) except those the allocator
 /// keeps for itself: a mapping holding a live block (an arena), glibc's
 /// `[heap]` and its 64 MiB-aligned thread heaps (arenas whose blocks may all
-/// be free: their free chunks' stale words are not roots), and the data of
-/// the allocator's own object when it is not the C library
-/// ([`Roots::allocator_object`]). Inside the C library's data, glibc keeps
-/// its arena state (`main_arena`), whose words point at chunk headers: a
+/// be free: their free chunks' stale words are not roots). Inside the C
+/// library's data, glibc keeps its arena state (`main_arena`), whose words point at chunk headers: a
 /// pointer at exactly the header of the chunk after a block is the
 /// allocator's, not an interior pointer into that block (see
 /// `glibc_next_chunk`). memtrace's own memory ([`Roots::not_roots`]) reads
@@ -442,9 +433,6 @@ pub fn classify_process(
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
     let mem = std::fs::File::open(format!("/proc/{pid}/mem"))?;
     let mut regions: Vec<Region> = Vec::new();
-    // The end of the allocator object's last file-backed mapping: its bss
-    // follows it, anonymous.
-    let mut allocator_end = None;
     let mut mappings: Vec<Mapping> = Vec::new();
     for line in maps.lines() {
         let mut f = line.split_whitespace();
@@ -457,17 +445,6 @@ pub fn classify_process(
         };
         let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
             continue;
-        };
-        let allocator_data = match &roots.allocator_object {
-            Some(obj) if path == obj => {
-                allocator_end = Some(end);
-                true
-            }
-            _ if path.is_empty() && allocator_end == Some(start) => true,
-            _ => {
-                allocator_end = None;
-                false
-            }
         };
         let p = perms.as_bytes();
         if p.len() >= 3 {
@@ -487,8 +464,22 @@ pub fn classify_process(
         }
         let i = blocks.partition_point(|b| b.addr < start);
         let holds_blocks = blocks.get(i).is_some_and(|b| b.addr < end);
-        let glibc_heap = path == "[heap]" || (path.is_empty() && start % GLIBC_HEAP_ALIGN == 0);
-        let heap = holds_blocks || glibc_heap || allocator_data;
+        // A thread heap of glibc's: anonymous, 64 MiB-aligned, holding no
+        // thread's stack, and opening with its `heap_info`, whose first word
+        // points to its arena (a thread stack's lowest word is 0: unused).
+        let thread_heap = || {
+            let mut w = [0u8; 8];
+            path.is_empty()
+                && start % GLIBC_HEAP_ALIGN == 0
+                && !roots
+                    .stack_starts
+                    .iter()
+                    .any(|sp| (start..end).contains(sp))
+                && mem.read_exact_at(&mut w, start).is_ok()
+                && u64::from_le_bytes(w) != 0
+        };
+        let glibc_heap = path == "[heap]" || thread_heap();
+        let heap = holds_blocks || glibc_heap;
         // Neither a root nor holding blocks: nothing to read.
         if (heap && !holds_blocks) || (!heap && end - start > MAX_ROOT_MAPPING) {
             continue;
@@ -647,8 +638,6 @@ pub struct ExitScan {
     /// Whether the registers were taken at the call to exit
     /// (`EXIT_AT_CALL`) or only in the exit path (`EXIT_AT_HANDLER`).
     pub at_call: bool,
-    /// The address of the `malloc` that serves the program.
-    pub malloc: u64,
 }
 
 impl ExitScan {
@@ -667,7 +656,6 @@ impl ExitScan {
             sampled: (g(12), g(13)),
             own_overflow: g(14),
             at_call: g(15) == memtrace_format::kernel::EXIT_AT_CALL,
-            malloc: g(16),
         })
     }
 }
