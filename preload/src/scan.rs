@@ -417,7 +417,6 @@ pub fn at_exit() {
             sample_len,
             sys::own::OVERFLOW.load(Ordering::Relaxed),
             how,
-            crate::real::MALLOC.get() as u64,
         ],
     );
     let Some(log_fd) = writer::log_fd() else {
@@ -472,11 +471,10 @@ pub fn at_exit() {
     }
 }
 
-/// The running scanner: its pid and our ends of its pipes.
+/// The running scanner: its pid and our end of its output's pipe.
 struct Helper {
     pid: i64,
     out: c_int,
-    go: c_int,
 }
 
 /// The largest record the scanner may send, in values.
@@ -537,14 +535,12 @@ impl Helper {
         }
         // SAFETY: prctl with integer arguments; without Yama it fails harmlessly.
         unsafe { libc::syscall(libc::SYS_prctl, libc::PR_SET_PTRACER, pid, 0, 0, 0) };
-        let b = [b'g'];
-        // SAFETY: writes one byte from a local to our pipe.
-        unsafe { libc::syscall(libc::SYS_write, go[1], b.as_ptr(), 1usize) };
-        Some(Helper {
-            pid,
-            out: out[0],
-            go: go[1],
-        })
+        // The go: the end of the scanner's standard input. Closing, not
+        // writing: a scanner that is already gone must not earn the program a
+        // SIGPIPE.
+        // SAFETY: our own descriptor.
+        unsafe { close(go[1]) };
+        Some(Helper { pid, out: out[0] })
     }
 
     /// Writes the scanner's records into the log until it ends or the time
@@ -615,10 +611,7 @@ impl Helper {
             && sys_errno() == libc::EINTR
         {}
         // SAFETY: our own descriptors.
-        unsafe {
-            close(self.out);
-            close(self.go);
-        }
+        unsafe { close(self.out) };
         if !finished {
             done(status, started);
         }

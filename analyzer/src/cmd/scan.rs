@@ -3,8 +3,9 @@
 //! for people. It is that process's child; its standard input and output are
 //! pipes to the exiting thread, which waits.
 //!
-//! 1. Dies with the process (`PR_SET_PDEATHSIG`) and waits for the go byte
-//!    on standard input (sent once the process has allowed it to trace it).
+//! 1. Dies with the process (`PR_SET_PDEATHSIG`) and waits for the end of
+//!    standard input (the process closes it once it has allowed this process
+//!    to trace it).
 //! 2. Stops every other thread of the process ([`Stopped`]): their
 //!    stack pointers and registers.
 //! 3. Replays the process's log (`/proc/PPID/fd/FD`) for the blocks live now
@@ -31,8 +32,11 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // SAFETY: getppid has no arguments.
     let ppid = unsafe { libc::getppid() } as u32;
-    let mut go = [0u8; 1];
-    if ppid <= 1 || std::io::stdin().read(&mut go)? != 1 {
+    // The go is the end of standard input (the process closes its end once it
+    // has allowed this process to trace it).
+    let mut rest = Vec::new();
+    std::io::stdin().read_to_end(&mut rest)?;
+    if ppid <= 1 {
         anyhow::bail!("not started by a traced process");
     }
     let started = Instant::now();

@@ -90,13 +90,13 @@ fn lonely_preload(dir: &Path) -> std::path::PathBuf {
     lib
 }
 
-/// A scanner that is a shell script (`body`).
+/// A scanner that is a shell script (`body`): `/bin/sh`, which the process starts as
+/// `/bin/sh __scan ...` in its working directory `dir`, where `__scan` holds `body`.
+/// (Not a freshly written executable: another test thread forking while it is open for
+/// writing would make its exec fail with ETXTBSY.)
 fn fake_scanner(dir: &Path, body: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join("fake-scanner");
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+    std::fs::write(dir.join("__scan"), format!("{body}\n")).unwrap();
+    std::path::PathBuf::from("/bin/sh")
 }
 
 /// Runs scan_exit under `lib` with `env`, in `dir`; returns its exit status and report.
@@ -141,17 +141,17 @@ fn every_failure_is_named() {
     );
     // A scanner that ends without a result.
     let logs = tempfile::tempdir().unwrap();
-    let crash = fake_scanner(tools.path(), "exit 3");
+    let crash = fake_scanner(logs.path(), "exit 3");
     let (st, r) = run_with(
         logs.path(),
         &preload_lib(),
         &[("MEMTRACE_SCANNER", crash.to_str().unwrap())],
     );
-    assert!(st.success());
+    assert!(st.success(), "{st:?}");
     assert_eq!(reason(&r), "the scanner ended without a result");
     // A scanner that hangs is killed when the time is up, and the program exits.
     let logs = tempfile::tempdir().unwrap();
-    let hang = fake_scanner(tools.path(), "exec sleep 7771");
+    let hang = fake_scanner(logs.path(), "exec sleep 7771");
     let t0 = Instant::now();
     let (st, r) = run_with(
         logs.path(),
@@ -194,8 +194,7 @@ fn processes_with_arg(arg: &str) -> Vec<u32> {
 #[test]
 fn the_scanner_dies_with_its_process() {
     let logs = tempfile::tempdir().unwrap();
-    let tools = tempfile::tempdir().unwrap();
-    let hang = fake_scanner(tools.path(), "exec sleep 7772");
+    let hang = fake_scanner(logs.path(), "exec sleep 7772");
     let mut cmd = clean_command(fixture("scan_exit"));
     cmd.current_dir(logs.path())
         .env("LD_PRELOAD", preload_lib())
