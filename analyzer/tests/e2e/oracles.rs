@@ -2,7 +2,8 @@
 //! `tests/fixtures/oracle_*.c` are the cases of memcheck's and LeakSanitizer's own leak
 //! suites (stale stack slots at exit, other threads' registers, a blocked thread's dead
 //! frames, cycles, unaligned and interior pointers, a failed realloc, exit() from a second
-//! thread, threads that have ended, TLS, swapcontext stacks), each with memcheck's LEAK SUMMARY and loss records
+//! thread, threads that have ended, TLS, swapcontext stacks, programs whose malloc is
+//! jemalloc or tcmalloc), each with memcheck's LEAK SUMMARY and loss records
 //! in its header comment. Here memtrace's kinds must equal those figures, in total
 //! (`summary.leak_kinds`) and per allocating function, three ways: `memtrace run` then
 //! `memtrace report --format json`; `memtrace check --leak-kinds all --json`; and a plain
@@ -45,6 +46,8 @@ const FIXTURES: &[&str] = &[
     "oracle_thread_joined",
     "oracle_tls",
     "oracle_swapcontext",
+    "oracle_jemalloc",
+    "oracle_tcmalloc",
 ];
 
 /// The fixtures' allocation helpers: never the allocating function of a block.
@@ -465,6 +468,8 @@ oracle_tests! {
     thread_joined => "oracle_thread_joined",
     tls => "oracle_tls",
     swapcontext => "oracle_swapcontext",
+    jemalloc => "oracle_jemalloc",
+    tcmalloc => "oracle_tcmalloc",
 }
 
 // ---------------------------------------------------------------------------------------
@@ -540,6 +545,18 @@ fn memcheck_kinds(text: &str) -> Kinds {
     }
 }
 
+/// The extra valgrind options of fixture `name`'s header (`valgrind-flags: ...`).
+fn valgrind_flags(name: &str) -> Vec<String> {
+    let path = root().join("tests/fixtures").join(format!("{name}.c"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let header = &text[..text.find("*/").expect("a header comment")];
+    header
+        .lines()
+        .filter_map(|l| l.split_once("valgrind-flags:").map(|x| x.1))
+        .flat_map(|f| f.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
 /// valgrind on every fixture, as the headers say it was run: its loss records must be
 /// the headers'. Sequential (valgrind is slow and the machine small).
 #[test]
@@ -563,6 +580,7 @@ fn memcheck_agrees_with_the_headers() {
                 "--show-leak-kinds=all",
                 "--num-callers=40",
             ])
+            .args(valgrind_flags(name))
             .arg(fixture(name))
             .args(&args);
         let out = output_with_timeout(&mut cmd, std::time::Duration::from_secs(300));
