@@ -43,6 +43,7 @@ mod corrupt;
 mod dlopen;
 mod export;
 mod flamegraph;
+mod golden;
 mod heap;
 mod heuristics;
 mod hostile;
