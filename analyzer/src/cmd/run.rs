@@ -221,7 +221,20 @@ struct Found {
 /// A log's pid, parent pid, forked-from pid and start time; `None` for
 /// what is not a log, or is a snapshot.
 pub(super) fn read_header(path: &Path) -> Option<(u32, u32, u32, u64)> {
-    let f = File::open(path).ok()?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never through a symlink planted at a log's name.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    // A log is written by a process of this run, as this user; a file someone else
+    // owns (planted in a shared directory) is never taken for one.
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) cannot fail.
+    if f.metadata().ok()?.uid() != unsafe { libc::geteuid() } {
+        return None;
+    }
     let mut page = vec![0u8; HEADER_SIZE];
     f.read_exact_at(&mut page, 0).ok()?;
     let h = Header::parse(&page).ok()?;
@@ -248,6 +261,21 @@ fn find_logs(pat: &Pattern, child: u32, spawned: SystemTime) -> Vec<Found> {
             continue;
         }
         let path = entry.path();
+        {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid(2) cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if let Ok(m) = entry.metadata()
+                && m.uid() != me
+            {
+                eprintln!(
+                    "memtrace: warning: {} is not taken for a log of this run: it belongs to uid {}, not to uid {me}",
+                    path.display(),
+                    m.uid()
+                );
+                continue;
+            }
+        }
         let Some((pid, ppid, forked_from, start)) = read_header(&path) else {
             continue;
         };

@@ -124,3 +124,116 @@ fn setuid_program_is_not_traced() {
     assert_eq!(secure.stdout, plain.stdout, "same output");
     assert_eq!(secure_logs, plain_logs, "the setuid run wrote no log");
 }
+
+/// The user the planted-file test plants as (made when missing; needs root).
+const OTHER_USER: &str = "memtrace-e2e-other";
+
+/// The uid of OTHER_USER, made first when missing.
+fn other_uid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid,
+        0,
+        "this test plants a file as another user and needs root (CI runs as root)"
+    );
+    let id = |()| {
+        Command::new("id")
+            .args(["-u", OTHER_USER])
+            .output()
+            .unwrap()
+    };
+    let mut out = id(());
+    if !out.status.success() {
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(OTHER_USER)
+            .status()
+            .expect("run useradd");
+        assert!(made.success(), "useradd {OTHER_USER}");
+        out = id(());
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+// A log planted in a shared (sticky, world-writable) log directory by another user,
+// naming the run's own process as its parent, is not taken for one of the run's logs:
+// `memtrace run` says so and leaves the file alone (it would otherwise pack it, as root).
+#[test]
+fn planted_log_of_another_user_is_not_trusted() {
+    let uid = other_uid();
+    // A real log to plant: the heap fixture's, made elsewhere.
+    let src = tempfile::tempdir().unwrap();
+    run_with_output(&src.path().join("template.mtr"));
+    let mut planted = std::fs::read(src.path().join("template.mtr")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let pattern = dir.path().join("memtrace.%e.%p.mtr");
+    let child = crate::util::memtrace()
+        .arg("run")
+        .arg("-o")
+        .arg(&pattern)
+        .args(["--", "sh", "-c", "sleep 1; exec \"$0\""])
+        .arg(fixture("heap"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The run's child: the process the planted log names as its parent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let target = loop {
+        let task = format!("/proc/{}/task/{}/children", child.id(), child.id());
+        if let Some(pid) = std::fs::read_to_string(&task).ok().and_then(|t| {
+            t.split_whitespace()
+                .next()
+                .map(|p| p.parse::<u32>().unwrap())
+        }) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no child of memtrace run"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    use memtrace_format::hdr::off;
+    planted[off::PID..off::PID + 4].copy_from_slice(&4_000_000u32.to_le_bytes());
+    planted[off::PPID..off::PPID + 4].copy_from_slice(&target.to_le_bytes());
+    planted[off::START_REALTIME..off::START_REALTIME + 8].copy_from_slice(&now.to_le_bytes());
+    let path = dir.path().join("memtrace.sh.4000000.mtr");
+    std::fs::write(&path, &planted).unwrap();
+    std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
+    let out = crate::util::collect_output(child, Duration::from_secs(120), "memtrace run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{} is not taken for a log of this run: it belongs to uid {uid}",
+            path.display()
+        )),
+        "memtrace run does not name the planted file:\n{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        planted,
+        "the planted file was changed"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().uid(), uid);
+    // The run's own logs are there (sh's, sleep's, and the heap fixture's after sh's
+    // exec), and the heap fixture's is whole.
+    let own: Vec<_> = logs_in(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/memtrace.heap."))
+        .collect();
+    assert_eq!(own.len(), 1, "{own:?}\n{err}");
+    report(&own[0]).assert_leak("heap", "leak_malloc", 300, 3);
+}
