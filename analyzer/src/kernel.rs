@@ -320,7 +320,15 @@ pub fn append_records(path: &Path, mut events: Vec<(u64, u8, Vec<u64>)>) -> std:
     if n == 0 {
         return Ok(0);
     }
-    let f = OpenOptions::new().read(true).write(true).open(path)?;
+    let f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A log is never written through a symlink planted at its name.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?
+    };
     let mut word = [0u8; 8];
     f.read_exact_at(&mut word, off::RESERVED_END as u64)?;
     let reserved = u64::from_le_bytes(word).max(HEADER_SIZE as u64);

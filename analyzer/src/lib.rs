@@ -41,6 +41,7 @@ pub mod flame;
 pub mod inherit;
 pub mod kernel;
 pub mod log;
+pub mod outfile;
 pub mod pack;
 pub mod reach;
 pub mod render;

@@ -62,7 +62,6 @@
 //! | 0x42 | TORN | DT |
 //! | 0x43 | UNKNOWN | DT; MISC: tag |
 
-use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -757,7 +756,7 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
         path: tmp.clone(),
         source,
     };
-    let mut file = File::create(&tmp).map_err(io)?;
+    let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
     let result = pack(&log, &mut file).and_then(|mut s| {
         file.sync_all().map_err(|source| Error::Io {
             path: tmp.clone(),

@@ -82,7 +82,16 @@ pub fn take(
         path: p.to_owned(),
         source: e,
     };
-    std::fs::copy(log, &tmp).map_err(|e| io(e, log))?;
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut from = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(log)
+            .map_err(|e| io(e, log))?;
+        let mut to = crate::outfile::create_temp(&tmp).map_err(|e| io(e, &tmp))?;
+        std::io::copy(&mut from, &mut to).map_err(|e| io(e, &tmp))?;
+    }
     let mut made = fill(&tmp, frozen, heur);
     if pack
         && let Ok(Some(_)) = made

@@ -275,7 +275,7 @@ fn write_to(
         let mut out = io::stdout().lock();
         write(&mut out).and_then(|()| out.flush())
     } else {
-        let file = File::create(path)
+        let file = memtrace_analyzer::outfile::create_output(path, false)
             .with_context(|| format!("cannot create the {what} file {}", path.display()))?;
         let mut out = BufWriter::new(file);
         write(&mut out).and_then(|()| out.into_inner().map_err(|e| e.into_error())?.sync_all())

@@ -54,7 +54,7 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
     };
     match a.output.as_deref() {
         Some(path) if !to_stdout => {
-            std::fs::write(path, &bytes)
+            memtrace_analyzer::outfile::write_output(path, &bytes, false)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         _ => {

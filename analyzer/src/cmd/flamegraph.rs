@@ -102,6 +102,7 @@ pub fn write_svg(path: &Path, svg: &[u8]) -> anyhow::Result<bool> {
         }
         return Ok(false);
     }
-    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    memtrace_analyzer::outfile::write_output(path, svg, false)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)
 }

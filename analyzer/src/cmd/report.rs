@@ -91,7 +91,8 @@ fn write_html(
             _ => Ok(()),
         };
     }
-    std::fs::write(path, &page).with_context(|| format!("cannot write {}", path.display()))?;
+    memtrace_analyzer::outfile::write_output(path, page.as_ref(), false)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("memtrace: HTML report written to {}", path.display());
     Ok(())
 }

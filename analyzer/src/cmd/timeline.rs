@@ -1,7 +1,6 @@
 //! `memtrace timeline LOG [-o FILE]`: memory over time as an SVG chart
 //! (see `memtrace_analyzer::render::timeline`).
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -24,7 +23,7 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
             .and_then(|()| out.flush())
             .context("cannot write the chart to stdout")?;
     } else {
-        let f = File::create(&a.output)
+        let f = memtrace_analyzer::outfile::create_output(&a.output, false)
             .with_context(|| format!("cannot create {}", a.output.display()))?;
         let mut out = BufWriter::new(f);
         render::timeline::render(&report, &mut out)
