@@ -15,7 +15,7 @@
 //!    `--gen-suppressions` entries go to stderr or their own file.
 //! 5. Exit status, first that applies: 2 when memtrace failed (a log could
 //!    not be read, no log was written); the command's own status when it
-//!    failed; `--error-exitcode` (default [`DEFAULT_ERROR_EXITCODE`]) when a
+//!    failed; 2 ([`NOTHING_JUDGED`]) when no process was judged; `--error-exitcode` (default [`DEFAULT_ERROR_EXITCODE`]) when a
 //!    rule failed; else 0.
 
 use std::fs::File;
@@ -35,6 +35,11 @@ use crate::args::CheckArgs;
 /// Exit status when a rule fails, unless `--error-exitcode` says otherwise
 /// (LeakSanitizer's).
 pub const DEFAULT_ERROR_EXITCODE: u8 = 23;
+
+/// Exit status when no process was judged (every log skipped: replaced by
+/// exec, killed, not selected, its malloc not interposed): memtrace could
+/// not do its job, as when a log cannot be read.
+pub const NOTHING_JUDGED: u8 = 2;
 
 /// Default allowed peak growth over a baseline.
 const DEFAULT_PEAK_TOLERANCE: Tolerance = Tolerance::Percent(5.0);
@@ -433,6 +438,9 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
         2
     } else if let Some(st) = command_failed {
         super::run::exit_code(st)
+    } else if verdict.judged() == 0 {
+        // A gate that judged nothing never passes.
+        NOTHING_JUDGED
     } else if !verdict.passed() {
         s.error_exitcode
     } else {
@@ -446,9 +454,9 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             super::run::exit_code(st)
         );
     }
-    if verdict.judged() == 0 && !reports.is_empty() {
+    if verdict.judged() == 0 {
         eprintln!(
-            "memtrace check: warning: no process was judged (see the reasons above): the gate checked nothing"
+            "memtrace check: error: no process was judged (see the reasons above): the gate checked nothing, exit status {status}"
         );
     }
     let argv: Vec<String> = a

@@ -314,9 +314,13 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
         .iter()
         .map(|p| p.report.process.duration_ms / 1000.0)
         .sum();
+    // A gate that judged nothing is an error, in a test case of its own.
+    let nothing = v.judged() == 0;
+    let errors = usize::from(nothing);
+    let tests = tests + errors;
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let counts = format!(
-        "tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\""
+        "tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\""
     );
     s.push_str(&format!("<testsuites name=\"memtrace check\" {counts}>\n"));
     s.push_str(&format!("  <testsuite name=\"memtrace check\" {counts}>\n"));
@@ -324,6 +328,12 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
         "    <properties>\n      <property name=\"leak-kinds\" value=\"{}\"/>\n    </properties>\n",
         xml_escape(&kinds_arg(v.rules.counted_kinds()))
     ));
+    if nothing {
+        s.push_str(&format!(
+            "    <testcase classname=\"memtrace\" name=\"processes judged\" time=\"0.000\">\n      <error type=\"nothing-judged\" message=\"no process was judged: the gate checked nothing ({} skipped)\"/>\n    </testcase>\n",
+            v.processes.len()
+        ));
+    }
     let counting = counting(v);
     let mut seen: HashSet<String> = HashSet::new();
     for p in &v.processes {

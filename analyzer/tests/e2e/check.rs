@@ -104,6 +104,19 @@ fn check_gate(opts: &[&str], gate_args: &[&str]) -> (tempfile::TempDir, Checked)
     (dir, c)
 }
 
+/// [`check_gate`] with `--junit check.xml` in the run's directory.
+fn check_gate_junit(opts: &[&str], gate_args: &[&str]) -> (tempfile::TempDir, Checked) {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("check.xml");
+    let gate = fixture("gate");
+    let mut args: Vec<&str> = opts.to_vec();
+    args.extend_from_slice(&["--junit", junit.to_str().unwrap(), "--"]);
+    args.push(gate.to_str().unwrap());
+    args.extend_from_slice(gate_args);
+    let c = check_in(dir.path(), &args);
+    (dir, c)
+}
+
 /// The leaks of process `p` whose stack has `function`, summed (a call site the
 /// compiler duplicated is several stacks): `[(bytes, count, status)]`, one entry per
 /// status.
@@ -743,12 +756,22 @@ fn checks_existing_logs() {
 /// `--exe` judges only the matching processes.
 #[test]
 fn exe_selection() {
-    let (_d, c) = check_gate(&["--exe", "*/no-such-program"], &["items", "2"]);
-    c.assert_code(0);
+    // A gate that judged nothing never passes (issue 13): status 2, the reason in the
+    // summary and in JUnit as an error.
+    let (d, c) = check_gate_junit(&["--exe", "*/no-such-program"], &["items", "2"]);
+    c.assert_code(2);
     assert!(
-        c.stderr().contains("no process was judged"),
+        c.stderr().contains(
+            "memtrace check: error: no process was judged (see the reasons above): the gate checked nothing, exit status 2"
+        ),
         "{}",
         c.stderr()
+    );
+    let xml = std::fs::read_to_string(d.path().join("check.xml")).unwrap();
+    assert!(
+        xml.contains("errors=\"1\"")
+            && xml.contains("<error type=\"nothing-judged\" message=\"no process was judged: the gate checked nothing (1 skipped)\"/>"),
+        "{xml}"
     );
     let (_d, c) = check_gate(&["--exe", "gate"], &["items", "2"]);
     c.assert_code(FAILED);
