@@ -442,3 +442,138 @@ exec_hook!(execvp, real::EXECVP, real::ExecvFn, (path: *const c_char, argv: *con
 exec_hook!(execvpe, real::EXECVPE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
 exec_hook!(fexecve, real::FEXECVE, real::FexecveFn, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char), core::ptr::null());
 exec_hook!(execveat, real::EXECVEAT, real::ExecveatFn, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int), path);
+
+// The variadic execs, `execl(path, arg0, ..., NULL)`, `execlp(file, ...)`
+// and `execle(path, arg0, ..., NULL, envp)`: Rust cannot define a C-variadic
+// function, so a naked entry point spills the five argument registers after
+// `path` into its frame, just below the arguments the caller passed on the
+// stack, and hands both to [`exec_list`], which builds the argument vector
+// and goes on as `execv`, `execvp` or `execve` do (marking the log "exec").
+
+/// Which variadic exec an entry point is.
+const L_EXECL: usize = 0;
+const L_EXECLP: usize = 1;
+const L_EXECLE: usize = 2;
+
+/// The variadic arguments of an `execl*` call after `path`: the five that
+/// came in registers (`regs`), then those on the caller's stack (`stack`).
+struct VarArgs {
+    regs: *const usize,
+    stack: *const usize,
+}
+
+impl VarArgs {
+    /// Argument `i` (0: `arg0`).
+    ///
+    /// # Safety
+    /// The caller passed at least `i + 1` arguments after `path`.
+    unsafe fn get(&self, i: usize) -> usize {
+        // SAFETY: the first five are in the spilled registers, the rest on
+        // the caller's stack in order (System V x86-64 calling convention).
+        unsafe {
+            if i < 5 {
+                *self.regs.add(i)
+            } else {
+                *self.stack.add(i - 5)
+            }
+        }
+    }
+}
+
+/// Argument vectors of up to this many entries are built on the stack; longer
+/// ones in memtrace's own pages (never through the hooked allocator).
+const ARGV_ON_STACK: usize = 256;
+
+/// Builds the argument vector of an `execl*` call and execs.
+///
+/// # Safety
+/// Called only by the naked entry points below, with the arguments of a C
+/// call of `execl`, `execlp` or `execle` (a NULL-terminated list).
+unsafe extern "C" fn exec_list(
+    path: *const c_char,
+    regs: *const usize,
+    stack: *const usize,
+    which: usize,
+) -> c_int {
+    let va = VarArgs { regs, stack };
+    // SAFETY: the list is NULL-terminated (the caller's contract with exec).
+    let n = (0..).find(|&i| unsafe { va.get(i) } == 0).unwrap_or(0);
+    // execle's environment follows the NULL.
+    let envp = if which == L_EXECLE {
+        // SAFETY: execle's contract: the environment follows the terminator.
+        unsafe { va.get(n + 1) as *const *const c_char }
+    } else {
+        core::ptr::null()
+    };
+    let mut small = [core::ptr::null::<c_char>(); ARGV_ON_STACK];
+    let bytes = (n + 1) * core::mem::size_of::<*const c_char>();
+    let big = if n + 1 > ARGV_ON_STACK {
+        match crate::sys::alloc_pages(bytes) {
+            Some(p) => Some(p as *mut *const c_char),
+            None => {
+                // SAFETY: errno is this thread's own.
+                unsafe { *libc::__errno_location() = libc::E2BIG };
+                return -1;
+            }
+        }
+    } else {
+        None
+    };
+    let argv: *mut *const c_char = big.unwrap_or(small.as_mut_ptr());
+    for i in 0..=n {
+        // SAFETY: argv has n + 1 entries; argument i <= n exists (the
+        // terminator included).
+        unsafe { *argv.add(i) = va.get(i) as *const c_char };
+    }
+    // SAFETY: forwarding to the hooked execs with a NULL-terminated vector.
+    let r = unsafe {
+        match which {
+            L_EXECL => execv(path, argv),
+            L_EXECLP => execvp(path, argv),
+            _ => execve(path, argv, envp),
+        }
+    };
+    if let Some(p) = big {
+        crate::sys::free_pages(p as *mut u8, bytes);
+    }
+    r
+}
+
+macro_rules! exec_list_hook {
+    ($name:ident, $which:expr) => {
+        /// # Safety
+        /// As the C function of the same name (variadic: `path, arg0, ...,
+        /// NULL` and, for `execle`, `envp`).
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        #[unsafe(naked)]
+        pub unsafe extern "C" fn $name(path: *const c_char) -> c_int {
+            // rsp is 8 mod 16 at entry; 40 bytes of spilled registers make
+            // it 16-byte aligned for the call. The caller's stack arguments
+            // start at entry rsp + 8, i.e. rsp + 48 after the sub.
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "sub rsp, 40",
+                ".cfi_adjust_cfa_offset 40",
+                "mov [rsp], rsi",
+                "mov [rsp + 8], rdx",
+                "mov [rsp + 16], rcx",
+                "mov [rsp + 24], r8",
+                "mov [rsp + 32], r9",
+                "mov rsi, rsp",
+                "lea rdx, [rsp + 48]",
+                "mov ecx, {which}",
+                "call {imp}",
+                "add rsp, 40",
+                ".cfi_adjust_cfa_offset -40",
+                "ret",
+                ".cfi_endproc",
+                which = const $which,
+                imp = sym exec_list,
+            )
+        }
+    };
+}
+
+exec_list_hook!(execl, L_EXECL);
+exec_list_hook!(execlp, L_EXECLP);
+exec_list_hook!(execle, L_EXECLE);

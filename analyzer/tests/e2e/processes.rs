@@ -280,3 +280,38 @@ fn sigkill_signal_via_run() {
     r.assert_ended("abnormal");
     r.assert_leak("heap", "kill_leak_site", 4000, 4);
 }
+
+// The variadic execs (execl, execlp, execle, with arguments on the stack) are followed
+// like the others: the first image's log ends "exec" with its own leak, the new image
+// got exactly its 7 arguments (else it exits 3) and writes its own log.
+#[test]
+fn variadic_execs_are_followed() {
+    for how in ["execl", "execlp", "execle"] {
+        let t = trace_pattern("exec_list", &[how], "log.%p.mtr");
+        t.assert_exit(0);
+        let logs = t.logs();
+        assert_eq!(logs.len(), 2, "{how}: one log per image: {logs:?}");
+        let reports: Vec<_> = logs.iter().map(|l| report(l)).collect();
+        let ended = |r: &crate::util::Report| r.process("ended").as_str().unwrap().to_owned();
+        let first = reports
+            .iter()
+            .find(|r| ended(r) == "exec")
+            .unwrap_or_else(|| panic!("{how}: no log ended by exec"));
+        let second = reports
+            .iter()
+            .find(|r| ended(r) == "exit")
+            .unwrap_or_else(|| panic!("{how}: no log ended by exit"));
+        first.assert_complete();
+        first.assert_leak("heap", "leak_before", 123, 1);
+        first.assert_heap_leaked(123, 1);
+        assert!(!first.summary_bool("ended_abnormally"), "{how}");
+        second.assert_complete();
+        second.assert_leak("heap", "leak_after", 321, 1);
+        second.assert_heap_leaked(321, 1);
+        assert_eq!(
+            pid_of(first.process("pid")),
+            pid_of(second.process("pid")),
+            "{how}: exec keeps the pid"
+        );
+    }
+}
