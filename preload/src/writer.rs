@@ -119,12 +119,28 @@ pub fn active() -> bool {
 /// O_NOFOLLOW, mode 0600, and maps its header. Tries `path.1`, `path.2`, ...
 /// when the name is taken. Returns false if no log could be created.
 pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
+    // A taken name gets ".N" before its extension (`app.12.1.mtr`), so that
+    // globs on the extension still find it; a name without one gets it at
+    // the end.
+    let mut orig = [0u8; 4096];
+    if len > orig.len() || len > path.len() {
+        return false;
+    }
+    orig[..len].copy_from_slice(&path[..len]);
+    let base = orig[..len]
+        .iter()
+        .rposition(|&c| c == b'/')
+        .map_or(0, |i| i + 1);
+    let dot = orig[base..len]
+        .iter()
+        .rposition(|&c| c == b'.')
+        .filter(|&i| i > 0)
+        .map_or(len, |i| base + i);
     let mut fd = -1;
     let mut n = 0;
     while n < 100 {
         let mut l = len;
         if n > 0 {
-            // Append ".N".
             let mut digits = [0u8; 3];
             let mut k = 0;
             let mut v = n;
@@ -133,9 +149,10 @@ pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
                 v /= 10;
                 k += 1;
             }
-            if l + 1 + k + 1 > path.len() {
+            if len + 1 + k + 1 > path.len() {
                 return false;
             }
+            l = dot;
             path[l] = b'.';
             l += 1;
             while k > 0 {
@@ -143,6 +160,8 @@ pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
                 path[l] = digits[k];
                 l += 1;
             }
+            path[l..l + (len - dot)].copy_from_slice(&orig[dot..len]);
+            l += len - dot;
         }
         path[l] = 0;
         // SAFETY: `path` is NUL-terminated at `l`; openat does not retain it.

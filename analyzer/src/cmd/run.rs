@@ -122,6 +122,17 @@ struct Pattern {
     file: Vec<Tok>,
 }
 
+/// `name` without the `.N` the preload puts before the extension of a taken
+/// name (`app.12.1.mtr` -> `app.12.mtr`); `None` when it has none.
+fn without_taken_suffix(name: &str) -> Option<String> {
+    let dot = name.rfind('.')?;
+    let (stem, ext) = name.split_at(dot);
+    let n = stem.rfind('.')?;
+    let digits = &stem[n + 1..];
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{}{ext}", &stem[..n]))
+}
+
 impl Pattern {
     fn parse(pattern: &str, cwd: &Path) -> anyhow::Result<Pattern> {
         let p = Path::new(pattern);
@@ -171,8 +182,15 @@ impl Pattern {
         })
     }
 
-    /// Does `name` fit the pattern (plus an optional `.N` suffix)?
+    /// Does `name` fit the pattern, with an optional `.N` before its
+    /// extension (`app.12.1.mtr`: the preload's name when `app.12.mtr` was
+    /// taken) or, as older versions named it, at its end (`app.12.mtr.1`)?
     fn matches(&self, name: &str) -> bool {
+        self.matches_exactly(name)
+            || without_taken_suffix(name).is_some_and(|n| self.matches_exactly(&n))
+    }
+
+    fn matches_exactly(&self, name: &str) -> bool {
         fn m(toks: &[Tok], s: &str) -> bool {
             match toks.split_first() {
                 None => {
@@ -591,6 +609,8 @@ mod tests {
         assert!(p.matches("memtrace.ls.123.mtr"));
         assert!(p.matches("memtrace.my.prog.123.mtr"));
         assert!(p.matches("memtrace.ls.123.mtr.2"));
+        assert!(p.matches("memtrace.ls.123.2.mtr"));
+        assert!(!p.matches("memtrace.ls.123.x.mtr"));
         assert!(!p.matches("memtrace.ls.x12.mtr"));
         assert!(!p.matches("memtrace..123.mtr"));
         assert!(!p.matches("memtrace.ls.123.mtr.tmp"));

@@ -95,7 +95,7 @@ fn fork_child_gets_own_log() {
     );
 }
 
-// exec writes a second log for the new image (same pid, ".1" appended to the taken name);
+// exec writes a second log for the new image (same pid, ".1" put before the taken name's extension);
 // the first log ends with "exec" and keeps its own leak.
 #[test]
 fn exec_writes_two_logs() {
@@ -122,7 +122,7 @@ fn exec_writes_two_logs() {
     names.sort();
     assert_eq!(
         names,
-        [format!("log.{pid}.mtr"), format!("log.{pid}.mtr.1")]
+        [format!("log.{pid}.1.mtr"), format!("log.{pid}.mtr")]
     );
     assert_eq!(
         file_name(&first.log),
@@ -314,4 +314,29 @@ fn variadic_execs_are_followed() {
             "{how}: exec keeps the pid"
         );
     }
+}
+
+// A program that re-execs itself takes the default name twice (same executable name,
+// same pid): the second log gets ".1" before the extension, so the README's glob
+// `memtrace.exec_list.*.mtr` finds both and the gate judges the new image (the first is
+// skipped as replaced by exec) and fails on its leak.
+#[test]
+fn a_re_exec_is_found_by_the_glob() {
+    let t = trace_pattern("exec_list", &["execl"], "memtrace.%e.%p.mtr");
+    t.assert_exit(0);
+    let globbed: Vec<std::path::PathBuf> = t
+        .logs()
+        .into_iter()
+        .filter(|p| {
+            let n = file_name(p);
+            n.starts_with("memtrace.exec_list.") && n.ends_with(".mtr")
+        })
+        .collect();
+    assert_eq!(globbed.len(), 2, "{:?}", t.logs());
+    let mut cmd = crate::util::memtrace();
+    cmd.args(["check", "--leak-kinds", "all"]).args(&globbed);
+    let out = crate::util::output_with_timeout(&mut cmd, crate::util::TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(23), "{err}");
+    assert!(err.contains("1 process judged of 2, 1 failed"), "{err}");
 }

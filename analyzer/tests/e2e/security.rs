@@ -34,8 +34,8 @@ fn planted_symlink_is_not_followed() {
             .file_type()
             .is_symlink()
     );
-    let real = dir.path().join("fixed.mtr.1");
-    let meta = std::fs::metadata(&real).expect("the log went to fixed.mtr.1");
+    let real = dir.path().join("fixed.1.mtr");
+    let meta = std::fs::metadata(&real).expect("the log went to fixed.1.mtr");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "log mode");
     report(&real).assert_leak("heap", "leak_malloc", 300, 3);
 }
@@ -46,14 +46,14 @@ fn existing_file_is_not_overwritten() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("taken.mtr");
     std::fs::write(&log, b"someone else's").expect("write file");
-    std::fs::write(dir.path().join("taken.mtr.1"), b"and this").expect("write file");
+    std::fs::write(dir.path().join("taken.1.mtr"), b"and this").expect("write file");
     run_with_output(&log);
     assert_eq!(std::fs::read(&log).expect("read"), b"someone else's");
     assert_eq!(
-        std::fs::read(dir.path().join("taken.mtr.1")).expect("read"),
+        std::fs::read(dir.path().join("taken.1.mtr")).expect("read"),
         b"and this"
     );
-    report(&dir.path().join("taken.mtr.2")).assert_leak("heap", "leak_malloc", 300, 3);
+    report(&dir.path().join("taken.2.mtr")).assert_leak("heap", "leak_malloc", 300, 3);
 }
 
 // A setuid program (AT_SECURE) is not traced: the preload touches no file. The dynamic
