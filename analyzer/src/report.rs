@@ -281,6 +281,9 @@ pub struct Summary {
     /// The program's `malloc` is not libmemtrace's (an executable with its own
     /// allocator comes first in symbol lookup): its heap calls were not seen.
     pub malloc_not_interposed: bool,
+    /// Recording stopped at the process's file-size limit (`RLIMIT_FSIZE`):
+    /// the events after it are in `events_lost`.
+    pub file_size_limit: bool,
     /// Stacks compared with libgcc's unwinder (`MEMTRACE_VERIFY_UNWIND`).
     pub unwind_checked: u64,
     /// Of those, the stacks where the two unwinders disagreed.
@@ -696,6 +699,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         nested_hooks: header.nested_hooks as u64,
         malloc_not_interposed: header.flags & memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED
             != 0,
+        file_size_limit: header.flags & memtrace_format::hdr::flag::FILE_SIZE_LIMIT != 0,
         unwind_checked: header.unwind_checked as u64,
         unwind_mismatched: header.unwind_mismatched as u64,
         sample_interval: header.sample_interval,

@@ -83,6 +83,10 @@ pub mod flag {
     /// before it in symbol lookup (an executable with a statically linked
     /// allocator) defines it, so heap calls bypass the recorder.
     pub const MALLOC_NOT_INTERPOSED: u32 = 1;
+    /// Recording stopped short: extending the log would have passed the
+    /// process's file-size limit (`RLIMIT_FSIZE`, which would raise
+    /// `SIGXFSZ`); what came after is counted in EVENTS_LOST.
+    pub const FILE_SIZE_LIMIT: u32 = 2;
 }
 
 /// The decoded file header.

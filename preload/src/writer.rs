@@ -248,8 +248,33 @@ fn sys_errno() -> c_int {
     unsafe { *libc::__errno_location() }
 }
 
+/// Whether a file may grow to `end` bytes under the process's file-size
+/// limit (`RLIMIT_FSIZE`): growing past it would raise `SIGXFSZ`, which
+/// kills a program that does not expect it. A failed query allows it.
+fn within_file_size_limit(end: usize) -> bool {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on this process, reading only, into our own struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_FSIZE,
+            core::ptr::null::<libc::rlimit64>(),
+            &mut lim as *mut libc::rlimit64,
+        )
+    };
+    r != 0 || lim.rlim_cur == libc::RLIM64_INFINITY || end as u64 <= lim.rlim_cur
+}
+
 /// Makes sure [off, off+len) of the file exists and has disk blocks.
 fn extend(fd: c_int, off: usize, len: usize) -> bool {
+    if !within_file_size_limit(off + len) {
+        set_flags(memtrace_format::hdr::flag::FILE_SIZE_LIMIT);
+        return false;
+    }
     // SAFETY: fallocate on our own descriptor; it never shrinks the file.
     let r = unsafe { libc::syscall(libc::SYS_fallocate, fd, 0, off as i64, len as i64) };
     if r == 0 {

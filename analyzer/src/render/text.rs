@@ -118,6 +118,11 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
             plural(s.events_lost, "event", "events")
         ));
     }
+    if s.file_size_limit {
+        notes.push(
+            "recording stopped when the log reached the process's file-size limit (RLIMIT_FSIZE, ulimit -f): what came after is counted as lost events".to_owned(),
+        );
+    }
     if s.truncated {
         notes.push("the log is truncated: only what it holds is reported".to_owned());
     }

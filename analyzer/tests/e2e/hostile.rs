@@ -186,3 +186,44 @@ fn sparse_gigabyte_of_empty_slots() {
     assert_eq!(code, Some(0));
     assert!(rss_kib < 32 * 1024, "peaked at {rss_kib} KiB");
 }
+
+// A program under its own file-size limit (RLIMIT_FSIZE) runs as bare: no SIGXFSZ when the
+// log would pass the limit (exit 0, not 153), its own file intact; recording stops, the log
+// stays within the limit, and the report names why and counts what was lost.
+#[test]
+fn file_size_limit_does_not_kill_the_program() {
+    let t = crate::util::trace("fsize_limit", &[] as &[&str]);
+    assert_eq!(
+        t.output.status.code(),
+        Some(0),
+        "fsize_limit under the preload: {:?}\n{}",
+        t.output.status,
+        String::from_utf8_lossy(&t.output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(t.dir.path().join("own.txt")).unwrap(),
+        b"sixteen bytes!!\n"
+    );
+    let log = t.only_log();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size <= 256 * 1024, "the log passed the limit: {size} bytes");
+    let r = crate::util::report(&log);
+    assert!(r.summary_bool("file_size_limit"), "file_size_limit not set");
+    let lost = r.summary("events_lost");
+    let recorded = r.summary("allocations") + r.summary("frees");
+    assert!(lost > 0, "no event counted as lost");
+    // Every malloc and free is either recorded or counted lost (a few more events of the
+    // start-up and exit are counted too).
+    assert!(
+        recorded + lost >= 400_000,
+        "recorded {recorded} + lost {lost} < 400,000"
+    );
+    let mut cmd = crate::util::memtrace();
+    cmd.arg("report").arg(&log);
+    let out = crate::util::output_with_timeout(&mut cmd, crate::util::TIMEOUT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("recording stopped when the log reached the process's file-size limit"),
+        "{text}"
+    );
+}
