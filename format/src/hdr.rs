@@ -87,6 +87,10 @@ pub mod flag {
     /// process's file-size limit (`RLIMIT_FSIZE`, which would raise
     /// `SIGXFSZ`); what came after is counted in EVENTS_LOST.
     pub const FILE_SIZE_LIMIT: u32 = 2;
+    /// The program installed its own handler for memtrace's snapshot signal
+    /// (sigaction or signal): memtrace's is gone, `memtrace snapshot` must
+    /// not send it.
+    pub const SNAPSHOT_SIGNAL_TAKEN: u32 = 4;
 }
 
 /// The decoded file header.

@@ -577,3 +577,34 @@ macro_rules! exec_list_hook {
 exec_list_hook!(execl, L_EXECL);
 exec_list_hook!(execlp, L_EXECLP);
 exec_list_hook!(execle, L_EXECLE);
+
+/// # Safety
+/// As `sigaction(2)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn sigaction(
+    sig: c_int,
+    act: *const libc::sigaction,
+    old: *mut libc::sigaction,
+) -> c_int {
+    let Some(f) = next!(real::SIGACTION, real::SigactionFn) else {
+        return -1;
+    };
+    if !act.is_null() {
+        // SAFETY: a non-null `act` points to the caller's sigaction struct.
+        crate::snapshot::program_sets_handler(sig, unsafe { (*act).sa_sigaction });
+    }
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { f(sig, act, old) }
+}
+
+/// # Safety
+/// As `signal(3)`.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    let Some(f) = next!(real::SIGNAL, real::SignalFn) else {
+        return libc::SIG_ERR;
+    };
+    crate::snapshot::program_sets_handler(sig, handler);
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { f(sig, handler) }
+}

@@ -23,6 +23,9 @@ pub type SbrkFn = unsafe extern "C" fn(isize) -> *mut c_void;
 pub type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type ForkFn = unsafe extern "C" fn() -> libc::pid_t;
+pub type SigactionFn =
+    unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+pub type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
 pub type ExecveFn =
     unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 pub type ExecvFn = unsafe extern "C" fn(*const c_char, *const *const c_char) -> c_int;
@@ -83,6 +86,8 @@ pub static EXECVP: Slot = Slot::new();
 pub static EXECVPE: Slot = Slot::new();
 pub static FEXECVE: Slot = Slot::new();
 pub static EXECVEAT: Slot = Slot::new();
+pub static SIGACTION: Slot = Slot::new();
+pub static SIGNAL: Slot = Slot::new();
 
 /// 0: not resolved, 1: resolving (dlsym's own allocations go to the bootstrap buffer), 2: done.
 static STATE: AtomicU8 = AtomicU8::new(0);
@@ -149,6 +154,8 @@ pub fn resolve() {
     set(&EXECVPE, c"execvpe", 0);
     set(&FEXECVE, c"fexecve", 0);
     set(&EXECVEAT, c"execveat", 0);
+    set(&SIGACTION, c"sigaction", 0);
+    set(&SIGNAL, c"signal", 0);
     STATE.store(2, Ordering::Release);
 }
 

@@ -76,6 +76,17 @@ pub fn init_signal(v: Option<&[u8]>, run_pid: Option<&[u8]>) {
     }
 }
 
+/// Called by the `sigaction` and `signal` hooks before the program changes
+/// the disposition of `sig`: when it is the snapshot signal and the new
+/// handler is not ours, snapshots are off and the log says so.
+pub fn program_sets_handler(sig: i32, handler: usize) {
+    let ours = SIGNAL.load(Ordering::Relaxed);
+    if ours != 0 && sig == ours && handler != on_signal as *const () as usize {
+        SIGNAL.store(0, Ordering::Relaxed);
+        crate::writer::set_flags(memtrace_format::hdr::flag::SNAPSHOT_SIGNAL_TAKEN);
+    }
+}
+
 extern "C" fn on_signal(_sig: i32, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno, valid for its life.
     let errno = unsafe { libc::__errno_location() };

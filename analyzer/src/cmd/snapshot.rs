@@ -202,6 +202,19 @@ fn catches(pid: u32, sig: i32) -> bool {
         .is_some_and(|m| m & (1u64 << (sig - 1)) != 0)
 }
 
+/// Whether the log says the program took the snapshot signal over (header
+/// flag `SNAPSHOT_SIGNAL_TAKEN`, set by the preload's sigaction hook).
+fn snapshot_signal_taken(log: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(f) = std::fs::File::open(log) else {
+        return false;
+    };
+    let mut page = vec![0u8; memtrace_format::HEADER_SIZE];
+    f.read_exact_at(&mut page, 0).is_ok()
+        && memtrace_format::hdr::Header::parse(&page)
+            .is_ok_and(|h| h.flags & memtrace_format::hdr::flag::SNAPSHOT_SIGNAL_TAKEN != 0)
+}
+
 /// Whether `p` is a memtrace log of process `pid` (not a snapshot).
 fn is_log_of(p: &Path, pid: u32) -> bool {
     super::run::read_header(p).is_some_and(|h| h.0 == pid)
@@ -240,6 +253,11 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
     if sig <= 0 {
         bail!(
             "process {pid} was not started with snapshots on (memtrace run --snapshot-signal; `none` turns them off)"
+        );
+    }
+    if snapshot_signal_taken(&log) {
+        bail!(
+            "process {pid} installed its own handler for signal {sig}, memtrace's snapshot signal: memtrace's handler is gone; not sending it"
         );
     }
     if !catches(pid, sig) {

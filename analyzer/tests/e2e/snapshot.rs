@@ -475,3 +475,32 @@ fn snapshot_refuses_untraced_processes() {
     let e = fail(u32::MAX / 2);
     assert!(e.contains("no process"), "{e}");
 }
+
+/// A program that takes memtrace's snapshot signal over with a handler of its own
+/// (sigaction) is not sent it: `memtrace snapshot` refuses at once, with the reason, and
+/// the program goes on serving.
+#[test]
+fn snapshot_refuses_a_program_that_took_the_signal() {
+    let mut s = Server::start(&["--snapshot-signal", "USR2"]);
+    s.requests(1);
+    s.say("take", "taken");
+    let out = output_with_timeout(memtrace().arg("snapshot").arg(s.pid.to_string()), TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "process {} installed its own handler for signal {}, memtrace's snapshot signal: memtrace's handler is gone; not sending it",
+            s.pid,
+            libc::SIGUSR2
+        )),
+        "{err}"
+    );
+    s.requests(1);
+    let (_, dir) = s.quit();
+    assert!(
+        !logs_in(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".snap")),
+        "no snapshot was taken"
+    );
+}
