@@ -133,8 +133,7 @@ fn other_uid() -> u32 {
     // SAFETY: geteuid(2) cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        euid,
-        0,
+        euid, 0,
         "this test plants a file as another user and needs root (CI runs as root)"
     );
     let id = |()| {
