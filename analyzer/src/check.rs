@@ -415,6 +415,9 @@ impl Skip {
     pub fn reason(&self, r: &Report) -> String {
         match self {
             Skip::Exec => "replaced by exec (its heap went with it)".into(),
+            Skip::Abnormal if r.process.ended == Ended::Running => {
+                "still running (its log is still being written): leaks not judged".into()
+            }
             Skip::Abnormal => match r.process.signal {
                 Some(sig) => format!("killed by signal {sig} before its exit: leaks not judged"),
                 None => "did not reach its exit (killed or crashed): leaks not judged".into(),
@@ -804,7 +807,7 @@ fn skip(r: &Report, select: &[String]) -> Option<Skip> {
     }
     match r.process.ended {
         Ended::Exec => Some(Skip::Exec),
-        Ended::Abnormal | Ended::Snapshot => Some(Skip::Abnormal),
+        Ended::Abnormal | Ended::Snapshot | Ended::Running => Some(Skip::Abnormal),
         Ended::Exit | Ended::UnderscoreExit => None,
     }
 }

@@ -43,6 +43,9 @@ pub enum Error {
     /// A packed log is damaged, or a log could not be packed.
     #[error("{}: packed log: {why}", path.display())]
     Pack { path: PathBuf, why: String },
+    /// A raw log whose writer is still running (see [`crate::live`]).
+    #[error("{} is still being written by pid {pid}", path.display())]
+    Live { path: PathBuf, pid: u32 },
     /// A fork child's inheritance could not be found: its parent's log is
     /// missing, or unreadable ([`crate::inherit`]).
     #[error("{}: {why}", path.display())]

@@ -751,6 +751,13 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
             why: "already packed".into(),
         });
     }
+    // Packing a log its writer still appends to would lose the later events.
+    if let Some(pid) = crate::live::writer(src, &log.header()?) {
+        return Err(Error::Live {
+            path: src.to_owned(),
+            pid,
+        });
+    }
     let tmp = dst.with_extension("packing");
     let io = |source| Error::Io {
         path: tmp.clone(),

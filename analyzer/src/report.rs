@@ -210,6 +210,8 @@ pub enum Ended {
     Abnormal,
     /// Still running: a snapshot taken while it ran (`memtrace snapshot`).
     Snapshot,
+    /// Still running: the log is still being written (see [`crate::live`]).
+    Running,
 }
 
 impl Ended {
@@ -221,6 +223,7 @@ impl Ended {
             Ended::Exec => "exec",
             Ended::Abnormal => "abnormal",
             Ended::Snapshot => "snapshot",
+            Ended::Running => "running",
         }
     }
 }
@@ -566,11 +569,14 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     }
 
     let state = ExitHow::from_u32(header.state);
+    // A raw log whose writer still runs: not an abnormal end.
+    let live = !log.is_packed() && crate::live::writer(log.path(), &header).is_some();
     let ended = match state {
         Some(ExitHow::Exit) => Ended::Exit,
         Some(ExitHow::UnderscoreExit) => Ended::UnderscoreExit,
         Some(ExitHow::Exec) => Ended::Exec,
         Some(ExitHow::Running) | None if header.snapshot_at != 0 => Ended::Snapshot,
+        Some(ExitHow::Running) | None if live => Ended::Running,
         Some(ExitHow::Running) | None => Ended::Abnormal,
     };
     let (mut exit_status, mut signal) = (None, None);

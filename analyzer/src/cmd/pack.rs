@@ -31,10 +31,24 @@ pub fn run(a: &PackArgs) -> anyhow::Result<u8> {
         match pack_one(log) {
             Ok(line) => eprintln!("memtrace: packed {}: {line}", log.display()),
             Err(e) => {
-                eprintln!("memtrace: error: {e:#}");
+                match live_pid(&e) {
+                    Some(pid) => eprintln!(
+                        "memtrace pack: {} is still being written by pid {pid}: not packed",
+                        log.display()
+                    ),
+                    None => eprintln!("memtrace: error: {e:#}"),
+                }
                 failed = true;
             }
         }
     }
     Ok(if failed { 2 } else { 0 })
+}
+
+/// The writer's pid when packing failed because the log is still written.
+fn live_pid(e: &anyhow::Error) -> Option<u32> {
+    match e.downcast_ref::<memtrace_analyzer::error::Error>() {
+        Some(memtrace_analyzer::error::Error::Live { pid, .. }) => Some(*pid),
+        _ => None,
+    }
 }

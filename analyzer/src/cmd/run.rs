@@ -29,6 +29,7 @@
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
+use memtrace_analyzer::live::process_alive;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -367,17 +368,6 @@ fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
     let flags = u32::from_le_bytes(flags) | 1;
     f.write_all_at(&flags.to_le_bytes(), off::RUN_FLAGS as u64)?;
     Ok(())
-}
-
-/// Whether process `pid` still exists (a zombie counts as ended).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
 }
 
 /// What [`trace`] is asked to do.

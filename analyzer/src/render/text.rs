@@ -84,6 +84,12 @@ pub(crate) fn how_ended(p: &Process) -> String {
         },
         Ended::Abnormal => "abnormally".to_owned(),
         Ended::Snapshot => "not yet: it still ran at this snapshot".to_owned(),
+        Ended::Running => {
+            return format!(
+                "still running (pid {}), {:.3} ms logged so far",
+                p.pid, p.duration_ms
+            );
+        }
     };
     let mut how = ended;
     // After an exec, the status is the new image's: the process went on.
@@ -111,6 +117,12 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
         notes.push(
             "the run ended abnormally (crash, abort or kill): everything recorded before is reported".to_owned(),
         );
+    }
+    if r.process.ended == Ended::Running {
+        notes.push(format!(
+            "pid {} is still running: only what it logged so far is reported",
+            r.process.pid
+        ));
     }
     if s.events_lost > 0 {
         notes.push(format!(

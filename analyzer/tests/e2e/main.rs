@@ -17,6 +17,7 @@
 //! - `libc`: libc's own allocations are not leaks
 //! - `corrupt`: damaged and truncated logs
 //! - `kernel`: the kernel's view (RSS/PSS/USS samples, mapping tables, the gap) and `memtrace timeline`
+//! - `live`: logs still being written: pack refuses them, report says still running
 //! - `hostile`: huge logs (millions of events, a sparse gigabyte) in bounded memory
 //! - `check`: `memtrace check`, the CI leak gate: rules, config, suppressions, baseline, JUnit
 //! - `flamegraph`: `memtrace flamegraph` (every metric, SVGs parsed) and `memtrace diff` (JSON, text, differential SVG)
@@ -52,6 +53,7 @@ mod inherit;
 mod kernel;
 mod languages;
 mod libc;
+mod live;
 mod lost;
 mod mapping;
 mod oracles;
