@@ -21,7 +21,6 @@
 //! The analyzer side collects them back into a [`KernelView`].
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -320,15 +319,7 @@ pub fn append_records(path: &Path, mut events: Vec<(u64, u8, Vec<u64>)>) -> std:
     if n == 0 {
         return Ok(0);
     }
-    let f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A log is never written through a symlink planted at its name.
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?
-    };
+    let f = crate::outfile::open_log_for_update(path)?;
     let mut word = [0u8; 8];
     f.read_exact_at(&mut word, off::RESERVED_END as u64)?;
     let reserved = u64::from_le_bytes(word).max(HEADER_SIZE as u64);

@@ -64,6 +64,16 @@ pub fn create_output(path: &Path, private: bool) -> io::Result<File> {
         })
 }
 
+/// Opens the existing log `path` to update it in place (read and write),
+/// never through a symlink planted at its name.
+pub fn open_log_for_update(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Writes `bytes` to the output file `path` (see [`create_output`]).
 pub fn write_output(path: &Path, bytes: &[u8], private: bool) -> io::Result<()> {
     use std::io::Write;

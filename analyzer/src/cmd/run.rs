@@ -32,7 +32,7 @@
 use memtrace_analyzer::live::process_alive;
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -353,15 +353,7 @@ fn lifetime(path: &Path) -> Option<(u64, u64)> {
 
 /// Stores the raw wait status: status first, then the flag that validates it.
 fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
-    let f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A log is never written through a symlink planted at its name.
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?
-    };
+    let f = memtrace_analyzer::outfile::open_log_for_update(path)?;
     f.write_all_at(&status.to_le_bytes(), off::RUN_WAIT_STATUS as u64)?;
     let mut flags = [0u8; 4];
     f.read_exact_at(&mut flags, off::RUN_FLAGS as u64)?;
