@@ -287,6 +287,17 @@ pub struct Summary {
     /// Recording stopped at the process's file-size limit (`RLIMIT_FSIZE`):
     /// the events after it are in `events_lost`.
     pub file_size_limit: bool,
+    /// The program closed memtrace's log descriptor or reused its number:
+    /// the log was opened again by its path (`events_lost` has what fell
+    /// in between).
+    pub log_fd_replaced: bool,
+    /// The program installed a seccomp filter: memtrace recorded without
+    /// system calls of its own from then on, into a reserve of fixed size
+    /// (what did not fit is in `events_lost`).
+    pub seccomp_filter: bool,
+    /// The program unmapped or mapped over memory memtrace uses: recording
+    /// stopped (`events_lost` has what came after).
+    pub mapping_clobbered: bool,
     /// Stacks compared with libgcc's unwinder (`MEMTRACE_VERIFY_UNWIND`).
     pub unwind_checked: u64,
     /// Of those, the stacks where the two unwinders disagreed.
@@ -706,6 +717,9 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         malloc_not_interposed: header.flags & memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED
             != 0,
         file_size_limit: header.flags & memtrace_format::hdr::flag::FILE_SIZE_LIMIT != 0,
+        log_fd_replaced: header.flags & memtrace_format::hdr::flag::LOG_FD_REPLACED != 0,
+        seccomp_filter: header.flags & memtrace_format::hdr::flag::SECCOMP != 0,
+        mapping_clobbered: header.flags & memtrace_format::hdr::flag::MAPPING_CLOBBERED != 0,
         unwind_checked: header.unwind_checked as u64,
         unwind_mismatched: header.unwind_mismatched as u64,
         sample_interval: header.sample_interval,

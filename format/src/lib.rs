@@ -212,6 +212,9 @@ pub const MAX_RECORD: usize = u16::MAX as usize;
 /// Most frames a STACK record carries; deeper stacks are truncated
 /// (outermost frames dropped) and the analyzer marks them.
 pub const MAX_FRAMES: usize = 512;
+/// Log space the preload reserves when the program installs a seccomp
+/// filter: all it can record from then on (see `hdr::flag::SECCOMP`).
+pub const SANDBOX_RESERVE: usize = 16 << 20;
 
 /// Record tags.
 pub mod tag {

@@ -204,8 +204,13 @@ unsafe extern "C" fn after_fork_child() {
     if !thread::ENABLED.load(Ordering::Acquire) {
         return;
     }
-    let parent = sys::getppid();
     thread::ENABLED.store(false, Ordering::Release);
+    if crate::sandbox::active() {
+        // A log of its own would need the system calls the filter forbids:
+        // the child is not traced (and never writes into the parent's log).
+        return;
+    }
+    let parent = sys::getppid();
     thread::after_fork_child();
     writer::forget_log();
     stacks::reset();
@@ -231,13 +236,16 @@ pub fn finish(how: ExitHow, status: c_int) {
         return;
     }
     record::marker(|b, t| encode::freeres(b, t, 1));
+    // Under the program's seccomp filter, libc's clean-up could make system
+    // calls the bare program never makes at exit.
+    let sandboxed = crate::sandbox::active();
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
-    if cxx != 0 {
+    if cxx != 0 && !sandboxed {
         // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(cxx)() };
     }
     let libc_freeres = LIBC_FREERES.load(Ordering::Relaxed);
-    if libc_freeres != 0 {
+    if libc_freeres != 0 && !sandboxed {
         // SAFETY: __libc_freeres() takes no arguments and is meant to be called at exit.
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(libc_freeres)() };
     }

@@ -35,6 +35,7 @@
 //! - [`kernel`]: the kernel's accounting, recorded once at exit.
 //! - [`scan`]: the reachability scan at exit (the scanner it starts, the
 //!   registers at `exit`).
+//! - [`sandbox`]: recording under the program's own seccomp filter.
 //! - [`snapshot`]: frozen copies for snapshots of a running process.
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -47,6 +48,7 @@ pub mod modules;
 pub mod real;
 pub mod record;
 pub mod sample;
+pub mod sandbox;
 pub mod scan;
 pub mod snapshot;
 pub mod stacks;

@@ -88,6 +88,9 @@ fn state() -> *mut ThreadState {
     if !s.is_null() {
         return s;
     }
+    if crate::sandbox::strict() {
+        return core::ptr::null_mut();
+    }
     let Some(p) = sys::alloc_pages(STATE_SIZE) else {
         return core::ptr::null_mut();
     };
