@@ -76,6 +76,7 @@ unsafe extern "C" fn constructor(
     if !open_log(0) {
         return;
     }
+    crate::forks::init();
     unwind::init_self();
     unwind::init_cache();
     stacks::reset();
@@ -201,6 +202,14 @@ fn open_log(forked_from: u32) -> bool {
 }
 
 unsafe extern "C" fn after_fork_child() {
+    child_starts();
+}
+
+/// Sets a fork child up with its own log: by the atfork handler after
+/// `fork()`, or by the first event of a child whose fork ran no handlers
+/// (`_Fork`, raw `clone`, `syscall(SYS_fork)`: see [`crate::forks`]).
+pub fn child_starts() {
+    crate::forks::rearm();
     if !thread::ENABLED.load(Ordering::Acquire) {
         return;
     }

@@ -32,6 +32,7 @@
 //! - [`stacks`]: stack interning.
 //! - [`modules`]: loaded objects.
 //! - [`init`]: start-up, fork and exit.
+//! - [`forks`]: telling a fork child from its parent (`_Fork`, raw `clone`).
 //! - [`kernel`]: the kernel's accounting, recorded once at exit.
 //! - [`scan`]: the reachability scan at exit (the scanner it starts, the
 //!   registers at `exit`).
@@ -41,6 +42,7 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 pub mod cxx;
+pub mod forks;
 pub mod hooks;
 pub mod init;
 pub mod kernel;

@@ -128,6 +128,14 @@ impl Guard {
         if !ENABLED.load(Ordering::Acquire) || crate::cxx::inside_operator() {
             return None;
         }
+        if crate::forks::is_forked() {
+            // A fork that ran no atfork handler: this is the child's first
+            // event, and it gets its own log before it records anything.
+            crate::init::child_starts();
+            if !ENABLED.load(Ordering::Acquire) {
+                return None;
+            }
+        }
         let s = state();
         if s.is_null() {
             writer::count_lost(1);
