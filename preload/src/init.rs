@@ -238,6 +238,12 @@ unsafe extern "C" fn at_exit(_: *mut c_void) {
 pub fn finish(how: ExitHow, status: c_int) {
     // A vfork child (sharing our memory until it execs or _exits) must
     // neither free libc's buffers nor mark the parent's log.
+    if writer::clobbered() && writer::is_log_owner() && !FINISHED.swap(true, Ordering::AcqRel) {
+        // Recording stopped (see `writer::program_replaces`): only the end
+        // is marked, in the header.
+        writer::set_state(how, status);
+        return;
+    }
     if !thread::ENABLED.load(Ordering::Acquire) || !writer::is_log_owner() {
         return;
     }

@@ -125,7 +125,13 @@ impl Guard {
     /// nested too deep (counted as lost).
     #[inline]
     pub fn enter() -> Option<Guard> {
-        if !ENABLED.load(Ordering::Acquire) || crate::cxx::inside_operator() {
+        if !ENABLED.load(Ordering::Acquire) {
+            if writer::clobbered() {
+                writer::count_lost(1);
+            }
+            return None;
+        }
+        if crate::cxx::inside_operator() {
             return None;
         }
         if crate::forks::is_forked() {

@@ -47,6 +47,9 @@ unsafe impl Sync for LogPath {}
 static LOG_PATH: LogPath = LogPath(UnsafeCell::new([0; PATH_CAP]));
 /// The mapped header page.
 static HEADER: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// Set once the program unmapped or mapped over memory of ours: recording
+/// has stopped and nothing of ours is unmapped any more.
+static CLOBBERED: AtomicBool = AtomicBool::new(false);
 /// Next stream id.
 static NEXT_STREAM: AtomicU32 = AtomicU32::new(1);
 /// Events lost while no log is available at all are not countable; with a
@@ -63,6 +66,62 @@ fn header_field<T>(o: usize) -> Option<&'static T> {
     // only replaced after fork, in the single-threaded child); `o` is one of
     // the aligned offsets from memtrace_format::hdr::off.
     Some(unsafe { &*(h.add(o) as *const T) })
+}
+
+/// Whether the program unmapped or mapped over memory of ours.
+#[inline]
+pub fn clobbered() -> bool {
+    CLOBBERED.load(Ordering::Relaxed)
+}
+
+/// Called by the `munmap`, `mmap(MAP_FIXED)` and `mremap` hooks before the
+/// program's call replaces `[addr, addr + len)`. If that holds the log's
+/// header, the header is mapped again elsewhere first (the same page of the
+/// file). If it holds a chunk or one of memtrace's tables, recording stops
+/// for good (`MAPPING_CLOBBERED`): later events are counted as lost, and
+/// nothing of ours is written to or unmapped again, since the range is the
+/// program's now.
+pub fn program_replaces(addr: usize, len: usize) {
+    if len == 0 || HEADER.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    let end = addr.saturating_add(len);
+    let h = HEADER.load(Ordering::Acquire) as usize;
+    if h < end && addr < h + HEADER_SIZE {
+        set_flags(memtrace_format::hdr::flag::MAPPING_CLOBBERED);
+        let fd = FD.load(Ordering::Acquire);
+        let again = if fd == u32::MAX || crate::sandbox::active() {
+            None
+        } else {
+            sys::mmap(
+                0,
+                HEADER_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd as c_int,
+                0,
+            )
+        };
+        match again {
+            Some(p) => HEADER.store(p, Ordering::Release),
+            None => {
+                // The old page is about to be the program's: never touch it.
+                HEADER.store(core::ptr::null_mut(), Ordering::Release);
+                stop();
+            }
+        }
+    }
+    if sys::own::overlaps(addr as u64, len as u64) {
+        set_flags(memtrace_format::hdr::flag::MAPPING_CLOBBERED);
+        stop();
+    }
+}
+
+/// Stops recording for good (see [`program_replaces`]).
+#[cold]
+fn stop() {
+    CLOBBERED.store(true, Ordering::Release);
+    crate::thread::ENABLED.store(false, Ordering::Release);
 }
 
 /// Adds `n` to the header's lost-events counter.
@@ -511,6 +570,7 @@ pub fn reserve_region(len: usize) -> Option<(*mut u8, usize)> {
         fd,
         at as i64,
     )?;
+    sys::own::note(p as u64, len as u64);
     Some((p, at))
 }
 
@@ -564,7 +624,10 @@ impl Stream {
     pub fn close(&mut self) {
         if !self.chunk.is_null() {
             if !self.carved {
-                sys::munmap_own(self.chunk, self.size);
+                sys::own::forget(self.chunk as u64);
+                if !clobbered() {
+                    sys::munmap_own(self.chunk, self.size);
+                }
             }
             self.chunk = core::ptr::null_mut();
         }
@@ -638,6 +701,7 @@ impl Stream {
                 // The slot stays reserved and reads as empty.
                 return false;
             };
+            sys::own::note(chunk as u64, size as u64);
             (chunk, at, false)
         };
         if self.id == 0 {

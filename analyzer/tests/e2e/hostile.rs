@@ -315,3 +315,29 @@ fn a_seccomp_allow_list_does_not_kill_the_program() {
         "recorded {recorded} + lost {lost}"
     );
 }
+
+// A program that unmaps memtrace's log mappings, or maps its own memory over them with
+// MAP_FIXED, runs as bare (no SIGSEGV or SIGBUS, its pages untouched): memtrace moves its
+// header, stops recording, and the report says why and counts what came after.
+#[test]
+fn unmapping_or_mapping_over_the_log_does_not_harm_the_program() {
+    for mode in ["munmap", "fixed"] {
+        let t = crate::util::trace("clobber_log", &[mode]);
+        t.assert_exit(0);
+        assert_eq!(t.stdout(), "ok\n", "{mode}: {}", t.describe());
+        let log = t.only_log();
+        let r = crate::util::report(&log);
+        assert!(r.summary_bool("mapping_clobbered"), "{mode}");
+        r.assert_leak("heap", "before_site", 400, 10);
+        assert!(
+            r.summary("events_lost") >= 20_010,
+            "{mode}: events_lost {}",
+            r.summary("events_lost")
+        );
+        r.assert_ended("exit");
+        assert!(
+            text_report(&log).contains("the program unmapped or mapped over memory memtrace"),
+            "{mode}"
+        );
+    }
+}
