@@ -80,7 +80,6 @@ unsafe extern "C" fn constructor(
     unwind::init_self();
     unwind::init_cache();
     stacks::reset();
-    thread::init_key();
     // SAFETY: registering plain function pointers; glibc's tables for these
     // have static initial storage.
     unsafe {

@@ -6,7 +6,7 @@
 //! installed through, `prctl(PR_SET_SECCOMP, ..)` and the `seccomp` system
 //! call made with `syscall(SYS_seccomp, ..)` (libseccomp's way), are hooked:
 //! just before the filter takes effect, while every system call is still
-//! allowed, [`prepare`] reserves [`RESERVE`] bytes of the log (with
+//! allowed, `prepare` reserves [`RESERVE`] bytes of the log (with
 //! `fallocate`, so they have disk blocks) and maps them once. From then on
 //! ([`active`]) new chunks are carved out of that mapping with an atomic add
 //! and nothing else; when it is used up, events are counted as lost in the
