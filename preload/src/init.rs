@@ -147,17 +147,7 @@ fn open_log(forked_from: u32) -> bool {
         None => &exe[..exe_len],
     };
     let mut digits = [0u8; 10];
-    let pid = sys::getpid();
-    let mut dn = 0;
-    let mut v = pid;
-    loop {
-        digits[dn] = b'0' + (v % 10) as u8;
-        dn += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let dn = sys::write_decimal(sys::getpid() as u64, &mut digits);
     let mut i = 0;
     let limit = PATH_CAP - 16;
     while i < *plen && o < limit {
@@ -165,9 +155,9 @@ fn open_log(forked_from: u32) -> bool {
         if c == b'%' && i + 1 < *plen {
             match pat[i + 1] {
                 b'p' => {
-                    for k in (0..dn).rev() {
+                    for &d in &digits[..dn] {
                         if o < limit {
-                            out[o] = digits[k];
+                            out[o] = d;
                             o += 1;
                         }
                     }

@@ -363,19 +363,7 @@ fn under_seccomp() -> bool {
 
 /// Writes `v` in decimal into `buf`, NUL-terminated; returns `buf`.
 fn decimal(v: u64, buf: &mut [u8; 24]) -> &[u8; 24] {
-    let mut digits = [0u8; 20];
-    let (mut n, mut v) = (0, v);
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        buf[i] = digits[n - 1 - i];
-    }
+    let n = sys::write_decimal(v, buf);
     buf[n] = 0;
     buf
 }

@@ -392,6 +392,46 @@ unsafe extern "C" {
     ) -> c_int;
 }
 
+/// Writes `v` in decimal at the start of `out` (20 bytes hold any `u64`);
+/// returns the number of digits written (fewer if `out` is too short).
+pub fn write_decimal(v: u64, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 20];
+    let (mut n, mut v) = (0, v);
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let n = n.min(out.len());
+    for (i, d) in out[..n].iter_mut().enumerate() {
+        *d = digits[n - 1 - i];
+    }
+    n
+}
+
+/// The soft limit of `resource` for this process (`prlimit64`, read only),
+/// or `None` if it cannot be read.
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on this process, reading only, into our own struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            core::ptr::null::<libc::rlimit64>(),
+            &mut lim as *mut libc::rlimit64,
+        )
+    };
+    (r == 0).then_some(lim.rlim_cur)
+}
+
 /// A decimal number made of digits only (at most 19 of them).
 pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {

@@ -82,11 +82,11 @@ pub fn clobbered() -> bool {
 /// nothing of ours is written to or unmapped again, since the range is the
 /// program's now.
 pub fn program_replaces(addr: usize, len: usize) {
-    if len == 0 || HEADER.load(Ordering::Acquire).is_null() {
+    let h = HEADER.load(Ordering::Acquire) as usize;
+    if len == 0 || h == 0 {
         return;
     }
     let end = addr.saturating_add(len);
-    let h = HEADER.load(Ordering::Acquire) as usize;
     if h < end && addr < h + HEADER_SIZE {
         set_flags(memtrace_format::hdr::flag::MAPPING_CLOBBERED);
         let fd = FD.load(Ordering::Acquire);
@@ -349,20 +349,7 @@ pub fn log_identity() -> (u64, u64) {
 /// it, `/proc/self/fd/N`), for opening the log again.
 fn remember_path(fd: c_int) {
     let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
-    let mut digits = [0u8; 10];
-    let mut n = 0;
-    let mut v = fd as u32;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        link[14 + i] = digits[n - 1 - i];
-    }
+    sys::write_decimal(fd as u64, &mut link[14..24]);
     // SAFETY: see LogPath.
     let buf = unsafe { &mut *LOG_PATH.0.get() };
     let Ok(name) = core::ffi::CStr::from_bytes_until_nul(&link) else {
@@ -377,24 +364,10 @@ fn remember_path(fd: c_int) {
 /// take the lowest free number, do not meet it; keeps it where it is if that
 /// fails.
 fn move_high(fd: c_int) -> c_int {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on this process, reading only, into our own struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            libc::RLIMIT_NOFILE,
-            core::ptr::null::<libc::rlimit64>(),
-            &mut lim as *mut libc::rlimit64,
-        )
-    };
-    if r != 0 || lim.rlim_cur < 16 {
+    let Some(cur) = sys::soft_limit(libc::RLIMIT_NOFILE).filter(|&c| c >= 16) else {
         return fd;
-    }
-    let cur = lim.rlim_cur.min(1 << 20) as c_int;
+    };
+    let cur = cur.min(1 << 20) as c_int;
     let min = (cur - cur / 4).max(10);
     if fd >= min {
         return fd;
@@ -485,21 +458,8 @@ fn sys_errno() -> c_int {
 /// limit (`RLIMIT_FSIZE`): growing past it would raise `SIGXFSZ`, which
 /// kills a program that does not expect it. A failed query allows it.
 fn within_file_size_limit(end: usize) -> bool {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on this process, reading only, into our own struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            libc::RLIMIT_FSIZE,
-            core::ptr::null::<libc::rlimit64>(),
-            &mut lim as *mut libc::rlimit64,
-        )
-    };
-    r != 0 || lim.rlim_cur == libc::RLIM64_INFINITY || end as u64 <= lim.rlim_cur
+    sys::soft_limit(libc::RLIMIT_FSIZE)
+        .is_none_or(|cur| cur == libc::RLIM64_INFINITY || end as u64 <= cur)
 }
 
 /// Makes sure [off, off+len) of the file exists and has disk blocks.
