@@ -479,14 +479,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         // SAFETY: a zeroed siginfo_t is valid; waitid fills it for our child.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid on our own child, WNOWAIT: it stays a zombie.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
         if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             break;
         }

@@ -457,9 +457,7 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             if out.exists() {
                 break;
             }
-            bail!(
-                "`memtrace run` (pid {run}), which writes the snapshot, ended before writing it"
-            );
+            bail!("`memtrace run` (pid {run}), which writes the snapshot, ended before writing it");
         }
         if Instant::now() >= deadline {
             bail!(
