@@ -46,7 +46,7 @@
 //! - `PDEATHSIG` fires when the parent *thread* ends: the thread that starts
 //!   the scanner is the one that waits for it, so that is exactly when the
 //!   wait is cut short.
-//! - **The time is up** ([`TIMEOUT_S`]) or the scanner speaks another
+//! - **The time is up** (`MEMTRACE_SCAN_TIMEOUT`) or the scanner speaks another
 //!   protocol: the exiting thread kills it (`SIGKILL` to its own child, not
 //!   yet reaped, so the pid cannot have been reused) and reaps it.
 //! - **The scanner dies or closes its output**: the wait ends at once and

@@ -37,7 +37,10 @@
 //!    is `MEMTRACE_RUN_PID`; otherwise (`memtrace run` died before, or the
 //!    process outlived it and the copy went to init or another subreaper) it
 //!    exits at once. Checking after setting closes the race: a `memtrace
-//!    run` that dies after the check kills the copy.
+//!    run` that dies after the check kills the copy. (`PDEATHSIG` fires when
+//!    the parent *thread* ends: a copy's parent is the thread that started
+//!    the command, or the first live thread of the subreaper, `memtrace
+//!    run`'s main thread either way, which lives as long as it does.)
 //! 2. **It waits [`IDLE_S`] seconds at most unless `memtrace run` takes it.**
 //!    Only then does it name itself [`RUNNING_NAME`] (so `memtrace run`
 //!    never takes a copy before it is bound to it) and sleep in ticks of

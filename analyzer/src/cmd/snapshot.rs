@@ -77,7 +77,10 @@ impl Watcher {
             let mut seen: HashSet<u32> = HashSet::new();
             loop {
                 let last = flag.load(Ordering::Relaxed);
-                for pid in own_children() {
+                let children = own_children();
+                // A pid reaped by the reader may come back as a new copy's.
+                seen.retain(|p| children.contains(p));
+                for pid in children {
                     if ignore || seen.contains(&pid) {
                         continue;
                     }
@@ -409,9 +412,9 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             parent_of(pid).map_or("unknown".to_owned(), |p| p.to_string())
         )
     };
-    let is_memtrace = std::fs::read_to_string(format!("/proc/{run}/comm"))
-        .is_ok_and(|c| c.trim_end() == "memtrace");
-    if !is_memtrace || !is_ancestor(run, pid) {
+    // An ancestor is older than the process, so a pid of a `memtrace run`
+    // that died cannot have been reused by one of them.
+    if !is_ancestor(run, pid) {
         bail!("{}", gone());
     }
     let run_fd = pidfd(run);
