@@ -35,6 +35,23 @@
 //! the process itself is the image, still and whole while its threads are
 //! stopped and this one waits.
 //!
+//! ## The scanner never outlives the scan
+//! - **The process dies mid-scan** (killed by any signal, from any thread):
+//!   the scanner gets `SIGKILL` (`PR_SET_PDEATHSIG`, set in the child before
+//!   `execve` and kept by it, since memtrace is not set-id; set again by the
+//!   scanner itself). A process that died before the child set it would
+//!   leave an orphan that nothing kills, so the child checks after setting
+//!   that its parent is still the process, and exits otherwise. The threads
+//!   it had stopped are let go by the kernel when it dies.
+//! - `PDEATHSIG` fires when the parent *thread* ends: the thread that starts
+//!   the scanner is the one that waits for it, so that is exactly when the
+//!   wait is cut short.
+//! - **The time is up** (`MEMTRACE_SCAN_TIMEOUT`) or the scanner speaks another
+//!   protocol: the exiting thread kills it (`SIGKILL` to its own child, not
+//!   yet reaped, so the pid cannot have been reused) and reaps it.
+//! - **The scanner dies or closes its output**: the wait ends at once and
+//!   the log names the failure.
+//!
 //! Under a seccomp filter nothing is started (a system call the filter does
 //! not expect could kill the program); the log says why there are no kinds
 //! (`KIND_SCAN_DONE`), as it does for every other way the scan can fail.
@@ -492,6 +509,8 @@ impl Helper {
                 return None;
             }
         }
+        // SAFETY: getpid has no arguments.
+        let me = unsafe { libc::syscall(libc::SYS_getpid) };
         let pid = crate::snapshot::raw_fork(0);
         if pid == 0 {
             // The child: only raw system calls, then exec.
@@ -499,6 +518,12 @@ impl Helper {
             // the NULL-terminated arrays built by the caller.
             unsafe {
                 libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // A process killed before the line above left us an orphan
+                // that PDEATHSIG will never kill: go (the scanner would
+                // otherwise take its new parent for the process).
+                if libc::syscall(libc::SYS_getppid) != me {
+                    libc::syscall(libc::SYS_exit_group, 127);
+                }
                 let i = libc::syscall(libc::SYS_fcntl, go[0], libc::F_DUPFD, 64);
                 let o = libc::syscall(libc::SYS_fcntl, out[1], libc::F_DUPFD, 64);
                 if i < 0 || o < 0 {
