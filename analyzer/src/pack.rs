@@ -764,7 +764,8 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
         source,
     };
     let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
-    let result = pack(&log, &mut file).and_then(|mut s| {
+    // A log truncated under the packer would be packed from zeros.
+    let result = log.checked(pack(&log, &mut file)).and_then(|mut s| {
         file.sync_all().map_err(|source| Error::Io {
             path: tmp.clone(),
             source,
