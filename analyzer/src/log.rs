@@ -1166,8 +1166,7 @@ mod tests {
             &crate::Options::default(),
             crate::symbolize::Symbolizer::disabled(),
         )
-        .err()
-        .expect("an error");
+        .expect_err("an error");
         assert_eq!(err.to_string(), shrank_message(&p));
         std::fs::remove_dir_all(dir).unwrap();
     }

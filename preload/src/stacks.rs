@@ -8,10 +8,10 @@
 //! merges ids with equal frames.
 //!
 //! The table grows without moving anything: when a hash's window of
-//! [`PROBES`] slots in the first table (2^20 slots) holds neither it nor an
+//! `PROBES` slots in the first table (2^20 slots) holds neither it nor an
 //! empty slot, the lookup goes on in a second table twice as large, mapped
 //! (raw `mmap`) by the first thread that needs it, and so on up to
-//! [`TABLES`] tables (2^28 stacks in all). A window never empties, so every
+//! `TABLES` tables (2^28 stacks in all). A window never empties, so every
 //! lookup of a hash walks the same tables in the same order and finds it
 //! where it was put. Stacks in the first table, the usual case, cost what
 //! they did before the table could grow.
