@@ -36,10 +36,10 @@ pub struct Catalog {
     pub lost_in_records: u64,
     /// The last EXIT record: how (`ExitHow` value) and status.
     pub exit: Option<(u8, i64)>,
-    /// The path of an EXEC record.
-    pub exec: Option<String>,
-    /// Pids of fork children.
-    pub forks: Vec<u64>,
+    /// The path of an EXEC record, and its [`memtrace_format::lineage`] bits.
+    pub exec: Option<(String, u8)>,
+    /// Child processes, as their FORK records describe them.
+    pub children: Vec<crate::lineage::Child>,
     /// Time of the last timed record.
     pub last_time: Option<u64>,
     /// Records decoded.
@@ -189,8 +189,17 @@ impl Catalog {
                 c.lost_in_records = c.lost_in_records.saturating_add(*count)
             }
             Record::Exit { how, status, .. } => c.exit = Some((*how, *status)),
-            Record::Exec { path, .. } => c.exec = Some(String::from_utf8_lossy(path).into_owned()),
-            Record::Fork { child_pid, .. } => c.forks.push(*child_pid),
+            Record::Exec { path, how, .. } => {
+                c.exec = Some((String::from_utf8_lossy(path).into_owned(), *how))
+            }
+            Record::Fork {
+                child_pid,
+                how,
+                path,
+                ..
+            } => c
+                .children
+                .push(crate::lineage::child(*child_pid, *how, path)),
             Record::Kernel { kind, values, .. } => {
                 let mut v = Vec::with_capacity(values.len_hint());
                 for x in values.clone() {

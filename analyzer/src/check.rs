@@ -476,6 +476,8 @@ pub struct Usage {
 #[derive(Clone, Debug)]
 pub struct Verdict<'a> {
     pub processes: Vec<ProcessVerdict<'a>>,
+    /// Processes of the run without a log (not judged), with the reason.
+    pub untraced: Vec<crate::lineage::Untraced>,
     /// Every suppression, in matching order.
     pub suppressions: Vec<&'a Suppression>,
     /// Parallel to `suppressions`.
@@ -742,8 +744,11 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
         judge(&mut v, gate.rules, max_bytes, max_blocks);
         processes.push(v);
     }
+    let lineage: Vec<crate::lineage::Proc> =
+        reports.iter().map(|r| r.process.lineage.clone()).collect();
     Verdict {
         processes,
+        untraced: crate::lineage::untraced(&lineage),
         suppressions,
         usage,
         rules: gate.rules.clone(),
@@ -976,6 +981,7 @@ pub(crate) mod tests {
             path: "x.mtr".into(),
             format_version: 1,
             process: Process {
+                lineage: Default::default(),
                 pid: 10,
                 ppid: 1,
                 exe: exe.into(),

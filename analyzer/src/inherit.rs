@@ -437,7 +437,7 @@ mod tests {
 
     fn fork(c: &mut ChunkBuilder, t: u64, pid: u64) {
         let d = c.dt(t);
-        c.put(|b| memtrace_format::encode::fork(b, d, pid));
+        c.put(|b| memtrace_format::encode::fork(b, d, pid, 0, b""));
     }
 
     /// A log of `pid`, forked from `from` (0: none), started at `start`, ended at `end`.

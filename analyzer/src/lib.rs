@@ -40,6 +40,7 @@ pub mod export;
 pub mod flame;
 pub mod inherit;
 pub mod kernel;
+pub mod lineage;
 pub mod live;
 pub mod log;
 pub mod outfile;

@@ -488,7 +488,12 @@ impl Enc {
             Record::Unmodule { bias, start, .. } => encode::unmodule(b, 0, *bias, *start),
             Record::Lost { count, .. } => encode::lost(b, 0, *count),
             Record::Freeres { phase, .. } => encode::freeres(b, 0, *phase),
-            Record::Fork { child_pid, .. } => encode::fork(b, 0, *child_pid),
+            Record::Fork {
+                child_pid,
+                how,
+                path,
+                ..
+            } => encode::fork(b, 0, *child_pid, *how, path),
             Record::Exit { how, status, .. } => encode::exit(b, 0, *how, *status),
             Record::Stack { id, frames } => {
                 self.frames.clear();
@@ -505,7 +510,7 @@ impl Enc {
                 path,
                 ..
             } => encode::module(b, 0, *bias, *start, *end, build_id, path),
-            Record::Exec { path, .. } => encode::exec(b, 0, path),
+            Record::Exec { path, how, .. } => encode::exec(b, 0, path, *how),
             Record::Kernel { kind, values, .. } => {
                 self.frames.clear();
                 for v in values.clone() {
@@ -692,13 +697,16 @@ impl Enc {
             }
             rec => {
                 let n = self.reencode(rec).ok_or("record")?;
-                let meta = matches!(
-                    rec,
+                // Records with byte strings go to the meta section (a
+                // FORK's path is empty unless the child was spawned).
+                let meta = match rec {
                     Record::Stack { .. }
-                        | Record::Module { .. }
-                        | Record::Exec { .. }
-                        | Record::Kernel { .. }
-                );
+                    | Record::Module { .. }
+                    | Record::Exec { .. }
+                    | Record::Kernel { .. } => true,
+                    Record::Fork { path, .. } => !path.is_empty(),
+                    _ => false,
+                };
                 if meta {
                     self.cols[col::KIND].push(op::META);
                     self.dt(ev.time);
@@ -950,7 +958,6 @@ fn inflate(
         let mut o = OutBuffer::around_pos(out, pos);
         let left = dec.run(&mut input, &mut o).map_err(|_| Inflate::Corrupt)?;
         let full = o.pos() == o.capacity();
-        drop(o);
         if left == 0 {
             break;
         }
@@ -1581,11 +1588,26 @@ fn detach<'b>(r: Record<'_>) -> Option<Record<'b>> {
         Unmodule { time, bias, start } => Unmodule { time, bias, start },
         Lost { time, count } => Lost { time, count },
         Freeres { time, phase } => Freeres { time, phase },
-        Fork { time, child_pid } => Fork { time, child_pid },
+        Fork {
+            time,
+            child_pid,
+            how,
+            path: b"",
+        } => Fork {
+            time,
+            child_pid,
+            how,
+            path: b"",
+        },
         Exit { time, how, status } => Exit { time, how, status },
         Torn => Torn,
         Unknown { tag } => Unknown { tag },
-        Realloc { .. } | Stack { .. } | Module { .. } | Exec { .. } | Kernel { .. } => return None,
+        Realloc { .. }
+        | Stack { .. }
+        | Module { .. }
+        | Fork { .. }
+        | Exec { .. }
+        | Kernel { .. } => return None,
     })
 }
 

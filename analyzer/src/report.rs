@@ -251,6 +251,9 @@ pub struct Process {
     pub exec: Option<String>,
     /// Fork children's pids.
     pub forks: Vec<u64>,
+    /// Its place in the run's process tree (children made, the EXEC
+    /// record's bits), for [`crate::lineage::untraced`].
+    pub lineage: crate::lineage::Proc,
     pub duration_ms: f64,
 }
 
@@ -675,8 +678,16 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         ended,
         exit_status,
         signal,
-        exec: cat.exec.clone(),
-        forks: cat.forks.clone(),
+        exec: cat.exec.as_ref().map(|e| e.0.clone()),
+        forks: cat.children.iter().map(|c| c.pid as u64).collect(),
+        lineage: crate::lineage::Proc {
+            pid: header.pid,
+            ppid: header.ppid,
+            forked_from: header.forked_from,
+            start: header.start_mono_ns,
+            children: cat.children.clone(),
+            exec: cat.exec.clone().filter(|_| ended == Ended::Exec),
+        },
         duration_ms: ms_since(header.start_mono_ns, end),
     };
 

@@ -97,6 +97,11 @@ impl<'a> Reader<'a> {
         u32::try_from(self.v()?).map_err(|_| DecodeError::BadRecord("u32 field"))
     }
 
+    /// Nothing left: optional fields added to a record later are absent.
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.b.len()
+    }
+
     /// A length-prefixed byte string.
     pub fn string(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.v()?;
@@ -291,10 +296,18 @@ pub enum Record<'a> {
     Fork {
         time: u64,
         child_pid: u64,
+        /// How the child was made and whether it is traced: [`crate::lineage`] bits
+        /// (0 in logs written before them).
+        how: u8,
+        /// The image a spawned child runs (`posix_spawn`, a `vfork` child's
+        /// exec); empty otherwise.
+        path: &'a [u8],
     },
     Exec {
         time: u64,
         path: &'a [u8],
+        /// [`crate::lineage`] bits: whether the new image can be traced.
+        how: u8,
     },
     Exit {
         time: u64,
@@ -495,10 +508,13 @@ impl<'a> RecordIter<'a> {
             tag::FORK => Record::Fork {
                 time: time!(),
                 child_pid: r.v()?,
+                how: if r.at_end() { 0 } else { r.u8()? },
+                path: if r.at_end() { b"" } else { r.string()? },
             },
             tag::EXEC => Record::Exec {
                 time: time!(),
                 path: r.string()?,
+                how: if r.at_end() { 0 } else { r.u8()? },
             },
             tag::EXIT => Record::Exit {
                 time: time!(),

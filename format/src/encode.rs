@@ -333,21 +333,26 @@ pub fn freeres(out: &mut [u8], t: u64, phase: u8) -> Option<usize> {
     c.finish(tag::FREERES)
 }
 
-/// FORK: this process forked `child_pid`.
-pub fn fork(out: &mut [u8], t: u64, child_pid: u64) -> Option<usize> {
+/// FORK: this process made `child_pid`, as `how` says ([`crate::lineage`]
+/// bits); `path` is the image a spawned child runs, or empty.
+pub fn fork(out: &mut [u8], t: u64, child_pid: u64, how: u8, path: &[u8]) -> Option<usize> {
     let mut c = Cursor::new(out);
     c.begin();
     c.v(t);
     c.v(child_pid);
+    c.u8(how);
+    c.string(path);
     c.finish(tag::FORK)
 }
 
-/// EXEC: this process is about to exec `path`.
-pub fn exec(out: &mut [u8], t: u64, path: &[u8]) -> Option<usize> {
+/// EXEC: this process is about to exec `path`; `how` holds
+/// [`crate::lineage`] bits saying whether the new image can be traced.
+pub fn exec(out: &mut [u8], t: u64, path: &[u8], how: u8) -> Option<usize> {
     let mut c = Cursor::new(out);
     c.begin();
     c.v(t);
     c.string(path);
+    c.u8(how);
     c.finish(tag::EXEC)
 }
 

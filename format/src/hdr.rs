@@ -106,6 +106,9 @@ pub mod flag {
     /// mappings or its own tables): recording stopped there (or moved, for
     /// the log's own pages), and later events are counted in EVENTS_LOST.
     pub const MAPPING_CLOBBERED: u32 = 32;
+    /// The process made child processes: its FORK records name them (so a
+    /// reader looks for untraced children only in logs that have some).
+    pub const CHILDREN: u32 = 64;
 }
 
 /// The decoded file header.

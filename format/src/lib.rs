@@ -51,8 +51,8 @@
 //! | 10 | UNMODULE | t, bias v, start v |
 //! | 11 | LOST | t, count v |
 //! | 12 | FREERES | t, phase u8 (1 begin, 2 end): libc's own clean-up at exit |
-//! | 13 | FORK | t, child_pid v |
-//! | 14 | EXEC | t, path (len v + bytes) |
+//! | 13 | FORK | t, child_pid v, how u8, path (len v + bytes) (see [`lineage`]) |
+//! | 14 | EXEC | t, path (len v + bytes), how u8 (see [`lineage`]) |
 //! | 15 | EXIT | t, how u8 (see [`ExitHow`]), status z |
 //! | 16 | SAMPLED | t, func u8, addr v, size v, stack v, k v (≥ 1) |
 //! | 17 | KERNEL | t, kind u8 (see [`kernel`]), n v, n values v |
@@ -84,6 +84,7 @@
 pub mod decode;
 pub mod encode;
 pub mod hdr;
+pub mod lineage;
 
 /// KERNEL records: what the kernel charged the process, sampled from outside.
 /// Values are in bytes; readers take the values they know and ignore extra

@@ -14,7 +14,7 @@
 use core::ffi::{c_char, c_int, c_void};
 use core::mem::transmute;
 
-use memtrace_format::{ExitHow, Func, encode};
+use memtrace_format::{ExitHow, Func, encode, lineage};
 
 use crate::real::{self, bootstrap};
 use crate::{record, sys, writer};
@@ -398,24 +398,104 @@ pub unsafe extern "C" fn fork() -> libc::pid_t {
     };
     // SAFETY: plain fork; the child is re-initialised by the atfork handler.
     let pid = unsafe { f() };
-    if pid > 0 {
-        record::marker(|b, t| encode::fork(b, t, pid as u64));
-    }
+    made_child(pid, 0, b"");
     pid
 }
 
-fn before_exec(path: *const c_char) {
+/// # Safety
+/// As `_Fork(3)`: a fork that runs no atfork handlers (the child is found
+/// out by [`crate::forks`]).
+#[cfg_attr(not(test), unsafe(no_mangle))]
+pub unsafe extern "C" fn _Fork() -> libc::pid_t {
+    let Some(f) = next!(real::FORK_RAW, real::ForkFn) else {
+        // SAFETY: errno is this thread's own.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    };
+    // SAFETY: the caller's _Fork.
+    let pid = unsafe { f() };
+    made_child(pid, lineage::RAW, b"");
+    pid
+}
+
+/// Records (in the parent) a child process this one made: FORK with how it
+/// was made, and the log's CHILDREN flag, so that a child that leaves no log
+/// is still listed with the reason (see [`memtrace_format::lineage`]).
+pub(crate) fn made_child(pid: libc::pid_t, how: u8, path: &[u8]) {
+    if pid <= 0 || !writer::is_log_owner() {
+        return;
+    }
+    let how = if crate::sandbox::active() {
+        how | lineage::SANDBOXED
+    } else {
+        how
+    };
+    record::marker(|b, t| encode::fork(b, t, pid as u64, how, path));
+    writer::set_flags(memtrace_format::hdr::flag::CHILDREN);
+}
+
+macro_rules! spawn_hook {
+    ($name:ident, $slot:expr) => {
+        /// # Safety
+        /// As the C function of the same name.
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        pub unsafe extern "C" fn $name(
+            pid: *mut libc::pid_t,
+            path: *const c_char,
+            actions: *const libc::posix_spawn_file_actions_t,
+            attr: *const libc::posix_spawnattr_t,
+            argv: *const *mut c_char,
+            envp: *const *mut c_char,
+        ) -> c_int {
+            let Some(f) = next!($slot, real::SpawnFn) else {
+                return libc::ENOSYS;
+            };
+            let mut buf = EnvBuf::new();
+            let (env, how) = exec_env(envp as *const *const c_char, &mut buf);
+            let mut child: libc::pid_t = 0;
+            // SAFETY: forwarding the caller's arguments (the environment
+            // possibly with one entry added, see `exec_env`).
+            let r = unsafe {
+                f(
+                    &mut child,
+                    path,
+                    actions,
+                    attr,
+                    argv,
+                    env as *const *mut c_char,
+                )
+            };
+            if r == 0 {
+                if !pid.is_null() {
+                    // SAFETY: the caller's pid out-parameter, non-null.
+                    unsafe { *pid = child };
+                }
+                made_child(child, lineage::SPAWNED | how, c_bytes(path));
+            }
+            r
+        }
+    };
+}
+
+spawn_hook!(posix_spawn, real::POSIX_SPAWN);
+spawn_hook!(posix_spawnp, real::POSIX_SPAWNP);
+
+/// The bytes of a C string (empty for null).
+fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
+    if p.is_null() {
+        return b"";
+    }
+    // SAFETY: a non-null path argument is a NUL-terminated string.
+    unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes()
+}
+
+fn before_exec(path: *const c_char, how: u8) {
     // A vfork child shares the parent's memory and log: it must not mark it.
     if !writer::is_log_owner() {
         return;
     }
-    let p: &[u8] = if path.is_null() {
-        b""
-    } else {
-        // SAFETY: exec's path argument is a NUL-terminated string.
-        unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes()
-    };
-    record::marker(|b, t| encode::exec(b, t, p));
+    let p = c_bytes(path);
+    record::marker(|b, t| encode::exec(b, t, p, how));
     writer::set_state(ExitHow::Exec, 0);
 }
 
@@ -426,15 +506,95 @@ fn exec_failed() {
     writer::set_state(ExitHow::Running, 0);
 }
 
+unsafe extern "C" {
+    static environ: *const *const c_char;
+}
+
+/// The process's environment, as `execv` and `execvp` pass it on.
+fn environment() -> *const *const c_char {
+    // SAFETY: reading libc's `environ` pointer, as execv itself does.
+    unsafe { core::ptr::read_volatile(&raw const environ) }
+}
+
+/// Environments of up to this many entries get the sandbox marker on the
+/// stack (see [`exec_env`]).
+const ENV_ON_STACK: usize = 1024;
+
+/// Room for an environment with one entry added.
+struct EnvBuf([*const c_char; ENV_ON_STACK]);
+
+impl EnvBuf {
+    fn new() -> Self {
+        EnvBuf([core::ptr::null(); ENV_ON_STACK])
+    }
+}
+
+/// Marks the environment of an image exec'd under a seccomp filter, so
+/// that libmemtrace.so stays idle there: its constructor would otherwise
+/// open a log, system calls the filter may punish (see
+/// [`crate::sandbox`]). Only added once.
+pub const SANDBOXED_ENV: &core::ffi::CStr = c"MEMTRACE_SANDBOXED=1";
+
+/// The environment the next image gets and the [`lineage`] bits saying
+/// whether it will be traced: under a seccomp filter the caller's
+/// environment with [`SANDBOXED_ENV`] added (built in `buf`; an environment
+/// too large for it is passed unchanged), otherwise the caller's own,
+/// flagged [`lineage::NO_PRELOAD`] when it does not preload libmemtrace.so.
+fn exec_env(envp: *const *const c_char, buf: &mut EnvBuf) -> (*const *const c_char, u8) {
+    if envp.is_null() {
+        return (
+            envp,
+            if crate::sandbox::active() {
+                lineage::SANDBOXED
+            } else {
+                lineage::NO_PRELOAD
+            },
+        );
+    }
+    let mut n = 0;
+    let mut preloads = false;
+    let mut marked = false;
+    loop {
+        // SAFETY: envp is a NULL-terminated array of C strings (exec's contract).
+        let e = unsafe { *envp.add(n) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: each entry is a NUL-terminated string.
+        let s = unsafe { core::ffi::CStr::from_ptr(e) }.to_bytes();
+        if let Some(v) = s.strip_prefix(b"LD_PRELOAD=") {
+            preloads |= v.windows(11).any(|w| w == b"libmemtrace");
+        }
+        marked |= s == SANDBOXED_ENV.to_bytes();
+        n += 1;
+    }
+    if !crate::sandbox::active() {
+        return (envp, if preloads { 0 } else { lineage::NO_PRELOAD });
+    }
+    if marked || n + 2 > ENV_ON_STACK {
+        return (envp, lineage::SANDBOXED);
+    }
+    for i in 0..n {
+        // SAFETY: i < n, inside the caller's array.
+        buf.0[i] = unsafe { *envp.add(i) };
+    }
+    buf.0[n] = SANDBOXED_ENV.as_ptr();
+    buf.0[n + 1] = core::ptr::null();
+    (buf.0.as_ptr(), lineage::SANDBOXED)
+}
+
 macro_rules! exec_hook {
-    ($name:ident, $slot:expr, $ty:ty, ($($arg:ident : $t:ty),*), $path:expr) => {
+    ($name:ident, $slot:expr, $ty:ty, ($($arg:ident : $t:ty),*), $path:expr, $envp:ident, $env:expr) => {
         /// # Safety
         /// As the C function of the same name.
         #[cfg_attr(not(test), unsafe(no_mangle))]
         pub unsafe extern "C" fn $name($($arg: $t),*) -> c_int {
             let Some(f) = next!($slot, $ty) else { return -1 };
-            before_exec($path);
-            // SAFETY: forwarding the caller's arguments; returns only on failure.
+            let mut buf = EnvBuf::new();
+            let ($envp, how) = exec_env($env, &mut buf);
+            before_exec($path, how);
+            // SAFETY: forwarding the caller's arguments (the environment
+            // possibly with one entry added); returns only on failure.
             let r = unsafe { f($($arg),*) };
             exec_failed();
             r
@@ -442,12 +602,36 @@ macro_rules! exec_hook {
     };
 }
 
-exec_hook!(execve, real::EXECVE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
-exec_hook!(execv, real::EXECV, real::ExecvFn, (path: *const c_char, argv: *const *const c_char), path);
-exec_hook!(execvp, real::EXECVP, real::ExecvFn, (path: *const c_char, argv: *const *const c_char), path);
-exec_hook!(execvpe, real::EXECVPE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path);
-exec_hook!(fexecve, real::FEXECVE, real::FexecveFn, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char), core::ptr::null());
-exec_hook!(execveat, real::EXECVEAT, real::ExecveatFn, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int), path);
+exec_hook!(execve, real::EXECVE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path, envp, envp);
+exec_hook!(execvpe, real::EXECVPE, real::ExecveFn, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char), path, envp, envp);
+exec_hook!(fexecve, real::FEXECVE, real::FexecveFn, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char), core::ptr::null(), envp, envp);
+exec_hook!(execveat, real::EXECVEAT, real::ExecveatFn, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int), path, envp, envp);
+
+/// `execv` and `execvp` pass `environ` on: they go on as `execve` and
+/// `execvpe` with it, so that the environment can be marked as the others'.
+macro_rules! exec_environ_hook {
+    ($name:ident, $slot:expr) => {
+        /// # Safety
+        /// As the C function of the same name.
+        #[cfg_attr(not(test), unsafe(no_mangle))]
+        pub unsafe extern "C" fn $name(path: *const c_char, argv: *const *const c_char) -> c_int {
+            let Some(f) = next!($slot, real::ExecveFn) else {
+                return -1;
+            };
+            let mut buf = EnvBuf::new();
+            let (envp, how) = exec_env(environment(), &mut buf);
+            before_exec(path, how);
+            // SAFETY: the caller's arguments and its environment (possibly
+            // with one entry added); returns only on failure.
+            let r = unsafe { f(path, argv, envp) };
+            exec_failed();
+            r
+        }
+    };
+}
+
+exec_environ_hook!(execv, real::EXECVE);
+exec_environ_hook!(execvp, real::EXECVPE);
 
 // The variadic execs, `execl(path, arg0, ..., NULL)`, `execlp(file, ...)`
 // and `execle(path, arg0, ..., NULL, envp)`: Rust cannot define a C-variadic

@@ -5,7 +5,8 @@
 //!   the log, maps the global tables, registers the fork-child and exit
 //!   handlers, records the loaded objects, and only then enables recording.
 //!   Calls made before that are passed through unrecorded.
-//! - A setuid/setgid program (AT_SECURE) is never traced: no file is touched.
+//! - A setuid/setgid program (AT_SECURE) is never traced: no file is touched;
+//!   nor is an image exec'd under a seccomp filter (`MEMTRACE_SANDBOXED`).
 //! - The exit handler is registered with `__cxa_atexit` and no DSO handle
 //!   before the program's own handlers, so it runs after all of them and after
 //!   the library destructors: it calls libc's (and libstdc++'s) clean-up of
@@ -48,6 +49,11 @@ unsafe extern "C" fn constructor(
 ) {
     // SAFETY: getauxval only reads the auxiliary vector.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
+    // An image exec'd under its parent's seccomp filter (see
+    // `hooks::exec_env`): no log, no system call of ours.
+    if env_var(envp, &crate::hooks::SANDBOXED_ENV.to_bytes()[..18]).is_some() {
         return;
     }
     real::resolve();

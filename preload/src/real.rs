@@ -23,6 +23,14 @@ pub type SbrkFn = unsafe extern "C" fn(isize) -> *mut c_void;
 pub type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type ForkFn = unsafe extern "C" fn() -> libc::pid_t;
+pub type SpawnFn = unsafe extern "C" fn(
+    *mut libc::pid_t,
+    *const c_char,
+    *const libc::posix_spawn_file_actions_t,
+    *const libc::posix_spawnattr_t,
+    *const *mut c_char,
+    *const *mut c_char,
+) -> c_int;
 pub type SigactionFn =
     unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
 pub type SignalFn = unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
@@ -80,6 +88,9 @@ pub static START_MAIN: Slot = Slot::new();
 pub static EXIT_: Slot = Slot::new();
 pub static EXIT_UPPER: Slot = Slot::new();
 pub static FORK: Slot = Slot::new();
+pub static FORK_RAW: Slot = Slot::new();
+pub static POSIX_SPAWN: Slot = Slot::new();
+pub static POSIX_SPAWNP: Slot = Slot::new();
 pub static EXECVE: Slot = Slot::new();
 pub static EXECV: Slot = Slot::new();
 pub static EXECVP: Slot = Slot::new();
@@ -148,6 +159,9 @@ pub fn resolve() {
     set(&EXIT_, c"_exit", 0);
     set(&EXIT_UPPER, c"_Exit", 0);
     set(&FORK, c"fork", 0);
+    set(&FORK_RAW, c"_Fork", 0);
+    set(&POSIX_SPAWN, c"posix_spawn", 0);
+    set(&POSIX_SPAWNP, c"posix_spawnp", 0);
     set(&EXECVE, c"execve", 0);
     set(&EXECV, c"execv", 0);
     set(&EXECVP, c"execvp", 0);

@@ -127,6 +127,17 @@ unsafe fn raw(n: c_long, a: [c_long; 6]) -> c_long {
     r
 }
 
+/// A system call of memtrace's own, in the C convention (-1 and errno),
+/// past the checks [`syscall`] makes of the program's calls: memtrace's
+/// own forks (the frozen copies) are not the program's children.
+///
+/// # Safety
+/// As the system call `n` with these arguments.
+pub(crate) unsafe fn own_syscall(n: c_long, a: [c_long; 6]) -> c_long {
+    // SAFETY: by the caller's contract.
+    c_result(unsafe { raw(n, a) })
+}
+
 /// Turns a kernel result into the C convention (-1 and errno).
 fn c_result(r: c_long) -> c_long {
     if (-4095..0).contains(&r) {
@@ -164,7 +175,28 @@ pub unsafe extern "C" fn syscall(
     if installs && r < 0 {
         failed(was);
     }
+    if r > 0 && makes_process(n, a1) {
+        crate::hooks::made_child(r as libc::pid_t, memtrace_format::lineage::RAW, b"");
+    }
     c_result(r)
+}
+
+/// Whether system call `n` with first argument `a1` makes a new process
+/// (not a thread) whose pid it returns in the parent.
+fn makes_process(n: c_long, a1: c_long) -> bool {
+    let separate = |flags: u64| flags & (libc::CLONE_THREAD | libc::CLONE_VM) as u64 == 0;
+    match n {
+        libc::SYS_fork => true,
+        libc::SYS_clone => separate(a1 as u64),
+        libc::SYS_clone3 if a1 != 0 => {
+            // SAFETY: clone3's first argument points to a `struct clone_args`
+            // whose first field is the u64 flags; the kernel has just read it.
+            separate(unsafe { core::ptr::read_unaligned(a1 as *const u64) })
+        }
+        // A vfork child shares our memory and stops us until it execs: it
+        // is the exec'd image that shows (by its own log, or not at all).
+        _ => false,
+    }
 }
 
 /// `prctl(2)`: `PR_SET_SECCOMP` is prepared for first. Variadic in C, with

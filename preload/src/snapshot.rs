@@ -224,16 +224,7 @@ fn frozen_copy() -> i64 {
 pub(crate) fn raw_fork(flags: u64) -> i64 {
     // SAFETY: clone without CLONE_VM gives the child a copy of the address
     // space, as fork does; no pointer argument is passed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    }
+    unsafe { crate::sandbox::own_syscall(libc::SYS_clone, [flags as libc::c_long, 0, 0, 0, 0, 0]) }
 }
 
 /// Sleeps `ns` nanoseconds (less if a signal interrupts it).

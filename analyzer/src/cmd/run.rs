@@ -42,7 +42,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use memtrace_analyzer::kernel::{self, Sampler};
-use memtrace_analyzer::reach;
+use memtrace_analyzer::{lineage, reach};
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -559,16 +559,47 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         top = false;
     }
     if logs.is_empty() {
+        let reason = lineage::command_reason(&prog.to_string_lossy());
         eprintln!(
-            "memtrace: warning: no log matching {} was written (a static or setuid program is not traced)",
-            output.display()
+            "memtrace: warning: no log matching {} was written: {} is not traced ({})",
+            output.display(),
+            prog.to_string_lossy(),
+            reason.text()
         );
+    }
+    let procs: Vec<lineage::Proc> = logs
+        .iter()
+        .filter_map(|f| lineage::Proc::read(&f.path).ok())
+        .collect();
+    let untraced = lineage::untraced(&procs);
+    if !untraced.is_empty() && !o.quiet {
+        eprintln!(
+            "memtrace: {} of the tree {} not traced:",
+            if untraced.len() == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", untraced.len())
+            },
+            if untraced.len() == 1 { "was" } else { "were" }
+        );
+        for u in untraced.iter().take(UNTRACED_SHOWN) {
+            eprintln!("memtrace:   {}", u.line());
+        }
+        if untraced.len() > UNTRACED_SHOWN {
+            eprintln!(
+                "memtrace:   ... and {} more (`memtrace check` lists them all)",
+                untraced.len() - UNTRACED_SHOWN
+            );
+        }
     }
     Ok(Traced {
         status,
         logs: logs.into_iter().map(|f| f.path).collect(),
     })
 }
+
+/// Untraced processes listed one per line; the rest are counted.
+const UNTRACED_SHOWN: usize = 20;
 
 /// Runs the subcommand; returns the command's exit status.
 pub fn run(a: &RunArgs) -> anyhow::Result<u8> {

@@ -246,6 +246,14 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
             s.push_str(&offending(p, top, "        "));
         }
     }
+    for u in &v.untraced {
+        s.push_str(&format!(
+            "  skip  pid {} ({}): not traced: {}\n",
+            u.pid,
+            u.origin(),
+            u.reason.text()
+        ));
+    }
     let used: Vec<usize> = (0..v.suppressions.len())
         .filter(|&i| v.usage[i].stacks > 0 || v.usage[i].over_limit > 0)
         .collect();
@@ -308,7 +316,7 @@ pub fn xml_escape(s: &str) -> String {
 pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
     let tests = v.processes.len();
     let failures = v.processes.iter().filter(|p| !p.passed()).count();
-    let skipped = v.processes.len() - v.judged();
+    let skipped = v.processes.len() - v.judged() + v.untraced.len();
     let time: f64 = v
         .processes
         .iter()
@@ -317,7 +325,7 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
     // A gate that judged nothing is an error, in a test case of its own.
     let nothing = v.judged() == 0;
     let errors = usize::from(nothing);
-    let tests = tests + errors;
+    let tests = tests + errors + v.untraced.len();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let counts = format!(
         "tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\""
@@ -392,6 +400,18 @@ pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
         ));
         s.push_str("    </testcase>\n");
     }
+    for u in &v.untraced {
+        let image = u
+            .image
+            .as_deref()
+            .map_or(String::new(), |i| format!(" {i}"));
+        s.push_str(&format!(
+            "    <testcase classname=\"memtrace.untraced\" name=\"pid {}{}\" time=\"0.000\">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+            u.pid,
+            xml_escape(&image),
+            xml_escape(&format!("not traced: {}", u.reason.text()))
+        ));
+    }
     s.push_str("  </testsuite>\n</testsuites>\n");
     out.write_all(s.as_bytes())
 }
@@ -405,7 +425,18 @@ struct JCheck<'a> {
     rules: JRules,
     baseline: Option<String>,
     processes: Vec<JProcess<'a>>,
+    /// Processes of the run without a log, with the reason.
+    untraced: Vec<JUntraced<'a>>,
     suppressions: Vec<JSuppression>,
+}
+
+#[derive(Serialize)]
+struct JUntraced<'a> {
+    pid: u32,
+    parent: u32,
+    image: Option<&'a str>,
+    reason: &'static str,
+    message: &'static str,
 }
 
 /// The checked command, when `memtrace check` ran one.
@@ -590,6 +621,17 @@ pub fn json(
                         })
                         .collect(),
                 }
+            })
+            .collect(),
+        untraced: v
+            .untraced
+            .iter()
+            .map(|u| JUntraced {
+                pid: u.pid,
+                parent: u.parent,
+                image: u.image.as_deref(),
+                reason: u.reason.name(),
+                message: u.reason.text(),
             })
             .collect(),
         suppressions: v

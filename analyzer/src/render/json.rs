@@ -469,6 +469,7 @@ mod tests {
             path: "a.mtr".into(),
             format_version: 1,
             process: Process {
+                lineage: Default::default(),
                 pid: 7,
                 ppid: 1,
                 exe: "/bin/a".into(),

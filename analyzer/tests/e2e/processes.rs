@@ -367,3 +367,117 @@ fn forks_without_atfork_handlers_get_their_own_logs() {
         assert_eq!(children, 10, "{how}");
     }
 }
+
+/// The untraced processes of `untraced_tree.c` as `(origin, reason)` with pids masked:
+/// the lines `memtrace run` prints after "N processes of the tree were not traced:".
+fn untraced_lines(stderr: &str, image: &std::path::Path) -> Vec<String> {
+    let image = image.display().to_string();
+    let mask = |s: &str| -> String {
+        let mut o = String::new();
+        let mut digits = false;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                if !digits {
+                    o.push('N');
+                }
+                digits = true;
+            } else {
+                digits = false;
+                o.push(c);
+            }
+        }
+        o
+    };
+    let mut v: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("memtrace:   pid "))
+        .map(|l| mask(&l.replace(&image, "STATIC")))
+        .collect();
+    v.sort();
+    v
+}
+
+// Every process of the tree that leaves no log is listed, with the reason, by `memtrace
+// run` (stderr), `memtrace check` (summary, JSON, JUnit); an image exec'd under a seccomp
+// filter is not killed by memtrace's log creation (the old preload got it killed: status
+// 31, SIGSYS), with plain LD_PRELOAD too. Figures from the header of untraced_tree.c.
+#[test]
+fn untraced_processes_are_listed_with_the_reason() {
+    let static_child = fixture("static_child");
+    let dir = tempfile::tempdir().unwrap();
+    let out = memtrace()
+        .current_dir(dir.path())
+        .args(["run", "-o", "%e.%p.mtr", "--"])
+        .arg(fixture("untraced_tree"))
+        .arg(&static_child)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // The top process, A's fork log, S's fork log and the spawned /bin/true.
+    assert_eq!(logs_in(dir.path()).len(), 4, "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("memtrace: 5 processes of the tree were not traced:\n"),
+        "stderr:\n{stderr}"
+    );
+    let seccomp =
+        "under a seccomp filter: a log of its own needs system calls the filter may forbid";
+    let mut want = vec![
+        "N (STATIC, spawned by pid N): statically linked: LD_PRELOAD needs the dynamic loader".to_owned(),
+        "N (forked by pid N): made no heap event (a child of _Fork, clone or syscall(SYS_fork) gets its log at its first)".to_owned(),
+        "N (/bin/true, exec'd): its environment does not preload libmemtrace.so (LD_PRELOAD was changed or cleared)".to_owned(),
+        format!("N (forked by pid N): {seccomp}"),
+        format!("N (/bin/true, exec'd): {seccomp}"),
+    ];
+    want.sort();
+    assert_eq!(
+        untraced_lines(&stderr, &static_child),
+        want,
+        "stderr:\n{stderr}"
+    );
+
+    // The gate lists the same five, not judged, and judges the rest.
+    let cdir = tempfile::tempdir().unwrap();
+    let out = memtrace()
+        .current_dir(cdir.path())
+        .args(["check", "--json", "c.json", "--junit", "c.xml", "--"])
+        .arg(fixture("untraced_tree"))
+        .arg(&static_child)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert_eq!(
+        stderr.matches(": not traced: ").count(),
+        5,
+        "stderr:\n{stderr}"
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(cdir.path().join("c.json")).unwrap())
+            .unwrap();
+    let mut reasons: Vec<&str> = json["untraced"]
+        .as_array()
+        .expect("untraced is a list")
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["no-event", "no-preload", "seccomp", "seccomp", "static"]
+    );
+    let junit = std::fs::read_to_string(cdir.path().join("c.xml")).unwrap();
+    assert_eq!(
+        junit.matches("classname=\"memtrace.untraced\"").count(),
+        5,
+        "{junit}"
+    );
+
+    // Plain LD_PRELOAD: the exec under the filter survives as well.
+    let ldir = tempfile::tempdir().unwrap();
+    let mut cmd = traced_command("untraced_tree", ldir.path(), "%e.%p.mtr");
+    let out = cmd.arg(&static_child).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}
