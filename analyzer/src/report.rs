@@ -289,6 +289,9 @@ pub struct Summary {
     pub empty_chunk_slots: u64,
     /// Hooks entered re-entrantly (only signal handlers that allocate cause it).
     pub nested_hooks: u64,
+    /// Hook levels a thread left without returning (a signal handler that
+    /// longjmp'd out of a hook), closed at its next event.
+    pub abandoned_hooks: u64,
     /// The program's `malloc` is not libmemtrace's (an executable with its own
     /// allocator comes first in symbol lookup): its heap calls were not seen.
     pub malloc_not_interposed: bool,
@@ -733,6 +736,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         anomalies: c.anomalies,
         empty_chunk_slots: index.empty_slots,
         nested_hooks: header.nested_hooks as u64,
+        abandoned_hooks: header.abandoned_hooks as u64,
         malloc_not_interposed: header.flags & memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED
             != 0,
         file_size_limit: header.flags & memtrace_format::hdr::flag::FILE_SIZE_LIMIT != 0,

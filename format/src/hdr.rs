@@ -67,6 +67,9 @@ pub mod off {
     /// snapshot was taken. The file is a copy of the log as it was then;
     /// readers ignore the events after that moment.
     pub const SNAPSHOT_AT: usize = 136;
+    /// u32, atomic: hooks a thread left without returning (a signal handler
+    /// that `longjmp`'d out of one), found and closed at its next event.
+    pub const ABANDONED_HOOKS: usize = 144;
     /// u16 length + bytes: the executable's path.
     pub const EXE: usize = 256;
     /// Room for the executable's path.
@@ -143,6 +146,8 @@ pub struct Header<'a> {
     /// Nonzero in a snapshot of a running process: when it was taken (see
     /// `off::SNAPSHOT_AT`).
     pub snapshot_at: u64,
+    /// Hooks left by a `longjmp` (see `off::ABANDONED_HOOKS`).
+    pub abandoned_hooks: u32,
     /// The raw wait status recorded by `memtrace run`, if any.
     pub run_wait_status: Option<i32>,
     pub exe: &'a [u8],
@@ -202,6 +207,7 @@ impl<'a> Header<'a> {
             initial_brk: u64_at(file, off::INITIAL_BRK),
             final_brk: u64_at(file, off::FINAL_BRK),
             forked_from: u32_at(file, off::FORKED_FROM),
+            abandoned_hooks: u32_at(file, off::ABANDONED_HOOKS),
             nested_hooks: u32_at(file, off::NESTED_HOOKS),
             unwind_checked: u32_at(file, off::UNWIND_CHECKED),
             unwind_mismatched: u32_at(file, off::UNWIND_MISMATCHED),

@@ -29,28 +29,42 @@ use memtrace_format::Func;
 use crate::record;
 
 thread_local! {
-    /// Non-zero while an operator hook runs on this thread: the allocator calls
-    /// it makes are part of the operator's one event.
-    static INSIDE: Cell<u32> = const { Cell::new(0) };
+    /// Set while an operator hook calls the real operator: the one
+    /// allocator call it makes (libstdc++'s `operator new` calls `malloc`
+    /// once, its `operator delete` calls `free`) is part of the operator's
+    /// event and is not recorded again.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Whether an operator hook is active on this thread (the malloc hooks do not
-/// record then).
+/// Whether an operator hook is calling the real operator on this thread
+/// (asked by the operator hooks themselves: the real nothrow operators call
+/// the throwing ones).
 #[inline]
 pub fn inside_operator() -> bool {
-    INSIDE.with(|c| c.get()) != 0
+    INSIDE.with(|c| c.get())
 }
 
-struct Suppress;
+/// Like [`inside_operator`], for the recorder's own events: the first one
+/// inside an operator is the real operator's allocator call and uses the
+/// mark up. So a hook left without returning (a signal handler that
+/// longjmp'd out of the real operator) costs at most one unrecorded event,
+/// not the thread's recording.
+#[inline]
+pub fn take_inside() -> bool {
+    INSIDE.with(|c| c.replace(false))
+}
+
+/// Marks the real operator's call (see [`INSIDE`]) until dropped.
+struct Suppress(bool);
 impl Suppress {
+    #[inline(always)]
     fn new() -> Suppress {
-        INSIDE.with(|c| c.set(c.get() + 1));
-        Suppress
+        Suppress(INSIDE.with(|c| c.replace(true)))
     }
 }
 impl Drop for Suppress {
     fn drop(&mut self) {
-        INSIDE.with(|c| c.set(c.get() - 1));
+        INSIDE.with(|c| c.set(self.0));
     }
 }
 

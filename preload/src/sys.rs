@@ -285,6 +285,38 @@ fn clock(id: libc::clockid_t) -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// The stack pointer where it is called.
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads rsp into a register; no memory is touched.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
+}
+
+/// Whether the calling thread runs on its alternate signal stack (asked
+/// with `sigaltstack`). Under a seccomp filter, where memtrace makes no
+/// system call of its own, the answer is "yes": callers then assume a
+/// signal handler, the case in which they must not reset anything.
+pub fn on_alt_stack() -> bool {
+    if crate::sandbox::active() {
+        return true;
+    }
+    // SAFETY: a zeroed stack_t is valid; sigaltstack with a null new stack
+    // only reports the current one.
+    unsafe {
+        let mut ss: libc::stack_t = core::mem::zeroed();
+        libc::syscall(
+            libc::SYS_sigaltstack,
+            core::ptr::null::<libc::stack_t>(),
+            &mut ss,
+        ) == 0
+            && ss.ss_flags & libc::SS_ONSTACK != 0
+    }
+}
+
 /// The calling thread's kernel id.
 #[inline]
 pub fn gettid() -> u32 {

@@ -45,6 +45,11 @@ pub struct Level {
 /// All recorder state of one thread.
 pub struct ThreadState {
     depth: u32,
+    /// The stack pointer at which each level was entered: a level whose
+    /// entry lies below the stack pointer of a later entry (on the same
+    /// stack) was left without its guard's drop, by a `longjmp` out of a
+    /// signal handler that interrupted the hook.
+    entry_sp: [usize; 2],
     /// The thread's kernel id (0 when it could not be asked, under seccomp).
     tid: u32,
     pub levels: [Level; 2],
@@ -175,6 +180,11 @@ fn state() -> *mut ThreadState {
     s
 }
 
+/// The least a signal handler running on the interrupted stack sits below
+/// the interrupted code: the kernel's signal frame (`ucontext_t` with the
+/// FPU state, `siginfo_t`, the red zone) takes more than this on x86-64.
+const SIGNAL_FRAME: usize = 1024;
+
 /// An entered hook: gives access to the level's buffers and leaves on drop.
 pub struct Guard {
     s: *mut ThreadState,
@@ -192,7 +202,7 @@ impl Guard {
             }
             return None;
         }
-        if crate::cxx::inside_operator() {
+        if crate::cxx::take_inside() {
             return None;
         }
         if crate::forks::is_forked() {
@@ -210,8 +220,25 @@ impl Guard {
         }
         // SAFETY: `s` is this thread's state; only this thread touches it, and
         // a signal handler that interrupts us gets the next level.
-        let depth = unsafe { &mut (*s).depth };
-        let level = *depth as usize;
+        let (depth, entry_sp) = unsafe { (&mut (*s).depth, &mut (*s).entry_sp) };
+        let mut level = *depth as usize;
+        let sp = crate::sys::stack_pointer();
+        if level > 0 && sp.saturating_add(SIGNAL_FRAME) > entry_sp[level - 1] {
+            // A hook is open, but this entry is not below it by a signal
+            // frame: either a signal handler on its alternate stack (a
+            // nested hook), or a new call after a handler longjmp'd out of
+            // that hook, which left its level open. The levels still open
+            // are those entered above us by at least a signal frame.
+            let live = entry_sp[..level]
+                .iter()
+                .take_while(|&&e| sp.saturating_add(SIGNAL_FRAME) <= e)
+                .count();
+            if !crate::sys::on_alt_stack() {
+                writer::count_abandoned((level - live) as u32);
+                *depth = live as u32;
+                level = live;
+            }
+        }
         if level > 0 {
             writer::count_nested();
             if level >= 2 {
@@ -219,6 +246,7 @@ impl Guard {
                 return None;
             }
         }
+        entry_sp[level] = sp;
         *depth += 1;
         Some(Guard { s, level })
     }

@@ -145,6 +145,13 @@ pub fn count_nested() {
     }
 }
 
+/// Counts hook levels a thread left without returning (see `thread::Guard::enter`).
+pub fn count_abandoned(n: u32) {
+    if let Some(a) = header_field::<AtomicU32>(off::ABANDONED_HOOKS) {
+        a.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// Sets the header's end state.
 pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
     if let Some(a) = header_field::<AtomicU32>(off::EXIT_STATUS) {

@@ -838,3 +838,22 @@ fn no_pthread_key_and_exited_threads_are_reclaimed() {
     r.assert_leak("heap", "thread_site", 72_000, 3000);
     r.assert_no_nested_hooks();
 }
+
+// A thread that a signal handler siglongjmp()s out of memtrace's hooks, 3,000 times, goes on
+// being recorded: every later event is there (the exact sites of longjmp_hook.c's header),
+// none is lost or counted as nested, and the hook levels it left are counted (between 1 and
+// one per jump: the handler calls no hook). Before, the thread's hook level stayed open and
+// everything after the second jump was lost (20,079 events in one run, 1 allocation seen).
+#[test]
+fn a_thread_longjmping_out_of_hooks_keeps_recording() {
+    let t = run("longjmp_hook", &[] as &[&str], 60);
+    t.assert_exit(0);
+    assert_eq!(t.stdout(), "jumps 3000\n");
+    let r = t.report();
+    r.assert_leak("heap", "leak_site", 48_000, 1_000);
+    r.assert_leak("heap", "new_site", 12_000, 500);
+    assert_eq!(r.summary("events_lost"), 0);
+    assert_eq!(r.summary("nested_hooks"), 0);
+    let left = r.summary("abandoned_hooks");
+    assert!((1..=3000).contains(&left), "abandoned_hooks {left}");
+}
