@@ -250,6 +250,20 @@ fn cache_put(pc: u64, r: Rule) {
     }
 }
 
+/// The end of the mapped segment of `obj` (as found for a code address) that
+/// holds `addr`: `obj`'s own bounds if they contain it, else those
+/// `_dl_find_object` gives for `addr`, if they belong to the same object
+/// (the same link map). `None` if `addr` is not mapped in that object.
+fn segment_end(obj: &sys::DlFindObject, addr: usize) -> Option<usize> {
+    let (start, end) = (obj.map_start as usize, obj.map_end as usize);
+    if (start..end).contains(&addr) {
+        return Some(end);
+    }
+    let seg = sys::DlFindObject::find(addr)?;
+    let (start, end) = (seg.map_start as usize, seg.map_end as usize);
+    (seg.link_map == obj.link_map && (start..end).contains(&addr)).then_some(end)
+}
+
 /// Looks up the rule for `pc` (an exact instruction address) the slow way.
 fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
     let none = Rule::pack(KIND_NONE, false, 0, false, 0, epoch);
@@ -259,17 +273,27 @@ fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
     if obj.eh_frame.is_null() {
         return none;
     }
-    crate::modules::note_object(obj.map_start as u64);
-    let hdr_addr = obj.eh_frame as usize;
-    let end = obj.map_end as usize;
-    if end <= hdr_addr {
-        return none;
+    if !obj.link_map.is_null() {
+        // SAFETY: `link_map` is the object's `struct link_map`, whose first
+        // field (public ABI, <link.h>) is the load bias; it lives while the
+        // object is loaded.
+        let bias = unsafe { (obj.link_map as *const u64).read() };
+        crate::modules::note_object(bias, obj.map_start as u64);
     }
-    // SAFETY: .eh_frame_hdr and .eh_frame lie in a read-only PT_LOAD segment of a
-    // loaded object that stays mapped while its code can be on our stack; the
-    // slice ends at the object's mapping end, and gimli reads only what the
+    // In an executable whose segments leave gaps, `_dl_find_object` gives the
+    // bounds of the segment holding `pc` only; .eh_frame_hdr and .eh_frame may
+    // lie in another segment of the same object (after the code, with
+    // `-z separate-code`): each is bounded by its own segment.
+    let hdr_addr = obj.eh_frame as usize;
+    let Some(hdr_end) = segment_end(&obj, hdr_addr) else {
+        return none;
+    };
+    // SAFETY: .eh_frame_hdr lies in a read-only PT_LOAD segment of a loaded
+    // object that stays mapped while its code can be on our stack; the slice
+    // ends at that segment's end, and gimli reads only what the
     // (length-checked) CFI structures name.
-    let hdr_bytes = unsafe { core::slice::from_raw_parts(hdr_addr as *const u8, end - hdr_addr) };
+    let hdr_bytes =
+        unsafe { core::slice::from_raw_parts(hdr_addr as *const u8, hdr_end - hdr_addr) };
     let bases = BaseAddresses::default().set_eh_frame_hdr(hdr_addr as u64);
     let Ok(hdr) = EhFrameHdr::new(hdr_bytes, NativeEndian).parse(&bases, 8) else {
         return none;
@@ -278,10 +302,10 @@ fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
         return none;
     };
     let eh_addr = eh_ptr as usize;
-    if eh_addr >= end {
+    let Some(end) = segment_end(&obj, eh_addr) else {
         return none;
-    }
-    // SAFETY: as above, inside the same object's mapping.
+    };
+    // SAFETY: as above, inside the segment of the same object that holds .eh_frame.
     let eh_bytes = unsafe { core::slice::from_raw_parts(eh_addr as *const u8, end - eh_addr) };
     let mut eh = EhFrame::new(eh_bytes, NativeEndian);
     eh.set_address_size(8);
