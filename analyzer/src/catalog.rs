@@ -19,6 +19,11 @@ use crate::symbolize::{Module, Modules};
 pub struct Catalog {
     /// Frames of each stack id, innermost first.
     pub stacks: HashMap<u32, Vec<u64>>,
+    /// Distinct stacks defined by this log's STACK records.
+    pub own_stacks: u64,
+    /// Of those, the stacks the unwinder did not finish, by why it stopped
+    /// (`Cut` as u8: index 1 to 3).
+    pub cut_stacks: [u64; 4],
     /// Loaded ELF objects with their lifetimes.
     pub modules: Modules,
     /// Records whose writer died before storing the tag.
@@ -95,7 +100,13 @@ impl Catalog {
                         err,
                     })?);
                 }
-                c.stacks.entry(*id).or_insert(v);
+                if let std::collections::hash_map::Entry::Vacant(e) = c.stacks.entry(*id) {
+                    e.insert(v);
+                    c.own_stacks += 1;
+                    if let Some(cut) = frames.cut() {
+                        c.cut_stacks[cut as usize] += 1;
+                    }
+                }
             }
             Record::Module {
                 time,
