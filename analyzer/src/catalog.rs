@@ -5,6 +5,12 @@
 //! decodes every record (frames included), so a corrupt log is refused here,
 //! before any output. It also gathers the process events (EXIT, EXEC, FORK),
 //! lost-event counts and damage counts.
+//!
+//! One stack may come under several ids: the preload defines a stack again
+//! when two threads intern it at once, or when its table has no room left.
+//! [`Catalog::stack_aliases`] names, after the replay, the ids that stand for
+//! the same stack as a smaller one, so that no report lists one stack twice
+//! ([`crate::replay::Outcome::merge_stacks`]).
 
 use std::collections::HashMap;
 
@@ -12,6 +18,7 @@ use memtrace_format::Record;
 
 use crate::error::{Error, Result};
 use crate::log::{Event, Index, Log};
+use crate::replay::FastMap;
 use crate::symbolize::{Module, Modules};
 
 /// What the first pass found.
@@ -78,6 +85,70 @@ pub fn scan(log: &Log, index: &Index) -> Result<Catalog> {
 }
 
 impl Catalog {
+    /// The stack ids that name the same stack as a smaller id, each mapped
+    /// to the smallest: the same frames, in the same module instances at
+    /// each id's first use (`first_use`; a `dlclose` between two uses may
+    /// put another object at the same address, and the symbolizer picks the
+    /// instance by the first use). Empty in the usual log, where each stack
+    /// is defined once.
+    ///
+    /// Costs one hash and id per stack, a keyed hash (a hostile log cannot
+    /// aim for collisions); frames are compared only within equal hashes.
+    pub fn stack_aliases(&self, first_use: &FastMap<u32, u64>) -> FastMap<u32, u32> {
+        use std::hash::{BuildHasher, Hasher};
+        let state = crate::replay::FastState::default();
+        let hash = |frames: &[u64]| {
+            let mut h = state.build_hasher();
+            h.write_usize(frames.len());
+            for &f in frames {
+                h.write_u64(f);
+            }
+            h.finish()
+        };
+        let mut first: FastMap<u64, u32> = FastMap::default();
+        first.reserve(self.stacks.len());
+        // Ids whose hash an earlier id has: (hash, id).
+        let mut more: Vec<(u64, u32)> = Vec::new();
+        for (&id, frames) in &self.stacks {
+            let h = hash(frames);
+            match first.entry(h) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(id);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => more.push((h, id)),
+            }
+        }
+        let mut aliases = FastMap::default();
+        if more.is_empty() {
+            return aliases;
+        }
+        more.sort_unstable();
+        let modules_of = |id: u32, frames: &[u64]| -> Vec<Option<usize>> {
+            let t = first_use.get(&id).copied();
+            frames.iter().map(|&a| self.modules.find(a, t)).collect()
+        };
+        let mut group: Vec<u32> = Vec::new();
+        for run in more.chunk_by(|a, b| a.0 == b.0) {
+            group.clear();
+            group.push(first[&run[0].0]);
+            group.extend(run.iter().map(|&(_, id)| id));
+            group.sort_unstable();
+            // Classes of equal stacks, each under its smallest id (the
+            // group is sorted, so a class's first member is its smallest).
+            let mut classes: HashMap<(&[u64], Vec<Option<usize>>), u32> = HashMap::new();
+            for &id in &group {
+                let frames = &self.stacks[&id][..];
+                let canonical = *classes
+                    .entry((frames, modules_of(id, frames)))
+                    .or_insert(id);
+                if canonical != id {
+                    aliases.insert(id, canonical);
+                }
+            }
+        }
+        aliases
+    }
+
     /// Takes in one merged event (the replay's pass calls this for every
     /// event, so that one pass over the log serves both).
     pub fn observe(&mut self, ev: &Event<'_>, log: &Log, index: &Index) -> Result<()> {
@@ -182,5 +253,89 @@ impl Catalog {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::report::{Options, Report, analyze_bytes};
+    use crate::testlog::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn module(c: &mut ChunkBuilder, t: u64, path: &str) {
+        let d = c.dt(t);
+        c.put(|b| memtrace_format::encode::module(b, d, 0, 0x1000, 0x3000, &[], path.as_bytes()));
+    }
+
+    fn unmodule(c: &mut ChunkBuilder, t: u64) {
+        let d = c.dt(t);
+        c.put(|b| memtrace_format::encode::unmodule(b, d, 0, 0x1000));
+    }
+
+    fn analyze(c: &ChunkBuilder, end: u64) -> Report {
+        let mut b = LogBuilder::new();
+        b.push(0, c).ended(end);
+        analyze_bytes(&b.bytes, &Options::default()).unwrap()
+    }
+
+    /// (bytes, count, innermost address) of each site, in the list's order.
+    fn sites(v: &[crate::report::Site]) -> Vec<(u64, u64, u64)> {
+        v.iter()
+            .map(|s| (s.bytes, s.count, s.stack.first().map_or(0, |f| f.address)))
+            .collect()
+    }
+
+    /// A stack defined under three ids (as a saturated or racing stack table
+    /// does) is one site in every list: leaks, mappings, peak, allocated and
+    /// temporary, with the sums of its ids; another stack stays apart.
+    #[test]
+    fn one_stack_under_several_ids_is_one_site() {
+        let mut c = LogBuilder::chunk(T0);
+        c.stack(1, &[0x1100, 0x1200])
+            .stack(2, &[0x2100, 0x1200])
+            .stack(7, &[0x1100, 0x1200])
+            .stack(9, &[0x1100, 0x1200])
+            .alloc(T0 + MS, 0x10, 10, 1)
+            .alloc(T0 + 2 * MS, 0x20, 20, 7)
+            .alloc(T0 + 3 * MS, 0x30, 40, 2)
+            .alloc(T0 + 4 * MS, 0x40, 30, 9)
+            .alloc(T0 + 5 * MS, 0x50, 1000, 7)
+            .free(T0 + 6 * MS, 0x50)
+            .mmap(T0 + 7 * MS, 0x7000_0000, 4096, 0x22, 1)
+            .mmap(T0 + 8 * MS, 0x7100_0000, 8192, 0x22, 9);
+        let r = analyze(&c, T0 + 10 * MS);
+        assert_eq!(r.heap_leak_stacks, 2);
+        assert_eq!(sites(&r.heap_leaks), [(60, 3, 0x1100), (40, 1, 0x2100)]);
+        assert_eq!(r.mmap_leak_stacks, 1);
+        assert_eq!(sites(&r.mmap_leaks), [(12288, 2, 0x1100)]);
+        assert_eq!(sites(&r.peak), [(1060, 4, 0x1100), (40, 1, 0x2100)]);
+        assert_eq!(sites(&r.allocated), [(1060, 4, 0x1100), (40, 1, 0x2100)]);
+        assert_eq!(sites(&r.temporary), [(1000, 1, 0x1100)]);
+        assert_eq!(r.summary.leaked_heap_blocks, 4);
+    }
+
+    /// The same addresses in another object (one unloaded, another loaded
+    /// at its place) are another stack: not merged. In the same object
+    /// (nothing unloaded between the uses) they are.
+    #[test]
+    fn same_frames_in_another_object_stay_apart() {
+        let mut c = LogBuilder::chunk(T0);
+        module(&mut c, T0, "/lib/one.so");
+        c.stack(1, &[0x1500]).alloc(T0 + MS, 0x10, 10, 1);
+        c.stack(2, &[0x1500]).alloc(T0 + 2 * MS, 0x20, 20, 2);
+        unmodule(&mut c, T0 + 3 * MS);
+        module(&mut c, T0 + 4 * MS, "/lib/two.so");
+        c.stack(3, &[0x1500]).alloc(T0 + 5 * MS, 0x30, 40, 3);
+        let r = analyze(&c, T0 + 10 * MS);
+        assert_eq!(sites(&r.heap_leaks), [(40, 1, 0x1500), (30, 2, 0x1500)]);
+        let module = |i: usize| {
+            r.heap_leaks[i].stack[0]
+                .module
+                .as_deref()
+                .map(str::to_owned)
+        };
+        assert_eq!(module(0).as_deref(), Some("/lib/two.so"));
+        assert_eq!(module(1).as_deref(), Some("/lib/one.so"));
     }
 }

@@ -43,6 +43,11 @@ pub enum Error {
     /// A packed log is damaged, or a log could not be packed.
     #[error("{}: packed log: {why}", path.display())]
     Pack { path: PathBuf, why: String },
+    /// The file was truncated by another process while it was being read
+    /// (its mapping's pages past the new end read as zeros, see
+    /// [`crate::log::Log::checked`]).
+    #[error("{}: the file shrank while it was being read (truncated by another process)", path.display())]
+    Shrank { path: PathBuf },
     /// A raw log whose writer is still running (see [`crate::live`]).
     #[error("{} is still being written by pid {pid}", path.display())]
     Live { path: PathBuf, pid: u32 },

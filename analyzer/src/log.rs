@@ -120,9 +120,201 @@ fn cover_holes(file: &File, map: &Mmap) {
     }
 }
 
+/// Guards the analyzer against a log file truncated while it is mapped.
+///
+/// Touching a page of a file mapping past the file's end raises SIGBUS, which
+/// would kill memtrace. A process-wide SIGBUS handler (installed once, by the
+/// first [`Log::open`]; the analyzer owns its signals) looks the faulting
+/// address up among the registered log mappings: inside one, it maps
+/// anonymous zero pages from the faulting page to the mapping's end
+/// (`mmap` with `MAP_FIXED` is a system call, async-signal-safe), sets that
+/// mapping's *shrank* flag and returns, so the reader sees zeros (the end of
+/// the data) and the [`Log`] turns the flag into [`Error::Shrank`]. Any other
+/// SIGBUS goes to the action in place before (Rust's own handler, or the
+/// default: the process dies of SIGBUS as it would have).
+mod bus {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// Mappings guarded at once; a log opened while all are taken is read
+    /// unguarded (as before: a truncation then kills the process).
+    const SLOTS: usize = 256;
+
+    struct Slot {
+        used: AtomicBool,
+        start: AtomicUsize,
+        len: AtomicUsize,
+        shrank: AtomicBool,
+    }
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const FREE: Slot = Slot {
+        used: AtomicBool::new(false),
+        start: AtomicUsize::new(0),
+        len: AtomicUsize::new(0),
+        shrank: AtomicBool::new(false),
+    };
+    static TABLE: [Slot; SLOTS] = [FREE; SLOTS];
+
+    /// The SIGBUS action before ours (set once, before ours is installed).
+    struct Old(libc::sigaction);
+    // SAFETY: a plain C struct written once before any reader can run and
+    // never changed afterwards.
+    unsafe impl Sync for Old {}
+    // SAFETY: as above.
+    unsafe impl Send for Old {}
+    static OLD: OnceLock<Option<Old>> = OnceLock::new();
+
+    /// Installs the handler (once per process); false if it could not be.
+    fn install() -> bool {
+        OLD.get_or_init(|| {
+            // SAFETY: an all-zero sigaction is a valid value to fill in.
+            let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+            new.sa_sigaction = handler as *const () as usize;
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            // SAFETY: new.sa_mask is ours to initialize.
+            unsafe { libc::sigemptyset(&mut new.sa_mask) };
+            // SAFETY: as above.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: reads the current action into `old`, changes nothing.
+            if unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut old) } != 0 {
+                return None;
+            }
+            // The old action must be readable by the handler before it can run.
+            let saved = Old(old);
+            // SAFETY: installs our handler; `handler` is async-signal-safe.
+            if unsafe { libc::sigaction(libc::SIGBUS, &new, std::ptr::null_mut()) } != 0 {
+                return None;
+            }
+            Some(saved)
+        })
+        .is_some()
+    }
+
+    /// A registered mapping; unregistered when dropped.
+    pub struct Guard(usize);
+
+    impl Guard {
+        /// Registers `[start, start + len)`; `None` when no slot is free or
+        /// the handler cannot be installed.
+        pub fn new(start: usize, len: usize) -> Option<Guard> {
+            if len == 0 || !install() {
+                return None;
+            }
+            for (i, s) in TABLE.iter().enumerate() {
+                if s.used
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    s.shrank.store(false, Ordering::Release);
+                    s.len.store(0, Ordering::Release);
+                    s.start.store(start, Ordering::Release);
+                    s.len.store(len, Ordering::Release);
+                    return Some(Guard(i));
+                }
+            }
+            None
+        }
+
+        /// Whether a read past the file's end was caught in this mapping.
+        pub fn shrank(&self) -> bool {
+            TABLE[self.0].shrank.load(Ordering::Acquire)
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let s = &TABLE[self.0];
+            s.len.store(0, Ordering::Release);
+            s.start.store(0, Ordering::Release);
+            s.used.store(false, Ordering::Release);
+        }
+    }
+
+    /// The SIGBUS handler: async-signal-safe (atomics, `mmap`, `sigaction`,
+    /// `raise`), allocates nothing, cannot panic.
+    extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+        let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+        // Only a fault the kernel raised (si_code > 0) has a faulting address.
+        if code > 0 {
+            let page = super::page_size();
+            for s in &TABLE {
+                let len = s.len.load(Ordering::Acquire);
+                let start = s.start.load(Ordering::Acquire);
+                if len == 0 || addr < start || addr - start >= len {
+                    continue;
+                }
+                let from = addr - addr % page;
+                let end = start + len;
+                // SAFETY: [from, end) lies inside a registered read-only log
+                // mapping, which its Log keeps alive while a reader can fault
+                // in it; MAP_FIXED replaces those pages with private zero
+                // pages, so the faulting read is retried and sees zeros.
+                let r = unsafe {
+                    libc::mmap(
+                        from as *mut libc::c_void,
+                        end - from,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    )
+                };
+                if r != libc::MAP_FAILED {
+                    s.shrank.store(true, Ordering::Release);
+                    return;
+                }
+                break;
+            }
+        }
+        // Not ours: hand it to the action in place before, as if we had
+        // never been installed.
+        let old = match OLD.get() {
+            Some(Some(o)) => &o.0,
+            _ => std::ptr::null(),
+        };
+        if !old.is_null() {
+            // SAFETY: `old` points to the saved action, valid for the
+            // process's lifetime.
+            let (act, flags) = unsafe { ((*old).sa_sigaction, (*old).sa_flags) };
+            if act != libc::SIG_DFL && act != libc::SIG_IGN {
+                if flags & libc::SA_SIGINFO != 0 {
+                    // SAFETY: the previous handler was installed with
+                    // SA_SIGINFO, so it takes these three arguments.
+                    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                        unsafe { std::mem::transmute(act) };
+                    f(sig, info, ctx);
+                } else {
+                    // SAFETY: a handler installed without SA_SIGINFO takes the signal number.
+                    let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(act) };
+                    f(sig);
+                }
+                return;
+            }
+        }
+        // The default action: restore it and let the signal take effect (a
+        // fault recurs when the instruction is retried; a sent signal is
+        // raised again, delivered once this handler returns).
+        // SAFETY: an all-zero sigaction with SIG_DFL is the default action.
+        let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+        dfl.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: sigaction and raise are async-signal-safe.
+        unsafe {
+            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
+            if code <= 0 {
+                libc::raise(libc::SIGBUS);
+            }
+        }
+    }
+}
+
 /// An opened, mapped log file (or bytes already in memory).
 pub struct Log {
     path: PathBuf,
+    /// Catches reads past the end of a file truncated under us (see
+    /// [`bus`]); dropped before the mapping it guards.
+    bus: Option<bus::Guard>,
     data: Data,
 }
 
@@ -178,6 +370,7 @@ impl Log {
         cover_holes(&file, &map);
         Ok(Log {
             path: path.to_owned(),
+            bus: bus::Guard::new(map.as_ptr() as usize, map.len()),
             data: Data::Map(map),
         })
     }
@@ -186,8 +379,27 @@ impl Log {
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Log {
         Log {
             path: path.to_owned(),
+            bus: None,
             data: Data::Owned(bytes.into()),
         }
+    }
+
+    /// Whether the file was found shorter than its mapping while it was being
+    /// read (truncated by another process): what was read past its new end
+    /// was zeros, so nothing decoded from this log can be trusted.
+    pub fn shrank(&self) -> bool {
+        self.bus.as_ref().is_some_and(bus::Guard::shrank)
+    }
+
+    /// `r`, or [`Error::Shrank`] if the file shrank while it was being read
+    /// (whatever was decoded from the zeros, error or not, is void).
+    pub fn checked<T>(&self, r: Result<T>) -> Result<T> {
+        if self.shrank() {
+            return Err(Error::Shrank {
+                path: self.path.clone(),
+            });
+        }
+        r
     }
 
     /// Tells the kernel that the file's bytes in `[start, end)` will not be
@@ -240,14 +452,20 @@ impl Log {
         } else {
             self.bytes()
         };
-        Header::parse(bytes).map_err(|err| Error::Header {
+        let r = Header::parse(bytes).map_err(|err| Error::Header {
             path: self.path.clone(),
             err,
-        })
+        });
+        self.checked(r)
     }
 
     /// Walks the chunk headers and groups the chunks by stream.
     pub fn index(&self, header: &Header<'_>) -> Result<Index> {
+        let r = self.index_unchecked(header);
+        self.checked(r)
+    }
+
+    fn index_unchecked(&self, header: &Header<'_>) -> Result<Index> {
         if self.is_packed() {
             return crate::pack::index(&self.path, self.bytes());
         }
@@ -321,12 +539,17 @@ impl Log {
     /// Merges all streams of `index` by time (a packed log's events come
     /// merged already).
     pub fn merge<'a>(&'a self, index: &'a Index) -> Merge<'a> {
-        match &index.packed {
+        let events = match &index.packed {
             Some(p) => match crate::pack::Events::new(self, index, p) {
-                Ok(ev) => Merge::Packed(Box::new(ev), p.cut_records),
-                Err(e) => Merge::Failed(Some(e)),
+                Ok(ev) => Events::Packed(Box::new(ev), p.cut_records),
+                Err(e) => Events::Failed(Some(e)),
             },
-            None => Merge::Raw(RawMerge::new(self, index)),
+            None => Events::Raw(RawMerge::new(self, index)),
+        };
+        Merge {
+            log: self,
+            events,
+            done: false,
         }
     }
 }
@@ -549,8 +772,15 @@ pub fn for_each_event<'a>(
 }
 
 /// Every event of a log in merged order: a raw log's streams merged by
-/// time, or a packed log's events as stored.
-pub enum Merge<'a> {
+/// time, or a packed log's events as stored. Its last item is an error if
+/// the file shrank while it was read ([`Log::checked`]).
+pub struct Merge<'a> {
+    log: &'a Log,
+    events: Events<'a>,
+    done: bool,
+}
+
+enum Events<'a> {
     Raw(RawMerge<'a>),
     /// The events and the records the packer found cut short.
     Packed(Box<crate::pack::Events<'a>>, u64),
@@ -562,10 +792,10 @@ impl Merge<'_> {
     /// Records cut short by the end of a truncated file (final once the
     /// iterator is exhausted).
     pub fn cut_records(&self) -> u64 {
-        match self {
-            Merge::Raw(m) => m.cut_records,
-            Merge::Packed(_, n) => *n,
-            Merge::Failed(_) => 0,
+        match &self.events {
+            Events::Raw(m) => m.cut_records,
+            Events::Packed(_, n) => *n,
+            Events::Failed(_) => 0,
         }
     }
 }
@@ -575,10 +805,25 @@ impl<'a> Iterator for Merge<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Merge::Raw(m) => m.next(),
-            Merge::Packed(e, _) => e.next(),
-            Merge::Failed(e) => e.take().map(Err),
+        if self.done {
+            return None;
+        }
+        let next = match &mut self.events {
+            Events::Raw(m) => m.next(),
+            Events::Packed(e, _) => e.next(),
+            Events::Failed(e) => e.take().map(Err),
+        };
+        match next {
+            Some(Ok(ev)) => Some(Ok(ev)),
+            // The end, or an error: either may come from the zeros that
+            // replaced a truncated file's pages.
+            end => {
+                self.done = true;
+                match self.log.checked(Ok(())) {
+                    Err(e) => Some(Err(e)),
+                    Ok(()) => end,
+                }
+            }
         }
     }
 }
@@ -833,6 +1078,148 @@ mod tests {
             assert_eq!(log.merge(&idx).filter(|e| e.is_ok()).count(), n);
         }
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A log of three 40,000-record chunks written to `dir/name`.
+    fn big_log_file(dir: &Path, name: &str) -> (PathBuf, usize) {
+        let mut b = LogBuilder::new();
+        let mut n = 0;
+        for k in 0..3 {
+            let mut c = LogBuilder::chunk(T0 + k * 1_000_000);
+            for i in 0..40_000u64 {
+                c.alloc(T0 + k * 1_000_000 + i, 0x1000 + i * 16, 8, 1);
+                n += 1;
+            }
+            b.push(0, &c);
+        }
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, &b.bytes).unwrap();
+        (p, n)
+    }
+
+    fn shrank_message(p: &Path) -> String {
+        format!(
+            "{}: the file shrank while it was being read (truncated by another process)",
+            p.display()
+        )
+    }
+
+    /// A file truncated by another process after it was indexed: the pages
+    /// past the new end would raise SIGBUS; the merge reads zeros instead and
+    /// ends with the one-line error, and so does every later pass.
+    #[test]
+    fn truncated_while_merging_is_an_error_not_sigbus() {
+        let dir = std::env::temp_dir().join(format!("memtrace-log-shrink-{}", std::process::id()));
+        let (p, n) = big_log_file(&dir, "shrink.mtr");
+        let log = Log::open(&p).unwrap();
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        assert!(!log.shrank());
+        // The index walk released its pages: the merge faults them in again.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(3 * 4096)
+            .unwrap();
+        let mut ok = 0;
+        let mut errs = Vec::new();
+        for ev in log.merge(&idx) {
+            match ev {
+                Ok(_) => ok += 1,
+                Err(e) => errs.push(e.to_string()),
+            }
+        }
+        assert_eq!(errs, vec![shrank_message(&p)]);
+        assert!(
+            ok < n,
+            "{ok} of {n} records read from a file cut to 3 pages"
+        );
+        assert!(log.shrank());
+        assert_eq!(log.index(&h).unwrap_err().to_string(), shrank_message(&p));
+        // Another log opened afterwards is not affected.
+        let (q, _) = big_log_file(&dir, "intact.mtr");
+        let other = Log::open(&q).unwrap();
+        let oh = other.header().unwrap();
+        let oidx = other.index(&oh).unwrap();
+        assert_eq!(other.merge(&oidx).filter(|e| e.is_ok()).count(), n);
+        assert!(!other.shrank());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Truncated after it was opened, before anything was read: the whole
+    /// pipeline (header, index, catalog, replays) ends with the one-line error.
+    #[test]
+    fn truncated_before_analysis_is_an_error_not_sigbus() {
+        let dir = std::env::temp_dir().join(format!("memtrace-log-shrink2-{}", std::process::id()));
+        let (p, _) = big_log_file(&dir, "shrink.mtr");
+        let log = Log::open(&p).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(2 * 4096)
+            .unwrap();
+        let err = crate::report::analyze_log(
+            &log,
+            &crate::Options::default(),
+            crate::symbolize::Symbolizer::disabled(),
+        )
+        .err()
+        .expect("an error");
+        assert_eq!(err.to_string(), shrank_message(&p));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A SIGBUS outside every log mapping still kills the process, as it
+    /// would without the handler: the test runs itself in a child that maps
+    /// a file of its own, truncates it and reads past its end, once a log is
+    /// open (the handler installed).
+    #[test]
+    fn foreign_sigbus_still_kills() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = std::env::temp_dir().join(format!("memtrace-log-foreign-{}", std::process::id()));
+        if std::env::var_os("MEMTRACE_TEST_FOREIGN_SIGBUS").is_some() {
+            let dir = PathBuf::from(std::env::var_os("MEMTRACE_TEST_FOREIGN_SIGBUS").unwrap());
+            let (p, _) = big_log_file(&dir, "guarded.mtr");
+            let log = Log::open(&p).unwrap();
+            assert!(log.bus.is_some(), "the log is guarded");
+            let q = dir.join("foreign");
+            std::fs::write(&q, vec![1u8; 1 << 16]).unwrap();
+            let f = File::open(&q).unwrap();
+            // SAFETY: a read-only mapping of our own file; the read past
+            // its new end is the SIGBUS under test.
+            let map = unsafe { Mmap::map(&f) }.unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&q)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            // SAFETY: inside the mapping; the page is gone from the file.
+            let v = unsafe { std::ptr::read_volatile(map.as_ptr().add(8192)) };
+            // Reached only if the handler swallowed the fault.
+            std::process::exit(i32::from(v) + 50);
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "log::tests::foreign_sigbus_still_kills",
+                "--nocapture",
+            ])
+            .env("MEMTRACE_TEST_FOREIGN_SIGBUS", &dir)
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGBUS),
+            "{:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// More streams than [`SWEEP_STREAMS`], interleaved record by record: the

@@ -764,7 +764,8 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
         source,
     };
     let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
-    let result = pack(&log, &mut file).and_then(|mut s| {
+    // A log truncated under the packer would be packed from zeros.
+    let result = log.checked(pack(&log, &mut file)).and_then(|mut s| {
         file.sync_all().map_err(|source| Error::Io {
             path: tmp.clone(),
             source,
@@ -879,6 +880,96 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
     })
 }
 
+/// Most bytes a zstd frame's window may take while streaming (2^23: the
+/// writer's level uses 2^21 at most). A frame asking for more is refused
+/// instead of allocated.
+const WINDOW_LOG_MAX: u32 = 23;
+
+/// A zstd decoder for [`inflate`].
+fn decoder() -> std::io::Result<zstd::stream::raw::Decoder<'static>> {
+    let mut d = zstd::stream::raw::Decoder::new()?;
+    d.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(WINDOW_LOG_MAX))?;
+    Ok(d)
+}
+
+/// Why [`inflate`] failed.
+#[derive(Debug, PartialEq)]
+enum Inflate {
+    /// Not a complete, valid zstd frame.
+    Corrupt,
+    /// The data expands to more than the length claimed.
+    More,
+    /// The data expands to this many bytes, fewer than claimed.
+    Less(usize),
+}
+
+impl Inflate {
+    /// The error for the section `what` that claimed `claimed` bytes.
+    fn why(&self, what: &str, claimed: usize) -> String {
+        match self {
+            Inflate::Corrupt => format!("{what} does not decompress"),
+            Inflate::More => {
+                format!("{what} decompresses to more than the {claimed} bytes it claims")
+            }
+            Inflate::Less(n) => {
+                format!("{what} decompresses to {n} bytes, not the {claimed} it claims")
+            }
+        }
+    }
+}
+
+/// Decompresses the single zstd frame `src` into `out`, which must come to
+/// exactly `claimed` bytes. Neither the claim nor the frame's own header is
+/// trusted with memory: `out` starts at a size in proportion to `src` and
+/// doubles only as decompressed bytes actually fill it, up to one byte past
+/// the claim (which proves the claim a lie).
+fn inflate(
+    dec: &mut zstd::stream::raw::Decoder<'static>,
+    src: &[u8],
+    claimed: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Inflate> {
+    use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
+    out.clear();
+    dec.reinit().map_err(|_| Inflate::Corrupt)?;
+    let limit = claimed.saturating_add(1);
+    let first = src.len().saturating_mul(8).max(64 << 10).min(limit);
+    if out.capacity() < first {
+        out.reserve_exact(first);
+    }
+    let mut input = InBuffer::around(src);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(Inflate::More);
+            }
+            let grow = out.capacity().max(1).min(limit - out.len());
+            out.reserve_exact(grow);
+        }
+        let pos = out.len();
+        let mut o = OutBuffer::around_pos(out, pos);
+        let left = dec.run(&mut input, &mut o).map_err(|_| Inflate::Corrupt)?;
+        let full = o.pos() == o.capacity();
+        drop(o);
+        if left == 0 {
+            break;
+        }
+        if !full {
+            // Room left, input used up, frame not finished: cut short.
+            return Err(Inflate::Corrupt);
+        }
+    }
+    if input.pos != src.len() {
+        // Bytes after the frame: the writer writes one frame per section.
+        return Err(Inflate::Corrupt);
+    }
+    match out.len() {
+        n if n > claimed => Err(Inflate::More),
+        n if n < claimed => Err(Inflate::Less(n)),
+        _ => Ok(()),
+    }
+}
+
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default())
 }
@@ -923,22 +1014,42 @@ pub fn index(path: &Path, b: &[u8]) -> Result<Index> {
     let events_len = u64_at(b, off::EVENTS_LEN);
     let meta_len = u64_at(b, off::META_LEN);
     let meta_raw = u64_at(b, off::META_RAW_LEN);
+    let file = b.len() as u64;
     let total = (events_at as u64)
         .checked_add(events_len)
         .and_then(|x| x.checked_add(meta_len));
-    if total != Some(b.len() as u64) {
-        return Err(corrupt(path, "section sizes do not match the file's size"));
+    if total != Some(file) {
+        let how = if total.is_none_or(|t| t > file) {
+            "exceed"
+        } else {
+            "fall short of"
+        };
+        return Err(corrupt(
+            path,
+            &format!(
+                "section lengths (events {events_len}, meta {meta_len} bytes after {events_at}) {how} the file's size ({file} bytes)"
+            ),
+        ));
     }
-    // A meta section expands to at most a few hundred times its size.
-    if meta_raw > meta_len.saturating_mul(1024).saturating_add(1 << 20) {
-        return Err(corrupt(path, "meta section too large"));
+    // A meta section expands to at most a few hundred times its size: a
+    // larger claim is refused before anything is allocated.
+    let meta_most = meta_len.saturating_mul(1024).saturating_add(1 << 20);
+    if meta_raw > meta_most {
+        return Err(corrupt(
+            path,
+            &format!(
+                "meta section claims {meta_raw} bytes, more than its {meta_len} compressed bytes can hold"
+            ),
+        ));
     }
     let meta_at = events_at + events_len as usize;
-    let meta = zstd::bulk::decompress(&b[meta_at..], meta_raw as usize)
-        .map_err(|_| corrupt(path, "meta section does not decompress"))?;
-    if meta.len() as u64 != meta_raw {
-        return Err(corrupt(path, "meta section has the wrong size"));
-    }
+    let mut meta = Vec::new();
+    let mut dec = decoder().map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    inflate(&mut dec, &b[meta_at..], meta_raw as usize, &mut meta)
+        .map_err(|e| corrupt(path, &e.why("meta section", meta_raw as usize)))?;
     let streams = (0..n)
         .map(|i| StreamChunks {
             id: u32_at(b, STREAMS_AT + 8 * i),
@@ -971,7 +1082,7 @@ pub struct Events<'a> {
     cols: [Vec<u8>; NCOL],
     pos: [usize; NCOL],
     ops_left: usize,
-    zstd: zstd::bulk::Decompressor<'static>,
+    zstd: zstd::stream::raw::Decoder<'static>,
     meta: &'a [u8],
     meta_pos: usize,
     streams: usize,
@@ -997,7 +1108,7 @@ impl<'a> Events<'a> {
             cols: std::array::from_fn(|_| Vec::new()),
             pos: [0; NCOL],
             ops_left: 0,
-            zstd: zstd::bulk::Decompressor::new().map_err(|source| Error::Io {
+            zstd: decoder().map_err(|source| Error::Io {
                 path: log.path().to_owned(),
                 source,
             })?,
@@ -1035,19 +1146,24 @@ impl<'a> Events<'a> {
         for c in 0..NCOL {
             let raw = u32_at(h, 4 + 8 * c) as usize;
             let comp = u32_at(h, 8 + 8 * c) as usize;
-            if raw > MAX_COLUMN || comp > end - p {
-                return Err(self.err("block column size"));
+            let at = self.at;
+            if raw > MAX_COLUMN {
+                return Err(self.err(&format!(
+                    "column {c} of the block at {at} claims {raw} bytes (at most {MAX_COLUMN})"
+                )));
             }
-            let buf = &mut self.cols[c];
-            buf.clear();
-            buf.reserve(raw);
-            let n = self
-                .zstd
-                .decompress_to_buffer(&b[p..p + comp], buf)
-                .map_err(|_| corrupt(self.path, "block column does not decompress"))?;
-            if n != raw || buf.len() != raw {
-                return Err(self.err("block column has the wrong size"));
+            if comp > end - p {
+                return Err(self.err(&format!(
+                    "column {c} of the block at {at}: its {comp} compressed bytes run past the events section ({} bytes left)",
+                    end - p
+                )));
             }
+            inflate(&mut self.zstd, &b[p..p + comp], raw, &mut self.cols[c]).map_err(|e| {
+                corrupt(
+                    self.path,
+                    &e.why(&format!("column {c} of the block at {at}"), raw),
+                )
+            })?;
             self.pos[c] = 0;
             p += comp;
         }

@@ -886,6 +886,79 @@ pub struct Outcome {
     pub cut_records: u64,
 }
 
+impl Outcome {
+    /// Folds each id of `aliases` into the id it maps to (see
+    /// [`crate::catalog::Catalog::stack_aliases`]): every list keyed by stack
+    /// then names each stack once, with the sums of its ids, in the lists'
+    /// orders. Nothing to do (and nothing done) without aliases.
+    pub fn merge_stacks(&mut self, aliases: &FastMap<u32, u32>) {
+        if aliases.is_empty() {
+            return;
+        }
+        let canon = |s: u32| aliases.get(&s).copied().unwrap_or(s);
+        self.heap_leaks = merge_sorted(std::mem::take(&mut self.heap_leaks), aliases);
+        self.mmap_leaks = merge_sorted(std::mem::take(&mut self.mmap_leaks), aliases);
+        self.peak = merge_sorted(std::mem::take(&mut self.peak), aliases);
+        self.allocated = merge_sorted(std::mem::take(&mut self.allocated), aliases);
+        self.temporary = merge_totals(&self.temporary, aliases);
+        self.temporary
+            .sort_by(|a, b| (b.count, b.bytes, a.stack).cmp(&(a.count, a.bytes, b.stack)));
+        let mut brk: FastMap<u32, i64> = FastMap::default();
+        for b in &self.brk {
+            let e = brk.entry(canon(b.stack)).or_default();
+            *e = e.saturating_add(b.bytes);
+        }
+        self.brk = brk
+            .into_iter()
+            .filter(|&(_, bytes)| bytes != 0)
+            .map(|(stack, bytes)| BrkTotal { stack, bytes })
+            .collect();
+        self.brk
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.stack.cmp(&b.stack)));
+        for (_, b) in &mut self.live {
+            b.stack = canon(b.stack);
+        }
+        for (&dup, &to) in aliases {
+            if let Some(t) = self.first_use.get(&dup).copied() {
+                let e = self.first_use.entry(to).or_insert(t);
+                *e = (*e).min(t);
+            }
+            if let Some(f) = self.leak_funcs.remove(&dup) {
+                self.leak_funcs.entry(to).or_insert(f);
+            }
+        }
+    }
+}
+
+/// `v` (largest first) with the ids of `aliases` folded into the ids they
+/// map to, largest first (see [`Outcome::merge_stacks`]).
+pub fn merge_sorted(v: Vec<StackTotal>, aliases: &FastMap<u32, u32>) -> Vec<StackTotal> {
+    if aliases.is_empty() {
+        return v;
+    }
+    sorted(merge_totals(&v, aliases))
+}
+
+/// `v` with the totals of the ids in `aliases` added to those of the ids
+/// they map to (unsorted).
+fn merge_totals(v: &[StackTotal], aliases: &FastMap<u32, u32>) -> Vec<StackTotal> {
+    let mut m: FastMap<u32, (u64, u64)> = FastMap::default();
+    for t in v {
+        let e = m
+            .entry(aliases.get(&t.stack).copied().unwrap_or(t.stack))
+            .or_default();
+        e.0 = e.0.saturating_add(t.bytes);
+        e.1 = e.1.saturating_add(t.count);
+    }
+    m.into_iter()
+        .map(|(stack, (bytes, count))| StackTotal {
+            stack,
+            bytes,
+            count,
+        })
+        .collect()
+}
+
 /// Bytes and blocks of `blocks` by stack, largest first.
 pub fn blocks_by_stack<'a>(blocks: impl IntoIterator<Item = &'a Block>) -> Vec<StackTotal> {
     let mut m: HashMap<u32, (u64, u64)> = HashMap::new();

@@ -71,13 +71,18 @@ pub fn since_snapshot(path: &Path) -> Result<Since> {
     let mut cat = Catalog::default();
     // The same inheritance as the later log's, under the same stack ids.
     let inherited = crate::inherit::of_header(path, &header, &[]).unwrap_or(None);
-    let out = replay::replay_seeded(
+    let mut out = replay::replay_seeded(
         &log,
         &index,
         replay::Config::of(&header),
         inherited.as_ref().map(|i| &i.seed),
         |ev| cat.observe(ev, &log, &index),
     )?;
+    if let Some(i) = &inherited {
+        i.annotate(&mut cat, &mut out.first_use);
+    }
+    // One stack under one id (the later log maps these ids once more).
+    out.merge_stacks(&cat.stack_aliases(&out.first_use));
     let lost = out
         .live
         .iter()
@@ -287,6 +292,17 @@ pub struct Summary {
     /// Recording stopped at the process's file-size limit (`RLIMIT_FSIZE`):
     /// the events after it are in `events_lost`.
     pub file_size_limit: bool,
+    /// The program closed memtrace's log descriptor or reused its number:
+    /// the log was opened again by its path (`events_lost` has what fell
+    /// in between).
+    pub log_fd_replaced: bool,
+    /// The program installed a seccomp filter: memtrace recorded without
+    /// system calls of its own from then on, into a reserve of fixed size
+    /// (what did not fit is in `events_lost`).
+    pub seccomp_filter: bool,
+    /// The program unmapped or mapped over memory memtrace uses: recording
+    /// stopped (`events_lost` has what came after).
+    pub mapping_clobbered: bool,
     /// Stacks compared with libgcc's unwinder (`MEMTRACE_VERIFY_UNWIND`).
     pub unwind_checked: u64,
     /// Of those, the stacks where the two unwinders disagreed.
@@ -567,6 +583,9 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     if let Some(i) = &inherited {
         i.annotate(&mut cat, &mut out.first_use);
     }
+    // A stack the preload defined more than once is one stack from here on.
+    let aliases = cat.stack_aliases(&out.first_use);
+    out.merge_stacks(&aliases);
 
     let state = ExitHow::from_u32(header.state);
     // A raw log whose writer still runs: not an abnormal end.
@@ -706,6 +725,9 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         malloc_not_interposed: header.flags & memtrace_format::hdr::flag::MALLOC_NOT_INTERPOSED
             != 0,
         file_size_limit: header.flags & memtrace_format::hdr::flag::FILE_SIZE_LIMIT != 0,
+        log_fd_replaced: header.flags & memtrace_format::hdr::flag::LOG_FD_REPLACED != 0,
+        seccomp_filter: header.flags & memtrace_format::hdr::flag::SECCOMP != 0,
+        mapping_clobbered: header.flags & memtrace_format::hdr::flag::MAPPING_CLOBBERED != 0,
         unwind_checked: header.unwind_checked as u64,
         unwind_mismatched: header.unwind_mismatched as u64,
         sample_interval: header.sample_interval,
@@ -809,6 +831,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let mapped_then = match &cat.kernel.maps_at_peak {
         Some((t, _)) => {
             let v = replay::mapped_at(log, &index, replay::Config::of(&header), *t)?;
+            let v = replay::merge_sorted(v, &aliases);
             sites(&v, opts.top.unwrap_or(DEFAULT_PEAK_TOP))
         }
         None => Vec::new(),
@@ -817,8 +840,17 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let live_filter = narrowed.map(|(all_bytes, all_blocks, all_by_stack, lost_then_freed)| {
         let mut growth = Vec::new();
         if let Some(since) = &opts.since {
+            // The snapshot's ids, as this log merges them.
+            let mut then: HashMap<u32, (u64, u64)> = HashMap::new();
+            for (&stack, &(b, c)) in &since.by_stack {
+                let e = then
+                    .entry(aliases.get(&stack).copied().unwrap_or(stack))
+                    .or_default();
+                e.0 = e.0.saturating_add(b);
+                e.1 = e.1.saturating_add(c);
+            }
             let mut stacks: Vec<u32> = all_by_stack.iter().map(|t| t.stack).collect();
-            stacks.extend(since.by_stack.keys().copied());
+            stacks.extend(then.keys().copied());
             stacks.sort_unstable();
             stacks.dedup();
             let now: HashMap<u32, (u64, u64)> = all_by_stack
@@ -827,7 +859,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
                 .collect();
             for stack in stacks {
                 let (nb, nc) = now.get(&stack).copied().unwrap_or_default();
-                let (tb, tc) = since.by_stack.get(&stack).copied().unwrap_or_default();
+                let (tb, tc) = then.get(&stack).copied().unwrap_or_default();
                 if (nb, nc) != (tb, tc) {
                     growth.push(Growth {
                         site: Site {

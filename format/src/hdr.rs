@@ -91,6 +91,21 @@ pub mod flag {
     /// (sigaction or signal): memtrace's is gone, `memtrace snapshot` must
     /// not send it.
     pub const SNAPSHOT_SIGNAL_TAKEN: u32 = 4;
+    /// The program closed memtrace's log descriptor or put a file of its own
+    /// at its number (`close_range`, `dup2`, a daemon closing everything):
+    /// memtrace noticed before using it, never wrote through it, and opened
+    /// the log again by its path (what it could not record meanwhile is in
+    /// EVENTS_LOST).
+    pub const LOG_FD_REPLACED: u32 = 8;
+    /// The program installed a seccomp filter (or strict mode): from then on
+    /// memtrace made no system call of its own. It recorded into space
+    /// reserved just before the filter took effect; what did not fit is in
+    /// EVENTS_LOST. No exit scan and no kernel figures after that point.
+    pub const SECCOMP: u32 = 16;
+    /// The program unmapped or mapped over memory memtrace uses (its log
+    /// mappings or its own tables): recording stopped there (or moved, for
+    /// the log's own pages), and later events are counted in EVENTS_LOST.
+    pub const MAPPING_CLOBBERED: u32 = 32;
 }
 
 /// The decoded file header.

@@ -246,6 +246,9 @@ impl Cut {
 
 /// Where a STACK record's count field keeps the [`Cut`] (two bits).
 pub const STACK_CUT_SHIFT: u32 = 16;
+/// Log space the preload reserves when the program installs a seccomp
+/// filter: all it can record from then on (see `hdr::flag::SECCOMP`).
+pub const SANDBOX_RESERVE: usize = 16 << 20;
 
 /// Record tags.
 pub mod tag {

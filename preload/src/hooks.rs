@@ -252,6 +252,9 @@ fn do_mmap(
     fd: c_int,
     off: i64,
 ) -> *mut c_void {
+    if flags & libc::MAP_FIXED != 0 {
+        writer::program_replaces(addr as usize, len);
+    }
     // SAFETY: the caller's request is passed to the kernel unchanged.
     let p = unsafe { sys::raw_mmap(addr as usize, len, prot, flags, fd, off) };
     if p != libc::MAP_FAILED {
@@ -293,6 +296,7 @@ pub unsafe extern "C" fn mmap64(
 #[cfg_attr(not(test), unsafe(no_mangle))]
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
     let t0 = sys::now_ns();
+    writer::program_replaces(addr as usize, len);
     // SAFETY: the caller's request is passed to the kernel unchanged.
     let r = unsafe { sys::raw_munmap(addr, len) };
     if r == 0 {
@@ -316,10 +320,12 @@ pub unsafe extern "C" fn mremap(
 ) -> *mut c_void {
     let fixed = flags & libc::MREMAP_FIXED != 0;
     let target = if fixed {
+        writer::program_replaces(new_addr as usize, new_len);
         new_addr
     } else {
         core::ptr::null_mut()
     };
+    writer::program_replaces(old as usize, old_len);
     // SAFETY: the caller's request is passed to the kernel unchanged.
     let p = unsafe { sys::raw_mremap(old, old_len, new_len, flags, target) };
     if p != libc::MAP_FAILED {

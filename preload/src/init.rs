@@ -76,10 +76,10 @@ unsafe extern "C" fn constructor(
     if !open_log(0) {
         return;
     }
+    crate::forks::init();
     unwind::init_self();
     unwind::init_cache();
     stacks::reset();
-    thread::init_key();
     // SAFETY: registering plain function pointers; glibc's tables for these
     // have static initial storage.
     unsafe {
@@ -147,17 +147,7 @@ fn open_log(forked_from: u32) -> bool {
         None => &exe[..exe_len],
     };
     let mut digits = [0u8; 10];
-    let pid = sys::getpid();
-    let mut dn = 0;
-    let mut v = pid;
-    loop {
-        digits[dn] = b'0' + (v % 10) as u8;
-        dn += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
+    let dn = sys::write_decimal(sys::getpid() as u64, &mut digits);
     let mut i = 0;
     let limit = PATH_CAP - 16;
     while i < *plen && o < limit {
@@ -165,9 +155,9 @@ fn open_log(forked_from: u32) -> bool {
         if c == b'%' && i + 1 < *plen {
             match pat[i + 1] {
                 b'p' => {
-                    for k in (0..dn).rev() {
+                    for &d in &digits[..dn] {
                         if o < limit {
-                            out[o] = digits[k];
+                            out[o] = d;
                             o += 1;
                         }
                     }
@@ -201,11 +191,24 @@ fn open_log(forked_from: u32) -> bool {
 }
 
 unsafe extern "C" fn after_fork_child() {
+    child_starts();
+}
+
+/// Sets a fork child up with its own log: by the atfork handler after
+/// `fork()`, or by the first event of a child whose fork ran no handlers
+/// (`_Fork`, raw `clone`, `syscall(SYS_fork)`: see [`crate::forks`]).
+pub fn child_starts() {
+    crate::forks::rearm();
     if !thread::ENABLED.load(Ordering::Acquire) {
         return;
     }
-    let parent = sys::getppid();
     thread::ENABLED.store(false, Ordering::Release);
+    if crate::sandbox::active() {
+        // A log of its own would need the system calls the filter forbids:
+        // the child is not traced (and never writes into the parent's log).
+        return;
+    }
+    let parent = sys::getppid();
     thread::after_fork_child();
     writer::forget_log();
     stacks::reset();
@@ -224,6 +227,12 @@ unsafe extern "C" fn at_exit(_: *mut c_void) {
 pub fn finish(how: ExitHow, status: c_int) {
     // A vfork child (sharing our memory until it execs or _exits) must
     // neither free libc's buffers nor mark the parent's log.
+    if writer::clobbered() && writer::is_log_owner() && !FINISHED.swap(true, Ordering::AcqRel) {
+        // Recording stopped (see `writer::program_replaces`): only the end
+        // is marked, in the header.
+        writer::set_state(how, status);
+        return;
+    }
     if !thread::ENABLED.load(Ordering::Acquire) || !writer::is_log_owner() {
         return;
     }
@@ -231,13 +240,16 @@ pub fn finish(how: ExitHow, status: c_int) {
         return;
     }
     record::marker(|b, t| encode::freeres(b, t, 1));
+    // Under the program's seccomp filter, libc's clean-up could make system
+    // calls the bare program never makes at exit.
+    let sandboxed = crate::sandbox::active();
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
-    if cxx != 0 {
+    if cxx != 0 && !sandboxed {
         // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(cxx)() };
     }
     let libc_freeres = LIBC_FREERES.load(Ordering::Relaxed);
-    if libc_freeres != 0 {
+    if libc_freeres != 0 && !sandboxed {
         // SAFETY: __libc_freeres() takes no arguments and is meant to be called at exit.
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(libc_freeres)() };
     }

@@ -115,12 +115,8 @@ fn field(s: &[u8]) -> (&[u8], &[u8]) {
 
 /// The log file's device and inode, to recognize its mapping.
 fn log_identity() -> Option<(u64, u64)> {
-    let fd = crate::writer::log_fd()?;
-    // SAFETY: an all-zero `stat` is a valid out-parameter.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat on our own descriptor into a struct we own.
-    let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
-    (r == 0).then_some((st.st_dev, st.st_ino))
+    let id = crate::writer::log_identity();
+    (id != (0, 0)).then_some(id)
 }
 
 fn parse_hex(s: &[u8]) -> Option<u64> {
@@ -175,7 +171,7 @@ impl SplitOnce for [u8] {
 
 /// Records the counters and the mapping table, if `memtrace run` asked.
 pub fn record_at_exit() {
-    if !AT_EXIT.load(Ordering::Relaxed) {
+    if !AT_EXIT.load(Ordering::Relaxed) || crate::sandbox::active() {
         return;
     }
     // SAFETY: see `Buf`: this is the buffer's only user, and it runs once.

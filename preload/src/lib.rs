@@ -32,14 +32,17 @@
 //! - [`stacks`]: stack interning.
 //! - [`modules`]: loaded objects.
 //! - [`init`]: start-up, fork and exit.
+//! - [`forks`]: telling a fork child from its parent (`_Fork`, raw `clone`).
 //! - [`kernel`]: the kernel's accounting, recorded once at exit.
 //! - [`scan`]: the reachability scan at exit (the scanner it starts, the
 //!   registers at `exit`).
+//! - [`sandbox`]: recording under the program's own seccomp filter.
 //! - [`snapshot`]: frozen copies for snapshots of a running process.
 //! - [`sys`]: raw system calls.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 pub mod cxx;
+pub mod forks;
 pub mod hooks;
 pub mod init;
 pub mod kernel;
@@ -47,6 +50,7 @@ pub mod modules;
 pub mod real;
 pub mod record;
 pub mod sample;
+pub mod sandbox;
 pub mod scan;
 pub mod snapshot;
 pub mod stacks;

@@ -322,7 +322,10 @@ struct ScanCtx<'a> {
 
 /// Rescans the loaded objects if needed, writing MODULE/UNMODULE records into `stream`.
 pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
-    if !DIRTY.load(Ordering::Acquire) || !LOADER_USABLE.load(Ordering::Acquire) {
+    if !DIRTY.load(Ordering::Acquire)
+        || !LOADER_USABLE.load(Ordering::Acquire)
+        || crate::sandbox::active()
+    {
         return;
     }
     if LOCK.swap(true, Ordering::Acquire) {

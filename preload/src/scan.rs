@@ -35,6 +35,23 @@
 //! the process itself is the image, still and whole while its threads are
 //! stopped and this one waits.
 //!
+//! ## The scanner never outlives the scan
+//! - **The process dies mid-scan** (killed by any signal, from any thread):
+//!   the scanner gets `SIGKILL` (`PR_SET_PDEATHSIG`, set in the child before
+//!   `execve` and kept by it, since memtrace is not set-id; set again by the
+//!   scanner itself). A process that died before the child set it would
+//!   leave an orphan that nothing kills, so the child checks after setting
+//!   that its parent is still the process, and exits otherwise. The threads
+//!   it had stopped are let go by the kernel when it dies.
+//! - `PDEATHSIG` fires when the parent *thread* ends: the thread that starts
+//!   the scanner is the one that waits for it, so that is exactly when the
+//!   wait is cut short.
+//! - **The time is up** (`MEMTRACE_SCAN_TIMEOUT`) or the scanner speaks another
+//!   protocol: the exiting thread kills it (`SIGKILL` to its own child, not
+//!   yet reaped, so the pid cannot have been reused) and reaps it.
+//! - **The scanner dies or closes its output**: the wait ends at once and
+//!   the log names the failure.
+//!
 //! Under a seccomp filter nothing is started (a system call the filter does
 //! not expect could kill the program); the log says why there are no kinds
 //! (`KIND_SCAN_DONE`), as it does for every other way the scan can fail.
@@ -242,7 +259,10 @@ unsafe extern "C" fn main_trampoline(
 
 /// Marks [`EXIT_REGS`] as this thread's.
 extern "C" fn note_exit_thread() {
-    EXIT_TID.store(sys::gettid(), Ordering::Release);
+    // Under the program's seccomp filter there is no scan to take them for.
+    if !crate::sandbox::active() {
+        EXIT_TID.store(sys::gettid(), Ordering::Release);
+    }
 }
 
 /// A naked entry point that stores the callee-saved registers and the
@@ -360,19 +380,7 @@ fn under_seccomp() -> bool {
 
 /// Writes `v` in decimal into `buf`, NUL-terminated; returns `buf`.
 fn decimal(v: u64, buf: &mut [u8; 24]) -> &[u8; 24] {
-    let mut digits = [0u8; 20];
-    let (mut n, mut v) = (0, v);
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for i in 0..n {
-        buf[i] = digits[n - 1 - i];
-    }
+    let n = sys::write_decimal(v, buf);
     buf[n] = 0;
     buf
 }
@@ -384,6 +392,10 @@ pub fn at_exit() {
         return;
     }
     let started = sys::now_ns();
+    if crate::sandbox::active() {
+        // Not even /proc/self/status can be read under the program's filter.
+        return done(SCAN_SECCOMP, started);
+    }
     let me = sys::gettid();
     let mut regs = [0u64; 7];
     let how = if EXIT_TID.load(Ordering::Acquire) == me {
@@ -497,6 +509,8 @@ impl Helper {
                 return None;
             }
         }
+        // SAFETY: getpid has no arguments.
+        let me = unsafe { libc::syscall(libc::SYS_getpid) };
         let pid = crate::snapshot::raw_fork(0);
         if pid == 0 {
             // The child: only raw system calls, then exec.
@@ -504,6 +518,12 @@ impl Helper {
             // the NULL-terminated arrays built by the caller.
             unsafe {
                 libc::syscall(libc::SYS_prctl, libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // A process killed before the line above left us an orphan
+                // that PDEATHSIG will never kill: go (the scanner would
+                // otherwise take its new parent for the process).
+                if libc::syscall(libc::SYS_getppid) != me {
+                    libc::syscall(libc::SYS_exit_group, 127);
+                }
                 let i = libc::syscall(libc::SYS_fcntl, go[0], libc::F_DUPFD, 64);
                 let o = libc::syscall(libc::SYS_fcntl, out[1], libc::F_DUPFD, 64);
                 if i < 0 || o < 0 {

@@ -4,8 +4,8 @@
 //! Constraints: a copy is made with a raw `clone` system call, so no fork
 //! handler runs (neither the program's nor ours); in the copy, only raw system
 //! calls run: it closes every file descriptor (so that nobody waits for a pipe
-//! it would hold open), blocks every signal it can, sleeps at most
-//! [`LIFETIME_S`] seconds, and exits.
+//! it would hold open), blocks every signal it can, waits to be read (see
+//! "Lifetime" below), and exits.
 //!
 //! ## Snapshots of a running process
 //! When `memtrace run` (or `memtrace check`) sets `MEMTRACE_SNAPSHOT_SIGNAL=N`
@@ -26,14 +26,51 @@
 //! [`RUNNING_NAME`] so that `memtrace run` finds it among its children.
 //! Everything in the handler is a raw system call or a store to the log, which
 //! is async-signal-safe; errno is kept.
+//!
+//! ## Lifetime: a copy never outlives `memtrace run`, nor waits long unread
+//! A copy holds the whole heap of the program (its pages are shared until
+//! the program writes them), so however the snapshot fails, it must go:
+//! 1. **It dies with `memtrace run`.** Once it is `memtrace run`'s child (at
+//!    once with `CLONE_PARENT`; through the intermediate, once `getppid()` is
+//!    no longer the intermediate's pid, i.e. the kernel has reparented it),
+//!    it sets `PR_SET_PDEATHSIG` to `SIGKILL` and then checks that its parent
+//!    is `MEMTRACE_RUN_PID`; otherwise (`memtrace run` died before, or the
+//!    process outlived it and the copy went to init or another subreaper) it
+//!    exits at once. Checking after setting closes the race: a `memtrace
+//!    run` that dies after the check kills the copy. (`PDEATHSIG` fires when
+//!    the parent *thread* ends: a copy's parent is the thread that started
+//!    the command, or the first live thread of the subreaper, `memtrace
+//!    run`'s main thread either way, which lives as long as it does.)
+//! 2. **It waits [`IDLE_S`] seconds at most unless `memtrace run` takes it.**
+//!    Only then does it name itself [`RUNNING_NAME`] (so `memtrace run`
+//!    never takes a copy before it is bound to it) and sleep in ticks of
+//!    100 ms, [`IDLE_S`] seconds' worth, then exit. `memtrace run`'s watcher
+//!    takes a copy within about 50 ms of its naming by stopping it
+//!    (`SIGSTOP`, which cannot be blocked): a stopped copy counts no ticks,
+//!    so it lives while `memtrace run` reads it, and `memtrace run` kills it
+//!    when done. A copy nobody takes — its `memtrace run` is wedged, or
+//!    ignores it — is gone after [`IDLE_S`] seconds, not [`LIFETIME_S`].
+//!    (Whether its pid made it into the log does not matter: `memtrace run`
+//!    finds copies among its children by name, not in the log.)
+//! 3. **It never lives longer than [`LIFETIME_S`] in all**, stopped or not:
+//!    a POSIX timer armed in the copy delivers `SIGKILL` then (a timer's
+//!    `SIGKILL` kills a stopped process too). Should `timer_create` fail, 1
+//!    and 2 still hold.
+//!
+//! So only `memtrace run` itself can keep a copy, and at most while it lives.
 
 use core::sync::atomic::{AtomicI32, Ordering};
 
 use memtrace_format::encode;
 use memtrace_format::kernel::KIND_SNAPSHOT_RUNNING;
 
-/// How long the frozen copy waits to be read before it exits by itself.
+/// The longest a frozen copy lives, even while `memtrace run` reads it
+/// (enough to scan about 60 GiB of heap).
 pub const LIFETIME_S: u32 = 600;
+
+/// How long a frozen copy waits for `memtrace run` to take it (stop it)
+/// before it exits by itself.
+pub const IDLE_S: u32 = 10;
 
 /// The name (`/proc/PID/comm`) of a copy made for a snapshot of a running process.
 pub const RUNNING_NAME: &[u8; 14] = b"memtrace-snap\0";
@@ -130,7 +167,7 @@ fn frozen_copy() -> i64 {
     if run > 0 && unsafe { libc::syscall(libc::SYS_getppid) } == run as i64 {
         let pid = raw_fork(libc::CLONE_PARENT as u64 | libc::SIGCHLD as u64);
         if pid == 0 {
-            frozen(Some(RUNNING_NAME));
+            frozen(0);
         }
         return pid;
     }
@@ -144,9 +181,11 @@ fn frozen_copy() -> i64 {
     if mid == 0 {
         // The intermediate: clone the copy, tell its pid, exit. The copy's
         // exit signal is SIGCHLD, for its subreaper.
+        // SAFETY: getpid has no arguments.
+        let me = unsafe { libc::syscall(libc::SYS_getpid) };
         let pid = raw_fork(libc::SIGCHLD as u64);
         if pid == 0 {
-            frozen(Some(RUNNING_NAME));
+            frozen(me);
         }
         let v: i64 = pid;
         // SAFETY: writes 8 bytes of a local to our pipe, then exits this
@@ -197,21 +236,93 @@ pub(crate) fn raw_fork(flags: u64) -> i64 {
     }
 }
 
-/// The copy: names itself (if `name`), closes its descriptors, blocks
-/// signals, sleeps, exits.
-fn frozen(name: Option<&[u8; 14]>) -> ! {
-    // SAFETY: raw system calls on arguments we own; none touches the memory
-    // the scan reads except this thread's stack.
+/// Sleeps `ns` nanoseconds (less if a signal interrupts it).
+fn sleep_ns(ns: u64) {
+    let t = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: nanosleep reads a timespec we own.
+    unsafe { libc::syscall(libc::SYS_nanosleep, &t as *const libc::timespec, 0usize) };
+}
+
+/// This process's parent.
+fn parent() -> i64 {
+    // SAFETY: getppid has no arguments.
+    unsafe { libc::syscall(libc::SYS_getppid) }
+}
+
+/// Arms a POSIX timer that sends this process `SIGKILL` after `s` seconds
+/// (not inherited by forks; fires even while the process is stopped).
+/// Failure is ignored: the caller has other bounds.
+fn kill_after(s: u32) {
+    // The kernel's struct sigevent (64 bytes): sigev_value (8), sigev_signo
+    // (int), sigev_notify (int), then a union.
+    let mut ev = [0u8; 64];
+    ev[8..12].copy_from_slice(&libc::SIGKILL.to_ne_bytes());
+    ev[12..16].copy_from_slice(&libc::SIGEV_SIGNAL.to_ne_bytes());
+    let mut id: i32 = -1;
+    // SAFETY: timer_create reads the 64-byte sigevent and writes the timer's
+    // id into a local int; timer_settime reads an itimerspec we own.
     unsafe {
-        if let Some(name) = name {
-            libc::syscall(
-                libc::SYS_prctl,
-                libc::PR_SET_NAME,
-                name.as_ptr(),
-                0usize,
-                0usize,
-                0usize,
-            );
+        if libc::syscall(
+            libc::SYS_timer_create,
+            libc::CLOCK_MONOTONIC,
+            ev.as_ptr(),
+            &mut id as *mut i32,
+        ) != 0
+        {
+            return;
+        }
+        let when = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: s as libc::time_t,
+                tv_nsec: 0,
+            },
+        };
+        libc::syscall(
+            libc::SYS_timer_settime,
+            id as libc::c_long,
+            0,
+            &when as *const libc::itimerspec,
+            0usize,
+        );
+    }
+}
+
+/// The copy (see "Lifetime" in the module docs): `mid` is the intermediate
+/// that cloned it (0: it was cloned with `CLONE_PARENT`). It waits to be
+/// `memtrace run`'s child and binds its life to it, closes its descriptors,
+/// blocks signals, names itself, waits to be read, exits.
+fn frozen(mid: i64) -> ! {
+    let run = RUN_PID.load(Ordering::Relaxed) as i64;
+    if mid > 0 {
+        // The intermediate exits right after telling our pid; 5 s at most.
+        for _ in 0..5000 {
+            if parent() != mid {
+                break;
+            }
+            sleep_ns(1_000_000);
+        }
+    }
+    // SAFETY: raw system calls on arguments we own; none touches the memory
+    // memtrace reads except this thread's stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+        );
+        // After PDEATHSIG: a parent that dies from now on kills us.
+        if run <= 0 || parent() != run {
+            libc::syscall(libc::SYS_exit_group, 0);
         }
         if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
             for fd in 0..4096 {
@@ -226,15 +337,25 @@ fn frozen(name: Option<&[u8; 14]>) -> ! {
             0usize,
             8usize,
         );
-        let one = libc::timespec {
-            tv_sec: 1,
-            tv_nsec: 0,
-        };
-        for _ in 0..LIFETIME_S {
-            libc::syscall(libc::SYS_nanosleep, &one as *const libc::timespec, 0usize);
-        }
-        libc::syscall(libc::SYS_exit_group, 0);
     }
+    kill_after(LIFETIME_S);
+    // SAFETY: prctl reads our NUL-terminated name.
+    unsafe {
+        libc::syscall(
+            libc::SYS_prctl,
+            libc::PR_SET_NAME,
+            RUNNING_NAME.as_ptr(),
+            0usize,
+            0usize,
+            0usize,
+        );
+    }
+    // Ticks, not a deadline: a copy stopped by memtrace run counts none.
+    for _ in 0..IDLE_S * 10 {
+        sleep_ns(100_000_000);
+    }
+    // SAFETY: exit_group has an integer argument.
+    unsafe { libc::syscall(libc::SYS_exit_group, 0) };
     #[allow(clippy::empty_loop)]
     loop {}
 }

@@ -119,10 +119,13 @@ pub fn alloc_pages(len: usize) -> Option<*mut u8> {
     Some(p)
 }
 
-/// Unmaps memory from [`alloc_pages`].
+/// Unmaps memory from [`alloc_pages`] (or only forgets it, once the program
+/// has unmapped or mapped over memory of ours: the range may be its own now).
 pub fn free_pages(addr: *mut u8, len: usize) {
     own::forget(addr as u64);
-    munmap_own(addr, len);
+    if !crate::writer::clobbered() {
+        munmap_own(addr, len);
+    }
 }
 
 /// The list of the private memory this library mapped for itself (thread
@@ -134,7 +137,7 @@ pub fn free_pages(addr: *mut u8, len: usize) {
 /// finds no free slot is counted in [`own::OVERFLOW`], and the scan then says
 /// its roots may include memtrace's memory.
 pub mod own {
-    use core::sync::atomic::{AtomicU64, Ordering};
+    use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
     /// Slots: one per live thread, plus the global tables.
     pub const SLOTS: usize = 8192;
@@ -148,9 +151,22 @@ pub mod own {
     /// Mappings that found no free slot.
     pub static OVERFLOW: AtomicU64 = AtomicU64::new(0);
 
+    /// One past the highest slot ever used: [`overlaps`] looks no further.
+    static HIGH: AtomicUsize = AtomicUsize::new(0);
+
+    /// Whether `[addr, addr + len)` meets any listed mapping.
+    pub fn overlaps(addr: u64, len: u64) -> bool {
+        let end = addr.saturating_add(len);
+        let high = HIGH.load(Ordering::Acquire).min(SLOTS);
+        TABLE.0[..high].iter().any(|slot| {
+            let a = slot[0].load(Ordering::Acquire);
+            a != 0 && a < end && addr < a.saturating_add(slot[1].load(Ordering::Relaxed))
+        })
+    }
+
     /// Lists `[addr, addr + len)`.
     pub fn note(addr: u64, len: u64) {
-        for slot in &TABLE.0 {
+        for (i, slot) in TABLE.0.iter().enumerate() {
             if slot[0].load(Ordering::Relaxed) == 0 {
                 // Length first: a reader that sees the address sees a length
                 // no larger than the mapping (0 before this store).
@@ -159,6 +175,7 @@ pub mod own {
                     .compare_exchange(0, addr, Ordering::Release, Ordering::Relaxed)
                     .is_ok()
                 {
+                    HIGH.fetch_max(i + 1, Ordering::AcqRel);
                     return;
                 }
             }
@@ -373,6 +390,46 @@ unsafe extern "C" {
         arg: *mut c_void,
         dso: *mut c_void,
     ) -> c_int;
+}
+
+/// Writes `v` in decimal at the start of `out` (20 bytes hold any `u64`);
+/// returns the number of digits written (fewer if `out` is too short).
+pub fn write_decimal(v: u64, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 20];
+    let (mut n, mut v) = (0, v);
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let n = n.min(out.len());
+    for (i, d) in out[..n].iter_mut().enumerate() {
+        *d = digits[n - 1 - i];
+    }
+    n
+}
+
+/// The soft limit of `resource` for this process (`prlimit64`, read only),
+/// or `None` if it cannot be read.
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 on this process, reading only, into our own struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            resource,
+            core::ptr::null::<libc::rlimit64>(),
+            &mut lim as *mut libc::rlimit64,
+        )
+    };
+    (r == 0).then_some(lim.rlim_cur)
 }
 
 /// A decimal number made of digits only (at most 19 of them).

@@ -1,10 +1,13 @@
 //! Per-thread recorder state and the reentrancy guard.
 //!
 //! Each thread gets one [`ThreadState`], mapped with a raw `mmap` on its first
-//! event (never through the hooked allocator) and released by a pthread key
-//! destructor at thread exit. The TLS slot is a `const`-initialised
-//! `thread_local!` without a destructor, so touching it never registers
-//! anything with glibc (which would call `calloc`).
+//! event (never through the hooked allocator). The TLS slot is a
+//! `const`-initialised `thread_local!` without a destructor, so touching it
+//! never registers anything with glibc (which would call `calloc`), and no
+//! pthread key is taken (the program may need all of its own). States of
+//! threads that have exited are found and released later, in amortized
+//! collections (`collect`: the kernel is asked whether each thread still
+//! exists); a fork child releases those of the parent's other threads.
 //!
 //! The guard counts how deep the thread is inside our hooks. Depth 0 records
 //! into level 0; a hook entered while the thread is already inside one can
@@ -14,8 +17,7 @@
 //! nesting is counted as lost events.
 
 use core::cell::Cell;
-use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memtrace_format::MAX_FRAMES;
 
@@ -43,6 +45,8 @@ pub struct Level {
 /// All recorder state of one thread.
 pub struct ThreadState {
     depth: u32,
+    /// The thread's kernel id (0 when it could not be asked, under seccomp).
+    tid: u32,
     pub levels: [Level; 2],
 }
 
@@ -52,41 +56,96 @@ thread_local! {
 
 /// Set once the log is open and the hooks may record.
 pub static ENABLED: AtomicBool = AtomicBool::new(false);
-static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 
 const STATE_SIZE: usize = core::mem::size_of::<ThreadState>().next_multiple_of(4096);
 
-/// Creates the pthread key whose destructor releases a thread's state.
-pub fn init_key() {
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: pthread_key_create stores a key in `key`; glibc's key table is static.
-    if unsafe { libc::pthread_key_create(&mut key, Some(thread_exit)) } == 0 {
-        KEY.store(key, Ordering::Release);
-    }
-}
+/// Every thread state there is, live or of a thread that has exited: no
+/// pthread key (a program may need all of its own) and no TLS destructor
+/// (glibc's allocates) tells us when a thread ends, so states are reclaimed
+/// by [`collect`]. 0 is a free slot.
+const REGISTRY: usize = 8192;
+static STATES: [AtomicUsize; REGISTRY] = [const { AtomicUsize::new(0) }; REGISTRY];
+/// One past the highest registry slot ever used.
+static STATES_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// States made since the last collection, and live after it.
+static MADE: AtomicUsize = AtomicUsize::new(0);
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+/// Set while one thread collects.
+static COLLECTING: AtomicBool = AtomicBool::new(false);
 
-unsafe extern "C" fn thread_exit(p: *mut c_void) {
-    let s = p as *mut ThreadState;
-    if s.is_null() {
-        return;
-    }
-    // Later destructors of this thread may still free memory: they will get
-    // a fresh state (the key is set again, so glibc calls us once more).
-    STATE.with(|c| c.set(core::ptr::null_mut()));
-    // SAFETY: `s` is this thread's state, created by `state()`; nothing else
-    // refers to it once the TLS slot is cleared.
-    unsafe {
-        for l in (*s).levels.iter_mut() {
-            l.stream.close_and_trim();
+fn register(s: *mut ThreadState) -> bool {
+    for (i, slot) in STATES.iter().enumerate() {
+        if slot
+            .compare_exchange(0, s as usize, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            STATES_HIGH.fetch_max(i + 1, Ordering::AcqRel);
+            return true;
         }
     }
-    sys::free_pages(s as *mut u8, STATE_SIZE);
+    false
+}
+
+/// Whether thread `tid` of this process has exited: `tgkill` with signal 0
+/// checks that it exists and sends nothing. Only the kernel's "no such
+/// thread" counts; any other answer keeps the state.
+fn exited(pid: u32, tid: u32) -> bool {
+    // SAFETY: signal 0 delivers nothing; the call only looks the thread up.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+    // SAFETY: errno is this thread's own.
+    r != 0 && unsafe { *libc::__errno_location() } == libc::ESRCH
+}
+
+/// Releases the states of threads that have exited, once as many states
+/// were made since the last collection as it kept (amortized: one
+/// `tgkill` per thread made). The chunk a state still holds is trimmed and
+/// released as the thread would have done at its exit.
+fn collect(me: *mut ThreadState) {
+    let made = MADE.fetch_add(1, Ordering::Relaxed) + 1;
+    if made < KEPT.load(Ordering::Relaxed).max(64)
+        || crate::sandbox::active()
+        || COLLECTING.swap(true, Ordering::Acquire)
+    {
+        return;
+    }
+    MADE.store(0, Ordering::Relaxed);
+    let pid = sys::getpid();
+    let mut kept = 0;
+    let high = STATES_HIGH.load(Ordering::Acquire);
+    for slot in &STATES[..high] {
+        let p = slot.load(Ordering::Acquire);
+        if p == 0 {
+            continue;
+        }
+        let s = p as *mut ThreadState;
+        // SAFETY: registered states stay mapped until released here, and
+        // only the collector (COLLECTING) releases them.
+        let tid = unsafe { (*s).tid };
+        if s == me || tid == 0 || !exited(pid, tid) {
+            kept += 1;
+            continue;
+        }
+        slot.store(0, Ordering::Release);
+        // SAFETY: the thread is gone (the kernel says so), so nothing else
+        // can touch its state; it was made by `state()`.
+        unsafe {
+            for l in (*s).levels.iter_mut() {
+                l.stream.close_and_trim();
+            }
+        }
+        sys::free_pages(p as *mut u8, STATE_SIZE);
+    }
+    KEPT.store(kept, Ordering::Relaxed);
+    COLLECTING.store(false, Ordering::Release);
 }
 
 fn state() -> *mut ThreadState {
     let s = STATE.with(|c| c.get());
     if !s.is_null() {
         return s;
+    }
+    if crate::sandbox::strict() {
+        return core::ptr::null_mut();
     }
     let Some(p) = sys::alloc_pages(STATE_SIZE) else {
         return core::ptr::null_mut();
@@ -101,13 +160,18 @@ fn state() -> *mut ThreadState {
             core::ptr::write(&mut l.ctx, Ctx::new_in());
         }
     }
+    // SAFETY: as above; the state is not shared yet.
+    unsafe {
+        (*s).tid = if crate::sandbox::active() {
+            0
+        } else {
+            sys::gettid()
+        }
+    };
     STATE.with(|c| c.set(s));
-    let key = KEY.load(Ordering::Acquire);
-    if key != u32::MAX {
-        // SAFETY: setting our own key's value; glibc stores keys < 32 inside
-        // the thread descriptor without allocating.
-        unsafe { libc::pthread_setspecific(key, s as *const c_void) };
-    }
+    // A state the registry has no room for is simply never reclaimed.
+    let _ = register(s);
+    collect(s);
     s
 }
 
@@ -122,8 +186,22 @@ impl Guard {
     /// nested too deep (counted as lost).
     #[inline]
     pub fn enter() -> Option<Guard> {
-        if !ENABLED.load(Ordering::Acquire) || crate::cxx::inside_operator() {
+        if !ENABLED.load(Ordering::Acquire) {
+            if writer::clobbered() {
+                writer::count_lost(1);
+            }
             return None;
+        }
+        if crate::cxx::inside_operator() {
+            return None;
+        }
+        if crate::forks::is_forked() {
+            // A fork that ran no atfork handler: this is the child's first
+            // event, and it gets its own log before it records anything.
+            crate::init::child_starts();
+            if !ENABLED.load(Ordering::Acquire) {
+                return None;
+            }
         }
         let s = state();
         if s.is_null() {
@@ -162,15 +240,36 @@ impl Drop for Guard {
 }
 
 /// Fork child: the calling thread (the only one left) keeps its state but
-/// drops its chunks, which belong to the parent's log.
+/// drops its chunks, which belong to the parent's log. The states of the
+/// parent's other threads (which do not exist here) are released without
+/// trimming: their chunks are the parent's.
 pub fn after_fork_child() {
-    let s = STATE.with(|c| c.get());
-    if s.is_null() {
+    let me = STATE.with(|c| c.get());
+    let high = STATES_HIGH.load(Ordering::Acquire);
+    COLLECTING.store(false, Ordering::Release);
+    for slot in &STATES[..high] {
+        let p = slot.load(Ordering::Acquire);
+        if p == 0 || p == me as usize {
+            continue;
+        }
+        slot.store(0, Ordering::Release);
+        let s = p as *mut ThreadState;
+        // SAFETY: single-threaded fork child: the thread owning `s` is not
+        // in this process.
+        unsafe {
+            for l in (*s).levels.iter_mut() {
+                l.stream.reset();
+            }
+        }
+        sys::free_pages(p as *mut u8, STATE_SIZE);
+    }
+    if me.is_null() {
         return;
     }
     // SAFETY: single-threaded fork child; the state is ours.
     unsafe {
-        for l in (*s).levels.iter_mut() {
+        (*me).tid = sys::gettid();
+        for l in (*me).levels.iter_mut() {
             l.stream.reset();
             l.last_hash = 0;
             l.last_id = 0;

@@ -10,19 +10,46 @@
 //! unmapped, so memory used inside the target is bounded by one chunk per live
 //! stream. Chunk space is reserved with `fallocate`, so a full disk shows up
 //! as a failed reservation (counted as lost events), never as SIGBUS.
+//!
+//! ## The descriptor is the program's as much as ours
+//! The log's descriptor is moved to a high number at once (so that the
+//! program's own `open` gets the numbers it expects), and it is checked
+//! before every use: `fstat` must still name the log's device and inode. A
+//! program that closed it (a daemon closing every descriptor, `close_range`)
+//! or put a file of its own at its number (`dup2`) has it left alone: the
+//! number is never used again, the log is opened again by its absolute path
+//! (`LOG_FD_REPLACED` in the header), and what could not be recorded
+//! meanwhile is counted as lost.
 
+use core::cell::UnsafeCell;
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use memtrace_format::hdr::{ChunkHeader, off};
 use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, HEADER_SIZE};
 
 use crate::sys;
 
-/// The log's file descriptor (-1: no log).
+/// The log's file descriptor (-1: no log, or the program took it over).
 static FD: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The log file's device and inode, to recognize its descriptor.
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
+/// Set while one thread opens the log again (the others lose their events).
+static REOPENING: AtomicBool = AtomicBool::new(false);
+
+const PATH_CAP: usize = 4096;
+/// The log's absolute path, NUL-terminated (empty: unknown).
+struct LogPath(UnsafeCell<[u8; PATH_CAP]>);
+// SAFETY: written only by `open_log` (in the constructor, before any thread
+// of ours runs, or in a single-threaded fork child) and read afterwards.
+unsafe impl Sync for LogPath {}
+static LOG_PATH: LogPath = LogPath(UnsafeCell::new([0; PATH_CAP]));
 /// The mapped header page.
 static HEADER: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// Set once the program unmapped or mapped over memory of ours: recording
+/// has stopped and nothing of ours is unmapped any more.
+static CLOBBERED: AtomicBool = AtomicBool::new(false);
 /// Next stream id.
 static NEXT_STREAM: AtomicU32 = AtomicU32::new(1);
 /// Events lost while no log is available at all are not countable; with a
@@ -39,6 +66,62 @@ fn header_field<T>(o: usize) -> Option<&'static T> {
     // only replaced after fork, in the single-threaded child); `o` is one of
     // the aligned offsets from memtrace_format::hdr::off.
     Some(unsafe { &*(h.add(o) as *const T) })
+}
+
+/// Whether the program unmapped or mapped over memory of ours.
+#[inline]
+pub fn clobbered() -> bool {
+    CLOBBERED.load(Ordering::Relaxed)
+}
+
+/// Called by the `munmap`, `mmap(MAP_FIXED)` and `mremap` hooks before the
+/// program's call replaces `[addr, addr + len)`. If that holds the log's
+/// header, the header is mapped again elsewhere first (the same page of the
+/// file). If it holds a chunk or one of memtrace's tables, recording stops
+/// for good (`MAPPING_CLOBBERED`): later events are counted as lost, and
+/// nothing of ours is written to or unmapped again, since the range is the
+/// program's now.
+pub fn program_replaces(addr: usize, len: usize) {
+    let h = HEADER.load(Ordering::Acquire) as usize;
+    if len == 0 || h == 0 {
+        return;
+    }
+    let end = addr.saturating_add(len);
+    if h < end && addr < h + HEADER_SIZE {
+        set_flags(memtrace_format::hdr::flag::MAPPING_CLOBBERED);
+        let fd = FD.load(Ordering::Acquire);
+        let again = if fd == u32::MAX || crate::sandbox::active() {
+            None
+        } else {
+            sys::mmap(
+                0,
+                HEADER_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd as c_int,
+                0,
+            )
+        };
+        match again {
+            Some(p) => HEADER.store(p, Ordering::Release),
+            None => {
+                // The old page is about to be the program's: never touch it.
+                HEADER.store(core::ptr::null_mut(), Ordering::Release);
+                stop();
+            }
+        }
+    }
+    if sys::own::overlaps(addr as u64, len as u64) {
+        set_flags(memtrace_format::hdr::flag::MAPPING_CLOBBERED);
+        stop();
+    }
+}
+
+/// Stops recording for good (see [`program_replaces`]).
+#[cold]
+fn stop() {
+    CLOBBERED.store(true, Ordering::Release);
+    crate::thread::ENABLED.store(false, Ordering::Release);
 }
 
 /// Adds `n` to the header's lost-events counter.
@@ -70,7 +153,9 @@ pub fn set_state(how: memtrace_format::ExitHow, status: i32) {
     if let Some(a) = header_field::<AtomicU64>(off::END_MONO) {
         a.store(sys::now_ns(), Ordering::Relaxed);
     }
-    if let Some(a) = header_field::<AtomicU64>(off::FINAL_BRK) {
+    if !crate::sandbox::active()
+        && let Some(a) = header_field::<AtomicU64>(off::FINAL_BRK)
+    {
         a.store(sys::current_brk(), Ordering::Relaxed);
     }
     if let Some(a) = header_field::<AtomicU32>(off::STATE) {
@@ -95,9 +180,21 @@ pub fn set_flags(bits: u32) {
     }
 }
 
+/// Clears bits in the header's FLAGS field.
+pub fn clear_flags(bits: u32) {
+    if let Some(a) = header_field::<AtomicU32>(off::FLAGS) {
+        a.fetch_and(!bits, Ordering::Relaxed);
+    }
+}
+
 /// Whether the calling process is the one the log belongs to (false in a
 /// `vfork` child, which shares our memory until it execs).
 pub fn is_log_owner() -> bool {
+    if crate::sandbox::active() {
+        // No getpid under a filter; a vfork child of a sandboxed process is
+        // the one case this gets wrong.
+        return active();
+    }
     match header_field::<AtomicU32>(off::PID) {
         Some(pid) => pid.load(Ordering::Relaxed) == sys::getpid(),
         None => false,
@@ -224,9 +321,116 @@ pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
     );
     let interval = crate::sample::interval().to_le_bytes();
     page[off::SAMPLE_INTERVAL..off::SAMPLE_INTERVAL + 8].copy_from_slice(&interval);
-    FD.store(fd as u32, Ordering::Release);
+    let (dev, ino) = identity(fd).unwrap_or((0, 0));
+    DEV.store(dev, Ordering::Relaxed);
+    INO.store(ino, Ordering::Relaxed);
+    remember_path(fd);
+    FD.store(move_high(fd) as u32, Ordering::Release);
     HEADER.store(h, Ordering::Release);
     true
+}
+
+/// The device and inode of the file open at `fd`.
+fn identity(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid out-parameter.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` into our own struct; a descriptor that
+    // is not open fails with EBADF.
+    let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
+    (r == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// The log file's device and inode (zeros if no log was opened).
+pub fn log_identity() -> (u64, u64) {
+    (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))
+}
+
+/// Stores the absolute path of the file open at `fd` (the kernel's name for
+/// it, `/proc/self/fd/N`), for opening the log again.
+fn remember_path(fd: c_int) {
+    let mut link = *b"/proc/self/fd/\0\0\0\0\0\0\0\0\0\0\0\0";
+    sys::write_decimal(fd as u64, &mut link[14..24]);
+    // SAFETY: see LogPath.
+    let buf = unsafe { &mut *LOG_PATH.0.get() };
+    let Ok(name) = core::ffi::CStr::from_bytes_until_nul(&link) else {
+        return;
+    };
+    let len = sys::readlink(name, &mut buf[..PATH_CAP - 1]);
+    buf[if len > 0 && buf[0] == b'/' { len } else { 0 }] = 0;
+}
+
+/// Moves `fd` to a number in the top quarter of the descriptor limit (at
+/// least 10), where the program's own `open`, `dup` and `socket` calls, which
+/// take the lowest free number, do not meet it; keeps it where it is if that
+/// fails.
+fn move_high(fd: c_int) -> c_int {
+    let Some(cur) = sys::soft_limit(libc::RLIMIT_NOFILE).filter(|&c| c >= 16) else {
+        return fd;
+    };
+    let cur = cur.min(1 << 20) as c_int;
+    let min = (cur - cur / 4).max(10);
+    if fd >= min {
+        return fd;
+    }
+    // SAFETY: duplicating our own descriptor; the kernel picks a free number.
+    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, min) } as c_int;
+    if high < 0 {
+        return fd;
+    }
+    // SAFETY: closing the low number we opened ourselves a moment ago.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+    high
+}
+
+/// The log's descriptor, checked to be still the log's: the program may have
+/// closed it or put a file of its own at its number. Then the number is
+/// forgotten (never written through) and the log opened again by its path.
+fn checked_fd() -> Option<c_int> {
+    let fd = FD.load(Ordering::Acquire);
+    if fd != u32::MAX && identity(fd as c_int) == Some(log_identity()) {
+        return Some(fd as c_int);
+    }
+    if HEADER.load(Ordering::Acquire).is_null() || crate::sandbox::active() {
+        return None;
+    }
+    reopen()
+}
+
+/// Opens the log again by its path after the program took its descriptor.
+#[cold]
+fn reopen() -> Option<c_int> {
+    if REOPENING.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    set_flags(memtrace_format::hdr::flag::LOG_FD_REPLACED);
+    FD.store(u32::MAX, Ordering::Release);
+    // SAFETY: see LogPath.
+    let path = unsafe { &*LOG_PATH.0.get() };
+    let mut got = None;
+    if path[0] == b'/' {
+        // SAFETY: `path` is NUL-terminated; openat does not retain it.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        } as c_int;
+        if fd >= 0 {
+            if identity(fd) == Some(log_identity()) {
+                let fd = move_high(fd);
+                FD.store(fd as u32, Ordering::Release);
+                got = Some(fd);
+            } else {
+                // Another file now has the log's name: not ours to write.
+                // SAFETY: closing the descriptor we just opened.
+                unsafe { libc::syscall(libc::SYS_close, fd) };
+            }
+        }
+    }
+    REOPENING.store(false, Ordering::Release);
+    got
 }
 
 /// Forgets the inherited log after fork (the child must not write into the
@@ -237,7 +441,9 @@ pub fn forget_log() {
         sys::munmap_own(h, HEADER_SIZE);
     }
     let fd = FD.swap(u32::MAX, Ordering::AcqRel);
-    if fd != u32::MAX {
+    // The number is closed only if it still holds the log: the program may
+    // have put a file of its own there.
+    if fd != u32::MAX && identity(fd as c_int) == Some(log_identity()) {
         // SAFETY: closing our own descriptor; nothing else uses it in the child.
         unsafe { libc::syscall(libc::SYS_close, fd as c_int) };
     }
@@ -252,21 +458,8 @@ fn sys_errno() -> c_int {
 /// limit (`RLIMIT_FSIZE`): growing past it would raise `SIGXFSZ`, which
 /// kills a program that does not expect it. A failed query allows it.
 fn within_file_size_limit(end: usize) -> bool {
-    let mut lim = libc::rlimit64 {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: prlimit64 on this process, reading only, into our own struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_prlimit64,
-            0,
-            libc::RLIMIT_FSIZE,
-            core::ptr::null::<libc::rlimit64>(),
-            &mut lim as *mut libc::rlimit64,
-        )
-    };
-    r != 0 || lim.rlim_cur == libc::RLIM64_INFINITY || end as u64 <= lim.rlim_cur
+    sys::soft_limit(libc::RLIMIT_FSIZE)
+        .is_none_or(|cur| cur == libc::RLIM64_INFINITY || end as u64 <= cur)
 }
 
 /// Makes sure [off, off+len) of the file exists and has disk blocks.
@@ -300,9 +493,52 @@ fn extend(fd: c_int, off: usize, len: usize) -> bool {
     false
 }
 
+/// Backs `size` bytes at the log's end and claims them: their file offset.
+fn claim(fd: c_int, size: usize) -> Option<usize> {
+    let end = header_field::<AtomicU64>(off::RESERVED_END)?;
+    // Back the space first, then claim it: a failed reservation (disk
+    // full) never advances RESERVED_END, so it leaves no hole in the file.
+    // Losing the race only means our fallocate covered someone else's
+    // chunk, which is harmless; try again at the new end.
+    let mut at = end.load(Ordering::Acquire) as usize;
+    loop {
+        if !extend(fd, at, size) {
+            return None;
+        }
+        match end.compare_exchange(
+            at as u64,
+            (at + size) as u64,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Some(at),
+            Err(now) => at = now as usize,
+        }
+    }
+}
+
+/// Claims and maps `len` bytes at the log's end in one piece (the reserve
+/// for sandboxed recording, see `crate::sandbox`): its address and offset.
+pub fn reserve_region(len: usize) -> Option<(*mut u8, usize)> {
+    let fd = checked_fd()?;
+    let at = claim(fd, len)?;
+    let p = sys::mmap(
+        0,
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        fd,
+        at as i64,
+    )?;
+    sys::own::note(p as u64, len as u64);
+    Some((p, at))
+}
+
 /// One stream's current chunk and encoding state.
 pub struct Stream {
     chunk: *mut u8,
+    /// The chunk is part of the sandbox reserve's mapping (never unmapped).
+    carved: bool,
     /// File offset of the current chunk.
     file_off: usize,
     size: usize,
@@ -330,6 +566,7 @@ impl Stream {
     pub const fn new() -> Stream {
         Stream {
             chunk: core::ptr::null_mut(),
+            carved: false,
             file_off: 0,
             size: 0,
             pos: 0,
@@ -346,7 +583,12 @@ impl Stream {
     /// Releases the current chunk (its data stays in the file).
     pub fn close(&mut self) {
         if !self.chunk.is_null() {
-            sys::munmap_own(self.chunk, self.size);
+            if !self.carved {
+                sys::own::forget(self.chunk as u64);
+                if !clobbered() {
+                    sys::munmap_own(self.chunk, self.size);
+                }
+            }
             self.chunk = core::ptr::null_mut();
         }
     }
@@ -359,15 +601,19 @@ impl Stream {
             return;
         }
         let used = self.pos.next_multiple_of(CHUNK_ALIGN);
-        let fd = FD.load(Ordering::Acquire);
-        if used < self.size && fd != u32::MAX {
+        let fd = if crate::sandbox::active() {
+            None
+        } else {
+            checked_fd()
+        };
+        if let (true, Some(fd)) = (used < self.size, fd) {
             let at = self.file_off + used;
             // SAFETY: punching a hole in the unused tail of our own chunk; no
             // other stream owns these bytes.
             unsafe {
                 libc::syscall(
                     libc::SYS_fallocate,
-                    fd as c_int,
+                    fd,
                     libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                     at as i64,
                     (self.size - used) as i64,
@@ -386,52 +632,42 @@ impl Stream {
 
     fn reserve(&mut self, need: usize) -> bool {
         self.close();
-        let fd = FD.load(Ordering::Acquire);
-        let Some(end) = header_field::<AtomicU64>(off::RESERVED_END) else {
-            return false;
-        };
-        if fd == u32::MAX {
-            return false;
-        }
         let mut size = self.next_size;
         while size < need + CHUNK_HEADER_SIZE {
             size *= 2;
         }
         let size = size.next_multiple_of(CHUNK_ALIGN);
-        // Back the space first, then claim it: a failed reservation (disk
-        // full) never advances RESERVED_END, so it leaves no hole in the file.
-        // Losing the race only means our fallocate covered someone else's
-        // chunk, which is harmless; try again at the new end.
-        let mut at = end.load(Ordering::Acquire) as usize;
-        loop {
-            if !extend(fd as c_int, at, size) {
+        let (chunk, at, carved) = if crate::sandbox::active() {
+            let Some((p, at)) = crate::sandbox::carve(size) else {
                 return false;
-            }
-            match end.compare_exchange(
-                at as u64,
-                (at + size) as u64,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => at = now as usize,
-            }
-        }
-        let map = sys::mmap(
-            0,
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd as c_int,
-            at as i64,
-        );
-        let Some(chunk) = map else {
-            // The slot stays reserved and reads as empty.
-            return false;
+            };
+            (p, at, true)
+        } else {
+            let Some(fd) = checked_fd() else {
+                return false;
+            };
+            let Some(at) = claim(fd, size) else {
+                return false;
+            };
+            let map = sys::mmap(
+                0,
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                at as i64,
+            );
+            let Some(chunk) = map else {
+                // The slot stays reserved and reads as empty.
+                return false;
+            };
+            sys::own::note(chunk as u64, size as u64);
+            (chunk, at, false)
         };
         if self.id == 0 {
             self.id = NEXT_STREAM.fetch_add(1, Ordering::Relaxed);
-            self.tid = sys::gettid();
+            // No gettid under a filter: the thread is known by its stream.
+            self.tid = if carved { 0 } else { sys::gettid() };
         }
         let h = ChunkHeader {
             size: size as u32,
@@ -452,6 +688,7 @@ impl Stream {
             (*(chunk as *const AtomicU32)).store(CHUNK_MAGIC, Ordering::Release);
         }
         self.chunk = chunk;
+        self.carved = carved;
         self.file_off = at;
         self.size = size;
         self.pos = CHUNK_HEADER_SIZE;
@@ -534,8 +771,8 @@ impl Stream {
     }
 }
 
-/// The log's file descriptor, if a log is open.
+/// The log's file descriptor, if a log is open and the descriptor is still
+/// the log's.
 pub fn log_fd() -> Option<c_int> {
-    let fd = FD.load(Ordering::Relaxed);
-    (fd != u32::MAX).then_some(fd as c_int)
+    checked_fd()
 }

@@ -473,10 +473,21 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         let is_log = move |p: &Path| pat.owns(p);
         super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
     });
+    // Wait for its end without reaping it, so that the forwarding handler
+    // never signals a reused pid: CHILD is cleared before the pid is freed.
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid; waitid fills it for our child.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child, WNOWAIT: it stays a zombie.
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    CHILD.store(0, Ordering::Relaxed);
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
-    CHILD.store(0, Ordering::Relaxed);
     if let Some(w) = watcher {
         w.finish();
     }

@@ -2,20 +2,39 @@
 //! watcher that `memtrace run` keeps while its command runs, and `memtrace
 //! snapshot PID`, which asks for one.
 //!
-//! - **Watcher.** Every 50 ms it lists memtrace's own children; a frozen copy
-//!   named `memtrace-snap` (made by the preload's signal handler, and handed
-//!   to memtrace as the subreaper) is read: its log is found among its
-//!   mappings, the snapshot written next to the log (`NAME.snapN.mtr`,
-//!   packed), and the copy killed. The process itself never waits for this.
+//! - **Watcher.** A finder thread lists memtrace's own children every 50 ms;
+//!   a frozen copy (our child, named `memtrace-snap`, made by the preload's
+//!   signal handler and handed to memtrace as the subreaper) is taken at once:
+//!   held by a pidfd opened while it is checked to be our child with that
+//!   name, and stopped (`SIGSTOP`), which keeps it alive past its idle
+//!   lifetime (see the preload's `snapshot` module: an untaken copy exits by
+//!   itself after 10 s, and every copy dies with `memtrace run`). A reader
+//!   thread then reads each taken copy: its log is found among its mappings,
+//!   the snapshot written next to the log (`NAME.snapN.mtr`, packed), and the
+//!   copy killed through its pidfd and reaped. The process itself never waits
+//!   for this. (`MEMTRACE_TEST_IGNORE_COPIES=1`, for the tests only: the
+//!   finder takes no copy, as if `memtrace run` were wedged.)
 //! - **`memtrace snapshot PID`** checks that PID is traced with snapshots on
 //!   (its environment names the signal, and it has a handler for it: an
-//!   unhandled real-time signal would kill it), sends the signal, and waits
-//!   for the next snapshot file of its log to appear.
+//!   unhandled real-time signal would kill it), that the `memtrace run` named
+//!   in its environment (`MEMTRACE_RUN_PID`) is still running and still its
+//!   ancestor (else nobody would write the snapshot: a daemon that outlived
+//!   its `memtrace run`, or a plain `LD_PRELOAD`), sends the signal through
+//!   a pidfd opened before the checks (so a reused pid cannot take it), and
+//!   waits for the next snapshot file of its log to appear, at most
+//!   `--timeout` seconds and never past the end of that `memtrace run`.
+//!
+//! The only processes memtrace signals: the command it started (`cmd::run`),
+//! its own children that are frozen copies (here), its scanner (the
+//! preload's), and the traced process `memtrace snapshot PID` is asked to
+//! signal, checked as above.
 
 use std::collections::HashSet;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,8 +52,12 @@ const RECORD_WAIT: Duration = Duration::from_secs(5);
 /// Takes the snapshots of a run's processes while it runs.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    finder: JoinHandle<()>,
+    reader: JoinHandle<()>,
 }
+
+/// The test hook that makes the finder leave copies alone.
+const IGNORE_COPIES: &str = "MEMTRACE_TEST_IGNORE_COPIES";
 
 impl Watcher {
     /// Starts watching; `is_log` tells the run's log files; `quiet`: say
@@ -46,16 +69,27 @@ impl Watcher {
     ) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+        let ignore = std::env::var_os(IGNORE_COPIES).is_some_and(|v| v == "1");
+        let (tx, rx) = mpsc::channel::<Held>();
+        // The finder takes copies as soon as they appear, whatever the reader
+        // is busy with, so that none reaches its idle lifetime.
+        let finder = std::thread::spawn(move || {
             let mut seen: HashSet<u32> = HashSet::new();
             loop {
                 let last = flag.load(Ordering::Relaxed);
-                for pid in own_children() {
-                    if seen.contains(&pid) || !is_frozen_copy(pid) {
+                let children = own_children();
+                // A pid reaped by the reader may come back as a new copy's.
+                seen.retain(|p| children.contains(p));
+                for pid in children {
+                    if ignore || seen.contains(&pid) {
                         continue;
                     }
-                    seen.insert(pid);
-                    handle(pid, &is_log, quiet, heur);
+                    if let Some(h) = Held::take(pid) {
+                        seen.insert(pid);
+                        if let Err(mpsc::SendError(h)) = tx.send(h) {
+                            h.kill();
+                        }
+                    }
                 }
                 if last {
                     break;
@@ -63,14 +97,86 @@ impl Watcher {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        Watcher { stop, thread }
+        let reader = std::thread::spawn(move || {
+            for h in rx {
+                handle(h, &is_log, quiet, heur);
+            }
+        });
+        Watcher {
+            stop,
+            finder,
+            reader,
+        }
     }
 
-    /// Takes the snapshots still pending and stops.
+    /// Takes the snapshots still pending and stops. A copy made later is
+    /// not read; it dies with this process or after its idle lifetime.
     pub fn finish(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        let _ = self.finder.join();
+        let _ = self.reader.join();
     }
+}
+
+/// A frozen copy taken by the watcher: our child, held by a pidfd (when the
+/// kernel has them), stopped.
+struct Held {
+    pid: u32,
+    fd: Option<OwnedFd>,
+}
+
+impl Held {
+    /// Takes `pid` if it is a frozen copy of ours: opens a pidfd for it,
+    /// then checks that it is our child and named as a copy (so the pidfd is
+    /// the process checked), and stops it. `None`: not a copy (yet).
+    fn take(pid: u32) -> Option<Held> {
+        if !is_frozen_copy(pid) {
+            return None;
+        }
+        let fd = pidfd(pid);
+        if !is_frozen_copy(pid) {
+            return None;
+        }
+        let h = Held { pid, fd };
+        h.signal(libc::SIGSTOP);
+        Some(h)
+    }
+
+    /// Sends `sig` to the copy: through its pidfd, or by pid (then it is
+    /// our child, not reaped: its pid cannot have been reused).
+    fn signal(&self, sig: i32) {
+        match &self.fd {
+            // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+            Some(fd) => unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    sig,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0u32,
+                );
+            },
+            // SAFETY: kill(2) on our own child, see above.
+            None => unsafe {
+                libc::kill(self.pid as i32, sig);
+            },
+        }
+    }
+
+    /// Kills and reaps the copy.
+    fn kill(self) {
+        self.signal(libc::SIGKILL);
+        // SAFETY: waitpid on our own child, into no status.
+        unsafe { libc::waitpid(self.pid as i32, std::ptr::null_mut(), 0) };
+    }
+}
+
+/// A pidfd for process `pid` (`None` on kernels without them, before 5.3).
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with integer arguments returns a new descriptor.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    // SAFETY: a descriptor just returned to us, owned by nobody else.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// This process's children (of all its threads).
@@ -100,8 +206,30 @@ fn children_of(proc: &str) -> Vec<u32> {
     out
 }
 
+/// Whether `pid` is a frozen copy of ours: our child, named as a copy.
 fn is_frozen_copy(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == FROZEN_NAME)
+        && parent_of(pid) == Some(std::process::id())
+}
+
+/// Process `pid`'s parent (`/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `ancestor` is an ancestor of `pid` (its parent, its parent's...).
+fn is_ancestor(ancestor: u32, pid: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..4096 {
+        match parent_of(p) {
+            Some(q) if q == ancestor => return true,
+            Some(q) if q > 1 => p = q,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The memtrace log that process `pid` has mapped, among the files `is_log` accepts.
@@ -116,18 +244,19 @@ fn mapped_log(pid: u32, is_log: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
 
 /// Reads a frozen copy into a snapshot, then kills it.
 fn handle(
-    pid: u32,
+    h: Held,
     is_log: &dyn Fn(&Path) -> bool,
     quiet: bool,
     heur: memtrace_analyzer::reach::Heuristics,
 ) {
+    let pid = h.pid;
     match mapped_log(pid, is_log) {
         Some(log) => write(pid, &log, quiet, heur),
         None => eprintln!(
             "memtrace: warning: a snapshot was asked (frozen copy {pid}) but its log is not among its mappings"
         ),
     }
-    kill_frozen(pid);
+    h.kill();
 }
 
 /// Writes the snapshot of frozen copy `pid` of the process writing `log`,
@@ -166,16 +295,6 @@ fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::reach::Heur
             memtrace_analyzer::render::text::human(t.bytes),
             t.blocks
         );
-    }
-}
-
-/// Kills and reaps a frozen copy, our child (we are its subreaper).
-pub(super) fn kill_frozen(pid: u32) {
-    // SAFETY: kill and waitpid on our own child: its pid cannot be reused
-    // before we reap it.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-        libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
     }
 }
 
@@ -220,6 +339,23 @@ fn is_log_of(p: &Path, pid: u32) -> bool {
     super::run::read_header(p).is_some_and(|h| h.0 == pid)
 }
 
+/// Whether process `pid`, held by `fd` when the kernel has pidfds, has ended.
+fn ended(pid: u32, fd: Option<&OwnedFd>) -> bool {
+    match fd {
+        Some(fd) => {
+            let mut p = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one pollfd we own, without waiting; a pidfd is
+            // readable once its process has ended.
+            unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        }
+        None => !Path::new(&format!("/proc/{pid}")).exists(),
+    }
+}
+
 /// Runs `memtrace snapshot PID`.
 pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
     let mut pid = a.pid;
@@ -246,6 +382,12 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             }
         }
     };
+    // Held from now on: the checks below are of this very process, and the
+    // signal goes to it even if it ends and its pid is reused meanwhile.
+    let target = pidfd(pid);
+    if mapped_log(pid, &|p| p == log) != Some(log.clone()) {
+        bail!("process {pid} ended");
+    }
     let sig = environ_var(pid, "MEMTRACE_SNAPSHOT_SIGNAL")
         .with_context(|| format!("cannot read the environment of process {pid}"))?
         .and_then(|v| v.parse::<i32>().ok())
@@ -254,6 +396,30 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
         bail!(
             "process {pid} was not started with snapshots on (memtrace run --snapshot-signal; `none` turns them off)"
         );
+    }
+    let run = environ_var(pid, "MEMTRACE_RUN_PID")
+        .with_context(|| format!("cannot read the environment of process {pid}"))?
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&r| r > 0);
+    let Some(run) = run else {
+        bail!(
+            "process {pid} was not started by `memtrace run` (no MEMTRACE_RUN_PID: a plain LD_PRELOAD?): nobody would write its snapshot; not sending the signal"
+        );
+    };
+    let gone = || {
+        format!(
+            "`memtrace run` (pid {run}), which writes the snapshots of process {pid}, is gone: the process outlived it (its parent is now {}); no snapshot can be taken, not sending the signal",
+            parent_of(pid).map_or("unknown".to_owned(), |p| p.to_string())
+        )
+    };
+    // An ancestor is older than the process, so a pid of a `memtrace run`
+    // that died cannot have been reused by one of them.
+    if !is_ancestor(run, pid) {
+        bail!("{}", gone());
+    }
+    let run_fd = pidfd(run);
+    if !is_ancestor(run, pid) {
+        bail!("{}", gone());
     }
     if snapshot_signal_taken(&log) {
         bail!(
@@ -266,8 +432,22 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
         );
     }
     let out = snapshot::next_path(&log);
-    // SAFETY: kill(2) with a signal the process handles.
-    if unsafe { libc::kill(pid as i32, sig) } != 0 {
+    let sent = match &target {
+        // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+        Some(fd) => unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            ) == 0
+        },
+        // SAFETY: kill(2) with a signal the process handles (no pidfds on
+        // this kernel: checked just above, by pid).
+        None => unsafe { libc::kill(pid as i32, sig) == 0 },
+    };
+    if !sent {
         bail!(
             "cannot send signal {sig} to process {pid}: {}",
             std::io::Error::last_os_error()
@@ -275,9 +455,16 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
     }
     let deadline = Instant::now() + Duration::from_secs(a.timeout);
     while !out.exists() {
+        if ended(run, run_fd.as_ref()) {
+            // It may have written the snapshot just before it ended.
+            if out.exists() {
+                break;
+            }
+            bail!("`memtrace run` (pid {run}), which writes the snapshot, ended before writing it");
+        }
         if Instant::now() >= deadline {
             bail!(
-                "no snapshot after {} s: `memtrace run`, which writes it, is not running or cannot read the process",
+                "no snapshot after {} s: `memtrace run` (pid {run}) still runs but wrote none (see its warnings: it may be unable to read the process)",
                 a.timeout
             );
         }

@@ -135,6 +135,22 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
             "recording stopped when the log reached the process's file-size limit (RLIMIT_FSIZE, ulimit -f): what came after is counted as lost events".to_owned(),
         );
     }
+    if s.log_fd_replaced {
+        notes.push(
+            "the program closed memtrace's log descriptor or put a file of its own at its number: memtrace never wrote through it and reopened the log by its path (what it could not record meanwhile is counted as lost events)".to_owned(),
+        );
+    }
+    if s.seccomp_filter {
+        notes.push(format!(
+            "the program installed a seccomp filter: from then on memtrace made no system call of its own and recorded into a reserve of {} MiB (what did not fit is counted as lost events); no reachability scan, no kernel figures, libc's exit clean-up not run",
+            memtrace_format::SANDBOX_RESERVE >> 20
+        ));
+    }
+    if s.mapping_clobbered {
+        notes.push(
+            "the program unmapped or mapped over memory memtrace was using: recording stopped there, and what came after is counted as lost events".to_owned(),
+        );
+    }
     if s.truncated {
         notes.push("the log is truncated: only what it holds is reported".to_owned());
     }

@@ -227,3 +227,117 @@ fn file_size_limit_does_not_kill_the_program() {
         "{text}"
     );
 }
+
+/// A text report of `log`.
+fn text_report(log: &std::path::Path) -> String {
+    let mut cmd = crate::util::memtrace();
+    cmd.arg("report").arg(log);
+    let out = crate::util::output_with_timeout(&mut cmd, crate::util::TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// A program that closes every descriptor from 3 up, or dup2()s a file of its own over every
+// open one, then opens and writes its own file: memtrace never writes through the number it
+// had (the program's file stays 16 bytes, not megabytes of log chunks), reopens its log by
+// path, loses nothing, and the report says what happened.
+#[test]
+fn a_program_taking_every_descriptor_over_keeps_its_files() {
+    for mode in ["close", "dup2"] {
+        let t = crate::util::trace("fd_takeover", &[mode]);
+        t.assert_exit(0);
+        assert_eq!(t.stdout(), "ok\n", "{mode}: {}", t.describe());
+        assert_eq!(
+            std::fs::read(t.dir.path().join("own.dat")).unwrap(),
+            b"sixteen bytes!!\n",
+            "{mode}"
+        );
+        let log = t.only_log();
+        let r = crate::util::report(&log);
+        assert!(
+            r.summary_bool("log_fd_replaced"),
+            "{mode}: log_fd_replaced not set"
+        );
+        r.assert_complete();
+        r.assert_heap_leaked(960, 20);
+        r.assert_leak("heap", "before_site", 400, 10);
+        r.assert_leak("heap", "after_site", 560, 10);
+        assert!(
+            text_report(&log).contains("the program closed memtrace's log descriptor"),
+            "{mode}"
+        );
+    }
+}
+
+// A program that installs a seccomp allow-list of only what it needs (no fallocate, fstat,
+// openat, gettid ...; anything else kills it with SIGSYS) runs as bare under memtrace, by
+// prctl and by syscall(SYS_seccomp): the events after the install are recorded into the
+// reserve taken just before it, exactly; what does not fit is counted, not lost silently.
+#[test]
+fn a_seccomp_allow_list_does_not_kill_the_program() {
+    for how in ["prctl", "syscall"] {
+        let t = crate::util::trace("seccomp_allowlist", &[how]);
+        t.assert_exit(0);
+        assert_eq!(t.stdout(), "done\n", "{how}: {}", t.describe());
+        let log = t.only_log();
+        let r = crate::util::report(&log);
+        assert!(
+            r.summary_bool("seccomp_filter"),
+            "{how}: seccomp_filter not set"
+        );
+        r.assert_complete();
+        r.assert_heap_leaked(24_000, 1000);
+        r.assert_leak("heap", "leak_site", 24_000, 1000);
+        assert!(
+            text_report(&log).contains("the program installed a seccomp filter"),
+            "{how}"
+        );
+    }
+    let t = crate::util::trace("seccomp_allowlist", &["syscall", "flood"]);
+    t.assert_exit(0);
+    assert_eq!(t.stdout(), "done\n", "flood: {}", t.describe());
+    let log = t.only_log();
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(
+        size <= (memtrace_format::SANDBOX_RESERVE as u64) + (2 << 20),
+        "log of {size} bytes"
+    );
+    let r = crate::util::report(&log);
+    assert!(r.summary_bool("seccomp_filter"));
+    r.assert_leak("heap", "leak_site", 24_000, 1000);
+    let lost = r.summary("events_lost");
+    let recorded = r.summary("allocations") + r.summary("frees");
+    assert!(lost > 0, "nothing counted as lost");
+    // 1,000 leaks and 2,000,000 malloc/free pairs after the install: each one recorded or
+    // counted (libc's start-up adds a handful before it).
+    assert!(
+        (4_001_000..4_001_100).contains(&(recorded + lost)),
+        "recorded {recorded} + lost {lost}"
+    );
+}
+
+// A program that unmaps memtrace's log mappings, or maps its own memory over them with
+// MAP_FIXED, runs as bare (no SIGSEGV or SIGBUS, its pages untouched): memtrace moves its
+// header, stops recording, and the report says why and counts what came after.
+#[test]
+fn unmapping_or_mapping_over_the_log_does_not_harm_the_program() {
+    for mode in ["munmap", "fixed"] {
+        let t = crate::util::trace("clobber_log", &[mode]);
+        t.assert_exit(0);
+        assert_eq!(t.stdout(), "ok\n", "{mode}: {}", t.describe());
+        let log = t.only_log();
+        let r = crate::util::report(&log);
+        assert!(r.summary_bool("mapping_clobbered"), "{mode}");
+        r.assert_leak("heap", "before_site", 400, 10);
+        assert!(
+            r.summary("events_lost") >= 20_010,
+            "{mode}: events_lost {}",
+            r.summary("events_lost")
+        );
+        r.assert_ended("exit");
+        assert!(
+            text_report(&log).contains("the program unmapped or mapped over memory memtrace"),
+            "{mode}"
+        );
+    }
+}

@@ -340,3 +340,30 @@ fn a_re_exec_is_found_by_the_glob() {
     assert_eq!(out.status.code(), Some(23), "{err}");
     assert!(err.contains("1 process judged of 2, 1 failed"), "{err}");
 }
+
+// Forks that run no atfork handler (`_Fork`, `syscall(SYS_fork)`, a raw clone): each child
+// gets its own log (the token page wiped by the fork tells it), never writes into its
+// parent's chunks, and every log is complete with exactly its own figures.
+#[test]
+fn forks_without_atfork_handlers_get_their_own_logs() {
+    for how in ["_Fork", "syscall", "clone"] {
+        let t = crate::util::trace("raw_forks", &[how]);
+        t.assert_exit(0);
+        let logs = t.logs();
+        assert_eq!(logs.len(), 11, "{how}: {}", t.describe());
+        let mut children = 0;
+        for log in &logs {
+            let r = crate::util::report(log);
+            r.assert_complete();
+            r.assert_leak("heap", "parent_site", 400, 10);
+            if r.leak_site("heap", "after_site").count > 0 {
+                r.assert_leak("heap", "after_site", 880, 10);
+                r.assert_no_leak("heap", "child_site");
+            } else {
+                r.assert_leak("heap", "child_site", 720, 10);
+                children += 1;
+            }
+        }
+        assert_eq!(children, 10, "{how}");
+    }
+}

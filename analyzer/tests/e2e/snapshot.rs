@@ -33,8 +33,14 @@ impl Server {
 
     /// `via_shell`: the server is a child of `sh`, not of `memtrace run`.
     fn launch(extra: &[&str], args: &[&str], via_shell: bool) -> Server {
+        Server::launch_env(extra, args, via_shell, &[])
+    }
+
+    /// As [`Server::launch`], with `env` added to `memtrace run`'s environment.
+    fn launch_env(extra: &[&str], args: &[&str], via_shell: bool, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = memtrace();
+        cmd.envs(env.iter().copied());
         cmd.arg("run")
             .args(extra)
             .arg("-o")
@@ -46,12 +52,18 @@ impl Server {
         } else {
             cmd.arg(fixture("server")).args(args);
         }
-        let mut run = cmd
+        let run = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start memtrace run");
+        Server::attach(run, dir)
+    }
+
+    /// The server started by `run` (`memtrace run`, or the server itself), once it
+    /// says it is ready.
+    fn attach(mut run: Child, dir: tempfile::TempDir) -> Server {
         let stdin = run.stdin.take().unwrap();
         let mut stdout = BufReader::new(run.stdout.take().unwrap());
         let mut line = String::new();
@@ -492,6 +504,261 @@ fn snapshot_refuses_a_program_that_took_the_signal() {
             "process {} installed its own handler for signal {}, memtrace's snapshot signal: memtrace's handler is gone; not sending it",
             s.pid,
             libc::SIGUSR2
+        )),
+        "{err}"
+    );
+    s.requests(1);
+    let (_, dir) = s.quit();
+    assert!(
+        !logs_in(dir.path())
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".snap")),
+        "no snapshot was taken"
+    );
+}
+
+/// The processes other than the server `server` that map its log (`dir/PID.mtr`): a
+/// frozen copy, whatever its name, or whether it named itself yet. (pid, ppid, comm.)
+fn mapping_the_log(dir: &Path, server: u32) -> Vec<(u32, u32, String)> {
+    let log = dir
+        .join(format!("{server}.mtr"))
+        .to_string_lossy()
+        .into_owned();
+    let except = server;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == except {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") {
+            continue; // a zombie holds no memory
+        }
+        let maps_it = std::fs::read_to_string(e.path().join("maps"))
+            .is_ok_and(|m| m.lines().any(|l| l.ends_with(log.as_str())));
+        if maps_it {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            out.push((pid, f[1].parse().unwrap(), comm.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// Waits up to `bound` for `cond`; whether it held.
+fn within(bound: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` still runs (not ended, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Ends a server whose `memtrace run` is gone: `quit`, then waits for it.
+fn quit_orphan(mut s: Server) {
+    s.requests(1);
+    writeln!(s.stdin, "quit").unwrap();
+    drop(s.stdin);
+    assert!(
+        within(TIMEOUT, || !running(s.pid)),
+        "the server did not end"
+    );
+    let _ = wait_timeout(&mut s.run, TIMEOUT);
+}
+
+/// Asks the server for a snapshot with the bare signal, and waits for the frozen copy
+/// to appear as `memtrace run`'s child with its name: its pid.
+fn bare_signal_copy(s: &Server) -> u32 {
+    // SAFETY: kill(2) on the server's pid, which handles SIGUSR2 (memtrace's handler).
+    assert_eq!(unsafe { libc::kill(s.pid as i32, libc::SIGUSR2) }, 0);
+    let run = s.run.id();
+    let mut copy = 0;
+    assert!(
+        within(Duration::from_secs(20), || {
+            copy = mapping_the_log(s.dir.path(), s.pid)
+                .into_iter()
+                .find(|(_, ppid, comm)| *ppid == run && comm == "memtrace-snap")
+                .map_or(0, |c| c.0);
+            copy != 0
+        }),
+        "no frozen copy appeared: {:?}",
+        mapping_the_log(s.dir.path(), s.pid)
+    );
+    copy
+}
+
+/// A frozen copy dies with its `memtrace run`: the copy (left unread by the test hook
+/// MEMTRACE_TEST_IGNORE_COPIES, so that `memtrace run` is killed while it holds one) is
+/// gone within 3 s of `memtrace run`'s SIGKILL, whether it was made with CLONE_PARENT
+/// (the server is memtrace run's child) or through an intermediate child (the server
+/// is a shell's child). The server goes on serving.
+#[test]
+fn a_frozen_copy_dies_with_memtrace_run() {
+    for via_shell in [false, true] {
+        let mut s = Server::launch_env(
+            &["--snapshot-signal", "USR2"],
+            &[],
+            via_shell,
+            &[("MEMTRACE_TEST_IGNORE_COPIES", "1")],
+        );
+        assert_eq!(s.ppid() == s.run.id(), !via_shell);
+        s.requests(2);
+        let copy = bare_signal_copy(&s);
+        // Held, unread, by its living memtrace run.
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(running(copy), "the copy must wait to be read");
+        s.run.kill().unwrap();
+        let _ = s.run.wait();
+        assert!(
+            within(Duration::from_secs(3), || !running(copy)
+                && mapping_the_log(s.dir.path(), s.pid).is_empty()),
+            "via_shell {via_shell}: frozen copy {copy} outlived memtrace run: {:?}",
+            mapping_the_log(s.dir.path(), s.pid)
+        );
+        quit_orphan(s);
+    }
+}
+
+/// A frozen copy nobody reads (MEMTRACE_TEST_IGNORE_COPIES: memtrace run finds it but
+/// leaves it alone, as a wedged one would) exits by itself after its idle lifetime
+/// (10 s), not 600 s, while memtrace run lives on; `memtrace snapshot` meanwhile gives
+/// up after its --timeout with the reason.
+#[test]
+fn an_unread_frozen_copy_exits_by_itself() {
+    let mut s = Server::launch_env(
+        &["--snapshot-signal", "USR2"],
+        &[],
+        false,
+        &[("MEMTRACE_TEST_IGNORE_COPIES", "1")],
+    );
+    s.requests(2);
+    let started = Instant::now();
+    let out = output_with_timeout(
+        memtrace()
+            .args(["snapshot", "--timeout", "2"])
+            .arg(s.pid.to_string()),
+        TIMEOUT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no snapshot after 2 s: `memtrace run` (pid {}) still runs but wrote none",
+            s.run.id()
+        )),
+        "{err}"
+    );
+    let run = s.run.id();
+    let copies: Vec<u32> = mapping_the_log(s.dir.path(), s.pid)
+        .into_iter()
+        .filter(|(_, ppid, comm)| *ppid == run && comm == "memtrace-snap")
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(copies.len(), 1, "one unread copy");
+    let copy = copies[0];
+    assert!(
+        within(Duration::from_secs(20), || !running(copy)),
+        "the unread copy {copy} still runs {:?} after the snapshot was asked",
+        started.elapsed()
+    );
+    let lived = started.elapsed();
+    assert!(lived >= Duration::from_secs(5), "gone too soon: {lived:?}");
+    assert!(
+        s.run.try_wait().unwrap().is_none(),
+        "memtrace run still runs: the copy left by itself"
+    );
+    s.requests(1);
+    let (stderr, _dir) = s.quit();
+    assert!(!stderr.contains("snapshot written"), "{stderr}");
+}
+
+/// A server that outlived its `memtrace run` (killed; the server was a shell's child, or
+/// memtrace run's own): `memtrace snapshot` refuses at once, naming the reason, and
+/// sends nothing; the bare signal makes a copy that finds no memtrace run and exits at
+/// once instead of waiting to be read. The server goes on serving.
+#[test]
+fn snapshot_refuses_when_memtrace_run_is_gone() {
+    for via_shell in [false, true] {
+        let mut s = Server::launch(&["--snapshot-signal", "USR2"], &[], via_shell);
+        s.requests(1);
+        let run = s.run.id();
+        s.run.kill().unwrap();
+        let _ = s.run.wait();
+        let t = Instant::now();
+        let out = output_with_timeout(memtrace().arg("snapshot").arg(s.pid.to_string()), TIMEOUT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!(
+                "`memtrace run` (pid {run}), which writes the snapshots of process {}, is gone: the process outlived it",
+                s.pid
+            )),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        s.requests(1);
+        // The bare signal: a copy is made, finds its memtrace run gone, and exits.
+        // SAFETY: kill(2) on the server's pid, which handles SIGUSR2 (memtrace's handler).
+        assert_eq!(unsafe { libc::kill(s.pid as i32, libc::SIGUSR2) }, 0);
+        s.requests(1);
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            mapping_the_log(s.dir.path(), s.pid),
+            vec![],
+            "via_shell {via_shell}: a frozen copy was left"
+        );
+        assert!(
+            !logs_in(s.dir.path())
+                .iter()
+                .any(|p| p.to_string_lossy().contains(".snap")),
+            "no snapshot was taken"
+        );
+        quit_orphan(s);
+    }
+}
+
+/// Under a plain LD_PRELOAD (no memtrace run) that still names a snapshot signal,
+/// `memtrace snapshot` refuses at once with the reason, and sends nothing.
+#[test]
+fn snapshot_refuses_a_plain_ld_preload() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = traced_command("server", dir.path(), "%p.mtr")
+        .env("MEMTRACE_SNAPSHOT_SIGNAL", libc::SIGUSR2.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut s = Server::attach(child, dir);
+    s.requests(1);
+    let out = output_with_timeout(memtrace().arg("snapshot").arg(s.pid.to_string()), TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "process {} was not started by `memtrace run` (no MEMTRACE_RUN_PID: a plain LD_PRELOAD?)",
+            s.pid
         )),
         "{err}"
     );

@@ -817,3 +817,24 @@ fn regression_report_sigbus_on_sparse_log_in_full_tmpfs() {
     );
     assert!(out.status.success(), "{}", describe(&out));
 }
+
+// memtrace takes no pthread key (the program gets all 1,024 of glibc's), and the states of
+// threads that have exited are reclaimed without one: 3,000 threads in turn leave the
+// mapping count small, and every thread's leak is reported exactly.
+#[test]
+fn no_pthread_key_and_exited_threads_are_reclaimed() {
+    let t = crate::util::trace("keys_and_threads", &[] as &[&str]);
+    t.assert_exit(0);
+    let out = t.stdout();
+    let mut words = out.split_whitespace();
+    assert_eq!(words.next(), Some("keys"), "{out}");
+    assert_eq!(words.next(), Some("1024"), "{out}");
+    assert_eq!(words.next(), Some("maps"), "{out}");
+    let maps: u32 = words.next().unwrap().parse().unwrap();
+    assert!(maps < 400, "{maps} mappings after 3,000 threads");
+    let r = t.report();
+    r.assert_complete();
+    r.assert_heap_leaked(72_000, 3000);
+    r.assert_leak("heap", "thread_site", 72_000, 3000);
+    r.assert_no_nested_hooks();
+}
