@@ -31,6 +31,9 @@ pub struct Catalog {
     /// Of those, the stacks the unwinder did not finish, by why it stopped
     /// (`Cut` as u8: index 1 to 3).
     pub cut_stacks: [u64; 4],
+    /// Why each stack the unwinder did not finish was cut, by stack id: this
+    /// log's own and those a fork child inherited ([`crate::inherit`]).
+    pub cut: HashMap<u32, memtrace_format::Cut>,
     /// Loaded ELF objects with their lifetimes.
     pub modules: Modules,
     /// Records whose writer died before storing the tag.
@@ -176,6 +179,7 @@ impl Catalog {
                     c.own_stacks += 1;
                     if let Some(cut) = frames.cut() {
                         c.cut_stacks[cut as usize] += 1;
+                        c.cut.insert(*id, cut);
                     }
                 }
             }
