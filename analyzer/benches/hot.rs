@@ -144,7 +144,7 @@ impl Stream {
 
     fn stack(&mut self, file: &mut Vec<u8>, id: u32, frames: &[u64]) {
         let t = self.last;
-        self.put(file, t, t, |b, _| encode::stack(b, id, frames));
+        self.put(file, t, t, |b, _| encode::stack(b, id, frames, None));
     }
 }
 

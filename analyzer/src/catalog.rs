@@ -26,6 +26,14 @@ use crate::symbolize::{Module, Modules};
 pub struct Catalog {
     /// Frames of each stack id, innermost first.
     pub stacks: HashMap<u32, Vec<u64>>,
+    /// Distinct stacks defined by this log's STACK records.
+    pub own_stacks: u64,
+    /// Of those, the stacks the unwinder did not finish, by why it stopped
+    /// (`Cut` as u8: index 1 to 3).
+    pub cut_stacks: [u64; 4],
+    /// Why each stack the unwinder did not finish was cut, by stack id: this
+    /// log's own and those a fork child inherited ([`crate::inherit`]).
+    pub cut: HashMap<u32, memtrace_format::Cut>,
     /// Loaded ELF objects with their lifetimes.
     pub modules: Modules,
     /// Records whose writer died before storing the tag.
@@ -166,7 +174,14 @@ impl Catalog {
                         err,
                     })?);
                 }
-                c.stacks.entry(*id).or_insert(v);
+                if let std::collections::hash_map::Entry::Vacant(e) = c.stacks.entry(*id) {
+                    e.insert(v);
+                    c.own_stacks += 1;
+                    if let Some(cut) = frames.cut() {
+                        c.cut_stacks[cut as usize] += 1;
+                        c.cut.insert(*id, cut);
+                    }
+                }
             }
             Record::Module {
                 time,

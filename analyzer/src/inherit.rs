@@ -80,6 +80,8 @@ pub struct Stack {
     /// When the parent (or the ancestor) first used it: the moment whose
     /// loaded objects symbolize its frames.
     pub first_use: Option<u64>,
+    /// Why the parent's unwinder did not finish it, if it did not.
+    pub cut: Option<memtrace_format::Cut>,
 }
 
 /// What a fork child inherited from its parent.
@@ -125,6 +127,9 @@ impl Inherited {
     pub fn annotate(&self, cat: &mut Catalog, first_use: &mut FastMap<u32, u64>) {
         for s in &self.stacks {
             cat.stacks.entry(s.id).or_insert_with(|| s.frames.clone());
+            if let Some(cut) = s.cut {
+                cat.cut.entry(s.id).or_insert(cut);
+            }
             if let Some(t) = s.first_use {
                 first_use.entry(s.id).or_insert(t);
             }
@@ -375,11 +380,12 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     let mut used: std::collections::BTreeSet<usize> = Default::default();
     let mut funcs: Vec<(u32, Func)> = Vec::new();
     for (&old, &id) in &ids {
-        let (frames, first_use) = match from_up.get(&old) {
-            Some(s) => (s.frames.clone(), s.first_use),
+        let (frames, first_use, cut) = match from_up.get(&old) {
+            Some(s) => (s.frames.clone(), s.first_use, s.cut),
             None => (
                 cat.stacks.get(&old).cloned().unwrap_or_default(),
                 r.first_use.get(&old).copied(),
+                cat.cut.get(&old).copied(),
             ),
         };
         for &a in &frames {
@@ -394,6 +400,7 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
             id,
             frames,
             first_use,
+            cut,
         });
     }
     let modules = used.iter().map(|&i| all.get(i).clone()).collect();

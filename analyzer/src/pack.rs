@@ -500,7 +500,7 @@ impl Enc {
                 for f in frames.clone() {
                     self.frames.push(f.ok()?);
                 }
-                encode::stack(b, *id, &self.frames)
+                encode::stack(b, *id, &self.frames, frames.cut())
             }
             Record::Module {
                 bias,

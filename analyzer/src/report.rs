@@ -5,7 +5,7 @@
 //! symbolizes only the stacks that end up in the report, after the `top`
 //! limits are applied. The text and JSON renderers print the same data.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -233,6 +233,28 @@ impl Ended {
     }
 }
 
+/// Distinct cut stacks of the catalog by why they were cut (see
+/// [`Summary::truncated_stacks`]). One stack defined under two ids (two
+/// threads interning it at once) counts once.
+fn truncated_stacks(cat: &Catalog) -> [u64; 3] {
+    let mut seen: HashSet<(&[u64], memtrace_format::Cut)> = HashSet::new();
+    let mut n = [0u64; 3];
+    for (id, &cut) in &cat.cut {
+        let frames = cat.stacks.get(id).map_or(&[][..], |v| &v[..]);
+        if seen.insert((frames, cut)) {
+            n[cut as usize - 1] += 1;
+        }
+    }
+    n
+}
+
+impl Summary {
+    /// All stacks the unwinder did not follow to the thread's entry.
+    pub fn truncated_stacks_total(&self) -> u64 {
+        self.truncated_stacks.iter().sum()
+    }
+}
+
 /// The traced process.
 #[derive(Clone, Debug)]
 pub struct Process {
@@ -313,6 +335,10 @@ pub struct Summary {
     pub unwind_checked: u64,
     /// Of those, the stacks where the two unwinders disagreed.
     pub unwind_mismatched: u64,
+    /// Distinct stacks the unwinder did not follow to the thread's entry
+    /// (this log's own and those a fork child inherited), by why it
+    /// stopped: index `Cut as usize - 1` (no CFI, bad frame, limit).
+    pub truncated_stacks: [u64; 3],
     /// Sampling interval in bytes (`MEMTRACE_SAMPLE`); 0 when every
     /// allocation was recorded. When sampled, heap bytes and counts are
     /// estimates (see the format crate's docs on sampling).
@@ -745,6 +771,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         mapping_clobbered: header.flags & memtrace_format::hdr::flag::MAPPING_CLOBBERED != 0,
         unwind_checked: header.unwind_checked as u64,
         unwind_mismatched: header.unwind_mismatched as u64,
+        truncated_stacks: truncated_stacks(&cat),
         sample_interval: header.sample_interval,
         sample_overflow: header.sample_overflow as u64,
         leak_kinds: None,

@@ -115,7 +115,12 @@ impl ChunkBuilder {
     }
 
     pub fn stack(&mut self, id: u32, frames: &[u64]) -> &mut Self {
-        self.put(|b| memtrace_format::encode::stack(b, id, frames))
+        self.put(|b| memtrace_format::encode::stack(b, id, frames, None))
+    }
+
+    /// A stack the unwinder did not finish.
+    pub fn cut_stack(&mut self, id: u32, frames: &[u64], cut: memtrace_format::Cut) -> &mut Self {
+        self.put(|b| memtrace_format::encode::stack(b, id, frames, Some(cut)))
     }
 }
 

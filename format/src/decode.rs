@@ -4,7 +4,9 @@
 use core::fmt;
 
 use crate::hdr::ChunkHeader;
-use crate::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, Func, HEADER_SIZE, MAX_FRAMES, tag};
+use crate::{
+    CHUNK_ALIGN, CHUNK_HEADER_SIZE, Cut, Func, HEADER_SIZE, MAX_FRAMES, STACK_CUT_SHIFT, tag,
+};
 
 /// Why a log could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,9 +168,21 @@ pub struct FrameIter<'a> {
     left: usize,
     prev: u64,
     first: bool,
+    cut: Option<Cut>,
 }
 
 impl FrameIter<'_> {
+    /// Why the stack is not whole, if it is not: the unwinder stopped
+    /// before the thread's entry (see [`Cut`]).
+    pub fn cut(&self) -> Option<Cut> {
+        self.cut
+    }
+
+    /// Whether the stack is not whole (see [`Cut`]).
+    pub fn truncated(&self) -> bool {
+        self.cut.is_some()
+    }
+
     /// Frames not yet returned.
     pub fn len(&self) -> usize {
         self.left
@@ -470,6 +484,8 @@ impl<'a> RecordIter<'a> {
             tag::STACK => {
                 let id = r.v32()?;
                 let n = r.v()?;
+                let cut = Cut::from_u8((n >> STACK_CUT_SHIFT) as u8 & 3);
+                let n = n & !(3 << STACK_CUT_SHIFT);
                 // Each frame takes at least one byte: bound n by what is there.
                 if n > MAX_FRAMES as u64 || n > r.rest().len() as u64 {
                     return Err(DecodeError::BadRecord("frame count"));
@@ -481,6 +497,7 @@ impl<'a> RecordIter<'a> {
                         left: n as usize,
                         prev: 0,
                         first: true,
+                        cut,
                     },
                 }
             }
@@ -705,7 +722,7 @@ mod tests {
         put(&|b| encode::alloc(b, 5, Func::Malloc, 0x1000, 24, 3));
         put(&|b| encode::free(b, 1, Func::Free, 0x1000));
         put(&|b| encode::realloc(b, 2, 3, Func::Realloc, 0x10, 0x20, 99, 4));
-        put(&|b| encode::stack(b, 7, &[0x401000, 0x400ff0, 0x7fff_0000_0000]));
+        put(&|b| encode::stack(b, 7, &[0x401000, 0x400ff0, 0x7fff_0000_0000], None));
         put(&|b| encode::mmap(b, 1, Func::Mmap64, 0x7f00, 8192, 3, 0x22, -1, 0, 1));
         put(&|b| encode::module(b, 1, 0x1000, 0x1000, 0x9000, b"\x01\x02", b"/lib/x.so"));
         put(&|b| encode::sampled(b, 2, Func::Calloc, 0x2000, 40, 5, 3));
@@ -752,6 +769,7 @@ mod tests {
                 assert_eq!(f.next(), Some(Ok(0x400ff0)));
                 assert_eq!(f.next(), Some(Ok(0x7fff_0000_0000)));
                 assert_eq!(f.next(), None);
+                assert!(!frames.truncated());
             }
             _ => panic!("not a stack"),
         }
@@ -801,11 +819,61 @@ mod tests {
         assert!(it.next().is_none());
     }
 
+    /// A truncated stack keeps its cut and its frames; a STACK record as
+    /// written before the cut existed (a plain count) reads as whole; a
+    /// count above MAX_FRAMES is refused with or without the flag.
+    #[test]
+    fn stack_truncated_flag() {
+        let mut body = [0u8; 4096];
+        let mut pos = encode::stack(&mut body, 3, &[0x10, 0x20], Some(Cut::NoCfi)).unwrap();
+        // The old encoding, by hand: id 4, n 1, frame 0x30.
+        let old = [6u8, 0, tag::STACK, 4, 1, 0x30];
+        body[pos..pos + old.len()].copy_from_slice(&old);
+        pos += old.len();
+        let frames = [7u64; MAX_FRAMES];
+        pos += encode::stack(&mut body[pos..], 5, &frames, Some(Cut::Limit)).unwrap();
+        let mut it = RecordIter::new(&body[..pos], 0);
+        let mut got = [(0u32, None, 0usize, 0u64); 3];
+        for g in got.iter_mut() {
+            match it.next() {
+                Some(Ok(Record::Stack { id, frames })) => {
+                    let t = frames.cut();
+                    let n = frames.len();
+                    let last = frames.last().unwrap().unwrap();
+                    *g = (id, t, n, last);
+                }
+                _ => panic!("not a stack"),
+            }
+        }
+        assert!(it.next().is_none());
+        assert_eq!(
+            got,
+            [
+                (3, Some(Cut::NoCfi), 2, 0x20),
+                (4, None, 1, 0x30),
+                (5, Some(Cut::Limit), MAX_FRAMES, 7)
+            ]
+        );
+        assert_eq!(
+            encode::stack(&mut body, 6, &[0; MAX_FRAMES + 1], None),
+            None
+        );
+        // A count of MAX_FRAMES + 1 with the flag is still refused (with
+        // enough bytes for that many frames).
+        let mut b = [0u8; 700];
+        b[..7].copy_from_slice(&[0, 0, tag::STACK, 1, 0x81, 0x84, 0x04]);
+        b[..2].copy_from_slice(&700u16.to_le_bytes());
+        assert!(matches!(
+            RecordIter::new(&b, 0).next(),
+            Some(Err(DecodeError::BadRecord("frame count")))
+        ));
+    }
+
     /// Garbage never panics: every prefix and every byte flip of a valid body decodes or errors.
     #[test]
     fn garbage_does_not_panic() {
         let mut body = [0u8; 256];
-        let mut pos = encode::stack(&mut body, 1, &[1, 2, 3, 4]).unwrap();
+        let mut pos = encode::stack(&mut body, 1, &[1, 2, 3, 4], Some(Cut::BadFrame)).unwrap();
         pos += encode::alloc(&mut body[pos..], 1, Func::Calloc, 5, 6, 1).unwrap();
         for cut in 0..pos {
             for r in RecordIter::new(&body[..cut], 0) {

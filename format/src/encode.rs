@@ -265,12 +265,16 @@ pub fn brk(
     c.finish(tag::BRK)
 }
 
-/// STACK: frames innermost first.
-pub fn stack(out: &mut [u8], id: u32, frames: &[u64]) -> Option<usize> {
+/// STACK: frames innermost first; `cut` if the unwinder stopped before the
+/// thread's entry (see [`crate::Cut`]).
+pub fn stack(out: &mut [u8], id: u32, frames: &[u64], cut: Option<crate::Cut>) -> Option<usize> {
+    if frames.len() > crate::MAX_FRAMES {
+        return None;
+    }
     let mut c = Cursor::new(out);
     c.begin();
     c.v(id as u64);
-    c.v(frames.len() as u64);
+    c.v(frames.len() as u64 | (cut.map_or(0, |c| c as u64) << crate::STACK_CUT_SHIFT));
     let mut prev = 0u64;
     for (i, &f) in frames.iter().enumerate() {
         if i == 0 {

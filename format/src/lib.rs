@@ -46,7 +46,7 @@
 //! | 5 | MUNMAP | t, addr v, len v, stack v |
 //! | 6 | MREMAP | t, old v, old_len v, new v, new_len v, flags v, stack v |
 //! | 7 | BRK | t, func u8, arg z, old_break v, new_break v, stack v |
-//! | 8 | STACK | id v, n v, frames: first v, then n-1 deltas z (innermost first) |
+//! | 8 | STACK | id v, n v (`n | cut << 16`, see [`Cut`]), frames: first v, then n-1 deltas z (innermost first) |
 //! | 9 | MODULE | t, bias v, start v, end v, build_id (len v + bytes), path (len v + bytes) |
 //! | 10 | UNMODULE | t, bias v, start v |
 //! | 11 | LOST | t, count v |
@@ -211,8 +211,42 @@ pub const CHUNK_HEADER_SIZE: usize = 32;
 /// Largest record (the `len` field is a u16).
 pub const MAX_RECORD: usize = u16::MAX as usize;
 /// Most frames a STACK record carries; deeper stacks are truncated
-/// (outermost frames dropped) and the analyzer marks them.
+/// (outermost frames dropped) and marked [`Cut::Limit`].
 pub const MAX_FRAMES: usize = 512;
+/// Why a stack is not whole: the unwinder stopped before the thread's entry.
+/// A STACK record's count field carries it as `n | cut << 16` (see
+/// [`STACK_CUT_SHIFT`]). A stack that ends at the outermost frame (whose
+/// return address the CFI marks undefined: `_start`, a thread's `clone`) or
+/// at a return address of 0 is whole. Logs written before this field existed
+/// never set it (their counts are at most [`MAX_FRAMES`]), so they read as
+/// before, with every stack whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Cut {
+    /// A frame without usable unwind information: no object, no FDE, or a
+    /// rule the unwinder cannot evaluate (a CFA computed by an expression).
+    NoCfi = 1,
+    /// A bad frame: a CFA, return address or saved-register slot out of
+    /// bounds, or a return address that cannot be code.
+    BadFrame = 2,
+    /// The frame limit ([`MAX_FRAMES`]) or the step limit was reached.
+    Limit = 3,
+}
+
+impl Cut {
+    /// The cut encoded as `v` (1 to 3), if any.
+    pub fn from_u8(v: u8) -> Option<Cut> {
+        match v {
+            1 => Some(Cut::NoCfi),
+            2 => Some(Cut::BadFrame),
+            3 => Some(Cut::Limit),
+            _ => None,
+        }
+    }
+}
+
+/// Where a STACK record's count field keeps the [`Cut`] (two bits).
+pub const STACK_CUT_SHIFT: u32 = 16;
 /// Log space the preload reserves when the program installs a seccomp
 /// filter: all it can record from then on (see `hdr::flag::SECCOMP`).
 pub const SANDBOX_RESERVE: usize = 16 << 20;

@@ -25,7 +25,6 @@ const MAX: usize = 1024;
 struct Entry {
     bias: u64,
     start: u64,
-    #[allow(dead_code)]
     end: u64,
     seen: u64,
     /// The loader's name for the object (owned by its link map, valid while
@@ -121,11 +120,24 @@ fn known_slot(start: u64) -> &'static AtomicU64 {
     &KNOWN[((start >> 12).wrapping_mul(0x9E37_79B9) as usize) & 255]
 }
 
-/// Called by the unwinder on a cache miss with the start of the object that
-/// contains the address: asks for a rescan if the object is new to us. The
-/// quick set can forget an object (two objects may share a slot), so a miss
-/// there is checked against the table before a rescan is asked for.
-pub fn note_object(start: u64) {
+/// Drops an unloaded object from the quick set: every slot holding the start
+/// of one of its mappings (see [`note_object`]).
+fn forget_known(e: &Entry) {
+    for slot in &KNOWN {
+        let v = slot.load(Ordering::Relaxed);
+        if e.start <= v && v < e.end {
+            slot.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Called by the unwinder on a cache miss with the load bias of the object
+/// that contains the address and the start of its mapping that does (the
+/// whole object's, or one segment's in an executable whose segments leave
+/// gaps): asks for a rescan if the object is new to us. The quick set can
+/// forget an object (two objects may share a slot), so a miss there is
+/// checked against the table before a rescan is asked for.
+pub fn note_object(bias: u64, start: u64) {
     let slot = known_slot(start);
     if slot.load(Ordering::Relaxed) == start {
         return;
@@ -136,7 +148,9 @@ pub fn note_object(start: u64) {
     }
     // SAFETY: LOCK is held.
     let t = unsafe { &*TABLE.0.get() };
-    let known = t.entries[..t.len].iter().any(|e| e.start == start);
+    let known = t.entries[..t.len]
+        .iter()
+        .any(|e| e.bias == bias && e.start <= start && start < e.end);
     LOCK.store(false, Ordering::Release);
     if known {
         slot.store(start, Ordering::Relaxed);
@@ -187,7 +201,7 @@ pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
                 i += 1;
             }
             None => {
-                known_slot(e.start).store(0, Ordering::Relaxed);
+                forget_known(&e);
                 t.len -= 1;
                 t.entries[i] = t.entries[t.len];
             }
@@ -346,7 +360,7 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
             ) {
                 ctx.stream.define(&ctx.buf[..n], Some(t));
             }
-            known_slot(e.start).store(0, Ordering::Relaxed);
+            forget_known(&e);
             ctx.table.len -= 1;
             ctx.table.entries[i] = ctx.table.entries[ctx.table.len];
             unloaded = true;

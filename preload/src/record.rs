@@ -34,8 +34,11 @@ fn stack_id(l: &mut Level) -> Option<u32> {
         return Some(l.last_id);
     }
     let frames = &l.frames[..n];
+    let cut = l.recent.cut();
     let epoch = unwind::EPOCH.load(core::sync::atomic::Ordering::Relaxed);
-    let h = stacks::hash(frames, epoch);
+    // A truncated stack is another stack than a whole one with the same
+    // frames (a recursion cut at MAX_FRAMES): the flag goes into the hash.
+    let h = stacks::hash(frames, epoch ^ (cut.is_some() as u32) << 31);
     if h == l.last_hash && l.last_id != 0 {
         return Some(l.last_id);
     }
@@ -43,7 +46,7 @@ fn stack_id(l: &mut Level) -> Option<u32> {
         Ok(id) => id,
         Err(slot) => {
             let id = stacks::next_id();
-            let written = match encode::stack(&mut l.rec, id, frames) {
+            let written = match encode::stack(&mut l.rec, id, frames, cut) {
                 Some(len) => l.stream.define(&l.rec[..len], None),
                 None => false,
             };

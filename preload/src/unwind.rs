@@ -25,6 +25,8 @@ use gimli::{
     UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow, X86_64,
 };
 
+use memtrace_format::Cut;
+
 use crate::sys;
 
 /// Bumped by `dlclose`: cache entries of an older epoch are stale.
@@ -109,6 +111,8 @@ pub struct Recent {
     self_range: (u64, u64),
     /// Whether the last walk took exactly the steps of the one before it.
     repeated: bool,
+    /// Why the last walk stopped before the thread's entry, if it did.
+    cut: Option<Cut>,
 }
 
 impl Recent {
@@ -127,6 +131,7 @@ impl Recent {
             epoch: 0,
             self_range: (0, 0),
             repeated: false,
+            cut: None,
         }
     }
 
@@ -135,6 +140,16 @@ impl Recent {
     /// every state equal, the same number of steps).
     pub fn repeated(&self) -> bool {
         self.repeated
+    }
+
+    /// Why the last capture on this record stopped before the thread's
+    /// entry, if it did: a frame without unwind information or with a rule
+    /// the unwinder cannot evaluate, a bad return address or CFA, or the
+    /// frame or step limit. A walk that reaches the outermost frame (return
+    /// address undefined in its CFI, as in `_start` and a new thread's
+    /// `clone`) or a return address of 0 (libgcc's end of stack) is whole.
+    pub fn cut(&self) -> Option<Cut> {
+        self.cut
     }
 }
 
@@ -250,6 +265,20 @@ fn cache_put(pc: u64, r: Rule) {
     }
 }
 
+/// The end of the mapped segment of `obj` (as found for a code address) that
+/// holds `addr`: `obj`'s own bounds if they contain it, else those
+/// `_dl_find_object` gives for `addr`, if they belong to the same object
+/// (the same link map). `None` if `addr` is not mapped in that object.
+fn segment_end(obj: &sys::DlFindObject, addr: usize) -> Option<usize> {
+    let (start, end) = (obj.map_start as usize, obj.map_end as usize);
+    if (start..end).contains(&addr) {
+        return Some(end);
+    }
+    let seg = sys::DlFindObject::find(addr)?;
+    let (start, end) = (seg.map_start as usize, seg.map_end as usize);
+    (seg.link_map == obj.link_map && (start..end).contains(&addr)).then_some(end)
+}
+
 /// Looks up the rule for `pc` (an exact instruction address) the slow way.
 fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
     let none = Rule::pack(KIND_NONE, false, 0, false, 0, epoch);
@@ -259,17 +288,27 @@ fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
     if obj.eh_frame.is_null() {
         return none;
     }
-    crate::modules::note_object(obj.map_start as u64);
-    let hdr_addr = obj.eh_frame as usize;
-    let end = obj.map_end as usize;
-    if end <= hdr_addr {
-        return none;
+    if !obj.link_map.is_null() {
+        // SAFETY: `link_map` is the object's `struct link_map`, whose first
+        // field (public ABI, <link.h>) is the load bias; it lives while the
+        // object is loaded.
+        let bias = unsafe { (obj.link_map as *const u64).read() };
+        crate::modules::note_object(bias, obj.map_start as u64);
     }
-    // SAFETY: .eh_frame_hdr and .eh_frame lie in a read-only PT_LOAD segment of a
-    // loaded object that stays mapped while its code can be on our stack; the
-    // slice ends at the object's mapping end, and gimli reads only what the
+    // In an executable whose segments leave gaps, `_dl_find_object` gives the
+    // bounds of the segment holding `pc` only; .eh_frame_hdr and .eh_frame may
+    // lie in another segment of the same object (after the code, with
+    // `-z separate-code`): each is bounded by its own segment.
+    let hdr_addr = obj.eh_frame as usize;
+    let Some(hdr_end) = segment_end(&obj, hdr_addr) else {
+        return none;
+    };
+    // SAFETY: .eh_frame_hdr lies in a read-only PT_LOAD segment of a loaded
+    // object that stays mapped while its code can be on our stack; the slice
+    // ends at that segment's end, and gimli reads only what the
     // (length-checked) CFI structures name.
-    let hdr_bytes = unsafe { core::slice::from_raw_parts(hdr_addr as *const u8, end - hdr_addr) };
+    let hdr_bytes =
+        unsafe { core::slice::from_raw_parts(hdr_addr as *const u8, hdr_end - hdr_addr) };
     let bases = BaseAddresses::default().set_eh_frame_hdr(hdr_addr as u64);
     let Ok(hdr) = EhFrameHdr::new(hdr_bytes, NativeEndian).parse(&bases, 8) else {
         return none;
@@ -278,10 +317,10 @@ fn compute(pc: u64, ctx: &mut Ctx, epoch: u32) -> Rule {
         return none;
     };
     let eh_addr = eh_ptr as usize;
-    if eh_addr >= end {
+    let Some(end) = segment_end(&obj, eh_addr) else {
         return none;
-    }
-    // SAFETY: as above, inside the same object's mapping.
+    };
+    // SAFETY: as above, inside the segment of the same object that holds .eh_frame.
     let eh_bytes = unsafe { core::slice::from_raw_parts(eh_addr as *const u8, end - eh_addr) };
     let mut eh = EhFrame::new(eh_bytes, NativeEndian);
     eh.set_address_size(8);
@@ -412,19 +451,22 @@ pub unsafe fn capture_from(
             try_replay: true,
             same: true,
             done: false,
+            cut: Some(Cut::Limit),
         };
         match r.end {
-            ReplayEnd::Ended => {
+            ReplayEnd::Ended(cut) => {
                 // The walk is over. The record (same epoch and bounds) stays as it is.
                 let pi = recent.prev & 1;
                 let prev_len = recent.len[pi].min(RECENT);
                 recent.repeated = r.steps == prev_len && prev_len < RECENT;
                 recent.len[pi] = r.steps.min(prev_len);
+                recent.cut = cut;
                 return r.n;
             }
             ReplayEnd::Diverged(npc, nsp) => {
                 (w.pc, w.sp) = (npc, nsp);
                 w.done = npc < 4096;
+                w.cut = bad_pc(npc);
             }
             ReplayEnd::Stopped => {
                 if let Some(e) = prev.get(r.steps) {
@@ -453,6 +495,7 @@ pub unsafe fn capture_from(
         try_replay: true,
         same: true,
         done: false,
+        cut: Some(Cut::Limit),
     };
     // SAFETY: w is the state at `regs`, a live frame (the caller's guarantee).
     unsafe { walk(w, out, ctx, recent, prev_len, epoch, (self_start, self_len)) }
@@ -479,6 +522,9 @@ struct Walk {
     same: bool,
     /// Whether the walk has ended already.
     done: bool,
+    /// Why the walk stopped before the thread's entry (see [`Recent::cut`]):
+    /// the limit until something else ends it.
+    cut: Option<Cut>,
 }
 
 /// The general walk, from the state `w` (whose steps so far are those of the
@@ -515,6 +561,7 @@ unsafe fn walk(
         mut try_replay,
         mut same,
         done,
+        mut cut,
     } = w;
     while !done && n < out.len() && d < MAX_STEPS {
         if try_replay {
@@ -557,6 +604,7 @@ unsafe fn walk(
                         // state is new, go on the slow way from it.
                         (pc, sp, bp, exact) = (npc, nsp, r.bp, false);
                         if pc < 4096 {
+                            cut = bad_pc(pc);
                             break;
                         }
                     }
@@ -568,7 +616,10 @@ unsafe fn walk(
                         }
                         try_replay = false;
                     }
-                    ReplayEnd::Ended => break,
+                    ReplayEnd::Ended(c) => {
+                        cut = c;
+                        break;
+                    }
                 }
                 continue;
             }
@@ -615,6 +666,7 @@ unsafe fn walk(
                     (if rule.cfa_rbp() { bp } else { sp }).wrapping_add(rule.cfa_off() as u64);
                 // The CFA lies above the current frame; anything else is corrupt.
                 if cfa <= sp || cfa - sp > (16 << 20) || cfa % 8 != 0 {
+                    cut = Some(Cut::BadFrame);
                     break;
                 }
                 // SAFETY: cfa-8 lies between the current sp and the caller's
@@ -623,6 +675,7 @@ unsafe fn walk(
                 if rule.rbp_saved() {
                     let at = cfa.wrapping_add(rule.rbp_off() as u64);
                     if at < sp || at >= cfa {
+                        cut = Some(Cut::BadFrame);
                         break;
                     }
                     // SAFETY: the saved rbp slot lies in [sp, cfa), on this stack.
@@ -646,9 +699,17 @@ unsafe fn walk(
                 }
                 exact = true;
             }
-            _ => break,
+            kind => {
+                cut = if kind == KIND_END {
+                    None
+                } else {
+                    Some(Cut::NoCfi)
+                };
+                break;
+            }
         }
         if pc < 4096 {
+            cut = bad_pc(pc);
             break;
         }
     }
@@ -663,7 +724,16 @@ unsafe fn walk(
     }
     recent.epoch = epoch;
     recent.self_range = (self_start, self_len);
+    // The loop's own bounds (frames, steps) leave `cut` at the limit.
+    recent.cut = cut;
     n
+}
+
+/// How a walk that reached the address `pc` in the first page ends: a
+/// return address of 0 ends the stack (as in libgcc); any other is not code.
+#[inline]
+fn bad_pc(pc: u64) -> Option<Cut> {
+    if pc == 0 { None } else { Some(Cut::BadFrame) }
 }
 
 /// Whether the recorded step `e` stands for the step `s` just taken: the
@@ -692,9 +762,9 @@ enum ReplayEnd {
     /// The walk stands at `seg[steps]` (`seg[0]` if no step was taken), not
     /// yet taken: the slow path takes it.
     Stopped,
-    /// The last step taken ended the walk (the outermost frame, or one that
-    /// cannot be unwound).
-    Ended,
+    /// The last step taken ended the walk: at the outermost frame (None),
+    /// or at one that cannot be unwound.
+    Ended(Option<Cut>),
 }
 
 /// The outcome of [`replay`].
@@ -885,8 +955,14 @@ unsafe fn replay_marked(
                 m += 1;
             }
         }
+        let end = if r & 3 == KIND_END {
+            None
+        } else {
+            Some(Cut::NoCfi)
+        };
         // SAFETY: e + 1 is one past seg[k], within or one past seg.
-        return done(unsafe { e.add(1) }, m, ReplayEnd::Ended, bp);
+        let next = unsafe { e.add(1) };
+        return done(next, m, ReplayEnd::Ended(end), bp);
     }
     done(e, m, ReplayEnd::Stopped, bp)
 }

@@ -195,6 +195,10 @@ struct JSummary<'a> {
     mapping_clobbered: bool,
     unwind_checked: u64,
     unwind_mismatched: u64,
+    /// Distinct stacks the unwinder did not follow to the thread's entry.
+    truncated_stacks: u64,
+    /// Those by why it stopped.
+    truncated_stacks_by: JTruncated,
     sample_interval: u64,
     sample_overflow: u64,
     estimated: bool,
@@ -205,6 +209,17 @@ struct JSummary<'a> {
     inherited_blocks: u64,
     inherited_bytes: u64,
     inherited: Option<JInherited<'a>>,
+}
+
+/// Cut stacks by why the unwinder stopped.
+#[derive(Serialize)]
+struct JTruncated {
+    /// A frame without usable unwind information.
+    no_cfi: u64,
+    /// A frame whose CFA, return address or saved register was out of bounds.
+    bad_frame: u64,
+    /// The frame or step limit.
+    limit: u64,
 }
 
 /// Where a fork child's inheritance came from.
@@ -371,6 +386,12 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             mapping_clobbered: s.mapping_clobbered,
             unwind_checked: s.unwind_checked,
             unwind_mismatched: s.unwind_mismatched,
+            truncated_stacks: s.truncated_stacks_total(),
+            truncated_stacks_by: JTruncated {
+                no_cfi: s.truncated_stacks[0],
+                bad_frame: s.truncated_stacks[1],
+                limit: s.truncated_stacks[2],
+            },
             sample_interval: s.sample_interval,
             sample_overflow: s.sample_overflow,
             estimated: s.sample_interval != 0,

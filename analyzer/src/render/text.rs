@@ -167,6 +167,27 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
             s.unwind_mismatched, s.unwind_checked
         ));
     }
+    if s.truncated_stacks_total() > 0 {
+        let t = &s.truncated_stacks;
+        let why: Vec<String> = [
+            (t[0], "at a frame without unwind information"),
+            (t[1], "at a bad frame"),
+            (t[2], "at the frame limit"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| format!("{n} {w}"))
+        .collect();
+        notes.push(format!(
+            "{} cut before the thread's entry ({}): their outermost frames are missing",
+            plural(
+                s.truncated_stacks_total(),
+                "stack was",
+                "stacks were"
+            ),
+            why.join(", ")
+        ));
+    }
     if s.sample_interval > 0 {
         notes.push(format!(
             "sampled run (one sample point per {} allocated on average): heap bytes and \

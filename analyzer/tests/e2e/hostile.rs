@@ -122,7 +122,7 @@ fn churn_log(path: &Path, pairs: u64) {
     };
     for id in 1..=3u32 {
         let frames = [0x40_1000 + u64::from(id), 0x40_2000, 0x40_3000];
-        c.put(|b| encode::stack(b, id, &frames));
+        c.put(|b| encode::stack(b, id, &frames, None));
     }
     let addr = |i: u64| 0x5555_0000_0000u64 + (i % 7919) * 4096 + (i % 1000) * 16;
     for i in 0..pairs {

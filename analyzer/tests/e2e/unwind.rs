@@ -7,8 +7,11 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::util::{
-    clean_command, fixture, logs_in, output_with_timeout, preload_lib, report, trace,
+    TIMEOUT, Report, clean_command, fixture, frame_function, logs_in, memtrace,
+    output_with_timeout, preload_lib, report, trace, traced_command,
 };
 
 /// Runs `program` with `args` under the preload in verification mode; returns each log's
@@ -137,4 +140,150 @@ fn own_static_malloc_is_flagged() {
     let r = t.report();
     assert!(r.summary_bool("malloc_not_interposed"), "flagged");
     assert_eq!(r.summary("allocations"), 0, "its heap calls are not seen");
+}
+
+/// The function names of a leak's stack, innermost first (`?` where unsymbolized).
+fn functions(leak: &Value) -> Vec<&str> {
+    leak["stack"]
+        .as_array()
+        .expect("a leak has a stack")
+        .iter()
+        .map(|f| frame_function(f).unwrap_or("?"))
+        .collect()
+}
+
+/// The one heap leak of `bytes` bytes (panics unless there is exactly one, of one block).
+fn leak_of(r: &Report, bytes: u64) -> &Value {
+    let found: Vec<&Value> = r
+        .leaks("heap")
+        .into_iter()
+        .filter(|l| l["bytes"] == bytes)
+        .collect();
+    assert_eq!(found.len(), 1, "one leak of {bytes} bytes\n{}", r.describe_leaks());
+    assert_eq!(found[0]["count"], 1, "{bytes} bytes in one block");
+    found[0]
+}
+
+/// `summary.truncated_stacks` and its reasons: (total, no_cfi, bad_frame, limit).
+fn truncated(r: &Report) -> (u64, u64, u64, u64) {
+    let by = &r.v["summary"]["truncated_stacks_by"];
+    let n = |k: &str| {
+        by[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("truncated_stacks_by.{k}: {by}"))
+    };
+    (
+        r.summary("truncated_stacks"),
+        n("no_cfi"),
+        n("bad_frame"),
+        n("limit"),
+    )
+}
+
+// An executable and a library whose loadable segments leave gaps (2 MiB alignment, code in
+// a segment of its own, as nodejs.org's node): every stack goes from the allocating
+// function through main to _start, in the order gapped_segments.c states, is the same as
+// libgcc's, and none is cut.
+#[test]
+fn gapped_segments_unwind_whole() {
+    let lib = fixture("libgapped");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = traced_command("gapped_segments", dir.path(), "%e.%p.mtr");
+    cmd.arg(&lib).env("MEMTRACE_VERIFY_UNWIND", "1");
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "gapped_segments: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    let chains: [(u64, &[&str]); 3] = [
+        (1111, &["gapped_leaf", "gapped_mid", "gapped_top", "main"]),
+        (
+            2222,
+            &["gapped_lib_leaf", "gapped_lib_mid", "gapped_lib_entry", "main"],
+        ),
+        (3333, &["gapped_callback", "gapped_lib_entry", "main"]),
+    ];
+    for (bytes, chain) in chains {
+        let f = functions(leak_of(&r, bytes));
+        assert_eq!(
+            &f[..chain.len().min(f.len())],
+            chain,
+            "{bytes} bytes: stack {f:?}"
+        );
+        // Then libc's start of main, down to the executable's entry point.
+        assert_eq!(f.last(), Some(&"_start"), "{bytes} bytes: stack {f:?}");
+    }
+    assert!(r.summary("unwind_checked") > 0, "libgcc's cross-check ran");
+    assert_eq!(
+        r.summary("unwind_mismatched"),
+        0,
+        "of {} checked stacks",
+        r.summary("unwind_checked")
+    );
+    assert_eq!(truncated(&r), (0, 0, 0, 0), "no stack is cut");
+}
+
+// cut_stacks.c cuts three stacks on purpose, one for each reason: the report counts them
+// by reason, the text report says so, each leak keeps the frames up to the cut, a fork
+// child that inherits the blocks counts the same three stacks (carried over from its
+// parent's log), and packing a log keeps the figures.
+#[test]
+fn cut_stacks_are_counted_by_reason() {
+    let t = trace("cut_stacks", &["fork"]);
+    t.assert_exit(0);
+    let logs = t.logs();
+    assert_eq!(logs.len(), 2, "parent and child\n{}", t.describe());
+    for log in &logs {
+        let r = report(log);
+        let what = log.display();
+        assert_eq!(truncated(&r), (3, 1, 1, 1), "{what}");
+        assert_eq!(
+            functions(leak_of(&r, 4444)),
+            ["nocfi_leaf", "nocfi_call"],
+            "{what}"
+        );
+        assert_eq!(
+            functions(leak_of(&r, 5555)),
+            ["badcfa_leaf", "badcfa_call"],
+            "{what}"
+        );
+        assert_eq!(
+            functions(leak_of(&r, 6666)),
+            vec!["deep"; 512],
+            "{what}: the 512 innermost frames"
+        );
+        let text = output_with_timeout(memtrace().arg("report").arg(log), TIMEOUT);
+        assert!(text.status.success(), "{what}: memtrace report");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains(
+                "3 stacks were cut before the thread's entry (1 at a frame without unwind \
+                 information, 1 at a bad frame, 1 at the frame limit)"
+            ),
+            "{what}:\n{text}"
+        );
+        // The same figures from the packed log.
+        let packed = log.with_extension("packed");
+        std::fs::copy(log, &packed).expect("copy the log");
+        let out = output_with_timeout(memtrace().arg("pack").arg(&packed), TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{what}: memtrace pack: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p = report(&packed);
+        assert_eq!(truncated(&p), (3, 1, 1, 1), "{what}, packed");
+        assert_eq!(p.v["leaks"], r.v["leaks"], "{what}: leaks once packed");
+    }
+    let child = logs
+        .iter()
+        .map(|l| report(l))
+        .find(|r| r.summary("inherited_blocks") > 0)
+        .expect("the child's report inherits its parent's blocks");
+    assert_eq!(child.summary("inherited_blocks"), 3);
 }
