@@ -76,6 +76,11 @@ pub struct ScanArgs {
     /// path, when the descriptor is closed).
     #[arg(long, default_value_t = 0)]
     pub header: u64,
+    /// The address of the preload's mailbox in the process: the channel
+    /// when the process had no descriptor left for pipes (then standard
+    /// input and output are /dev/null).
+    #[arg(long)]
+    pub mailbox: Option<u64>,
 }
 
 /// `memtrace check`.

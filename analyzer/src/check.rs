@@ -867,9 +867,10 @@ fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_bloc
         v.failures.push(Failure {
             rule: "max-leaked-bytes",
             message: format!(
-                "{} bytes in {} blocks leaked{base} (max {})",
+                "{} bytes in {} {} leaked{base} (max {})",
                 t(v.counted_bytes),
                 t(v.counted_blocks),
+                blocks(v.counted_blocks),
                 t(max)
             ),
         });
@@ -880,8 +881,9 @@ fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_bloc
         v.failures.push(Failure {
             rule: "max-leaked-blocks",
             message: format!(
-                "{} blocks leaked{base} (max {})",
+                "{} {} leaked{base} (max {})",
                 t(v.counted_blocks),
+                blocks(v.counted_blocks),
                 t(max)
             ),
         });
@@ -940,6 +942,11 @@ fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_bloc
             });
         }
     }
+}
+
+/// "block" or "blocks", for `n` of them.
+fn blocks(n: u64) -> &'static str {
+    if n == 1 { "block" } else { "blocks" }
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub const VERSION: u32 = 2;
 /// Size of the fixed header before the raw header page.
 const FIXED: usize = 64;
 /// Offset of the stream table.
-const STREAMS_AT: usize = FIXED + HEADER_SIZE;
+pub const STREAMS_AT: usize = FIXED + HEADER_SIZE;
 /// zstd level: 3 is zstd's default, fast to write and to read.
 const LEVEL: i32 = 3;
 /// Ops per block.
@@ -97,15 +97,25 @@ const SMALL_CLASSES: usize = 256;
 /// Buckets of streams with recent frees of their own.
 const BUCKETS: usize = 64;
 
-mod off {
+/// Offsets of the fixed header's fields (see the layout above).
+pub mod off {
+    /// Format version, u32.
     pub const VERSION: usize = 8;
+    /// Events section's length in bytes, u64.
     pub const EVENTS_LEN: usize = 16;
+    /// Meta section's compressed length, u64.
     pub const META_LEN: usize = 24;
+    /// Meta section's decompressed length, u64.
     pub const META_RAW_LEN: usize = 32;
+    /// Events in the log, u64.
     pub const EVENTS: usize = 40;
+    /// Records cut by the writer's death, u32.
     pub const CUT_RECORDS: usize = 48;
+    /// Chunk slots never written, u32.
     pub const EMPTY_SLOTS: usize = 56;
+    /// Whether the raw log was truncated, u16.
     pub const TRUNCATED: usize = 60;
+    /// Entries of the stream table, u16.
     pub const STREAMS: usize = 62;
 }
 
@@ -1722,7 +1732,9 @@ mod tests {
             .put(|b| encode::lost(b, scale, 7));
         let mut b = LogBuilder::chunk(T0);
         b.stack(2, &[0x401100])
+            .cut_stack(3, &[0x401200, 0x401300], memtrace_format::Cut::Limit)
             .alloc(t(1), 0x8000, 8, 2)
+            .alloc(t(2), 0x8800, 24, 3)
             .realloc(t(8), t(9), 0x8000, 0, 0, 2) // realloc(p, 0) frees
             .free(t(13), 0x4000) // another thread's block
             .free(t(20), 0x1000);
@@ -1775,6 +1787,8 @@ mod tests {
         assert_eq!(ra.summary.unknown_frees, 1);
         assert_eq!(ra.summary.anomalies, 1);
         assert_eq!(ra.summary.torn_records, 1);
+        // The cut stack stays cut (summaries are equal), for the frame limit.
+        assert_eq!(ra.summary.truncated_stacks, [0, 0, 1]);
     }
 
     /// Times are rounded down to microseconds; the order stays the raw merge's.

@@ -227,16 +227,6 @@ pub(crate) fn raw_fork(flags: u64) -> i64 {
     unsafe { crate::sandbox::own_syscall(libc::SYS_clone, [flags as libc::c_long, 0, 0, 0, 0, 0]) }
 }
 
-/// Sleeps `ns` nanoseconds (less if a signal interrupts it).
-fn sleep_ns(ns: u64) {
-    let t = libc::timespec {
-        tv_sec: (ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-    };
-    // SAFETY: nanosleep reads a timespec we own.
-    unsafe { libc::syscall(libc::SYS_nanosleep, &t as *const libc::timespec, 0usize) };
-}
-
 /// This process's parent.
 fn parent() -> i64 {
     // SAFETY: getppid has no arguments.
@@ -297,7 +287,7 @@ fn frozen(mid: i64) -> ! {
             if parent() != mid {
                 break;
             }
-            sleep_ns(1_000_000);
+            crate::sys::sleep_ns(1_000_000);
         }
     }
     // SAFETY: raw system calls on arguments we own; none touches the memory
@@ -343,7 +333,7 @@ fn frozen(mid: i64) -> ! {
     }
     // Ticks, not a deadline: a copy stopped by memtrace run counts none.
     for _ in 0..IDLE_S * 10 {
-        sleep_ns(100_000_000);
+        crate::sys::sleep_ns(100_000_000);
     }
     // SAFETY: exit_group has an integer argument.
     unsafe { libc::syscall(libc::SYS_exit_group, 0) };

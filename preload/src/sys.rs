@@ -471,3 +471,13 @@ pub fn parse_decimal(v: &[u8]) -> Option<u64> {
     }
     Some(v.iter().fold(0u64, |a, &c| a * 10 + (c - b'0') as u64))
 }
+
+/// Sleeps `ns` nanoseconds (less if a signal interrupts it).
+pub fn sleep_ns(ns: u64) {
+    let t = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: nanosleep reads a timespec we own.
+    unsafe { libc::syscall(libc::SYS_nanosleep, &t as *const libc::timespec, 0usize) };
+}

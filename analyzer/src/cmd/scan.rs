@@ -16,7 +16,13 @@
 //!    frames `[kind, n, n values]` (little-endian u64), which the process
 //!    writes into its log.
 //!
-//! It never writes to the log or anywhere else, and prints nothing.
+//! With `--mailbox ADDR` (a process that had no descriptor left for the
+//! pipes) the go and the frames go through the preload's mailbox in the
+//! process's memory instead, read and written through `/proc/PPID/mem`
+//! ([`Mailbox`]).
+//!
+//! It never writes to the log or anywhere else in the process, and prints
+//! nothing.
 
 use std::io::{Read, Write};
 use std::time::Instant;
@@ -32,13 +38,19 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // SAFETY: getppid has no arguments.
     let ppid = unsafe { libc::getppid() } as u32;
-    // The go is the end of standard input (the process closes its end once it
-    // has allowed this process to trace it).
-    let mut rest = Vec::new();
-    std::io::stdin().read_to_end(&mut rest)?;
     if ppid <= 1 {
         anyhow::bail!("not started by a traced process");
     }
+    // The go is the end of standard input (the process closes its end once it
+    // has allowed this process to trace it), or the mailbox's.
+    let mailbox = match a.mailbox {
+        Some(at) => Some(Mailbox::open(ppid, at)?),
+        None => {
+            let mut rest = Vec::new();
+            std::io::stdin().read_to_end(&mut rest)?;
+            None
+        }
+    };
     let started = Instant::now();
     let stopped = Stopped::all(ppid, a.tid);
     let threads = stopped.threads.len() as u64;
@@ -49,7 +61,10 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
         .count() as u64;
     let scan = scan(ppid, a, &stopped);
     drop(stopped);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out: Box<dyn Write> = match mailbox {
+        Some(m) => Box::new(std::io::BufWriter::with_capacity(MAILBOX_RING / 2, m)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
     for r in &scan.records {
         frame(&mut out, KIND_REACH, r)?;
     }
@@ -61,6 +76,80 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
     )?;
     out.flush()?;
     Ok(0)
+}
+
+/// Bytes of the mailbox's ring (the preload's `scan::MAILBOX_RING`).
+const MAILBOX_RING: usize = 64 * 1024;
+
+/// The preload's mailbox in the process (its `scan::Mailbox`: `go`,
+/// `written`, `read` as u64s, then the ring), reached through
+/// `/proc/PID/mem`. Writing to it puts bytes into the ring as room allows.
+struct Mailbox {
+    mem: std::fs::File,
+    at: u64,
+    written: u64,
+}
+
+impl Mailbox {
+    /// Opens process `pid`'s memory once it lets this process in, and waits
+    /// for the go (at most 30 s: the process sets it right after
+    /// `PR_SET_PTRACER`).
+    fn open(pid: u32, at: u64) -> anyhow::Result<Mailbox> {
+        let until = Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let mem = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(format!("/proc/{pid}/mem"));
+            if let Ok(mem) = mem {
+                let m = Mailbox {
+                    mem,
+                    at,
+                    written: 0,
+                };
+                if m.word(0)? == 1 {
+                    let written = m.word(1)?;
+                    return Ok(Mailbox { written, ..m });
+                }
+            }
+            if Instant::now() > until {
+                anyhow::bail!("no go in the mailbox");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The mailbox's u64 number `i`.
+    fn word(&self, i: u64) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 8];
+        self.mem.read_exact_at(&mut b, self.at + 8 * i)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+impl Write for Mailbox {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            let room = MAILBOX_RING as u64 - (self.written - self.word(2)?);
+            if room > 0 {
+                let at = (self.written % MAILBOX_RING as u64) as usize;
+                let n = buf.len().min(room as usize).min(MAILBOX_RING - at);
+                self.mem.write_all_at(&buf[..n], self.at + 24 + at as u64)?;
+                self.written += n as u64;
+                self.mem
+                    .write_all_at(&self.written.to_le_bytes(), self.at + 8)?;
+                return Ok(n);
+            }
+            // The process copies the ring out every millisecond.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What [`scan`] found.

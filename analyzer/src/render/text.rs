@@ -180,11 +180,7 @@ pub(crate) fn notes(r: &Report) -> Vec<String> {
         .collect();
         notes.push(format!(
             "{} cut before the thread's entry ({}): their outermost frames are missing",
-            plural(
-                s.truncated_stacks_total(),
-                "stack was",
-                "stacks were"
-            ),
+            plural(s.truncated_stacks_total(), "stack was", "stacks were"),
             why.join(", ")
         ));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::{
-    TIMEOUT, Report, clean_command, fixture, frame_function, logs_in, memtrace,
+    Report, TIMEOUT, clean_command, fixture, frame_function, logs_in, memtrace,
     output_with_timeout, preload_lib, report, trace, traced_command,
 };
 
@@ -159,7 +159,12 @@ fn leak_of(r: &Report, bytes: u64) -> &Value {
         .into_iter()
         .filter(|l| l["bytes"] == bytes)
         .collect();
-    assert_eq!(found.len(), 1, "one leak of {bytes} bytes\n{}", r.describe_leaks());
+    assert_eq!(
+        found.len(),
+        1,
+        "one leak of {bytes} bytes\n{}",
+        r.describe_leaks()
+    );
     assert_eq!(found[0]["count"], 1, "{bytes} bytes in one block");
     found[0]
 }
@@ -204,7 +209,12 @@ fn gapped_segments_unwind_whole() {
         (1111, &["gapped_leaf", "gapped_mid", "gapped_top", "main"]),
         (
             2222,
-            &["gapped_lib_leaf", "gapped_lib_mid", "gapped_lib_entry", "main"],
+            &[
+                "gapped_lib_leaf",
+                "gapped_lib_mid",
+                "gapped_lib_entry",
+                "main",
+            ],
         ),
         (3333, &["gapped_callback", "gapped_lib_entry", "main"]),
     ];
