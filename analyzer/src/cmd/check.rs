@@ -288,12 +288,21 @@ fn write_to(
     result.with_context(|| format!("cannot write the {what} file {}", path.display()))
 }
 
-/// A temporary directory for the logs of a checked command.
+/// A temporary directory for the logs of a checked command: created anew
+/// (never an existing one, never through a symlink: `mkdir` fails on any name
+/// taken), mode 0700, under a name no one can guess ahead of the run
+/// (`memtrace-check.PID.RANDOM` in `$TMPDIR`, a sticky /tmp by default).
 fn temp_log_dir() -> anyhow::Result<PathBuf> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::DirBuilderExt;
     let base = std::env::temp_dir();
-    for i in 0..100u32 {
-        let d = base.join(format!("memtrace-check.{}.{i}", std::process::id()));
-        match std::fs::create_dir(&d) {
+    for _ in 0..100u32 {
+        // RandomState's keys come from the OS's randomness.
+        let r = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let d = base.join(format!("memtrace-check.{}.{r:016x}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
             Ok(()) => return Ok(d),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {

@@ -236,3 +236,100 @@ fn planted_log_of_another_user_is_not_trusted() {
     assert_eq!(own.len(), 1, "{own:?}\n{err}");
     report(&own[0]).assert_leak("heap", "leak_malloc", 300, 3);
 }
+
+// Every file memtrace writes beside a log, or where the user points it, refuses a symlink
+// planted at its name (in a plain directory, where the kernel's protected_symlinks does
+// not apply): pack's temporary file is made anew beside the planted link, and the packed
+// log is 0600 like the raw one; a report, flame graph, export, check JSON and JUnit file
+// named by a symlink are refused with the reason, the link's target untouched. The
+// scratch directory of `memtrace check -- CMD` is new, 0700, under a name no one could
+// have planted ahead (memtrace-check.PID.RANDOM), and gone afterwards.
+#[test]
+fn files_memtrace_writes_never_follow_planted_symlinks() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let victim = d.join("victim");
+    std::fs::write(&victim, b"victim\n").unwrap();
+    let memtrace = || {
+        let mut c = crate::util::memtrace();
+        c.current_dir(d);
+        c
+    };
+    let out = output_with_timeout(
+        memtrace().args(["run", "--raw", "--"]).arg(fixture("heap")),
+        crate::util::TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let logs = logs_in(d);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = &logs[0];
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(log), 0o600, "raw log");
+
+    let tmp = log.with_extension("packing");
+    symlink(&victim, &tmp).unwrap();
+    let out = output_with_timeout(memtrace().arg("pack").arg(log), crate::util::TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"victim\n",
+        "pack wrote through"
+    );
+    assert_eq!(&std::fs::read(log).unwrap()[..8], b"MEMTRPAK", "packed");
+    assert_eq!(mode(log), 0o600, "packed log");
+    assert!(!tmp.exists() && tmp.symlink_metadata().is_err(), "leftover");
+
+    let cases: [(&str, &[&str]); 5] = [
+        ("out.html", &["report", "--html"]),
+        ("out.svg", &["flamegraph", "-o"]),
+        ("out.folded", &["export", "--format", "folded", "-o"]),
+        ("out.json", &["check", "--json"]),
+        ("out.xml", &["check", "--junit"]),
+    ];
+    for (name, args) in cases {
+        let planted = d.join(name);
+        symlink(&victim, &planted).unwrap();
+        let out = output_with_timeout(
+            memtrace().args(args).arg(&planted).arg(log),
+            crate::util::TIMEOUT,
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {name}: {out:?}");
+        assert!(
+            err.contains("is a symbolic link: not written through"),
+            "{args:?} {name}: {err}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim\n", "{args:?}");
+    }
+
+    let scratch = tempfile::tempdir().unwrap();
+    let out = output_with_timeout(
+        memtrace()
+            .env("TMPDIR", scratch.path())
+            .args(["check", "--", "sh", "-c"])
+            .arg(r#"d=${MEMTRACE_OUTPUT%/*}; echo "$d $(stat -c %a "$d")""#),
+        crate::util::TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (path, mode) = stdout
+        .trim()
+        .rsplit_once(' ')
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(mode, "700", "{stdout}");
+    let name = Path::new(path).file_name().unwrap().to_string_lossy();
+    let parts: Vec<&str> = name.split('.').collect();
+    assert_eq!(parts.len(), 3, "{name}");
+    assert_eq!(parts[0], "memtrace-check", "{name}");
+    assert!(parts[1].parse::<u32>().is_ok(), "{name}");
+    assert!(
+        parts[2].len() == 16 && parts[2].chars().all(|c| c.is_ascii_hexdigit()),
+        "{name}: a random part"
+    );
+    assert_eq!(Path::new(path).parent(), Some(scratch.path()));
+    assert_eq!(
+        std::fs::read_dir(scratch.path()).unwrap().count(),
+        0,
+        "the scratch directory is gone"
+    );
+}
