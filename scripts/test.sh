@@ -3,10 +3,12 @@
 # (cargo test alone does not build the preload's libmemtrace.so, which the end-to-end
 # tests in analyzer/tests/e2e need), then runs every test binary even when one fails.
 # Extra arguments go to `cargo test` (e.g. `-- --nocapture`).
-# Needs gcc, g++ and rustc for the fixtures, and Debian's libjemalloc-dev for the
-# jemalloc fixture; valgrind, if installed, is used as an oracle.
+# First installs the Debian packages the tests use (scripts/deps.sh: as root; otherwise
+# it names them and stops). Needs a Rust toolchain with rustfmt and clippy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+scripts/deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -76,8 +76,17 @@ fn normalize_line(line: &str) -> String {
                 || before.ends_with("\"pid\": ")
                 || before.ends_with("\"ppid\": ")
                 || (before.ends_with('.') && after.starts_with(".mtr"))
-                || (before.ends_with('.') && after.starts_with(".snap"))
-                || before.ends_with("memtrace-check.");
+                || (before.ends_with('.') && after.starts_with(".snap"));
+            if before.ends_with("memtrace-check.") {
+                // check's scratch directory: memtrace-check.PID.RANDOM (hex).
+                let mut k = j;
+                while k < b.len() && (b[k] == b'.' || b[k].is_ascii_hexdigit()) {
+                    k += 1;
+                }
+                out.push_str("<pid>.<random>");
+                i = k;
+                continue;
+            }
             if is_time {
                 out.push_str("<time>");
             } else if is_pid {
@@ -278,8 +287,8 @@ fn normalizer() {
     );
     assert_eq!(normalize_line("at 0x55b97e2da244 in"), "at <addr> in");
     assert_eq!(
-        normalize_line("kept in /tmp/memtrace-check.31741.0 (x)"),
-        "kept in /tmp/memtrace-check.<pid> (x)"
+        normalize_line("kept in /tmp/memtrace-check.31741.0c97f9e508a1f (x)"),
+        "kept in /tmp/memtrace-check.<pid>.<random> (x)"
     );
     assert_eq!(normalize_line("gate.c:43 (x2)"), "gate.c:43 (x2)");
     assert_eq!(normalize("/tmp/x/a.mtr", d), "$DIR/a.mtr\n");

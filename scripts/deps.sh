@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The Debian packages the test suite uses, installed when missing: by apt-get when run as
+# root, otherwise named with the command that installs them (and the script fails).
+#   - gcc, g++, make: the fixture programs (tests/fixtures);
+#   - valgrind: memcheck is the oracle of the leak-kind and heap-total tests;
+#   - libjemalloc-dev: the jemalloc fixture links its static library;
+#   - python3-protobuf, protobuf-compiler: the export tests read pprof profiles back;
+#   - chromium: the HTML report's tests open the page headless;
+#   - python3 perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
+#     libtcmalloc-minimal4: the real-programs suite runs Debian's own programs and
+#     links against Debian's jemalloc and tcmalloc.
+set -euo pipefail
+
+pkgs="gcc g++ make valgrind libjemalloc-dev python3-protobuf protobuf-compiler chromium
+  python3 perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
+  libtcmalloc-minimal4"
+need=()
+for pkg in $pkgs; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "the tests need these Debian packages: ${need[*]}" >&2
+  echo "install them with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
+echo "installing ${need[*]} (apt-get, a few minutes)" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
