@@ -161,3 +161,80 @@ fn run_leaves_a_running_childs_log_raw() {
         report_with(l, &[]);
     }
 }
+
+// A packed log whose fixed header lies about its lengths is refused with the field named,
+// before anything of the claimed size is allocated: `memtrace report` runs under a 1 GiB
+// address-space limit (it reads the honest log fine under the same limit), so a 6 GiB
+// allocation would abort it instead of the one-line error (issue 13).
+#[test]
+fn lying_section_lengths_are_refused_before_allocating() {
+    use memtrace_analyzer::pack::off;
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), false, "heap", &[]);
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1);
+    let honest = std::fs::read(&logs[0]).unwrap();
+    assert_eq!(&honest[..8], b"MEMTRPAK");
+    let report = |log: &Path| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("ulimit -v 1048576 && exec \"$0\" report --format json \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_memtrace"))
+            .arg(log);
+        output_with_timeout(&mut cmd, TIMEOUT)
+    };
+    let out = report(&logs[0]);
+    assert!(
+        out.status.success(),
+        "the honest log under the limit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |o: usize| u64::from_le_bytes(honest[o..o + 8].try_into().unwrap());
+    let six_gib: u64 = 6 << 30;
+    let cases: [(&str, usize, u64, &str); 4] = [
+        (
+            "meta_raw",
+            off::META_RAW_LEN,
+            six_gib,
+            "meta section claims 6442450944 bytes, more than its",
+        ),
+        (
+            "events_len",
+            off::EVENTS_LEN,
+            six_gib,
+            "section lengths (events 6442450944,",
+        ),
+        (
+            "meta_len",
+            off::META_LEN,
+            get(off::META_LEN) + 1,
+            "exceed the file's size",
+        ),
+        (
+            "meta_raw_small",
+            off::META_RAW_LEN,
+            get(off::META_RAW_LEN) - 1,
+            "meta section decompresses to more than the",
+        ),
+    ];
+    for (name, at, value, why) in cases {
+        let mut b = honest.clone();
+        b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        let log = dir.path().join(format!("{name}.mtr"));
+        std::fs::write(&log, &b).unwrap();
+        let out = report(&log);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line: {err}");
+    }
+    // More streams than the file has room for.
+    let mut b = honest.clone();
+    b[off::STREAMS..off::STREAMS + 2].copy_from_slice(&u16::MAX.to_le_bytes());
+    let log = dir.path().join("streams.mtr");
+    std::fs::write(&log, &b).unwrap();
+    let out = report(&log);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "streams: {err}");
+    assert!(err.contains("exceed the file's size"), "streams: {err}");
+}
