@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use memtrace_format::Record;
 
 use crate::error::{Error, Result};
+use crate::hash::FastMap;
 use crate::log::{Event, Index, Log};
-use crate::replay::FastMap;
 use crate::symbolize::{Module, Modules};
 
 /// What the first pass found.
@@ -99,7 +99,7 @@ impl Catalog {
     /// aim for collisions); frames are compared only within equal hashes.
     pub fn stack_aliases(&self, first_use: &FastMap<u32, u64>) -> FastMap<u32, u32> {
         use std::hash::{BuildHasher, Hasher};
-        let state = crate::replay::FastState::default();
+        let state = crate::hash::FastState::default();
         let hash = |frames: &[u64]| {
             let mut h = state.build_hasher();
             h.write_usize(frames.len());

@@ -48,7 +48,7 @@ pub enum Error {
     /// [`crate::log::Log::checked`]).
     #[error("{}: the file shrank while it was being read (truncated by another process)", path.display())]
     Shrank { path: PathBuf },
-    /// A raw log whose writer is still running (see [`crate::live`]).
+    /// A raw log whose writer is still running (see [`crate::log::live`]).
     #[error("{} is still being written by pid {pid}", path.display())]
     Live { path: PathBuf, pid: u32 },
     /// A fork child's inheritance could not be found: its parent's log is

@@ -53,8 +53,9 @@ use memtrace_format::{Func, Header, Record};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::hash::FastMap;
 use crate::log::Log;
-use crate::replay::{Config, FastMap, Replay, Seed};
+use crate::replay::{Config, Replay, Seed};
 use crate::symbolize::Module;
 
 /// Generations followed up the tree at most.
@@ -225,7 +226,7 @@ fn candidate(path: &Path) -> Option<(u32, u64, u64)> {
         .ok()?
         .read_exact(&mut magic)
         .ok()?;
-    if magic != memtrace_format::MAGIC && magic != crate::pack::MAGIC {
+    if magic != memtrace_format::MAGIC && magic != crate::log::packed::MAGIC {
         return None;
     }
     let log = Log::open(path).ok()?;

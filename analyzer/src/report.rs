@@ -215,7 +215,7 @@ pub enum Ended {
     Abnormal,
     /// Still running: a snapshot taken while it ran (`memtrace snapshot`).
     Snapshot,
-    /// Still running: the log is still being written (see [`crate::live`]).
+    /// Still running: the log is still being written (see [`crate::log::live`]).
     Running,
 }
 
@@ -621,7 +621,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
 
     let state = ExitHow::from_u32(header.state);
     // A raw log whose writer still runs: not an abnormal end.
-    let live = !log.is_packed() && crate::live::writer(log.path(), &header).is_some();
+    let live = !log.is_packed() && crate::log::live::writer(log.path(), &header).is_some();
     let ended = match state {
         Some(ExitHow::Exit) => Ended::Exit,
         Some(ExitHow::UnderscoreExit) => Ended::UnderscoreExit,
@@ -1027,7 +1027,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
 fn resolve_stack(
     sym: &mut Symbolizer,
     cat: &Catalog,
-    first_use: &crate::replay::FastMap<u32, u64>,
+    first_use: &crate::hash::FastMap<u32, u64>,
     stack: u32,
 ) -> Vec<Frame> {
     match cat.stacks.get(&stack) {

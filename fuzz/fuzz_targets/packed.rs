@@ -16,15 +16,16 @@
 
 mod common;
 
-use memtrace_analyzer::pack::{self, off};
+use memtrace_analyzer::log::packed::{self, off};
+use memtrace_analyzer::pack;
 use std::path::Path;
 
 /// Where a selector's field is and how wide, in the packed bytes `b`.
 fn field(b: &[u8], sel: u8) -> Option<(usize, usize)> {
     let streams = u16::from_le_bytes([*b.get(off::STREAMS)?, *b.get(off::STREAMS + 1)?]);
     // The first block's header: ops u32, then (raw_len u32, comp_len u32) per column.
-    let block = pack::STREAMS_AT + 8 * usize::from(streams);
-    let f = match sel % (8 + 1 + 2 * pack::NCOL as u8) {
+    let block = packed::STREAMS_AT + 8 * usize::from(streams);
+    let f = match sel % (8 + 1 + 2 * packed::NCOL as u8) {
         0 => (off::EVENTS_LEN, 8),
         1 => (off::META_LEN, 8),
         2 => (off::META_RAW_LEN, 8),

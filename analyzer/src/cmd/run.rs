@@ -29,7 +29,7 @@
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
-use memtrace_analyzer::live::process_alive;
+use memtrace_analyzer::log::live::process_alive;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;

@@ -168,7 +168,7 @@ fn run_leaves_a_running_childs_log_raw() {
 // allocation would abort it instead of the one-line error (issue 13).
 #[test]
 fn lying_section_lengths_are_refused_before_allocating() {
-    use memtrace_analyzer::pack::off;
+    use memtrace_analyzer::log::packed::off;
     let dir = tempfile::tempdir().unwrap();
     run(dir.path(), false, "heap", &[]);
     let logs = logs_in(dir.path());

@@ -57,6 +57,9 @@ use memtrace_format::{CHUNK_HEADER_SIZE, DecodeError, Header, Record, RecordIter
 
 use crate::error::{Error, Result};
 
+pub mod live;
+pub mod packed;
+
 /// The system's page size (4096 if it cannot be read).
 fn page_size() -> usize {
     static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
@@ -442,13 +445,13 @@ impl Log {
 
     /// Whether this is a packed log (see [`crate::pack`]).
     pub fn is_packed(&self) -> bool {
-        crate::pack::is_packed(self.bytes())
+        packed::is_packed(self.bytes())
     }
 
     /// Parses the file header (of a packed log: the raw log's, kept inside).
     pub fn header(&self) -> Result<Header<'_>> {
         let bytes = if self.is_packed() {
-            crate::pack::header_page(self.bytes())
+            packed::header_page(self.bytes())
         } else {
             self.bytes()
         };
@@ -467,7 +470,7 @@ impl Log {
 
     fn index_unchecked(&self, header: &Header<'_>) -> Result<Index> {
         if self.is_packed() {
-            return crate::pack::index(&self.path, self.bytes());
+            return packed::index(&self.path, self.bytes());
         }
         let mut it = ChunkIter::new(self.bytes(), header.reserved_end);
         let mut streams: Vec<StreamChunks> = Vec::new();
@@ -540,7 +543,7 @@ impl Log {
     /// merged already).
     pub fn merge<'a>(&'a self, index: &'a Index) -> Merge<'a> {
         let events = match &index.packed {
-            Some(p) => match crate::pack::Events::new(self, index, p) {
+            Some(p) => match packed::Events::new(self, index, p) {
                 Ok(ev) => Events::Packed(Box::new(ev), p.cut_records),
                 Err(e) => Events::Failed(Some(e)),
             },
@@ -590,7 +593,7 @@ pub struct Index {
     /// The file ends before the header's `reserved_end`.
     pub truncated: bool,
     /// A packed log's sections (its streams have no chunks).
-    pub packed: Option<Box<crate::pack::Sections>>,
+    pub packed: Option<Box<packed::Sections>>,
 }
 
 /// One record in merged order.
@@ -783,7 +786,7 @@ pub struct Merge<'a> {
 enum Events<'a> {
     Raw(RawMerge<'a>),
     /// The events and the records the packer found cut short.
-    Packed(Box<crate::pack::Events<'a>>, u64),
+    Packed(Box<packed::Events<'a>>, u64),
     /// The packed events could not be opened: yields this error once.
     Failed(Option<Error>),
 }

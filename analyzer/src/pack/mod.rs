@@ -1,0 +1,385 @@
+//! The packed-log encoder (`memtrace pack`, and `memtrace run` after the
+//! command ends): a finished raw log's merged events, re-encoded against the
+//! model of [`crate::log::packed`] and compressed. The format is described in
+//! [`crate::log::packed`]; this module only writes it. Uses `crate::log`
+//! (the raw log and its merge) and `crate::error`.
+
+mod encoder;
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::hash::FastMap;
+use crate::log::Log;
+use crate::log::packed::layout::*;
+use crate::log::packed::model::Model;
+use encoder::Enc;
+use encoder::MISC_FLUSH;
+use memtrace_format::HEADER_SIZE;
+
+/// zstd level: 3 is zstd's default, fast to write and to read.
+pub(crate) const LEVEL: i32 = 3;
+
+/// Ops per block.
+pub(crate) const BLOCK_OPS: usize = 1 << 18;
+
+/// What packing a log did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub events: u64,
+    pub raw_bytes: u64,
+    pub packed_bytes: u64,
+}
+
+/// Writes the columns as one block (nothing if they are empty); returns the bytes written.
+pub(crate) fn write_block(cols: &[Vec<u8>; NCOL], out: &mut impl Write) -> std::io::Result<u64> {
+    let ops = cols[col::KIND].len();
+    if ops == 0 {
+        return Ok(0);
+    }
+    let mut frames = Vec::with_capacity(NCOL);
+    for c in cols {
+        frames.push(zstd::bulk::compress(c, LEVEL)?);
+    }
+    let mut head = Vec::with_capacity(4 + 8 * NCOL);
+    head.extend_from_slice(&(ops as u32).to_le_bytes());
+    for (c, f) in cols.iter().zip(&frames) {
+        head.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        head.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    }
+    out.write_all(&head)?;
+    let mut n = head.len() as u64;
+    for f in &frames {
+        out.write_all(f)?;
+        n += f.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Packs the raw log `src` into `dst` (written whole, then renamed over
+/// `dst`: a failure leaves `dst` untouched).
+pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
+    let log = Log::open(src)?;
+    if log.is_packed() {
+        return Err(Error::Pack {
+            path: src.to_owned(),
+            why: "already packed".into(),
+        });
+    }
+    // Packing a log its writer still appends to would lose the later events.
+    if let Some(pid) = crate::log::live::writer(src, &log.header()?) {
+        return Err(Error::Live {
+            path: src.to_owned(),
+            pid,
+        });
+    }
+    let tmp = dst.with_extension("packing");
+    let io = |source| Error::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
+    // A log truncated under the packer would be packed from zeros.
+    let result = log.checked(pack(&log, &mut file)).and_then(|mut s| {
+        file.sync_all().map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, dst).map_err(|source| Error::Io {
+            path: dst.to_owned(),
+            source,
+        })?;
+        s.raw_bytes = log.bytes().len() as u64;
+        Ok(s)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Packs `log` into `out`.
+pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
+    let path = log.path().to_owned();
+    let header = log.header()?;
+    let index = log.index(&header)?;
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut fixed = [0u8; FIXED];
+    fixed[..8].copy_from_slice(&MAGIC);
+    fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+    out.write_all(&fixed).map_err(io)?;
+    out.write_all(&log.bytes()[..HEADER_SIZE]).map_err(io)?;
+    let mut table = Vec::with_capacity(index.streams.len() * 8);
+    for s in &index.streams {
+        table.extend_from_slice(&s.id.to_le_bytes());
+        table.extend_from_slice(&s.tid.to_le_bytes());
+    }
+    out.write_all(&table).map_err(io)?;
+
+    let mut enc = Enc {
+        m: Model::new(),
+        cols: std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS)),
+        meta: Vec::new(),
+        slot_of: FastMap::default(),
+        freed_at: FastMap::default(),
+        scratch: vec![0u8; memtrace_format::MAX_RECORD],
+        frames: Vec::new(),
+    };
+    let mut events = 0u64;
+    // Three threads: decoding the raw log (see `for_each_event`), encoding
+    // (this one), and compressing and writing full blocks.
+    let (cut, section) = std::thread::scope(|s| -> Result<(u64, u64)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<[Vec<u8>; NCOL]>(1);
+        let (back, spare) = std::sync::mpsc::channel::<[Vec<u8>; NCOL]>();
+        let mut w = std::io::BufWriter::new(&mut *out);
+        let writer = s.spawn(move || -> std::io::Result<u64> {
+            let mut n = 0;
+            for mut cols in rx {
+                n += write_block(&cols, &mut w)?;
+                cols.iter_mut().for_each(Vec::clear);
+                let _ = back.send(cols);
+            }
+            w.flush()?;
+            Ok(n)
+        });
+        let fresh = || std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS));
+        let written = crate::log::for_each_event(log, &index, |ev| {
+            enc.event(ev).map_err(|why| Error::Pack {
+                path: path.clone(),
+                why: format!("cannot re-encode a {why}"),
+            })?;
+            events += 1;
+            if enc.cols[col::KIND].len() >= BLOCK_OPS || enc.cols[col::MISC].len() >= MISC_FLUSH {
+                let next = spare.try_recv().unwrap_or_else(|_| fresh());
+                if tx.send(std::mem::replace(&mut enc.cols, next)).is_err() {
+                    return Err(Error::Pack {
+                        path: path.clone(),
+                        why: "the writer stopped".into(),
+                    });
+                }
+            }
+            Ok(())
+        });
+        let last = std::mem::replace(&mut enc.cols, std::array::from_fn(|_| Vec::new()));
+        let _ = tx.send(last);
+        drop(tx);
+        let section = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(io)?;
+        Ok((written?, section))
+    })?;
+    let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
+    out.write_all(&meta).map_err(io)?;
+    let end = out.stream_position().map_err(io)?;
+
+    let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
+    put(off::EVENTS_LEN, &section.to_le_bytes());
+    put(off::META_LEN, &(meta.len() as u64).to_le_bytes());
+    put(off::META_RAW_LEN, &(enc.meta.len() as u64).to_le_bytes());
+    put(off::EVENTS, &events.to_le_bytes());
+    put(off::CUT_RECORDS, &(cut as u32).to_le_bytes());
+    put(off::EMPTY_SLOTS, &(index.empty_slots as u32).to_le_bytes());
+    put(off::TRUNCATED, &(index.truncated as u16).to_le_bytes());
+    put(off::STREAMS, &(index.streams.len() as u16).to_le_bytes());
+    out.seek(SeekFrom::Start(0)).map_err(io)?;
+    out.write_all(&fixed).map_err(io)?;
+    out.seek(SeekFrom::Start(end)).map_err(io)?;
+    Ok(Stats {
+        events,
+        raw_bytes: 0,
+        packed_bytes: end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Event;
+    use crate::log::packed::is_packed;
+    use crate::testlog::*;
+    use memtrace_format::hdr::off as hoff;
+    use memtrace_format::{Func, Record, encode};
+    use std::io::Cursor;
+
+    fn packed(raw: &[u8]) -> Vec<u8> {
+        let log = Log::from_bytes(Path::new("raw.mtr"), raw);
+        let mut out = Cursor::new(Vec::new());
+        pack(&log, &mut out).unwrap();
+        out.into_inner()
+    }
+
+    /// What the replay and the catalog see of an event.
+    fn key(ev: &Event<'_>) -> String {
+        let r = match &ev.record {
+            Record::Alloc {
+                func,
+                addr,
+                size,
+                stack,
+                samples,
+                ..
+            } => format!("alloc {func:?} {addr:#x} {size} s{stack} k{samples}"),
+            Record::Free { func, addr, .. } => format!("free {func:?} {addr:#x}"),
+            Record::Realloc {
+                time,
+                time_after,
+                func,
+                old,
+                new,
+                size,
+                stack,
+            } => format!("realloc {time} {time_after} {func:?} {old:#x} {new:#x} {size} s{stack}"),
+            Record::Stack { id, frames } => {
+                let f: Vec<u64> = frames.clone().map(|f| f.unwrap()).collect();
+                format!("stack {id} {f:x?}")
+            }
+            Record::Module { path, build_id, .. } => format!("module {path:?} {build_id:?}"),
+            Record::Mmap { addr, len, fd, .. } => format!("mmap {addr:#x} {len} {fd}"),
+            Record::Munmap { addr, len, .. } => format!("munmap {addr:#x} {len}"),
+            Record::Exit { how, status, .. } => format!("exit {how} {status}"),
+            Record::Lost { count, .. } => format!("lost {count}"),
+            Record::Torn => "torn".into(),
+            Record::Unknown { tag } => format!("unknown {tag}"),
+            _ => "other".into(),
+        };
+        format!(
+            "{} {} {} {:?} {r}",
+            ev.time,
+            ev.stream,
+            ev.realloc_end,
+            ev.record.time()
+        )
+    }
+
+    fn events(bytes: &[u8]) -> (Vec<String>, u64, bool, u64) {
+        let log = Log::from_bytes(Path::new("x"), bytes);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        let mut m = log.merge(&idx);
+        let v = m.by_ref().map(|e| key(&e.unwrap())).collect();
+        (v, idx.empty_slots, idx.truncated, m.cut_records())
+    }
+
+    /// Two threads, every kind of heap event (slot and raw frees, reallocs
+    /// that move, fail, free and start from NULL, an address allocated twice,
+    /// a sampled record), stacks, a module, mappings, damage: the packed log
+    /// yields the same events, and the same report.
+    fn rich_log(scale: u64) -> Vec<u8> {
+        let t = |i: u64| T0 + i * scale;
+        let mut a = LogBuilder::chunk(T0);
+        a.stack(1, &[0x401000, 0x402000])
+            .put(|b| encode::module(b, 0, 0, 0x400000, 0x500000, b"\x01\x02", b"/bin/prog"))
+            .alloc(t(1), 0x1000, 100, 1)
+            .alloc(t(2), 0x2000, 200, 1)
+            .free(t(3), 0x1000)
+            .free(t(4), 0x9999) // never allocated
+            .alloc(t(5), 0x1000, 300, 2)
+            .realloc(t(6), t(8), 0x2000, 0x3000, 400, 1) // moves
+            .realloc(t(9), t(10), 0x3000, 0, 1 << 40, 1) // fails
+            .realloc(t(11), t(12), 0, 0x4000, 50, 1) // from NULL
+            .alloc(t(13), 0x1000, 64, 1) // 0x1000 again while live
+            .put(|b| encode::sampled(b, scale, Func::Calloc, 0x5000, 16, 1, 3))
+            .mmap(t(15), 0x7f00_0000_0000, 8192, 0x22, 1)
+            .munmap(t(16), 0x7f00_0000_0000, 4096)
+            .put(|b| encode::lost(b, scale, 7));
+        let mut b = LogBuilder::chunk(T0);
+        b.stack(2, &[0x401100])
+            .cut_stack(3, &[0x401200, 0x401300], memtrace_format::Cut::Limit)
+            .alloc(t(1), 0x8000, 8, 2)
+            .alloc(t(2), 0x8800, 24, 3)
+            .realloc(t(8), t(9), 0x8000, 0, 0, 2) // realloc(p, 0) frees
+            .free(t(13), 0x4000) // another thread's block
+            .free(t(20), 0x1000);
+        // A torn record: length and payload, tag never stored.
+        b.body.extend_from_slice(&[5, 0, 0, 1, 2]);
+        let mut c = LogBuilder::chunk(t(20));
+        c.put(|b| encode::exit(b, scale, 2, 0));
+        // The kernel's samples, in a stream of their own, as `memtrace run` appends them.
+        let mut k = LogBuilder::chunk(t(2));
+        k.put(|b| encode::kernel(b, 0, 1, &[4096, 2048, 1024, 0, 512, 0, 0, 0]))
+            .put(|b| encode::kernel(b, 3 * scale, 2, &[1; 24]))
+            .put(|b| encode::kernel(b, 2 * scale, 1, &[8192, 4096, 2048, 0, 1024, 7, 6, 5]));
+        let mut l = LogBuilder::new();
+        l.set_u64(hoff::SAMPLE_INTERVAL, 4096);
+        l.push(0, &a)
+            .push(1, &b)
+            .empty_slot()
+            .push(0, &c)
+            .push(memtrace_format::kernel::STREAM, &k)
+            .ended(t(30));
+        l.bytes
+    }
+
+    #[test]
+    fn packed_events_equal_raw() {
+        let raw = rich_log(1000);
+        let p = packed(&raw);
+        assert!(is_packed(&p));
+        let (a, a_empty, a_trunc, _) = events(&raw);
+        let (b, b_empty, b_trunc, _) = events(&p);
+        assert_eq!(a, b);
+        assert_eq!((a_empty, a_trunc), (b_empty, b_trunc));
+        assert_eq!(a_empty, 1);
+        let opts = crate::Options::default();
+        let ra = crate::analyze_bytes(&raw, &opts).unwrap();
+        let rb = crate::analyze_bytes(&p, &opts).unwrap();
+        assert_eq!(format!("{:?}", ra.summary), format!("{:?}", rb.summary));
+        assert_eq!(format!("{:?}", ra.process), format!("{:?}", rb.process));
+        let sites = |r: &crate::Report| {
+            [&r.heap_leaks, &r.mmap_leaks, &r.peak, &r.allocated]
+                .map(|v| v.iter().map(|s| (s.bytes, s.count)).collect::<Vec<_>>())
+        };
+        assert_eq!(sites(&ra), sites(&rb));
+        assert_eq!(ra.kernel, rb.kernel);
+        let k = ra.kernel.as_ref().expect("kernel samples");
+        assert_eq!(k.samples.len(), 2);
+        assert_eq!(k.peak.1[0], 8192);
+        assert_eq!(k.peak.1[5..], [7, 6, 5]);
+        assert_eq!(k.maps_at_peak.unwrap().1[5], [1; 4]);
+        assert_eq!(ra.summary.unknown_frees, 1);
+        assert_eq!(ra.summary.anomalies, 1);
+        assert_eq!(ra.summary.torn_records, 1);
+        // The cut stack stays cut (summaries are equal), for the frame limit.
+        assert_eq!(ra.summary.truncated_stacks, [0, 0, 1]);
+    }
+
+    /// Times are rounded down to microseconds; the order stays the raw merge's.
+    #[test]
+    fn times_round_down_to_microseconds() {
+        let raw = rich_log(337);
+        let p = packed(&raw);
+        let (a, ..) = events(&raw);
+        let (b, ..) = events(&p);
+        assert_eq!(a.len(), b.len());
+        let log = Log::from_bytes(Path::new("x"), &raw);
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        let plog = Log::from_bytes(Path::new("p"), &p);
+        let pidx = plog.index(&h).unwrap();
+        for (x, y) in log.merge(&idx).zip(plog.merge(&pidx)) {
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert_eq!(y.time, x.time / 1000 * 1000);
+            assert_eq!((x.stream, x.realloc_end), (y.stream, y.realloc_end));
+        }
+    }
+
+    /// Damage is an error, never a panic: every truncation and a flipped byte in every position.
+    #[test]
+    fn damaged_packed_logs_are_refused() {
+        let p = packed(&rich_log(1000));
+        let opts = crate::Options::default();
+        for n in [0, 8, 63, 100, 4160, p.len() - 20, p.len() - 1] {
+            assert!(crate::analyze_bytes(&p[..n], &opts).is_err(), "cut at {n}");
+        }
+        for i in (0..p.len()).step_by(3) {
+            let mut q = p.clone();
+            q[i] ^= 0x5a;
+            let _ = crate::analyze_bytes(&q, &opts);
+        }
+    }
+}
