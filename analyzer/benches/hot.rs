@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use memtrace_analyzer::analysis::replay;
+use memtrace_analyzer::analysis::symbolize::{Module, Modules, Symbolizer};
 use memtrace_analyzer::log::Log;
-use memtrace_analyzer::symbolize::{Module, Modules, Symbolizer};
-use memtrace_analyzer::{Options, analyze_bytes, replay};
+use memtrace_analyzer::{Options, analyze_bytes};
 use memtrace_format::hdr::{ChunkHeader, off, write_header};
 use memtrace_format::{
     CHUNK_HEADER_SIZE, CHUNK_MAGIC, ChunkIter, ExitHow, Func, HEADER_SIZE, Record, RecordIter,
@@ -417,7 +418,7 @@ fn stacks_to_symbolize() -> Vec<Vec<u64>> {
         loaded_modules as *const () as usize,
         Rng::next as *const () as usize,
         memtrace_analyzer::report::thousands as *const () as usize,
-        memtrace_analyzer::symbolize::demangle as *const () as usize,
+        memtrace_analyzer::analysis::symbolize::demangle as *const () as usize,
         Symbolizer::stack as *const () as usize,
         replay::replay as *const () as usize,
     ];

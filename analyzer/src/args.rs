@@ -124,7 +124,7 @@ pub struct CheckArgs {
         env = "MEMTRACE_LEAK_HEURISTICS",
         value_parser = parse_heuristics
     )]
-    pub leak_check_heuristics: Option<memtrace_analyzer::reach::Heuristics>,
+    pub leak_check_heuristics: Option<memtrace_analyzer::analysis::reach::Heuristics>,
     /// Suppression file (repeatable): memtrace's format, LeakSanitizer's
     /// `leak:` lines or valgrind memcheck `{ ... }` entries, detected from
     /// the content.
@@ -371,7 +371,7 @@ pub struct RunArgs {
         default_value = "all",
         value_parser = parse_heuristics
     )]
-    pub leak_check_heuristics: memtrace_analyzer::reach::Heuristics,
+    pub leak_check_heuristics: memtrace_analyzer::analysis::reach::Heuristics,
     /// The signal that makes a traced process write a snapshot of its live
     /// heap without stopping (`memtrace snapshot PID` sends it): a number or a
     /// name (USR2, RTMIN+3, SIGRTMAX-2); `none` or 0: no snapshots. A
@@ -469,14 +469,14 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
 
 /// A signal by number or name (`USR2`, `SIGUSR2`, `RTMIN+3`, `RTMAX-2`);
 /// `none` is 0.
-/// `--leak-check-heuristics`: see [`memtrace_analyzer::reach::Heuristics::parse`]; empty
+/// `--leak-check-heuristics`: see [`memtrace_analyzer::analysis::reach::Heuristics::parse`]; empty
 /// (an empty MEMTRACE_LEAK_HEURISTICS) is the default, all, as for
 /// `Heuristics::from_env`.
-pub fn parse_heuristics(s: &str) -> Result<memtrace_analyzer::reach::Heuristics, String> {
+pub fn parse_heuristics(s: &str) -> Result<memtrace_analyzer::analysis::reach::Heuristics, String> {
     if s.trim().is_empty() {
-        return Ok(memtrace_analyzer::reach::Heuristics::ALL);
+        return Ok(memtrace_analyzer::analysis::reach::Heuristics::ALL);
     }
-    memtrace_analyzer::reach::Heuristics::parse(s)
+    memtrace_analyzer::analysis::reach::Heuristics::parse(s)
 }
 
 pub fn parse_signal(s: &str) -> Result<i32, String> {
@@ -542,7 +542,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 
 /// A size in bytes with an optional binary suffix (k, m, g).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    memtrace_analyzer::check::parse_size(s)
+    memtrace_analyzer::gate::parse_size(s)
 }
 
 /// `memtrace timeline`.

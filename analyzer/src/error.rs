@@ -52,7 +52,7 @@ pub enum Error {
     #[error("{} is still being written by pid {pid}", path.display())]
     Live { path: PathBuf, pid: u32 },
     /// A fork child's inheritance could not be found: its parent's log is
-    /// missing, or unreadable ([`crate::inherit`]).
+    /// missing, or unreadable ([`crate::analysis::inherit`]).
     #[error("{}: {why}", path.display())]
     Inherit { path: PathBuf, why: String },
     /// A snapshot given to compare with does not fit (`--since`).

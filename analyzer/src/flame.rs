@@ -21,7 +21,7 @@
 //! ## Leak kinds ([`folded_kinds`], [`render_svg_kinds`])
 //! The `leaked` metric can draw only the blocks of some reachability kinds
 //! (`--leak-kinds`, as `memtrace check` takes them: definitely, indirectly,
-//! possibly lost, still reachable; see [`crate::reach`]): each leak weighs
+//! possibly lost, still reachable; see [`crate::analysis::reach`]): each leak weighs
 //! the bytes of its blocks of those kinds (`Site::kinds`). The title gives
 //! their total (`80 bytes in 2 blocks definitely lost`), each frame's
 //! tooltip says `(48 bytes definitely lost, 60.00%)`, the subtitle names the
@@ -52,9 +52,9 @@ use std::io::{self, Write};
 
 use inferno::flamegraph::color::{BasicPalette, Palette};
 
-use crate::reach::Kind;
+use crate::analysis::reach::Kind;
+use crate::analysis::symbolize::Frame;
 use crate::report::{Options, Report, Site, plural, thousands};
-use crate::symbolize::Frame;
 
 /// What a flame graph's widths measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,7 +227,7 @@ pub fn folded_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> Vec<(
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     for s in sites {
         let w = match only {
-            Some(k) => crate::check::counted_part(s.bytes, s.count, s.kinds.as_ref(), k)
+            Some(k) => crate::gate::counted_part(s.bytes, s.count, s.kinds.as_ref(), k)
                 .map_or(0, |(b, _)| b),
             None => weight(s),
         };

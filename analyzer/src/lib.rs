@@ -14,14 +14,32 @@
 //! - [`render::text::render`] and [`render::json::render`]: print a report.
 //! - [`export::read`], then [`export::pprof::encode`], [`export::folded`] or
 //!   [`export::speedscope::document`]: a log for other tools (`memtrace export`).
+//! - [`gate::evaluate`]: the verdict of `memtrace check` on reports.
 //! - The stages, for other front ends: [`log::Log`] (open, index, merge
-//!   streams by time), [`catalog::scan`] (stacks, modules, process events),
-//!   [`replay::replay`] (counting, live set, peak, mmap regions),
-//!   [`symbolize::Symbolizer`] (frames to functions and lines).
+//!   streams by time, raw or packed), [`analysis::replay::replay_seeded`]
+//!   (counting, live set, peak, mmap regions; the
+//!   [`analysis::catalog::Catalog`] observes every event of that one pass:
+//!   stacks, modules, process events), [`analysis::symbolize::Symbolizer`]
+//!   (frames to functions and lines).
+//!
+//! ## Layers
+//! Each module uses only the ones listed before it (`scripts/layers.py`
+//! checks it, and that no two modules import each other):
+//! - shared vocabulary: [`error`], [`hash`], [`outfile`];
+//! - [`log`]: opening a log (raw or packed), its chunks and streams, the merge;
+//! - [`pack`]: the packed-log encoder;
+//! - [`analysis`]: replay, catalog, inheritance, reachability, symbols, the
+//!   kernel's records, the processes that left no log;
+//! - [`live`]: snapshots of running processes, the ptrace stop;
+//! - [`report`]: the [`Report`] every renderer reads;
+//! - [`gate`]: `memtrace check`'s verdict and suppressions;
+//! - [`flame`]: stacks weighted by a metric (folded form, diff);
+//! - [`render`] and [`export`]: the outputs.
 //!
 //! ## Design constraints
 //! - **Logs can be large**: the file is mapped, never read whole; records are
-//!   decoded lazily, three times (catalog, replay, replay to the peak), so
+//!   decoded lazily, in one pass (a second one only for the mappings at the
+//!   kernel's peak), so
 //!   memory grows with live blocks and distinct stacks, not with events;
 //!   consumed pages of the mapping are released as each pass goes on.
 //! - **Logs can be hostile**: every allocation is bounded by bytes actually
@@ -31,28 +49,22 @@
 //!   corrupt ones refused with an [`Error`] naming the file; nothing panics
 //!   on any input (see [`log`] for the exact policy).
 //! - **Counting matches valgrind** (`total heap usage: N allocs, N frees, N
-//!   bytes allocated`), so the two can be compared: see [`replay`].
+//!   bytes allocated`), so the two can be compared: see [`analysis::replay`].
 
-pub mod catalog;
-pub mod check;
+// Shared vocabulary, below every layer.
 pub mod error;
+pub mod hash;
+pub mod outfile;
+// Layers, each using only those above it in this list.
+pub mod analysis;
 pub mod export;
 pub mod flame;
-pub mod hash;
-pub mod inherit;
-pub mod kernel;
-pub mod lineage;
+pub mod gate;
+pub mod live;
 pub mod log;
-pub mod outfile;
 pub mod pack;
-pub mod reach;
 pub mod render;
-pub mod replay;
 pub mod report;
-pub mod snapshot;
-pub mod stop;
-pub mod suppress;
-pub mod symbolize;
 #[cfg(test)]
 pub(crate) mod testlog;
 

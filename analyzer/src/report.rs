@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use memtrace_format::{ExitHow, Func};
 
-use crate::catalog::{self, Catalog};
+use crate::analysis::catalog::{self, Catalog};
+use crate::analysis::replay::{self, StackTotal};
+use crate::analysis::symbolize::{Frame, Symbolizer, Unusable};
 use crate::error::Result;
 use crate::log::Log;
-use crate::replay::{self, StackTotal};
-use crate::symbolize::{Frame, Symbolizer, Unusable};
 
 /// How much to report.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +32,7 @@ pub struct Options {
     /// snapshot) count as leaks.
     pub older_than: Option<u64>,
     /// Other logs of the same process tree, searched first for a fork
-    /// child's parent's log ([`crate::inherit`]), before the child log's
+    /// child's parent's log ([`crate::analysis::inherit`]), before the child log's
     /// directory.
     pub peers: Vec<PathBuf>,
     /// Leave a fork child's inheritance out: read no other file.
@@ -70,7 +70,7 @@ pub fn since_snapshot(path: &Path) -> Result<Since> {
     let index = log.index(&header)?;
     let mut cat = Catalog::default();
     // The same inheritance as the later log's, under the same stack ids.
-    let inherited = crate::inherit::of_header(path, &header, &[]).unwrap_or(None);
+    let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
     let mut out = replay::replay_seeded(
         &log,
         &index,
@@ -89,7 +89,10 @@ pub fn since_snapshot(path: &Path) -> Result<Since> {
         .filter(|(a, _)| {
             matches!(
                 cat.reach.get(a),
-                Some(crate::reach::Kind::DefinitelyLost | crate::reach::Kind::IndirectlyLost)
+                Some(
+                    crate::analysis::reach::Kind::DefinitelyLost
+                        | crate::analysis::reach::Kind::IndirectlyLost
+                )
             )
         })
         .map(|(a, b)| (*a, b.time, b.size))
@@ -274,8 +277,8 @@ pub struct Process {
     /// Fork children's pids.
     pub forks: Vec<u64>,
     /// Its place in the run's process tree (children made, the EXEC
-    /// record's bits), for [`crate::lineage::untraced`].
-    pub lineage: crate::lineage::Proc,
+    /// record's bits), for [`crate::analysis::lineage::untraced`].
+    pub lineage: crate::analysis::lineage::Proc,
     pub duration_ms: f64,
 }
 
@@ -349,9 +352,9 @@ pub struct Summary {
     /// `reach::Kind::ALL`), when the scan at exit classified them.
     pub leak_kinds: Option<Kinds>,
     /// How the scan at exit ended, when the process recorded one.
-    pub scan: Option<crate::reach::ScanDone>,
+    pub scan: Option<crate::analysis::reach::ScanDone>,
     /// Heap blocks and bytes a fork child held from its start: its parent's
-    /// live at the fork ([`crate::inherit`]); 0 for other processes.
+    /// live at the fork ([`crate::analysis::inherit`]); 0 for other processes.
     pub inherited_blocks: u64,
     pub inherited_bytes: u64,
     /// Where a fork child's inheritance came from; `None` when the process
@@ -375,11 +378,11 @@ pub struct InheritedFrom {
 }
 
 /// Bytes and blocks of each reachability kind, in the order of
-/// [`crate::reach::Kind::ALL`].
+/// [`crate::analysis::reach::Kind::ALL`].
 pub type Kinds = [(u64, u64); 4];
 
 /// Bytes and blocks still reachable through each leak heuristic, in the
-/// order of [`crate::reach::Heuristic::ALL`].
+/// order of [`crate::analysis::reach::Heuristic::ALL`].
 pub type Heurs = [(u64, u64); 4];
 
 /// Adds `b` to `a`, entry by entry.
@@ -391,8 +394,8 @@ pub fn add_heurs(a: &mut Heurs, b: &Heurs) {
 }
 
 /// The heuristics of `h` that saved blocks, with their bytes and blocks.
-pub fn heurs_present(h: &Heurs) -> Vec<(crate::reach::Heuristic, u64, u64)> {
-    crate::reach::Heuristic::ALL
+pub fn heurs_present(h: &Heurs) -> Vec<(crate::analysis::reach::Heuristic, u64, u64)> {
+    crate::analysis::reach::Heuristic::ALL
         .into_iter()
         .map(|x| (x, h[x.index()].0, h[x.index()].1))
         .filter(|(_, b, n)| (*b, *n) != (0, 0))
@@ -400,8 +403,8 @@ pub fn heurs_present(h: &Heurs) -> Vec<(crate::reach::Heuristic, u64, u64)> {
 }
 
 /// The kinds of `k` that have blocks (or bytes), in report order.
-pub fn kinds_present(k: &Kinds) -> Vec<crate::reach::Kind> {
-    crate::reach::Kind::ALL
+pub fn kinds_present(k: &Kinds) -> Vec<crate::analysis::reach::Kind> {
+    crate::analysis::reach::Kind::ALL
         .into_iter()
         .filter(|kind| k[kind.index()] != (0, 0))
         .collect()
@@ -431,7 +434,7 @@ pub fn kinds_text(k: &Kinds) -> String {
 pub fn kinds_text_via(k: &Kinds, h: &Heurs) -> String {
     let via = heurs_present(h);
     let mut text = kinds_text(k);
-    if via.is_empty() || !kinds_present(k).contains(&crate::reach::Kind::StillReachable) {
+    if via.is_empty() || !kinds_present(k).contains(&crate::analysis::reach::Kind::StillReachable) {
         return text;
     }
     let parts: Vec<String> = via
@@ -487,19 +490,19 @@ pub struct TimePoint {
     pub mmap: u64,
 }
 
-/// The kernel's view (sampled by `memtrace run`; see [`crate::kernel`]).
+/// The kernel's view (sampled by `memtrace run`; see [`crate::analysis::kernel`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelReport {
     /// Samples: milliseconds since the start, and the counters named by
     /// `memtrace_format::kernel::COUNTERS`.
-    pub samples: Vec<(f64, crate::kernel::Counters)>,
+    pub samples: Vec<(f64, crate::analysis::kernel::Counters)>,
     /// The sample with the highest RSS.
-    pub peak: (f64, crate::kernel::Counters),
+    pub peak: (f64, crate::analysis::kernel::Counters),
     /// Mappings by category (`memtrace_format::kernel::CATEGORIES`) when RSS
     /// was highest, and at exit (recorded by the process itself; else the last
     /// table sampled).
-    pub maps_at_peak: Option<(f64, crate::kernel::MapTable)>,
-    pub maps_at_end: Option<(f64, crate::kernel::MapTable)>,
+    pub maps_at_peak: Option<(f64, crate::analysis::kernel::MapTable)>,
+    pub maps_at_end: Option<(f64, crate::analysis::kernel::MapTable)>,
     /// Live heap bytes and program-mapped bytes at the moment of
     /// `maps_at_peak` (from the timeline), to compare with the kernel's.
     pub heap_at_maps_peak: Option<TimePoint>,
@@ -595,7 +598,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let inherited = if opts.no_inherit {
         None
     } else {
-        crate::inherit::of_header(path, &header, &opts.peers).unwrap_or_else(|e| {
+        crate::analysis::inherit::of_header(path, &header, &opts.peers).unwrap_or_else(|e| {
             inherit_warning = Some(e.to_string());
             None
         })
@@ -709,7 +712,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         signal,
         exec: cat.exec.as_ref().map(|e| e.0.clone()),
         forks: cat.children.iter().map(|c| c.pid as u64).collect(),
-        lineage: crate::lineage::Proc {
+        lineage: crate::analysis::lineage::Proc {
             pid: header.pid,
             ppid: header.ppid,
             forked_from: header.forked_from,
@@ -837,8 +840,8 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
                 .reach
                 .get(addr)
                 .copied()
-                .unwrap_or(crate::reach::Kind::DefinitelyLost);
-            let i = crate::reach::Kind::ALL
+                .unwrap_or(crate::analysis::reach::Kind::DefinitelyLost);
+            let i = crate::analysis::reach::Kind::ALL
                 .iter()
                 .position(|x| *x == k)
                 .unwrap_or(0);
@@ -847,7 +850,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
             e.1 += b.count as u64;
             total[i].0 = total[i].0.saturating_add(b.size);
             total[i].1 += b.count as u64;
-            if k == crate::reach::Kind::StillReachable
+            if k == crate::analysis::reach::Kind::StillReachable
                 && let Some(h) = cat.reach_heuristics.get(addr)
             {
                 let e = &mut heur_by_stack.entry(b.stack).or_default()[h.index()];
@@ -964,7 +967,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         .collect();
     let kernel = cat.kernel.peak_rss().map(|(peak_t, peak)| {
         let k = &cat.kernel;
-        let at = |(t, m): &(u64, crate::kernel::MapTable)| (ms_since(start, *t), *m);
+        let at = |(t, m): &(u64, crate::analysis::kernel::MapTable)| (ms_since(start, *t), *m);
         let maps_at_peak = k.maps_at_peak.as_ref().map(at);
         let heap_at_maps_peak =
             maps_at_peak.and_then(|(t, _)| timeline.iter().rev().find(|p| p.t_ms <= t).copied());

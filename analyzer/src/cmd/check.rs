@@ -10,7 +10,7 @@
 //! 3. With a command: it runs as under `memtrace run` (forks and execs
 //!    followed), its logs going to `-o` or to a temporary directory that is
 //!    removed when the check passes. Otherwise the logs given are read.
-//! 4. Every log is analyzed and judged ([`memtrace_analyzer::check`]); the
+//! 4. Every log is analyzed and judged ([`memtrace_analyzer::gate`]); the
 //!    summary goes to stderr, `--json` and `--junit` files are written,
 //!    `--gen-suppressions` entries go to stderr or their own file.
 //! 5. Exit status, first that applies: 2 when memtrace failed (a log could
@@ -23,11 +23,11 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::check::{self, Baseline, Gate, Rules, Tolerance};
-use memtrace_analyzer::reach::{Heuristics, Kind};
+use memtrace_analyzer::analysis::reach::{Heuristics, Kind};
+use memtrace_analyzer::gate::suppress::{self, SuppressionFile};
+use memtrace_analyzer::gate::{self as check, Baseline, Gate, Rules, Tolerance};
 use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
 use memtrace_analyzer::report::Report;
-use memtrace_analyzer::suppress::{self, SuppressionFile};
 use serde::Deserialize;
 
 use crate::args::CheckArgs;

@@ -25,8 +25,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use memtrace_analyzer::analysis::reach::Kind;
 use memtrace_analyzer::flame::{self, DiffLine, Metric};
-use memtrace_analyzer::reach::Kind;
 use memtrace_analyzer::report::{Report, delta, thousands};
 use serde_json::json;
 

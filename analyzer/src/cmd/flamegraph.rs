@@ -21,8 +21,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use memtrace_analyzer::analysis::reach::Kind;
 use memtrace_analyzer::flame::{self, Metric};
-use memtrace_analyzer::reach::Kind;
 use memtrace_analyzer::report::Report;
 
 use crate::args::FlamegraphArgs;

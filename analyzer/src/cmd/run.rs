@@ -21,7 +21,7 @@
 //!    image of the command), via `pwrite`: status first, then the flag.
 //! 4. While the command runs, a thread samples the kernel's accounting of
 //!    every process of its tree (`--kernel-interval`, see
-//!    `memtrace_analyzer::kernel`); the samples of each process that has
+//!    `memtrace_analyzer::analysis::kernel`); the samples of each process that has
 //!    ended are appended to its log.
 //! 5. Unless `--raw` is given, each log whose process has ended is replaced
 //!    by its packed form (`memtrace pack`, see `memtrace_analyzer::pack`); a
@@ -41,8 +41,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::kernel::{self, Sampler};
-use memtrace_analyzer::{lineage, reach};
+use memtrace_analyzer::analysis::kernel::{self, Sampler};
+use memtrace_analyzer::analysis::{lineage, reach};
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 
@@ -373,10 +373,10 @@ pub struct TraceOptions<'a> {
     /// Say nothing about the logs unless something went wrong.
     pub quiet: bool,
     /// Sample the kernel's accounting of every process this often
-    /// (`memtrace_analyzer::kernel`); `None`: not at all.
+    /// (`memtrace_analyzer::analysis::kernel`); `None`: not at all.
     pub kernel_interval: Option<std::time::Duration>,
     /// Classify the blocks live at exit by reachability
-    /// (`memtrace_analyzer::reach`).
+    /// (`memtrace_analyzer::analysis::reach`).
     pub reach: bool,
     /// The signal that asks a process for a snapshot while it runs
     /// (`cmd::snapshot`); 0: none.

@@ -27,8 +27,8 @@
 use std::io::{Read, Write};
 use std::time::Instant;
 
-use memtrace_analyzer::reach::{self, ExitScan, Roots};
-use memtrace_analyzer::stop::Stopped;
+use memtrace_analyzer::analysis::reach::{self, ExitScan, Roots};
+use memtrace_analyzer::live::stop::Stopped;
 use memtrace_format::kernel::*;
 
 use crate::args::ScanArgs;

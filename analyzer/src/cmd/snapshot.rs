@@ -1,4 +1,4 @@
-//! Snapshots of running processes (`memtrace_analyzer::snapshot`): the
+//! Snapshots of running processes (`memtrace_analyzer::live::snapshot`): the
 //! watcher that `memtrace run` keeps while its command runs, and `memtrace
 //! snapshot PID`, which asks for one.
 //!
@@ -39,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::snapshot;
+use memtrace_analyzer::live::snapshot;
 
 use crate::args::SnapshotArgs;
 
@@ -65,7 +65,7 @@ impl Watcher {
     pub fn start(
         is_log: Box<dyn Fn(&Path) -> bool + Send>,
         quiet: bool,
-        heur: memtrace_analyzer::reach::Heuristics,
+        heur: memtrace_analyzer::analysis::reach::Heuristics,
     ) -> Watcher {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -247,7 +247,7 @@ fn handle(
     h: Held,
     is_log: &dyn Fn(&Path) -> bool,
     quiet: bool,
-    heur: memtrace_analyzer::reach::Heuristics,
+    heur: memtrace_analyzer::analysis::reach::Heuristics,
 ) {
     let pid = h.pid;
     match mapped_log(pid, is_log) {
@@ -261,7 +261,7 @@ fn handle(
 
 /// Writes the snapshot of frozen copy `pid` of the process writing `log`,
 /// once the log records the copy (it is written just after the copy is made).
-fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::reach::Heuristics) {
+fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::reach::Heuristics) {
     let out = snapshot::next_path(log);
     let deadline = Instant::now() + RECORD_WAIT;
     let t = loop {
@@ -486,7 +486,7 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             plural(s.leaked_heap_blocks, "block", "blocks")
         );
         if let Some(k) = &s.leak_kinds {
-            let parts: Vec<String> = memtrace_analyzer::reach::Kind::ALL
+            let parts: Vec<String> = memtrace_analyzer::analysis::reach::Kind::ALL
                 .iter()
                 .zip(k)
                 .map(|(kind, (b, _))| format!("{} {}", kind.words(), plural(*b, "byte", "bytes")))

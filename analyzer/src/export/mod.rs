@@ -33,12 +33,12 @@ pub mod speedscope;
 
 use std::path::Path;
 
-use crate::catalog;
+use crate::analysis::catalog;
+use crate::analysis::symbolize::{Frame, Module, Symbolizer};
 use crate::error::Result;
 use crate::flame::{self, Metric};
 use crate::log::Log;
 use crate::report::{self, Report};
-use crate::symbolize::{Frame, Module, Symbolizer};
 
 /// The name of the one frame that stands for a stack that was not recorded.
 pub const NO_STACK: &str = "[stack not recorded]";
@@ -99,7 +99,7 @@ pub fn folded(report: &Report, metric: Metric) -> String {
 
 /// The frames of one return address: the functions inlined at it
 /// (innermost first), then the function they were inlined into, as
-/// [`crate::symbolize`] orders them. Splits a stack (innermost first) into
+/// [`crate::analysis::symbolize`] orders them. Splits a stack (innermost first) into
 /// such groups, in order: a group ends at a frame that is not inlined, or
 /// where the next frame has another address or module.
 pub fn address_groups(stack: &[Frame]) -> Vec<&[Frame]> {

@@ -44,7 +44,7 @@ use flate2::write::GzEncoder;
 use prost::Message;
 
 use super::{Input, NO_STACK, address_groups, exporter};
-use crate::symbolize::{Frame, Module};
+use crate::analysis::symbolize::{Frame, Module};
 
 /// A profile (`perftools.profiles.Profile`).
 #[derive(Clone, PartialEq, Message)]

@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::{NO_STACK, exporter, weighted_sites};
+use crate::analysis::symbolize::Frame;
 use crate::flame::{self, Metric};
 use crate::report::Report;
-use crate::symbolize::Frame;
 
 /// The URL of the schema, the document's `$schema`.
 pub const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";

@@ -1167,7 +1167,7 @@ mod tests {
         let err = crate::report::analyze_log(
             &log,
             &crate::Options::default(),
-            crate::symbolize::Symbolizer::disabled(),
+            crate::analysis::symbolize::Symbolizer::disabled(),
         )
         .expect_err("an error");
         assert_eq!(err.to_string(), shrank_message(&p));

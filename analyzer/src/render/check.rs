@@ -19,11 +19,11 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::check::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
-use crate::reach::Kind;
+use crate::analysis::reach::Kind;
+use crate::analysis::symbolize::Frame;
+use crate::gate::suppress;
+use crate::gate::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
 use crate::report::{Report, Site, kinds_present, kinds_text, plural, thousands};
-use crate::suppress;
-use crate::symbolize::Frame;
 
 /// Frames shown per stack in the summary and the JUnit file.
 const FRAMES: usize = 12;
@@ -666,7 +666,7 @@ pub struct GenFormats {
 /// Entries suppressing each counted leak of the failing processes (each
 /// stack once), in the chosen formats.
 pub fn gen_suppressions(v: &Verdict, formats: GenFormats, out: &mut dyn Write) -> io::Result<()> {
-    let entries = |name: &str, l: &crate::check::Leak| {
+    let entries = |name: &str, l: &crate::gate::Leak| {
         let stack = above_main(&l.site.stack);
         let mut e = String::new();
         if formats.memtrace {
@@ -723,8 +723,8 @@ mod tests {
     /// kinds; the summary says what the kinds that do not count left.
     #[test]
     fn kinds_in_every_output() {
-        use crate::check::tests::{reach_report, supp};
-        use crate::check::{Gate, Rules, evaluate};
+        use crate::gate::tests::{reach_report, supp};
+        use crate::gate::{Gate, Rules, evaluate};
         let reports = [reach_report()];
         let rules = Rules::default();
         let files = [supp(

@@ -46,9 +46,9 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::analysis::symbolize::Frame;
 use crate::flame::{self, Metric};
 use crate::report::{KernelReport, Report, Site, plural, signed, thousands};
-use crate::symbolize::Frame;
 
 use super::text::human;
 

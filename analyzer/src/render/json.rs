@@ -9,8 +9,8 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::analysis::symbolize::Frame;
 use crate::report::{BrkSite, Report, Site};
-use crate::symbolize::Frame;
 
 #[derive(Serialize)]
 struct Json<'a> {
@@ -102,7 +102,7 @@ struct JKernel<'a> {
     gap: Option<JGap<'a>>,
 }
 
-fn counters(t_ms: f64, c: &crate::kernel::Counters) -> JCounters {
+fn counters(t_ms: f64, c: &crate::analysis::kernel::Counters) -> JCounters {
     let mut m = JCounters::new();
     m.insert("t_ms".into(), t_ms.into());
     for (name, v) in memtrace_format::kernel::COUNTERS.iter().zip(c) {
@@ -111,7 +111,7 @@ fn counters(t_ms: f64, c: &crate::kernel::Counters) -> JCounters {
     m
 }
 
-fn maps(t: &(f64, crate::kernel::MapTable)) -> JMaps {
+fn maps(t: &(f64, crate::analysis::kernel::MapTable)) -> JMaps {
     let mut categories = serde_json::Map::new();
     for (name, v) in memtrace_format::kernel::CATEGORIES.iter().zip(t.1.iter()) {
         categories.insert(
@@ -262,9 +262,9 @@ pub(crate) fn kinds_json(
     heurs: Option<&crate::report::Heurs>,
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();
-    for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
+    for (kind, (bytes, count)) in crate::analysis::reach::Kind::ALL.iter().zip(k) {
         let mut v = serde_json::json!({"bytes": bytes, "count": count});
-        if *kind == crate::reach::Kind::StillReachable
+        if *kind == crate::analysis::reach::Kind::StillReachable
             && let Some(h) = heurs
         {
             let by: serde_json::Map<String, serde_json::Value> = crate::report::heurs_present(h)

@@ -8,8 +8,8 @@
 
 use std::io::{self, Write};
 
+use crate::analysis::symbolize::Frame;
 use crate::report::{Ended, Process, Report, Site, delta, duration, plural, signed, thousands};
-use crate::symbolize::Frame;
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
@@ -286,7 +286,7 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
         writeln!(out, "    not classified by reachability: {why}")?;
     }
     if let Some(k) = &s.leak_kinds {
-        for (kind, (bytes, count)) in crate::reach::Kind::ALL.iter().zip(k) {
+        for (kind, (bytes, count)) in crate::analysis::reach::Kind::ALL.iter().zip(k) {
             writeln!(
                 out,
                 "    {:>15}: {} in {}",

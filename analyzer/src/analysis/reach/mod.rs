@@ -36,7 +36,7 @@
 //! threads and reads the process itself ([`classify_process`]), with the live
 //! blocks from the log ([`scan_input`]); the kinds go back to the process,
 //! which writes them into its log ([`records`]). A snapshot of a running
-//! process is classified the same way from a frozen copy (`crate::snapshot`).
+//! process is classified the same way from a frozen copy (`crate::live::snapshot`).
 //!
 //! ## Limits
 //! - Pointers hidden from a word-by-word scan (tagged, XOR-ed, compressed,
@@ -715,7 +715,7 @@ impl ScanDone {
 /// What a log says the scan at exit needs (see [`ScanInput`]): `None` when
 /// the process recorded no `KIND_EXIT_SCAN`. The live
 /// blocks of a fork child include those it inherited from its parent and
-/// never freed ([`crate::inherit::live_at_start`], its parent's log looked
+/// never freed ([`crate::analysis::inherit::live_at_start`], its parent's log looked
 /// for in `peers`, then in the child log's directory); when that log is not
 /// found, only the child's own blocks are classified (its report says why).
 pub fn scan_input(
@@ -730,17 +730,17 @@ pub fn scan_input(
     // which the child's exit waits for: only up to [`SCAN_INHERIT_MAX`] bytes
     // of parent's log (beyond, the inherited blocks are not classified, and
     // the report counts them definitely lost: the gate errs towards failing).
-    let small =
-        crate::inherit::parent_log_bytes(path, &header).is_none_or(|n| n <= SCAN_INHERIT_MAX);
+    let small = crate::analysis::inherit::parent_log_bytes(path, &header)
+        .is_none_or(|n| n <= SCAN_INHERIT_MAX);
     let inherited = match small {
-        true => crate::inherit::of_header(path, &header, peers).unwrap_or(None),
+        true => crate::analysis::inherit::of_header(path, &header, peers).unwrap_or(None),
         false => None,
     };
-    let mut cat = crate::catalog::Catalog::default();
-    let out = crate::replay::replay_seeded(
+    let mut cat = crate::analysis::catalog::Catalog::default();
+    let out = crate::analysis::replay::replay_seeded(
         &log,
         &index,
-        crate::replay::Config::of(&header),
+        crate::analysis::replay::Config::of(&header),
         inherited.as_ref().map(|i| &i.seed),
         |ev| cat.observe(ev, &log, &index),
     )?;

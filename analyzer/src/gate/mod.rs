@@ -12,7 +12,7 @@
 //!    the reason.
 //! 2. **Leaks.** The heap leaks, plus the mmap leaks when
 //!    [`Rules::mmap_leaks`] is set. A heap leak whose blocks were classified
-//!    by reachability ([`crate::reach`]) counts only its blocks of the chosen
+//!    by reachability ([`crate::analysis::reach`]) counts only its blocks of the chosen
 //!    kinds ([`Rules::counted_kinds`]: by default definitely and indirectly
 //!    lost, as valgrind's `--errors-for-leak-kinds`); one that was not
 //!    classified (no scan: `memtrace run --no-reachability`, a plain
@@ -21,7 +21,7 @@
 //!    order, files in the order given) that matches its stack; for a
 //!    classified heap leak, each kind's blocks go to the first one that
 //!    matches the stack and applies to that kind (valgrind's
-//!    `match-leak-kinds:`, see [`crate::suppress`]), so a leak can be
+//!    `match-leak-kinds:`, see [`crate::gate::suppress`]), so a leak can be
 //!    suppressed in part. A suppression
 //!    with a byte limit (`max:` in memtrace's format) that matches more bytes
 //!    than that in one process suppresses nothing there: its leaks count.
@@ -35,14 +35,19 @@
 //!    the baseline's peak for the same program, with its own tolerance).
 //!    When no leak limit is set at all, any leak fails (`max_leaked_bytes =
 //!    0`): the gate's default is "no leaks".
+//!
+//! Suppression files are read by [`suppress`]. Uses `crate::report` and
+//! the layers below it; the renderers of the verdict are in `crate::render::check`.
+
+pub mod suppress;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::reach::Kind;
+use crate::analysis::reach::Kind;
+use crate::analysis::symbolize::Frame;
+use crate::gate::suppress::{Suppression, SuppressionFile};
 use crate::report::{Ended, Kinds, Report, Site};
-use crate::suppress::{Suppression, SuppressionFile};
-use crate::symbolize::Frame;
 
 /// Suppressions applied unless turned off: allocations that language
 /// runtimes make once and keep until exit by design (valgrind calls them
@@ -76,7 +81,7 @@ pub struct Rules {
     /// Growth over the baseline's peak that is still allowed.
     pub peak_tolerance: Tolerance,
     /// The reachability kinds of a classified heap leak that count (see
-    /// [`crate::reach`]); `None`: [`DEFAULT_LEAK_KINDS`]. A leak that was not
+    /// [`crate::analysis::reach`]); `None`: [`DEFAULT_LEAK_KINDS`]. A leak that was not
     /// classified counts whole.
     pub leak_kinds: Option<Vec<Kind>>,
 }
@@ -477,7 +482,7 @@ pub struct Usage {
 pub struct Verdict<'a> {
     pub processes: Vec<ProcessVerdict<'a>>,
     /// Processes of the run without a log (not judged), with the reason.
-    pub untraced: Vec<crate::lineage::Untraced>,
+    pub untraced: Vec<crate::analysis::lineage::Untraced>,
     /// Every suppression, in matching order.
     pub suppressions: Vec<&'a Suppression>,
     /// Parallel to `suppressions`.
@@ -744,11 +749,11 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
         judge(&mut v, gate.rules, max_bytes, max_blocks);
         processes.push(v);
     }
-    let lineage: Vec<crate::lineage::Proc> =
+    let lineage: Vec<crate::analysis::lineage::Proc> =
         reports.iter().map(|r| r.process.lineage.clone()).collect();
     Verdict {
         processes,
-        untraced: crate::lineage::untraced(&lineage),
+        untraced: crate::analysis::lineage::untraced(&lineage),
         suppressions,
         usage,
         rules: gate.rules.clone(),
@@ -800,9 +805,9 @@ fn merged(sites: &[Site]) -> Vec<Site> {
 fn skip(r: &Report, select: &[String]) -> Option<Skip> {
     if !select.is_empty() {
         let exe = r.process.exe.as_str();
-        let hit = select
-            .iter()
-            .any(|g| crate::suppress::glob(g, exe) || crate::suppress::glob(g, file_name(exe)));
+        let hit = select.iter().any(|g| {
+            crate::gate::suppress::glob(g, exe) || crate::gate::suppress::glob(g, file_name(exe))
+        });
         if !hit {
             return Some(Skip::NotSelected);
         }
@@ -1023,7 +1028,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn supp(text: &str) -> SuppressionFile {
-        crate::suppress::parse(text, Path::new("t.supp")).unwrap()
+        crate::gate::suppress::parse(text, Path::new("t.supp")).unwrap()
     }
 
     fn run<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {

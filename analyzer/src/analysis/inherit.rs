@@ -9,7 +9,7 @@
 //! their own in the child's namespace. The child's report then counts the
 //! inherited blocks it never frees as its leaks (they are in its heap at its
 //! exit, as memcheck and LeakSanitizer say), and its frees of them as
-//! ordinary frees; the reachability scan ([`crate::reach::scan_input`])
+//! ordinary frees; the reachability scan ([`crate::analysis::reach::scan_input`])
 //! classifies them with the rest.
 //!
 //! ## Finding the parent's log
@@ -51,12 +51,12 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::{Func, Header, Record};
 
-use crate::catalog::Catalog;
+use crate::analysis::catalog::Catalog;
+use crate::analysis::replay::{Config, Replay, Seed};
+use crate::analysis::symbolize::Module;
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
 use crate::log::Log;
-use crate::replay::{Config, Replay, Seed};
-use crate::symbolize::Module;
 
 /// Generations followed up the tree at most.
 pub const MAX_DEPTH: usize = 64;
@@ -359,7 +359,7 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     let (r, at) = cut.or(at_fork).unwrap_or((r, child.start));
 
     // The parent's stacks of what was live, renumbered in the child's namespace.
-    let mut blocks: Vec<(u64, crate::replay::Block)> = r.live().collect();
+    let mut blocks: Vec<(u64, crate::analysis::replay::Block)> = r.live().collect();
     blocks.sort_unstable_by_key(|b| b.0);
     let regions: Vec<(u64, u64, u32)> = r.regions.pieces().collect();
     let mut ids: BTreeMap<u32, u32> = blocks
@@ -412,7 +412,7 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
             .map(|(a, b)| {
                 (
                     a,
-                    crate::replay::Block {
+                    crate::analysis::replay::Block {
                         stack: renumber(b.stack),
                         ..b
                     },

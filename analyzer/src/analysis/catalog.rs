@@ -10,16 +10,16 @@
 //! when two threads intern it at once, or when its table has no room left.
 //! [`Catalog::stack_aliases`] names, after the replay, the ids that stand for
 //! the same stack as a smaller one, so that no report lists one stack twice
-//! ([`crate::replay::Outcome::merge_stacks`]).
+//! ([`crate::analysis::replay::Outcome::merge_stacks`]).
 
 use std::collections::HashMap;
 
 use memtrace_format::Record;
 
+use crate::analysis::symbolize::{Module, Modules};
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
 use crate::log::{Event, Index, Log};
-use crate::symbolize::{Module, Modules};
 
 /// What the first pass found.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +32,7 @@ pub struct Catalog {
     /// (`Cut` as u8: index 1 to 3).
     pub cut_stacks: [u64; 4],
     /// Why each stack the unwinder did not finish was cut, by stack id: this
-    /// log's own and those a fork child inherited ([`crate::inherit`]).
+    /// log's own and those a fork child inherited ([`crate::analysis::inherit`]).
     pub cut: HashMap<u32, memtrace_format::Cut>,
     /// Loaded ELF objects with their lifetimes.
     pub modules: Modules,
@@ -47,17 +47,17 @@ pub struct Catalog {
     /// The path of an EXEC record, and its [`memtrace_format::lineage`] bits.
     pub exec: Option<(String, u8)>,
     /// Child processes, as their FORK records describe them.
-    pub children: Vec<crate::lineage::Child>,
+    pub children: Vec<crate::analysis::lineage::Child>,
     /// Time of the last timed record.
     pub last_time: Option<u64>,
     /// Records decoded.
     pub records: u64,
     /// KERNEL records (times absolute, CLOCK_MONOTONIC).
-    pub kernel: crate::kernel::KernelView,
+    pub kernel: crate::analysis::kernel::KernelView,
     /// What the preload recorded for the scan at exit (`KIND_EXIT_SCAN`).
-    pub exit_scan: Option<crate::reach::ExitScan>,
+    pub exit_scan: Option<crate::analysis::reach::ExitScan>,
     /// How the scan at exit ended (`KIND_SCAN_DONE`).
-    pub scan_done: Option<crate::reach::ScanDone>,
+    pub scan_done: Option<crate::analysis::reach::ScanDone>,
     /// Frozen copies made for snapshots while the process ran
     /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
     pub running: Vec<(u32, u64, u64)>,
@@ -65,9 +65,9 @@ pub struct Catalog {
     /// snapshot records.
     pub not_roots: Vec<(u64, u64)>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
-    pub reach: HashMap<u64, crate::reach::Kind>,
+    pub reach: HashMap<u64, crate::analysis::reach::Kind>,
     /// The still reachable blocks that a leak heuristic saved, by address.
-    pub reach_heuristics: HashMap<u64, crate::reach::Heuristic>,
+    pub reach_heuristics: HashMap<u64, crate::analysis::reach::Heuristic>,
 }
 
 /// `[start, bytes, start, bytes...]` as ranges, empty ones dropped.
@@ -214,7 +214,7 @@ impl Catalog {
                 ..
             } => c
                 .children
-                .push(crate::lineage::child(*child_pid, *how, path)),
+                .push(crate::analysis::lineage::child(*child_pid, *how, path)),
             Record::Kernel { kind, values, .. } => {
                 let mut v = Vec::with_capacity(values.len_hint());
                 for x in values.clone() {
@@ -227,10 +227,10 @@ impl Catalog {
                 }
                 match *kind {
                     memtrace_format::kernel::KIND_EXIT_SCAN => {
-                        c.exit_scan = crate::reach::ExitScan::from_values(&v);
+                        c.exit_scan = crate::analysis::reach::ExitScan::from_values(&v);
                     }
                     memtrace_format::kernel::KIND_SCAN_DONE => {
-                        c.scan_done = crate::reach::ScanDone::from_values(&v);
+                        c.scan_done = crate::analysis::reach::ScanDone::from_values(&v);
                     }
                     memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
                         if let [p, sp, t, ..] = v[..]
@@ -242,10 +242,10 @@ impl Catalog {
                     }
                     memtrace_format::kernel::KIND_REACH => {
                         if let Some((&code, addrs)) = v.split_first() {
-                            let k = crate::reach::Kind::from_code(code);
-                            let h = crate::reach::Heuristic::from_code(code);
+                            let k = crate::analysis::reach::Kind::from_code(code);
+                            let h = crate::analysis::reach::Heuristic::from_code(code);
                             // A heuristic's blocks are still reachable.
-                            let k = k.or(h.map(|_| crate::reach::Kind::StillReachable));
+                            let k = k.or(h.map(|_| crate::analysis::reach::Kind::StillReachable));
                             let mut a = 0u64;
                             for &d in addrs {
                                 a = a.wrapping_add(d);

@@ -11,7 +11,7 @@
 //!    and calls [`take`]: the log is copied as it is now (the process keeps
 //!    writing the original), the copy's header gets `SNAPSHOT_AT = t`, the
 //!    blocks live at `t` are replayed from it, the frozen copy's memory is
-//!    scanned ([`crate::reach::classify_process`]) and the kinds are appended.
+//!    scanned ([`crate::analysis::reach::classify_process`]) and the kinds are appended.
 //!    The frozen copy is then killed.
 //! 3. The snapshot is a log like any other: `memtrace report SNAP` shows the
 //!    blocks live at `t` as its leaks, with their kinds; readers ignore the
@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::hdr::off;
 
+use crate::analysis::reach::{self, Block, Kind};
 use crate::error::{Error, Result};
-use crate::reach::{self, Block, Kind};
 
 /// What [`take`] made.
 #[derive(Clone, Debug)]
@@ -117,7 +117,7 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let log = crate::log::Log::open(path)?;
         let header = log.header()?;
         let index = log.index(&header)?;
-        let cat = crate::catalog::scan(&log, &index)?;
+        let cat = crate::analysis::catalog::scan(&log, &index)?;
         cat.running
             .iter()
             .find(|r| r.0 == frozen)
@@ -145,10 +145,10 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let header = log.header()?;
         let index = log.index(&header)?;
         // A fork child's inherited blocks are live in it too.
-        let inherited = crate::inherit::of_header(path, &header, &[]).unwrap_or(None);
+        let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
         let seed = inherited.as_ref().map(|i| &i.seed);
-        let cfg = crate::replay::Config::of(&header);
-        crate::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
+        let cfg = crate::analysis::replay::Config::of(&header);
+        crate::analysis::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
     };
     let blocks: Vec<Block> = live
         .iter()
@@ -186,7 +186,7 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
                 .into_iter()
                 .map(|v| (time, memtrace_format::kernel::KIND_REACH, v))
                 .collect();
-            crate::kernel::append_records(path, events).map_err(|e| Error::Io {
+            crate::analysis::kernel::append_records(path, events).map_err(|e| Error::Io {
                 path: path.to_owned(),
                 source: e,
             })?;

@@ -32,7 +32,7 @@
 //!
 //! ## Leak kinds (valgrind)
 //! `memtrace run` classifies the blocks live at exit by reachability
-//! ([`crate::reach`]): definitely, indirectly, possibly lost, still
+//! ([`crate::analysis::reach`]): definitely, indirectly, possibly lost, still
 //! reachable. An entry with `match-leak-kinds: K1,K2` (or `all`, or `none`)
 //! applies only to the blocks of those kinds ([`Suppression::covers`]): a
 //! leak site whose blocks are of several kinds is suppressed kind by kind,
@@ -70,8 +70,8 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::Func;
 
-use crate::reach::Kind;
-use crate::symbolize::Frame;
+use crate::analysis::reach::Kind;
+use crate::analysis::symbolize::Frame;
 
 /// The format a suppression was written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -453,7 +453,7 @@ fn parse_memtrace(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result
 
 /// A `max:` size: digits with an optional `k`/`m`/`g` suffix (KiB, MiB, GiB), any case.
 fn parse_size(s: &str) -> Option<u64> {
-    crate::check::parse_size(s).ok()
+    crate::gate::parse_size(s).ok()
 }
 
 fn parse_lsan(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result<(), String> {
@@ -1814,14 +1814,14 @@ mod tests {
 
     #[test]
     fn example_files() {
-        let f = p(include_str!("../../tests/suppressions/valgrind.supp"));
+        let f = p(include_str!("../../../tests/suppressions/valgrind.supp"));
         assert_eq!(f.syntax, Some(Syntax::Valgrind));
         assert_eq!(f.entries.len(), 7);
         assert_eq!(f.ignored, 2);
         let kinds: Vec<&[String]> = f.entries.iter().map(|e| e.leak_kinds()).collect();
         assert!(kinds.contains(&&["definite".to_string(), "possible".to_string()][..]));
 
-        let f = p(include_str!("../../tests/suppressions/reach.supp"));
+        let f = p(include_str!("../../../tests/suppressions/reach.supp"));
         assert_eq!(f.syntax, Some(Syntax::Valgrind));
         let kinds: Vec<&[Kind]> = f.entries.iter().map(|e| e.kinds()).collect();
         use Kind::*;
@@ -1835,12 +1835,12 @@ mod tests {
             ]
         );
 
-        let f = p(include_str!("../../tests/suppressions/lsan.supp"));
+        let f = p(include_str!("../../../tests/suppressions/lsan.supp"));
         assert_eq!(f.syntax, Some(Syntax::Lsan));
         assert_eq!(f.entries.len(), 4);
         assert_eq!(f.ignored, 0);
 
-        let f = p(include_str!("../../tests/suppressions/memtrace.supp"));
+        let f = p(include_str!("../../../tests/suppressions/memtrace.supp"));
         assert_eq!(f.syntax, Some(Syntax::Memtrace));
         assert_eq!(f.entries.len(), 5);
         assert!(f.entries.iter().any(|e| e.limit.is_some()));
@@ -1913,7 +1913,7 @@ mod tests {
                 .collect()
         };
         use Func::*;
-        let vg = include_str!("../../tests/suppressions/valgrind.supp");
+        let vg = include_str!("../../../tests/suppressions/valgrind.supp");
         assert_eq!(
             names(vg, &heap("leak_malloc"), Some(Malloc)),
             ["heap-leak_malloc"]
@@ -1940,7 +1940,7 @@ mod tests {
         assert!(names(vg, &widget, Some(New)).is_empty());
         assert!(names(vg, &dl, Some(Malloc)).is_empty());
 
-        let lsan = include_str!("../../tests/suppressions/lsan.supp");
+        let lsan = include_str!("../../../tests/suppressions/lsan.supp");
         assert_eq!(
             names(lsan, &heap("leak_realloc_chain"), Some(Realloc)),
             ["leak_realloc_chain"]
@@ -1954,7 +1954,7 @@ mod tests {
         assert!(names(lsan, &heap("leak_malloc"), Some(Malloc)).is_empty());
         assert!(names(lsan, &other, Some(Malloc)).is_empty());
 
-        let mt = include_str!("../../tests/suppressions/memtrace.supp");
+        let mt = include_str!("../../../tests/suppressions/memtrace.supp");
         let pv = vec![
             frame(
                 Some("leak_pvalloc"),

@@ -196,7 +196,7 @@ fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
 }
 
 /// What a replay starts with: a fork child's inheritance (see
-/// [`crate::inherit`]), the blocks and mappings its parent had live at the
+/// [`crate::analysis::inherit`]), the blocks and mappings its parent had live at the
 /// fork. Stack ids are in the child's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Seed {
@@ -833,7 +833,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// Folds each id of `aliases` into the id it maps to (see
-    /// [`crate::catalog::Catalog::stack_aliases`]): every list keyed by stack
+    /// [`crate::analysis::catalog::Catalog::stack_aliases`]): every list keyed by stack
     /// then names each stack once, with the sums of its ids, in the lists'
     /// orders. Nothing to do (and nothing done) without aliases.
     pub fn merge_stacks(&mut self, aliases: &FastMap<u32, u32>) {
@@ -940,7 +940,7 @@ pub fn replay_with(
 }
 
 /// [`replay_with`], starting from `seed`'s live blocks and mappings (a fork
-/// child's inheritance, [`crate::inherit::live_at_start`]).
+/// child's inheritance, [`crate::analysis::inherit::live_at_start`]).
 pub fn replay_seeded(
     log: &Log,
     index: &Index,
