@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 
 cargo fmt --all -- --check
+scripts/layers.py
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo build --workspace

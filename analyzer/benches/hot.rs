@@ -417,7 +417,7 @@ fn stacks_to_symbolize() -> Vec<Vec<u64>> {
         decode_all as *const () as usize,
         loaded_modules as *const () as usize,
         Rng::next as *const () as usize,
-        memtrace_analyzer::report::thousands as *const () as usize,
+        memtrace_analyzer::units::thousands as *const () as usize,
         memtrace_analyzer::analysis::symbolize::demangle as *const () as usize,
         Symbolizer::stack as *const () as usize,
         replay::replay as *const () as usize,

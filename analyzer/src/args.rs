@@ -542,7 +542,7 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 
 /// A size in bytes with an optional binary suffix (k, m, g).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    memtrace_analyzer::gate::parse_size(s)
+    memtrace_analyzer::units::parse_size(s)
 }
 
 /// `memtrace timeline`.

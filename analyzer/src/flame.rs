@@ -54,7 +54,8 @@ use inferno::flamegraph::color::{BasicPalette, Palette};
 
 use crate::analysis::reach::Kind;
 use crate::analysis::symbolize::Frame;
-use crate::report::{Options, Report, Site, plural, thousands};
+use crate::report::{Options, Report, Site};
+use crate::units::{plural, thousands};
 
 /// What a flame graph's widths measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,7 +228,7 @@ pub fn folded_kinds(r: &Report, metric: Metric, kinds: Option<&[Kind]>) -> Vec<(
     let mut by: BTreeMap<String, u64> = BTreeMap::new();
     for s in sites {
         let w = match only {
-            Some(k) => crate::gate::counted_part(s.bytes, s.count, s.kinds.as_ref(), k)
+            Some(k) => crate::kinds::counted_part(s.bytes, s.count, s.kinds.as_ref(), k)
                 .map_or(0, |(b, _)| b),
             None => weight(s),
         };

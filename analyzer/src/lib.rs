@@ -54,7 +54,9 @@
 // Shared vocabulary, below every layer.
 pub mod error;
 pub mod hash;
+pub mod kinds;
 pub mod outfile;
+pub mod units;
 // Layers, each using only those above it in this list.
 pub mod analysis;
 pub mod export;

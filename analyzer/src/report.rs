@@ -16,6 +16,7 @@ use crate::analysis::replay::{self, StackTotal};
 use crate::analysis::symbolize::{Frame, Symbolizer, Unusable};
 use crate::error::Result;
 use crate::log::Log;
+use crate::units::{plural, signed};
 
 /// How much to report.
 #[derive(Clone, Debug, Default)]
@@ -377,9 +378,8 @@ pub struct InheritedFrom {
     pub mmap_bytes: u64,
 }
 
-/// Bytes and blocks of each reachability kind, in the order of
-/// [`crate::analysis::reach::Kind::ALL`].
-pub type Kinds = [(u64, u64); 4];
+/// Bytes and blocks of each reachability kind (the shared [`crate::kinds::ByKind`]).
+pub type Kinds = crate::kinds::ByKind;
 
 /// Bytes and blocks still reachable through each leak heuristic, in the
 /// order of [`crate::analysis::reach::Heuristic::ALL`].
@@ -1039,33 +1039,6 @@ fn resolve_stack(
     }
 }
 
-/// `n` with thousands separators and the noun in the right number: `1 block`, `2,048 blocks`.
-pub fn plural(n: u64, one: &str, many: &str) -> String {
-    format!("{} {}", thousands(n), if n == 1 { one } else { many })
-}
-
-/// A signed count with thousands separators (`-1,024`).
-pub fn signed(n: i64) -> String {
-    if n < 0 {
-        format!("-{}", thousands(n.unsigned_abs()))
-    } else {
-        thousands(n as u64)
-    }
-}
-
-/// Formats `n` with thousands separators, as valgrind does.
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1082,15 +1055,6 @@ mod tests {
         let d = std::env::temp_dir().join(format!("memtrace-report-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    /// Thousands separators.
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(4323), "4,323");
-        assert_eq!(thousands(1234567), "1,234,567");
     }
 
     /// A clean log: process fields, wait status, leaks with unresolved stacks.

@@ -55,9 +55,9 @@ pub struct Catalog {
     /// KERNEL records (times absolute, CLOCK_MONOTONIC).
     pub kernel: crate::analysis::kernel::KernelView,
     /// What the preload recorded for the scan at exit (`KIND_EXIT_SCAN`).
-    pub exit_scan: Option<crate::analysis::reach::ExitScan>,
+    pub exit_scan: Option<ExitScan>,
     /// How the scan at exit ended (`KIND_SCAN_DONE`).
-    pub scan_done: Option<crate::analysis::reach::ScanDone>,
+    pub scan_done: Option<ScanDone>,
     /// Frozen copies made for snapshots while the process ran
     /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
     pub running: Vec<(u32, u64, u64)>,
@@ -65,9 +65,9 @@ pub struct Catalog {
     /// snapshot records.
     pub not_roots: Vec<(u64, u64)>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
-    pub reach: HashMap<u64, crate::analysis::reach::Kind>,
+    pub reach: HashMap<u64, crate::kinds::Kind>,
     /// The still reachable blocks that a leak heuristic saved, by address.
-    pub reach_heuristics: HashMap<u64, crate::analysis::reach::Heuristic>,
+    pub reach_heuristics: HashMap<u64, crate::kinds::Heuristic>,
 }
 
 /// `[start, bytes, start, bytes...]` as ranges, empty ones dropped.
@@ -227,10 +227,10 @@ impl Catalog {
                 }
                 match *kind {
                     memtrace_format::kernel::KIND_EXIT_SCAN => {
-                        c.exit_scan = crate::analysis::reach::ExitScan::from_values(&v);
+                        c.exit_scan = ExitScan::from_values(&v);
                     }
                     memtrace_format::kernel::KIND_SCAN_DONE => {
-                        c.scan_done = crate::analysis::reach::ScanDone::from_values(&v);
+                        c.scan_done = ScanDone::from_values(&v);
                     }
                     memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
                         if let [p, sp, t, ..] = v[..]
@@ -242,10 +242,10 @@ impl Catalog {
                     }
                     memtrace_format::kernel::KIND_REACH => {
                         if let Some((&code, addrs)) = v.split_first() {
-                            let k = crate::analysis::reach::Kind::from_code(code);
-                            let h = crate::analysis::reach::Heuristic::from_code(code);
+                            let k = crate::kinds::Kind::from_code(code);
+                            let h = crate::kinds::Heuristic::from_code(code);
                             // A heuristic's blocks are still reachable.
-                            let k = k.or(h.map(|_| crate::analysis::reach::Kind::StillReachable));
+                            let k = k.or(h.map(|_| crate::kinds::Kind::StillReachable));
                             let mut a = 0u64;
                             for &d in addrs {
                                 a = a.wrapping_add(d);
@@ -266,6 +266,100 @@ impl Catalog {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// What the preload recorded for the scan at exit (`KIND_EXIT_SCAN`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitScan {
+    /// The exiting thread.
+    pub tid: u32,
+    /// Its stack pointer at the entry to `exit` (or at `main`'s return).
+    pub sp: u64,
+    /// Its callee-saved registers then: rbx, rbp, r12 to r15.
+    pub registers: [u64; 6],
+    /// The preload's table of its own mappings: address and slots.
+    pub own_table: (u64, u64),
+    /// The preload's own object (start, end).
+    pub module: (u64, u64),
+    /// The sampled-address set (start, bytes).
+    pub sampled: (u64, u64),
+    /// Mappings of the preload that its table could not hold.
+    pub own_overflow: u64,
+    /// Whether the registers were taken at the call to exit
+    /// (`EXIT_AT_CALL`) or only in the exit path (`EXIT_AT_HANDLER`).
+    pub at_call: bool,
+}
+
+impl ExitScan {
+    /// From a `KIND_EXIT_SCAN` record's values.
+    pub fn from_values(v: &[u64]) -> Option<ExitScan> {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        if v.len() < 16 {
+            return None;
+        }
+        Some(ExitScan {
+            tid: u32::try_from(g(0)).ok()?,
+            sp: g(1),
+            registers: [g(2), g(3), g(4), g(5), g(6), g(7)],
+            own_table: (g(8), g(9)),
+            module: (g(10), g(11)),
+            sampled: (g(12), g(13)),
+            own_overflow: g(14),
+            at_call: g(15) == memtrace_format::kernel::EXIT_AT_CALL,
+        })
+    }
+}
+
+/// How the scan at exit ended (`KIND_SCAN_DONE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanDone {
+    /// One of `memtrace_format::kernel::SCAN_*`.
+    pub status: u64,
+    /// Threads stopped and read (besides the exiting one).
+    pub threads: u64,
+    /// Threads whose registers could not be read (their whole stack was
+    /// scanned, or from the stack pointer the kernel showed).
+    pub threads_without_registers: u64,
+    /// Live blocks classified.
+    pub blocks: u64,
+    /// How long the scan took.
+    pub micros: u64,
+}
+
+impl ScanDone {
+    /// From a `KIND_SCAN_DONE` record's values.
+    pub fn from_values(v: &[u64]) -> Option<ScanDone> {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        (!v.is_empty()).then(|| ScanDone {
+            status: g(0),
+            threads: g(1),
+            threads_without_registers: g(2),
+            blocks: g(3),
+            micros: g(4),
+        })
+    }
+
+    /// Why there are no kinds, in words (`None` when the scan succeeded).
+    pub fn failure(&self) -> Option<&'static str> {
+        use memtrace_format::kernel::*;
+        Some(match self.status {
+            SCAN_OK => return None,
+            SCAN_NO_SCANNER => {
+                "no scanner: no `memtrace` beside libmemtrace.so and MEMTRACE_SCANNER not set"
+            }
+            SCAN_NOT_STARTED => "the scanner could not be started (no process or pipe left)",
+            SCAN_FAILED => "the scanner ended without a result",
+            SCAN_TIMED_OUT => "the scanner ran out of time (MEMTRACE_SCAN_TIMEOUT)",
+            SCAN_NO_ACCESS => {
+                "the process's memory could not be read (not dumpable, or ptrace denied)"
+            }
+            SCAN_SECCOMP => {
+                "the process runs under a seccomp filter (no scan, so as not to trip it)"
+            }
+            SCAN_BAD_LOG => "the scanner could not read the log",
+            _ => "the scan failed",
+        })
     }
 }
 

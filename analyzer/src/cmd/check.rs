@@ -59,7 +59,9 @@ impl Size {
     fn bytes(&self, key: &str) -> anyhow::Result<u64> {
         match self {
             Size::Bytes(n) => Ok(*n),
-            Size::Text(s) => check::parse_size(s).map_err(|e| anyhow::anyhow!("{key}: {e}")),
+            Size::Text(s) => {
+                memtrace_analyzer::units::parse_size(s).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+            }
         }
     }
 
@@ -382,7 +384,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
                 (o, false)
             }
         };
-        let traced = super::run::trace(&super::run::TraceOptions {
+        let traced = super::trace::trace(&super::trace::TraceOptions {
             command: &a.command,
             output: &output,
             sample: None,
@@ -446,7 +448,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     let status = if failed_logs > 0 {
         2
     } else if let Some(st) = command_failed {
-        super::run::exit_code(st)
+        super::trace::exit_code(st)
     } else if verdict.judged() == 0 {
         // A gate that judged nothing never passes.
         NOTHING_JUDGED
@@ -460,7 +462,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     if let Some(st) = command_failed {
         eprintln!(
             "memtrace check: the command failed ({st}): memtrace exits with its status, {}",
-            super::run::exit_code(st)
+            super::trace::exit_code(st)
         );
     }
     if verdict.judged() == 0 {

@@ -27,7 +27,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use memtrace_analyzer::analysis::reach::Kind;
 use memtrace_analyzer::flame::{self, DiffLine, Metric};
-use memtrace_analyzer::report::{Report, delta, thousands};
+use memtrace_analyzer::report::{Report, delta};
+use memtrace_analyzer::units::thousands;
 use serde_json::json;
 
 use crate::args::{DiffArgs, Format};

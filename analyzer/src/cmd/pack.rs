@@ -14,14 +14,9 @@ pub fn pack_one(path: &Path) -> anyhow::Result<String> {
     Ok(format!(
         "{} events, {} -> {}",
         s.events,
-        human(s.raw_bytes),
-        human(s.packed_bytes)
+        memtrace_analyzer::units::human(s.raw_bytes),
+        memtrace_analyzer::units::human(s.packed_bytes)
     ))
-}
-
-/// Bytes in binary units, one decimal.
-pub fn human(n: u64) -> String {
-    memtrace_analyzer::render::text::human(n)
 }
 
 /// Runs the subcommand: every log is tried; the status is 2 if any failed.

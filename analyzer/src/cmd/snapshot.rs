@@ -292,7 +292,7 @@ fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::r
         eprintln!(
             "memtrace: snapshot written to {} ({} live in {} blocks)",
             out.display(),
-            memtrace_analyzer::render::text::human(t.bytes),
+            memtrace_analyzer::units::human(t.bytes),
             t.blocks
         );
     }
@@ -336,7 +336,7 @@ fn snapshot_signal_taken(log: &Path) -> bool {
 
 /// Whether `p` is a memtrace log of process `pid` (not a snapshot).
 fn is_log_of(p: &Path, pid: u32) -> bool {
-    super::run::read_header(p).is_some_and(|h| h.0 == pid)
+    super::logs::read_header(p).is_some_and(|h| h.0 == pid)
 }
 
 /// Whether process `pid`, held by `fd` when the kernel has pidfds, has ended.
@@ -478,7 +478,7 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
     };
     if let Ok(r) = memtrace_analyzer::analyze(&out, &opts) {
         let s = &r.summary;
-        let plural = memtrace_analyzer::report::plural;
+        let plural = memtrace_analyzer::units::plural;
         let mut line = format!(
             "memtrace: snapshot of pid {pid} at {:.3} s: {} live in {}",
             r.process.duration_ms / 1000.0,

@@ -47,7 +47,9 @@ use std::path::{Path, PathBuf};
 use crate::analysis::reach::Kind;
 use crate::analysis::symbolize::Frame;
 use crate::gate::suppress::{Suppression, SuppressionFile};
+use crate::kinds::counted_part;
 use crate::report::{Ended, Kinds, Report, Site};
+use crate::units::parse_size;
 
 /// Suppressions applied unless turned off: allocations that language
 /// runtimes make once and keep until exit by design (valgrind calls them
@@ -91,25 +93,6 @@ pub struct Rules {
 /// global cache) and possibly lost ones do not fail the gate unless asked
 /// (`--leak-kinds all`).
 pub const DEFAULT_LEAK_KINDS: [Kind; 2] = [Kind::DefinitelyLost, Kind::IndirectlyLost];
-
-/// The part of a leak that counts when only `kinds` do: with its blocks
-/// classified (`site_kinds`), the bytes and blocks of those kinds; else all
-/// of `(bytes, count)`. `None` when nothing of it counts.
-pub fn counted_part(
-    bytes: u64,
-    count: u64,
-    site_kinds: Option<&Kinds>,
-    kinds: &[Kind],
-) -> Option<(u64, u64)> {
-    let Some(k) = site_kinds else {
-        return Some((bytes, count));
-    };
-    let (b, n) = kinds.iter().fold((0u64, 0u64), |(b, n), kind| {
-        let (kb, kn) = k[kind.index()];
-        (b.saturating_add(kb), n.saturating_add(kn))
-    });
-    (b > 0 || n > 0).then_some((b, n))
-}
 
 impl Rules {
     /// The reachability kinds that count: [`Rules::leak_kinds`], else
@@ -177,24 +160,6 @@ impl std::fmt::Display for Tolerance {
             Tolerance::Percent(p) => write!(f, "{p}%"),
         }
     }
-}
-
-/// A size in bytes with an optional binary suffix (k, m, g, or kib...).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    let n: u64 = t[..digits]
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 4096, 32k, 1m)"))?;
-    let shift = match t[digits..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        _ => return Err(format!("{s:?} is not a size (e.g. 4096, 32k, 1m)")),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// The key that identifies a leak's stack across runs and builds: the kind,
@@ -660,8 +625,8 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
                 supp.name,
                 supp.file.display(),
                 supp.line,
-                crate::report::plural(bytes, "byte", "bytes"),
-                crate::report::plural(count, "block", "blocks"),
+                crate::units::plural(bytes, "byte", "bytes"),
+                crate::units::plural(count, "block", "blocks"),
                 Kind::phrase(supp.kinds(), "or"),
                 supp.leak_kinds().join(",")
             ));
@@ -698,8 +663,8 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
                     suppressions[i].name,
                     suppressions[i].file.display(),
                     suppressions[i].line,
-                    crate::report::thousands(bytes),
-                    crate::report::thousands(limit)
+                    crate::units::thousands(bytes),
+                    crate::units::thousands(limit)
                 ));
                 for l in leaks.iter_mut() {
                     if l.status == Status::Suppressed(i) {
@@ -859,7 +824,7 @@ pub fn where_(s: &Site) -> String {
 }
 
 fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_blocks: Option<u64>) {
-    use crate::report::thousands as t;
+    use crate::units::thousands as t;
     let base = if v.baseline_peak.is_some() || v.leaks.iter().any(|l| l.status == Status::Baseline)
     {
         " beyond the baseline"

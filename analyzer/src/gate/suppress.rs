@@ -453,7 +453,7 @@ fn parse_memtrace(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result
 
 /// A `max:` size: digits with an optional `k`/`m`/`g` suffix (KiB, MiB, GiB), any case.
 fn parse_size(s: &str) -> Option<u64> {
-    crate::gate::parse_size(s).ok()
+    crate::units::parse_size(s).ok()
 }
 
 fn parse_lsan(lines: &[(usize, &str)], file: &mut SuppressionFile) -> Result<(), String> {

@@ -23,7 +23,8 @@ use crate::analysis::reach::Kind;
 use crate::analysis::symbolize::Frame;
 use crate::gate::suppress;
 use crate::gate::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
-use crate::report::{Report, Site, kinds_present, kinds_text, plural, thousands};
+use crate::report::{Report, Site, kinds_present, kinds_text};
+use crate::units::{plural, thousands};
 
 /// Frames shown per stack in the summary and the JUnit file.
 const FRAMES: usize = 12;

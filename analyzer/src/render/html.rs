@@ -48,9 +48,10 @@ use std::io::{self, Write};
 
 use crate::analysis::symbolize::Frame;
 use crate::flame::{self, Metric};
-use crate::report::{KernelReport, Report, Site, plural, signed, thousands};
+use crate::report::{KernelReport, Report, Site};
+use crate::units::{plural, signed, thousands};
 
-use super::text::human;
+use crate::units::human;
 
 /// Rows of each leak table when no limit is given.
 pub const DEFAULT_LEAK_ROWS: usize = 100;

@@ -9,7 +9,9 @@
 use std::io::{self, Write};
 
 use crate::analysis::symbolize::Frame;
-use crate::report::{Ended, Process, Report, Site, delta, duration, plural, signed, thousands};
+use crate::report::{Ended, Process, Report, Site, delta, duration};
+use crate::units::human;
+use crate::units::{plural, signed, thousands};
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
@@ -512,22 +514,6 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         kernel(out, k)?;
     }
     Ok(())
-}
-
-/// A byte count in binary units, for the kernel's view.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()> {

@@ -10,8 +10,8 @@
 use std::io::{self, Write};
 
 use super::check::xml_escape;
-use super::text::human;
 use crate::report::Report;
+use crate::units::human;
 
 const W: f64 = 1200.0;
 const H: f64 = 520.0;

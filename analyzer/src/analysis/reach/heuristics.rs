@@ -51,61 +51,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::Block;
-
-/// One of memcheck's leak heuristics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Heuristic {
-    StdString,
-    Length64,
-    NewArray,
-    MultipleInheritance,
-}
-
-impl Heuristic {
-    /// All of them, in memcheck's order (the order they are tried in).
-    pub const ALL: [Heuristic; 4] = [
-        Heuristic::StdString,
-        Heuristic::Length64,
-        Heuristic::NewArray,
-        Heuristic::MultipleInheritance,
-    ];
-
-    /// memcheck's name for it (`--leak-check-heuristics`, the JSON report).
-    pub fn name(self) -> &'static str {
-        match self {
-            Heuristic::StdString => "stdstring",
-            Heuristic::Length64 => "length64",
-            Heuristic::NewArray => "newarray",
-            Heuristic::MultipleInheritance => "multipleinheritance",
-        }
-    }
-
-    /// Its index in [`Heuristic::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The code of a REACH record of the blocks still reachable through it
-    /// (`memtrace_format::kernel::REACH_REACHABLE_*`).
-    pub fn code(self) -> u64 {
-        use memtrace_format::kernel::*;
-        match self {
-            Heuristic::StdString => REACH_REACHABLE_STDSTRING,
-            Heuristic::Length64 => REACH_REACHABLE_LENGTH64,
-            Heuristic::NewArray => REACH_REACHABLE_NEWARRAY,
-            Heuristic::MultipleInheritance => REACH_REACHABLE_MULTIPLEINHERITANCE,
-        }
-    }
-
-    /// The heuristic of a REACH record's code.
-    pub fn from_code(c: u64) -> Option<Heuristic> {
-        Heuristic::ALL.into_iter().find(|h| h.code() == c)
-    }
-
-    fn bit(self) -> u8 {
-        1 << self.index()
-    }
-}
+pub use crate::kinds::Heuristic;
 
 /// A set of heuristics, as `--leak-check-heuristics` gives it. The default
 /// is all of them, as in memcheck since valgrind 3.11.

@@ -1,0 +1,388 @@
+//! The process supervisor that `memtrace run` and `memtrace check` share:
+//! runs a command with `libmemtrace.so` preloaded, then finds the logs the
+//! run wrote ([`super::logs`]) and stamps the command's wait status into the
+//! top process's log. Keeps the snapshot watcher ([`super::snapshot`]) and
+//! the kernel sampler while the command runs.
+//!
+//! ## Steps
+//! 1. The preload library is `$MEMTRACE_PRELOAD`, else `libmemtrace.so`
+//!    next to this executable. It is prepended to `LD_PRELOAD` (existing
+//!    entries kept); `MEMTRACE_OUTPUT` gets the pattern made absolute, so a
+//!    child that changes directory still writes where the user asked.
+//! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
+//!    (`kill`) are forwarded to the command. Signals from the terminal are
+//!    not: the command is in the same process group and already got them.
+//! 3. After the command ends, the logs of the run are the files in the
+//!    pattern's directory whose names match the pattern (`%p` digits, `%e`
+//!    any name, an optional `.N` suffix added by the preload when a name is
+//!    taken), whose header says they started after the command was spawned,
+//!    and whose process is the command or (transitively) a child of it.
+//!    The top log is the command's own (its pid, not a fork child), the
+//!    earliest if exec made several; the raw wait status goes into every
+//!    log of the command's pid that is not a fork child's (each exec'd
+//!    image of the command), via `pwrite`: status first, then the flag.
+//! 4. While the command runs, a thread samples the kernel's accounting of
+//!    every process of its tree (`--kernel-interval`, see
+//!    `memtrace_analyzer::analysis::kernel`); the samples of each process that has
+//!    ended are appended to its log.
+//! 5. Unless `--raw` is given, each log whose process has ended is replaced
+//!    by its packed form (`memtrace pack`, see `memtrace_analyzer::pack`); a
+//!    fork child that still runs keeps its raw log, which it is still writing.
+//! 6. memtrace exits with the command's exit status, or 128 + the signal
+//!    that killed it.
+
+use super::logs::{Pattern, find_logs};
+use anyhow::{Context, bail};
+use memtrace_analyzer::analysis::kernel::{self, Sampler};
+use memtrace_analyzer::analysis::{lineage, reach};
+use memtrace_analyzer::log::live::process_alive;
+use memtrace_format::hdr::off;
+use memtrace_format::{HEADER_SIZE, Header};
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::SystemTime;
+
+/// Untraced processes listed one per line; the rest are counted.
+const UNTRACED_SHOWN: usize = 20;
+
+/// Pid of the running command, for the signal handler (0: none yet).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// Signals forwarded to the command.
+const FORWARDED: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Forwards a signal sent by a process (`si_code <= 0`: kill, sigqueue,
+/// tgkill) to the command; terminal-generated ones (`si_code > 0`) reached
+/// the command directly.
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    let pid = CHILD.load(Ordering::Relaxed);
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t pointer.
+    let code = unsafe { (*info).si_code };
+    if pid > 0 && code <= 0 {
+        // SAFETY: kill(2) is async-signal-safe; a stale pid only fails with ESRCH.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn install_forwarding() {
+    for sig in FORWARDED {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = forward as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        // SAFETY: `sa` is fully initialized and `forward` only calls
+        // async-signal-safe functions; the old action is not needed.
+        unsafe {
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Finds the preload library.
+fn preload_library() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMTRACE_PRELOAD") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "MEMTRACE_PRELOAD names {}, which does not exist",
+                p.display()
+            );
+        }
+        return std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()));
+    }
+    let exe = std::env::current_exe().context("cannot find the memtrace executable's path")?;
+    let lib = exe.with_file_name("libmemtrace.so");
+    if !lib.is_file() {
+        bail!(
+            "cannot find the preload library {} (build it, or set MEMTRACE_PRELOAD to its path)",
+            lib.display()
+        );
+    }
+    Ok(lib)
+}
+
+/// The monotonic times a log's process image started and ended (the end
+/// unknown for an abnormal end: until any time).
+fn lifetime(path: &Path) -> Option<(u64, u64)> {
+    let f = File::open(path).ok()?;
+    let mut page = vec![0u8; HEADER_SIZE];
+    f.read_exact_at(&mut page, 0).ok()?;
+    let h = Header::parse(&page).ok()?;
+    let end = if h.end_mono_ns != 0 {
+        h.end_mono_ns
+    } else {
+        u64::MAX
+    };
+    Some((h.start_mono_ns, end))
+}
+
+/// Stores the raw wait status: status first, then the flag that validates it.
+fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
+    let f = memtrace_analyzer::outfile::open_log_for_update(path)?;
+    f.write_all_at(&status.to_le_bytes(), off::RUN_WAIT_STATUS as u64)?;
+    let mut flags = [0u8; 4];
+    f.read_exact_at(&mut flags, off::RUN_FLAGS as u64)?;
+    let flags = u32::from_le_bytes(flags) | 1;
+    f.write_all_at(&flags.to_le_bytes(), off::RUN_FLAGS as u64)?;
+    Ok(())
+}
+
+/// What [`trace`] is asked to do.
+pub struct TraceOptions<'a> {
+    pub command: &'a [OsString],
+    /// The `-o` pattern, relative to the current directory.
+    pub output: &'a str,
+    pub sample: Option<u64>,
+    /// Pack the logs of the processes that have ended.
+    pub pack: bool,
+    /// Say nothing about the logs unless something went wrong.
+    pub quiet: bool,
+    /// Sample the kernel's accounting of every process this often
+    /// (`memtrace_analyzer::analysis::kernel`); `None`: not at all.
+    pub kernel_interval: Option<std::time::Duration>,
+    /// Classify the blocks live at exit by reachability
+    /// (`memtrace_analyzer::analysis::reach`).
+    pub reach: bool,
+    /// The signal that asks a process for a snapshot while it runs
+    /// (`cmd::snapshot`); 0: none.
+    pub snapshot_signal: i32,
+    /// memcheck's leak heuristics for the reachability scans, also passed to
+    /// the command (`MEMTRACE_LEAK_HEURISTICS`).
+    pub heuristics: reach::Heuristics,
+}
+
+/// A traced command's outcome.
+pub struct Traced {
+    pub status: std::process::ExitStatus,
+    /// The run's logs, the command's own first.
+    pub logs: Vec<PathBuf>,
+}
+
+/// The exit status that stands for `status`: its code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
+        (None, None) => 1,
+    }
+}
+
+/// Runs the command under the preload and finds, stamps and packs its logs
+/// (see the module docs).
+pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
+    let lib = preload_library()?;
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let pat = Pattern::parse(o.output, &cwd)?;
+    let output = cwd.join(o.output);
+
+    let mut preload = OsString::from(lib.as_os_str());
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    // The preload creates the log but not its directory.
+    std::fs::create_dir_all(&pat.dir)
+        .with_context(|| format!("cannot create the log directory {}", pat.dir.display()))?;
+    let (prog, args) = o.command.split_first().context("no command given")?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .env("LD_PRELOAD", &preload)
+        .env("MEMTRACE_OUTPUT", &output);
+    if let Some(bytes) = o.sample {
+        cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
+    }
+    // The preload records the kernel's accounting once more at exit when asked.
+    let interval_ms = o.kernel_interval.map_or(0, |i| i.as_millis().max(1));
+    cmd.env("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string());
+    // ... and classifies its live blocks at exit with this very binary as the
+    // scanner (`memtrace __scan`, see `cmd::scan`), so that the scanner is
+    // always of the same version as the analyzer reading its records.
+    cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
+    if let Ok(me) = std::env::current_exe() {
+        cmd.env("MEMTRACE_SCANNER", me);
+    }
+    // The scan's heuristics, for the scanner the process starts at exit.
+    cmd.env(reach::Heuristics::ENV, o.heuristics.to_string());
+    // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
+    // which outlive the process that made them: memtrace is their subreaper.
+    cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
+    cmd.env("MEMTRACE_RUN_PID", std::process::id().to_string());
+    if o.snapshot_signal != 0 {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+
+    install_forwarding();
+    let spawned = SystemTime::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
+    let pid = child.id();
+    CHILD.store(pid as i32, Ordering::Relaxed);
+    let sampler = o.kernel_interval.and_then(|interval| {
+        let (pat, lib) = (pat.clone(), lib.clone());
+        let is_memtrace = move |p: &str| {
+            let p = Path::new(p);
+            p == lib || pat.owns(p)
+        };
+        match Sampler::start(pid, interval, Box::new(is_memtrace)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("memtrace: warning: cannot sample the kernel's accounting: {e}");
+                None
+            }
+        }
+    });
+    let watcher = (o.snapshot_signal != 0).then(|| {
+        let pat = pat.clone();
+        let is_log = move |p: &Path| pat.owns(p);
+        super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
+    });
+    // Wait for its end without reaping it, so that the forwarding handler
+    // never signals a reused pid: CHILD is cleared before the pid is freed.
+    loop {
+        // SAFETY: a zeroed siginfo_t is valid; waitid fills it for our child.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid on our own child, WNOWAIT: it stays a zombie.
+        let r = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    CHILD.store(0, Ordering::Relaxed);
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+
+    let logs = find_logs(&pat, pid, spawned);
+    // A fork child's inherited blocks are classified too: its parent's log is among these.
+    for f in &logs {
+        if f.pid != pid && process_alive(f.pid) {
+            continue; // still writing its log
+        }
+        let Some((from, to)) = lifetime(&f.path) else {
+            continue;
+        };
+        let events = samples
+            .get(&f.pid)
+            .map(|s| kernel::kernel_events(s, from, to))
+            .unwrap_or_default();
+        if let Err(e) = kernel::append_records(&f.path, events) {
+            eprintln!(
+                "memtrace: warning: cannot add the kernel's samples to {}: {e}",
+                f.shown.display()
+            );
+        }
+    }
+    let raw = status.into_raw();
+    let mut top = true;
+    for f in &logs {
+        if f.pid == pid
+            && f.forked_from == 0
+            && let Err(e) = stamp_wait_status(&f.path, raw)
+        {
+            eprintln!(
+                "memtrace: warning: cannot record the exit status in {}: {e}",
+                f.shown.display()
+            );
+        }
+        let packed = if !o.pack {
+            String::new()
+        } else if f.pid != pid && process_alive(f.pid) {
+            " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
+        } else {
+            let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+            if size >= 64 << 20 {
+                eprintln!(
+                    "memtrace: packing {} ({})...",
+                    f.shown.display(),
+                    memtrace_analyzer::units::human(size)
+                );
+            }
+            match super::pack::pack_one(&f.path) {
+                Ok(line) => format!(" (packed: {line})"),
+                Err(e) => {
+                    eprintln!("memtrace: warning: {e:#}; the raw log is kept");
+                    String::new()
+                }
+            }
+        };
+        if top && !o.quiet {
+            eprintln!("memtrace: log written to {}{packed}", f.shown.display());
+        } else if !o.quiet {
+            let after_exec = if f.pid == pid { " after exec" } else { "" };
+            eprintln!(
+                "memtrace: log of pid {}{after_exec} written to {}{packed}",
+                f.pid,
+                f.shown.display()
+            );
+        }
+        top = false;
+    }
+    if logs.is_empty() {
+        let reason = lineage::command_reason(&prog.to_string_lossy());
+        eprintln!(
+            "memtrace: warning: no log matching {} was written: {} is not traced ({})",
+            output.display(),
+            prog.to_string_lossy(),
+            reason.text()
+        );
+    }
+    let procs: Vec<lineage::Proc> = logs
+        .iter()
+        .filter_map(|f| lineage::Proc::read(&f.path).ok())
+        .collect();
+    let untraced = lineage::untraced(&procs);
+    if !untraced.is_empty() && !o.quiet {
+        eprintln!(
+            "memtrace: {} of the tree {} not traced:",
+            if untraced.len() == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", untraced.len())
+            },
+            if untraced.len() == 1 { "was" } else { "were" }
+        );
+        for u in untraced.iter().take(UNTRACED_SHOWN) {
+            eprintln!("memtrace:   {}", u.line());
+        }
+        if untraced.len() > UNTRACED_SHOWN {
+            eprintln!(
+                "memtrace:   ... and {} more (`memtrace check` lists them all)",
+                untraced.len() - UNTRACED_SHOWN
+            );
+        }
+    }
+    Ok(Traced {
+        status,
+        logs: logs.into_iter().map(|f| f.path).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wait status is stamped into the header where the format crate reads it.
+    #[test]
+    fn stamps_wait_status() {
+        let mut page = [0u8; HEADER_SIZE];
+        memtrace_format::hdr::write_header(&mut page, 4096, 5, 1, 0, 0, 0, 0, b"x", b"x");
+        let p = std::env::temp_dir().join(format!("memtrace-stamp-{}.mtr", std::process::id()));
+        std::fs::write(&p, page).unwrap();
+        stamp_wait_status(&p, 9).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(Header::parse(&bytes).unwrap().run_wait_status, Some(9));
+        std::fs::remove_file(&p).unwrap();
+    }
+}
