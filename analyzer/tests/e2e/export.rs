@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::util::{
-    TIMEOUT, Traced, clean_command, memtrace, output_with_timeout, report_with, root, trace,
+    TIMEOUT, Traced, clean_command, memtrace, missing_tool, output_with_timeout, report_with,
+    require_tool, root, trace,
 };
 
 const NO_ARGS: &[&str] = &[];
@@ -166,10 +167,12 @@ fn python() -> &'static str {
                     .output()
                     .is_ok_and(|o| o.status.success())
             })
-            .expect(
-                "no python3 with the protobuf package: install Debian's python3-protobuf \
-                 and protobuf-compiler (.ci/run does)",
-            )
+            .unwrap_or_else(|| {
+                missing_tool(
+                    "python3 with the protobuf package (`import google.protobuf`)",
+                    "python3-protobuf",
+                )
+            })
     })
 }
 
@@ -181,7 +184,7 @@ fn profile_classes() -> PathBuf {
             .join(format!("e2e-pprof-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let proto_dir = root().join("tests").join("proto");
-        let mut cmd = clean_command("protoc");
+        let mut cmd = clean_command(require_tool("protoc", "protobuf-compiler"));
         cmd.arg(format!("--python_out={}", dir.display()))
             .arg(format!("-I{}", proto_dir.display()))
             .arg(proto_dir.join("profile.proto"));

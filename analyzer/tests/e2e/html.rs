@@ -13,8 +13,8 @@
 //!   page is not blank, the flame graphs' green frames are drawn, and the frame the
 //!   search matched is painted in inferno's search color.
 //!
-//! Without Chromium the tests fail, saying so, unless `MEMTRACE_SKIP_BROWSER=1`: then
-//! only the HTML file is checked.
+//! Without Chromium the tests fail, naming the package (`util::require_tool`): there is
+//! no opt-out that would let them pass with the page unopened.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -29,31 +29,18 @@ const MIB: u64 = 1 << 20;
 /// How long one Chromium run may take.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The browser, or `None` when `MEMTRACE_SKIP_BROWSER=1` (said on stderr). Panics when
-/// Chromium is missing otherwise: CI installs it, and a test that silently passed
-/// without it would prove nothing.
-fn browser() -> Option<PathBuf> {
-    if std::env::var_os("MEMTRACE_SKIP_BROWSER").is_some_and(|v| v == "1") {
-        eprintln!(
-            "html: MEMTRACE_SKIP_BROWSER=1: the page is not opened in a browser; \
-             only its HTML is checked"
-        );
-        return None;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-        }
-    }
-    panic!(
-        "chromium is not installed: the HTML report's tests open the page in headless \
-         Chromium (Debian: `apt-get install chromium`; .ci/run installs it). Set \
-         MEMTRACE_SKIP_BROWSER=1 to check the HTML file only."
-    );
+/// The browser. Its absence fails the test ([`missing_tool`]): CI installs it, and a test
+/// that passed without opening the page would prove nothing.
+fn browser() -> PathBuf {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(find_tool)
+        .unwrap_or_else(|| {
+            missing_tool(
+                "chromium (headless, for the HTML report's tests)",
+                "chromium",
+            )
+        })
 }
 
 /// Runs headless Chromium on `page` (with the URL fragment `fragment`) with `args`, in a
@@ -520,7 +507,7 @@ fn heap_page_in_browser() {
     };
     // The file as written, then the DOM after the scripts ran.
     check_tables(&Page::parse(&html));
-    let Some(browser) = browser() else { return };
+    let browser = browser();
 
     let p = selftest_dom(&browser, &page, "leak_malloc");
     check_tables(&p);
@@ -634,7 +621,7 @@ fn kernel_page_in_browser() {
         assert_eq!(then.by_stack("arena_site", "Regions"), (8 * MIB, 1));
     };
     check(&Page::parse(&html));
-    let Some(browser) = browser() else { return };
+    let browser = browser();
     let p = selftest_dom(&browser, &page, "big_block_site");
     check(&p);
     assert_eq!(p.timeline("polylines"), 4, "heap, mmap, RSS, PSS");
@@ -681,7 +668,7 @@ fn cpp_names_escaped_in_browser() {
         );
     };
     check(&Page::parse(&html));
-    let Some(browser) = browser() else { return };
+    let browser = browser();
     let p = selftest_dom(&browser, &page, "Widget");
     check(&p);
     let leaked = p.flame("leaked").unwrap();

@@ -26,12 +26,10 @@ fn num(s: &str) -> u64 {
 /// Runs fixture `name` under memcheck following its children, and parses each process's
 /// HEAP SUMMARY and loss records, by pid.
 fn memcheck_tree(name: &str, args: &[&str]) -> BTreeMap<u64, Memcheck> {
-    assert!(
-        have_valgrind(),
-        "valgrind is needed as the oracle of the fork-inheritance tests (CI installs it)"
-    );
+    // memcheck is the oracle of the fork-inheritance tests: required, never skipped.
+    let valgrind = require_valgrind();
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = clean_command("valgrind");
+    let mut cmd = clean_command(valgrind);
     cmd.current_dir(dir.path())
         .args([
             "--trace-children=yes",

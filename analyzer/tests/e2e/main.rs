@@ -3,7 +3,9 @@
 //! says. One test binary; `util` is the harness.
 //!
 //! Needs `libmemtrace.so` built (`cargo build --workspace`; `scripts/test.sh` does it),
-//! gcc, g++ and rustc; valgrind, when installed, is the oracle for heap totals.
+//! gcc, g++ and rustc; valgrind is the oracle for heap totals. Every tool a test uses is
+//! required: missing, it fails the test with the package to install (`util::require_tool`;
+//! `scripts/deps.sh` installs them all), never skips it.
 //!
 //! Modules:
 //! - `heap`: the malloc family, aligned allocations, realloc chains, peak, valgrind totals

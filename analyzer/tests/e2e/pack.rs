@@ -1,11 +1,14 @@
 //! Packed logs (`memtrace pack`, and `memtrace run` by default) report what
 //! the raw logs report.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::{TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, report_with};
+use crate::util::{
+    Gate, TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, process_running, report_with,
+    wait_until,
+};
 
 /// The JSON report without what packing may change: the log's path, and
 /// times (rounded down to microseconds in a packed log).
@@ -111,6 +114,10 @@ fn run_packs_and_pack_refuses_bad_input() {
 #[test]
 fn run_leaves_a_running_childs_log_raw() {
     let dir = tempfile::tempdir().unwrap();
+    // The background shell waits on a FIFO (`read`, a builtin: no child process) until
+    // the test lets it go, so it surely still runs when `run` ends, however slow the
+    // machine: no sleep that has to outlast `run`.
+    let mut gate = Gate::new(dir.path(), "gate");
     let mut cmd = memtrace();
     cmd.current_dir(dir.path()).args([
         "run",
@@ -118,9 +125,12 @@ fn run_leaves_a_running_childs_log_raw() {
         "sh",
         "-c",
         // The outer shell ends only once the background shell has surely started
-        // (it has run `touch`), so that its log exists when `run` looks.
-        "sh -c 'touch ready; sleep 3; true' & while [ ! -e ready ]; do sleep 0.05; done",
+        // (it has run `touch`), so that its log exists when `run` looks. The background
+        // shell's output goes elsewhere, so that `run`'s pipes close when `run` ends.
+        "sh -c 'touch ready; read x < \"$0\"' \"$0\" </dev/null >/dev/null 2>&1 & \
+         while [ ! -e ready ]; do sleep 0.05; done",
     ]);
+    cmd.arg(gate.path());
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -142,14 +152,28 @@ fn run_leaves_a_running_childs_log_raw() {
     );
     assert!(
         kinds.iter().any(|(_, p)| !*p),
-        "the sleeping child's is not: {kinds:?}"
+        "the waiting child's is not: {kinds:?}"
     );
-    // Once the child has ended, its log packs and reports.
-    std::thread::sleep(std::time::Duration::from_secs(5));
-    for l in logs
+    let raw: Vec<&PathBuf> = logs
         .iter()
         .filter(|l| !std::fs::read(l).unwrap().starts_with(b"MEMTRPAK"))
-    {
+        .collect();
+    // Their writers, by the pid the logs name (the background shell's: the log of its
+    // fork, ended by exec, and that of the shell it exec'd, which runs).
+    let writers: Vec<u32> = raw
+        .iter()
+        .map(|l| report_with(l, &[]).process("pid").as_u64().unwrap() as u32)
+        .collect();
+    // Once the child has ended, its log packs and reports.
+    gate.open();
+    for &pid in &writers {
+        wait_until(
+            &format!("the background shell (pid {pid}) to end"),
+            TIMEOUT,
+            || !process_running(pid),
+        );
+    }
+    for l in raw {
         let mut cmd = memtrace();
         cmd.arg("pack").arg(l);
         let out = output_with_timeout(&mut cmd, TIMEOUT);

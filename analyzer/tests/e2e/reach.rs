@@ -137,11 +137,8 @@ fn classification_matches_the_header_and_memcheck() {
     assert_eq!(ours[&key("reachable", "kept_child")], (16, 1));
     assert_eq!(ours[&key("possible", "kept_by_interior")], (128, 1));
 
-    if !have_valgrind() {
-        eprintln!("valgrind is not installed: the comparison with memcheck is skipped");
-        return;
-    }
-    let vg = clean_command("valgrind")
+    // memcheck is the oracle: required, never skipped.
+    let vg = clean_command(require_valgrind())
         .args(["--leak-check=full", "--show-leak-kinds=all"])
         .arg(fixture("reach"))
         .output()
@@ -394,11 +391,8 @@ fn suppressions_by_leak_kind() {
     assert_eq!(matched(&v, "reach-lost_list-definite"), (1, 1, 32));
     assert_eq!(matched(&v, "reach-still-reachable"), (0, 0, 0));
 
-    if !have_valgrind() {
-        eprintln!("valgrind is not installed: the comparison with memcheck is skipped");
-        return;
-    }
-    let vg = clean_command("valgrind")
+    // memcheck is the oracle: required, never skipped.
+    let vg = clean_command(require_valgrind())
         .args([
             "--leak-check=full",
             "--show-leak-kinds=all",

@@ -21,8 +21,8 @@
 //!   valgrind run gets MEMTRACE_OUTPUT: interpreters copy their environment into their own
 //!   structures (os.environ, %ENV), so four variables more or less are tens of allocations.
 //!
-//! The programs are Debian's packages, installed by `.ci/run`; a missing one fails its test
-//! with the package to install.
+//! The programs are Debian's packages, installed by `scripts/deps.sh`; a missing one (or a
+//! missing valgrind) fails its test with the package to install (`util::require_tool`).
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -37,8 +37,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::util::{
-    Report, TIMEOUT, Valgrind, fixture, has_tls_segment, have_valgrind, logs_in,
-    parse_heap_summary, preload_lib, report, root,
+    Report, TIMEOUT, Valgrind, fixture, has_tls_segment, logs_in, parse_heap_summary, preload_lib,
+    report, require_tool, require_valgrind, root,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -51,16 +51,6 @@ enum Mode {
     Bare,
     Traced,
     Valgrind,
-}
-
-/// A program installed by a Debian package: its path, or a panic naming the package.
-fn installed(path: &str, package: &str) -> PathBuf {
-    let p = PathBuf::from(path);
-    assert!(
-        p.exists(),
-        "{path} is missing: install Debian's {package} (`.ci/run` does)"
-    );
-    p
 }
 
 /// The real-programs fixture `name` (scripts and sources under tests/fixtures/real_programs).
@@ -112,9 +102,11 @@ impl Scratch {
         }
     }
 
-    /// Makes the environments of the bare and traced runs the shape of valgrind's.
+    /// Makes the environments of the bare and traced runs the shape of valgrind's
+    /// (valgrind is required: the comparison is never skipped).
     fn compared_with_valgrind(mut self) -> Scratch {
-        self.valgrind_shape = have_valgrind();
+        require_valgrind();
+        self.valgrind_shape = true;
         self
     }
 
@@ -151,7 +143,7 @@ impl Scratch {
         let work = self.work();
         let mut cmd = match mode {
             Mode::Valgrind => {
-                let mut c = Command::new("valgrind");
+                let mut c = Command::new(require_valgrind());
                 c.arg("--trace-children=no")
                     .arg("--leak-check=no")
                     .arg(format!(
@@ -256,11 +248,8 @@ impl Scratch {
 
     /// Runs `argv` under memcheck in a freshly set-up work directory (`reset`: pass false
     /// for a read-only command on the state the traced run left) and parses its HEAP
-    /// SUMMARY; `None` if valgrind is not installed.
-    fn valgrind(&self, argv: &[OsString], reset: bool) -> Option<Valgrind> {
-        if !have_valgrind() {
-            return None;
-        }
+    /// SUMMARY. valgrind is required.
+    fn valgrind(&self, argv: &[OsString], reset: bool) -> Valgrind {
         if reset {
             self.reset();
         }
@@ -269,7 +258,7 @@ impl Scratch {
         let log = self.valgrind_dir().join(format!("vg.{}.log", run.pid));
         let text = std::fs::read_to_string(&log)
             .unwrap_or_else(|e| panic!("valgrind wrote no {}: {e}", log.display()));
-        Some(parse_heap_summary(&text))
+        parse_heap_summary(&text)
     }
 }
 
@@ -402,7 +391,7 @@ fn exe_name(r: &Report) -> String {
 fn valgrind_added_env() -> &'static [(String, String)] {
     static ADDED: OnceLock<Vec<(String, String)>> = OnceLock::new();
     ADDED.get_or_init(|| {
-        let out = Command::new("valgrind")
+        let out = Command::new(require_valgrind())
             .args(["-q", "/usr/bin/env"])
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -479,7 +468,7 @@ fn with_script(name: &'static str, env: &[(&str, &str)]) -> Scratch {
 // malloc (~8,000), large ones; equal to valgrind's (pymalloc stays on under valgrind).
 #[test]
 fn python3_builds_and_serializes() {
-    let py = installed("/usr/bin/python3", "python3");
+    let py = require_tool("/usr/bin/python3", "python3");
     let s = with_script("build_serialize.py", &[("PYTHONHASHSEED", "0")]).compared_with_valgrind();
     let cmd = argv![py, "build_serialize.py", "20000"];
     // Once, in a CI run of the whole suite on a loaded machine, python made one more
@@ -509,9 +498,7 @@ fn python3_builds_and_serializes() {
             "peak_mmap_bytes\n{}",
             r.describe_leaks()
         );
-        let Some(v) = s.valgrind(&cmd, true) else {
-            return;
-        };
+        let v = s.valgrind(&cmd, true);
         let same = (
             r.summary("allocations"),
             r.summary("frees"),
@@ -529,7 +516,7 @@ fn python3_builds_and_serializes() {
 // valgrind run short (~6 s). About 186,000 allocations, equal to valgrind's.
 #[test]
 fn python3_malloc_matches_valgrind() {
-    let py = installed("/usr/bin/python3", "python3");
+    let py = require_tool("/usr/bin/python3", "python3");
     let s = with_script(
         "build_serialize.py",
         &[("PYTHONHASHSEED", "0"), ("PYTHONMALLOC", "malloc")],
@@ -540,16 +527,15 @@ fn python3_malloc_matches_valgrind() {
     assert_success("python3", &runs[0]);
     let r = s.only_report(runs[0].pid, "python3");
     assert_exited_with_allocations(&r, 100_000);
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("python3 PYTHONMALLOC=malloc", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("python3 PYTHONMALLOC=malloc", &r, &v);
 }
 
 // perl with a fixed hash seed: ~79,000 allocations, equal to valgrind's. perl does not
 // free its interpreter at exit (PERL_DESTRUCT_LEVEL 0): thousands of blocks stay live.
 #[test]
 fn perl_matches_valgrind() {
-    let perl = installed("/usr/bin/perl", "perl");
+    let perl = require_tool("/usr/bin/perl", "perl");
     let s = with_script(
         "build_serialize.pl",
         &[("PERL_HASH_SEED", "0"), ("PERL_PERTURB_KEYS", "0")],
@@ -565,25 +551,23 @@ fn perl_matches_valgrind() {
         "perl leaves its interpreter allocated\n{}",
         r.describe_leaks()
     );
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("perl", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("perl", &r, &v);
 }
 
 // tclsh: Tcl has its own allocator on top of malloc (few, large calls: ~450), equal to
 // valgrind's.
 #[test]
 fn tclsh_matches_valgrind() {
-    let tclsh = installed("/usr/bin/tclsh", "tcl");
+    let tclsh = require_tool("/usr/bin/tclsh", "tcl");
     let s = with_script("build_serialize.tcl", &[]).compared_with_valgrind();
     let cmd = argv![tclsh, "build_serialize.tcl", "2000"];
     let runs = s.bare_then_traced(std::slice::from_ref(&cmd));
     assert_success("tclsh", &runs[0]);
     let r = s.only_report(runs[0].pid, "tclsh");
     assert_exited_with_allocations(&r, 100);
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("tclsh", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("tclsh", &r, &v);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -604,7 +588,7 @@ PRAGMA integrity_check;";
 // the index and checks its integrity: ~21,000 allocations, all freed, equal to valgrind's.
 #[test]
 fn sqlite3_indexed_table_matches_valgrind() {
-    let sqlite3 = installed("/usr/bin/sqlite3", "sqlite3");
+    let sqlite3 = require_tool("/usr/bin/sqlite3", "sqlite3");
     let s = Scratch::new(&[], |_| {}).compared_with_valgrind();
     let cmd = argv![sqlite3, "t.db", SQL];
     let runs = s.bare_then_traced(std::slice::from_ref(&cmd));
@@ -617,9 +601,8 @@ fn sqlite3_indexed_table_matches_valgrind() {
     let r = s.only_report(runs[0].pid, "sqlite3");
     assert_exited_with_allocations(&r, 10_000);
     r.assert_heap_leaked(0, 0);
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("sqlite3", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("sqlite3", &r, &v);
 }
 
 // git init, add, two commits and log on a scratch repository, with fixed names and dates
@@ -628,7 +611,7 @@ fn sqlite3_indexed_table_matches_valgrind() {
 // with valgrind, on the repository the traced run made.
 #[test]
 fn git_init_commit_log() {
-    let git = installed("/usr/bin/git", "git");
+    let git = require_tool("/usr/bin/git", "git");
     let date = "2020-01-01T00:00:00Z";
     let s = Scratch::new(
         &[
@@ -680,9 +663,8 @@ fn git_init_commit_log() {
         assert_exited_with_allocations(r, 50);
     }
     let r = of_pid(&reports, runs[5].pid);
-    if let Some(v) = s.valgrind(&log, false) {
-        assert_matches_valgrind("git log --stat", r, &v);
-    }
+    let v = s.valgrind(&log, false);
+    assert_matches_valgrind("git log --stat", r, &v);
 }
 
 // gcc compiles and links a C file: a tree of processes (gcc -> cc1, as, collect2 -> ld),
@@ -690,7 +672,7 @@ fn git_init_commit_log() {
 // run's, and runs.
 #[test]
 fn gcc_compiles_and_links() {
-    let gcc = installed("/usr/bin/gcc", "gcc");
+    let gcc = require_tool("/usr/bin/gcc", "gcc");
     let s = Scratch::new(&[], |w| {
         std::fs::copy(script("gcc_input.c"), w.join("hello.c")).expect("copy the C file");
     });
@@ -753,7 +735,7 @@ fn gcc_compiles_and_links() {
 // sort, awk, sort, tail): every process writes its log(s), all sane.
 #[test]
 fn bash_pipeline() {
-    let bash = installed("/usr/bin/bash", "bash");
+    let bash = require_tool("/usr/bin/bash", "bash");
     let s = Scratch::new(&[], |_| {});
     let script = "seq 1 30000 | sort -rn | awk '{ s += $1 } NR % 5000 == 0 { print NR, s }' \
                   | sort -n | tail -n 3; echo \"status ${PIPESTATUS[*]}\"";
@@ -806,7 +788,7 @@ fn bash_pipeline() {
 // to valgrind's.
 #[test]
 fn ripgrep_matches_valgrind() {
-    let rg = installed("/usr/bin/rg", "ripgrep");
+    let rg = require_tool("/usr/bin/rg", "ripgrep");
     let s = Scratch::new(&[], |_| {}).compared_with_valgrind();
     let cmd = argv![
         rg,
@@ -829,9 +811,8 @@ fn ripgrep_matches_valgrind() {
     );
     let r = s.only_report(runs[0].pid, "rg");
     assert_exited_with_allocations(&r, 1000);
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("rg", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("rg", &r, &v);
 }
 
 /// The argv running fixture `name` (built by util::fixture).
@@ -860,9 +841,8 @@ fn cpp_threads_and_exceptions_match_valgrind() {
     let r = s.only_report(runs[0].pid, "cpp_threads");
     assert_exited_with_allocations(&r, 10_000);
     r.assert_heap_leaked(0, 0);
-    if let Some(v) = s.valgrind(&cmd, true) {
-        assert_matches_valgrind("cpp_threads", &r, &v);
-    }
+    let v = s.valgrind(&cmd, true);
+    assert_matches_valgrind("cpp_threads", &r, &v);
 }
 
 /// jemalloc_prog / tcmalloc_prog: see alloc_workload.h for the expected numbers.
@@ -894,14 +874,14 @@ fn own_allocator_program(name: &str, allocator: &str, own_new_arrays: u64) {
 // statistics grow by the blocks it holds) and are all recorded.
 #[test]
 fn jemalloc_program_traced_through_jemalloc() {
-    installed("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "libjemalloc2");
+    require_tool("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "libjemalloc2");
     own_allocator_program("jemalloc_prog", "jemalloc", 0);
 }
 
 // A program linked against Debian's libtcmalloc-minimal4: likewise, through tcmalloc.
 #[test]
 fn tcmalloc_program_traced_through_tcmalloc() {
-    installed(
+    require_tool(
         "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
         "libtcmalloc-minimal4",
     );
@@ -914,8 +894,8 @@ fn tcmalloc_program_traced_through_tcmalloc() {
 // allocations and no leak).
 #[test]
 fn cpp_new_through_jemalloc_and_tcmalloc_is_traced() {
-    installed("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "libjemalloc2");
-    installed(
+    require_tool("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "libjemalloc2");
+    require_tool(
         "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
         "libtcmalloc-minimal4",
     );
@@ -1022,8 +1002,8 @@ fn redis_once(s: &Scratch, mode: Mode, server: &Path, bench: &Path) -> (Run, Out
 // end by exit.
 #[test]
 fn redis_server_under_benchmark() {
-    let server = installed("/usr/bin/redis-server", "redis-server");
-    let bench = installed("/usr/bin/redis-benchmark", "redis-tools");
+    let server = require_tool("/usr/bin/redis-server", "redis-server");
+    let bench = require_tool("/usr/bin/redis-benchmark", "redis-tools");
     let s = Scratch::new(&[], |_| {});
     let check_bench = |mode: Mode, out: &Output| {
         let text = String::from_utf8_lossy(&out.stdout).into_owned()

@@ -6,7 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::util::{clean_command, fixture, logs_in, output_with_timeout, preload_lib, report};
+use crate::util::{
+    clean_command, fixture, logs_in, output_with_timeout, preload_lib, report, require_root,
+    require_tool,
+};
 
 /// Runs fixture `heap` under the preload with `MEMTRACE_OUTPUT=pattern`.
 fn run_with_output(pattern: &Path) {
@@ -58,15 +61,13 @@ fn existing_file_is_not_overwritten() {
 
 // A setuid program (AT_SECURE) is not traced: the preload touches no file. The dynamic
 // linker only preloads setuid libraries from system directories into such programs, so
-// the test installs a setuid copy of libmemtrace.so there (needs root; skipped otherwise),
+// the test installs a setuid copy of libmemtrace.so there (needs root: fails otherwise),
 // and checks the positive control first: the same setup without setuid does write a log.
 #[test]
 fn setuid_program_is_not_traced() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--help").output().is_err() {
-        eprintln!("skipped: needs root and setpriv");
-        return;
-    }
+    // Required, never skipped (see util::require_tool).
+    require_root("it installs a setuid library in /usr/lib/x86_64-linux-gnu");
+    require_tool("setpriv", "util-linux");
     let sysdir = Path::new("/usr/lib/x86_64-linux-gnu");
     let name = format!("libmemtrace-secure-test-{}.so", std::process::id());
     let lib = sysdir.join(&name);
@@ -130,12 +131,7 @@ const OTHER_USER: &str = "memtrace-e2e-other";
 
 /// The uid of OTHER_USER, made first when missing.
 fn other_uid() -> u32 {
-    // SAFETY: geteuid(2) cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "this test plants a file as another user and needs root (CI runs as root)"
-    );
+    require_root("it plants a file as another user");
     let id = |()| {
         Command::new("id")
             .args(["-u", OTHER_USER])
@@ -173,12 +169,16 @@ fn planted_log_of_another_user_is_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let pattern = dir.path().join("memtrace.%e.%p.mtr");
+    // The run's child (sh) waits on a FIFO until the log is planted, then execs the heap
+    // fixture: `run` cannot end before the test has planted it, however slow the machine.
+    let mut gate = crate::util::Gate::new(src.path(), "gate");
     let child = crate::util::memtrace()
         .arg("run")
         .arg("-o")
         .arg(&pattern)
-        .args(["--", "sh", "-c", "sleep 1; exec \"$0\""])
+        .args(["--", "sh", "-c", "read x < \"$1\"; exec \"$0\""])
         .arg(fixture("heap"))
+        .arg(gate.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -211,6 +211,7 @@ fn planted_log_of_another_user_is_not_trusted() {
     let path = dir.path().join("memtrace.sh.4000000.mtr");
     std::fs::write(&path, &planted).unwrap();
     std::os::unix::fs::chown(&path, Some(uid), Some(uid)).unwrap();
+    gate.open();
     let out = crate::util::collect_output(child, Duration::from_secs(120), "memtrace run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
@@ -227,8 +228,8 @@ fn planted_log_of_another_user_is_not_trusted() {
         "the planted file was changed"
     );
     assert_eq!(std::fs::metadata(&path).unwrap().uid(), uid);
-    // The run's own logs are there (sh's, sleep's, and the heap fixture's after sh's
-    // exec), and the heap fixture's is whole.
+    // The run's own logs are there (sh's, and the heap fixture's after sh's exec), and
+    // the heap fixture's is whole.
     let own: Vec<_> = logs_in(dir.path())
         .into_iter()
         .filter(|p| p.to_string_lossy().contains("/memtrace.heap."))

@@ -203,13 +203,32 @@ fn assert_requests(r: &Report, n: u64) {
 fn snapshots_of_a_running_server() {
     let mut s = Server::start(&[]);
     assert_eq!(s.ppid(), s.run.id(), "the server is memtrace run's child");
+    let t0 = Instant::now();
     s.requests(10);
+    let first_batch_done = Instant::now();
     let first = s.snapshot();
     assert_eq!(s.frozen_copies(), 0, "the frozen copy is killed once read");
-    // A pause, then the second batch: its blocks are younger than the pause.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The pause is what `--older-than` is tested on, not a wait for anything: the first
+    // batch's blocks are at least `pause` old at the second snapshot, the second batch's
+    // at most `young` (the time from its first request to the end of its snapshot). The
+    // threshold is the measured pause, not a fixed second that the second batch and its
+    // snapshot would have to beat; the pause is long (1.5 s, and 4 times what the first
+    // batch and its snapshot took, on a slow machine), and the test says so if the
+    // machine stalled longer than that.
+    let first_took = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(1500).max(first_took * 4));
+    let second_batch_start = Instant::now();
     s.requests(5);
     let second = s.snapshot();
+    let young = second_batch_start.elapsed();
+    let pause = second_batch_start - first_batch_done;
+    let threshold_ms = pause.as_millis() as u64;
+    assert!(
+        young.as_millis() < u128::from(threshold_ms),
+        "the second batch and its snapshot took {young:?}, longer than the {pause:?} pause \
+         before it (the first batch and its snapshot took {first_took:?}): the ages of the \
+         two batches overlap, `--older-than` cannot be checked"
+    );
     s.requests(1);
     let (stderr, dir) = s.quit();
     assert!(stderr.contains("snapshot written to"), "{stderr}");
@@ -242,10 +261,10 @@ fn snapshots_of_a_running_server() {
     assert_eq!(grew("new_session"), (5 * 64, 5));
     assert_eq!(growth.len(), 3, "{f}");
 
-    // Alive for at least a second at the second snapshot: the first batch only.
-    let old = report_with(&second, &["--older-than", "1s"]);
+    // Alive for at least the pause at the second snapshot: the first batch only.
+    let old = report_with(&second, &["--older-than", &format!("{threshold_ms}ms")]);
     assert_requests(&old, 10);
-    assert_eq!(old.v["live_filter"]["older_than_ms"], 1000.0);
+    assert_eq!(old.v["live_filter"]["older_than_ms"], threshold_ms as f64);
 
     // The text report says what it is.
     let out = output_with_timeout(
@@ -625,7 +644,9 @@ fn a_frozen_copy_dies_with_memtrace_run() {
         assert_eq!(s.ppid() == s.run.id(), !via_shell);
         s.requests(2);
         let copy = bare_signal_copy(&s);
-        // Held, unread, by its living memtrace run.
+        // Held, unread, by its living memtrace run: still there a second later. This
+        // sleep is the behaviour under test (the copy must not leave by itself while
+        // its memtrace run lives; its idle lifetime is 10 s), not a wait for an event.
         std::thread::sleep(Duration::from_secs(1));
         assert!(running(copy), "the copy must wait to be read");
         s.run.kill().unwrap();
@@ -721,12 +742,19 @@ fn snapshot_refuses_when_memtrace_run_is_gone() {
         // The bare signal: a copy is made, finds its memtrace run gone, and exits.
         // SAFETY: kill(2) on the server's pid, which handles SIGUSR2 (memtrace's handler).
         assert_eq!(unsafe { libc::kill(s.pid as i32, libc::SIGUSR2) }, 0);
+        // The server answers only after its handler ran, and the handler makes the copy
+        // before it returns: the copy exists (or has exited) once this request is
+        // answered. It must then be gone "at once": well before its 10 s idle
+        // lifetime, so the wait is bounded by 5 s (and ends as soon as it is gone).
         s.requests(1);
-        std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(
-            mapping_the_log(s.dir.path(), s.pid),
-            vec![],
-            "via_shell {via_shell}: a frozen copy was left"
+        assert!(
+            within(Duration::from_secs(5), || mapping_the_log(
+                s.dir.path(),
+                s.pid
+            )
+            .is_empty()),
+            "via_shell {via_shell}: a frozen copy was left: {:?}",
+            mapping_the_log(s.dir.path(), s.pid)
         );
         assert!(
             !logs_in(s.dir.path())

@@ -696,8 +696,10 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `size` (mount(8) syntax); `None` with the reason if that fails.
-    fn mount(size: &str) -> Result<Tmpfs, String> {
+    /// Mounts a tmpfs of `size` (mount(8) syntax). Needs root: as another user, or if
+    /// the mount fails, the test fails with the reason (never skipped).
+    fn mount(size: &str) -> Tmpfs {
+        crate::util::require_root("it mounts a tmpfs");
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("fs");
         std::fs::create_dir(&dir).unwrap();
@@ -707,18 +709,17 @@ impl Tmpfs {
             .arg("tmpfs")
             .arg(&dir)
             .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "mount -t tmpfs failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Tmpfs {
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs {
             dir,
             _parent: parent,
-        })
+        }
     }
 }
 
@@ -728,19 +729,13 @@ impl Drop for Tmpfs {
     }
 }
 
-// The log on a 512 KiB tmpfs that fills up (needs root to mount; skipped otherwise): the
+// The log on a 512 KiB tmpfs that fills up (needs root to mount: fails otherwise): the
 // program's output and status are unchanged, the report counts the lost events, and
 // recorded + lost covers every malloc and free. (Fails intermittently while the report
 // can die of SIGBUS on the sparse log: see the regression test below.)
 #[test]
 fn tmpfs_full_loses_events_not_the_program() {
-    let fs = match Tmpfs::mount("512k") {
-        Ok(fs) => fs,
-        Err(why) => {
-            eprintln!("SKIPPED tmpfs_full_loses_events_not_the_program: {why}");
-            return;
-        }
-    };
+    let fs = Tmpfs::mount("512k");
     let mut plain = crate::util::clean_command(fixture("torture_fill"));
     let want = output_with_timeout(&mut plain, Duration::from_secs(60));
     assert!(want.status.success(), "{}", describe(&want));
@@ -772,13 +767,7 @@ fn tmpfs_full_loses_events_not_the_program() {
 #[test]
 fn regression_report_sigbus_on_sparse_log_in_full_tmpfs() {
     use std::os::fd::AsRawFd;
-    let fs = match Tmpfs::mount("2m") {
-        Ok(fs) => fs,
-        Err(why) => {
-            eprintln!("SKIPPED regression_report_sigbus_on_sparse_log_in_full_tmpfs: {why}");
-            return;
-        }
-    };
+    let fs = Tmpfs::mount("2m");
     let t = run("torture_fill", &["2000"], 60);
     t.assert_exit(0);
     let src = t.only_log();

@@ -111,22 +111,22 @@ fn bench_workloads_match_reference_unwinder() {
 #[test]
 fn real_programs_match_reference_unwinder() {
     let root = crate::util::root();
-    for (prog, args, stdin) in [
+    for (prog, package, args, stdin) in [
         (
             "/usr/bin/sqlite3",
+            "sqlite3",
             vec![],
             Some(root.join("scripts/bench/sqlite_small.sql")),
         ),
         (
             "/usr/bin/python3",
+            "python3",
             vec![root.join("scripts/bench/json_small.py").into_os_string()],
             None,
         ),
     ] {
-        if !Path::new(prog).exists() {
-            eprintln!("skipped: {prog} is not installed");
-            continue;
-        }
+        // Required, never skipped (see util::require_tool).
+        crate::util::require_tool(prog, package);
         let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         assert_all_match(prog, &verified(Path::new(prog), &args, stdin.as_deref()));
     }

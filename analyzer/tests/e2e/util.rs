@@ -11,7 +11,15 @@
 //!   and `rustc -O -g` into `CARGO_TARGET_TMPDIR/e2e-fixtures/`; `libNAME.c` becomes a
 //!   shared library `libNAME.so` (`-shared -fPIC`): only shared-library fixtures are
 //!   named `lib*`.
-//! - valgrind, when installed, is the independent oracle for heap totals.
+//! - valgrind is the independent oracle for heap totals; like every tool the tests use,
+//!   it must be installed (see [`require_tool`]).
+//!
+//! The policy for tools (valgrind, chromium, protoc, python3-protobuf, jemalloc, tcmalloc,
+//! redis, ripgrep, the real programs...): every one is installed by `scripts/deps.sh`, and
+//! a test that needs one either runs with it or fails, naming the Debian package to
+//! install ([`require_tool`], [`missing_tool`]). No test returns early and passes, and no
+//! environment variable turns such a test green. Tests that need root fail likewise as
+//! another user ([`require_root`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -611,28 +619,78 @@ pub struct Valgrind {
     pub bytes_allocated: u64,
 }
 
-/// Is valgrind installed? (`MEMTRACE_E2E_NO_VALGRIND=1` pretends it is not.)
-pub fn have_valgrind() -> bool {
-    static HAVE: OnceLock<bool> = OnceLock::new();
-    *HAVE.get_or_init(|| {
-        std::env::var_os("MEMTRACE_E2E_NO_VALGRIND").is_none()
-            && Command::new("valgrind")
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-    })
+/// Fails the test: `what` is missing; Debian's `package` provides it. The one message of
+/// the tool policy (see the module comment).
+#[track_caller]
+pub fn missing_tool(what: &str, package: &str) -> ! {
+    panic!(
+        "{what} is not installed, and this test needs it: install Debian's {package} \
+         (`apt-get install {package}`; scripts/deps.sh installs every package the tests use). \
+         A missing tool fails the test, never skips it."
+    )
+}
+
+/// The path of `tool`, or a failed test naming Debian's `package` ([`missing_tool`]).
+/// `tool` is a command looked up in PATH, or a path (any file: a program or a library).
+#[track_caller]
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    find_tool(tool).unwrap_or_else(|| missing_tool(tool, package))
+}
+
+/// `tool` as [`require_tool`] finds it, or `None`.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if tool.contains('/') {
+        let p = PathBuf::from(tool);
+        return p.exists().then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// Fails the test unless it runs as root (CI does): `why` says what needs root.
+#[track_caller]
+pub fn require_root(why: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test needs root ({why}) and runs as uid {euid}: run the e2e tests as root, as \
+         CI does. A missing privilege fails the test, never skips it."
+    );
+}
+
+/// valgrind, required ([`require_tool`]): the path of the program.
+#[track_caller]
+pub fn require_valgrind() -> PathBuf {
+    let vg = require_tool("valgrind", "valgrind");
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    let works = *WORKS.get_or_init(|| {
+        Command::new(&vg)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(
+        works,
+        "{} --version failed: valgrind is broken",
+        vg.display()
+    );
+    vg
 }
 
 /// Runs fixture `name` under memcheck (stdout piped, as under the preload) and parses
-/// its HEAP SUMMARY; `None` if valgrind is not installed.
-pub fn valgrind<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Option<Valgrind> {
-    if !have_valgrind() {
-        return None;
-    }
+/// its HEAP SUMMARY. valgrind is required.
+#[track_caller]
+pub fn valgrind<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Valgrind {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let mut cmd = clean_command("valgrind");
+    let mut cmd = clean_command(require_valgrind());
     if has_tls_segment(&preload_lib()) {
         // Give the process the same shape as under the preload: see libtlstwin.c.
         cmd.env("LD_PRELOAD", fixture("libtlstwin"));
@@ -642,7 +700,7 @@ pub fn valgrind<S: AsRef<OsStr>>(name: &str, args: &[S]) -> Option<Valgrind> {
         .arg(fixture(name))
         .args(args);
     let out = output_with_timeout(&mut cmd, Duration::from_secs(600));
-    Some(parse_heap_summary(&String::from_utf8_lossy(&out.stderr)))
+    parse_heap_summary(&String::from_utf8_lossy(&out.stderr))
 }
 
 /// Parses memcheck's HEAP SUMMARY (`in use at exit`, `total heap usage`) out of its output.
@@ -686,10 +744,18 @@ pub fn has_tls_segment(path: &Path) -> bool {
     (0..phnum).any(|i| u32_at(phoff + i * phentsize) == PT_TLS)
 }
 
-/// The oracle for a fixture: valgrind's numbers if installed, else the numbers its
-/// header comment states (`fallback`), which were taken from valgrind on Debian 12.
-pub fn oracle<S: AsRef<OsStr>>(name: &str, args: &[S], fallback: Valgrind) -> Valgrind {
-    valgrind(name, args).unwrap_or(fallback)
+/// The oracle for a fixture: valgrind's numbers (valgrind is required), which must also
+/// be the ones the test records (`recorded`, from its fixture's header: valgrind 3.19 on
+/// Debian 12), so that the figures written in the test are checked too.
+#[track_caller]
+pub fn oracle<S: AsRef<OsStr>>(name: &str, args: &[S], recorded: Valgrind) -> Valgrind {
+    let v = valgrind(name, args);
+    assert_eq!(
+        v, recorded,
+        "valgrind today (left) vs the figures the test records for {name} (right): a \
+         different valgrind or libc? Check, then update the test's figures"
+    );
+    v
 }
 
 /// Asserts a report's heap totals equal the oracle's.
@@ -722,5 +788,78 @@ pub fn wait_for_file(path: &Path, child: &mut Child) {
             path.display()
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting for conditions (never for a fixed time)
+// ---------------------------------------------------------------------------------------
+
+/// Polls `cond` until it holds; fails the test, saying `what` was awaited, if it has not
+/// within `timeout`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "waited {timeout:?} for {what}, in vain"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie (as memtrace judges
+/// a log's writer, analyzer/src/live.rs). An orphan's zombie may never be reaped in a
+/// container whose init does not reap, so a zombie counts as ended.
+pub fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// A FIFO a program waits on (`read x < FIFO` in a shell: a builtin, no child process)
+/// until the test opens it: the test decides when the program goes on, instead of the
+/// program sleeping for a time the test hopes is long enough.
+pub struct Gate {
+    path: PathBuf,
+    held: Option<std::fs::File>,
+}
+
+impl Gate {
+    /// A new FIFO `dir/name`.
+    pub fn new(dir: &Path, name: &str) -> Gate {
+        use std::os::unix::ffi::OsStrExt;
+        let path = dir.join(name);
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(
+            rc,
+            0,
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        Gate { path, held: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lets the waiting program go: writes a line into the FIFO. The FIFO is opened
+    /// read-write, which never blocks on Linux, and held open until the gate is
+    /// dropped, so the line is there for a reader that opens it later.
+    pub fn open(&mut self) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .unwrap_or_else(|e| panic!("open the FIFO {}: {e}", self.path.display()));
+        f.write_all(b"go\n").expect("write to the FIFO");
+        self.held = Some(f);
     }
 }
