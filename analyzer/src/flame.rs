@@ -36,7 +36,7 @@
 //! flamegraph.pl does; the text and JSON reports list every stack). A metric
 //! with no weight at all (a run that leaks nothing) still gives a valid SVG,
 //! one that says so ([`empty_svg`]), never an error. Names are escaped for
-//! XML, and control characters in them become spaces ([`frame_name`]).
+//! XML, and control characters in them become spaces ([`frames::label`]).
 //!
 //! ## Diffs ([`diff`], [`render_diff_svg`])
 //! Two runs compared stack by stack: each folded stack's weight in the old
@@ -53,7 +53,8 @@ use std::io::{self, Write};
 use inferno::flamegraph::color::{BasicPalette, Palette};
 
 use crate::analysis::reach::Kind;
-use crate::analysis::symbolize::Frame;
+use crate::escape::xml as xml_escape;
+use crate::frames::{self, Frame};
 use crate::report::{Options, Report, Site};
 use crate::units::{plural, thousands};
 
@@ -181,30 +182,12 @@ pub fn all() -> Options {
     }
 }
 
-/// A frame's name in a folded stack.
-pub fn frame_name(f: &Frame) -> String {
-    let name = match (&f.function, &f.module) {
-        (Some(func), _) => func.clone(),
-        (None, Some(m)) => format!("{:#x} ({})", f.address, m.rsplit('/').next().unwrap_or(m)),
-        (None, None) => format!("{:#x}", f.address),
-    };
-    // `;` separates frames and the last space separates the weight; line
-    // breaks and other control characters would break the line (and XML).
-    name.chars()
-        .map(|c| match c {
-            ';' => ':',
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect()
-}
-
 /// The folded stack of a site: outermost frame first.
 pub fn stack_line(frames: &[Frame]) -> String {
     if frames.is_empty() {
         return "[stack not recorded]".to_owned();
     }
-    let names: Vec<String> = frames.iter().rev().map(frame_name).collect();
+    let names: Vec<String> = frames.iter().rev().map(frames::label).collect();
     names.join(";")
 }
 
@@ -398,27 +381,18 @@ fn graph_options(
     o
 }
 
-/// Escapes text for XML content and attribute values.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A small SVG with a title and one line of text: what a graph with nothing
-/// to draw shows instead (inferno refuses empty input).
+/// to draw shows instead (inferno refuses empty input). Control characters
+/// become spaces, as in the frames of a graph that draws.
 pub fn empty_svg(title: &str, message: &str) -> String {
-    let (t, m) = (xml_escape(title), xml_escape(message));
+    let one_line = |s: &str| -> String {
+        let s: String = s
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        xml_escape(&s)
+    };
+    let (t, m) = (one_line(title), one_line(message));
     format!(
         r##"<?xml version="1.0" standalone="no"?>
 <svg version="1.1" width="1200" height="80" viewBox="0 0 1200 80" xmlns="http://www.w3.org/2000/svg">

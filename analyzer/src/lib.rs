@@ -25,7 +25,9 @@
 //! ## Layers
 //! Each module uses only the ones listed before it (`scripts/layers.py`
 //! checks it, and that no two modules import each other):
-//! - shared vocabulary: [`error`], [`hash`], [`outfile`];
+//! - shared vocabulary: [`error`], [`escape`] (one escaper per markup
+//!   language), [`frames`] (one rule for merging, naming and keying stacks),
+//!   [`hash`], [`kinds`], [`outfile`], [`units`];
 //! - [`log`]: opening a log (raw or packed), its chunks and streams, the merge;
 //! - [`pack`]: the packed-log encoder;
 //! - [`analysis`]: replay, catalog, inheritance, reachability, symbols, the
@@ -53,6 +55,8 @@
 
 // Shared vocabulary, below every layer.
 pub mod error;
+pub mod escape;
+pub mod frames;
 pub mod hash;
 pub mod kinds;
 pub mod outfile;

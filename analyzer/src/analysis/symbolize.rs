@@ -196,25 +196,7 @@ impl Modules {
     }
 }
 
-/// One symbolized frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
-    /// Demangled function name, if known.
-    pub function: Option<String>,
-    /// The symbol's name as the binary spells it, when demangling changed
-    /// it (valgrind's suppressions name C++ functions this way).
-    pub mangled: Option<String>,
-    /// Source file, if known.
-    pub file: Option<String>,
-    /// Source line, if known.
-    pub line: Option<u32>,
-    /// Path of the module holding the address, if any.
-    pub module: Option<Arc<str>>,
-    /// The recorded return address.
-    pub address: u64,
-    /// The function was inlined into the next frame.
-    pub inlined: bool,
-}
+pub use crate::frames::Frame;
 
 /// Why a module's symbols are not used.
 #[derive(Clone, Debug, PartialEq, Eq)]

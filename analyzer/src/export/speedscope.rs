@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{NO_STACK, exporter, weighted_sites};
 use crate::analysis::symbolize::Frame;
-use crate::flame::{self, Metric};
+use crate::flame::Metric;
 use crate::report::Report;
 
 /// The URL of the schema, the document's `$schema`.
@@ -71,7 +71,7 @@ impl Frames {
     fn frame(&mut self, f: &Frame) -> usize {
         let name = match &f.function {
             Some(n) => n.clone(),
-            None => flame::frame_name(f),
+            None => crate::frames::label(f),
         };
         self.id(name, f.file.as_deref(), f.line)
     }
@@ -85,7 +85,7 @@ impl Frames {
     }
 }
 
-/// The speedscope document of a report made with [`flame::all`].
+/// The speedscope document of a report made with [`crate::flame::all`].
 pub fn document(r: &Report) -> Value {
     let mut frames = Frames::default();
     let profiles: Vec<Value> = METRICS

@@ -45,7 +45,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::reach::Kind;
-use crate::analysis::symbolize::Frame;
 use crate::gate::suppress::{Suppression, SuppressionFile};
 use crate::kinds::counted_part;
 use crate::report::{Ended, Kinds, Report, Site};
@@ -162,40 +161,10 @@ impl std::fmt::Display for Tolerance {
     }
 }
 
-/// The key that identifies a leak's stack across runs and builds: the kind,
-/// then each frame's function name (else its module's file name, else `?`),
-/// innermost first. Addresses, lines and pids are left out: they change
-/// with every build or run.
-pub fn stack_key<'a>(
-    kind: &str,
-    frames: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
-) -> String {
-    let mut key = String::from(kind);
-    key.push('|');
-    for (i, (function, module)) in frames.enumerate() {
-        if i > 0 {
-            key.push(';');
-        }
-        match (function, module) {
-            (Some(f), _) => key.push_str(f),
-            (None, Some(m)) => key.push_str(file_name(m)),
-            (None, None) => key.push('?'),
-        }
-    }
-    key
-}
+pub use crate::frames::{above_main, file_name, stack_key};
 
 fn site_key(kind: &str, s: &Site) -> String {
-    stack_key(
-        kind,
-        s.stack
-            .iter()
-            .map(|f| (f.function.as_deref(), f.module.as_deref())),
-    )
-}
-
-fn file_name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+    crate::frames::key_of(kind, &s.stack)
 }
 
 /// A program's name for matching runs across builds: the executable's file
@@ -726,23 +695,14 @@ pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
     }
 }
 
-/// Sites merged by their symbolized stack (function, file, line, or module
-/// and address where unsymbolized), largest first.
+/// Sites merged by their stack ([`crate::frames::merge_key`]), largest first.
 fn merged(sites: &[Site]) -> Vec<Site> {
-    /// A frame as symbolized: function, file, line; or module and address.
-    type FrameKey<'s> = (Option<&'s str>, Option<&'s str>, Option<u32>, u64);
-    let mut index: HashMap<Vec<FrameKey>, usize> = HashMap::new();
+    let mut index: HashMap<Vec<crate::frames::FrameKey>, usize> = HashMap::new();
     let mut out: Vec<Site> = Vec::with_capacity(sites.len());
     for s in sites {
-        let key = s
-            .stack
-            .iter()
-            .map(|f| match &f.function {
-                Some(func) => (Some(func.as_str()), f.file.as_deref(), f.line, 0),
-                None => (None, f.module.as_deref(), None, f.address),
-            })
-            .collect();
-        match index.get(&key) {
+        // Unrecorded stacks are never merged: nothing says they are the same.
+        let key = crate::frames::merge_key(&s.stack);
+        match key.as_ref().and_then(|k| index.get(k)) {
             Some(&i) => {
                 out[i].bytes = out[i].bytes.saturating_add(s.bytes);
                 out[i].count = out[i].count.saturating_add(s.count);
@@ -758,7 +718,9 @@ fn merged(sites: &[Site]) -> Vec<Site> {
                 }
             }
             None => {
-                index.insert(key, out.len());
+                if let Some(key) = key {
+                    index.insert(key, out.len());
+                }
                 out.push(s.clone());
             }
         }
@@ -787,40 +749,9 @@ fn skip(r: &Report, select: &[String]) -> Option<Skip> {
     }
 }
 
-/// The frames down to `main`, as valgrind shows stacks (`--show-below-main=no`):
-/// the C library's start-up frames under it say nothing. In Rust programs,
-/// the frames down to the one under `__rust_begin_short_backtrace`, as Rust's
-/// own backtraces show them.
-pub fn above_main(stack: &[Frame]) -> &[Frame] {
-    for (i, f) in stack.iter().enumerate() {
-        match f.function.as_deref() {
-            Some("main") => return &stack[..=i],
-            Some(n) if n.ends_with("__rust_begin_short_backtrace") && i > 0 => {
-                // Skip the closure-call frames between it and the program's main.
-                let mut end = i;
-                while end > 1
-                    && stack[end - 1]
-                        .function
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("core::ops::function::"))
-                {
-                    end -= 1;
-                }
-                return &stack[..end];
-            }
-            _ => {}
-        }
-    }
-    stack
-}
-
-/// The innermost named function of a stack, for messages.
+/// The name of a leak's stack in messages ([`crate::frames::name`]).
 pub fn where_(s: &Site) -> String {
-    s.stack
-        .iter()
-        .find_map(|f| f.function.clone())
-        .or_else(|| s.stack.first().map(|f| format!("{:#x}", f.address)))
-        .unwrap_or_else(|| "an unrecorded stack".into())
+    crate::frames::name(&s.stack)
 }
 
 fn judge(v: &mut ProcessVerdict, rules: &Rules, max_bytes: Option<u64>, max_blocks: Option<u64>) {
@@ -922,6 +853,7 @@ fn blocks(n: u64) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::frames::Frame;
     use crate::report::{Process, Summary};
 
     fn frame(function: &str) -> Frame {

@@ -294,24 +294,7 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     out.write_all(s.as_bytes())
 }
 
-/// Escapes text for XML content and attribute values; characters XML 1.0
-/// cannot carry become `?`.
-pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\t' | '\n' | '\r' => o.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => o.push('?'),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::escape::xml as xml_escape;
 
 /// The JUnit XML report (see the module docs).
 pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {

@@ -46,8 +46,8 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::analysis::symbolize::Frame;
 use crate::flame::{self, Metric};
+use crate::frames::{Frame, FrameKey, function_or_address, merge_key, naming_frame};
 use crate::report::{KernelReport, Report, Site};
 use crate::units::{plural, signed, thousands};
 
@@ -58,24 +58,7 @@ pub const DEFAULT_LEAK_ROWS: usize = 100;
 /// Rows of the other tables (peak, allocated, temporary, brk) when no limit is given.
 pub const DEFAULT_ROWS: usize = 20;
 
-/// Escapes text for HTML content and attribute values; control characters
-/// other than tab and line breaks become spaces.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            '\t' | '\n' => o.push(c),
-            c if c.is_control() => o.push(' '),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::escape::html as escape;
 
 /// Writes the page with the default table sizes.
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -467,68 +450,6 @@ fn summary(h: &mut String, r: &Report) -> Fmt {
     Ok(())
 }
 
-/// Whether a frame is in the C, C++ or Rust runtime (libc's `strdup`,
-/// libstdc++, the standard library's containers): a site is named by its
-/// caller.
-fn in_runtime(f: &Frame) -> bool {
-    const LIBS: [&str; 8] = [
-        "libc.so",
-        "libc-",
-        "ld-linux",
-        "libstdc++.so",
-        "libgcc_s.so",
-        "libm.so",
-        "libpthread.so",
-        "libdl.so",
-    ];
-    const NAMESPACES: [&str; 7] = [
-        "std::",
-        "__gnu_cxx::",
-        "alloc::",
-        "core::",
-        "<alloc::",
-        "<core::",
-        "<std::",
-    ];
-    let lib = f.module.as_deref().is_some_and(|m| {
-        let name = m.rsplit('/').next().unwrap_or(m);
-        LIBS.iter().any(|l| name.starts_with(l))
-    });
-    // A demangled template function may start with its return type: `void std::...`.
-    let ns = f.function.as_deref().is_some_and(|n| {
-        let bare = match n.split_once(' ') {
-            Some((ret, rest)) if ret.chars().all(|c| c.is_alphanumeric() || c == '_') => rest,
-            _ => n,
-        };
-        NAMESPACES
-            .iter()
-            .any(|p| n.starts_with(p) || bare.starts_with(p))
-    });
-    lib || ns
-}
-
-/// The frame a site is named by: the innermost one outside the runtime
-/// ([`in_runtime`]) with a function and a source file, else outside the
-/// runtime with a function, else the innermost with a function, else the
-/// innermost.
-fn naming_frame(stack: &[Frame]) -> Option<&Frame> {
-    let own = |f: &&Frame| f.function.is_some() && !in_runtime(f);
-    stack
-        .iter()
-        .filter(own)
-        .find(|f| f.file.is_some())
-        .or_else(|| stack.iter().find(own))
-        .or_else(|| stack.iter().find(|f| f.function.is_some()))
-        .or_else(|| stack.first())
-}
-
-fn frame_function(f: &Frame) -> String {
-    match &f.function {
-        Some(func) => func.clone(),
-        None => format!("{:#x}", f.address),
-    }
-}
-
 /// `file:line` with the file's last component; the full path in a tooltip.
 fn location(h: &mut String, f: &Frame) -> Fmt {
     let Some(file) = &f.file else {
@@ -569,7 +490,7 @@ fn stack(h: &mut String, frames: &[Frame], stacks: usize) -> Fmt {
         plural(frames.len() as u64, "frame", "frames")
     )?;
     for f in frames {
-        write!(h, "<li>{}", escape(&frame_function(f)))?;
+        write!(h, "<li>{}", escape(&function_or_address(f)))?;
         if let Some(file) = &f.file {
             write!(h, " at {}", escape(file))?;
             if let Some(line) = f.line {
@@ -632,7 +553,7 @@ fn live_filter(h: &mut String, r: &Report, f: &crate::report::LiveFilter, rows: 
     );
     for g in f.growth.iter().take(rows) {
         let func = naming_frame(&g.site.stack)
-            .map(frame_function)
+            .map(function_or_address)
             .unwrap_or_default();
         write!(
             h,
@@ -676,32 +597,18 @@ struct Row {
     stacks: usize,
 }
 
-/// The symbolized key of a frame: function, file, line, inlined; the
-/// address stands in for an unknown function.
-type FrameKey<'a> = (Option<&'a str>, Option<&'a str>, Option<u32>, bool, u64);
-
 fn merge(list: &[Site], by_count: bool) -> Vec<Row> {
     let mut at: std::collections::HashMap<Vec<FrameKey<'_>>, usize> = Default::default();
     let mut rows: Vec<Row> = Vec::new();
     for s in list {
-        let key: Vec<FrameKey<'_>> = s
-            .stack
-            .iter()
-            .map(|f| {
-                (
-                    f.function.as_deref(),
-                    f.file.as_deref(),
-                    f.line,
-                    f.inlined,
-                    if f.function.is_some() { 0 } else { f.address },
-                )
-            })
-            .collect();
         // Unrecorded stacks are never merged: nothing says they are the same.
-        let i = match at.get(&key) {
-            Some(&i) if !key.is_empty() => i,
-            _ => {
-                at.insert(key, rows.len());
+        let key = merge_key(&s.stack);
+        let i = match key.as_ref().and_then(|k| at.get(k)) {
+            Some(&i) => i,
+            None => {
+                if let Some(key) = key {
+                    at.insert(key, rows.len());
+                }
                 rows.push(Row {
                     bytes: 0,
                     count: 0,
@@ -784,7 +691,7 @@ fn sites(h: &mut String, t: &Table<'_>, list: &[Site], rows: usize) -> Fmt {
     )?;
     for (i, s) in merged.iter().take(rows).enumerate() {
         let f = naming_frame(&s.stack);
-        let func = f.map(frame_function).unwrap_or_default();
+        let func = f.map(function_or_address).unwrap_or_default();
         write!(
             h,
             "<tr data-function=\"{}\"><td class=\"num\">{}</td><td class=\"num\" title=\"{}\">{}</td><td class=\"num\">{}</td>",
@@ -857,7 +764,7 @@ fn brk(h: &mut String, r: &Report, rows: usize) -> Fmt {
     );
     for (i, b) in r.brk.iter().take(rows).enumerate() {
         let f = naming_frame(&b.stack);
-        let func = f.map(frame_function).unwrap_or_default();
+        let func = f.map(function_or_address).unwrap_or_default();
         write!(
             h,
             "<tr data-function=\"{}\"><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"fn\"><code>{}</code></td><td>",
