@@ -3,8 +3,8 @@
 
 Reads every `analyzer/src/**/*.rs`, takes the paths it uses (`crate::a::b`,
 `memtrace_analyzer::a::b`, `super::x`, `use crate::{a, b::c}`; comments and
-string literals are ignored, and so are `#[cfg(test)] mod tests` blocks: a
-test may build what it tests from anywhere), and resolves each to the module
+string literals are ignored, and so are `#[cfg(test)] mod tests` blocks and
+`tests.rs` files: a test may build what it tests from anywhere), and resolves each to the module
 it names. Then:
 
 1. Layers: every module belongs to the first entry of LAYERS that is a prefix
@@ -96,6 +96,9 @@ def modules():
             if parts[-1] == "mod":
                 parts = parts[:-1]
             if parts in (["lib"], ["main"]):
+                continue
+            # A test module in its own file (`foo/tests.rs`), like an inline one.
+            if parts[-1] == "tests":
                 continue
             mods["::".join(parts)] = p
     return mods
