@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::analysis::symbolize::Frame;
-use crate::report::{BrkSite, Report, Site};
+use crate::report::{BrkSite, LiveFilter, Report, Site, Summary};
 
 #[derive(Serialize)]
 struct Json<'a> {
@@ -353,73 +353,7 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             signal: p.signal,
             duration_ms: p.duration_ms,
         },
-        summary: JSummary {
-            allocations: s.allocations,
-            frees: s.frees,
-            bytes_allocated: s.bytes_allocated,
-            temporary_allocations: s.temporary_allocations,
-            temporary_bytes: s.temporary_bytes,
-            peak_heap_bytes: s.peak_heap_bytes,
-            peak_heap_time_ms: s.peak_heap_time_ms,
-            leaked_heap_bytes: s.leaked_heap_bytes,
-            leaked_heap_blocks: s.leaked_heap_blocks,
-            leaked_mmap_bytes: s.leaked_mmap_bytes,
-            leaked_mmap_regions: s.leaked_mmap_regions,
-            peak_mmap_bytes: s.peak_mmap_bytes,
-            mmap_calls: s.mmap_calls,
-            munmap_calls: s.munmap_calls,
-            brk_growth_bytes: s.brk_growth_bytes,
-            events_lost: s.events_lost,
-            torn_records: s.torn_records,
-            unknown_frees: s.unknown_frees,
-            libc_freeres_frees: s.libc_freeres_frees,
-            ended_abnormally: s.ended_abnormally,
-            truncated: s.truncated,
-            anomalies: s.anomalies,
-            empty_chunk_slots: s.empty_chunk_slots,
-            nested_hooks: s.nested_hooks,
-            abandoned_hooks: s.abandoned_hooks,
-            malloc_not_interposed: s.malloc_not_interposed,
-            file_size_limit: s.file_size_limit,
-            log_fd_replaced: s.log_fd_replaced,
-            seccomp_filter: s.seccomp_filter,
-            mapping_clobbered: s.mapping_clobbered,
-            unwind_checked: s.unwind_checked,
-            unwind_mismatched: s.unwind_mismatched,
-            truncated_stacks: s.truncated_stacks_total(),
-            truncated_stacks_by: JTruncated {
-                no_cfi: s.truncated_stacks[0],
-                bad_frame: s.truncated_stacks[1],
-                limit: s.truncated_stacks[2],
-            },
-            sample_interval: s.sample_interval,
-            sample_overflow: s.sample_overflow,
-            estimated: s.sample_interval != 0,
-            leak_kinds: s
-                .leak_kinds
-                .as_ref()
-                .map(|k| kinds_json(k, Some(&s.leak_heuristics))),
-            scan: s.scan.as_ref().map(|d| {
-                serde_json::json!({
-                    "status": if d.failure().is_none() { "ok" } else { "failed" },
-                    "reason": d.failure(),
-                    "threads_stopped": d.threads,
-                    "threads_without_registers": d.threads_without_registers,
-                    "blocks": d.blocks,
-                    "duration_ms": d.micros as f64 / 1000.0,
-                })
-            }),
-            inherited_blocks: s.inherited_blocks,
-            inherited_bytes: s.inherited_bytes,
-            inherited: s.inherited.as_ref().map(|i| JInherited {
-                parent_log: i.parent_log.to_string_lossy(),
-                parent_pid: i.parent_pid,
-                blocks: s.inherited_blocks,
-                bytes: s.inherited_bytes,
-                mmap_regions: i.mmap_regions,
-                mmap_bytes: i.mmap_bytes,
-            }),
-        },
+        summary: summary(s),
         leaks: r
             .heap_leaks
             .iter()
@@ -440,35 +374,111 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         kernel: r.kernel.as_ref().map(kernel),
         brk: r.brk.iter().map(brk).collect(),
-        live_filter: r.live_filter.as_ref().map(|f| JFilter {
-            since: f.since.as_ref().map(|(path, t_ms, b, n)| JSince {
-                path: path.display().to_string(),
-                t_ms: *t_ms,
-                live_bytes: *b,
-                live_blocks: *n,
-            }),
-            older_than_ms: f.older_than_ms,
-            all_bytes: f.all_bytes,
-            all_blocks: f.all_blocks,
-            lost_then_freed: JAmount {
-                bytes: f.lost_then_freed.0,
-                count: f.lost_then_freed.1,
-            },
-            growth: f
-                .growth
-                .iter()
-                .map(|g| JGrowth {
-                    bytes: g.site.bytes,
-                    count: g.site.count,
-                    then_bytes: g.then_bytes,
-                    then_count: g.then_count,
-                    stack: stack(&g.site.stack),
-                })
-                .collect(),
-        }),
+        live_filter: r.live_filter.as_ref().map(live_filter),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     writeln!(out)
+}
+
+/// The report's summary as the JSON document spells it.
+fn summary(s: &Summary) -> JSummary<'_> {
+    JSummary {
+        allocations: s.allocations,
+        frees: s.frees,
+        bytes_allocated: s.bytes_allocated,
+        temporary_allocations: s.temporary_allocations,
+        temporary_bytes: s.temporary_bytes,
+        peak_heap_bytes: s.peak_heap_bytes,
+        peak_heap_time_ms: s.peak_heap_time_ms,
+        leaked_heap_bytes: s.leaked_heap_bytes,
+        leaked_heap_blocks: s.leaked_heap_blocks,
+        leaked_mmap_bytes: s.leaked_mmap_bytes,
+        leaked_mmap_regions: s.leaked_mmap_regions,
+        peak_mmap_bytes: s.peak_mmap_bytes,
+        mmap_calls: s.mmap_calls,
+        munmap_calls: s.munmap_calls,
+        brk_growth_bytes: s.brk_growth_bytes,
+        events_lost: s.events_lost,
+        torn_records: s.torn_records,
+        unknown_frees: s.unknown_frees,
+        libc_freeres_frees: s.libc_freeres_frees,
+        ended_abnormally: s.ended_abnormally,
+        truncated: s.truncated,
+        anomalies: s.anomalies,
+        empty_chunk_slots: s.empty_chunk_slots,
+        nested_hooks: s.nested_hooks,
+        abandoned_hooks: s.abandoned_hooks,
+        malloc_not_interposed: s.malloc_not_interposed,
+        file_size_limit: s.file_size_limit,
+        log_fd_replaced: s.log_fd_replaced,
+        seccomp_filter: s.seccomp_filter,
+        mapping_clobbered: s.mapping_clobbered,
+        unwind_checked: s.unwind_checked,
+        unwind_mismatched: s.unwind_mismatched,
+        truncated_stacks: s.truncated_stacks_total(),
+        truncated_stacks_by: JTruncated {
+            no_cfi: s.truncated_stacks[0],
+            bad_frame: s.truncated_stacks[1],
+            limit: s.truncated_stacks[2],
+        },
+        sample_interval: s.sample_interval,
+        sample_overflow: s.sample_overflow,
+        estimated: s.sample_interval != 0,
+        leak_kinds: s
+            .leak_kinds
+            .as_ref()
+            .map(|k| kinds_json(k, Some(&s.leak_heuristics))),
+        scan: s.scan.as_ref().map(|d| {
+            serde_json::json!({
+                "status": if d.failure().is_none() { "ok" } else { "failed" },
+                "reason": d.failure(),
+                "threads_stopped": d.threads,
+                "threads_without_registers": d.threads_without_registers,
+                "blocks": d.blocks,
+                "duration_ms": d.micros as f64 / 1000.0,
+            })
+        }),
+        inherited_blocks: s.inherited_blocks,
+        inherited_bytes: s.inherited_bytes,
+        inherited: s.inherited.as_ref().map(|i| JInherited {
+            parent_log: i.parent_log.to_string_lossy(),
+            parent_pid: i.parent_pid,
+            blocks: s.inherited_blocks,
+            bytes: s.inherited_bytes,
+            mmap_regions: i.mmap_regions,
+            mmap_bytes: i.mmap_bytes,
+        }),
+    }
+}
+
+/// The live filter's part of the document.
+fn live_filter(f: &LiveFilter) -> JFilter<'_> {
+    JFilter {
+        since: f.since.as_ref().map(|(path, t_ms, b, n)| JSince {
+            path: path.display().to_string(),
+            t_ms: *t_ms,
+            live_bytes: *b,
+            live_blocks: *n,
+        }),
+        older_than_ms: f.older_than_ms,
+        all_bytes: f.all_bytes,
+        all_blocks: f.all_blocks,
+        lost_then_freed: JAmount {
+            bytes: f.lost_then_freed.0,
+            count: f.lost_then_freed.1,
+        },
+        growth: f
+            .growth
+            .iter()
+            .map(|g| JGrowth {
+                bytes: g.site.bytes,
+                count: g.site.count,
+                then_bytes: g.then_bytes,
+                then_count: g.then_count,
+                stack: stack(&g.site.stack),
+            })
+            .collect(),
+    }
 }
 
 #[cfg(test)]

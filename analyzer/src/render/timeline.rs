@@ -45,7 +45,8 @@ fn step(max: f64, n: f64) -> f64 {
     nice * mag
 }
 
-/// Writes the chart.
+/// Writes the chart: title, axes, one line per series with its legend, the
+/// peaks marked.
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let heap: Vec<(f64, u64)> = r.timeline.iter().map(|p| (p.t_ms, p.heap)).collect();
     let mmap: Vec<(f64, u64)> = r.timeline.iter().map(|p| (p.t_ms, p.mmap)).collect();
@@ -93,9 +94,12 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         .flat_map(|l| l.points.iter().map(|p| p.1))
         .fold(s.peak_heap_bytes, u64::max)
         .max(1) as f64;
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let x = |t: f64| LEFT + t / t_max * pw;
-    let y = |v: f64| TOP + ph - v / y_max * ph;
+    let p = Plot {
+        t_max,
+        y_max,
+        pw: W - LEFT - RIGHT,
+        ph: H - TOP - BOTTOM,
+    };
 
     let mut o = String::new();
     o.push_str(&format!(
@@ -116,55 +120,86 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         W / 2.0,
         xml_escape(&title)
     ));
-    // Axes and grid.
-    // Byte ticks at round numbers of the unit the labels use.
+    axes(&mut o, &p);
+    series(&mut o, &p, &lines);
+    peaks(&mut o, &p, r);
+    o.push_str("</svg>\n");
+    out.write_all(o.as_bytes())
+}
+
+/// The plotting area: the largest time and value, its width and height.
+struct Plot {
+    t_max: f64,
+    y_max: f64,
+    pw: f64,
+    ph: f64,
+}
+
+impl Plot {
+    /// The x coordinate of time `t` (ms).
+    fn x(&self, t: f64) -> f64 {
+        LEFT + t / self.t_max * self.pw
+    }
+
+    /// The y coordinate of value `v` (bytes).
+    fn y(&self, v: f64) -> f64 {
+        TOP + self.ph - v / self.y_max * self.ph
+    }
+}
+
+/// Axes and grid: byte ticks at round numbers of the unit the labels use,
+/// time ticks, the time axis's label.
+fn axes(o: &mut String, p: &Plot) {
     let unit = [1u64 << 30, 1 << 20, 1 << 10, 1]
         .into_iter()
-        .find(|&u| y_max >= u as f64)
+        .find(|&u| p.y_max >= u as f64)
         .unwrap_or(1) as f64;
-    let ys = step(y_max / unit, 5.0) * unit;
+    let ys = step(p.y_max / unit, 5.0) * unit;
     let mut v = 0.0;
-    while v <= y_max * 1.0001 {
+    while v <= p.y_max * 1.0001 {
         o.push_str(&format!(
             "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
             W - RIGHT,
-            y(v),
-            y(v),
+            p.y(v),
+            p.y(v),
             LEFT - 6.0,
-            y(v) + 4.0,
+            p.y(v) + 4.0,
             human(v as u64)
         ));
         v += ys;
     }
-    let xs = step(t_max, 8.0);
+    let xs = step(p.t_max, 8.0);
     let mut t = 0.0;
-    while t <= t_max * 1.0001 {
+    while t <= p.t_max * 1.0001 {
         o.push_str(&format!(
             "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{} ms</text>\n",
-            x(t),
-            x(t),
-            TOP + ph,
-            x(t),
-            TOP + ph + 18.0,
+            p.x(t),
+            p.x(t),
+            TOP + p.ph,
+            p.x(t),
+            TOP + p.ph + 18.0,
             format_ms(t)
         ));
         t += xs;
     }
     o.push_str(&format!(
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">time since the process started</text>\n",
-        LEFT + pw / 2.0,
+        LEFT + p.pw / 2.0,
         H - 24.0
     ));
-    // The lines, and the legend.
+}
+
+/// The lines, and the legend.
+fn series(o: &mut String, p: &Plot, lines: &[Line<'_>]) {
     let mut legend_x = LEFT;
-    for l in &lines {
+    for l in lines {
         if l.points.is_empty() {
             continue;
         }
         let pts: Vec<String> = l
             .points
             .iter()
-            .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v as f64)))
+            .map(|(t, v)| format!("{:.1},{:.1}", p.x(*t), p.y(*v as f64)))
             .collect();
         o.push_str(&format!(
             "<polyline id=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"><title>{}</title></polyline>\n",
@@ -181,13 +216,17 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         ));
         legend_x += 230.0;
     }
-    // Peaks.
+}
+
+/// The peaks of the live heap and of the kernel's RSS, marked.
+fn peaks(o: &mut String, p: &Plot, r: &Report) {
+    let s = &r.summary;
     if s.peak_heap_bytes > 0 {
         marker(
-            &mut o,
+            o,
             "peak-heap",
-            x(s.peak_heap_time_ms),
-            y(s.peak_heap_bytes as f64),
+            p.x(s.peak_heap_time_ms),
+            p.y(s.peak_heap_bytes as f64),
             "#d62728",
             &format!(
                 "peak of the live heap: {} at {:.1} ms",
@@ -199,16 +238,14 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(k) = &r.kernel {
         let (t, c) = &k.peak;
         marker(
-            &mut o,
+            o,
             "peak-rss",
-            x(*t),
-            y(c[0] as f64),
+            p.x(*t),
+            p.y(c[0] as f64),
             "#1f77b4",
             &format!("peak RSS: {} at {t:.1} ms", human(c[0])),
         );
     }
-    o.push_str("</svg>\n");
-    out.write_all(o.as_bytes())
 }
 
 fn marker(o: &mut String, id: &str, cx: f64, cy: f64, color: &str, label: &str) {

@@ -1,5 +1,6 @@
 //! The text report: a summary block, then heap and mmap leaks with their
-//! stacks, then the stacks holding the most heap at the peak, then brk.
+//! stacks, then the stacks holding the most heap at the peak, then brk, then
+//! the kernel's view (module `kernel`).
 //!
 //! What makes the numbers incomplete (an abnormal end, lost events, a
 //! truncated log) is stated right under the title, not buried at the end.
@@ -8,10 +9,12 @@
 
 use std::io::{self, Write};
 
-use crate::analysis::symbolize::Frame;
+use self::kernel::kernel;
+use crate::frames::Frame;
 use crate::report::{Ended, Process, Report, Site, delta, duration};
-use crate::units::human;
 use crate::units::{plural, signed, thousands};
+
+mod kernel;
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
@@ -316,8 +319,22 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
     Ok(())
 }
 
-/// Writes the text report.
+/// Writes the text report: the process, the summaries, the leaks, the other
+/// lists, the kernel's view.
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    process(out, r)?;
+    summaries(out, r)?;
+    leaks(out, r)?;
+    lists(out, r)?;
+    if let Some(k) = &r.kernel {
+        kernel(out, k)?;
+    }
+    Ok(())
+}
+
+/// The process: executable, command line, log, fork, how it ended; then
+/// every note that makes the figures incomplete.
+fn process(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     let p = &r.process;
     let s = &r.summary;
     writeln!(
@@ -363,6 +380,13 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
     }
 
+    Ok(())
+}
+
+/// HEAP SUMMARY, MMAP SUMMARY and BRK.
+fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let p = &r.process;
+    let s = &r.summary;
     writeln!(out)?;
     writeln!(out, "HEAP SUMMARY")?;
     writeln!(
@@ -427,6 +451,13 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         signed(s.brk_growth_bytes)
     )?;
 
+    Ok(())
+}
+
+/// The live filter's list, the heap and mmap leaks, or that there are none.
+fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let s = &r.summary;
+    let snapshot = r.process.ended == crate::report::Ended::Snapshot;
     if let Some(f) = &r.live_filter {
         filter(out, r, f)?;
     }
@@ -466,6 +497,13 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             "No leaks: all heap blocks were freed and all mappings unmapped."
         )?;
     }
+    Ok(())
+}
+
+/// The stacks at the peak, the most allocated, the temporary allocations and
+/// the brk growth.
+fn lists(out: &mut dyn Write, r: &Report) -> io::Result<()> {
+    let s = &r.summary;
     if !r.peak.is_empty() {
         writeln!(out)?;
         writeln!(
@@ -508,158 +546,6 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             writeln!(out)?;
             writeln!(out, "  {} bytes", signed(b.bytes))?;
             stack(out, &b.stack)?;
-        }
-    }
-    if let Some(k) = &r.kernel {
-        kernel(out, k)?;
-    }
-    Ok(())
-}
-
-fn kernel(out: &mut dyn Write, k: &crate::report::KernelReport) -> io::Result<()> {
-    use memtrace_format::kernel::CATEGORIES;
-    let (t, c) = &k.peak;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "KERNEL'S VIEW ({} samples of /proc/PID/smaps_rollup: by memtrace run while the process ran, and by the process itself at exit)",
-        thousands(k.samples.len() as u64)
-    )?;
-    writeln!(
-        out,
-        "  peak RSS {} at {t:.1} ms (PSS {}, USS {}, swap {}, anonymous {})",
-        human(c[0]),
-        human(c[1]),
-        human(c[2]),
-        human(c[3]),
-        human(c[4])
-    )?;
-    if c[5] != 0 {
-        writeln!(
-            out,
-            "  its cgroup then: memory.current {} (anon {}, file {})",
-            human(c[5]),
-            human(c[6]),
-            human(c[7])
-        )?;
-    }
-    // Over time: at most 12 samples, evenly spread, and the peak.
-    if k.samples.len() > 1 {
-        writeln!(out)?;
-        writeln!(
-            out,
-            "    {:>10} {:>11} {:>11} {:>11} {:>11} {:>11}",
-            "time", "rss", "pss", "uss", "swap", "cgroup"
-        )?;
-        let n = k.samples.len();
-        let mut picks: Vec<usize> = (0..12).map(|i| i * (n - 1) / 11).collect();
-        if let Some(p) = k.samples.iter().position(|s| *s == k.peak) {
-            picks.push(p);
-        }
-        picks.sort_unstable();
-        picks.dedup();
-        for i in picks {
-            let (t, c) = &k.samples[i];
-            let cg = if c[5] == 0 {
-                "-".to_owned()
-            } else {
-                human(c[5])
-            };
-            let mark = if (*t, *c) == k.peak {
-                "  <- peak RSS"
-            } else {
-                ""
-            };
-            writeln!(
-                out,
-                "    {:>8.1}ms {:>11} {:>11} {:>11} {:>11} {:>11}{mark}",
-                t,
-                human(c[0]),
-                human(c[1]),
-                human(c[2]),
-                human(c[3]),
-                cg,
-            )?;
-        }
-    }
-    let tables = [
-        ("near peak RSS", &k.maps_at_peak),
-        ("at exit", &k.maps_at_end),
-    ];
-    for (when, table) in tables {
-        let Some((t, m)) = table else { continue };
-        writeln!(out)?;
-        writeln!(out, "  mappings by category {when} ({t:.1} ms):")?;
-        writeln!(
-            out,
-            "    {:<10} {:>11} {:>11} {:>11} {:>11}",
-            "category", "size", "rss", "pss", "swap"
-        )?;
-        for (name, v) in CATEGORIES.iter().zip(m.iter()) {
-            if v.iter().all(|&x| x == 0) {
-                continue;
-            }
-            writeln!(
-                out,
-                "    {:<10} {:>11} {:>11} {:>11} {:>11}",
-                name,
-                human(v[0]),
-                human(v[1]),
-                human(v[2]),
-                human(v[3])
-            )?;
-        }
-    }
-    if let (Some((t, m)), Some(p)) = (&k.maps_at_peak, &k.heap_at_maps_peak) {
-        let held = m[0][1] + m[2][1];
-        let asked = p.heap + p.mmap;
-        writeln!(out)?;
-        writeln!(out, "  the gap at {t:.1} ms:")?;
-        writeln!(
-            out,
-            "    the program had {} of heap blocks live (requested sizes) and {} mapped by its own mmap calls",
-            human(p.heap),
-            human(p.mmap)
-        )?;
-        writeln!(
-            out,
-            "    the kernel charged {} of RSS to [heap] and anonymous mappings: {} {} that",
-            human(held),
-            human(held.abs_diff(asked)),
-            if held >= asked {
-                "more than"
-            } else {
-                "less than"
-            }
-        )?;
-        writeln!(
-            out,
-            "    (more: allocator overhead, free blocks not returned, fragmentation, thread stacks; less: pages never touched)"
-        )?;
-        if !k.mmap_at_maps_peak.is_empty() {
-            writeln!(
-                out,
-                "    the program's own mappings then, by the stack that made them:"
-            )?;
-            for site in &k.mmap_at_maps_peak {
-                let names: Vec<&str> = site
-                    .stack
-                    .iter()
-                    .filter_map(|f| f.function.as_deref())
-                    .take(4)
-                    .collect();
-                let at = if names.is_empty() {
-                    "(no symbol)".to_owned()
-                } else {
-                    names.join(" <- ")
-                };
-                writeln!(
-                    out,
-                    "      {:>11} in {} at {at}",
-                    human(site.bytes),
-                    plural(site.count, "region", "regions")
-                )?;
-            }
         }
     }
     Ok(())
