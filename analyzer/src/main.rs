@@ -1,14 +1,11 @@
 //! The `memtrace` command: parses the command line, runs one subcommand,
 //! prints any error as one line and maps the outcome to an exit status.
 //!
-//! Exit status: `report`, `pack`, `flamegraph` and `diff` 0 on success (the
-//! three readers 3 when a log is truncated, see `cmd::report`); `run` the traced command's status
-//! (128 + signal when it was killed); `check` 0, the command's status, or
-//! its `--error-exitcode` (see `cmd::check`); 2 on any error (bad usage,
-//! unreadable or corrupt log, missing preload library).
+//! Exit statuses: see the `exit` module, which names them all.
 
 mod args;
 mod cmd;
+mod exit;
 mod progress;
 
 use std::process::ExitCode;
@@ -33,7 +30,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("memtrace: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(exit::ERROR)
         }
     }
 }

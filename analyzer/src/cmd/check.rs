@@ -34,12 +34,12 @@ use crate::args::CheckArgs;
 
 /// Exit status when a rule fails, unless `--error-exitcode` says otherwise
 /// (LeakSanitizer's).
-pub const DEFAULT_ERROR_EXITCODE: u8 = 23;
+pub const DEFAULT_ERROR_EXITCODE: u8 = crate::exit::LEAKED;
 
 /// Exit status when no process was judged (every log skipped: replaced by
 /// exec, killed, not selected, its malloc not interposed): memtrace could
 /// not do its job, as when a log cannot be read.
-pub const NOTHING_JUDGED: u8 = 2;
+pub const NOTHING_JUDGED: u8 = crate::exit::NOTHING_JUDGED;
 
 /// Default allowed peak growth over a baseline.
 const DEFAULT_PEAK_TOLERANCE: Tolerance = Tolerance::Percent(5.0);

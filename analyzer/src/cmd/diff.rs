@@ -87,7 +87,7 @@ pub fn run(a: &DiffArgs) -> anyhow::Result<u8> {
         Err(e) => return Err(e).context("cannot write the diff to stdout"),
     }
 
-    let mut code = 0;
+    let mut code = crate::exit::OK;
     for (r, path) in [(&old, &a.old), (&new, &a.new)] {
         if r.summary.truncated {
             eprintln!(

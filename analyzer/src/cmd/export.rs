@@ -73,5 +73,5 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_TRUNCATED);
     }
-    Ok(0)
+    Ok(crate::exit::OK)
 }

@@ -62,7 +62,7 @@ pub fn run(a: &FlamegraphArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_TRUNCATED);
     }
-    Ok(0)
+    Ok(crate::exit::OK)
 }
 
 /// Parses `--leak-kinds`, which only the `leaked` metric takes.

@@ -37,7 +37,11 @@ pub fn run(a: &PackArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(if failed { 2 } else { 0 })
+    Ok(if failed {
+        crate::exit::ERROR
+    } else {
+        crate::exit::OK
+    })
 }
 
 /// The writer's pid when packing failed because the log is still written.

@@ -24,7 +24,7 @@ use memtrace_analyzer::render;
 use crate::args::{Format, ReportArgs};
 
 /// Exit status when the report was written from a truncated log.
-pub const EXIT_TRUNCATED: u8 = 3;
+pub const EXIT_TRUNCATED: u8 = crate::exit::TRUNCATED;
 
 /// Runs the subcommand; returns the exit status.
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
@@ -70,7 +70,7 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
         );
         return Ok(EXIT_TRUNCATED);
     }
-    Ok(0)
+    Ok(crate::exit::OK)
 }
 
 /// Writes the HTML page to `path` whole (it is made in memory first), or to

@@ -75,7 +75,7 @@ pub fn run(a: &ScanArgs) -> anyhow::Result<u8> {
         &[scan.status, threads, without, scan.blocks, micros],
     )?;
     out.flush()?;
-    Ok(0)
+    Ok(crate::exit::OK)
 }
 
 /// Bytes of the mailbox's ring (the preload's `scan::MAILBOX_RING`).

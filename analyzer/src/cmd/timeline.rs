@@ -31,5 +31,5 @@ pub fn run(a: &TimelineArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot write {}", a.output.display()))?;
         eprintln!("memtrace: timeline written to {}", a.output.display());
     }
-    Ok(0)
+    Ok(crate::exit::OK)
 }

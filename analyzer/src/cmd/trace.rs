@@ -166,11 +166,7 @@ pub struct Traced {
 
 /// The exit status that stands for `status`: its code, or 128 + the signal.
 pub fn exit_code(status: std::process::ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.saturating_add(sig as u8),
-        (None, None) => 1,
-    }
+    crate::exit::of_status(status)
 }
 
 /// Runs the command under the preload and finds, stamps and packs its logs
