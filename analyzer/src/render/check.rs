@@ -13,18 +13,26 @@
 //! and, for each counted stack that was classified, its bytes and blocks by
 //! kind; the summary also says what the process left of the kinds that do
 //! not count.
+//!
+//! This module writes the summary and the suppression entries, and holds
+//! the text helpers the outputs share; `junit` writes the JUnit file and
+//! `json` the JSON document (both re-exported here).
+
+mod json;
+mod junit;
 
 use std::collections::HashSet;
 use std::io::{self, Write};
-
-use serde::Serialize;
 
 use crate::analysis::reach::Kind;
 use crate::analysis::symbolize::Frame;
 use crate::gate::suppress;
 use crate::gate::{ProcessVerdict, Status, Verdict, above_main, program_name, where_};
-use crate::report::{Report, Site, kinds_present, kinds_text};
-use crate::units::{plural, thousands};
+use crate::report::{Report, Site, kinds_present};
+use crate::units::plural;
+
+pub use self::json::{JCommand, json};
+pub use self::junit::junit;
 
 /// Frames shown per stack in the summary and the JUnit file.
 const FRAMES: usize = 12;
@@ -178,74 +186,7 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let failed = v.processes.iter().filter(|p| !p.passed()).count();
     let mut s = String::new();
     for p in &v.processes {
-        let r = p.report;
-        let title = process_title(r);
-        if let Some(skip) = &p.skipped {
-            s.push_str(&format!(
-                "  skip  pid {} {title}: {}\n",
-                r.process.pid,
-                skip.reason(r)
-            ));
-            continue;
-        }
-        let suppressed: u64 = p
-            .leaks
-            .iter()
-            .filter(|l| matches!(l.status, Status::Suppressed(_)))
-            .map(|l| l.site.bytes)
-            .sum();
-        let baseline: u64 = p
-            .leaks
-            .iter()
-            .filter(|l| l.status == Status::Baseline)
-            .map(|l| l.site.bytes)
-            .sum();
-        let mut extra = Vec::new();
-        if suppressed > 0 {
-            extra.push(format!(
-                "{} suppressed",
-                plural(suppressed, "byte", "bytes")
-            ));
-        }
-        if baseline > 0 {
-            extra.push(format!(
-                "{} in the baseline",
-                plural(baseline, "byte", "bytes")
-            ));
-        }
-        for kind in kinds_present(&p.not_counted) {
-            let (b, n) = p.not_counted[kind.index()];
-            extra.push(format!(
-                "{} in {} {} not counted",
-                plural(b, "byte", "bytes"),
-                plural(n, "block", "blocks"),
-                kind.words()
-            ));
-        }
-        let extra = if extra.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", extra.join(", "))
-        };
-        if p.passed() {
-            s.push_str(&format!(
-                "  ok    pid {} {title}: {} leaked{extra}, peak heap {}\n",
-                r.process.pid,
-                plural(p.counted_bytes, "byte", "bytes"),
-                plural(r.summary.peak_heap_bytes, "byte", "bytes")
-            ));
-        } else {
-            s.push_str(&format!("  FAIL  pid {} {title}{extra}\n", r.process.pid));
-            for f in &p.failures {
-                s.push_str(&format!("        {}: {}\n", f.rule, f.message));
-            }
-        }
-        for n in &p.notes {
-            s.push_str(&format!("        note: {n}\n"));
-        }
-        if !p.passed() {
-            s.push_str(&offending(p, top, "        "));
-        }
+        s.push_str(&process_block(p, top));
     }
     for u in &v.untraced {
         s.push_str(&format!(
@@ -255,6 +196,105 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
             u.reason.text()
         ));
     }
+    s.push_str(&suppressions_used(v));
+    let judged = v.judged();
+    let verdict = if failed == 0 { "passed" } else { "FAILED" };
+    writeln!(
+        out,
+        "memtrace check: {verdict}: {} judged of {}, {} failed; {}",
+        plural(judged as u64, "process", "processes"),
+        v.processes.len(),
+        failed,
+        counting(v)
+    )?;
+    out.write_all(s.as_bytes())
+}
+
+/// One process's block of the summary: skipped, ok, or failed with its
+/// failures and offending stacks; its notes.
+fn process_block(p: &ProcessVerdict, top: usize) -> String {
+    let mut s = String::new();
+    let r = p.report;
+    let title = process_title(r);
+    if let Some(skip) = &p.skipped {
+        s.push_str(&format!(
+            "  skip  pid {} {title}: {}\n",
+            r.process.pid,
+            skip.reason(r)
+        ));
+        return s;
+    }
+    let extra = uncounted(p);
+    if p.passed() {
+        s.push_str(&format!(
+            "  ok    pid {} {title}: {} leaked{extra}, peak heap {}\n",
+            r.process.pid,
+            plural(p.counted_bytes, "byte", "bytes"),
+            plural(r.summary.peak_heap_bytes, "byte", "bytes")
+        ));
+    } else {
+        s.push_str(&format!("  FAIL  pid {} {title}{extra}\n", r.process.pid));
+        for f in &p.failures {
+            s.push_str(&format!("        {}: {}\n", f.rule, f.message));
+        }
+    }
+    for n in &p.notes {
+        s.push_str(&format!("        note: {n}\n"));
+    }
+    if !p.passed() {
+        s.push_str(&offending(p, top, "        "));
+    }
+    s
+}
+
+/// What a judged process leaked that did not count, ` (...)`: suppressed,
+/// in the baseline, of the kinds that do not count; empty when nothing.
+fn uncounted(p: &ProcessVerdict) -> String {
+    let suppressed: u64 = p
+        .leaks
+        .iter()
+        .filter(|l| matches!(l.status, Status::Suppressed(_)))
+        .map(|l| l.site.bytes)
+        .sum();
+    let baseline: u64 = p
+        .leaks
+        .iter()
+        .filter(|l| l.status == Status::Baseline)
+        .map(|l| l.site.bytes)
+        .sum();
+    let mut extra = Vec::new();
+    if suppressed > 0 {
+        extra.push(format!(
+            "{} suppressed",
+            plural(suppressed, "byte", "bytes")
+        ));
+    }
+    if baseline > 0 {
+        extra.push(format!(
+            "{} in the baseline",
+            plural(baseline, "byte", "bytes")
+        ));
+    }
+    for kind in kinds_present(&p.not_counted) {
+        let (b, n) = p.not_counted[kind.index()];
+        extra.push(format!(
+            "{} in {} {} not counted",
+            plural(b, "byte", "bytes"),
+            plural(n, "block", "blocks"),
+            kind.words()
+        ));
+    }
+    if extra.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", extra.join(", "))
+    }
+}
+
+/// The summary's list of the suppressions that matched (or went over their
+/// limit); empty when none did.
+fn suppressions_used(v: &Verdict) -> String {
+    let mut s = String::new();
     let used: Vec<usize> = (0..v.suppressions.len())
         .filter(|&i| v.usage[i].stacks > 0 || v.usage[i].over_limit > 0)
         .collect();
@@ -281,363 +321,10 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
             ));
         }
     }
-    let judged = v.judged();
-    let verdict = if failed == 0 { "passed" } else { "FAILED" };
-    writeln!(
-        out,
-        "memtrace check: {verdict}: {} judged of {}, {} failed; {}",
-        plural(judged as u64, "process", "processes"),
-        v.processes.len(),
-        failed,
-        counting(v)
-    )?;
-    out.write_all(s.as_bytes())
+    s
 }
 
 pub use crate::escape::xml as xml_escape;
-
-/// The JUnit XML report (see the module docs).
-pub fn junit(v: &Verdict, out: &mut dyn Write) -> io::Result<()> {
-    let tests = v.processes.len();
-    let failures = v.processes.iter().filter(|p| !p.passed()).count();
-    let skipped = v.processes.len() - v.judged() + v.untraced.len();
-    let time: f64 = v
-        .processes
-        .iter()
-        .map(|p| p.report.process.duration_ms / 1000.0)
-        .sum();
-    // A gate that judged nothing is an error, in a test case of its own.
-    let nothing = v.judged() == 0;
-    let errors = usize::from(nothing);
-    let tests = tests + errors + v.untraced.len();
-    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let counts = format!(
-        "tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time:.3}\""
-    );
-    s.push_str(&format!("<testsuites name=\"memtrace check\" {counts}>\n"));
-    s.push_str(&format!("  <testsuite name=\"memtrace check\" {counts}>\n"));
-    s.push_str(&format!(
-        "    <properties>\n      <property name=\"leak-kinds\" value=\"{}\"/>\n    </properties>\n",
-        xml_escape(&kinds_arg(v.rules.counted_kinds()))
-    ));
-    if nothing {
-        s.push_str(&format!(
-            "    <testcase classname=\"memtrace\" name=\"processes judged\" time=\"0.000\">\n      <error type=\"nothing-judged\" message=\"no process was judged: the gate checked nothing ({} skipped)\"/>\n    </testcase>\n",
-            v.processes.len()
-        ));
-    }
-    let counting = counting(v);
-    let mut seen: HashSet<String> = HashSet::new();
-    for p in &v.processes {
-        let r = p.report;
-        let base = process_title(r);
-        let mut name = base.clone();
-        let mut n = 1;
-        while !seen.insert(name.clone()) {
-            n += 1;
-            name = format!("{base} ({n})");
-        }
-        s.push_str(&format!(
-            "    <testcase classname=\"memtrace.{}\" name=\"{}\" time=\"{:.3}\">\n",
-            xml_escape(&program_name(&r.process.exe)),
-            xml_escape(&name),
-            r.process.duration_ms / 1000.0
-        ));
-        if let Some(skip) = &p.skipped {
-            s.push_str(&format!(
-                "      <skipped message=\"{}\"/>\n",
-                xml_escape(&skip.reason(r))
-            ));
-        }
-        for (i, f) in p.failures.iter().enumerate() {
-            let body = if i == 0 {
-                offending(p, usize::MAX, "")
-            } else {
-                String::new()
-            };
-            s.push_str(&format!(
-                "      <failure type=\"{}\" message=\"{}\">{}</failure>\n",
-                f.rule,
-                xml_escape(&f.message),
-                xml_escape(&body)
-            ));
-        }
-        let mut sys = format!(
-            "pid {}, parent {}, log {}\n{} allocations, {} frees, {} allocated, peak heap {}\n{counting}\n",
-            r.process.pid,
-            r.process.ppid,
-            r.path.display(),
-            thousands(r.summary.allocations),
-            thousands(r.summary.frees),
-            plural(r.summary.bytes_allocated, "byte", "bytes"),
-            plural(r.summary.peak_heap_bytes, "byte", "bytes"),
-        );
-        if let Some(k) = &r.summary.leak_kinds {
-            sys.push_str(&format!("leaked by kind: {}\n", kinds_text(k)));
-        }
-        for n in &p.notes {
-            sys.push_str(&format!("note: {n}\n"));
-        }
-        s.push_str(&format!(
-            "      <system-out>{}</system-out>\n",
-            xml_escape(&sys)
-        ));
-        s.push_str("    </testcase>\n");
-    }
-    for u in &v.untraced {
-        let image = u
-            .image
-            .as_deref()
-            .map_or(String::new(), |i| format!(" {i}"));
-        s.push_str(&format!(
-            "    <testcase classname=\"memtrace.untraced\" name=\"pid {}{}\" time=\"0.000\">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-            u.pid,
-            xml_escape(&image),
-            xml_escape(&format!("not traced: {}", u.reason.text()))
-        ));
-    }
-    s.push_str("  </testsuite>\n</testsuites>\n");
-    out.write_all(s.as_bytes())
-}
-
-#[derive(Serialize)]
-struct JCheck<'a> {
-    memtrace_version: &'static str,
-    passed: bool,
-    exit_status: u8,
-    command: Option<JCommand<'a>>,
-    rules: JRules,
-    baseline: Option<String>,
-    processes: Vec<JProcess<'a>>,
-    /// Processes of the run without a log, with the reason.
-    untraced: Vec<JUntraced<'a>>,
-    suppressions: Vec<JSuppression>,
-}
-
-#[derive(Serialize)]
-struct JUntraced<'a> {
-    pid: u32,
-    parent: u32,
-    image: Option<&'a str>,
-    reason: &'static str,
-    message: &'static str,
-}
-
-/// The checked command, when `memtrace check` ran one.
-#[derive(Clone, Debug, Serialize)]
-pub struct JCommand<'a> {
-    pub argv: &'a [String],
-    pub exit_status: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-#[derive(Serialize)]
-struct JRules {
-    max_leaked_bytes: Option<u64>,
-    max_leaked_blocks: Option<u64>,
-    max_stack_leaked_bytes: Option<u64>,
-    max_stack_leaked_blocks: Option<u64>,
-    mmap_leaks: bool,
-    max_peak: Option<u64>,
-    tolerance: String,
-    peak_tolerance: String,
-    leak_kinds: Vec<&'static str>,
-}
-
-#[derive(Serialize)]
-struct JFailure<'a> {
-    rule: &'static str,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-struct JLeak<'a> {
-    kind: &'static str,
-    bytes: u64,
-    count: u64,
-    status: &'static str,
-    suppressed_by: Option<&'a str>,
-    new_bytes: u64,
-    new_count: u64,
-    /// The bytes and blocks of each kind in `bytes` and `count`, when classified.
-    reachability: Option<serde_json::Value>,
-    stack: Vec<super::json::JFrame<'a>>,
-}
-
-#[derive(Serialize)]
-struct JProcess<'a> {
-    pid: u32,
-    ppid: u32,
-    exe: &'a str,
-    cmdline: &'a [String],
-    log: String,
-    ended: &'static str,
-    exit_status: Option<i32>,
-    signal: Option<i32>,
-    judged: bool,
-    skipped: Option<String>,
-    passed: bool,
-    leaked_heap_bytes: u64,
-    leaked_heap_blocks: u64,
-    leaked_mmap_bytes: u64,
-    leaked_mmap_regions: u64,
-    peak_heap_bytes: u64,
-    baseline_peak_heap_bytes: Option<u64>,
-    counted_bytes: u64,
-    counted_blocks: u64,
-    /// The report's leaked bytes and blocks by kind, when classified.
-    leak_kinds: Option<serde_json::Value>,
-    /// Of those, the kinds that did not count (--leak-kinds).
-    not_counted: Option<serde_json::Value>,
-    estimated: bool,
-    failures: Vec<JFailure<'a>>,
-    notes: &'a [String],
-    leaks: Vec<JLeak<'a>>,
-}
-
-#[derive(Serialize)]
-struct JSuppression {
-    name: String,
-    file: String,
-    line: usize,
-    format: &'static str,
-    limit: Option<u64>,
-    matched_stacks: u64,
-    matched_blocks: u64,
-    matched_bytes: u64,
-    over_limit: u64,
-}
-
-/// The JSON document; `exit_status` is what `memtrace check` exits with.
-/// It can serve as a `--baseline` later.
-pub fn json(
-    v: &Verdict,
-    command: Option<JCommand<'_>>,
-    exit_status: u8,
-    out: &mut dyn Write,
-) -> io::Result<()> {
-    let r = &v.rules;
-    let doc = JCheck {
-        memtrace_version: env!("CARGO_PKG_VERSION"),
-        passed: v.passed(),
-        exit_status,
-        command,
-        rules: JRules {
-            max_leaked_bytes: r.max_leaked_bytes,
-            max_leaked_blocks: r.max_leaked_blocks,
-            max_stack_leaked_bytes: r.max_stack_leaked_bytes,
-            max_stack_leaked_blocks: r.max_stack_leaked_blocks,
-            mmap_leaks: r.mmap_leaks,
-            max_peak: r.max_peak,
-            tolerance: r.tolerance.to_string(),
-            peak_tolerance: r.peak_tolerance.to_string(),
-            leak_kinds: r.counted_kinds().iter().map(|k| k.as_str()).collect(),
-        },
-        baseline: v.baseline.map(|b| b.source.display().to_string()),
-        processes: v
-            .processes
-            .iter()
-            .map(|p| {
-                let rep = p.report;
-                let s = &rep.summary;
-                JProcess {
-                    pid: rep.process.pid,
-                    ppid: rep.process.ppid,
-                    exe: &rep.process.exe,
-                    cmdline: &rep.process.cmdline,
-                    log: rep.path.display().to_string(),
-                    ended: rep.process.ended.as_str(),
-                    exit_status: rep.process.exit_status,
-                    signal: rep.process.signal,
-                    judged: p.skipped.is_none(),
-                    skipped: p.skipped.as_ref().map(|k| k.reason(rep)),
-                    passed: p.passed(),
-                    leaked_heap_bytes: s.leaked_heap_bytes,
-                    leaked_heap_blocks: s.leaked_heap_blocks,
-                    leaked_mmap_bytes: s.leaked_mmap_bytes,
-                    leaked_mmap_regions: s.leaked_mmap_regions,
-                    peak_heap_bytes: s.peak_heap_bytes,
-                    baseline_peak_heap_bytes: p.baseline_peak,
-                    counted_bytes: p.counted_bytes,
-                    counted_blocks: p.counted_blocks,
-                    leak_kinds: s
-                        .leak_kinds
-                        .as_ref()
-                        .map(|k| super::json::kinds_json(k, Some(&s.leak_heuristics))),
-                    not_counted: s
-                        .leak_kinds
-                        .as_ref()
-                        .map(|_| super::json::kinds_json(&p.not_counted, None)),
-                    estimated: s.sample_interval != 0,
-                    failures: p
-                        .failures
-                        .iter()
-                        .map(|f| JFailure {
-                            rule: f.rule,
-                            message: &f.message,
-                        })
-                        .collect(),
-                    notes: &p.notes,
-                    leaks: p
-                        .leaks
-                        .iter()
-                        .map(|l| JLeak {
-                            kind: l.kind,
-                            bytes: l.site.bytes,
-                            count: l.site.count,
-                            status: match l.status {
-                                Status::Counted => "counted",
-                                Status::Suppressed(_) => "suppressed",
-                                Status::Baseline => "baseline",
-                            },
-                            suppressed_by: match l.status {
-                                Status::Suppressed(i) => Some(v.suppressions[i].name.as_str()),
-                                _ => None,
-                            },
-                            new_bytes: l.new_bytes,
-                            new_count: l.new_count,
-                            reachability: l
-                                .site
-                                .kinds
-                                .as_ref()
-                                .map(|k| super::json::kinds_json(k, Some(&l.site.heuristics))),
-                            stack: super::json::stack(&l.site.stack),
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-        untraced: v
-            .untraced
-            .iter()
-            .map(|u| JUntraced {
-                pid: u.pid,
-                parent: u.parent,
-                image: u.image.as_deref(),
-                reason: u.reason.name(),
-                message: u.reason.text(),
-            })
-            .collect(),
-        suppressions: v
-            .suppressions
-            .iter()
-            .zip(&v.usage)
-            .map(|(s, u)| JSuppression {
-                name: s.name.clone(),
-                file: s.file.display().to_string(),
-                line: s.line,
-                format: s.syntax.as_str(),
-                limit: s.limit,
-                matched_stacks: u.stacks,
-                matched_blocks: u.blocks,
-                matched_bytes: u.bytes,
-                over_limit: u.over_limit,
-            })
-            .collect(),
-    };
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
-    writeln!(out)
-}
 
 /// Suppression formats `--gen-suppressions` can print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
