@@ -57,6 +57,10 @@ pub enum Command {
     /// Chart memory over time (live heap, program mmaps, RSS and PSS) as an
     /// SVG, with the peaks marked.
     Timeline(TimelineArgs),
+    /// Print the path of the preload library, for a plain
+    /// `LD_PRELOAD=$(memtrace lib) ./app`: the one beside memtrace, or the copy
+    /// embedded in memtrace, written on first use to ~/.cache/memtrace.
+    Lib,
     /// The scanner a traced process starts at exit (libmemtrace.so does it;
     /// not for people).
     #[command(name = "__scan", hide = true)]

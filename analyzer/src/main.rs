@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         args::Command::Diff(a) => cmd::diff::run(&a),
         args::Command::Export(a) => cmd::export::run(&a),
         args::Command::Timeline(a) => cmd::timeline::run(&a),
+        args::Command::Lib => cmd::preload::run(),
         args::Command::Scan(a) => cmd::scan::run(&a),
     };
     match result {

@@ -6,6 +6,7 @@ pub mod export;
 pub mod flamegraph;
 pub mod logs;
 pub mod pack;
+pub mod preload;
 pub mod report;
 pub mod run;
 pub mod scan;

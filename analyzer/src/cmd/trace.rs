@@ -5,8 +5,9 @@
 //! the kernel sampler while the command runs.
 //!
 //! ## Steps
-//! 1. The preload library is `$MEMTRACE_PRELOAD`, else `libmemtrace.so`
-//!    next to this executable. It is prepended to `LD_PRELOAD` (existing
+//! 1. The preload library is found by [`super::preload::library`]
+//!    (`$MEMTRACE_PRELOAD`, else beside this executable, else the embedded
+//!    copy). It is prepended to `LD_PRELOAD` (existing
 //!    entries kept); `MEMTRACE_OUTPUT` gets the pattern made absolute, so a
 //!    child that changes directory still writes where the user asked.
 //! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
@@ -32,7 +33,7 @@
 //!    that killed it.
 
 use super::logs::{Pattern, find_logs};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use memtrace_analyzer::analysis::kernel::{self, Sampler};
 use memtrace_analyzer::analysis::{lineage, reach};
 use memtrace_analyzer::log::live::process_alive;
@@ -82,29 +83,6 @@ fn install_forwarding() {
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
-}
-
-/// Finds the preload library.
-fn preload_library() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("MEMTRACE_PRELOAD") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!(
-                "MEMTRACE_PRELOAD names {}, which does not exist",
-                p.display()
-            );
-        }
-        return std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()));
-    }
-    let exe = std::env::current_exe().context("cannot find the memtrace executable's path")?;
-    let lib = exe.with_file_name("libmemtrace.so");
-    if !lib.is_file() {
-        bail!(
-            "cannot find the preload library {} (build it, or set MEMTRACE_PRELOAD to its path)",
-            lib.display()
-        );
-    }
-    Ok(lib)
 }
 
 /// The monotonic times a log's process image started and ended (the end
@@ -172,7 +150,7 @@ pub fn exit_code(status: std::process::ExitStatus) -> u8 {
 /// Runs the command under the preload and finds, stamps and packs its logs
 /// (see the module docs).
 pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
-    let lib = preload_library()?;
+    let lib = super::preload::library()?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
     let pat = Pattern::parse(o.output, &cwd)?;
     let output = cwd.join(o.output);

@@ -26,6 +26,7 @@
 //! - `export`: `memtrace export` to pprof (read back with Python's protobuf), folded stacks and speedscope
 //! - `html`: `memtrace report --html`, the page opened in headless Chromium: tables, charts, inferno's search, a screenshot
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
+//! - `install`: the embedded preload and its private cache, `memtrace lib`, a lone copy of the binary, the Debian package
 //! - `lost`: a full file system: events are counted as lost, the program runs on
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
@@ -53,6 +54,7 @@ mod heuristics;
 mod hostile;
 mod html;
 mod inherit;
+mod install;
 mod kernel;
 mod languages;
 mod libc;
