@@ -2,14 +2,15 @@
 //!
 //! Touching a page of a file mapping past the file's end raises SIGBUS, which
 //! would kill memtrace. A process-wide SIGBUS handler (installed once, by the
-//! first [`Log::open`]; the analyzer owns its signals) looks the faulting
-//! address up among the registered log mappings: inside one, it maps
-//! anonymous zero pages from the faulting page to the mapping's end
-//! (`mmap` with `MAP_FIXED` is a system call, async-signal-safe), sets that
-//! mapping's *shrank* flag and returns, so the reader sees zeros (the end of
-//! the data) and the [`Log`] turns the flag into [`Error::Shrank`]. Any other
-//! SIGBUS goes to the action in place before (Rust's own handler, or the
-//! default: the process dies of SIGBUS as it would have).
+//! first [`Log::open`](super::Log::open); the analyzer owns its signals)
+//! looks the faulting address up among the registered log mappings: inside
+//! one, it maps anonymous zero pages from the faulting page to the mapping's
+//! end (`mmap` with `MAP_FIXED` is a system call, async-signal-safe), sets
+//! that mapping's *shrank* flag and returns, so the reader sees zeros (the
+//! end of the data) and the [`Log`](super::Log) turns the flag into
+//! [`Error::Shrank`](crate::error::Error::Shrank). Any other SIGBUS goes to
+//! the action in place before (Rust's own handler, or the default: the
+//! process dies of SIGBUS as it would have).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
