@@ -259,42 +259,13 @@ impl Enc {
                 samples,
                 ..
             } => self.alloc(ev, *func, *addr, *size, *stack, *samples),
-            Record::Free { func, addr, .. } => {
-                let explicit = *func != Func::Free;
-                match self.slot_of.remove(addr) {
-                    Some(s) => {
-                        self.cols[col::KIND].push(op::FREE_SLOT | explicit as u8);
-                        self.dt_in(col::FOP, ev.time, 0);
-                        if explicit {
-                            self.misc(*func as u8 as u64);
-                        }
-                        self.planes16(col::SLOT_LO, s as u64);
-                        let size = self.m.slots[s as usize].1;
-                        self.m.release_slot(s);
-                        let bucket = self.m.bucket();
-                        let rec = self.m.rec();
-                        rec.remember(*addr, size);
-                        let seq = rec.frees;
-                        self.freed_at.insert(*addr, (bucket, seq));
-                        if self.freed_at.len() > 4 * WINDOW * BUCKETS {
-                            let m = &self.m;
-                            self.freed_at.retain(|_, (b, s)| {
-                                m.buckets[*b]
-                                    .as_ref()
-                                    .is_some_and(|r| r.recent(*s).is_some())
-                            });
-                        }
-                    }
-                    None => {
-                        self.cols[col::KIND].push(op::FREE_RAW | explicit as u8);
-                        self.dt(ev.time);
-                        if explicit {
-                            self.misc(*func as u8 as u64);
-                        }
-                        self.misc(*addr);
-                    }
-                }
-            }
+            Record::Free { func, addr, .. } => self.free(ev, *func, *addr),
+            Record::Realloc {
+                time_after,
+                new,
+                size,
+                ..
+            } if ev.realloc_end => self.realloc_end(*time_after, *new, *size),
             Record::Realloc {
                 time,
                 time_after,
@@ -303,44 +274,7 @@ impl Enc {
                 new,
                 size,
                 stack,
-            } => {
-                if ev.realloc_end {
-                    if *new != 0 {
-                        self.forget_live(*new);
-                    }
-                    self.cols[col::KIND].push(op::REALLOC_END);
-                    self.m.prev_us = us(*time_after);
-                    if *new != 0 {
-                        self.take_slot(*new, *size);
-                    }
-                } else {
-                    let released = *old != 0 && (*new != 0 || *size == 0);
-                    let slot = self.slot_of.get(old).copied();
-                    self.cols[col::KIND].push(if slot.is_some() {
-                        op::REALLOC_SLOT
-                    } else {
-                        op::REALLOC_RAW
-                    });
-                    self.dt(*time);
-                    self.misc(us(*time_after).wrapping_sub(us(*time)));
-                    self.misc(*func as u8 as u64);
-                    match slot {
-                        Some(s) => {
-                            self.misc(s as u64);
-                            if released {
-                                self.slot_of.remove(old);
-                                self.m.release_slot(s);
-                            }
-                        }
-                        None => self.misc(*old),
-                    }
-                    let d = zz(new.wrapping_sub(self.m.rec().last_addr) as i64);
-                    self.misc(d);
-                    self.m.rec().last_addr = *new;
-                    self.misc(*size);
-                    self.misc(*stack as u64);
-                }
-            }
+            } => self.realloc(*time, *time_after, *func, *old, *new, *size, *stack),
             Record::Torn => {
                 self.cols[col::KIND].push(op::TORN);
                 self.dt(ev.time);
@@ -350,30 +284,124 @@ impl Enc {
                 self.dt(ev.time);
                 self.misc(*tag as u64);
             }
-            rec => {
-                let n = self.reencode(rec).ok_or("record")?;
-                // Records with byte strings go to the meta section (a
-                // FORK's path is empty unless the child was spawned).
-                let meta = match rec {
-                    Record::Stack { .. }
-                    | Record::Module { .. }
-                    | Record::Exec { .. }
-                    | Record::Kernel { .. } => true,
-                    Record::Fork { path, .. } => !path.is_empty(),
-                    _ => false,
-                };
-                if meta {
-                    self.cols[col::KIND].push(op::META);
-                    self.dt(ev.time);
-                    self.meta.extend_from_slice(&self.scratch[..n]);
-                } else {
-                    self.cols[col::KIND].push(op::INLINE);
-                    self.dt(ev.time);
-                    self.misc(n as u64);
-                    let Enc { cols, scratch, .. } = self;
-                    cols[col::MISC].extend_from_slice(&scratch[..n]);
+            rec => self.reencoded(ev, rec)?,
+        }
+        Ok(())
+    }
+
+    /// A FREE: by slot if `addr` holds one, else by address.
+    fn free(&mut self, ev: &Event<'_>, func: Func, addr: u64) {
+        let explicit = func != Func::Free;
+        match self.slot_of.remove(&addr) {
+            Some(s) => {
+                self.cols[col::KIND].push(op::FREE_SLOT | explicit as u8);
+                self.dt_in(col::FOP, ev.time, 0);
+                if explicit {
+                    self.misc(func as u8 as u64);
+                }
+                self.planes16(col::SLOT_LO, s as u64);
+                let size = self.m.slots[s as usize].1;
+                self.m.release_slot(s);
+                let bucket = self.m.bucket();
+                let rec = self.m.rec();
+                rec.remember(addr, size);
+                let seq = rec.frees;
+                self.freed_at.insert(addr, (bucket, seq));
+                if self.freed_at.len() > 4 * WINDOW * BUCKETS {
+                    let m = &self.m;
+                    self.freed_at.retain(|_, (b, s)| {
+                        m.buckets[*b]
+                            .as_ref()
+                            .is_some_and(|r| r.recent(*s).is_some())
+                    });
                 }
             }
+            None => {
+                self.cols[col::KIND].push(op::FREE_RAW | explicit as u8);
+                self.dt(ev.time);
+                if explicit {
+                    self.misc(func as u8 as u64);
+                }
+                self.misc(addr);
+            }
+        }
+    }
+
+    /// A REALLOC's second appearance (the new block exists).
+    fn realloc_end(&mut self, time_after: u64, new: u64, size: u64) {
+        if new != 0 {
+            self.forget_live(new);
+        }
+        self.cols[col::KIND].push(op::REALLOC_END);
+        self.m.prev_us = us(time_after);
+        if new != 0 {
+            self.take_slot(new, size);
+        }
+    }
+
+    /// A REALLOC's first appearance (the old block is released).
+    #[allow(clippy::too_many_arguments)]
+    fn realloc(
+        &mut self,
+        time: u64,
+        time_after: u64,
+        func: Func,
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    ) {
+        let released = old != 0 && (new != 0 || size == 0);
+        let slot = self.slot_of.get(&old).copied();
+        self.cols[col::KIND].push(if slot.is_some() {
+            op::REALLOC_SLOT
+        } else {
+            op::REALLOC_RAW
+        });
+        self.dt(time);
+        self.misc(us(time_after).wrapping_sub(us(time)));
+        self.misc(func as u8 as u64);
+        match slot {
+            Some(s) => {
+                self.misc(s as u64);
+                if released {
+                    self.slot_of.remove(&old);
+                    self.m.release_slot(s);
+                }
+            }
+            None => self.misc(old),
+        }
+        let d = zz(new.wrapping_sub(self.m.rec().last_addr) as i64);
+        self.misc(d);
+        self.m.rec().last_addr = new;
+        self.misc(size);
+        self.misc(stack as u64);
+    }
+
+    /// Any other record, re-encoded whole: into the meta section if it has
+    /// byte strings, else inline in MISC.
+    fn reencoded(&mut self, ev: &Event<'_>, rec: &Record<'_>) -> Result<(), &'static str> {
+        let n = self.reencode(rec).ok_or("record")?;
+        // Records with byte strings go to the meta section (a
+        // FORK's path is empty unless the child was spawned).
+        let meta = match rec {
+            Record::Stack { .. }
+            | Record::Module { .. }
+            | Record::Exec { .. }
+            | Record::Kernel { .. } => true,
+            Record::Fork { path, .. } => !path.is_empty(),
+            _ => false,
+        };
+        if meta {
+            self.cols[col::KIND].push(op::META);
+            self.dt(ev.time);
+            self.meta.extend_from_slice(&self.scratch[..n]);
+        } else {
+            self.cols[col::KIND].push(op::INLINE);
+            self.dt(ev.time);
+            self.misc(n as u64);
+            let Enc { cols, scratch, .. } = self;
+            cols[col::MISC].extend_from_slice(&scratch[..n]);
         }
         Ok(())
     }

@@ -98,6 +98,8 @@ pub(super) unsafe fn replay(
     r
 }
 
+// One piece: the hot loop of the replay (see "One piece" in the doc below):
+// its raw-pointer invariants and SAFETY arguments hold across the whole loop.
 /// The loop of [`replay`]: exactly one step of `seg`, `seg[k]`, is marked
 /// (see [`StepRule::last`]; its unmarked rule is `last_rule`); `o0` is
 /// `out[n]`, with room for k frames (k + 1 if `room`).

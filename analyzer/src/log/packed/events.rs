@@ -299,118 +299,12 @@ impl<'a> Events<'a> {
                     continue;
                 }
                 _ if o & !7 == op::ALLOC => self.alloc(o)?,
-                op::FREE_SLOT | 0x21 => {
-                    let f = self.u8(col::FOP)?;
-                    let time = self.time_in(f)?;
-                    let func = if o & op::FREE_FUNC != 0 {
-                        self.func()?
-                    } else {
-                        Func::Free
-                    };
-                    let s = self.planes16(col::SLOT_LO)?;
-                    let s = self.live_slot(s)?;
-                    let (addr, size) = self.m.slots[s as usize];
-                    self.m.release_slot(s);
-                    self.m.rec().remember(addr, size);
-                    Record::Free { time, func, addr }
-                }
-                op::FREE_RAW | 0x23 => {
-                    let time = self.time()?;
-                    let func = if o & op::FREE_FUNC != 0 {
-                        self.func()?
-                    } else {
-                        Func::Free
-                    };
-                    let addr = self.misc()?;
-                    Record::Free { time, func, addr }
-                }
-                op::REALLOC_SLOT | op::REALLOC_RAW => {
-                    let time = self.time()?;
-                    let dt2 = self.misc()?;
-                    let func = self.func()?;
-                    let by_slot = o == op::REALLOC_SLOT;
-                    let o_ = self.misc()?;
-                    let old = if by_slot {
-                        let s = self.live_slot(o_)?;
-                        self.m.slots[s as usize].0
-                    } else {
-                        o_
-                    };
-                    let d = self.misc()?;
-                    let new = self.m.rec().last_addr.wrapping_add(unzz(d) as u64);
-                    self.m.rec().last_addr = new;
-                    let size = self.misc()?;
-                    let stack = self.stack_id()?;
-                    // Released as the replay releases it (a failed realloc keeps it).
-                    if by_slot && (new != 0 || size == 0) {
-                        self.m.release_slot(o_ as u32);
-                    }
-                    let time_after = self.m.prev_us.wrapping_add(dt2).wrapping_mul(1000);
-                    let r = Record::Realloc {
-                        time,
-                        time_after,
-                        func,
-                        old,
-                        new,
-                        size,
-                        stack,
-                    };
-                    self.pending[self.m.stream] = Some(r.clone());
-                    r
-                }
-                op::REALLOC_END => {
-                    let Some(r) = self.pending[self.m.stream].take() else {
-                        return Err(self.err("REALLOC END without a REALLOC"));
-                    };
-                    let Record::Realloc {
-                        time_after,
-                        new,
-                        size,
-                        ..
-                    } = r
-                    else {
-                        return Err(self.err("REALLOC END"));
-                    };
-                    self.m.prev_us = time_after / 1000;
-                    if new != 0 {
-                        self.take_slot(new, size)?;
-                    }
-                    return Ok(Some(Event {
-                        time: time_after,
-                        stream: self.m.stream,
-                        chunk_offset: 0,
-                        record: r,
-                        realloc_end: true,
-                    }));
-                }
-                op::INLINE => {
-                    let time = self.time()?;
-                    let n = self.misc()? as usize;
-                    let c = &self.cols[col::MISC];
-                    let p = self.pos[col::MISC];
-                    if n > c.len() - p {
-                        return Err(self.err("inline record length"));
-                    }
-                    let mut it = RecordIter::new(&c[p..p + n], time);
-                    let rec = match it.next() {
-                        Some(Ok(r)) => detach(r),
-                        _ => None,
-                    };
-                    self.pos[col::MISC] += n;
-                    rec.ok_or_else(|| self.err("inline record"))?
-                }
-                op::META => {
-                    let time = self.time()?;
-                    let rest = self.meta.get(self.meta_pos..).unwrap_or(&[]);
-                    let mut it = RecordIter::new(rest, time);
-                    match it.next() {
-                        Some(Ok(r)) => {
-                            self.meta_pos += it.offset();
-                            r
-                        }
-                        _ => return Err(self.err("meta record")),
-                    }
-                }
+                op::FREE_SLOT | 0x21 => self.free_slot(o)?,
+                op::FREE_RAW | 0x23 => self.free_raw(o)?,
+                op::REALLOC_SLOT | op::REALLOC_RAW => self.realloc(o)?,
+                op::REALLOC_END => return self.realloc_end().map(Some),
+                op::INLINE => self.inline()?,
+                op::META => self.meta_record()?,
                 op::TORN => {
                     self.time()?;
                     Record::Torn
@@ -432,6 +326,131 @@ impl<'a> Events<'a> {
                 record,
                 realloc_end: false,
             }));
+        }
+    }
+
+    /// A FREE of a live slot (op `o`).
+    fn free_slot(&mut self, o: u8) -> Result<Record<'a>> {
+        let f = self.u8(col::FOP)?;
+        let time = self.time_in(f)?;
+        let func = if o & op::FREE_FUNC != 0 {
+            self.func()?
+        } else {
+            Func::Free
+        };
+        let s = self.planes16(col::SLOT_LO)?;
+        let s = self.live_slot(s)?;
+        let (addr, size) = self.m.slots[s as usize];
+        self.m.release_slot(s);
+        self.m.rec().remember(addr, size);
+        Ok(Record::Free { time, func, addr })
+    }
+
+    /// A FREE of an address that holds no slot (op `o`).
+    fn free_raw(&mut self, o: u8) -> Result<Record<'a>> {
+        let time = self.time()?;
+        let func = if o & op::FREE_FUNC != 0 {
+            self.func()?
+        } else {
+            Func::Free
+        };
+        let addr = self.misc()?;
+        Ok(Record::Free { time, func, addr })
+    }
+
+    /// A REALLOC's first appearance (op `o`: the old block by slot or raw);
+    /// kept for the stream's REALLOC END.
+    fn realloc(&mut self, o: u8) -> Result<Record<'a>> {
+        let time = self.time()?;
+        let dt2 = self.misc()?;
+        let func = self.func()?;
+        let by_slot = o == op::REALLOC_SLOT;
+        let o_ = self.misc()?;
+        let old = if by_slot {
+            let s = self.live_slot(o_)?;
+            self.m.slots[s as usize].0
+        } else {
+            o_
+        };
+        let d = self.misc()?;
+        let new = self.m.rec().last_addr.wrapping_add(unzz(d) as u64);
+        self.m.rec().last_addr = new;
+        let size = self.misc()?;
+        let stack = self.stack_id()?;
+        // Released as the replay releases it (a failed realloc keeps it).
+        if by_slot && (new != 0 || size == 0) {
+            self.m.release_slot(o_ as u32);
+        }
+        let time_after = self.m.prev_us.wrapping_add(dt2).wrapping_mul(1000);
+        let r = Record::Realloc {
+            time,
+            time_after,
+            func,
+            old,
+            new,
+            size,
+            stack,
+        };
+        self.pending[self.m.stream] = Some(r.clone());
+        Ok(r)
+    }
+
+    /// The stream's pending REALLOC at its second time (the new block exists).
+    fn realloc_end(&mut self) -> Result<Event<'a>> {
+        let Some(r) = self.pending[self.m.stream].take() else {
+            return Err(self.err("REALLOC END without a REALLOC"));
+        };
+        let Record::Realloc {
+            time_after,
+            new,
+            size,
+            ..
+        } = r
+        else {
+            return Err(self.err("REALLOC END"));
+        };
+        self.m.prev_us = time_after / 1000;
+        if new != 0 {
+            self.take_slot(new, size)?;
+        }
+        Ok(Event {
+            time: time_after,
+            stream: self.m.stream,
+            chunk_offset: 0,
+            record: r,
+            realloc_end: true,
+        })
+    }
+
+    /// A record without byte strings, encoded whole in MISC.
+    fn inline(&mut self) -> Result<Record<'a>> {
+        let time = self.time()?;
+        let n = self.misc()? as usize;
+        let c = &self.cols[col::MISC];
+        let p = self.pos[col::MISC];
+        if n > c.len() - p {
+            return Err(self.err("inline record length"));
+        }
+        let mut it = RecordIter::new(&c[p..p + n], time);
+        let rec = match it.next() {
+            Some(Ok(r)) => detach(r),
+            _ => None,
+        };
+        self.pos[col::MISC] += n;
+        rec.ok_or_else(|| self.err("inline record"))
+    }
+
+    /// The next record of the meta section (one with byte strings).
+    fn meta_record(&mut self) -> Result<Record<'a>> {
+        let time = self.time()?;
+        let rest = self.meta.get(self.meta_pos..).unwrap_or(&[]);
+        let mut it = RecordIter::new(rest, time);
+        match it.next() {
+            Some(Ok(r)) => {
+                self.meta_pos += it.offset();
+                Ok(r)
+            }
+            _ => Err(self.err("meta record")),
         }
     }
 }
@@ -456,6 +475,38 @@ pub(crate) fn detach<'b>(r: Record<'_>) -> Option<Record<'b>> {
             samples,
         },
         Free { time, func, addr } => Free { time, func, addr },
+        Mmap { .. } | Munmap { .. } | Mremap { .. } | Brk { .. } => return detach_mapping(r),
+        Unmodule { time, bias, start } => Unmodule { time, bias, start },
+        Lost { time, count } => Lost { time, count },
+        Freeres { time, phase } => Freeres { time, phase },
+        Fork {
+            time,
+            child_pid,
+            how,
+            path: b"",
+        } => Fork {
+            time,
+            child_pid,
+            how,
+            path: b"",
+        },
+        Exit { time, how, status } => Exit { time, how, status },
+        Torn => Torn,
+        Unknown { tag } => Unknown { tag },
+        Realloc { .. }
+        | Stack { .. }
+        | Module { .. }
+        | Fork { .. }
+        | Exec { .. }
+        | Kernel { .. } => return None,
+    })
+}
+
+/// [`detach`] for the records of address-space changes (mmap, munmap,
+/// mremap, brk); `None` for any other.
+fn detach_mapping<'b>(r: Record<'_>) -> Option<Record<'b>> {
+    use Record::*;
+    Some(match r {
         Mmap {
             time,
             func,
@@ -520,29 +571,7 @@ pub(crate) fn detach<'b>(r: Record<'_>) -> Option<Record<'b>> {
             new_break,
             stack,
         },
-        Unmodule { time, bias, start } => Unmodule { time, bias, start },
-        Lost { time, count } => Lost { time, count },
-        Freeres { time, phase } => Freeres { time, phase },
-        Fork {
-            time,
-            child_pid,
-            how,
-            path: b"",
-        } => Fork {
-            time,
-            child_pid,
-            how,
-            path: b"",
-        },
-        Exit { time, how, status } => Exit { time, how, status },
-        Torn => Torn,
-        Unknown { tag } => Unknown { tag },
-        Realloc { .. }
-        | Stack { .. }
-        | Module { .. }
-        | Fork { .. }
-        | Exec { .. }
-        | Kernel { .. } => return None,
+        _ => return None,
     })
 }
 

@@ -30,6 +30,10 @@ use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, HEADER_SIZE};
 
 use crate::sys;
 
+mod create;
+
+pub use create::open_log;
+
 /// The log's file descriptor (-1: no log, or the program took it over).
 static FD: AtomicU32 = AtomicU32::new(u32::MAX);
 /// The log file's device and inode, to recognize its descriptor.
@@ -217,124 +221,6 @@ pub fn header_addr() -> u64 {
 /// Whether a log is open.
 pub fn active() -> bool {
     !HEADER.load(Ordering::Acquire).is_null()
-}
-
-/// Creates the log file named by `path` (NUL-terminated) with O_EXCL and
-/// O_NOFOLLOW, mode 0600, and maps its header. Tries `path.1`, `path.2`, ...
-/// when the name is taken. Returns false if no log could be created.
-pub fn open_log(path: &mut [u8], len: usize, forked_from: u32) -> bool {
-    // A taken name gets ".N" before its extension (`app.12.1.mtr`), so that
-    // globs on the extension still find it; a name without one gets it at
-    // the end.
-    let mut orig = [0u8; 4096];
-    if len > orig.len() || len > path.len() {
-        return false;
-    }
-    orig[..len].copy_from_slice(&path[..len]);
-    let base = orig[..len]
-        .iter()
-        .rposition(|&c| c == b'/')
-        .map_or(0, |i| i + 1);
-    let dot = orig[base..len]
-        .iter()
-        .rposition(|&c| c == b'.')
-        .filter(|&i| i > 0)
-        .map_or(len, |i| base + i);
-    let mut fd = -1;
-    let mut n = 0;
-    while n < 100 {
-        let mut l = len;
-        if n > 0 {
-            let mut digits = [0u8; 3];
-            let mut k = 0;
-            let mut v = n;
-            while v > 0 {
-                digits[k] = b'0' + (v % 10) as u8;
-                v /= 10;
-                k += 1;
-            }
-            if len + 1 + k + 1 > path.len() {
-                return false;
-            }
-            l = dot;
-            path[l] = b'.';
-            l += 1;
-            while k > 0 {
-                k -= 1;
-                path[l] = digits[k];
-                l += 1;
-            }
-            path[l..l + (len - dot)].copy_from_slice(&orig[dot..len]);
-            l += len - dot;
-        }
-        path[l] = 0;
-        // SAFETY: `path` is NUL-terminated at `l`; openat does not retain it.
-        fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat,
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o600,
-            ) as c_int
-        };
-        if fd >= 0 || sys_errno() != libc::EEXIST {
-            break;
-        }
-        n += 1;
-    }
-    if fd < 0 {
-        return false;
-    }
-    if !extend(fd, 0, HEADER_SIZE) {
-        // SAFETY: closing the descriptor we just opened.
-        unsafe { libc::syscall(libc::SYS_close, fd) };
-        return false;
-    }
-    let Some(h) = sys::mmap(
-        0,
-        HEADER_SIZE,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
-        fd,
-        0,
-    ) else {
-        // SAFETY: closing the descriptor we just opened.
-        unsafe { libc::syscall(libc::SYS_close, fd) };
-        return false;
-    };
-    // SAFETY: `h` is a fresh, exclusively owned HEADER_SIZE mapping.
-    let page = unsafe { &mut *(h as *mut [u8; HEADER_SIZE]) };
-    let mut exe = [0u8; 1024];
-    let exe_len = sys::readlink(c"/proc/self/exe", &mut exe);
-    let mut cmd = [0u8; 2814];
-    let mut cmd_len = sys::read_file(c"/proc/self/cmdline", &mut cmd);
-    while cmd_len > 0 && cmd[cmd_len - 1] == 0 {
-        cmd_len -= 1;
-    }
-    // SAFETY: sysconf is async-signal-safe in practice and does not allocate for _SC_PAGESIZE.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
-    memtrace_format::hdr::write_header(
-        page,
-        page_size,
-        sys::getpid(),
-        sys::getppid(),
-        sys::realtime_ns(),
-        sys::now_ns(),
-        sys::current_brk(),
-        forked_from,
-        &exe[..exe_len],
-        &cmd[..cmd_len],
-    );
-    let interval = crate::sample::interval().to_le_bytes();
-    page[off::SAMPLE_INTERVAL..off::SAMPLE_INTERVAL + 8].copy_from_slice(&interval);
-    let (dev, ino) = identity(fd).unwrap_or((0, 0));
-    DEV.store(dev, Ordering::Relaxed);
-    INO.store(ino, Ordering::Relaxed);
-    remember_path(fd);
-    FD.store(move_high(fd) as u32, Ordering::Release);
-    HEADER.store(h, Ordering::Release);
-    true
 }
 
 /// The device and inode of the file open at `fd`.
