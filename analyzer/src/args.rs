@@ -183,6 +183,10 @@ pub struct CheckArgs {
     /// Write a JUnit XML report to FILE (`-`: stdout): one test case per process.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Write the counted leaks as valgrind memcheck's XML (protocol 4) to
+    /// FILE (`-`: stdout), for the tools that read `valgrind --xml=yes`.
+    #[arg(long, value_name = "FILE")]
+    pub xml: Option<PathBuf>,
     /// Leaking stacks shown per failing process in the summary.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub top: usize,

@@ -11,7 +11,7 @@
 //!    followed), its logs going to `-o` or to a temporary directory that is
 //!    removed when the check passes. Otherwise the logs given are read.
 //! 4. Every log is analyzed and judged ([`memtrace_analyzer::gate`]); the
-//!    summary goes to stderr, `--json` and `--junit` files are written,
+//!    summary goes to stderr, `--json`, `--junit` and `--xml` files are written,
 //!    `--gen-suppressions` entries go to stderr or their own file.
 //! 5. Exit status, first that applies: 2 when memtrace failed (a log could
 //!    not be read, no log was written); the command's own status when it
@@ -485,6 +485,11 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     }
     if let Some(path) = &a.junit {
         write_to(path, "JUnit", |out| render::junit(&verdict, out))?;
+    }
+    if let Some(path) = &a.xml {
+        write_to(path, "memcheck XML", |out| {
+            render::memcheck_xml(&verdict, out)
+        })?;
     }
     if let Some(formats) = generate {
         match &a.gen_suppressions_file {

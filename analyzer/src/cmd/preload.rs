@@ -148,10 +148,7 @@ mod cache {
         let m = f.metadata()?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let me = unsafe { libc::geteuid() };
-        if !m.file_type().is_file()
-            || m.uid() != me
-            || m.len() != bytes.len() as u64
-        {
+        if !m.file_type().is_file() || m.uid() != me || m.len() != bytes.len() as u64 {
             return Ok(false);
         }
         let mut have = Vec::with_capacity(bytes.len());

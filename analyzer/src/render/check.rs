@@ -1,5 +1,5 @@
 //! What `memtrace check` prints: a short summary for people (stderr), a
-//! JSON document and a JUnit XML file for CI systems, and suppression
+//! JSON document, a JUnit XML file and memcheck's XML for CI systems, and suppression
 //! entries for the leaks that failed the gate.
 //!
 //! The JUnit file has one test case per process of the run, named after the
@@ -16,10 +16,12 @@
 //!
 //! This module writes the summary and the suppression entries, and holds
 //! the text helpers the outputs share; `junit` writes the JUnit file and
-//! `json` the JSON document (both re-exported here).
+//! `json` the JSON document, `memcheck` valgrind memcheck's XML (all
+//! re-exported here).
 
 mod json;
 mod junit;
+mod memcheck;
 
 use std::collections::HashSet;
 use std::io::{self, Write};
@@ -33,6 +35,7 @@ use crate::units::plural;
 
 pub use self::json::{JCommand, json};
 pub use self::junit::junit;
+pub use self::memcheck::memcheck_xml;
 
 /// Frames shown per stack in the summary and the JUnit file.
 const FRAMES: usize = 12;

@@ -28,6 +28,7 @@
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `install`: the embedded preload and its private cache, `memtrace lib`, a lone copy of the binary, the Debian package
 //! - `lost`: a full file system: events are counted as lost, the program runs on
+//! - `memcheck_xml`: `memtrace check --xml` against memcheck's own XML and read by ValgrindCI
 //! - `security`: planted symlinks, existing files, setuid programs
 //! - `reach`: leak kinds by reachability (definitely/indirectly/possibly lost, still reachable) against memcheck
 //! - `scan`: the scan at exit, started by the process: the same kinds under run, check and LD_PRELOAD; failures named; nothing left behind; the snapshot signal never kills
@@ -61,6 +62,7 @@ mod libc;
 mod live;
 mod lost;
 mod mapping;
+mod memcheck_xml;
 mod oracles;
 mod pack;
 mod processes;
