@@ -56,7 +56,7 @@ impl Kind {
         }
     }
 
-    /// Its index in [`Kind::ALL`] (and in a `report::Kinds` array).
+    /// Its index in [`Kind::ALL`] (and in a [`ByKind`] array).
     pub fn index(self) -> usize {
         self as usize
     }

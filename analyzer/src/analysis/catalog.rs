@@ -225,47 +225,52 @@ impl Catalog {
                         err,
                     })?);
                 }
-                match *kind {
-                    memtrace_format::kernel::KIND_EXIT_SCAN => {
-                        c.exit_scan = ExitScan::from_values(&v);
-                    }
-                    memtrace_format::kernel::KIND_SCAN_DONE => {
-                        c.scan_done = ScanDone::from_values(&v);
-                    }
-                    memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
-                        if let [p, sp, t, ..] = v[..]
-                            && let Ok(p) = u32::try_from(p)
-                        {
-                            c.running.push((p, sp, t));
-                            c.not_roots = pairs(v.get(3..).unwrap_or(&[]));
-                        }
-                    }
-                    memtrace_format::kernel::KIND_REACH => {
-                        if let Some((&code, addrs)) = v.split_first() {
-                            let k = crate::kinds::Kind::from_code(code);
-                            let h = crate::kinds::Heuristic::from_code(code);
-                            // A heuristic's blocks are still reachable.
-                            let k = k.or(h.map(|_| crate::kinds::Kind::StillReachable));
-                            let mut a = 0u64;
-                            for &d in addrs {
-                                a = a.wrapping_add(d);
-                                if let Some(k) = k {
-                                    c.reach.insert(a, k);
-                                }
-                                if let Some(h) = h {
-                                    c.reach_heuristics.insert(a, h);
-                                }
-                            }
-                        }
-                    }
-                    _ => c.kernel.observe(ev.time, *kind, &v),
-                }
+                c.kernel_record(ev.time, *kind, &v);
             }
             Record::Torn => c.torn_records += 1,
             Record::Unknown { .. } => c.unknown_records += 1,
             _ => {}
         }
         Ok(())
+    }
+
+    /// Takes in a KERNEL record's kind and values (decoded), at `time`.
+    fn kernel_record(&mut self, time: u64, kind: u8, v: &[u64]) {
+        match kind {
+            memtrace_format::kernel::KIND_EXIT_SCAN => {
+                self.exit_scan = ExitScan::from_values(v);
+            }
+            memtrace_format::kernel::KIND_SCAN_DONE => {
+                self.scan_done = ScanDone::from_values(v);
+            }
+            memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
+                if let [p, sp, t, ..] = v[..]
+                    && let Ok(p) = u32::try_from(p)
+                {
+                    self.running.push((p, sp, t));
+                    self.not_roots = pairs(v.get(3..).unwrap_or(&[]));
+                }
+            }
+            memtrace_format::kernel::KIND_REACH => {
+                if let Some((&code, addrs)) = v.split_first() {
+                    let k = crate::kinds::Kind::from_code(code);
+                    let h = crate::kinds::Heuristic::from_code(code);
+                    // A heuristic's blocks are still reachable.
+                    let k = k.or(h.map(|_| crate::kinds::Kind::StillReachable));
+                    let mut a = 0u64;
+                    for &d in addrs {
+                        a = a.wrapping_add(d);
+                        if let Some(k) = k {
+                            self.reach.insert(a, k);
+                        }
+                        if let Some(h) = h {
+                            self.reach_heuristics.insert(a, h);
+                        }
+                    }
+                }
+            }
+            _ => self.kernel.observe(time, kind, v),
+        }
     }
 }
 

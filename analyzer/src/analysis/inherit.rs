@@ -56,7 +56,7 @@ use crate::analysis::replay::{Config, Replay, Seed};
 use crate::analysis::symbolize::Module;
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
-use crate::log::Log;
+use crate::log::{Index, Log};
 
 /// Generations followed up the tree at most.
 pub const MAX_DEPTH: usize = 64;
@@ -283,7 +283,39 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     let log = Log::open(parent_log)?;
     let header = log.header()?;
     let index = log.index(&header)?;
-    let cfg = Config::of(&header);
+    let (up, notes) = ancestry(parent_log, &header, peers, depth);
+    let from_up: HashMap<u32, &Stack> = up
+        .iter()
+        .flat_map(|u| u.stacks.iter().map(|s| (s.id, s)))
+        .collect();
+    let (cat, r, at) = replay_to_cut(
+        &log,
+        &index,
+        Config::of(&header),
+        child,
+        up.as_ref(),
+        &from_up,
+    )?;
+    let (seed, stacks, modules) = carry_over(&cat, &r, up.as_ref(), &from_up);
+    Ok(Inherited {
+        parent_log: parent_log.to_owned(),
+        parent_pid: header.pid,
+        at,
+        seed,
+        stacks,
+        modules,
+        notes,
+    })
+}
+
+/// The inheritance of the parent of `parent_log` (of `header`), when it is
+/// a fork child too, and what could not be followed further up the tree.
+fn ancestry(
+    parent_log: &Path,
+    header: &Header<'_>,
+    peers: &[PathBuf],
+    depth: usize,
+) -> (Option<Inherited>, Vec<String>) {
     let mut notes = Vec::new();
     let me = Child {
         pid: header.pid,
@@ -300,30 +332,38 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     if let Some(up) = &up {
         notes.extend(up.notes.iter().cloned());
     }
+    (up, notes)
+}
 
-    // One pass: the replay up to the cut (the state at the child's last FORK
-    // record at or before its start, else at its start), then the catalog
-    // on until it has every stack live at the cut (a STACK record may come
-    // after its first use in the merged order).
-    let from_up: HashMap<u32, &Stack> = up
-        .iter()
-        .flat_map(|u| u.stacks.iter().map(|s| (s.id, s)))
-        .collect();
+/// One pass over the parent's log: the replay up to the cut (the state at
+/// the child's last FORK record at or before its start, else at its start),
+/// then the catalog on until it has every stack live at the cut (a STACK
+/// record may come after its first use in the merged order). Returns the
+/// catalog, the replay at the cut and the cut's time. `up`: the parent's
+/// own inheritance, whose stacks (`from_up`) need no STACK record.
+fn replay_to_cut(
+    log: &Log,
+    index: &Index,
+    cfg: Config,
+    child: Child,
+    up: Option<&Inherited>,
+    from_up: &HashMap<u32, &Stack>,
+) -> Result<(Catalog, Replay, u64)> {
     let mut cat = Catalog::default();
     let mut r = Replay::new(cfg);
-    if let Some(up) = &up {
+    if let Some(up) = up {
         r.seed(&up.seed);
     }
     let mut at_fork: Option<(Replay, u64)> = None;
     let mut cut: Option<(Replay, u64)> = None;
     let mut missing: HashSet<u32> = HashSet::new();
     let mut copies = 0;
-    for ev in log.merge(&index) {
+    for ev in log.merge(index) {
         let ev = ev?;
         if !cfg.includes(&ev) {
             continue;
         }
-        cat.observe(&ev, &log, &index)?;
+        cat.observe(&ev, log, index)?;
         if cut.is_some() {
             if let Record::Stack { id, .. } = &ev.record {
                 missing.remove(id);
@@ -357,7 +397,19 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     }
     // The log may end before the child's start (a parent killed at once).
     let (r, at) = cut.or(at_fork).unwrap_or((r, child.start));
+    Ok((cat, r, at))
+}
 
+/// The parent's blocks and mappings live at the cut (`r`) as the child's
+/// seed, their stacks renumbered in the child's namespace, with the frames
+/// (from `cat`, or the parent's own inheritance `up`) and the objects they
+/// lie in.
+fn carry_over(
+    cat: &Catalog,
+    r: &Replay,
+    up: Option<&Inherited>,
+    from_up: &HashMap<u32, &Stack>,
+) -> (Seed, Vec<Stack>, Vec<Module>) {
     // The parent's stacks of what was live, renumbered in the child's namespace.
     let mut blocks: Vec<(u64, crate::analysis::replay::Block)> = r.live().collect();
     blocks.sort_unstable_by_key(|b| b.0);
@@ -425,15 +477,7 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
             .collect(),
         funcs,
     };
-    Ok(Inherited {
-        parent_log: parent_log.to_owned(),
-        parent_pid: header.pid,
-        at,
-        seed,
-        stacks,
-        modules,
-        notes,
-    })
+    (seed, stacks, modules)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::{program_name, site_key, stack_key};
 use crate::analysis::reach::Kind;
-use crate::kinds::counted_part;
-use crate::report::{Kinds, Report};
+use crate::kinds::{ByKind, counted_part};
+use crate::report::Report;
 
 /// Leaks and peaks of an earlier run, to compare against.
 #[derive(Clone, Debug, Default)]
@@ -94,7 +94,7 @@ impl Baseline {
                 let frames = l.get("stack").and_then(Value::as_array).ok_or_else(bad)?;
                 let reach = match l.get("reachability") {
                     Some(Value::Object(m)) => {
-                        let mut k: Kinds = [(0, 0); 4];
+                        let mut k: ByKind = [(0, 0); 4];
                         for kind in Kind::ALL {
                             if let Some(v) = m.get(kind.as_str()) {
                                 k[kind.index()] = (

@@ -10,7 +10,8 @@ use super::suppress::Suppression;
 use super::verdict::{Failure, Gate, Leak, ProcessVerdict, Skip, Status, Usage, Verdict};
 use super::{file_name, merged, program_name, site_key, where_};
 use crate::analysis::reach::Kind;
-use crate::report::{Ended, Kinds, Report, Site};
+use crate::kinds::ByKind;
+use crate::report::{Ended, Report, Site};
 
 /// Judges the processes of one run (see the module docs).
 pub fn evaluate<'a>(reports: &'a [Report], gate: &Gate<'a>) -> Verdict<'a> {
@@ -204,14 +205,14 @@ impl<'a> Evaluation<'a> {
     fn classified_leaks(
         &self,
         s: Site,
-        k: Kinds,
+        k: ByKind,
         stack_matches: &mut [Option<bool>],
         counted_kinds: &[Kind],
-        not_counted: &mut Kinds,
+        not_counted: &mut ByKind,
         leaks: &mut Vec<Leak>,
     ) {
         // Each kind's blocks go to the first suppression for that kind.
-        let mut parts: Vec<(Status, Kinds)> = Vec::new();
+        let mut parts: Vec<(Status, ByKind)> = Vec::new();
         for kind in Kind::ALL {
             let (b, n) = k[kind.index()];
             if b == 0 && n == 0 {

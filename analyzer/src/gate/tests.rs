@@ -7,7 +7,8 @@ use super::suppress::SuppressionFile;
 use super::*;
 use crate::analysis::reach::Kind;
 use crate::frames::Frame;
-use crate::report::{Ended, Kinds, Process, Report, Summary};
+use crate::kinds::ByKind;
+use crate::report::{Ended, Process, Report, Summary};
 
 fn frame(function: &str) -> Frame {
     Frame {
@@ -371,7 +372,7 @@ fn baseline_pass_and_fail() {
 }
 
 /// A site classified as `[definite, indirect, possible, reachable]`.
-pub(crate) fn classified(funcs: &[&str], k: Kinds) -> Site {
+pub(crate) fn classified(funcs: &[&str], k: ByKind) -> Site {
     let (bytes, count) = k.iter().fold((0, 0), |(b, n), (kb, kn)| (b + kb, n + kn));
     Site {
         kinds: Some(k),

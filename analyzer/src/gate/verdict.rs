@@ -7,7 +7,8 @@
 use super::baseline::Baseline;
 use super::rules::Rules;
 use super::suppress::{Suppression, SuppressionFile};
-use crate::report::{Ended, Kinds, Report, Site};
+use crate::kinds::ByKind;
+use crate::report::{Ended, Report, Site};
 
 /// What became of one leak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +89,7 @@ pub struct ProcessVerdict<'a> {
     pub counted_blocks: u64,
     /// Bytes and blocks of the classified heap leaks of each kind that does
     /// not count (order of [`Kind::ALL`](crate::analysis::reach::Kind::ALL); zeros for the kinds that count).
-    pub not_counted: Kinds,
+    pub not_counted: ByKind,
     /// The baseline's peak for this program, if it has one.
     pub baseline_peak: Option<u64>,
     pub failures: Vec<Failure>,

@@ -258,7 +258,7 @@ struct JLeak<'a> {
 /// with `heurs`, the reachable entry has `"heuristics": {"newarray": {"bytes", "count"},
 /// ...}`, the blocks each leak heuristic saved (only those that saved some).
 pub(crate) fn kinds_json(
-    k: &crate::report::Kinds,
+    k: &crate::kinds::ByKind,
     heurs: Option<&crate::report::Heurs>,
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();

@@ -142,7 +142,7 @@ pub(super) fn live_filter(
 /// Bytes and blocks by reachability kind, one kind a line: `32 bytes in 1
 /// block definitely lost<br>96 bytes in 3 blocks indirectly lost`; the still
 /// reachable line says what the leak heuristics saved of it.
-pub(super) fn kinds_cell(k: &crate::report::Kinds, h: &crate::report::Heurs) -> String {
+pub(super) fn kinds_cell(k: &crate::kinds::ByKind, h: &crate::report::Heurs) -> String {
     escape(&crate::report::kinds_text_via(k, h)).replace("; ", "<br>")
 }
 
@@ -153,7 +153,7 @@ struct Row {
     bytes: u64,
     count: u64,
     /// By reachability kind, when every merged site was classified.
-    kinds: Option<crate::report::Kinds>,
+    kinds: Option<crate::kinds::ByKind>,
     /// Of the still reachable blocks, those each leak heuristic saved.
     heuristics: crate::report::Heurs,
     /// The allocating functions of the merged sites, each once.

@@ -1,0 +1,255 @@
+//! Reading a stopped process's memory image for [`classify`]: its writable
+//! private mappings, which of them are roots and which the allocator's,
+//! the live parts of its stacks, and its registers (`/proc/PID/maps` and
+//! `/proc/PID/mem`).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::{AddressSpace, Block, Heuristics, Mapping, Scan, classify, find};
+
+/// Mappings larger than this are not read unless they hold live blocks
+/// (address-space reservations, not data).
+const MAX_ROOT_MAPPING: u64 = 1 << 30;
+
+/// glibc's non-main heaps (its arenas for threads) are mapped at multiples of
+/// `HEAP_MAX_SIZE` (64 MiB on 64-bit systems).
+const GLIBC_HEAP_ALIGN: u64 = 64 << 20;
+
+/// The red zone below a stopped thread's stack pointer, which its innermost
+/// function may use without moving the pointer (x86-64 System V ABI).
+pub const RED_ZONE: u64 = 128;
+
+/// Where the scan of a process starts on its stacks, what registers hold,
+/// and what is not the program's memory.
+#[derive(Clone, Debug, Default)]
+pub struct Roots {
+    /// A stack pointer of each thread (the exiting thread's at the entry to
+    /// `exit`; the others' minus the red zone): the mapping holding it is
+    /// scanned from there up; below it the stack is dead.
+    pub stack_starts: Vec<u64>,
+    /// The threads' register values, each a root word.
+    pub registers: Vec<u64>,
+    /// Memory that is never a root (start, bytes): memtrace's own, and the
+    /// allocator's state that is not in an arena.
+    pub not_roots: Vec<(u64, u64)>,
+}
+
+/// One writable private mapping, read whole.
+struct Region {
+    start: u64,
+    bytes: Vec<u8>,
+    /// The allocator's (an arena holding live blocks, glibc's `[heap]` or a
+    /// thread heap): read for the blocks' contents, never a root.
+    heap: bool,
+}
+
+/// One line of `/proc/PID/maps`: the range, the permissions, the path.
+struct MapsLine<'a> {
+    start: u64,
+    end: u64,
+    perms: &'a [u8],
+    path: &'a str,
+}
+
+impl<'a> MapsLine<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            return None;
+        };
+        let path = f.nth(3).unwrap_or("");
+        let (a, b) = range.split_once('-')?;
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            return None;
+        };
+        Some(MapsLine {
+            start,
+            end,
+            perms: perms.as_bytes(),
+            path,
+        })
+    }
+
+    /// The mapping for the multipleinheritance heuristic, when the
+    /// permissions say enough.
+    fn mapping(&self) -> Option<Mapping> {
+        let p = self.perms;
+        (p.len() >= 3).then(|| Mapping {
+            start: self.start,
+            end: self.end,
+            read: p[0] == b'r',
+            exec: p[2] == b'x',
+            file: !self.path.is_empty() && !self.path.starts_with('['),
+        })
+    }
+}
+
+/// Reads process `pid`'s writable private mappings and classifies `blocks`
+/// (sorted by address).
+///
+/// **Roots are the program's memory, never the allocator's or memtrace's.**
+/// Every writable private mapping is the program's (module data and bss,
+/// stacks and the TLS in them, its own mmaps) except those the allocator
+/// keeps for itself: a mapping holding a live block (an arena), glibc's
+/// `[heap]` and its 64 MiB-aligned thread heaps (arenas whose blocks may all
+/// be free: their free chunks' stale words are not roots). Inside the C
+/// library's data, glibc keeps its arena state (`main_arena`), whose words point at chunk headers: a
+/// pointer at exactly the header of the chunk after a block is the
+/// allocator's, not an interior pointer into that block (see
+/// `glibc_next_chunk`). memtrace's own memory ([`Roots::not_roots`]) reads
+/// as zeros. A stack mapping is scanned from the lowest thread stack pointer
+/// in it; a thread running on a stack inside a live block (a coroutine's)
+/// makes that block's part above its stack pointer a root too. Needs the right
+/// to read the process's memory (ptrace access).
+/// `heur`: the leak heuristics to apply (the multipleinheritance one reads
+/// the vtables it tests from the process's read-only mappings, word by word).
+pub fn classify_process(
+    pid: u32,
+    roots: &Roots,
+    blocks: &[Block],
+    heur: Heuristics,
+) -> std::io::Result<Scan> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mem = File::open(format!("/proc/{pid}/mem"))?;
+    let mut regions: Vec<Region> = Vec::new();
+    let mut mappings: Vec<Mapping> = Vec::new();
+    for line in maps.lines() {
+        let Some(line) = MapsLine::parse(line) else {
+            continue;
+        };
+        mappings.extend(line.mapping());
+        regions.extend(read_region(&mem, roots, blocks, &line));
+    }
+    let region_of = |addr: u64| -> Option<&Region> {
+        let r = regions
+            .partition_point(|r| r.start <= addr)
+            .checked_sub(1)?;
+        let r = &regions[r];
+        (addr < r.start + r.bytes.len() as u64).then_some(r)
+    };
+    let contents = |i: usize| -> Option<&[u8]> {
+        let b = blocks[i];
+        let r = region_of(b.addr)?;
+        let from = (b.addr - r.start) as usize;
+        r.bytes.get(from..from.checked_add(b.size as usize)?)
+    };
+    // Threads running on a stack inside a live block.
+    let mut on_block: Vec<(u64, &[u8])> = Vec::new();
+    for &sp in &roots.stack_starts {
+        if let Some((i, _)) = find(blocks, sp)
+            && let Some(bytes) = contents(i)
+        {
+            let from = ((sp & !7) - blocks[i].addr) as usize;
+            on_block.push((sp & !7, &bytes[from.min(bytes.len())..]));
+        }
+    }
+    let registers: Vec<u8> = roots
+        .registers
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    // The vtable test reads words outside the regions read whole (vtables
+    // live in read-only mappings).
+    let space = AddressSpace::new(
+        mappings,
+        Box::new(|a: u64| {
+            let mut w = [0u8; 8];
+            mem.read_exact_at(&mut w, a).ok()?;
+            Some(u64::from_le_bytes(w))
+        }),
+    );
+    Ok(classify(
+        blocks,
+        regions
+            .iter()
+            .filter(|r| !r.heap)
+            .map(|r| (r.start, r.bytes.as_slice()))
+            .chain(on_block)
+            .chain([(0u64, registers.as_slice())]),
+        &contents,
+        heur,
+        &space,
+    ))
+}
+
+/// The region to read for a line of the maps: `None` for a mapping that is
+/// not writable and private, neither a root nor holding blocks, or
+/// memtrace's own.
+fn read_region(mem: &File, roots: &Roots, blocks: &[Block], line: &MapsLine<'_>) -> Option<Region> {
+    let MapsLine {
+        start,
+        end,
+        perms: p,
+        path,
+    } = *line;
+    if p.len() < 4 || p[0] != b'r' || p[1] != b'w' || p[3] != b'p' {
+        return None;
+    }
+    if path.starts_with("[vvar") || path.starts_with("[vsyscall") {
+        return None;
+    }
+    let i = blocks.partition_point(|b| b.addr < start);
+    let holds_blocks = blocks.get(i).is_some_and(|b| b.addr < end);
+    // A thread heap of glibc's: anonymous, 64 MiB-aligned, holding no
+    // thread's stack, and opening with its `heap_info`, whose first word
+    // points to its arena (a thread stack's lowest word is 0: unused).
+    let thread_heap = || {
+        let mut w = [0u8; 8];
+        path.is_empty()
+            && start % GLIBC_HEAP_ALIGN == 0
+            && !roots
+                .stack_starts
+                .iter()
+                .any(|sp| (start..end).contains(sp))
+            && mem.read_exact_at(&mut w, start).is_ok()
+            && u64::from_le_bytes(w) != 0
+    };
+    let glibc_heap = path == "[heap]" || thread_heap();
+    let heap = holds_blocks || glibc_heap;
+    // Neither a root nor holding blocks: nothing to read.
+    if (heap && !holds_blocks) || (!heap && end - start > MAX_ROOT_MAPPING) {
+        return None;
+    }
+    // memtrace's own mappings (its tables, thread states) whole: not read.
+    if roots
+        .not_roots
+        .iter()
+        .any(|&(a, n)| a <= start && end <= a.saturating_add(n))
+    {
+        return None;
+    }
+    // A stack: the live part only.
+    let start = match roots
+        .stack_starts
+        .iter()
+        .filter(|&&sp| (start..end).contains(&sp))
+        .min()
+    {
+        Some(&sp) if !heap => sp & !7,
+        _ => start,
+    };
+    let bytes = read_live(mem, start, end, &roots.not_roots);
+    Some(Region { start, bytes, heap })
+}
+
+/// The bytes of `[start, end)`: unreadable pages (guard pages), and the
+/// ranges of `not_roots`, read as zeros.
+fn read_live(mem: &File, start: u64, end: u64, not_roots: &[(u64, u64)]) -> Vec<u8> {
+    let mut bytes = vec![0u8; (end - start) as usize];
+    let mut off = 0usize;
+    while off < bytes.len() {
+        match mem.read_at(&mut bytes[off..], start + off as u64) {
+            Ok(0) => break,
+            Ok(n) => off += n,
+            Err(_) => off = (off + 4096) & !4095,
+        }
+    }
+    for &(a, n) in not_roots {
+        let (from, to) = (a.max(start), a.saturating_add(n).min(end));
+        if from < to {
+            bytes[(from - start) as usize..(to - start) as usize].fill(0);
+        }
+    }
+    bytes
+}
