@@ -217,12 +217,13 @@ impl<'a> RawMerge<'a> {
         Ok(())
     }
 
-    /// Queues stream `i`'s head: as the hot stream if it comes no later than
-    /// every other head, else in the heap.
+    /// Queues stream `i`'s head: as the hot stream if it comes before every
+    /// other head (by time, then stream: a tie goes to the lower stream, as
+    /// the heap orders it), else in the heap.
     fn queue(&mut self, i: usize, hot_ok: bool) {
         if let Some(ev) = &self.heads[i] {
             match self.heap.peek() {
-                Some(Reverse((t, _))) if !hot_ok || *t < ev.time => {
+                Some(Reverse(top)) if !hot_ok || *top < (ev.time, i) => {
                     self.heap.push(Reverse((ev.time, i)))
                 }
                 _ if hot_ok => self.hot = Some(i),

@@ -43,6 +43,23 @@ fn merge_orders_streams_by_time() {
     );
 }
 
+/// Events of different streams at the same time come out in stream order,
+/// also when the stream just taken has the tie (the hot stream's shortcut).
+#[test]
+fn merge_breaks_ties_by_stream() {
+    let mut b = LogBuilder::new();
+    let mut c0 = LogBuilder::chunk(T0);
+    c0.alloc(T0 + 7, 0x10, 1, 0);
+    let mut c1 = LogBuilder::chunk(T0);
+    c1.alloc(T0 + 1, 0x20, 1, 0).alloc(T0 + 7, 0x30, 1, 0);
+    b.push(0, &c0).push(1, &c1);
+    let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+    assert_eq!(
+        times(&log),
+        vec![(1, 1, false), (7, 0, false), (7, 1, false)]
+    );
+}
+
 /// A chunk whose seq says it comes first is read first even if it lies later in the file.
 #[test]
 fn chunks_follow_seq() {

@@ -39,7 +39,10 @@ fn leak_errors(xml: &str) -> Vec<(String, u64, u64, String)> {
         .map(|e| {
             let kind = tags(e, "kind")[0].to_owned();
             let text = tags(e, "text")[0];
-            let bytes = match text.split_once(" (").and_then(|(_, r)| r.split_once(" direct")) {
+            let bytes = match text
+                .split_once(" (")
+                .and_then(|(_, r)| r.split_once(" direct"))
+            {
                 Some((direct, _)) => direct.parse().unwrap(),
                 None => tags(e, "leakedbytes")[0].parse().unwrap(),
             };
