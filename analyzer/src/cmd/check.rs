@@ -331,6 +331,41 @@ fn reached_exit(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// Adds each judged program's own `__lsan_default_suppressions()`, as LSan
+/// applies them (to that program's processes), and says so.
+fn program_suppressions(reports: &[Report], files: &mut Vec<SuppressionFile>) {
+    use memtrace_analyzer::gate::suppress::program::{self, ProgramSuppressions};
+    let mut seen = std::collections::HashSet::new();
+    for r in reports {
+        let exe = &r.process.exe;
+        if exe.is_empty() || !seen.insert(exe.clone()) {
+            continue;
+        }
+        match program::lsan_defaults(Path::new(exe)) {
+            Ok(ProgramSuppressions::None) => {}
+            Ok(ProgramSuppressions::Found(f)) => {
+                eprintln!(
+                    "memtrace check: {exe}: {} from its {}()",
+                    memtrace_analyzer::units::plural(
+                        f.entries.len() as u64,
+                        "suppression",
+                        "suppressions"
+                    ),
+                    program::HOOK
+                );
+                files.push(f);
+            }
+            Ok(ProgramSuppressions::Unreadable(why)) => {
+                eprintln!("memtrace check: warning: {exe}: {why}: its suppressions are not applied")
+            }
+            Err(e) => eprintln!(
+                "memtrace check: warning: cannot read {}() of {exe}: {e}",
+                program::HOOK
+            ),
+        }
+    }
+}
+
 /// Runs the subcommand; returns the exit status (module docs, step 5).
 pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     match (a.logs.is_empty(), a.command.is_empty()) {
@@ -434,6 +469,7 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    program_suppressions(&reports, &mut files);
     let verdict = check::evaluate(
         &reports,
         &Gate {

@@ -11,6 +11,7 @@
 //! - `heap`: the malloc family, aligned allocations, realloc chains, peak, valgrind totals
 //! - `threads`: 8 threads leaking concurrently
 //! - `processes`: fork, exec, exit(), _exit(), SIGKILL
+//! - `program_suppressions`: a program's own `__lsan_default_suppressions()` in `memtrace check`, against LSan
 //! - `inherit`: a fork child's leaks include the blocks it inherited from its parent, against memcheck
 //! - `dlopen`: a leak inside a library unloaded before exit
 //! - `mapping`: mmap/munmap/mremap and brk/sbrk
@@ -66,6 +67,7 @@ mod memcheck_xml;
 mod oracles;
 mod pack;
 mod processes;
+mod program_suppressions;
 mod reach;
 mod real_programs;
 mod sampling;
