@@ -538,8 +538,8 @@ fn tell(
     Ok(())
 }
 
-/// The `--json` and `--junit` files, and the `--gen-suppressions` entries (to their
-/// file, or stderr).
+/// The `--json`, `--junit` and `--xml` files, and the `--gen-suppressions` entries
+/// (to their file, or stderr).
 fn write_outputs(
     a: &CheckArgs,
     verdict: &Verdict,
@@ -565,7 +565,7 @@ fn write_outputs(
     }
     if let Some(path) = &a.xml {
         write_to(path, "memcheck XML", |out| {
-            render::memcheck_xml(&verdict, out)
+            render::memcheck_xml(verdict, out)
         })?;
     }
     if let Some(formats) = generate {
