@@ -15,7 +15,8 @@
 //! - **Trees**: the root is every byte of the snapshot; its children are the
 //!   functions that called the allocator, their children those functions'
 //!   callers, and so on out to `main` (the frames outside `main`, libc's
-//!   start-up, are left out, as valgrind does). Each node's bytes are the sum
+//!   start-up, are left out, as valgrind does), at most [`DEPTH`] frames
+//!   deep, as massif's default `--depth`. Each node's bytes are the sum
 //!   of its children's: children below [`THRESHOLD`] percent of the
 //!   snapshot are lumped into one "below massif's threshold" line, as massif
 //!   does, and where some stacks end while others go on, a line says so.
@@ -35,6 +36,10 @@ pub const MAX_SNAPSHOTS: usize = 100;
 /// Children below this percentage of the snapshot are lumped (massif's
 /// default `--threshold`).
 pub const THRESHOLD: f64 = 1.0;
+
+/// Most frames of a stack in a tree (massif's default `--depth`): deeper
+/// frames are left out, their bytes staying with the deepest frame kept.
+pub const DEPTH: usize = 30;
 
 /// The root's label, as massif names its allocation functions.
 pub const ROOT: &str = "(heap allocation functions) malloc/new/new[], --alloc-fns, etc.";
@@ -131,7 +136,11 @@ fn tree(sites: &[Site]) -> Node {
         let labels: Vec<String> = if s.stack.is_empty() {
             vec![NO_STACK.to_owned()]
         } else {
-            below_main(&s.stack).iter().map(frame_label).collect()
+            below_main(&s.stack)
+                .iter()
+                .take(DEPTH)
+                .map(frame_label)
+                .collect()
         };
         root.add(&labels, s.bytes);
     }
@@ -273,6 +282,20 @@ mod tests {
              \x20n0: 2 in 2 places, all below massif's threshold (1.00%)\n"
         );
         assert_eq!(out, want);
+    }
+
+    /// Trees stop at massif's depth; the bytes stay with the deepest frame.
+    #[test]
+    fn depth_is_capped() {
+        let deep: Vec<Frame> = (0..50).map(|i| f("rec", 0x100 + i)).collect();
+        let t = tree(&[site(8, deep)]);
+        let (mut n, mut depth) = (&t, 0);
+        while let Some(k) = n.kids.first() {
+            assert_eq!(k.bytes, 8);
+            n = k;
+            depth += 1;
+        }
+        assert_eq!(depth, DEPTH);
     }
 
     /// Frames outside main are left out; unknown functions name their module.
