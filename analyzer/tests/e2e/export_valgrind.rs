@@ -492,3 +492,60 @@ fn dhat_totals_equal_the_report() {
         "{text}"
     );
 }
+
+/// A truncated log is exported as far as it goes (exit 3, as `report`), and the viewers
+/// still read the file; an unreadable one is an error (exit 2) and writes nothing.
+#[test]
+fn truncated_and_unreadable_logs() {
+    let (t, log, _) = traced("peak_tree");
+    let bytes = std::fs::read(&log).unwrap();
+    let cut = t.dir.path().join("cut.mtr");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let mut cmd = memtrace();
+    cmd.args(["report", "--format", "json", "--top", "1000000"])
+        .arg(&cut);
+    let o = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(o.status.code(), Some(3), "report of the cut log");
+    let summary: Value = serde_json::from_slice::<Value>(&o.stdout).unwrap()["summary"].clone();
+    let figure = |k: &str| summary[k].as_u64().unwrap();
+    for format in ["massif", "dhat"] {
+        let out = t.dir.path().join(format!("cut.{format}"));
+        let mut cmd = memtrace();
+        cmd.args(["export", "--format", format])
+            .arg(&cut)
+            .arg("-o")
+            .arg(&out);
+        let o = output_with_timeout(&mut cmd, TIMEOUT);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{format}: {stderr}");
+        assert!(stderr.contains("is truncated"), "{stderr}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        if format == "massif" {
+            ms_print(&out);
+            let max = snapshots(&text).iter().map(|s| s.2).max();
+            assert_eq!(max, Some(figure("peak_heap_bytes")));
+        } else {
+            let d: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(pp_sum(&d, "tb"), figure("bytes_allocated"));
+            assert_eq!(pp_sum(&d, "gb"), figure("peak_heap_bytes"));
+        }
+    }
+    let junk = t.dir.path().join("junk.mtr");
+    std::fs::write(&junk, b"not a log").unwrap();
+    for format in ["massif", "dhat"] {
+        let out = t.dir.path().join("junk.out");
+        let mut cmd = memtrace();
+        cmd.args(["export", "--format", format])
+            .arg(&junk)
+            .arg("-o")
+            .arg(&out);
+        let o = output_with_timeout(&mut cmd, TIMEOUT);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{format}: {stderr}");
+        assert!(
+            stderr.contains("junk.mtr") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+        assert!(!out.exists(), "no output file on failure");
+    }
+}
