@@ -47,9 +47,11 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
             v.push(b'\n');
             v
         }
-        ExportFormat::Massif => massif::document(report, &history::scan(&a.log)?).into_bytes(),
+        ExportFormat::Massif => {
+            massif::document(report, &history::scan(&a.log, false)?).into_bytes()
+        }
         ExportFormat::Dhat => {
-            let d = dhat::document(report, &history::scan(&a.log)?);
+            let d = dhat::document(report, &history::scan(&a.log, true)?);
             let mut v = serde_json::to_vec(&d).context("cannot serialize the DHAT document")?;
             v.push(b'\n');
             v

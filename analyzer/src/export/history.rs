@@ -6,7 +6,7 @@
 //!   `bytes_allocated + bytes freed`. Points of (clock, live heap) are kept
 //!   evenly spaced by halving (at most [`MAX_POINTS`]); the peak (the first
 //!   moment the live heap was at its highest) and the end are always kept.
-//! - **Per stack**: the most bytes and blocks live at once, and the blocks'
+//! - **Per stack** (when asked: DHAT's): the most bytes and blocks live at once, and the blocks'
 //!   total lifetime (a block still live at the end lives until the end), in
 //!   nanoseconds. Stacks are keyed by their frames' addresses, symbolized as
 //!   the report does, so that a report's site finds its figures ([`key`]).
@@ -184,12 +184,14 @@ impl Series {
     }
 }
 
-/// Replays the log at `path` (see the module docs).
-pub fn scan(path: &Path) -> Result<History> {
+/// Replays the log at `path` (see the module docs); with `lives`, follows
+/// every block for the per-stack figures (which costs one more pass, for
+/// the stacks' frames, and their symbolization), else leaves
+/// [`History::lives`] empty.
+pub fn scan(path: &Path, lives: bool) -> Result<History> {
     let log = Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
-    let mut cat = catalog::scan(&log, &index)?;
     let cfg = Config::of(&header);
     let start = header.start_mono_ns;
     let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
@@ -224,7 +226,9 @@ pub fn scan(path: &Path) -> Result<History> {
         }
         let (a0, l0) = (r.counts.bytes_allocated, r.live_bytes());
         r.apply(&ev);
-        blocks.apply(&ev);
+        if lives {
+            blocks.apply(&ev);
+        }
         let (a1, l1) = (r.counts.bytes_allocated, r.live_bytes());
         let allocated = a1.saturating_sub(a0);
         let freed = l0.saturating_add(allocated).saturating_sub(l1);
@@ -249,32 +253,36 @@ pub fn scan(path: &Path) -> Result<History> {
     for b in blocks.live.values().copied().collect::<Vec<_>>() {
         blocks.died(b, start.saturating_add(end_ns));
     }
+    let mut points = series.points;
+    if points.last() != Some(&now) {
+        points.push(now);
+    }
+    let mut h = History {
+        points,
+        peak,
+        end: now,
+        lives: HashMap::new(),
+    };
+    if !lives {
+        return Ok(h);
+    }
+    let mut cat = catalog::scan(&log, &index)?;
     if let Some(i) = &inherited {
         i.annotate(&mut cat, &mut r.first_use);
     }
     let mut sym = Symbolizer::new();
-    let mut lives: HashMap<Vec<u64>, Life> = HashMap::new();
     for (id, Live { life: l, .. }) in blocks.by_stack {
         let frames = match cat.stacks.get(&id) {
             Some(f) => sym.stack(&cat.modules, f, r.first_use.get(&id).copied()),
             None => Vec::new(),
         };
-        let e = lives.entry(key(&frames)).or_default();
+        let e = h.lives.entry(key(&frames)).or_default();
         // Stacks defined twice are one stack: their figures add up.
         e.max_bytes = e.max_bytes.saturating_add(l.max_bytes);
         e.max_blocks = e.max_blocks.saturating_add(l.max_blocks);
         e.lifetime_ns = e.lifetime_ns.saturating_add(l.lifetime_ns);
     }
-    let mut points = series.points;
-    if points.last() != Some(&now) {
-        points.push(now);
-    }
-    Ok(History {
-        points,
-        peak,
-        end: now,
-        lives,
-    })
+    Ok(h)
 }
 
 #[cfg(test)]
