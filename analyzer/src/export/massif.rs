@@ -159,7 +159,7 @@ enum Shown<'a> {
 /// of the end's.
 fn pick(h: &History) -> (Vec<(u64, u64)>, Option<usize>, usize) {
     let end = h.end.clock;
-    let step = (end / (MAX_SNAPSHOTS as u64 - 3)).max(1);
+    let step = end.div_ceil(MAX_SNAPSHOTS as u64 - 3).max(1);
     let mut picked: Vec<(u64, u64)> = Vec::new();
     let mut next = 0;
     for p in &h.points {
@@ -282,6 +282,34 @@ mod tests {
              \x20n0: 2 in 2 places, all below massif's threshold (1.00%)\n"
         );
         assert_eq!(out, want);
+    }
+
+    /// Never more than massif's snapshots, however the clock runs.
+    #[test]
+    fn at_most_max_snapshots() {
+        for end in [5u64, 150, 194, 1000, 1 << 40] {
+            let p = |clock| Point {
+                clock,
+                heap: clock % 7,
+                ns: 0,
+            };
+            let n = 5000u64;
+            let points: Vec<Point> = (0..=n).map(|i| p(i * end / n)).collect();
+            let h = History {
+                peak: p(end / 3),
+                end: p(end),
+                points,
+                lives: Default::default(),
+            };
+            let (picked, peak, last) = pick(&h);
+            assert!(picked.len() <= MAX_SNAPSHOTS, "{end}: {}", picked.len());
+            assert!(picked.windows(2).all(|w| w[0].0 < w[1].0));
+            assert_eq!(picked[last].0, end);
+            assert_eq!(
+                peak.map(|i| picked[i].0),
+                (h.peak.heap > 0).then_some(end / 3)
+            );
+        }
     }
 
     /// Trees stop at massif's depth; the bytes stay with the deepest frame.
