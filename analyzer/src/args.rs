@@ -298,6 +298,12 @@ pub enum ExportFormat {
     Speedscope,
     /// Chrome's trace event JSON: memory counters over time (Perfetto's UI).
     ChromeTrace,
+    /// valgrind massif's out file (ms_print, massif-visualizer): the heap
+    /// over time, in bytes allocated and freed; the peak's stacks.
+    Massif,
+    /// valgrind DHAT's JSON (dh_view.html): per stack, allocated, most live,
+    /// at the peak, at the end, lifetimes.
+    Dhat,
 }
 
 /// `memtrace export`.
