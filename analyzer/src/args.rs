@@ -356,6 +356,10 @@ pub struct RunArgs {
     /// logs of processes that have ended (see `memtrace pack`).
     #[arg(long)]
     pub raw: bool,
+    /// Say where each process's log went (one line per log), not one line
+    /// for the whole run.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Sample the kernel's accounting of every traced process (RSS, PSS, USS,
     /// swap from /proc/PID/smaps_rollup; the cgroup's memory.current and
     /// memory.stat) every MS milliseconds, from outside the process; 0: off.

@@ -478,6 +478,7 @@ fn inputs(a: &CheckArgs, s: &Settings) -> anyhow::Result<Option<Inputs>> {
         sample: None,
         pack: keep,
         quiet: true,
+        verbose: false,
         kernel_interval: None,
         snapshot_signal: a.snapshot_signal,
         reach: true,

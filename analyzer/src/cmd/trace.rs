@@ -122,6 +122,8 @@ pub struct TraceOptions<'a> {
     pub pack: bool,
     /// Say nothing about the logs unless something went wrong.
     pub quiet: bool,
+    /// One line per log, not one for the run.
+    pub verbose: bool,
     /// Sample the kernel's accounting of every process this often
     /// (`memtrace_analyzer::analysis::kernel`); `None`: not at all.
     pub kernel_interval: Option<std::time::Duration>,
@@ -309,10 +311,13 @@ fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSample
 }
 
 /// Stamps the wait status `raw` into the logs of the command `pid` (step 3),
-/// packs each log whose process has ended (step 5), and says where each went.
+/// packs each log whose process has ended (step 5), and says where they went:
+/// one line for the whole run (the top log, and how many others in which
+/// directory), or one line per log with `verbose` or a single log.
 fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
-    let mut top = true;
-    for f in logs {
+    let each = o.verbose || logs.len() == 1;
+    let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
+    for (i, f) in logs.iter().enumerate() {
         if f.pid == pid
             && f.forked_from == 0
             && let Err(e) = stamp_wait_status(&f.path, raw)
@@ -322,16 +327,23 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
                 f.shown.display()
             );
         }
+        let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        let running = f.pid != pid && process_alive(f.pid);
         let packed = if !o.pack {
             String::new()
-        } else if f.pid != pid && process_alive(f.pid) {
+        } else if running {
             " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
         } else {
             pack(f)
         };
-        if top && !o.quiet {
+        raw_bytes += before;
+        packed_bytes += std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        if o.quiet || !(each || running) {
+            continue;
+        }
+        if i == 0 {
             eprintln!("memtrace: log written to {}{packed}", f.shown.display());
-        } else if !o.quiet {
+        } else {
             let after_exec = if f.pid == pid { " after exec" } else { "" };
             eprintln!(
                 "memtrace: log of pid {}{after_exec} written to {}{packed}",
@@ -339,8 +351,34 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
                 f.shown.display()
             );
         }
-        top = false;
     }
+    if !each && !o.quiet {
+        eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
+    }
+}
+
+/// The one line that says where a run's logs went (more than one log).
+fn tree_line(logs: &[Found], packed: bool, raw_bytes: u64, packed_bytes: u64) -> String {
+    use memtrace_analyzer::units::human;
+    let pids: std::collections::HashSet<u32> = logs.iter().map(|f| f.pid).collect();
+    let top = &logs[0].shown;
+    let dir = match top.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+        _ => ".".to_owned(),
+    };
+    let name = top
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let sizes = if packed {
+        format!("{} packed to {}", human(raw_bytes), human(packed_bytes))
+    } else {
+        human(raw_bytes)
+    };
+    format!(
+        "memtrace: {} logs of {} processes written to {dir} (top: {name}; {sizes}; -v lists each)",
+        logs.len(),
+        pids.len()
+    )
 }
 
 /// Packs the log `f` in place: what to add to the line that names it (empty
