@@ -175,6 +175,7 @@ pub(crate) mod tests {
             line: name.map(|_| 7),
             module: Some(Arc::from("/usr/bin/prog")),
             address,
+            offset: None,
             inlined,
         }
     }

@@ -40,6 +40,7 @@
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 //! - `stacks`: more than 2^20 distinct stacks, each defined once in the log and listed once in the report
+//! - `unsymbolized`: a frame without a symbol is `module+0xoffset`, checked with addr2line
 //! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
 //! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
@@ -81,4 +82,5 @@ mod stacks;
 mod startup;
 mod threads;
 mod torture;
+mod unsymbolized;
 mod unwind;
