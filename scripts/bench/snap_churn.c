@@ -19,7 +19,8 @@
  * snapshot handler's fork, or a leak checker stopping the world, shows as a long gap.
  * The main thread reads commands from stdin, a line each, answered on stdout:
  *
- *   mark    starts a measurement window. Answer: "marked".
+ *   mark    starts a measurement window. Answer: "marked", once every thread has
+ *           seen it (up to 2 s).
  *   stat    the window since the last mark: "stat turns=N secs=S maxgap_us=G", the
  *           turns of all threads, its length, the longest gap of any thread.
  *   lsan K  (built with -fsanitize=leak -DLSAN only) runs K leak checks
@@ -127,7 +128,12 @@ int main(int argc, char **argv) {
     uint64_t mark_t = now_ns();
     while (fgets(line, sizeof line, stdin)) {
         if (!strncmp(line, "mark", 4)) {
-            atomic_fetch_add(&mark_gen, 1);
+            unsigned g = atomic_fetch_add(&mark_gen, 1) + 1;
+            /* Answer once every thread has turned since (up to 2 s), so that a stall
+             * that follows the answer is not a gap straddling the mark, which a thread
+             * drops. */
+            for (int i = 0, waited = 0; i < nthreads && waited < 2000; i++)
+                while (atomic_load(&workers[i].gen) != g && waited++ < 2000) usleep(1000);
             mark_t = now_ns();
             printf("marked\n");
         } else if (!strncmp(line, "stat", 4)) {
