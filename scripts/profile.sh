@@ -12,7 +12,9 @@
 #
 # (every event recorded, as bench.py's memtrace variant) and prints the top LINES
 # (default 40) entries of `perf report --stdio`, by self time (--no-children), with their
-# shared object: memtrace's own functions are in libmemtrace.so. perf.data and the logs
+# command and shared object: memtrace's own functions are in libmemtrace.so; the command
+# `memtrace` is the reachability scanner each process starts at exit (MEMTRACE_REACH=0
+# in the environment leaves it out). perf.data and the logs
 # stay in DIR (default: a new directory under /tmp) for `perf report -i DIR/perf.data`.
 # PERF_RECORD_ARGS replaces `-g` (e.g. `--call-graph dwarf`: the release build keeps no
 # frame pointers, so `-g` call chains through Rust code are short).
@@ -66,9 +68,14 @@ echo "perf record ${record_args[*]} -- LD_PRELOAD=$lib ${cmd[*]}" >&2
 perf record "${record_args[@]}" -o "$dir/perf.data" -- \
   env LD_PRELOAD="$lib" MEMTRACE_OUTPUT="$dir/%e.%p.mtr" "${cmd[@]}" >/dev/null
 
+# perf's IPC columns are empty ("-") where the machine has no hardware counters.
+strip() { grep -v '^#' | grep -v '^$' | sed 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//'; }
 echo
-echo "top $lines entries by self time (perf report --stdio --no-children --sort dso,symbol):"
-perf report -i "$dir/perf.data" --stdio --no-children --sort dso,symbol -g none 2>/dev/null |
-  grep -v '^#' | grep -v '^$' | head -n "$lines"
+echo "samples by command (the program; memtrace: the exit's reachability scanner):"
+perf report -i "$dir/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null | strip | head -n 5
+echo
+echo "top $lines entries by self time (perf report --stdio --no-children --sort comm,dso,symbol):"
+perf report -i "$dir/perf.data" --stdio --no-children --sort comm,dso,symbol -g none 2>/dev/null |
+  strip | head -n "$lines"
 echo
 echo "perf.data and the logs: $dir (perf report -i $dir/perf.data)"
