@@ -457,11 +457,12 @@ def main():
     heaptrack = None if args.no_heaptrack else shutil.which("heaptrack")
     sample = str(int(args.sample[:-1]) * 1024) if args.sample[-1:] in "kK" else args.sample
 
-    print("variants: bare; memtrace = LD_PRELOAD, recording only; sampled = the same with "
-          f"MEMTRACE_SAMPLE={sample}; run = `memtrace run` end to end; heaptrack = its command, "
-          "end to end. x bare, x heaptrack: ratios of the medians")
-    print(f"{'workload':12} {'variant':9} {'median s':>9} {'x bare':>7} {'x heaptr':>7} {'peak RSS':>11} "
-          f"{'log':>10} {'raw log':>10} {'pack s':>7}")
+    if any(n != "snapshots" for n in names):
+        print("variants: bare; memtrace = LD_PRELOAD, recording only; sampled = the same with "
+              f"MEMTRACE_SAMPLE={sample}; run = `memtrace run` end to end; heaptrack = its command, "
+              "end to end. x bare, x heaptrack: ratios of the medians")
+        print(f"{'workload':12} {'variant':9} {'median s':>9} {'x bare':>7} {'x heaptr':>7} {'peak RSS':>11} "
+              f"{'log':>10} {'raw log':>10} {'pack s':>7}")
     done = {}
     for name in names:
         if name == "snapshots":
