@@ -30,8 +30,8 @@ It prints the median wall time, the ratios to the bare run and to heaptrack's, t
     1 MiB blocks over a --snapshot-mb heap) under `memtrace run --raw --no-reachability`,
     each count in a fresh process: the total time, the time per snapshot, the longest
     gap between two turns of any thread meanwhile against an idle window's, and the log
-    at the end (a snapshot that fails or times out, --snapshot-timeout, is counted and
-    the run goes on); side by side with as many LeakSanitizer leak checks
+    at the end (a snapshot that fails or times out, --snapshot-timeout, ends its series,
+    said in the row); side by side with as many LeakSanitizer leak checks
     (__lsan_do_recoverable_leak_check) of the same program built with -fsanitize=leak.
     scripts/bench-snapshot.py measures one snapshot of a single-threaded server in
     detail (the fork stall, copy-on-write, latency, memory; against vgdb leak_check).
@@ -361,26 +361,29 @@ def snapshots(tmp, counts, runs, mb, threads, timeout):
           f"{'idle gap ms':>11} {'log at end':>11} {'ratio':>7}")
     for n in counts:
         res = {"memtrace": [], "lsan": []}
-        logsize, failed = None, 0
+        logsize, failed, taken = None, None, 0
         for _ in range(runs):
             d = tempfile.mkdtemp(dir=tmp)
             s = SnapChurn([MEMTRACE, "run", "--raw", "--no-reachability", "-o", os.path.join(d, "%p.mtr"),
                            "--", exe] + args, os.path.join(d, "run.err"))
             idle = s.idle(2.0)
             assert s.ask("mark") == "marked"
-            t0 = time.monotonic()
+            t0 = t_ok = time.monotonic()
+            taken = 0
             for k in range(n):
                 p = subprocess.run([MEMTRACE, "snapshot", "--timeout", str(timeout), str(s.pid)],
                                    capture_output=True, text=True)
                 path = p.stdout.strip().splitlines()[0] if p.stdout.strip() else ""
                 if p.returncode != 0 or not path:
-                    # Counted, and the run goes on: one lost snapshot should not cost the rest.
-                    failed += 1
+                    # Said, and the series stops there (the next ones would pile up behind
+                    # it); the figures are those of the snapshots taken.
+                    failed = f"snapshot {k + 1} of {n} failed"
                     err = (p.stderr.strip().splitlines() or ["no message"])[-1]
-                    print(f"  (snapshot {k + 1} of {n} failed, exit {p.returncode}: {err})", flush=True)
-                    continue
-                os.unlink(path)  # big, and read by nobody here
-            total = time.monotonic() - t0
+                    print(f"  ({failed}, exit {p.returncode}: {err})", flush=True)
+                    break
+                taken += 1
+                t_ok = time.monotonic()
+            total = (t_ok if failed else time.monotonic()) - t0  # a failed one's wait left out
             with open(os.path.join(d, "run.err")) as f:
                 warnings = [l.strip() for l in f if "warning" in l]
             for l in warnings[:3]:
@@ -409,8 +412,9 @@ def snapshots(tmp, counts, runs, mb, threads, timeout):
             total = statistics.median(r[0] for r in rs)
             ratio = f"{total / lsan_total:6.1f}x" if lsan_total and variant == "memtrace" else "      -"
             log = mib(logsize) if variant == "memtrace" else "-"
-            note = f"  {failed} of {n * runs} snapshots failed" if failed and variant == "memtrace" else ""
-            print(f"{n:4} {variant:9} {total:8.2f} {1000 * total / n:10.1f} "
+            note = f"  {failed}: figures of the {taken} before" if failed and variant == "memtrace" else ""
+            per = 1000 * total / max(1, taken if variant == "memtrace" and failed else n)
+            print(f"{n:4} {variant:9} {total:8.2f} {per:10.1f} "
                   f"{statistics.median(r[1] for r in rs):14.1f} {statistics.median(r[2] for r in rs):11.1f} "
                   f"{log:>11} {ratio:>7}{note}", flush=True)
 
@@ -425,8 +429,8 @@ def main():
     ap.add_argument("--snapshot-runs", type=int, default=1, help="runs of each snapshot count (default 1)")
     ap.add_argument("--snapshot-mb", type=int, default=512, help="snap_churn's heap in MiB (default 512)")
     ap.add_argument("--snapshot-threads", type=int, default=10, help="snap_churn's threads (default 10)")
-    ap.add_argument("--snapshot-timeout", type=int, default=120,
-                    help="seconds each `memtrace snapshot` may wait (default 120); a failed snapshot is counted")
+    ap.add_argument("--snapshot-timeout", type=int, default=600,
+                    help="seconds each `memtrace snapshot` may wait (default 600); a failed one ends its series")
     ap.add_argument("--print-cmd", metavar="NAME", help="build the workload NAME into --workdir and print "
                     "its command, NUL-separated (for scripts/profile.sh); no benchmark")
     ap.add_argument("--workdir", help="with --print-cmd: where to build")
