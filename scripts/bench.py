@@ -214,7 +214,9 @@ def largest(d):
 
 
 def mib(v):
-    return f"{v / 2**20:.1f} MiB" if v is not None else "-"
+    if v is None:
+        return "-"
+    return f"{v / 2**20:.1f} MiB" if v >= 2**20 else f"{v / 1024:.0f} KiB"
 
 
 class Workload:
