@@ -265,9 +265,13 @@ fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::r
     let out = snapshot::next_path(log);
     let deadline = Instant::now() + RECORD_WAIT;
     let t = loop {
+        // Gives up only when an attempt that began after the wait still
+        // finds no record: one attempt copies and reads the whole log, which
+        // on a big log under load takes longer than the wait itself.
+        let began = Instant::now();
         match snapshot::take(log, pid, &out, true, heur) {
             Ok(Some(t)) => break t,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) if began < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {
                 return eprintln!(
                     "memtrace: warning: no snapshot from frozen copy {pid}: {} does not record it",
