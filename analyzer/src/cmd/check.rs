@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use memtrace_analyzer::analysis::reach::{Heuristics, Kind};
 use memtrace_analyzer::gate::suppress::{self, SuppressionFile};
 use memtrace_analyzer::gate::{self as check, Baseline, Gate, Rules, Tolerance, Verdict};
-use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
+use memtrace_analyzer::render::verdict::{self as render, GenFormats, JCommand};
 use memtrace_analyzer::report::Report;
 use serde::Deserialize;
 
