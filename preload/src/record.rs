@@ -98,6 +98,9 @@ fn with_stack(t0: Option<u64>, encode: impl FnOnce(&mut [u8], u64, u32) -> Optio
 /// An allocation that returned `addr` (0 if it failed).
 #[inline(never)]
 pub fn alloc(func: Func, addr: usize, size: usize) {
+    if addr != 0 {
+        crate::scan::heap_used();
+    }
     let interval = sample::interval();
     if interval != 0 {
         alloc_sampled(func, addr, size, interval);
@@ -172,6 +175,9 @@ pub fn realloc_begin(old: usize) -> bool {
 
 #[inline(never)]
 pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize, old_recorded: bool) {
+    if new != 0 {
+        crate::scan::heap_used();
+    }
     if sample::interval() != 0 {
         realloc_sampled(func, t0, old, new, size, old_recorded);
         return;

@@ -251,3 +251,37 @@ fn the_snapshot_signal_never_kills() {
         assert_eq!(out.status.code(), Some(want), "{sub}: {out:?}");
     }
 }
+
+/// A process that never allocated starts no scanner at its exit (there is
+/// nothing to classify), yet its report is classified: every kind 0 bytes
+/// in 0 blocks. One that allocated does start it. The scanner here is a
+/// script that leaves a mark and fails.
+#[test]
+fn no_scanner_for_a_process_without_heap() {
+    for (name, scanned) in [("no_heap", false), ("scan_exit", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("scanner-ran");
+        let scanner = fake_scanner(dir.path(), &format!("touch {}; exit 3", marker.display()));
+        let mut cmd = clean_command(fixture(name));
+        cmd.current_dir(dir.path())
+            .env("LD_PRELOAD", preload_lib())
+            .env("MEMTRACE_SCANNER", &scanner)
+            .env("MEMTRACE_OUTPUT", dir.path().join("%e.%p.mtr"));
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        assert!(out.status.success(), "{name}: {:?}", out.status);
+        assert_eq!(marker.exists(), scanned, "{name}: was the scanner started?");
+        let r = report(&only_log(dir.path()));
+        if scanned {
+            assert_eq!(reason(&r), "the scanner ended without a result");
+        } else {
+            assert_eq!(r.summary("allocations"), 0);
+            assert_eq!(
+                kinds(&r.v["summary"]),
+                ((0, 0), (0, 0)),
+                "{}",
+                r.v["summary"]
+            );
+            assert_eq!(r.v["summary"]["scan"]["status"], "ok", "{}", r.v["summary"]);
+        }
+    }
+}

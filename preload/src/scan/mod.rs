@@ -75,6 +75,22 @@ pub use scanner::{MAILBOX_RING, Mailbox};
 /// Whether to scan at exit (`MEMTRACE_REACH`, on unless `0`).
 static AT_EXIT: AtomicBool = AtomicBool::new(false);
 
+/// Whether a heap block was ever recorded in this process's memory (set by
+/// the first allocation; a fork child inherits it, an exec'd image starts
+/// without). Without one there is nothing to classify at exit, and no
+/// scanner is started: a tree of short processes (`make`, a shell loop of
+/// `/bin/true`) does not pay a process per exit for nothing.
+static HEAP_USED: AtomicBool = AtomicBool::new(false);
+
+/// Notes that a heap block was recorded (see [`HEAP_USED`]): one relaxed
+/// load on the hot path, one store ever.
+#[inline(always)]
+pub fn heap_used() {
+    if !HEAP_USED.load(Ordering::Relaxed) {
+        HEAP_USED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Seconds the exit waits for the scanner.
 static TIMEOUT_S: AtomicU32 = AtomicU32::new(300);
 
@@ -253,6 +269,10 @@ pub fn at_exit() {
             how,
         ],
     );
+    if !HEAP_USED.load(Ordering::Relaxed) {
+        // No block was ever recorded: every live block (none) is classified.
+        return done(SCAN_OK, started);
+    }
     let Some(log_fd) = writer::log_fd() else {
         return done(SCAN_BAD_LOG, started);
     };
