@@ -95,7 +95,12 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         None => Vec::new(),
     };
     let start = header.start_mono_ns;
-    let live_filter = narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
+    let mut live_filter =
+        narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
+    if let (Some(lf), Some(p)) = (live_filter.as_mut(), &opts.questions.filter) {
+        lf.growth
+            .retain(|g| g.site.stack.iter().any(|f| p.frame(f)));
+    }
     let brk = out
         .brk
         .iter()
