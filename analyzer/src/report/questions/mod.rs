@@ -173,3 +173,6 @@ impl super::Report {
         s
     }
 }
+
+#[cfg(test)]
+mod tests;
