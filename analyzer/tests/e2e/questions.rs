@@ -418,3 +418,29 @@ fn against_heaptrack_print() {
         assert_eq!(mine, theirs.2, "{name}'s callers");
     }
 }
+
+// In a sampled run the histogram counts the estimates the summary counts:
+// its buckets add up to `allocations` and `bytes_allocated`.
+#[test]
+fn sampled_histogram_adds_up_to_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = crate::util::traced_command("heap", dir.path(), "%e.%p.mtr");
+    cmd.env("MEMTRACE_SAMPLE", "256");
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(out.status.success(), "{out:?}");
+    let logs = crate::util::logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report_with(
+        &logs[0],
+        &["--histogram", "--by", "function", "--top", "1000"],
+    );
+    assert!(r.summary_bool("estimated"));
+    let h = histogram(&r);
+    let n: u64 = h.iter().map(|b| b.2).sum();
+    let bytes: u64 = h.iter().map(|b| b.3).sum();
+    assert_eq!(n, r.summary("allocations"), "{h:?}");
+    assert_eq!(bytes, r.summary("bytes_allocated"), "{h:?}");
+    let fs = r.v["by_function"]["functions"].as_array().unwrap();
+    let by_fn: u64 = fs.iter().map(|f| f["allocations"].as_u64().unwrap()).sum();
+    assert_eq!(by_fn, n, "every sampled allocation under a function");
+}
