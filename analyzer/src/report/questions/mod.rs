@@ -20,7 +20,7 @@ pub(super) use filter::{Kept, Lists};
 pub(super) use histogram::Tally;
 
 use super::stacks::Stacks;
-pub use histogram::{bucket_bounds, bucket_of};
+pub use histogram::{EXACT_UP_TO, bucket_bounds, bucket_of};
 
 /// Which of the questions to answer (part of [`super::Options`]).
 #[derive(Clone, Debug, Default)]
@@ -48,7 +48,7 @@ pub struct Questions {
 }
 
 /// One bucket of the histogram: the allocations whose requested size is in
-/// `min..=max` (sizes up to [`histogram::EXACT_UP_TO`] have a bucket each;
+/// `min..=max` (sizes up to [`EXACT_UP_TO`] have a bucket each;
 /// above, `2^(k-1)+1 ..= 2^k`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SizeBucket {
