@@ -436,8 +436,8 @@ pub struct ReportArgs {
     #[arg(long)]
     pub histogram: bool,
     /// Keep only the stacks through a frame whose function (demangled) or
-    /// module file name contains PATTERN; with `*` or `?`, PATTERN is a
-    /// glob over the whole name. Every list, the histogram and the lists by
+    /// module file name contains FUNCTION_OR_MODULE (case counts); with `*`
+    /// or `?` in it, it is a glob over the whole name instead. Every list, the histogram and the lists by
     /// function then hold only those stacks, and a FILTER section gives
     /// their totals (the summary stays the whole run's).
     #[arg(long, value_name = "FUNCTION_OR_MODULE")]
