@@ -12,6 +12,7 @@ scripts/deps.sh
 
 cargo fmt --all -- --check
 scripts/layers.py
+scripts/sizes.py
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo build --workspace

@@ -298,6 +298,12 @@ pub enum ExportFormat {
     Speedscope,
     /// Chrome's trace event JSON: memory counters over time (Perfetto's UI).
     ChromeTrace,
+    /// valgrind massif's out file (ms_print, massif-visualizer): the heap
+    /// over time, in bytes allocated and freed; the peak's stacks.
+    Massif,
+    /// valgrind DHAT's JSON (dh_view.html): per stack, allocated, most live,
+    /// at the peak, at the end, lifetimes.
+    Dhat,
 }
 
 /// `memtrace export`.
@@ -350,6 +356,10 @@ pub struct RunArgs {
     /// logs of processes that have ended (see `memtrace pack`).
     #[arg(long)]
     pub raw: bool,
+    /// Say where each process's log went (one line per log), not one line
+    /// for the whole run.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Sample the kernel's accounting of every traced process (RSS, PSS, USS,
     /// swap from /proc/PID/smaps_rollup; the cgroup's memory.current and
     /// memory.stat) every MS milliseconds, from outside the process; 0: off.

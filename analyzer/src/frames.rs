@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 /// One symbolized frame.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
     /// Demangled function name, if known.
     pub function: Option<String>,
@@ -37,6 +37,10 @@ pub struct Frame {
     pub module: Option<Arc<str>>,
     /// The recorded return address.
     pub address: u64,
+    /// The address in the module's own ELF address space (the runtime
+    /// address minus the module's load bias): what `addr2line -e MODULE`
+    /// takes, the same in every run. `None` outside any module.
+    pub offset: Option<u64>,
     /// The function was inlined into the next frame.
     pub inlined: bool,
 }
@@ -122,12 +126,22 @@ pub fn naming_frame(stack: &[Frame]) -> Option<&Frame> {
         .or_else(|| stack.first())
 }
 
-/// A frame's function, or its address (`0x4011d6`) when the function is
+/// A frame's function, or its [`address_text`] when the function is
 /// unknown.
 pub fn function_or_address(f: &Frame) -> String {
     match &f.function {
         Some(func) => func.clone(),
-        None => format!("{:#x}", f.address),
+        None => address_text(f),
+    }
+}
+
+/// Where a frame is without its function: `libx.so+0x1a2b` (the module's
+/// file name and the [`Frame::offset`], what `addr2line -e` takes), else the
+/// absolute address `0x4011d6`.
+pub fn address_text(f: &Frame) -> String {
+    match (&f.module, f.offset) {
+        (Some(m), Some(off)) => format!("{}+{off:#x}", file_name(m)),
+        _ => format!("{:#x}", f.address),
     }
 }
 
@@ -200,14 +214,15 @@ pub fn above_main(stack: &[Frame]) -> &[Frame] {
     stack
 }
 
-/// A frame in one line: its function, else `0x20 (libx.so)`, else `0x20`;
+/// A frame in one line: its function, else `libx.so+0x20` ([`address_text`]),
+/// else `0x20 (libx.so)`, else `0x20`;
 /// `;` becomes `:` (it separates the frames of a folded stack) and control
 /// characters become spaces (they would break the line, and XML).
 pub fn label(f: &Frame) -> String {
     let name = match (&f.function, &f.module) {
         (Some(func), _) => func.clone(),
-        (None, Some(m)) => format!("{:#x} ({})", f.address, file_name(m)),
-        (None, None) => format!("{:#x}", f.address),
+        (None, Some(m)) if f.offset.is_none() => format!("{:#x} ({})", f.address, file_name(m)),
+        (None, _) => address_text(f),
     };
     name.chars()
         .map(|c| match c {
@@ -230,6 +245,7 @@ mod tests {
             line: None,
             module: module.map(Arc::from),
             address,
+            offset: None,
             inlined: false,
         }
     }

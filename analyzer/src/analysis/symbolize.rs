@@ -325,6 +325,7 @@ impl Symbolizer {
             line: None,
             module: module.map(|i| modules.get(i).path.clone()),
             address: addr,
+            offset: module.map(|i| addr.wrapping_sub(modules.get(i).bias)),
             inlined: false,
         };
         let Some(i) = module else {

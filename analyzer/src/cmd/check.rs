@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use memtrace_analyzer::analysis::reach::{Heuristics, Kind};
 use memtrace_analyzer::gate::suppress::{self, SuppressionFile};
-use memtrace_analyzer::gate::{self as check, Baseline, Gate, Rules, Tolerance};
-use memtrace_analyzer::render::check::{self as render, GenFormats, JCommand};
+use memtrace_analyzer::gate::{self as check, Baseline, Gate, Rules, Tolerance, Verdict};
+use memtrace_analyzer::render::verdict::{self as render, GenFormats, JCommand};
 use memtrace_analyzer::report::Report;
 use serde::Deserialize;
 
@@ -331,6 +331,41 @@ fn reached_exit(path: &Path) -> bool {
         .unwrap_or(true)
 }
 
+/// Adds each judged program's own `__lsan_default_suppressions()`, as LSan
+/// applies them (to that program's processes), and says so.
+fn program_suppressions(reports: &[Report], files: &mut Vec<SuppressionFile>) {
+    use memtrace_analyzer::gate::suppress::program::{self, ProgramSuppressions};
+    let mut seen = std::collections::HashSet::new();
+    for r in reports {
+        let exe = &r.process.exe;
+        if exe.is_empty() || !seen.insert(exe.clone()) {
+            continue;
+        }
+        match program::lsan_defaults(Path::new(exe)) {
+            Ok(ProgramSuppressions::None) => {}
+            Ok(ProgramSuppressions::Found(f)) => {
+                eprintln!(
+                    "memtrace check: {exe}: {} from its {}()",
+                    memtrace_analyzer::units::plural(
+                        f.entries.len() as u64,
+                        "suppression",
+                        "suppressions"
+                    ),
+                    program::HOOK
+                );
+                files.push(f);
+            }
+            Ok(ProgramSuppressions::Unreadable(why)) => {
+                eprintln!("memtrace check: warning: {exe}: {why}: its suppressions are not applied")
+            }
+            Err(e) => eprintln!(
+                "memtrace check: warning: cannot read {}() of {exe}: {e}",
+                program::HOOK
+            ),
+        }
+    }
+}
+
 /// Runs the subcommand; returns the exit status (module docs, step 5).
 pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     match (a.logs.is_empty(), a.command.is_empty()) {
@@ -344,6 +379,48 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
         (None, Some(_)) => Some(gen_formats("memtrace,valgrind")?),
         (None, None) => None,
     };
+    let mut files = suppression_files(&s)?;
+    let base = s
+        .baseline
+        .as_deref()
+        .map(|p| baseline(p, s.rules.counted_kinds()))
+        .transpose()?;
+
+    let Some(inputs) = inputs(a, &s)? else {
+        return Ok(crate::exit::ERROR);
+    };
+    let (reports, failed_logs) = analyze_logs(&inputs.logs);
+    program_suppressions(&reports, &mut files);
+    let verdict = check::evaluate(
+        &reports,
+        &Gate {
+            rules: &s.rules,
+            suppressions: &files,
+            baseline: base.as_ref(),
+            select: &s.exe,
+        },
+    );
+
+    let command_failed = inputs.command_status.filter(|st| !st.success());
+    let status = exit_status(failed_logs, command_failed, &verdict, s.error_exitcode);
+    tell(&verdict, a.top, command_failed, status)?;
+    write_outputs(a, &verdict, inputs.command_status, status, generate)?;
+    if let Some(d) = inputs.temp_dir {
+        if verdict.passed() && status == 0 {
+            let _ = std::fs::remove_dir_all(&d);
+        } else {
+            eprintln!(
+                "memtrace check: the logs are kept in {} (`memtrace report` reads them)",
+                d.display()
+            );
+        }
+    }
+    Ok(status)
+}
+
+/// The suppression files of the settings, then the built-in ones unless turned off;
+/// says how many entries of each were of other kinds than leaks (step 2).
+fn suppression_files(s: &Settings) -> anyhow::Result<Vec<SuppressionFile>> {
     let mut files: Vec<SuppressionFile> = s
         .suppressions
         .iter()
@@ -363,60 +440,77 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    let base = s
-        .baseline
-        .as_deref()
-        .map(|p| baseline(p, s.rules.counted_kinds()))
-        .transpose()?;
+    Ok(files)
+}
 
-    // The logs, and the command's outcome.
+/// The logs to judge, and the command's outcome when there is one (step 3).
+struct Inputs {
+    logs: Vec<PathBuf>,
+    /// The temporary directory of the command's logs (no `-o`).
+    temp_dir: Option<PathBuf>,
+    /// The command's exit status; `None` for logs given.
+    command_status: Option<std::process::ExitStatus>,
+}
+
+/// The logs given, or those of the command, run as under `memtrace run` (step 3).
+/// `None` when the command wrote no log: it has been said, nothing can be judged.
+fn inputs(a: &CheckArgs, s: &Settings) -> anyhow::Result<Option<Inputs>> {
+    if a.command.is_empty() {
+        return Ok(Some(Inputs {
+            logs: a.logs.clone(),
+            temp_dir: None,
+            command_status: None,
+        }));
+    }
     let mut temp_dir = None;
-    let mut command_status = None;
-    let logs: Vec<PathBuf> = if a.command.is_empty() {
-        a.logs.clone()
-    } else {
-        let (output, keep) = match &a.output {
-            Some(o) => (o.clone(), true),
-            None => {
-                let d = temp_log_dir()?;
-                let o = d.join("%e.%p.mtr").to_string_lossy().into_owned();
-                temp_dir = Some(d);
-                (o, false)
-            }
-        };
-        let traced = super::trace::trace(&super::trace::TraceOptions {
-            command: &a.command,
-            output: &output,
-            sample: None,
-            pack: keep,
-            quiet: true,
-            kernel_interval: None,
-            snapshot_signal: a.snapshot_signal,
-            reach: true,
-            heuristics: s.heuristics,
-        })?;
-        command_status = Some(traced.status);
-        if traced.logs.is_empty() {
-            if let Some(d) = &temp_dir {
-                let _ = std::fs::remove_dir_all(d);
-            }
-            eprintln!(
-                "memtrace check: error: nothing was traced, so nothing can be judged (is the program static or setuid?)"
-            );
-            return Ok(2);
+    let (output, keep) = match &a.output {
+        Some(o) => (o.clone(), true),
+        None => {
+            let d = temp_log_dir()?;
+            let o = d.join("%e.%p.mtr").to_string_lossy().into_owned();
+            temp_dir = Some(d);
+            (o, false)
         }
-        traced.logs
     };
+    let traced = super::trace::trace(&super::trace::TraceOptions {
+        command: &a.command,
+        output: &output,
+        sample: None,
+        pack: keep,
+        quiet: true,
+        verbose: false,
+        kernel_interval: None,
+        snapshot_signal: a.snapshot_signal,
+        reach: true,
+        heuristics: s.heuristics,
+    })?;
+    if traced.logs.is_empty() {
+        if let Some(d) = &temp_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        eprintln!(
+            "memtrace check: error: nothing was traced, so nothing can be judged (is the program static or setuid?)"
+        );
+        return Ok(None);
+    }
+    Ok(Some(Inputs {
+        logs: traced.logs,
+        temp_dir,
+        command_status: Some(traced.status),
+    }))
+}
 
-    // Analyze every log; a log that cannot be read is memtrace's failure.
+/// Analyzes every log (step 4): the reports, and how many logs could not be read
+/// (memtrace's failure; each is said).
+fn analyze_logs(logs: &[PathBuf]) -> (Vec<Report>, usize) {
     let mut reports: Vec<Report> = Vec::with_capacity(logs.len());
     let mut failed_logs = 0;
-    for l in &logs {
+    for l in logs {
         // A fork child's parent's log is looked for among the others first;
         // not for a process that is not judged (replaced by exec, killed):
         // it costs a pass over the parent's log.
         let given = memtrace_analyzer::Options {
-            peers: logs.clone(),
+            peers: logs.to_vec(),
             no_inherit: !reached_exit(l),
             ..Default::default()
         };
@@ -434,31 +528,39 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let verdict = check::evaluate(
-        &reports,
-        &Gate {
-            rules: &s.rules,
-            suppressions: &files,
-            baseline: base.as_ref(),
-            select: &s.exe,
-        },
-    );
+    (reports, failed_logs)
+}
 
-    let command_failed = command_status.filter(|st| !st.success());
-    let status = if failed_logs > 0 {
-        2
+/// The exit status, the first that applies (step 5).
+fn exit_status(
+    failed_logs: usize,
+    command_failed: Option<std::process::ExitStatus>,
+    verdict: &Verdict,
+    error_exitcode: u8,
+) -> u8 {
+    if failed_logs > 0 {
+        crate::exit::ERROR
     } else if let Some(st) = command_failed {
         super::trace::exit_code(st)
     } else if verdict.judged() == 0 {
         // A gate that judged nothing never passes.
         NOTHING_JUDGED
     } else if !verdict.passed() {
-        s.error_exitcode
+        error_exitcode
     } else {
         0
-    };
+    }
+}
 
-    render::summary(&verdict, a.top, &mut io::stderr().lock())?;
+/// The summary on stderr, then why the status is not the gate's own: the command
+/// failed, or nothing was judged.
+fn tell(
+    verdict: &Verdict,
+    top: usize,
+    command_failed: Option<std::process::ExitStatus>,
+    status: u8,
+) -> anyhow::Result<()> {
+    render::summary(verdict, top, &mut io::stderr().lock())?;
     if let Some(st) = command_failed {
         eprintln!(
             "memtrace check: the command failed ({st}): memtrace exits with its status, {}",
@@ -470,6 +572,18 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             "memtrace check: error: no process was judged (see the reasons above): the gate checked nothing, exit status {status}"
         );
     }
+    Ok(())
+}
+
+/// The `--json`, `--junit` and `--xml` files, and the `--gen-suppressions` entries
+/// (to their file, or stderr).
+fn write_outputs(
+    a: &CheckArgs,
+    verdict: &Verdict,
+    command_status: Option<std::process::ExitStatus>,
+    status: u8,
+    generate: Option<GenFormats>,
+) -> anyhow::Result<()> {
     let argv: Vec<String> = a
         .command
         .iter()
@@ -481,20 +595,20 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
             exit_status: st.code(),
             signal: std::os::unix::process::ExitStatusExt::signal(&st),
         });
-        write_to(path, "JSON", |out| render::json(&verdict, cmd, status, out))?;
+        write_to(path, "JSON", |out| render::json(verdict, cmd, status, out))?;
     }
     if let Some(path) = &a.junit {
-        write_to(path, "JUnit", |out| render::junit(&verdict, out))?;
+        write_to(path, "JUnit", |out| render::junit(verdict, out))?;
     }
     if let Some(path) = &a.xml {
         write_to(path, "memcheck XML", |out| {
-            render::memcheck_xml(&verdict, out)
+            render::memcheck_xml(verdict, out)
         })?;
     }
     if let Some(formats) = generate {
         match &a.gen_suppressions_file {
             Some(path) => write_to(path, "suppressions", |out| {
-                render::gen_suppressions(&verdict, formats, out)
+                render::gen_suppressions(verdict, formats, out)
             })?,
             None => {
                 let mut out = io::stderr().lock();
@@ -502,19 +616,9 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
                     out,
                     "memtrace check: suppressions for the leaks that failed:"
                 )?;
-                render::gen_suppressions(&verdict, formats, &mut out)?;
+                render::gen_suppressions(verdict, formats, &mut out)?;
             }
         }
     }
-    if let Some(d) = temp_dir {
-        if verdict.passed() && status == 0 {
-            let _ = std::fs::remove_dir_all(&d);
-        } else {
-            eprintln!(
-                "memtrace check: the logs are kept in {} (`memtrace report` reads them)",
-                d.display()
-            );
-        }
-    }
-    Ok(status)
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! `memtrace export --format pprof|folded|speedscope|chrome-trace [--metric M] [-o FILE] LOG`:
+//! `memtrace export --format pprof|folded|speedscope|chrome-trace|massif|dhat [--metric M] [-o FILE] LOG`:
 //! writes the log's stacks in another tool's format (see
 //! `memtrace_analyzer::export` for what each holds).
 //!
@@ -6,7 +6,9 @@
 //!   Pyroscope); `folded`: `outermost;...;innermost WEIGHT` lines of one
 //!   `--metric` (default `leaked`; flamegraph.pl, inferno, speedscope);
 //!   `speedscope`: speedscope's JSON, one profile per metric; `chrome-trace`:
-//!   Chrome's trace event JSON of the memory counters over time (Perfetto).
+//!   Chrome's trace event JSON of the memory counters over time (Perfetto);
+//!   `massif`: valgrind massif's out file (`ms_print FILE`); `dhat`: valgrind
+//!   DHAT's JSON (load it in `dh_view.html`). Both replay the log once more.
 //! - `-o FILE`: where the export goes; `-` or no `-o`: stdout. The export is
 //!   made in memory first, so a file is written whole or not at all. The
 //!   pprof export is binary: it is refused on a terminal (exit 2).
@@ -18,7 +20,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::export::{self, chrome, pprof, speedscope};
+use memtrace_analyzer::export::{self, chrome, dhat, history, massif, pprof, speedscope};
 use memtrace_analyzer::flame::Metric;
 
 use crate::args::{ExportArgs, ExportFormat};
@@ -42,6 +44,15 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
         ExportFormat::ChromeTrace => {
             let mut v = serde_json::to_vec(&chrome::document(report))
                 .context("cannot serialize the trace")?;
+            v.push(b'\n');
+            v
+        }
+        ExportFormat::Massif => {
+            massif::document(report, &history::scan(&a.log, false)?).into_bytes()
+        }
+        ExportFormat::Dhat => {
+            let d = dhat::document(report, &history::scan(&a.log, true)?);
+            let mut v = serde_json::to_vec(&d).context("cannot serialize the DHAT document")?;
             v.push(b'\n');
             v
         }

@@ -14,6 +14,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
         sample: a.sample,
         pack: !a.raw,
         quiet: false,
+        verbose: a.verbose,
         kernel_interval: (a.kernel_interval > 0)
             .then(|| std::time::Duration::from_millis(a.kernel_interval)),
         reach: !a.no_reachability,

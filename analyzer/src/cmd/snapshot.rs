@@ -265,9 +265,13 @@ fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::r
     let out = snapshot::next_path(log);
     let deadline = Instant::now() + RECORD_WAIT;
     let t = loop {
+        // Gives up only when an attempt that began after the wait still
+        // finds no record: one attempt copies and reads the whole log, which
+        // on a big log under load takes longer than the wait itself.
+        let began = Instant::now();
         match snapshot::take(log, pid, &out, true, heur) {
             Ok(Some(t)) => break t,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) if began < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {
                 return eprintln!(
                     "memtrace: warning: no snapshot from frozen copy {pid}: {} does not record it",
@@ -358,36 +362,58 @@ fn ended(pid: u32, fd: Option<&OwnedFd>) -> bool {
 
 /// Runs `memtrace snapshot PID`.
 pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
-    let mut pid = a.pid;
-    if !Path::new(&format!("/proc/{pid}")).exists() {
-        bail!("no process {pid}");
+    if !Path::new(&format!("/proc/{}", a.pid)).exists() {
+        bail!("no process {}", a.pid);
     }
-    let log = match mapped_log(pid, &|p| is_log_of(p, pid)) {
-        Some(log) => log,
-        None => {
-            // `memtrace run`'s own pid: its one traced child is meant.
-            let traced: Vec<(u32, PathBuf)> = children(pid)
-                .into_iter()
-                .filter_map(|c| Some((c, mapped_log(c, &|p| is_log_of(p, c))?)))
-                .collect();
-            match &traced[..] {
-                [(c, log)] => {
-                    eprintln!("memtrace: pid {pid} runs the traced pid {c}: taking its snapshot");
-                    pid = *c;
-                    log.clone()
-                }
-                _ => bail!(
-                    "process {pid} is not traced by memtrace (no memtrace log among its mappings)"
-                ),
-            }
-        }
-    };
+    let (pid, log) = traced_process(a.pid)?;
     // Held from now on: the checks below are of this very process, and the
     // signal goes to it even if it ends and its pid is reused meanwhile.
     let target = pidfd(pid);
     if mapped_log(pid, &|p| p == log) != Some(log.clone()) {
         bail!("process {pid} ended");
     }
+    let sig = snapshot_signal_of(pid)?;
+    let (run, run_fd) = memtrace_run_of(pid)?;
+    if snapshot_signal_taken(&log) {
+        bail!(
+            "process {pid} installed its own handler for signal {sig}, memtrace's snapshot signal: memtrace's handler is gone; not sending it"
+        );
+    }
+    if !catches(pid, sig) {
+        bail!(
+            "process {pid} has no handler for signal {sig}, memtrace's snapshot signal: it is still starting, or the program installed its own; not sending it"
+        );
+    }
+    let out = snapshot::next_path(&log);
+    send(target.as_ref(), pid, sig)?;
+    wait_for_snapshot(&out, run, run_fd.as_ref(), a.timeout)?;
+    println!("{}", out.display());
+    tell_what_it_holds(pid, &out);
+    Ok(0)
+}
+
+/// The traced process meant by `pid`, and its log: `pid` itself, or, given
+/// `memtrace run`'s own pid, its one traced child (which is said).
+fn traced_process(pid: u32) -> anyhow::Result<(u32, PathBuf)> {
+    if let Some(log) = mapped_log(pid, &|p| is_log_of(p, pid)) {
+        return Ok((pid, log));
+    }
+    // `memtrace run`'s own pid: its one traced child is meant.
+    let traced: Vec<(u32, PathBuf)> = children(pid)
+        .into_iter()
+        .filter_map(|c| Some((c, mapped_log(c, &|p| is_log_of(p, c))?)))
+        .collect();
+    match &traced[..] {
+        [(c, log)] => {
+            eprintln!("memtrace: pid {pid} runs the traced pid {c}: taking its snapshot");
+            Ok((*c, log.clone()))
+        }
+        _ => bail!("process {pid} is not traced by memtrace (no memtrace log among its mappings)"),
+    }
+}
+
+/// The snapshot signal process `pid` was started with; an error if none.
+fn snapshot_signal_of(pid: u32) -> anyhow::Result<i32> {
     let sig = environ_var(pid, "MEMTRACE_SNAPSHOT_SIGNAL")
         .with_context(|| format!("cannot read the environment of process {pid}"))?
         .and_then(|v| v.parse::<i32>().ok())
@@ -397,6 +423,13 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             "process {pid} was not started with snapshots on (memtrace run --snapshot-signal; `none` turns them off)"
         );
     }
+    Ok(sig)
+}
+
+/// The `memtrace run` that writes the snapshots of process `pid` (its pid, and
+/// a pidfd on it when the kernel has them); an error if there is none, or it is
+/// gone.
+fn memtrace_run_of(pid: u32) -> anyhow::Result<(u32, Option<OwnedFd>)> {
     let run = environ_var(pid, "MEMTRACE_RUN_PID")
         .with_context(|| format!("cannot read the environment of process {pid}"))?
         .and_then(|v| v.parse::<u32>().ok())
@@ -421,18 +454,12 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
     if !is_ancestor(run, pid) {
         bail!("{}", gone());
     }
-    if snapshot_signal_taken(&log) {
-        bail!(
-            "process {pid} installed its own handler for signal {sig}, memtrace's snapshot signal: memtrace's handler is gone; not sending it"
-        );
-    }
-    if !catches(pid, sig) {
-        bail!(
-            "process {pid} has no handler for signal {sig}, memtrace's snapshot signal: it is still starting, or the program installed its own; not sending it"
-        );
-    }
-    let out = snapshot::next_path(&log);
-    let sent = match &target {
+    Ok((run, run_fd))
+}
+
+/// Sends `sig` to process `pid`, through its pidfd `target` when there is one.
+fn send(target: Option<&OwnedFd>, pid: u32, sig: i32) -> anyhow::Result<()> {
+    let sent = match target {
         // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
         Some(fd) => unsafe {
             libc::syscall(
@@ -453,9 +480,21 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
             std::io::Error::last_os_error()
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    Ok(())
+}
+
+/// Waits up to `timeout` seconds for `memtrace run` (pid `run`, held by
+/// `run_fd`) to write the snapshot `out`; an error if it ends first or the
+/// time is up.
+fn wait_for_snapshot(
+    out: &Path,
+    run: u32,
+    run_fd: Option<&OwnedFd>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
     while !out.exists() {
-        if ended(run, run_fd.as_ref()) {
+        if ended(run, run_fd) {
             // It may have written the snapshot just before it ended.
             if out.exists() {
                 break;
@@ -465,18 +504,22 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
         if Instant::now() >= deadline {
             bail!(
                 "no snapshot after {} s: `memtrace run` (pid {run}) still runs but wrote none (see its warnings: it may be unable to read the process)",
-                a.timeout
+                timeout
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    println!("{}", out.display());
-    // One line of what it holds (no stacks: `memtrace report` shows them).
+    Ok(())
+}
+
+/// One line on stderr of what the snapshot `out` of process `pid` holds (no
+/// stacks: `memtrace report` shows them); nothing if it cannot be read.
+fn tell_what_it_holds(pid: u32, out: &Path) {
     let opts = memtrace_analyzer::Options {
         top: Some(0),
         ..Default::default()
     };
-    if let Ok(r) = memtrace_analyzer::analyze(&out, &opts) {
+    if let Ok(r) = memtrace_analyzer::analyze(out, &opts) {
         let s = &r.summary;
         let plural = memtrace_analyzer::units::plural;
         let mut line = format!(
@@ -495,5 +538,4 @@ pub fn run(a: &SnapshotArgs) -> anyhow::Result<u8> {
         }
         eprintln!("{line}");
     }
-    Ok(0)
 }

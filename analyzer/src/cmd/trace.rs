@@ -32,13 +32,14 @@
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
-use super::logs::{Pattern, find_logs};
+use super::logs::{Found, Pattern, find_logs};
 use anyhow::Context;
-use memtrace_analyzer::analysis::kernel::{self, Sampler};
+use memtrace_analyzer::analysis::kernel::{self, PidSamples, Sampler};
 use memtrace_analyzer::analysis::{lineage, reach};
 use memtrace_analyzer::log::live::process_alive;
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -46,7 +47,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Untraced processes listed one per line; the rest are counted.
 const UNTRACED_SHOWN: usize = 20;
@@ -121,6 +122,8 @@ pub struct TraceOptions<'a> {
     pub pack: bool,
     /// Say nothing about the logs unless something went wrong.
     pub quiet: bool,
+    /// One line per log, not one for the run.
+    pub verbose: bool,
     /// Sample the kernel's accounting of every process this often
     /// (`memtrace_analyzer::analysis::kernel`); `None`: not at all.
     pub kernel_interval: Option<std::time::Duration>,
@@ -154,7 +157,63 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
     let pat = Pattern::parse(o.output, &cwd)?;
     let output = cwd.join(o.output);
+    let (prog, mut cmd) = command(o, &lib, &pat, &output)?;
 
+    install_forwarding();
+    let spawned = SystemTime::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
+    let pid = child.id();
+    CHILD.store(pid as i32, Ordering::Relaxed);
+    let sampler = o
+        .kernel_interval
+        .and_then(|interval| start_sampler(pid, interval, &pat, &lib));
+    let watcher = (o.snapshot_signal != 0).then(|| {
+        let pat = pat.clone();
+        let is_log = move |p: &Path| pat.owns(p);
+        super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
+    });
+    wait_without_reaping(pid);
+    CHILD.store(0, Ordering::Relaxed);
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
+    if let Some(w) = watcher {
+        w.finish();
+    }
+    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+
+    let logs = find_logs(&pat, pid, spawned);
+    add_kernel_samples(&logs, pid, &samples);
+    stamp_and_pack(o, &logs, pid, status.into_raw());
+    if logs.is_empty() {
+        let reason = lineage::command_reason(&prog.to_string_lossy());
+        eprintln!(
+            "memtrace: warning: no log matching {} was written: {} is not traced ({})",
+            output.display(),
+            prog.to_string_lossy(),
+            reason.text()
+        );
+    }
+    tell_untraced(o, &logs);
+    Ok(Traced {
+        status,
+        logs: logs.into_iter().map(|f| f.path).collect(),
+    })
+}
+
+/// The command of `o`, with the preload `lib` and the environment it reads
+/// (steps 1 and 4: the log pattern `output`, sampling, the kernel's accounting,
+/// the scan at exit, snapshots), and its program; makes the log directory of
+/// `pat`, and makes memtrace the subreaper of the frozen copies when
+/// snapshots are on.
+fn command<'o>(
+    o: &TraceOptions<'o>,
+    lib: &Path,
+    pat: &Pattern,
+    output: &Path,
+) -> anyhow::Result<(&'o OsString, Command)> {
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(":");
@@ -167,7 +226,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .env("LD_PRELOAD", &preload)
-        .env("MEMTRACE_OUTPUT", &output);
+        .env("MEMTRACE_OUTPUT", output);
     if let Some(bytes) = o.sample {
         cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
     }
@@ -191,35 +250,31 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
+    Ok((prog, cmd))
+}
 
-    install_forwarding();
-    let spawned = SystemTime::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
-    let pid = child.id();
-    CHILD.store(pid as i32, Ordering::Relaxed);
-    let sampler = o.kernel_interval.and_then(|interval| {
-        let (pat, lib) = (pat.clone(), lib.clone());
-        let is_memtrace = move |p: &str| {
-            let p = Path::new(p);
-            p == lib || pat.owns(p)
-        };
-        match Sampler::start(pid, interval, Box::new(is_memtrace)) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                eprintln!("memtrace: warning: cannot sample the kernel's accounting: {e}");
-                None
-            }
+/// The kernel sampler of the tree of `pid`, every `interval` (step 4), which
+/// leaves out the mappings of memtrace's own files (the preload `lib`, the logs
+/// of `pat`); `None`, with a warning, if it cannot start.
+fn start_sampler(pid: u32, interval: Duration, pat: &Pattern, lib: &Path) -> Option<Sampler> {
+    let (pat, lib) = (pat.clone(), lib.to_path_buf());
+    let is_memtrace = move |p: &str| {
+        let p = Path::new(p);
+        p == lib || pat.owns(p)
+    };
+    match Sampler::start(pid, interval, Box::new(is_memtrace)) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("memtrace: warning: cannot sample the kernel's accounting: {e}");
+            None
         }
-    });
-    let watcher = (o.snapshot_signal != 0).then(|| {
-        let pat = pat.clone();
-        let is_log = move |p: &Path| pat.owns(p);
-        super::snapshot::Watcher::start(Box::new(is_log), o.quiet, o.heuristics)
-    });
-    // Wait for its end without reaping it, so that the forwarding handler
-    // never signals a reused pid: CHILD is cleared before the pid is freed.
+    }
+}
+
+/// Waits for the end of our child `pid` without reaping it, so that the
+/// forwarding handler never signals a reused pid: CHILD is cleared before the
+/// pid is freed.
+fn wait_without_reaping(pid: u32) {
     loop {
         // SAFETY: a zeroed siginfo_t is valid; waitid fills it for our child.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -229,18 +284,13 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             break;
         }
     }
-    CHILD.store(0, Ordering::Relaxed);
-    let status = child
-        .wait()
-        .with_context(|| format!("cannot wait for {}", prog.to_string_lossy()))?;
-    if let Some(w) = watcher {
-        w.finish();
-    }
-    let samples = sampler.map(Sampler::finish).unwrap_or_default();
+}
 
-    let logs = find_logs(&pat, pid, spawned);
+/// Appends to each log whose process has ended (the command `pid`'s whatever
+/// its state) its kernel samples (step 4).
+fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSamples>) {
     // A fork child's inherited blocks are classified too: its parent's log is among these.
-    for f in &logs {
+    for f in logs {
         if f.pid != pid && process_alive(f.pid) {
             continue; // still writing its log
         }
@@ -258,9 +308,16 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             );
         }
     }
-    let raw = status.into_raw();
-    let mut top = true;
-    for f in &logs {
+}
+
+/// Stamps the wait status `raw` into the logs of the command `pid` (step 3),
+/// packs each log whose process has ended (step 5), and says where they went:
+/// one line for the whole run (the top log, and how many others in which
+/// directory), or one line per log with `verbose` or a single log.
+fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
+    let each = o.verbose || logs.len() == 1;
+    let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
+    for (i, f) in logs.iter().enumerate() {
         if f.pid == pid
             && f.forked_from == 0
             && let Err(e) = stamp_wait_status(&f.path, raw)
@@ -270,30 +327,23 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
                 f.shown.display()
             );
         }
+        let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        let running = f.pid != pid && process_alive(f.pid);
         let packed = if !o.pack {
             String::new()
-        } else if f.pid != pid && process_alive(f.pid) {
+        } else if running {
             " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
         } else {
-            let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
-            if size >= 64 << 20 {
-                eprintln!(
-                    "memtrace: packing {} ({})...",
-                    f.shown.display(),
-                    memtrace_analyzer::units::human(size)
-                );
-            }
-            match super::pack::pack_one(&f.path) {
-                Ok(line) => format!(" (packed: {line})"),
-                Err(e) => {
-                    eprintln!("memtrace: warning: {e:#}; the raw log is kept");
-                    String::new()
-                }
-            }
+            pack(f)
         };
-        if top && !o.quiet {
+        raw_bytes += before;
+        packed_bytes += std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        if o.quiet || !(each || running) {
+            continue;
+        }
+        if i == 0 {
             eprintln!("memtrace: log written to {}{packed}", f.shown.display());
-        } else if !o.quiet {
+        } else {
             let after_exec = if f.pid == pid { " after exec" } else { "" };
             eprintln!(
                 "memtrace: log of pid {}{after_exec} written to {}{packed}",
@@ -301,17 +351,59 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
                 f.shown.display()
             );
         }
-        top = false;
     }
-    if logs.is_empty() {
-        let reason = lineage::command_reason(&prog.to_string_lossy());
+    if !each && !o.quiet {
+        eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
+    }
+}
+
+/// The one line that says where a run's logs went (more than one log).
+fn tree_line(logs: &[Found], packed: bool, raw_bytes: u64, packed_bytes: u64) -> String {
+    use memtrace_analyzer::units::human;
+    let pids: std::collections::HashSet<u32> = logs.iter().map(|f| f.pid).collect();
+    let top = &logs[0].shown;
+    let dir = match top.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+        _ => ".".to_owned(),
+    };
+    let name = top
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let sizes = if packed {
+        format!("{} packed to {}", human(raw_bytes), human(packed_bytes))
+    } else {
+        human(raw_bytes)
+    };
+    format!(
+        "memtrace: {} logs of {} processes written to {dir} (top: {name}; {sizes}; -v lists each)",
+        logs.len(),
+        pids.len()
+    )
+}
+
+/// Packs the log `f` in place: what to add to the line that names it (empty
+/// if it stays raw, with a warning).
+fn pack(f: &Found) -> String {
+    let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
+    if size >= 64 << 20 {
         eprintln!(
-            "memtrace: warning: no log matching {} was written: {} is not traced ({})",
-            output.display(),
-            prog.to_string_lossy(),
-            reason.text()
+            "memtrace: packing {} ({})...",
+            f.shown.display(),
+            memtrace_analyzer::units::human(size)
         );
     }
+    match super::pack::pack_one(&f.path) {
+        Ok(line) => format!(" (packed: {line})"),
+        Err(e) => {
+            eprintln!("memtrace: warning: {e:#}; the raw log is kept");
+            String::new()
+        }
+    }
+}
+
+/// Lists the processes of the tree that wrote no log, unless quiet: the first
+/// [`UNTRACED_SHOWN`].
+fn tell_untraced(o: &TraceOptions, logs: &[Found]) {
     let procs: Vec<lineage::Proc> = logs
         .iter()
         .filter_map(|f| lineage::Proc::read(&f.path).ok())
@@ -337,10 +429,6 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
             );
         }
     }
-    Ok(Traced {
-        status,
-        logs: logs.into_iter().map(|f| f.path).collect(),
-    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,12 @@
 //! - **chrome-trace** ([`chrome`]): Chrome's trace event JSON with the
 //!   counters over time (live heap, program mmaps, RSS, PSS, USS, swap,
 //!   cgroup), for Perfetto's UI and `chrome://tracing`.
+//! - **massif** ([`massif`]): valgrind massif's output file for `ms_print`
+//!   and massif-visualizer: the heap over time (in bytes allocated and
+//!   freed), the peak's and the end's trees.
+//! - **dhat** ([`dhat`]): valgrind DHAT's JSON for `dh_view.html`: per stack,
+//!   bytes and blocks allocated, most live at once, at the peak and at the
+//!   end, and the blocks' lifetimes.
 //!
 //! ## Constraints
 //! - Every export is made from a report made with [`flame::all`] (no `top`
@@ -21,6 +27,9 @@
 //!   the report does not keep: [`read`] takes them from the log's catalog,
 //!   which costs one more pass over the log (decoding only; memory still
 //!   grows with distinct stacks and modules, not with events).
+//! - massif and dhat need the heap over the run, which the report does not
+//!   keep either: [`history::scan`] replays the log once more (memory grows
+//!   with live blocks and distinct stacks).
 //! - An export never changes the numbers: each format's totals equal the
 //!   report's lists (a stack that was not recorded is exported as one frame
 //!   named `[stack not recorded]`, so that its weight is not lost).
@@ -28,6 +37,9 @@
 //! [`Metric`]: crate::flame::Metric
 
 pub mod chrome;
+pub mod dhat;
+pub mod history;
+pub mod massif;
 pub mod pprof;
 pub mod speedscope;
 
@@ -97,6 +109,19 @@ pub fn folded(report: &Report, metric: Metric) -> String {
     flame::folded_text(&flame::folded(report, metric))
 }
 
+/// A stack (innermost first) out to its outermost `main`: the frames outside
+/// it (libc's start-up) left out, as valgrind's tools show stacks. A stack
+/// without `main` (a thread's) is whole.
+pub fn below_main(stack: &[Frame]) -> &[Frame] {
+    match stack
+        .iter()
+        .rposition(|f| f.function.as_deref() == Some("main"))
+    {
+        Some(i) => &stack[..=i],
+        None => stack,
+    }
+}
+
 /// The frames of one return address: the functions inlined at it
 /// (innermost first), then the function they were inlined into, as
 /// [`crate::analysis::symbolize`] orders them. Splits a stack (innermost first) into
@@ -150,6 +175,7 @@ pub(crate) mod tests {
             line: name.map(|_| 7),
             module: Some(Arc::from("/usr/bin/prog")),
             address,
+            offset: None,
             inlined,
         }
     }

@@ -457,6 +457,7 @@ mod tests {
             line: None,
             module: Some("/usr/lib/libx.so".into()),
             address: addr,
+            offset: None,
             inlined: false,
         }
     }

@@ -144,7 +144,12 @@ impl<'a> Evaluation<'a> {
         let mut unclassified = false;
         for s in merged(&r.heap_leaks) {
             // Which suppressions match the stack, computed when first needed.
-            let mut stack_matches: Vec<Option<bool>> = vec![None; self.suppressions.len()];
+            // A program's own suppressions do not apply to other programs.
+            let mut stack_matches: Vec<Option<bool>> = self
+                .suppressions
+                .iter()
+                .map(|x| (!x.applies_to(&r.process.exe)).then_some(false))
+                .collect();
             let kinds = s.kinds;
             match kinds {
                 None => {
@@ -181,10 +186,9 @@ impl<'a> Evaluation<'a> {
             .first(&s, stack_matches, None)
             .map_or(Status::Counted, Status::Suppressed);
         if status == Status::Counted
-            && let Some(i) = self
-                .suppressions
-                .iter()
-                .position(|x| x.matches(&s.stack, s.func))
+            && let Some(i) = (0..self.suppressions.len()).position(|i| {
+                stack_matches[i] != Some(false) && self.suppressions[i].matches(&s.stack, s.func)
+            })
         {
             let e = unchecked.entry(i).or_default();
             e.0 = e.0.saturating_add(s.bytes);
@@ -290,7 +294,7 @@ impl<'a> Evaluation<'a> {
             let status = self
                 .suppressions
                 .iter()
-                .position(|s| s.matches(&site.stack, None))
+                .position(|s| s.applies_to(&r.process.exe) && s.matches(&site.stack, None))
                 .map_or(Status::Counted, Status::Suppressed);
             leaks.push(Leak {
                 kind: "mmap",

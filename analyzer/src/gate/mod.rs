@@ -42,7 +42,7 @@
 //! verdict's types and the [`Gate`]'s inputs; `judgement` the steps above
 //! ([`evaluate`]); this module the stack names they share. Uses
 //! `crate::report` and the layers below it; the renderers of the verdict
-//! are in `crate::render::check`.
+//! are in `crate::render::verdict`.
 
 mod baseline;
 mod judgement;

@@ -18,6 +18,7 @@ fn frame(function: &str) -> Frame {
         line: Some(1),
         module: Some("/bin/app".into()),
         address: 0x1000,
+        offset: None,
         inlined: false,
     }
 }

@@ -642,6 +642,7 @@ mod tests {
             line: Some(5),
             module: Some("/bin/a".into()),
             address: 0x401136,
+            offset: None,
             inlined: false,
         };
         let r = Report {

@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use super::check::xml_escape;
+use crate::escape::xml as xml_escape;
 use crate::report::Report;
 use crate::units::human;
 

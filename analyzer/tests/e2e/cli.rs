@@ -145,3 +145,62 @@ fn progress_bar_only_on_a_terminal() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("reading") && shown.contains('%'), "{shown}");
 }
+
+/// `memtrace run` of a process tree says where the logs went in one line:
+/// how many logs of how many processes, the directory and the top log; `-v`
+/// gives one line per log instead.
+#[test]
+fn run_of_a_tree_says_where_in_one_line() {
+    let script = "for i in 1 2 3 4 5; do /bin/true; done";
+    for verbose in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = memtrace();
+        cmd.current_dir(dir.path()).arg("run");
+        if verbose {
+            cmd.arg("-v");
+        }
+        cmd.args(["-o", "%e.%p.mtr", "--", "/bin/bash", "-c", script]);
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("memtrace:"))
+            .collect();
+        let logs = logs_in(dir.path());
+        let pids: std::collections::HashSet<String> = logs
+            .iter()
+            .map(|l| {
+                l.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .split('.')
+                    .nth(1)
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        // bash and five children, each of which exec'd /bin/true: 11 logs of 6 processes.
+        assert_eq!((logs.len(), pids.len()), (11, 6), "{logs:?}");
+        if verbose {
+            assert_eq!(lines.len(), 11, "{stderr}");
+            assert!(
+                lines[0].starts_with("memtrace: log written to bash."),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(lines.len(), 1, "{stderr}");
+            let top = logs
+                .iter()
+                .map(|l| l.file_name().unwrap().to_string_lossy().into_owned())
+                .find(|n| lines[0].contains(&format!("(top: {n};")))
+                .unwrap_or_else(|| panic!("no top log named: {stderr}"));
+            assert!(top.starts_with("bash."), "{top}");
+            assert!(
+                lines[0].starts_with("memtrace: 11 logs of 6 processes written to ."),
+                "{stderr}"
+            );
+            assert!(lines[0].ends_with("; -v lists each)"), "{stderr}");
+        }
+    }
+}

@@ -339,14 +339,25 @@ fn flamegraph_by_leak_kind() {
         .args(["run", "-o", "reach.mtr", "--"])
         .arg(fixture("reach"));
     assert_code(&output_with_timeout(&mut run, TIMEOUT), 0);
-    let graph = |args: &[&str], name: &str| {
-        let mut a = vec!["flamegraph", "-o", name];
-        a.extend_from_slice(args);
-        a.push("reach.mtr");
-        let out = memtrace_in(d, &a);
-        assert_code(&out, 0);
-        (Svg::parse(&d.join(name)), out)
-    };
+    each_kind_weighs_its_bytes(d);
+    frames_and_subtitle_name_the_kinds(d);
+    diff_takes_the_option_other_metrics_refuse_it(d);
+    unclassified_log_drawn_whole();
+}
+
+/// `memtrace flamegraph -o NAME ARGS reach.mtr` in `d`, which must succeed: the SVG,
+/// parsed, and the run's output.
+fn reach_graph(d: &Path, args: &[&str], name: &str) -> (Svg, Output) {
+    let mut a = vec!["flamegraph", "-o", name];
+    a.extend_from_slice(args);
+    a.push("reach.mtr");
+    let out = memtrace_in(d, &a);
+    assert_code(&out, 0);
+    (Svg::parse(&d.join(name)), out)
+}
+
+/// Each `--leak-kinds` weighs exactly its kinds' bytes, in the title, the root and main.
+fn each_kind_weighs_its_bytes(d: &Path) {
     for (kinds, total, unit, title) in [
         (
             "definite",
@@ -374,7 +385,7 @@ fn flamegraph_by_leak_kind() {
         ),
         ("all", 384, "bytes", "384 bytes leaked in 8 blocks"),
     ] {
-        let (svg, _) = graph(&["--leak-kinds", kinds], &format!("{kinds}.svg"));
+        let (svg, _) = reach_graph(d, &["--leak-kinds", kinds], &format!("{kinds}.svg"));
         assert!(
             svg.title().ends_with(&format!("): {title}")),
             "{kinds}: {}",
@@ -383,7 +394,12 @@ fn flamegraph_by_leak_kind() {
         svg.assert_weight("all", total, unit);
         svg.assert_weight("main", total, unit);
     }
-    let (svg, out) = graph(&["--leak-kinds", "definite"], "d.svg");
+}
+
+/// The frames' tooltips and the subtitle name the kinds drawn; without the option,
+/// every leaked byte, the subtitle giving each kind's.
+fn frames_and_subtitle_name_the_kinds(d: &Path) {
+    let (svg, out) = reach_graph(d, &["--leak-kinds", "definite"], "d.svg");
     svg.assert_weight("plain_lost", 48, "bytes definitely lost");
     svg.assert_weight("lost_list", 32, "bytes definitely lost");
     assert!(
@@ -402,10 +418,10 @@ fn flamegraph_by_leak_kind() {
         "{}",
         describe(&out)
     );
-    let (svg, _) = graph(&["--leak-kinds", "reachable"], "r.svg");
+    let (svg, _) = reach_graph(d, &["--leak-kinds", "reachable"], "r.svg");
     svg.assert_weight("kept_by_global", 80, "bytes still reachable");
     svg.assert_weight("kept_child", 16, "bytes still reachable");
-    let (svg, _) = graph(&[], "leaked.svg");
+    let (svg, _) = reach_graph(d, &[], "leaked.svg");
     svg.assert_weight("all", 384, "bytes");
     assert!(
         svg.text("subtitle").contains(
@@ -414,7 +430,11 @@ fn flamegraph_by_leak_kind() {
         "{}",
         svg.text("subtitle")
     );
+}
 
+/// `memtrace diff --leak-kinds` compares the chosen kinds; another metric than
+/// `leaked`, and an unknown kind, are refused.
+fn diff_takes_the_option_other_metrics_refuse_it(d: &Path) {
     let out = memtrace_in(
         d,
         &[
@@ -454,8 +474,10 @@ fn flamegraph_by_leak_kind() {
     );
     let out = memtrace_in(d, &["flamegraph", "--leak-kinds", "lost", "reach.mtr"]);
     assert_code(&out, 2);
+}
 
-    // Not classified: every leaked byte, and a warning.
+/// Not classified: every leaked byte, and a warning.
+fn unclassified_log_drawn_whole() {
     // A log whose leaks were not classified: the scan at exit turned off.
     let t = {
         let dir = tempfile::tempdir().expect("create a temporary directory");

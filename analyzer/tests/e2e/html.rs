@@ -448,69 +448,80 @@ fn heap_page_in_browser() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert_self_contained(&html);
 
-    let check_tables = |p: &Page| {
-        let leaks = p.table("heap-leaks");
-        let malloc = leaks.named("leak_malloc");
-        assert_eq!(malloc.len(), 1, "leak_malloc's call sites in one row");
-        assert_eq!(leaks.cell(malloc[0], "Bytes"), "300");
-        assert_eq!(leaks.cell(malloc[0], "Blocks"), "3");
-        assert_eq!(leaks.cell(malloc[0], "Allocated by"), "malloc");
-        assert!(
-            leaks.cell(malloc[0], "Location").starts_with("heap.c:"),
-            "{}",
-            malloc[0]
-        );
-        for (name, bytes, blocks) in [
-            ("leak_malloc", 300, 3),
-            ("leak_calloc", 120, 1),
-            ("leak_realloc_chain", 200, 1),
-            ("leak_aligned", 1736, 4),
-            ("leak_strdup", 16, 1),
-            ("leak_reallocarray", 240, 1),
-        ] {
-            assert_eq!(leaks.by_stack(name, "Blocks"), (bytes, blocks), "{name}");
-        }
-        // Named by strdup's caller, not by libc's strdup.
-        let strdup = leaks.named("leak_strdup");
-        assert_eq!(strdup.len(), 1, "{}", leaks.v);
-        assert_eq!(leaks.cell(strdup[0], "Bytes"), "16");
-        assert_eq!(leaks.foot(), vec!["", "2,612", "11", "Total"]);
-        let peak = p.table("peak-table");
-        let first = &peak.rows()[0];
-        assert_eq!(peak.cell(first, "Function"), "big_peak");
-        assert_eq!(peak.cell(first, "Bytes"), "10,485,760");
-        assert_eq!(peak.cell(first, "Blocks"), "1");
-        let s = p.table("summary-table");
-        assert_eq!(s.value("In use at exit"), "2,612 bytes in 11 blocks");
-        assert!(
-            s.value("Peak heap")
-                .starts_with("10,485,760 bytes (10.0 MiB) at "),
-            "{}",
-            s.value("Peak heap")
-        );
-        assert!(
-            s.value("Ended").starts_with("exit(), exit status 0"),
-            "{}",
-            s.value("Ended")
-        );
-        assert!(
-            s.value("Command").ends_with("heap"),
-            "{}",
-            s.value("Command")
-        );
-        assert!(
-            !p.has_table("maps-at-peak"),
-            "no kernel view under LD_PRELOAD"
-        );
-        let frames = p.iframes();
-        assert_eq!(&frames[..3], &["leaked", "peak", "allocated"]);
-    };
     // The file as written, then the DOM after the scripts ran.
-    check_tables(&Page::parse(&html));
+    check_heap_tables(&Page::parse(&html));
     let browser = browser();
 
-    let p = selftest_dom(&browser, &page, "leak_malloc");
-    check_tables(&p);
+    leak_malloc_search_in_the_dom(&browser, &page);
+    unknown_name_matches_nothing(&browser, &page);
+    screenshot_shows_the_graphs_and_the_match(&browser, &page, t.dir.path());
+}
+
+/// heap.c's tables, in the file as written or in the DOM: the leaks (leak_malloc's
+/// row, every leak by stack, the total), the peak, the summary, the flame graphs' frames.
+fn check_heap_tables(p: &Page) {
+    let leaks = p.table("heap-leaks");
+    let malloc = leaks.named("leak_malloc");
+    assert_eq!(malloc.len(), 1, "leak_malloc's call sites in one row");
+    assert_eq!(leaks.cell(malloc[0], "Bytes"), "300");
+    assert_eq!(leaks.cell(malloc[0], "Blocks"), "3");
+    assert_eq!(leaks.cell(malloc[0], "Allocated by"), "malloc");
+    assert!(
+        leaks.cell(malloc[0], "Location").starts_with("heap.c:"),
+        "{}",
+        malloc[0]
+    );
+    for (name, bytes, blocks) in [
+        ("leak_malloc", 300, 3),
+        ("leak_calloc", 120, 1),
+        ("leak_realloc_chain", 200, 1),
+        ("leak_aligned", 1736, 4),
+        ("leak_strdup", 16, 1),
+        ("leak_reallocarray", 240, 1),
+    ] {
+        assert_eq!(leaks.by_stack(name, "Blocks"), (bytes, blocks), "{name}");
+    }
+    // Named by strdup's caller, not by libc's strdup.
+    let strdup = leaks.named("leak_strdup");
+    assert_eq!(strdup.len(), 1, "{}", leaks.v);
+    assert_eq!(leaks.cell(strdup[0], "Bytes"), "16");
+    assert_eq!(leaks.foot(), vec!["", "2,612", "11", "Total"]);
+    let peak = p.table("peak-table");
+    let first = &peak.rows()[0];
+    assert_eq!(peak.cell(first, "Function"), "big_peak");
+    assert_eq!(peak.cell(first, "Bytes"), "10,485,760");
+    assert_eq!(peak.cell(first, "Blocks"), "1");
+    let s = p.table("summary-table");
+    assert_eq!(s.value("In use at exit"), "2,612 bytes in 11 blocks");
+    assert!(
+        s.value("Peak heap")
+            .starts_with("10,485,760 bytes (10.0 MiB) at "),
+        "{}",
+        s.value("Peak heap")
+    );
+    assert!(
+        s.value("Ended").starts_with("exit(), exit status 0"),
+        "{}",
+        s.value("Ended")
+    );
+    assert!(
+        s.value("Command").ends_with("heap"),
+        "{}",
+        s.value("Command")
+    );
+    assert!(
+        !p.has_table("maps-at-peak"),
+        "no kernel view under LD_PRELOAD"
+    );
+    let frames = p.iframes();
+    assert_eq!(&frames[..3], &["leaked", "peak", "allocated"]);
+}
+
+/// The DOM after inferno's search for leak_malloc (300 of 2,612 leaked bytes, 11.49%):
+/// the tables, the timeline, every flame graph, the search result.
+fn leak_malloc_search_in_the_dom(browser: &Path, page: &Path) {
+    let p = selftest_dom(browser, page, "leak_malloc");
+    check_heap_tables(&p);
     assert_eq!(p.timeline("polylines"), 2, "heap and mmap lines");
     assert!(p.timeline("circles") >= 1, "the peak is marked");
     let leaked = p.flame("leaked").expect("a leaked flame graph");
@@ -533,8 +544,11 @@ fn heap_page_in_browser() {
         "{}",
         p.text("search-result")
     );
+}
 
-    let p = selftest_dom(&browser, &page, "no_such_function_anywhere");
+/// A search for an unknown name: no flame graph matches or highlights anything.
+fn unknown_name_matches_nothing(browser: &Path, page: &Path) {
+    let p = selftest_dom(browser, page, "no_such_function_anywhere");
     for metric in p.iframes() {
         let f = p.flame(metric).unwrap();
         assert_eq!(f.matched, "none", "{metric}: {f:?}");
@@ -545,12 +559,15 @@ fn heap_page_in_browser() {
         "{}",
         p.text("search-result")
     );
+}
 
+/// The screenshot, saved into `dir`: it shows the flame graphs and the highlighted frame.
+fn screenshot_shows_the_graphs_and_the_match(browser: &Path, page: &Path, dir: &Path) {
     // What a person sees: the whole page at half scale, after the search for leak_malloc.
-    let png = t.dir.path().join("page.png");
+    let png = dir.join("page.png");
     chromium(
-        &browser,
-        &page,
+        browser,
+        page,
         "#selftest=leak_malloc",
         &[
             "--window-size=1280,4600",

@@ -11,6 +11,7 @@
 //! - `heap`: the malloc family, aligned allocations, realloc chains, peak, valgrind totals
 //! - `threads`: 8 threads leaking concurrently
 //! - `processes`: fork, exec, exit(), _exit(), SIGKILL
+//! - `program_suppressions`: a program's own `__lsan_default_suppressions()` in `memtrace check`, against LSan
 //! - `inherit`: a fork child's leaks include the blocks it inherited from its parent, against memcheck
 //! - `dlopen`: a leak inside a library unloaded before exit
 //! - `mapping`: mmap/munmap/mremap and brk/sbrk
@@ -24,6 +25,7 @@
 //! - `check`: `memtrace check`, the CI leak gate: rules, config, suppressions, baseline, JUnit
 //! - `flamegraph`: `memtrace flamegraph` (every metric, SVGs parsed) and `memtrace diff` (JSON, text, differential SVG)
 //! - `export`: `memtrace export` to pprof (read back with Python's protobuf), folded stacks and speedscope
+//! - `export_valgrind`: `memtrace export` to massif (read by ms_print) and DHAT (loaded by dh_view.html in headless Chromium)
 //! - `html`: `memtrace report --html`, the page opened in headless Chromium: tables, charts, inferno's search, a screenshot
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `install`: the embedded preload and its private cache, `memtrace lib`, a lone copy of the binary, the Debian package
@@ -39,6 +41,7 @@
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 //! - `stacks`: more than 2^20 distinct stacks, each defined once in the log and listed once in the report
+//! - `unsymbolized`: a frame without a symbol is `module+0xoffset`, checked with addr2line
 //! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
 //! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
@@ -49,6 +52,7 @@ mod cli;
 mod corrupt;
 mod dlopen;
 mod export;
+mod export_valgrind;
 mod flamegraph;
 mod golden;
 mod heap;
@@ -67,6 +71,7 @@ mod memcheck_xml;
 mod oracles;
 mod pack;
 mod processes;
+mod program_suppressions;
 mod questions;
 mod reach;
 mod real_programs;
@@ -79,4 +84,5 @@ mod stacks;
 mod startup;
 mod threads;
 mod torture;
+mod unsymbolized;
 mod unwind;

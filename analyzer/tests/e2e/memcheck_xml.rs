@@ -32,7 +32,7 @@ fn tags<'a>(s: &'a str, tag: &str) -> Vec<&'a str> {
 /// own source file) of each leak error, sorted. The bytes are the record's
 /// own blocks': where memcheck adds the indirectly lost bytes a definitely
 /// lost block holds (`128 (32 direct, 96 indirect) bytes ...`), its direct
-/// part, which memtrace's record states (see `render/check/memcheck.rs`).
+/// part, which memtrace's record states (see `render/verdict/memcheck.rs`).
 fn leak_errors(xml: &str) -> Vec<(String, u64, u64, String)> {
     let mut v: Vec<_> = tags(xml, "error")
         .into_iter()

@@ -99,6 +99,7 @@ pub(super) fn parse_lsan(
             line: n,
             syntax: Syntax::Lsan,
             limit: None,
+            program: None,
             rule: Rule::Lsan(glob),
         });
     }

@@ -122,6 +122,7 @@ pub(super) fn parse_memtrace(
             line: n,
             syntax: Syntax::Memtrace,
             limit,
+            program: None,
             rule: Rule::Terms(terms),
         });
     }

@@ -70,7 +70,8 @@
 //! its format) and the matching entry points; one module per format parses
 //! it and matches its patterns (`memtrace`, `lsan`, `valgrind`, with
 //! valgrind's allocator frames in `allocators`); `wildcard` matches globs;
-//! `generate` writes entries for a leak. The children use this module and
+//! `generate` writes entries for a leak; `program` reads a program's own
+//! `__lsan_default_suppressions()` out of its executable. The children use this module and
 //! `wildcard`, never each other, but for valgrind's and `generate`'s use of
 //! `allocators`.
 
@@ -78,6 +79,7 @@ mod allocators;
 mod generate;
 mod lsan;
 mod memtrace;
+pub mod program;
 mod valgrind;
 mod wildcard;
 
@@ -134,6 +136,10 @@ pub struct Suppression {
     pub syntax: Syntax,
     /// Byte limit (memtrace's `max:` only).
     pub limit: Option<u64>,
+    /// The executable whose own `__lsan_default_suppressions()` it came
+    /// from ([`program`]): it applies to that program's processes only.
+    /// `None`: to every process.
+    pub program: Option<String>,
     rule: Rule,
 }
 
@@ -157,6 +163,11 @@ enum Rule {
 }
 
 impl Suppression {
+    /// Whether it applies to a process of the executable `exe`.
+    pub fn applies_to(&self, exe: &str) -> bool {
+        self.program.as_deref().is_none_or(|p| p == exe)
+    }
+
     /// Whether the suppression matches a leak's stack (innermost frame first)
     /// made by `func` (the allocating function; only valgrind entries use it).
     pub fn matches(&self, stack: &[Frame], func: Option<Func>) -> bool {

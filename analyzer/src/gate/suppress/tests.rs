@@ -12,6 +12,7 @@ pub(super) fn frame(function: Option<&str>, mangled: Option<&str>, file: Option<
         line: file.map(|_| 10),
         module: Some("/usr/bin/app".into()),
         address: 0x1000,
+        offset: None,
         inlined: false,
     }
 }
@@ -28,6 +29,7 @@ pub(super) fn bare(module: Option<&str>) -> Frame {
         line: None,
         module: module.map(Into::into),
         address: 0x2000,
+        offset: None,
         inlined: false,
     }
 }

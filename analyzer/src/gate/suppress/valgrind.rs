@@ -102,6 +102,7 @@ fn parse_entry<'a>(
         line: start,
         syntax: Syntax::Valgrind,
         limit: None,
+        program: None,
         rule: Rule::Valgrind {
             leak_kinds,
             kinds,

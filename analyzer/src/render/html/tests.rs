@@ -34,6 +34,7 @@ fn naming() {
         line: Some(1),
         module: Some(module.into()),
         address: 0x1000,
+        offset: None,
         inlined: false,
     };
     let stack = [

@@ -23,7 +23,7 @@ fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
     match &f.function {
         Some(func) => write!(out, "{func}")?,
-        None => write!(out, "{:#x}", f.address)?,
+        None => write!(out, "{}", crate::frames::address_text(f))?,
     }
     if let Some(file) = &f.file {
         write!(out, " at {file}")?;
@@ -584,6 +584,7 @@ mod tests {
                 line: Some(3),
                 module: Some("/bin/a".into()),
                 address: 0x401100,
+                offset: None,
                 inlined: true,
             },
             Frame {
@@ -593,6 +594,7 @@ mod tests {
                 line: None,
                 module: Some("[vdso]".into()),
                 address: 0x7fff1234,
+                offset: None,
                 inlined: false,
             },
         ];

@@ -161,6 +161,7 @@ fn unknown() -> Frame {
         line: None,
         module: None,
         address: 0,
+        offset: None,
         inlined: false,
     }
 }

@@ -190,6 +190,7 @@ mod tests {
             line: Some(3),
             module: Some("/tmp/questions".into()),
             address: 0x1000,
+            offset: None,
             inlined: false,
         };
         assert!(Pattern::new("g").frame(&f));

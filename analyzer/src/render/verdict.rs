@@ -44,7 +44,7 @@ fn frame_line(i: usize, f: &Frame) -> String {
     let mut s = format!("#{i} ");
     match &f.function {
         Some(func) => s.push_str(func),
-        None => s.push_str(&format!("{:#x}", f.address)),
+        None => s.push_str(&crate::frames::address_text(f)),
     }
     match (&f.file, f.line) {
         (Some(file), Some(line)) => s.push_str(&format!(" at {file}:{line}")),

@@ -1,0 +1,126 @@
+//! Pass and fail, the exit statuses, and memtrace's own failures.
+
+use std::path::Path;
+
+use super::*;
+
+/// A clean program passes (0) and its logs are removed; a leak fails with 23, names
+/// the stack on stderr, and keeps the logs; `--error-exitcode` changes the status. By
+/// default only the definitely (and indirectly) lost blocks count: of leak_item's two
+/// blocks, the first (the second stays in the global `sink`, still reachable).
+#[test]
+fn pass_fail_and_error_exitcode() {
+    let (_d, c) = check_gate(&[], &[]);
+    c.assert_code(0);
+    assert!(
+        c.stderr().contains("memtrace check: passed"),
+        "{}",
+        c.stderr()
+    );
+    assert_eq!(c.json()["passed"], true);
+    let log = c.judged()["log"].as_str().unwrap().to_owned();
+    assert!(
+        !Path::new(&log).exists(),
+        "the temporary logs are removed on success"
+    );
+
+    let (_d, c) = check_gate(&[], &["items", "2"]);
+    c.assert_code(FAILED);
+    let err = c.stderr();
+    assert!(err.contains("FAILED") && err.contains("leak_item"), "{err}");
+    assert!(
+        err.contains(
+            "counting definitely and indirectly lost blocks (--leak-kinds definite,indirect)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("100 bytes in 1 block\n          (100 bytes in 1 block definitely lost)\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("100 bytes in 1 block still reachable not counted"),
+        "{err}"
+    );
+    let p = c.judged();
+    assert_eq!(leaks_at(p, "leak_item"), vec![(100, 1, "counted".into())]);
+    assert_eq!(p["counted_bytes"], 100);
+    assert_eq!(p["not_counted"]["reachable"]["bytes"], 100);
+    assert_eq!(rules_failed(p), vec!["max-leaked-bytes"]);
+    let log = p["log"].as_str().unwrap();
+    assert!(Path::new(log).exists(), "the logs are kept on failure");
+    assert!(err.contains("the logs are kept in"), "{err}");
+    report(Path::new(log)).assert_leak("heap", "leak_item", 200, 2);
+    std::fs::remove_dir_all(Path::new(log).parent().unwrap()).unwrap();
+
+    let (_d, c) = check_gate(&["--error-exitcode", "7"], &["items", "2"]);
+    c.assert_code(7);
+    assert_eq!(c.json()["exit_status"], 7);
+    let (_d, c) = check_gate(&["--error-exitcode", "0"], &["items", "2"]);
+    c.assert_code(0);
+    assert_eq!(
+        c.json()["passed"],
+        false,
+        "report only: the verdict still says it"
+    );
+}
+
+/// The command's own failure is never masked: its status wins over the gate's.
+#[test]
+fn command_failure_is_not_masked() {
+    let (_d, c) = check_gate(&[], &["exit", "3"]);
+    c.assert_code(3);
+    assert!(c.stderr().contains("the command failed"), "{}", c.stderr());
+    assert_eq!(c.json()["command"]["exit_status"], 3);
+    let (_d, c) = check_gate(&[], &["items", "2", "exit", "4"]);
+    c.assert_code(4);
+    assert_eq!(c.json()["passed"], false);
+    // Killed by a signal: 128 + the signal, and the process is not judged.
+    let dir = tempfile::tempdir().unwrap();
+    let c = check_in(dir.path(), &["--", "sh", "-c", "kill -9 $$"]);
+    c.assert_code(128 + 9);
+    assert_eq!(c.json()["command"]["signal"], 9);
+    let top = &c.processes()[0];
+    assert_eq!(top["judged"], false);
+    assert!(
+        top["skipped"].as_str().unwrap().contains("signal 9"),
+        "{top:#}"
+    );
+}
+
+/// memtrace's own failures exit 2 with one clear line, and nothing is judged.
+#[test]
+fn memtrace_failures_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let junk = d.join("junk.mtr");
+    std::fs::write(&junk, b"not a log").unwrap();
+    std::fs::write(d.join("bad.supp"), "this is no suppression\n").unwrap();
+    let gate = fixture("gate");
+    let gate = gate.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["missing.mtr"], "missing.mtr"),
+        (vec!["junk.mtr"], "junk.mtr"),
+        (vec![], "nothing to check"),
+        (vec!["junk.mtr", "--", gate], "not both"),
+        (vec!["-s", "bad.supp", "--", gate], "bad.supp:1"),
+        (vec!["-s", "nope.supp", "--", gate], "nope.supp"),
+        (vec!["--baseline", "junk.mtr", "--", gate], "junk.mtr"),
+        (vec!["--max-leaked-bytes", "lots", "--", gate], "lots"),
+        (vec!["--tolerance", "x%", "--", gate], "x%"),
+        (vec!["--gen-suppressions=xml", "--", gate], "xml"),
+        (vec!["--", "/nonexistent/program"], "/nonexistent/program"),
+    ];
+    for (args, needle) in cases {
+        let c = check_in(d, &args);
+        assert_eq!(c.code(), Some(2), "{args:?}: {}", c.stderr());
+        assert!(c.stderr().contains(needle), "{args:?}: {}", c.stderr());
+    }
+    // A static program writes no log: the gate cannot vouch for it.
+    let c = check_in(d, &["--", "/bin/true"]);
+    if c.code() == Some(2) {
+        assert!(c.stderr().contains("nothing was traced"), "{}", c.stderr());
+    } else {
+        c.assert_code(0); // /bin/true is dynamic on this machine
+    }
+}
