@@ -7,6 +7,8 @@
 #   - python3-protobuf, protobuf-compiler: the export tests read pprof profiles back;
 #   - python3-venv: the virtual environment of the PyPI tools below;
 #   - chromium: the HTML report's tests open the page headless;
+#   - heaptrack: heaptrack_print is the oracle of `memtrace report --histogram` and
+#     `--by function` (tests/e2e/questions.rs);
 #   - python3 perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
 #     libtcmalloc-minimal4: the real-programs suite runs Debian's own programs and
 #     links against Debian's jemalloc and tcmalloc.
@@ -24,7 +26,7 @@ pytools() {
 }
 
 pkgs="gcc g++ make binutils valgrind libjemalloc-dev python3-protobuf protobuf-compiler chromium
-  python3 python3-venv perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
+  heaptrack python3 python3-venv perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
   libtcmalloc-minimal4"
 need=()
 for pkg in $pkgs; do

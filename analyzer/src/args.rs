@@ -440,9 +440,32 @@ pub struct ReportArgs {
     /// among these first, before the log's own directory (repeatable).
     #[arg(long, value_name = "LOG")]
     pub parent_log: Vec<PathBuf>,
+    /// Add the allocation-size histogram: allocations per requested size
+    /// (a bucket per size up to 64 bytes, then powers of two: 65-128,
+    /// 129-256, ...).
+    #[arg(long)]
+    pub histogram: bool,
+    /// Keep only the stacks through a frame whose function (demangled) or
+    /// module file name contains FUNCTION_OR_MODULE (case counts); with `*`
+    /// or `?` in it, it is a glob over the whole name instead. Every list, the histogram and the lists by
+    /// function then hold only those stacks, and a FILTER section gives
+    /// their totals (the summary stays the whole run's).
+    #[arg(long, value_name = "FUNCTION_OR_MODULE")]
+    pub filter: Option<String>,
+    /// Add the heap figures merged by the allocating function (the
+    /// innermost frame of the program's own code), with its callers beneath.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub by: Option<By>,
     /// The log file to read.
     #[arg(value_name = "LOG")]
     pub log: PathBuf,
+}
+
+/// `memtrace report --by`: what the extra lists merge by.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// The allocating function, and its callers.
+    Function,
 }
 
 /// `memtrace snapshot`.

@@ -1,6 +1,12 @@
 //! `memtrace report [--format text|json] [--top N] [--html FILE] [--since SNAPSHOT]
-//! [--older-than DURATION] LOG`: prints the report on stdout, warnings on
-//! stderr. A closed stdout (`| head`) is not an error.
+//! [--older-than DURATION] [--histogram] [--filter PATTERN] [--by function]
+//! LOG`: prints the report on stdout, warnings on stderr. A closed stdout
+//! (`| head`) is not an error.
+//!
+//! `--histogram`, `--filter` and `--by function` ask heaptrack_print's
+//! questions (`memtrace_analyzer::report::questions`): the allocation-size
+//! histogram, only the stacks through a function or module, the heap
+//! figures merged by the allocating function and its callers.
 //!
 //! `--since` and `--older-than` narrow the leaks to the blocks allocated
 //! after an earlier snapshot of the same process, or alive for at least
@@ -40,6 +46,14 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
         },
         older_than: a.older_than,
         peers: a.parent_log.clone(),
+        questions: memtrace_analyzer::report::questions::Asked {
+            histogram: a.histogram,
+            filter: a
+                .filter
+                .as_deref()
+                .map(memtrace_analyzer::report::questions::Pattern::new),
+            by_function: a.by == Some(crate::args::By::Function),
+        },
         ..Default::default()
     };
     let (opts, bar) = crate::progress::attach(&a.log, opts);

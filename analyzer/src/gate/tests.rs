@@ -76,6 +76,7 @@ pub(crate) fn report(
         brk: vec![],
         live_filter: None,
         warnings: vec![],
+        questions: Default::default(),
     }
 }
 

@@ -27,6 +27,81 @@ struct Json<'a> {
     kernel: Option<JKernel<'a>>,
     /// How the leaks were narrowed (`--since`, `--older-than`), if they were.
     live_filter: Option<JFilter<'a>>,
+    /// `--histogram`: allocations by requested size, smallest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    histogram: Option<Vec<JBucket>>,
+    /// `--filter`: what it kept, and their totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<JFiltered<'a>>,
+    /// `--by function`: the heap figures by allocating function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_function: Option<JByFunction<'a>>,
+}
+
+/// One bucket of the size histogram: sizes `min..=max`.
+#[derive(Serialize)]
+struct JBucket {
+    min: u64,
+    max: u64,
+    allocations: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JFiltered<'a> {
+    pattern: &'a str,
+    /// Whether the pattern is a glob over the whole name (else a substring).
+    glob: bool,
+    stacks: u64,
+    stacks_total: u64,
+    allocations: u64,
+    bytes_allocated: u64,
+    temporary_allocations: u64,
+    temporary_bytes: u64,
+    leaked_heap_bytes: u64,
+    leaked_heap_blocks: u64,
+    leaked_mmap_bytes: u64,
+    leaked_mmap_regions: u64,
+    peak_heap_bytes: u64,
+    peak_heap_blocks: u64,
+}
+
+#[derive(Serialize)]
+struct JTotals {
+    allocations: u64,
+    bytes_allocated: u64,
+    temporary_allocations: u64,
+    leaked_bytes: u64,
+    leaked_blocks: u64,
+    peak_bytes: u64,
+    peak_blocks: u64,
+}
+
+#[derive(Serialize)]
+struct JByFunction<'a> {
+    /// Distinct allocating functions, before the `--top` limit.
+    functions_total: u64,
+    functions: Vec<JFunction<'a>>,
+}
+
+#[derive(Serialize)]
+struct JFunction<'a> {
+    /// The function's frame in its largest stack.
+    frame: JFrame<'a>,
+    #[serde(flatten)]
+    totals: JTotals,
+    stacks: u64,
+    callers_total: u64,
+    callers: Vec<JCaller<'a>>,
+}
+
+#[derive(Serialize)]
+struct JCaller<'a> {
+    /// `null`: the function was the stack's outermost frame.
+    frame: Option<JFrame<'a>>,
+    #[serde(flatten)]
+    totals: JTotals,
+    stacks: u64,
 }
 
 #[derive(Serialize)]
@@ -375,9 +450,80 @@ pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         kernel: r.kernel.as_ref().map(kernel),
         brk: r.brk.iter().map(brk).collect(),
         live_filter: r.live_filter.as_ref().map(live_filter),
+        histogram: r.questions.histogram.as_ref().map(|h| {
+            h.iter()
+                .map(|b| JBucket {
+                    min: b.min,
+                    max: b.max,
+                    allocations: b.allocations,
+                    bytes: b.bytes,
+                })
+                .collect()
+        }),
+        filter: r.questions.filter.as_ref().map(filtered),
+        by_function: r.questions.by_function.as_ref().map(by_function),
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     writeln!(out)
+}
+
+fn filtered(f: &crate::report::questions::Filtered) -> JFiltered<'_> {
+    JFiltered {
+        pattern: &f.pattern.text,
+        glob: f.pattern.is_glob(),
+        stacks: f.stacks,
+        stacks_total: f.stacks_total,
+        allocations: f.allocations,
+        bytes_allocated: f.bytes_allocated,
+        temporary_allocations: f.temporary_allocations,
+        temporary_bytes: f.temporary_bytes,
+        leaked_heap_bytes: f.leaked_heap_bytes,
+        leaked_heap_blocks: f.leaked_heap_blocks,
+        leaked_mmap_bytes: f.leaked_mmap_bytes,
+        leaked_mmap_regions: f.leaked_mmap_regions,
+        peak_heap_bytes: f.peak_heap_bytes,
+        peak_heap_blocks: f.peak_heap_blocks,
+    }
+}
+
+fn totals(t: &crate::report::questions::Totals) -> JTotals {
+    JTotals {
+        allocations: t.allocations,
+        bytes_allocated: t.bytes_allocated,
+        temporary_allocations: t.temporary_allocations,
+        leaked_bytes: t.leaked_bytes,
+        leaked_blocks: t.leaked_blocks,
+        peak_bytes: t.peak_bytes,
+        peak_blocks: t.peak_blocks,
+    }
+}
+
+fn by_function(b: &crate::report::questions::ByFunction) -> JByFunction<'_> {
+    let one = |f| stack(std::slice::from_ref(f)).pop();
+    JByFunction {
+        functions_total: b.total,
+        functions: b
+            .functions
+            .iter()
+            .filter_map(|f| {
+                Some(JFunction {
+                    frame: one(&f.frame)?,
+                    totals: totals(&f.totals),
+                    stacks: f.stacks,
+                    callers_total: f.callers_total,
+                    callers: f
+                        .callers
+                        .iter()
+                        .map(|c| JCaller {
+                            frame: c.frame.as_ref().and_then(one),
+                            totals: totals(&c.totals),
+                            stacks: c.stacks,
+                        })
+                        .collect(),
+                })
+            })
+            .collect(),
+    }
 }
 
 /// The report's summary as the JSON document spells it.
@@ -550,6 +696,7 @@ mod tests {
             }],
             live_filter: None,
             warnings: vec![],
+            questions: Default::default(),
         };
         let mut out = Vec::new();
         render(&r, &mut out).unwrap();

@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::hash::FastMap;
 use crate::log::{Index, Log};
 
-use super::stacks::Stacks;
+use super::questions::{self, Tally};
+use super::stacks::{self, Stacks};
 use super::{
     BrkSite, DEFAULT_PEAK_TOP, Ended, Heurs, InheritedFrom, KernelReport, Options, PROGRESS_EVERY,
     Process, Report, Site, Stage, Summary, TimePoint, leak_kinds, live, ms_since,
@@ -48,7 +49,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let index = log.index(&header)?;
     live::check_same_process(opts, path, &header)?;
     let (inherited, inherit_warning) = inheritance(path, &header, opts);
-    let (cat, mut out, aliases) = read(log, &index, &header, inherited.as_ref(), opts)?;
+    let (cat, mut out, aliases, tally) = read(log, &index, &header, inherited.as_ref(), opts)?;
     let ended = ended(log, &header);
     let end = end_time(&header, &cat);
     live::check_taken_before(opts, path, end)?;
@@ -57,9 +58,21 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let process = process(&header, &cat, ended, end);
     let mut summary = summary(&header, &index, &cat, &out, ended, inherited.as_ref());
 
-    let mut stacks = Stacks::new(&mut sym, &cat, &out, opts.progress.as_ref());
+    let entries = stacks::entries(&out);
+    let maps = (&out.first_use, &out.leak_funcs);
+    let mut stacks = Stacks::new(&mut sym, &cat, maps, entries, opts.progress.as_ref());
     let all = opts.top.unwrap_or(usize::MAX);
     let top = opts.top.unwrap_or(DEFAULT_PEAK_TOP);
+    // heaptrack_print's questions; under `--filter`, every list narrowed.
+    let lists = questions::Lists {
+        heap_leaks: &mut out.heap_leaks,
+        mmap_leaks: &mut out.mmap_leaks,
+        peak: &mut out.peak,
+        allocated: &mut out.allocated,
+        temporary: &mut out.temporary,
+        brk: &mut out.brk,
+    };
+    let (questions, mut kept) = questions::answer(&opts.questions, &mut stacks, lists, tally, top);
     let mut heap_leaks = stacks.sites(&out.heap_leaks, all);
     // Reachability, when the scan at exit classified the live blocks.
     if let Some((total, heur_total)) = leak_kinds::classify(&cat, &out, &mut heap_leaks) {
@@ -73,13 +86,21 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let mapped_then = match &cat.kernel.maps_at_peak {
         Some((t, _)) => {
             let v = replay::mapped_at(log, &index, replay::Config::of(&header), *t)?;
-            let v = replay::merge_sorted(v, &aliases);
+            let mut v = replay::merge_sorted(v, &aliases);
+            if let Some(k) = kept.as_mut() {
+                v.retain(|t| k.keeps(&mut stacks, t.stack));
+            }
             stacks.sites(&v, top)
         }
         None => Vec::new(),
     };
     let start = header.start_mono_ns;
-    let live_filter = narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
+    let mut live_filter =
+        narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
+    if let (Some(lf), Some(p)) = (live_filter.as_mut(), &opts.questions.filter) {
+        lf.growth
+            .retain(|g| g.site.stack.iter().any(|f| p.frame(f)));
+    }
     let brk = out
         .brk
         .iter()
@@ -118,6 +139,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         kernel,
         live_filter,
         warnings,
+        questions,
     })
 }
 
@@ -138,18 +160,27 @@ fn inheritance(
     }
 }
 
+/// What the pass over the events gives: the catalog, the replay's outcome,
+/// the stack aliases folded in, and the size histogram's tally if asked.
+type Read = (Catalog, Outcome, FastMap<u32, u32>, Option<Tally>);
+
 /// The pass over the events: the replay, seeded with the inheritance, with
 /// the catalog riding along and progress reported now and then. A stack the
 /// preload defined more than once is one stack from here on: the aliases
-/// are folded in, and returned for the lists made later.
+/// are folded in, and returned for the lists made later. The size
+/// histogram's tally rides along when asked for.
 fn read(
     log: &Log,
     index: &Index,
     header: &Header<'_>,
     inherited: Option<&Inherited>,
     opts: &Options,
-) -> Result<(Catalog, Outcome, FastMap<u32, u32>)> {
+) -> Result<Read> {
     let mut cat = Catalog::default();
+    let mut tally = opts
+        .questions
+        .histogram
+        .then(|| Tally::new(header.sample_interval));
     let (start, end) = (header.start_mono_ns, header.end_mono_ns);
     let mut seen = 0u64;
     let seed = inherited.map(|i| &i.seed);
@@ -162,6 +193,9 @@ fn read(
                 .then(|| (ev.time.saturating_sub(start) as f64 / (end - start) as f64).min(1.0));
             (p.0)(Stage::Reading, done);
         }
+        if let Some(t) = tally.as_mut() {
+            t.observe(ev);
+        }
         cat.observe(ev, log, index)
     })?;
     if let Some(i) = inherited {
@@ -169,7 +203,7 @@ fn read(
     }
     let aliases = cat.stack_aliases(&out.first_use);
     out.merge_stacks(&aliases);
-    Ok((cat, out, aliases))
+    Ok((cat, out, aliases, tally))
 }
 
 /// How the process ended, from the header's state.

@@ -8,7 +8,9 @@
 //! This module owns the report's model; `analyze` the pass that fills it
 //! in, step by step; `live` the narrowing of the leaks (`--since`,
 //! `--older-than`); `leak_kinds` the reachability tallies and their words;
-//! `stacks` the symbolizing of the stacks the lists report.
+//! `stacks` the symbolizing of the stacks the lists report; `questions`
+//! heaptrack_print's questions (the size histogram, `--filter`, `--by
+//! function`).
 //! It uses the analysis passes, the log reader and the symbolizer.
 
 use std::path::PathBuf;
@@ -22,6 +24,7 @@ use crate::kinds::ByKind;
 mod analyze;
 mod leak_kinds;
 mod live;
+pub mod questions;
 mod stacks;
 
 pub use analyze::{analyze, analyze_bytes, analyze_log};
@@ -48,6 +51,9 @@ pub struct Options {
     pub peers: Vec<PathBuf>,
     /// Leave a fork child's inheritance out: read no other file.
     pub no_inherit: bool,
+    /// heaptrack_print's questions to answer: the size histogram, a filter
+    /// on the stacks, the lists by function ([`questions`]).
+    pub questions: questions::Asked,
 }
 
 /// A stage of the analysis, for progress reports.
@@ -323,6 +329,10 @@ pub struct Report {
     pub live_filter: Option<LiveFilter>,
     /// Lines worth telling the user on stderr (truncation, missing symbols).
     pub warnings: Vec<String>,
+    /// The answers to the questions of [`Options::questions`]. Under a
+    /// filter, every list above holds only the stacks it kept (the
+    /// summary stays the whole run's).
+    pub questions: questions::Questions,
 }
 
 /// Milliseconds from `start` to `t` (CLOCK_MONOTONIC ns).

@@ -8,6 +8,7 @@ use crate::analysis::catalog::Catalog;
 use crate::analysis::replay::{Outcome, StackTotal};
 use crate::analysis::symbolize::{Frame, Symbolizer};
 use crate::hash::FastMap;
+use memtrace_format::Func;
 
 use super::{Heurs, Progress, Site, Stage};
 
@@ -16,7 +17,8 @@ use super::{Heurs, Progress, Site, Stage};
 pub(super) struct Stacks<'a> {
     sym: &'a mut Symbolizer,
     cat: &'a Catalog,
-    out: &'a Outcome,
+    first_use: &'a FastMap<u32, u64>,
+    leak_funcs: &'a FastMap<u32, Func>,
     progress: Option<&'a Progress>,
     resolved: HashMap<u32, Arc<[Frame]>>,
     /// Entries of all the lists, for the progress fraction.
@@ -24,22 +26,23 @@ pub(super) struct Stacks<'a> {
 }
 
 impl<'a> Stacks<'a> {
+    /// The symbolizer of `cat`'s stacks, for the lists of `out` (whose
+    /// lists stay free to be narrowed: only two maps of it are borrowed).
     pub(super) fn new(
         sym: &'a mut Symbolizer,
         cat: &'a Catalog,
-        out: &'a Outcome,
+        (first_use, leak_funcs): (&'a FastMap<u32, u64>, &'a FastMap<u32, Func>),
+        all: usize,
         progress: Option<&'a Progress>,
     ) -> Self {
-        let all = (out.heap_leaks.len() + out.mmap_leaks.len() + out.peak.len())
-            .saturating_add(out.allocated.len() + out.temporary.len() + out.brk.len())
-            .max(1);
         Stacks {
             sym,
             cat,
-            out,
+            first_use,
+            leak_funcs,
             progress,
             resolved: HashMap::new(),
-            all,
+            all: all.max(1),
         }
     }
 
@@ -54,7 +57,7 @@ impl<'a> Stacks<'a> {
                 Some((n as f64 / self.all as f64).min(1.0)),
             );
         }
-        let (sym, cat, first_use) = (&mut *self.sym, self.cat, &self.out.first_use);
+        let (sym, cat, first_use) = (&mut *self.sym, self.cat, self.first_use);
         self.resolved
             .entry(stack)
             .or_insert_with(|| resolve_stack(sym, cat, first_use, stack).into())
@@ -66,7 +69,7 @@ impl<'a> Stacks<'a> {
         Site {
             bytes,
             count,
-            func: self.out.leak_funcs.get(&stack).copied(),
+            func: self.leak_funcs.get(&stack).copied(),
             kinds: None,
             heuristics: Heurs::default(),
             stack: self.resolve(stack),
@@ -80,6 +83,12 @@ impl<'a> Stacks<'a> {
             .map(|t| self.site(t.stack, t.bytes, t.count))
             .collect()
     }
+}
+
+/// Entries of all of `out`'s lists, for the progress fraction.
+pub(super) fn entries(out: &Outcome) -> usize {
+    (out.heap_leaks.len() + out.mmap_leaks.len() + out.peak.len())
+        .saturating_add(out.allocated.len() + out.temporary.len() + out.brk.len())
 }
 
 fn resolve_stack(

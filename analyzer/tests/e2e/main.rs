@@ -37,6 +37,7 @@
 //! - `oracles`: the cases of memcheck's and LeakSanitizer's leak suites (stale stacks, other threads' registers, cycles, TLS, swapcontext...), memtrace's kinds against memcheck's under `run`, `check` and plain LD_PRELOAD
 //! - `heuristics`: memcheck's leak heuristics (stdstring, length64, newarray, multipleinheritance) against memcheck; needs valgrind
 //! - `snapshot`: snapshots of a running server (`memtrace snapshot`, the signal), `report --since` and `--older-than`
+//! - `questions`: `memtrace report --histogram`, `--filter`, `--by function` (heaptrack_print's questions), exact and against heaptrack_print
 //! - `real_programs`: python3, perl, tclsh, sqlite3, git, gcc, bash, ripgrep, redis-server, C++, jemalloc and tcmalloc programs: same output as bare, sane logs, valgrind's totals
 //! - `startup`: constructors before main, a program's own allocator (jemalloc), dlopen's RUNPATH
 //! - `stacks`: more than 2^20 distinct stacks, each defined once in the log and listed once in the report
@@ -71,6 +72,7 @@ mod oracles;
 mod pack;
 mod processes;
 mod program_suppressions;
+mod questions;
 mod reach;
 mod real_programs;
 mod sampling;

@@ -18,7 +18,7 @@ const MREMAP_DONTUNMAP: u64 = 4;
 /// stands for: `samples * interval` bytes (unbiased) and, as a count,
 /// `samples * interval / size` rounded up or down at random (by `seed`), so
 /// that sums of counts are unbiased too.
-pub(super) fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
+pub fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32) {
     if samples == 0 || interval == 0 {
         return (size, 1);
     }

@@ -51,7 +51,7 @@ mod outcome;
 mod regions;
 mod stack_table;
 
-pub use machine::Replay;
+pub use machine::{Replay, estimate};
 pub use outcome::{Outcome, mapped_at, merge_sorted, replay, replay_seeded, replay_with};
 pub use regions::Regions;
 

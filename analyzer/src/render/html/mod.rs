@@ -17,7 +17,10 @@
 //! - flame graphs ([`crate::flame::render_svg`]) of the leaked bytes, the
 //!   peak and the allocated bytes, and of the temporary allocations when
 //!   there are any, with one search box for all of them;
-//! - the kernel's mapping tables and the gap, when present.
+//! - the kernel's mapping tables and the gap, when present;
+//! - when asked for, heaptrack_print's questions (module `questions`): what
+//!   `--filter` kept, the allocation-size histogram, the figures by
+//!   allocating function and caller.
 //!
 //! Self-contained: inline CSS, inline script, inline SVGs; nothing is
 //! fetched, so it works offline and from a `file://` URL. Every text from the
@@ -57,6 +60,7 @@ use self::tables::{Table, brk, live_filter, sites};
 
 mod flames;
 mod kernel;
+mod questions;
 mod summary;
 mod tables;
 #[cfg(test)]
@@ -95,8 +99,17 @@ fn page(h: &mut String, r: &Report, top: Option<usize>) -> io::Result<()> {
     let name = flame::run_name(r);
     header(h, r, &name).map_err(fmt_err)?;
     summary(h, r).map_err(fmt_err)?;
+    if let Some(f) = &r.questions.filter {
+        questions::filter(h, r, f).map_err(fmt_err)?;
+    }
     leaks(h, r, top.unwrap_or(DEFAULT_LEAK_ROWS)).map_err(fmt_err)?;
     lists(h, r, top.unwrap_or(DEFAULT_ROWS)).map_err(fmt_err)?;
+    if let Some(b) = &r.questions.histogram {
+        questions::histogram(h, b).map_err(fmt_err)?;
+    }
+    if let Some(b) = &r.questions.by_function {
+        questions::by_function(h, b, top.unwrap_or(DEFAULT_ROWS)).map_err(fmt_err)?;
+    }
 
     // The timeline.
     let mut svg = Vec::new();
@@ -138,7 +151,9 @@ fn header(h: &mut String, r: &Report, name: &str) -> Fmt {
         env!("CARGO_PKG_VERSION"),
         escape(name)
     )?;
-    let mut nav = vec![("summary", "Summary"), ("leaks", "Leaks")];
+    let mut nav = vec![("summary", "Summary")];
+    nav.extend(questions::nav(r).into_iter().filter(|n| n.0 == "filter"));
+    nav.push(("leaks", "Leaks"));
     if !r.peak.is_empty() {
         nav.push(("peak", "Peak"));
     }
@@ -151,6 +166,7 @@ fn header(h: &mut String, r: &Report, name: &str) -> Fmt {
     if !r.brk.is_empty() {
         nav.push(("brk", "brk"));
     }
+    nav.extend(questions::nav(r).into_iter().filter(|n| n.0 != "filter"));
     nav.push(("timeline", "Timeline"));
     nav.push(("flamegraphs", "Flame graphs"));
     if r.kernel.is_some() {
@@ -171,9 +187,11 @@ fn header(h: &mut String, r: &Report, name: &str) -> Fmt {
 /// The leaks section: the live filter's table when one was given, then the
 /// heap and the mmap leaks, each at most `rows` rows.
 fn leaks(h: &mut String, r: &Report, rows: usize) -> Fmt {
-    let s = &r.summary;
+    let s = &r.listed();
     h.push_str("<section id=\"leaks\">\n<h2>Leaks</h2>\n");
-    if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
+    if r.questions.filter.is_some() && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
+        h.push_str("<p class=\"good\">No leaks through the filter.</p>\n");
+    } else if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
         h.push_str(
             "<p class=\"good\">No leaks: all heap blocks were freed and all mappings unmapped.</p>\n",
         );

@@ -5,7 +5,9 @@
 //! What makes the numbers incomplete (an abnormal end, lost events, a
 //! truncated log) is stated right under the title, not buried at the end.
 //! Frames read `#N function at file:line (module)`; unknown functions show
-//! the address instead.
+//! the address instead. heaptrack_print's questions (`--filter`,
+//! `--histogram`, `--by function`) get sections of their own (module
+//! `questions`), only when asked.
 
 use std::io::{self, Write};
 
@@ -15,6 +17,7 @@ use crate::report::{Ended, Process, Report, Site, delta, duration};
 use crate::units::{plural, signed, thousands};
 
 mod kernel;
+mod questions;
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
@@ -324,8 +327,18 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     process(out, r)?;
     summaries(out, r)?;
+    let q = &r.questions;
+    if let Some(f) = &q.filter {
+        questions::filter(out, r, f)?;
+    }
     leaks(out, r)?;
     lists(out, r)?;
+    if let Some(h) = &q.histogram {
+        questions::histogram(out, h)?;
+    }
+    if let Some(b) = &q.by_function {
+        questions::by_function(out, b)?;
+    }
     if let Some(k) = &r.kernel {
         kernel(out, k)?;
     }
@@ -456,7 +469,7 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
 
 /// The live filter's list, the heap and mmap leaks, or that there are none.
 fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
-    let s = &r.summary;
+    let s = &r.listed();
     let snapshot = r.process.ended == crate::report::Ended::Snapshot;
     if let Some(f) = &r.live_filter {
         filter(out, r, f)?;
@@ -492,10 +505,14 @@ fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     }
     if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
         writeln!(out)?;
-        writeln!(
-            out,
-            "No leaks: all heap blocks were freed and all mappings unmapped."
-        )?;
+        if r.questions.filter.is_some() {
+            writeln!(out, "No leaks through the filter.")?;
+        } else {
+            writeln!(
+                out,
+                "No leaks: all heap blocks were freed and all mappings unmapped."
+            )?;
+        }
     }
     Ok(())
 }
@@ -627,6 +644,7 @@ mod tests {
             brk: vec![],
             live_filter: None,
             warnings: vec![],
+            questions: Default::default(),
         };
         let mut out = Vec::new();
         render(&r, &mut out).unwrap();
