@@ -279,6 +279,12 @@ pub fn at_exit() {
     if under_seccomp() {
         return done(SCAN_SECCOMP, started);
     }
+    start_scanner(me as u64, log_fd as u64, started);
+}
+
+/// Starts `memtrace __scan` for the exiting thread `me` and the log's
+/// descriptor `log_fd`, and relays its records (or says why it could not).
+fn start_scanner(me: u64, log_fd: u64, started: u64) {
     // SAFETY: see Text.
     let scanner = unsafe { &*SCANNER.0.get() };
     // SAFETY: faccessat on a NUL-terminated path.
@@ -301,9 +307,9 @@ pub fn at_exit() {
         scanner.as_ptr(),
         c"__scan".as_ptr().cast(),
         c"--tid".as_ptr().cast(),
-        decimal(me as u64, &mut tid).as_ptr(),
+        decimal(me, &mut tid).as_ptr(),
         c"--fd".as_ptr().cast(),
-        decimal(log_fd as u64, &mut fd).as_ptr(),
+        decimal(log_fd, &mut fd).as_ptr(),
         c"--header".as_ptr().cast(),
         decimal(writer::header_addr(), &mut header).as_ptr(),
         core::ptr::null(),
