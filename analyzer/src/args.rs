@@ -456,9 +456,15 @@ pub struct ReportArgs {
     /// innermost frame of the program's own code), with its callers beneath.
     #[arg(long, value_enum, value_name = "WHAT")]
     pub by: Option<By>,
-    /// The log file to read.
-    #[arg(value_name = "LOG")]
-    pub log: PathBuf,
+    /// With a run's directory or several logs: the full report of this
+    /// process's logs, instead of the tree of every process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// The log file to read; or the directory of a run, or several logs: then
+    /// the tree of their processes (command, how each ended, leaked, peak,
+    /// lost events) and the totals.
+    #[arg(value_name = "LOG", required = true)]
+    pub logs: Vec<PathBuf>,
 }
 
 /// `memtrace report --by`: what the extra lists merge by.

@@ -1,7 +1,10 @@
 //! `memtrace report [--format text|json] [--top N] [--html FILE] [--since SNAPSHOT]
 //! [--older-than DURATION] [--histogram] [--filter PATTERN] [--by function]
 //! LOG`: prints the report on stdout, warnings on stderr. A closed stdout
-//! (`| head`) is not an error.
+//! (`| head`) is not an error. Given a run's directory or several logs, it
+//! prints the tree of their processes and the totals instead
+//! (`memtrace_analyzer::render::tree`), or with `--pid PID` the reports of
+//! that process's logs.
 //!
 //! `--histogram`, `--filter` and `--by function` ask heaptrack_print's
 //! questions (`memtrace_analyzer::report::questions`): the allocation-size
@@ -22,7 +25,7 @@
 //! then says so in one error line and exits with [`EXIT_TRUNCATED`].
 
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use memtrace_analyzer::render;
@@ -32,8 +35,103 @@ use crate::args::{Format, ReportArgs};
 /// Exit status when the report was written from a truncated log.
 pub const EXIT_TRUNCATED: u8 = crate::exit::TRUNCATED;
 
-/// Runs the subcommand; returns the exit status.
+/// Runs the subcommand; returns the exit status: one log's report, or the
+/// tree of a run's processes ([`tree`]).
 pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
+    match a.logs.as_slice() {
+        [one] if !one.is_dir() => one_log(a, one),
+        _ => tree(a),
+    }
+}
+
+/// The logs of a directory (the regular files, not links, that open as a
+/// memtrace log, raw or packed), in name order.
+fn logs_in(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let e = e?;
+        if !e.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if memtrace_analyzer::log::Log::open(&e.path()).is_ok_and(|l| l.header().is_ok()) {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `memtrace report DIR` or several logs: the tree of their processes, or
+/// with `--pid` the reports of one process's logs.
+fn tree(a: &ReportArgs) -> anyhow::Result<u8> {
+    let mut logs = Vec::new();
+    for p in &a.logs {
+        if p.is_dir() {
+            logs.extend(logs_in(p)?);
+        } else {
+            logs.push(p.clone());
+        }
+    }
+    if logs.is_empty() {
+        anyhow::bail!("no memtrace log in {}", a.logs[0].display());
+    }
+    if let Some(pid) = a.pid {
+        let mine: Vec<PathBuf> = logs
+            .iter()
+            .filter(|l| {
+                memtrace_analyzer::analysis::lineage::Proc::read(l).is_ok_and(|p| p.pid == pid)
+            })
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            anyhow::bail!("no log of pid {pid} among the {} given", logs.len());
+        }
+        let mut status = crate::exit::OK;
+        for l in &mine {
+            status = status.max(one_log(a, l)?);
+        }
+        return Ok(status);
+    }
+    if a.html.is_some() {
+        anyhow::bail!("--html takes one log (or --pid with a run's directory)");
+    }
+    let mut reports = Vec::with_capacity(logs.len());
+    let mut status = crate::exit::OK;
+    for l in &logs {
+        let opts = memtrace_analyzer::Options {
+            peers: logs.clone(),
+            ..Default::default()
+        };
+        match memtrace_analyzer::analyze(l, &opts) {
+            Ok(r) => {
+                if r.summary.truncated {
+                    eprintln!("memtrace: error: {} is truncated", l.display());
+                    status = EXIT_TRUNCATED;
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("memtrace: error: {e}");
+                status = crate::exit::ERROR;
+            }
+        }
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    let written = match a.format {
+        Format::Text => render::tree::text(&reports, &mut out),
+        Format::Json => render::tree::json(&reports, &mut out),
+    }
+    .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write the report to stdout")
+        }
+        _ => Ok(status),
+    }
+}
+
+/// One log's report.
+fn one_log(a: &ReportArgs, log: &Path) -> anyhow::Result<u8> {
     let opts = memtrace_analyzer::Options {
         // The HTML page's flame graphs need every stack; its tables take `--top`.
         top: match a.html {
@@ -56,8 +154,8 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
         },
         ..Default::default()
     };
-    let (opts, bar) = crate::progress::attach(&a.log, opts);
-    let report = memtrace_analyzer::analyze(&a.log, &opts)?;
+    let (opts, bar) = crate::progress::attach(log, opts);
+    let report = memtrace_analyzer::analyze(log, &opts)?;
     drop(bar);
     for w in &report.warnings {
         eprintln!("memtrace: warning: {w}");
@@ -80,7 +178,7 @@ pub fn run(a: &ReportArgs) -> anyhow::Result<u8> {
     if report.summary.truncated {
         eprintln!(
             "memtrace: error: {} is truncated: the report covers only what the file holds",
-            a.log.display()
+            log.display()
         );
         return Ok(EXIT_TRUNCATED);
     }

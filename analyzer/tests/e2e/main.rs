@@ -43,6 +43,7 @@
 //! - `stacks`: more than 2^20 distinct stacks, each defined once in the log and listed once in the report
 //! - `unsymbolized`: a frame without a symbol is `module+0xoffset`, checked with addr2line
 //! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
+//! - `tree`: `memtrace report DIR`, the processes of a run at once, and `--pid`
 //! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
 mod util;
@@ -84,5 +85,6 @@ mod stacks;
 mod startup;
 mod threads;
 mod torture;
+mod tree;
 mod unsymbolized;
 mod unwind;

@@ -82,7 +82,7 @@ static AT_EXIT: AtomicBool = AtomicBool::new(false);
 /// `/bin/true`) does not pay a process per exit for nothing.
 static HEAP_USED: AtomicBool = AtomicBool::new(false);
 
-/// Notes that a heap block was recorded (see [`HEAP_USED`]): one relaxed
+/// Notes that a heap block was recorded (see `HEAP_USED`): one relaxed
 /// load on the hot path, one store ever.
 #[inline(always)]
 pub fn heap_used() {
