@@ -1,0 +1,353 @@
+//! heaptrack's own data file (the interpreted form `heaptrack_print` and
+//! heaptrack_gui read), made by replaying the log once more.
+//!
+//! - **Lines**, numbers in lower-case hex: `v VERSION FILE_VERSION` (file
+//!   version 3: strings are sized), `X` the command line, `s LEN TEXT` the string table (1-based), `i IP MODULE [FUNCTION
+//!   FILE LINE [FUNCTION FILE LINE]...]` an instruction pointer with its
+//!   module, its function and the functions inlined at it (string indices;
+//!   1-based), `t IP PARENT` a trace node (1-based; parent 0 is the root, the
+//!   outermost frame's parent), `a SIZE TRACE` an allocation info (0-based),
+//!   `+ INFO` an allocation, `- INFO` a free, `c MS` the time since the
+//!   start, in milliseconds.
+//! - **Events** follow the replay of the report ([`Replay`]): an allocation
+//!   is a `+`, a free of a live block a `-`, a realloc a `-` of the old block
+//!   then a `+` of the new one; a block replaced at its address (an
+//!   anomaly) is freed first, as the replay does. So `heaptrack_print`'s
+//!   "calls to allocation functions", "peak heap memory consumption" and
+//!   "total memory leaked" equal the report's allocations, peak and heap
+//!   leaks. In a sampled log each sample's estimate (bytes and blocks, the
+//!   replay's) becomes that many `+` events of its share of the bytes.
+//! - **Stacks** are symbolized as the report's are; a stack that was not
+//!   recorded is one frame named [`NO_STACK`].
+//! - **Compression** goes by the file's name, as heaptrack_print decides
+//!   how to read a file: `.zst` zstd (heaptrack's own), `.gz` gzip, any
+//!   other name (or stdout) plain text, which heaptrack_print reads too.
+//! - **Not carried**: blocks a fork child inherited from its parent (a
+//!   child's `+`/`-` cover only its own blocks), RSS and mmaps.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use memtrace_format::Record;
+
+use super::{NO_STACK, address_groups};
+use crate::analysis::catalog;
+use crate::analysis::replay::{Config, Replay};
+use crate::analysis::symbolize::{Frame, Symbolizer};
+use crate::error::Result;
+use crate::hash::FastMap;
+use crate::log::{Event, Log};
+use crate::report::Report;
+
+/// The heaptrack version the file claims to be written by (1.4.0).
+pub const HEAPTRACK_VERSION: u32 = 0x010400;
+
+/// The file format version written (sized strings).
+pub const FILE_VERSION: u32 = 3;
+
+/// How the file is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    Plain,
+}
+
+impl Compression {
+    /// As heaptrack_print reads a file of this name.
+    pub fn for_name(path: Option<&Path>) -> Compression {
+        let name = path.map(|p| p.to_string_lossy().into_owned());
+        match name.as_deref() {
+            Some(n) if n.ends_with(".zst") => Compression::Zstd,
+            Some(n) if n.ends_with(".gz") => Compression::Gzip,
+            _ => Compression::Plain,
+        }
+    }
+
+    /// `text`, compressed.
+    pub fn apply(self, text: &str) -> std::io::Result<Vec<u8>> {
+        match self {
+            Compression::Plain => Ok(text.as_bytes().to_vec()),
+            Compression::Zstd => zstd::encode_all(text.as_bytes(), 3),
+            Compression::Gzip => {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(text.as_bytes())?;
+                e.finish()
+            }
+        }
+    }
+}
+
+/// The key of an instruction pointer: its address and module.
+type IpKey = (u64, Option<Arc<str>>);
+
+/// A live block: the allocation infos of its `+` events (one per block it
+/// stands for).
+type Infos = Vec<u64>;
+
+/// The file being written, with its tables.
+#[derive(Default)]
+struct Writer {
+    out: String,
+    strings: HashMap<String, u64>,
+    ips: HashMap<IpKey, u64>,
+    traces: HashMap<(u64, u64), u64>,
+    infos: HashMap<(u64, u64), u64>,
+    /// Per stack id of the log, its trace.
+    stacks: FastMap<u32, u64>,
+    live: FastMap<u64, Infos>,
+    ms: u64,
+}
+
+impl Writer {
+    fn string(&mut self, s: &str) -> u64 {
+        if let Some(&i) = self.strings.get(s) {
+            return i;
+        }
+        let clean = s.replace(['\n', '\r'], " ");
+        let i = self.strings.len() as u64 + 1;
+        self.strings.insert(s.to_owned(), i);
+        let _ = writeln!(self.out, "s {:x} {clean}", clean.len());
+        i
+    }
+
+    /// The instruction pointer of one address group (innermost first).
+    fn ip(&mut self, group: &[Frame]) -> u64 {
+        let f = &group[0];
+        let key = (f.address, f.module.clone());
+        if let Some(&i) = self.ips.get(&key) {
+            return i;
+        }
+        let module = f.module.as_deref().map_or(0, |m| self.string(m));
+        let mut line = format!("i {:x} {module:x}", f.address);
+        if f.function.is_some() {
+            for g in group {
+                let func = self.string(g.function.as_deref().unwrap_or("??"));
+                let file = g.file.as_deref().map_or(0, |p| self.string(p));
+                let _ = write!(line, " {func:x} {file:x} {:x}", g.line.unwrap_or(0));
+            }
+        }
+        let i = self.ips.len() as u64 + 1;
+        self.ips.insert(key, i);
+        self.out.push_str(&line);
+        self.out.push('\n');
+        i
+    }
+
+    /// The trace of a symbolized stack (innermost first).
+    fn trace(&mut self, stack: &[Frame]) -> u64 {
+        let no_stack;
+        let stack = if stack.is_empty() {
+            no_stack = [Frame {
+                function: Some(NO_STACK.into()),
+                mangled: None,
+                file: None,
+                line: None,
+                module: None,
+                address: 0,
+                offset: None,
+                inlined: false,
+            }];
+            &no_stack[..]
+        } else {
+            stack
+        };
+        let mut parent = 0;
+        for group in address_groups(stack).into_iter().rev() {
+            let ip = self.ip(group);
+            parent = match self.traces.get(&(ip, parent)) {
+                Some(&t) => t,
+                None => {
+                    let t = self.traces.len() as u64 + 1;
+                    self.traces.insert((ip, parent), t);
+                    let _ = writeln!(self.out, "t {ip:x} {parent:x}");
+                    t
+                }
+            };
+        }
+        parent
+    }
+
+    fn info(&mut self, size: u64, trace: u64) -> u64 {
+        if let Some(&i) = self.infos.get(&(size, trace)) {
+            return i;
+        }
+        let i = self.infos.len() as u64;
+        self.infos.insert((size, trace), i);
+        let _ = writeln!(self.out, "a {size:x} {trace:x}");
+        i
+    }
+
+    fn time(&mut self, ns: u64) {
+        let ms = ns / 1_000_000;
+        if ms > self.ms {
+            self.ms = ms;
+            let _ = writeln!(self.out, "c {ms:x}");
+        }
+    }
+
+    fn free(&mut self, addr: u64) {
+        if let Some(infos) = self.live.remove(&addr) {
+            for i in infos {
+                let _ = writeln!(self.out, "- {i:x}");
+            }
+        }
+    }
+
+    /// A block of `size` bytes standing for `count` blocks, at `addr`.
+    fn alloc(&mut self, addr: u64, size: u64, count: u64, trace: u64) {
+        self.free(addr);
+        let count = count.max(1);
+        let share = size / count;
+        let mut infos = Vec::with_capacity(count as usize);
+        for k in 0..count {
+            let s = if k + 1 == count {
+                size - share * (count - 1)
+            } else {
+                share
+            };
+            let i = self.info(s, trace);
+            let _ = writeln!(self.out, "+ {i:x}");
+            infos.push(i);
+        }
+        self.live.insert(addr, infos);
+    }
+}
+
+/// The stacks' traces: symbolizes each stack id of the log as the report does.
+struct Stacks {
+    cat: catalog::Catalog,
+    sym: Symbolizer,
+}
+
+impl Stacks {
+    fn trace(&mut self, w: &mut Writer, r: &Replay, id: u32) -> u64 {
+        if let Some(&t) = w.stacks.get(&id) {
+            return t;
+        }
+        let frames = match self.cat.stacks.get(&id) {
+            Some(f) => self
+                .sym
+                .stack(&self.cat.modules, f, r.first_use.get(&id).copied()),
+            None => Vec::new(),
+        };
+        let t = w.trace(&frames);
+        w.stacks.insert(id, t);
+        t
+    }
+}
+
+/// The heaptrack file of the log at `path` (see the module docs), as text;
+/// `report` is the log's, for the command line.
+pub fn text(report: &Report, path: &Path) -> Result<String> {
+    let log = Log::open(path)?;
+    let header = log.header()?;
+    let index = log.index(&header)?;
+    let cfg = Config::of(&header);
+    let start = header.start_mono_ns;
+    let mut stacks = Stacks {
+        cat: catalog::scan(&log, &index)?,
+        sym: Symbolizer::new(),
+    };
+    let mut w = Writer::default();
+    let _ = writeln!(w.out, "v {HEAPTRACK_VERSION:x} {FILE_VERSION:x}");
+    let cmd = match report.process.cmdline.is_empty() {
+        true => report.process.exe.clone(),
+        false => report.process.cmdline.join(" "),
+    };
+    let _ = writeln!(w.out, "X {}", cmd.replace(['\n', '\r'], " "));
+    let mut r = Replay::new(cfg);
+    for ev in log.merge(&index) {
+        let ev = ev?;
+        if !cfg.includes(&ev) {
+            continue;
+        }
+        event(&mut w, &mut stacks, &mut r, &ev, start);
+    }
+    Ok(w.out)
+}
+
+/// Applies one event to the replay and writes what it did.
+fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, start: u64) {
+    let (n0, b0) = (r.counts.allocations, r.counts.bytes_allocated);
+    r.apply(ev);
+    let (count, bytes) = (r.counts.allocations - n0, r.counts.bytes_allocated - b0);
+    if ev.record.time().is_some() {
+        w.time(ev.time.saturating_sub(start));
+    }
+    match ev.record {
+        Record::Alloc { addr, stack, .. } if addr != 0 => {
+            let t = stacks.trace(w, r, stack);
+            w.alloc(addr, bytes, count, t);
+        }
+        Record::Free { addr, .. } if addr != 0 => w.free(addr),
+        Record::Realloc {
+            old,
+            new,
+            size,
+            stack,
+            ..
+        } => {
+            if !ev.realloc_end {
+                if old != 0 && (new != 0 || size == 0) {
+                    w.free(old);
+                }
+            } else if new != 0 {
+                let t = stacks.trace(w, r, stack);
+                w.alloc(new, bytes, count, t);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::tests::frame;
+
+    /// Traces share their outer nodes; strings and ips are written once.
+    #[test]
+    fn traces_share_callers() {
+        let mut w = Writer::default();
+        let a = vec![
+            frame(Some("leaf"), 0x10, false),
+            frame(Some("main"), 0x20, false),
+        ];
+        let b = vec![
+            frame(Some("other"), 0x30, false),
+            frame(Some("main"), 0x20, false),
+        ];
+        assert_eq!(w.trace(&a), 2);
+        assert_eq!(w.trace(&b), 3);
+        assert_eq!(w.trace(&a), 2);
+        assert_eq!(w.out.matches("t ").count(), 3);
+        assert_eq!(w.out.matches("s 8 /src/x.c").count(), 1);
+        assert!(w.out.contains("i 20 1 2 3 7\n"), "{}", w.out);
+    }
+
+    /// A block standing for several is that many events whose sizes add up.
+    #[test]
+    fn sampled_blocks_split() {
+        let mut w = Writer::default();
+        w.alloc(0x100, 10, 3, 1);
+        assert_eq!(w.out, "a 3 1\n+ 0\n+ 0\na 4 1\n+ 1\n");
+        w.free(0x100);
+        assert!(w.out.ends_with("- 0\n- 0\n- 1\n"));
+        w.free(0x100);
+        assert_eq!(w.out.matches('-').count(), 3);
+    }
+
+    #[test]
+    fn compression_by_name() {
+        let c = |n: &str| Compression::for_name(Some(Path::new(n)));
+        assert_eq!(c("x.zst"), Compression::Zstd);
+        assert_eq!(c("x.gz"), Compression::Gzip);
+        assert_eq!(c("x.txt"), Compression::Plain);
+        assert_eq!(Compression::for_name(None), Compression::Plain);
+    }
+}
