@@ -62,10 +62,17 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
             v
         }
         ExportFormat::Heaptrack => {
-            let text = heaptrack::text(report, &a.log)?;
+            let file = heaptrack::file(report, &a.log)?;
+            if file.inherited_blocks > 0 {
+                eprintln!(
+                    "memtrace: note: the {} blocks inherited from the parent are allocations \
+                     in the heaptrack file (heaptrack_print counts them as calls)",
+                    file.inherited_blocks
+                );
+            }
             let name = a.output.as_deref().filter(|_| !to_stdout);
             heaptrack::Compression::for_name(name)
-                .apply(&text)
+                .apply(&file.text)
                 .with_context(|| {
                     format!("cannot compress the heaptrack file of {}", a.log.display())
                 })?

@@ -22,8 +22,12 @@
 //! - **Compression** goes by the file's name, as heaptrack_print decides
 //!   how to read a file: `.zst` zstd (heaptrack's own), `.gz` gzip, any
 //!   other name (or stdout) plain text, which heaptrack_print reads too.
-//! - **Not carried**: blocks a fork child inherited from its parent (a
-//!   child's `+`/`-` cover only its own blocks), RSS and mmaps.
+//! - **A fork child's inherited blocks** (live, counted in its peak and
+//!   leaks, but not its allocations) are `+` events at the start: heaptrack
+//!   has no other way to hold a live block, so its "calls to allocation
+//!   functions" then exceeds the report's allocations by them
+//!   ([`File::inherited_blocks`]); its peak and leaks are the report's.
+//! - **Not carried**: RSS and mmaps.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -225,14 +229,13 @@ struct Stacks {
 }
 
 impl Stacks {
-    fn trace(&mut self, w: &mut Writer, r: &Replay, id: u32) -> u64 {
+    /// The trace of stack `id`, first used at `time`.
+    fn trace(&mut self, w: &mut Writer, id: u32, time: Option<u64>) -> u64 {
         if let Some(&t) = w.stacks.get(&id) {
             return t;
         }
         let frames = match self.cat.stacks.get(&id) {
-            Some(f) => self
-                .sym
-                .stack(&self.cat.modules, f, r.first_use.get(&id).copied()),
+            Some(f) => self.sym.stack(&self.cat.modules, f, time),
             None => Vec::new(),
         };
         let t = w.trace(&frames);
@@ -241,9 +244,18 @@ impl Stacks {
     }
 }
 
-/// The heaptrack file of the log at `path` (see the module docs), as text;
-/// `report` is the log's, for the command line.
-pub fn text(report: &Report, path: &Path) -> Result<String> {
+/// A heaptrack file, as text.
+#[derive(Clone, Debug, Default)]
+pub struct File {
+    pub text: String,
+    /// The blocks a fork child inherited from its parent, written as
+    /// allocations at the start (heaptrack has no other way to hold them).
+    pub inherited_blocks: u64,
+}
+
+/// The heaptrack file of the log at `path` (see the module docs); `report`
+/// is the log's, for the command line.
+pub fn file(report: &Report, path: &Path) -> Result<File> {
     let log = Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
@@ -261,6 +273,18 @@ pub fn text(report: &Report, path: &Path) -> Result<String> {
     };
     let _ = writeln!(w.out, "X {}", cmd.replace(['\n', '\r'], " "));
     let mut r = Replay::new(cfg);
+    let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
+    let mut inherited_blocks = 0;
+    if let Some(i) = &inherited {
+        r.seed(&i.seed);
+        let mut first_use = FastMap::default();
+        i.annotate(&mut stacks.cat, &mut first_use);
+        for &(addr, b) in &i.seed.blocks {
+            let t = stacks.trace(&mut w, b.stack, first_use.get(&b.stack).copied());
+            w.alloc(addr, b.size, u64::from(b.count), t);
+            inherited_blocks += u64::from(b.count.max(1));
+        }
+    }
     for ev in log.merge(&index) {
         let ev = ev?;
         if !cfg.includes(&ev) {
@@ -268,7 +292,13 @@ pub fn text(report: &Report, path: &Path) -> Result<String> {
         }
         event(&mut w, &mut stacks, &mut r, &ev, start);
     }
-    Ok(w.out)
+    if header.end_mono_ns > start {
+        w.time(header.end_mono_ns - start);
+    }
+    Ok(File {
+        text: w.out,
+        inherited_blocks,
+    })
 }
 
 /// Applies one event to the replay and writes what it did.
@@ -281,7 +311,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
     }
     match ev.record {
         Record::Alloc { addr, stack, .. } if addr != 0 => {
-            let t = stacks.trace(w, r, stack);
+            let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
             w.alloc(addr, bytes, count, t);
         }
         Record::Free { addr, .. } if addr != 0 => w.free(addr),
@@ -297,7 +327,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
                     w.free(old);
                 }
             } else if new != 0 {
-                let t = stacks.trace(w, r, stack);
+                let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
                 w.alloc(new, bytes, count, t);
             }
         }

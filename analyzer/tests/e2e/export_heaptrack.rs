@@ -8,13 +8,15 @@
 //! leaf <- load_table, leaf <- load_index, cache and tiny; 18 allocations; 64 bytes
 //! leaked by after), `heap.c` (realloc chains, aligned allocations, calloc, strdup:
 //! 22 allocations, a 10 MiB peak, 2612 bytes leaked) and `reach.c` (384 bytes in 8
-//! blocks live at exit, whatever their reachability).
+//! blocks live at exit, whatever their reachability); `fork_inherit.c`'s child, whose
+//! inherited blocks are allocations at its start.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util::{
-    TIMEOUT, clean_command, memtrace, output_with_timeout, report_with, require_tool, trace,
+    TIMEOUT, clean_command, fixture, memtrace, output_with_timeout, report_with, require_tool,
+    trace,
 };
 
 const NO_ARGS: &[&str] = &[];
@@ -48,13 +50,9 @@ fn heaptrack_bytes(b: u64) -> String {
     format!("{v:.2}{}", ["B", "K", "M", "G", "T"][unit])
 }
 
-/// Runs fixture `name`, exports its log to `file_name` in the run's directory; the
-/// report's figures and the export's path.
-fn exported(name: &str, file_name: &str) -> (crate::util::Traced, Reported, std::path::PathBuf) {
-    let t = trace(name, NO_ARGS);
-    t.assert_exit(0);
-    let log = t.only_log();
-    let r = report_with(&log, &["--top", "1000000"]);
+/// The report's figures of `log`.
+fn reported(log: &Path) -> Reported {
+    let r = report_with(log, &["--top", "1000000"]);
     r.assert_complete();
     let figures = Figures {
         allocations: r.summary("allocations"),
@@ -66,21 +64,37 @@ fn exported(name: &str, file_name: &str) -> (crate::util::Traced, Reported, std:
         .filter(|l| l["kind"] == "heap")
         .max_by_key(|l| l["bytes"].as_u64().unwrap())
         .expect("a heap leak");
-    let reported = Reported {
+    Reported {
         figures,
         top_leak: top["stack"][0]["function"].as_str().unwrap().to_owned(),
-    };
-    let file = t.dir.path().join(file_name);
+    }
+}
+
+/// `memtrace export --format heaptrack LOG -o FILE`, asserting success; its stderr.
+fn export(log: &Path, file: &Path) -> String {
     let mut cmd = memtrace();
     cmd.args(["export", "--format", "heaptrack"])
-        .arg(&log)
+        .arg(log)
         .arg("-o")
-        .arg(&file);
+        .arg(file);
     let o = output_with_timeout(&mut cmd, TIMEOUT);
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{cmd:?}: {:?}\n{stderr}", o.status);
     assert!(o.stdout.is_empty(), "nothing on stdout with -o");
-    (t, reported, file)
+    stderr
+}
+
+/// Runs fixture `name`, exports its log to `file_name` in the run's directory; the
+/// report's figures and the export's path.
+fn exported(name: &str, file_name: &str) -> (crate::util::Traced, Reported, PathBuf) {
+    let t = trace(name, NO_ARGS);
+    t.assert_exit(0);
+    let log = t.only_log();
+    let r = reported(&log);
+    let file = t.dir.path().join(file_name);
+    let stderr = export(&log, &file);
+    assert!(stderr.is_empty(), "{stderr}");
+    (t, r, file)
 }
 
 /// `heaptrack_print ARGS FILE`'s stdout, asserting it succeeded and did not complain.
@@ -258,4 +272,39 @@ fn heaptrack_print_reads_reach_plain() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     assert_eq!(by_function, stated);
+}
+
+/// A fork child: its inherited blocks are live from the start (in its peak and its
+/// leaks, as the report has them), written as allocations since heaptrack has no
+/// other way to hold them, which the export says.
+#[test]
+fn heaptrack_print_reads_a_fork_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .args(["run", "-o", "log.%p.mtr", "--"])
+        .arg(fixture("fork_inherit"));
+    let o = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(o.status.success(), "{cmd:?}: {o:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let child = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child "))
+        .unwrap_or_else(|| panic!("no child pid: {stdout}"));
+    let log = dir.path().join(format!("log.{}.mtr", child.trim()));
+    let r = reported(&log);
+    // fork_inherit.c's header: 336 bytes in 5 blocks at exit, 3 of the child's own
+    // allocations, 348 bytes in 3 blocks inherited.
+    assert_eq!((r.figures.leaked, r.figures.allocations), (336, 3));
+    let file = dir.path().join("child.zst");
+    let stderr = export(&log, &file);
+    assert!(stderr.contains("the 3 blocks inherited"), "{stderr}");
+    let text = heaptrack_print(&file, &["-l", "1"]);
+    let with_inherited = Figures {
+        allocations: r.figures.allocations + 3,
+        ..r.figures
+    };
+    assert_summary(&text, &with_inherited);
+    assert_eq!(flame_figures(&file), with_inherited);
+    assert_eq!(top_leak(&text), r.top_leak);
 }
