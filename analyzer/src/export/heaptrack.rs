@@ -8,7 +8,7 @@
 //!   1-based), `t IP PARENT` a trace node (1-based; parent 0 is the root, the
 //!   outermost frame's parent), `a SIZE TRACE` an allocation info (0-based),
 //!   `+ INFO` an allocation, `- INFO` a free, `c MS` the time since the
-//!   start, in milliseconds.
+//!   start, in milliseconds, `R PAGES` the RSS.
 //! - **Events** follow the replay of the report ([`Replay`]): an allocation
 //!   is a `+`, a free of a live block a `-`, a realloc a `-` of the old block
 //!   then a `+` of the new one; a block replaced at its address (an
@@ -27,9 +27,13 @@
 //!   has no other way to hold a live block, so its "calls to allocation
 //!   functions" then exceeds the report's allocations by them
 //!   ([`File::inherited_blocks`]); its peak and leaks are the report's.
-//! - **Not carried**: RSS and mmaps.
+//! - **RSS**: the kernel's samples (`memtrace run`'s and the process's own
+//!   at exit), as `R PAGES` lines at their times, after `I PAGE_SIZE 0`
+//!   (the machine's pages are not recorded), so heaptrack_print's peak RSS
+//!   is the report's, in whole pages.
+//! - **Not carried**: mmaps.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -105,6 +109,8 @@ struct Writer {
     stacks: FastMap<u32, u64>,
     live: FastMap<u64, Infos>,
     ms: u64,
+    /// The kernel's RSS samples still to write: (ms since the start, pages).
+    rss: VecDeque<(u64, u64)>,
 }
 
 impl Writer {
@@ -192,6 +198,18 @@ impl Writer {
             self.ms = ms;
             let _ = writeln!(self.out, "c {ms:x}");
         }
+        self.rss_until(ms);
+    }
+
+    /// Writes the RSS samples taken by `ms`.
+    fn rss_until(&mut self, ms: u64) {
+        while let Some(&(t, pages)) = self.rss.front() {
+            if t > ms {
+                break;
+            }
+            self.rss.pop_front();
+            let _ = writeln!(self.out, "R {pages:x}");
+        }
     }
 
     fn free(&mut self, addr: u64) {
@@ -272,6 +290,17 @@ pub fn file(report: &Report, path: &Path) -> Result<File> {
         false => report.process.cmdline.join(" "),
     };
     let _ = writeln!(w.out, "X {}", cmd.replace(['\n', '\r'], " "));
+    // Page size and physical pages (unknown: 0); RSS lines are in pages.
+    let page = u64::from(header.page_size).max(1);
+    let _ = writeln!(w.out, "I {page:x} 0");
+    if let Some(k) = &report.kernel {
+        let pages = |c: &crate::analysis::kernel::Counters| c[0] / page;
+        w.rss = k
+            .samples
+            .iter()
+            .map(|(t, c)| (*t as u64, pages(c)))
+            .collect();
+    }
     let mut r = Replay::new(cfg);
     let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
     let mut inherited_blocks = 0;
@@ -295,6 +324,7 @@ pub fn file(report: &Report, path: &Path) -> Result<File> {
     if header.end_mono_ns > start {
         w.time(header.end_mono_ns - start);
     }
+    w.rss_until(u64::MAX);
     Ok(File {
         text: w.out,
         inherited_blocks,

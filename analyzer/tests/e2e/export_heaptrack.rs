@@ -29,10 +29,12 @@ struct Figures {
     leaked: u64,
 }
 
-/// The report's figures and the function of its largest heap leak.
+/// The report's figures, the function of its largest heap leak, and the kernel's
+/// peak RSS (bytes; 0 without samples).
 struct Reported {
     figures: Figures,
     top_leak: String,
+    peak_rss: u64,
 }
 
 /// A number of bytes as heaptrack_print writes it: whole bytes up to 1000, then
@@ -67,6 +69,7 @@ fn reported(log: &Path) -> Reported {
     Reported {
         figures,
         top_leak: top["stack"][0]["function"].as_str().unwrap().to_owned(),
+        peak_rss: r.v["kernel"]["peak_rss"]["rss"].as_u64().unwrap_or(0),
     }
 }
 
@@ -202,6 +205,10 @@ fn heaptrack_print_reads_peak_tree() {
     assert_eq!(r.top_leak, "after");
     assert_eq!(top_leak(&text), r.top_leak);
     assert_eq!(flame_figures(&file), f);
+    // Under the bare preload no kernel samples: no RSS.
+    assert_eq!(r.peak_rss, 0);
+    let rss = summary_value(&text, "peak RSS (including heaptrack overhead)");
+    assert_eq!(rss, "0B", "{text}");
 
     // The peak's stacks, each exactly (heaptrack stops a stack at main).
     let peak = flame(&file, "peak");
@@ -274,9 +281,10 @@ fn heaptrack_print_reads_reach_plain() {
     assert_eq!(by_function, stated);
 }
 
-/// A fork child: its inherited blocks are live from the start (in its peak and its
+/// A fork child under `memtrace run`: its inherited blocks are live from the start (in its peak and its
 /// leaks, as the report has them), written as allocations since heaptrack has no
-/// other way to hold them, which the export says.
+/// other way to hold them, which the export says; and its RSS, which `memtrace run`
+/// samples.
 #[test]
 fn heaptrack_print_reads_a_fork_child() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,4 +315,12 @@ fn heaptrack_print_reads_a_fork_child() {
     assert_summary(&text, &with_inherited);
     assert_eq!(flame_figures(&file), with_inherited);
     assert_eq!(top_leak(&text), r.top_leak);
+    // memtrace run samples the kernel's view: the peak RSS, in whole pages.
+    assert!(
+        r.peak_rss > 0 && r.peak_rss.is_multiple_of(4096),
+        "{}",
+        r.peak_rss
+    );
+    let rss = summary_value(&text, "peak RSS (including heaptrack overhead)");
+    assert_eq!(rss, heaptrack_bytes(r.peak_rss), "{text}");
 }
