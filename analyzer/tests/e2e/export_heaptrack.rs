@@ -9,7 +9,7 @@
 //! leaked by after), `heap.c` (realloc chains, aligned allocations, calloc, strdup:
 //! 22 allocations, a 10 MiB peak, 2612 bytes leaked) and `reach.c` (384 bytes in 8
 //! blocks live at exit, whatever their reachability); `fork_inherit.c`'s child, whose
-//! inherited blocks are allocations at its start.
+//! inherited blocks are allocations at its start; and `heap.c` sampled (`--sample 64`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -323,4 +323,27 @@ fn heaptrack_print_reads_a_fork_child() {
     );
     let rss = summary_value(&text, "peak RSS (including heaptrack overhead)");
     assert_eq!(rss, heaptrack_bytes(r.peak_rss), "{text}");
+}
+
+/// A sampled log: each sample's estimate (the report's) is that many allocations of
+/// its share of the bytes, so heaptrack_print's figures are the report's estimates.
+#[test]
+fn heaptrack_print_reads_a_sampled_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .args(["run", "--sample", "64", "-o", "log.mtr", "--"])
+        .arg(fixture("heap"));
+    let o = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(o.status.success(), "{cmd:?}: {o:?}");
+    let log = dir.path().join("log.mtr");
+    let r = reported(&log);
+    // heap.c's 10 MiB block is over the interval: always recorded, the peak exact.
+    assert_eq!(r.figures.peak, 10_485_760);
+    let file = dir.path().join("sampled.zst");
+    let stderr = export(&log, &file);
+    assert!(stderr.is_empty(), "{stderr}");
+    let text = heaptrack_print(&file, &["-l", "1"]);
+    assert_summary(&text, &r.figures);
+    assert_eq!(flame_figures(&file), r.figures);
 }
