@@ -9,7 +9,8 @@
 //! leaked by after), `heap.c` (realloc chains, aligned allocations, calloc, strdup:
 //! 22 allocations, a 10 MiB peak, 2612 bytes leaked) and `reach.c` (384 bytes in 8
 //! blocks live at exit, whatever their reachability); `fork_inherit.c`'s child, whose
-//! inherited blocks are allocations at its start; and `heap.c` sampled (`--sample 64`).
+//! inherited blocks are allocations at its start; `heap.c` sampled (`--sample 64`); and
+//! `cpp.cpp` (demangled C++ names, new and new[]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -346,4 +347,25 @@ fn heaptrack_print_reads_a_sampled_log() {
     let text = heaptrack_print(&file, &["-l", "1"]);
     assert_summary(&text, &r.figures);
     assert_eq!(flame_figures(&file), r.figures);
+}
+
+/// C++: demangled names (spaces, parentheses, `::`) in the sized strings; new and
+/// new[] as allocations. cpp.cpp's header: 140 bytes leaked, leak_cpp(int)'s 100 the
+/// largest, then ns::Widget::make()'s 40 (the allocations depend on libstdc++: the
+/// report's).
+#[test]
+fn heaptrack_print_reads_cpp() {
+    let (_t, r, file) = exported("cpp", "heaptrack.cpp.zst");
+    assert_eq!(r.figures.leaked, 140);
+    assert_eq!(r.top_leak, "leak_cpp(int)");
+    let text = heaptrack_print(&file, &["-l", "1"]);
+    assert_summary(&text, &r.figures);
+    assert_eq!(top_leak(&text), r.top_leak);
+    assert_eq!(flame_figures(&file), r.figures);
+    let leaked = flame(&file, "leaked");
+    assert_eq!(
+        leaked.get("main;ns::Widget::make()"),
+        Some(&40),
+        "{leaked:?}"
+    );
 }
