@@ -62,7 +62,9 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
             v
         }
         ExportFormat::Heaptrack => {
-            let file = heaptrack::file(report, &a.log)?;
+            let name = a.output.as_deref().filter(|_| !to_stdout);
+            let compression = heaptrack::Compression::for_name(name);
+            let file = heaptrack::file(report, &a.log, compression)?;
             if file.inherited_blocks > 0 {
                 eprintln!(
                     "memtrace: note: the {} blocks inherited from the parent are allocations \
@@ -70,12 +72,9 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
                     file.inherited_blocks
                 );
             }
-            let name = a.output.as_deref().filter(|_| !to_stdout);
-            heaptrack::Compression::for_name(name)
-                .apply(&file.text)
-                .with_context(|| {
-                    format!("cannot compress the heaptrack file of {}", a.log.display())
-                })?
+            file.bytes.with_context(|| {
+                format!("cannot compress the heaptrack file of {}", a.log.display())
+            })?
         }
         ExportFormat::Speedscope => {
             let mut v = serde_json::to_vec(&speedscope::document(report))

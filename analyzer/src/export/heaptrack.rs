@@ -35,7 +35,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -74,20 +74,55 @@ impl Compression {
             _ => Compression::Plain,
         }
     }
+}
 
-    /// `text`, compressed.
-    pub fn apply(self, text: &str) -> std::io::Result<Vec<u8>> {
+/// Bytes of text buffered before they go to the compressor.
+const FLUSH: usize = 1 << 20;
+
+/// Where the text goes as it is made: compressed in memory.
+enum Sink {
+    Plain(Vec<u8>),
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+}
+
+impl Sink {
+    fn new(c: Compression) -> io::Result<Sink> {
+        Ok(match c {
+            Compression::Plain => Sink::Plain(Vec::new()),
+            Compression::Zstd => Sink::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?),
+            Compression::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            )),
+        })
+    }
+
+    fn write(&mut self, text: &str) -> io::Result<()> {
         match self {
-            Compression::Plain => Ok(text.as_bytes().to_vec()),
-            Compression::Zstd => zstd::encode_all(text.as_bytes(), 3),
-            Compression::Gzip => {
-                let mut e =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                e.write_all(text.as_bytes())?;
-                e.finish()
-            }
+            Sink::Plain(v) => v.write_all(text.as_bytes()),
+            Sink::Zstd(e) => e.write_all(text.as_bytes()),
+            Sink::Gzip(e) => e.write_all(text.as_bytes()),
         }
     }
+
+    fn finish(self) -> io::Result<Vec<u8>> {
+        match self {
+            Sink::Plain(v) => Ok(v),
+            Sink::Zstd(e) => e.finish(),
+            Sink::Gzip(e) => e.finish(),
+        }
+    }
+}
+
+/// Moves the text made so far into the sink (keeping the first error).
+fn drain(w: &mut Writer, sink: &mut io::Result<Sink>) {
+    if let Ok(s) = sink
+        && let Err(e) = s.write(&w.out)
+    {
+        *sink = Err(e);
+    }
+    w.out.clear();
 }
 
 /// The key of an instruction pointer: its address and module.
@@ -262,18 +297,20 @@ impl Stacks {
     }
 }
 
-/// A heaptrack file, as text.
-#[derive(Clone, Debug, Default)]
+/// A heaptrack file.
+#[derive(Debug)]
 pub struct File {
-    pub text: String,
+    /// The file, compressed; an error if the compressor failed.
+    pub bytes: io::Result<Vec<u8>>,
     /// The blocks a fork child inherited from its parent, written as
     /// allocations at the start (heaptrack has no other way to hold them).
     pub inherited_blocks: u64,
 }
 
-/// The heaptrack file of the log at `path` (see the module docs); `report`
-/// is the log's, for the command line.
-pub fn file(report: &Report, path: &Path) -> Result<File> {
+/// The heaptrack file of the log at `path` (see the module docs), compressed
+/// by `compression` as it is made (so memory grows with the compressed
+/// file, not the text); `report` is the log's, for the command line.
+pub fn file(report: &Report, path: &Path, compression: Compression) -> Result<File> {
     let log = Log::open(path)?;
     let header = log.header()?;
     let index = log.index(&header)?;
@@ -284,6 +321,7 @@ pub fn file(report: &Report, path: &Path) -> Result<File> {
         sym: Symbolizer::new(),
     };
     let mut w = Writer::default();
+    let mut sink = Sink::new(compression);
     let _ = writeln!(w.out, "v {HEAPTRACK_VERSION:x} {FILE_VERSION:x}");
     let cmd = match report.process.cmdline.is_empty() {
         true => report.process.exe.clone(),
@@ -320,13 +358,17 @@ pub fn file(report: &Report, path: &Path) -> Result<File> {
             continue;
         }
         event(&mut w, &mut stacks, &mut r, &ev, start);
+        if w.out.len() >= FLUSH {
+            drain(&mut w, &mut sink);
+        }
     }
     if header.end_mono_ns > start {
         w.time(header.end_mono_ns - start);
     }
     w.rss_until(u64::MAX);
+    drain(&mut w, &mut sink);
     Ok(File {
-        text: w.out,
+        bytes: sink.and_then(Sink::finish),
         inherited_blocks,
     })
 }
@@ -409,5 +451,32 @@ mod tests {
         assert_eq!(c("x.gz"), Compression::Gzip);
         assert_eq!(c("x.txt"), Compression::Plain);
         assert_eq!(Compression::for_name(None), Compression::Plain);
+    }
+
+    /// The text drained in pieces comes back whole from each compressor.
+    #[test]
+    fn sinks_round_trip() {
+        use std::io::Read;
+        for c in [Compression::Plain, Compression::Zstd, Compression::Gzip] {
+            let mut w = Writer::default();
+            let mut sink = Sink::new(c);
+            w.out.push_str("v 10400 3\n");
+            drain(&mut w, &mut sink);
+            w.out.push_str("c 1\n");
+            drain(&mut w, &mut sink);
+            let bytes = sink.and_then(Sink::finish).unwrap();
+            let text = match c {
+                Compression::Plain => bytes,
+                Compression::Zstd => zstd::decode_all(&bytes[..]).unwrap(),
+                Compression::Gzip => {
+                    let mut v = Vec::new();
+                    flate2::read::GzDecoder::new(&bytes[..])
+                        .read_to_end(&mut v)
+                        .unwrap();
+                    v
+                }
+            };
+            assert_eq!(text, b"v 10400 3\nc 1\n", "{c:?}");
+        }
     }
 }
