@@ -128,9 +128,14 @@ fn drain(w: &mut Writer, sink: &mut io::Result<Sink>) {
 /// The key of an instruction pointer: its address and module.
 type IpKey = (u64, Option<Arc<str>>);
 
-/// A live block: the allocation infos of its `+` events (one per block it
-/// stands for).
-type Infos = Vec<u64>;
+/// A live block's `+` events: `count` of them, the first `count - 1` of info
+/// `share`, the last of info `last` (its share and the rest of the bytes).
+#[derive(Clone, Copy)]
+struct Infos {
+    share: u64,
+    last: u64,
+    count: u64,
+}
 
 /// The file being written, with its tables.
 #[derive(Default)]
@@ -248,10 +253,11 @@ impl Writer {
     }
 
     fn free(&mut self, addr: u64) {
-        if let Some(infos) = self.live.remove(&addr) {
-            for i in infos {
-                let _ = writeln!(self.out, "- {i:x}");
+        if let Some(b) = self.live.remove(&addr) {
+            for _ in 1..b.count {
+                let _ = writeln!(self.out, "- {:x}", b.share);
             }
+            let _ = writeln!(self.out, "- {:x}", b.last);
         }
     }
 
@@ -259,19 +265,14 @@ impl Writer {
     fn alloc(&mut self, addr: u64, size: u64, count: u64, trace: u64) {
         self.free(addr);
         let count = count.max(1);
-        let share = size / count;
-        let mut infos = Vec::with_capacity(count as usize);
-        for k in 0..count {
-            let s = if k + 1 == count {
-                size - share * (count - 1)
-            } else {
-                share
-            };
-            let i = self.info(s, trace);
-            let _ = writeln!(self.out, "+ {i:x}");
-            infos.push(i);
+        let each = size / count;
+        let share = self.info(each, trace);
+        for _ in 1..count {
+            let _ = writeln!(self.out, "+ {share:x}");
         }
-        self.live.insert(addr, infos);
+        let last = self.info(size - each * (count - 1), trace);
+        let _ = writeln!(self.out, "+ {last:x}");
+        self.live.insert(addr, Infos { share, last, count });
     }
 }
 
