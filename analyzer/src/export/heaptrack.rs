@@ -2,13 +2,15 @@
 //! heaptrack_gui read), made by replaying the log once more.
 //!
 //! - **Lines**, numbers in lower-case hex: `v VERSION FILE_VERSION` (file
-//!   version 3: strings are sized), `X` the command line, `s LEN TEXT` the string table (1-based), `i IP MODULE [FUNCTION
-//!   FILE LINE [FUNCTION FILE LINE]...]` an instruction pointer with its
-//!   module, its function and the functions inlined at it (string indices;
-//!   1-based), `t IP PARENT` a trace node (1-based; parent 0 is the root, the
-//!   outermost frame's parent), `a SIZE TRACE` an allocation info (0-based),
-//!   `+ INFO` an allocation, `- INFO` a free, `c MS` the time since the
-//!   start, in milliseconds, `R PAGES` the RSS.
+//!   version 3: strings are sized), `X` the command line, `I PAGE_SIZE
+//!   PAGES`, `s LEN TEXT` the string table (1-based), `i IP MODULE
+//!   [FUNCTION FILE LINE [FUNCTION FILE LINE]...]` an instruction pointer
+//!   with its module, its function and the functions inlined at it, from
+//!   the innermost (string indices; 1-based), `t IP PARENT` a trace node
+//!   (1-based; parent 0 is the root, the outermost frame's parent), `a SIZE
+//!   TRACE` an allocation info (0-based), `+ INFO` an allocation, `- INFO` a
+//!   free, `c MS` the time since the start in milliseconds, `R PAGES` the
+//!   RSS.
 //! - **Events** follow the replay of the report ([`Replay`]): an allocation
 //!   is a `+`, a free of a live block a `-`, a realloc a `-` of the old block
 //!   then a `+` of the new one; a block replaced at its address (an
@@ -22,6 +24,7 @@
 //! - **Compression** goes by the file's name, as heaptrack_print decides
 //!   how to read a file: `.zst` zstd (heaptrack's own), `.gz` gzip, any
 //!   other name (or stdout) plain text, which heaptrack_print reads too.
+//!   The text is compressed as it is made, a MiB at a time.
 //! - **A fork child's inherited blocks** (live, counted in its peak and
 //!   leaks, but not its allocations) are `+` events at the start: heaptrack
 //!   has no other way to hold a live block, so its "calls to allocation
