@@ -304,6 +304,9 @@ pub enum ExportFormat {
     /// valgrind DHAT's JSON (dh_view.html): per stack, allocated, most live,
     /// at the peak, at the end, lifetimes.
     Dhat,
+    /// heaptrack's data file (heaptrack_print, heaptrack_gui): every
+    /// allocation and free; zstd for a `.zst` name, gzip for `.gz`.
+    Heaptrack,
 }
 
 /// `memtrace export`.

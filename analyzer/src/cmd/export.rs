@@ -1,4 +1,4 @@
-//! `memtrace export --format pprof|folded|speedscope|chrome-trace|massif|dhat [--metric M] [-o FILE] LOG`:
+//! `memtrace export --format pprof|folded|speedscope|chrome-trace|massif|dhat|heaptrack [--metric M] [-o FILE] LOG`:
 //! writes the log's stacks in another tool's format (see
 //! `memtrace_analyzer::export` for what each holds).
 //!
@@ -8,7 +8,10 @@
 //!   `speedscope`: speedscope's JSON, one profile per metric; `chrome-trace`:
 //!   Chrome's trace event JSON of the memory counters over time (Perfetto);
 //!   `massif`: valgrind massif's out file (`ms_print FILE`); `dhat`: valgrind
-//!   DHAT's JSON (load it in `dh_view.html`). Both replay the log once more.
+//!   DHAT's JSON (load it in `dh_view.html`); `heaptrack`: heaptrack's data
+//!   file (`heaptrack_print FILE`), zstd-compressed when FILE ends in `.zst`
+//!   (as heaptrack names its files), gzip for `.gz`, plain text otherwise.
+//!   These three replay the log once more.
 //! - `-o FILE`: where the export goes; `-` or no `-o`: stdout. The export is
 //!   made in memory first, so a file is written whole or not at all. The
 //!   pprof export is binary: it is refused on a terminal (exit 2).
@@ -20,7 +23,9 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use memtrace_analyzer::export::{self, chrome, dhat, history, massif, pprof, speedscope};
+use memtrace_analyzer::export::{
+    self, chrome, dhat, heaptrack, history, massif, pprof, speedscope,
+};
 use memtrace_analyzer::flame::Metric;
 
 use crate::args::{ExportArgs, ExportFormat};
@@ -55,6 +60,21 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
             let mut v = serde_json::to_vec(&d).context("cannot serialize the DHAT document")?;
             v.push(b'\n');
             v
+        }
+        ExportFormat::Heaptrack => {
+            let name = a.output.as_deref().filter(|_| !to_stdout);
+            let compression = heaptrack::Compression::for_name(name);
+            let file = heaptrack::file(report, &a.log, compression)?;
+            if file.inherited_blocks > 0 {
+                eprintln!(
+                    "memtrace: note: the {} blocks inherited from the parent are allocations \
+                     in the heaptrack file (heaptrack_print counts them as calls)",
+                    file.inherited_blocks
+                );
+            }
+            file.bytes.with_context(|| {
+                format!("cannot compress the heaptrack file of {}", a.log.display())
+            })?
         }
         ExportFormat::Speedscope => {
             let mut v = serde_json::to_vec(&speedscope::document(report))

@@ -19,6 +19,9 @@
 //! - **dhat** ([`dhat`]): valgrind DHAT's JSON for `dh_view.html`: per stack,
 //!   bytes and blocks allocated, most live at once, at the peak and at the
 //!   end, and the blocks' lifetimes.
+//! - **heaptrack** ([`heaptrack`]): heaptrack's own data file for
+//!   `heaptrack_print` and heaptrack_gui: every allocation and free, with
+//!   its stack, replayed from the log.
 //!
 //! ## Constraints
 //! - Every export is made from a report made with [`flame::all`] (no `top`
@@ -27,7 +30,7 @@
 //!   the report does not keep: [`read`] takes them from the log's catalog,
 //!   which costs one more pass over the log (decoding only; memory still
 //!   grows with distinct stacks and modules, not with events).
-//! - massif and dhat need the heap over the run, which the report does not
+//! - massif, dhat and heaptrack need the heap over the run, which the report does not
 //!   keep either: [`history::scan`] replays the log once more (memory grows
 //!   with live blocks and distinct stacks).
 //! - An export never changes the numbers: each format's totals equal the
@@ -38,6 +41,7 @@
 
 pub mod chrome;
 pub mod dhat;
+pub mod heaptrack;
 pub mod history;
 pub mod massif;
 pub mod pprof;

@@ -26,6 +26,7 @@
 //! - `flamegraph`: `memtrace flamegraph` (every metric, SVGs parsed) and `memtrace diff` (JSON, text, differential SVG)
 //! - `export`: `memtrace export` to pprof (read back with Python's protobuf), folded stacks and speedscope
 //! - `export_valgrind`: `memtrace export` to massif (read by ms_print) and DHAT (loaded by dh_view.html in headless Chromium)
+//! - `export_heaptrack`: `memtrace export` to heaptrack's data file, read by heaptrack_print: the same leaks, peak and allocations
 //! - `html`: `memtrace report --html`, the page opened in headless Chromium: tables, charts, inferno's search, a screenshot
 //! - `cli`: `memtrace run` and `MEMTRACE_OUTPUT`
 //! - `install`: the embedded preload and its private cache, `memtrace lib`, a lone copy of the binary, the Debian package
@@ -53,6 +54,7 @@ mod cli;
 mod corrupt;
 mod dlopen;
 mod export;
+mod export_heaptrack;
 mod export_valgrind;
 mod flamegraph;
 mod golden;
