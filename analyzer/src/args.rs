@@ -459,6 +459,12 @@ pub struct ReportArgs {
     /// innermost frame of the program's own code), with its callers beneath.
     #[arg(long, value_enum, value_name = "WHAT")]
     pub by: Option<By>,
+    /// The whole text report: every list (most allocated, temporary
+    /// allocations, all the stacks at the peak), each stack below `main` too,
+    /// the kernel's view. Without it (and without --top), the text report is
+    /// the short one: the summaries, the leaks and the top of the peak.
+    #[arg(long)]
+    pub full: bool,
     /// With a run's directory or several logs: the full report of this
     /// process's logs, instead of the tree of every process.
     #[arg(long, value_name = "PID")]

@@ -165,7 +165,8 @@ fn one_log(a: &ReportArgs, log: &Path) -> anyhow::Result<u8> {
     } else {
         let mut out = BufWriter::new(io::stdout().lock());
         let written = match a.format {
-            Format::Text => render::text::render(&report, &mut out),
+            Format::Text if a.full || a.top.is_some() => render::text::render(&report, &mut out),
+            Format::Text => render::text::render_short(&report, &mut out),
             Format::Json => render::json::render(&report, &mut out),
         }
         .and_then(|()| out.flush());

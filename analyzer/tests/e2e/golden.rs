@@ -204,12 +204,24 @@ fn stdout_of(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// The whole text report (`--full`).
 #[test]
 fn text_report() {
     let (dir, log) = run_gate(ARGS);
-    let (code, text, err) = stdout_of(memtrace().arg("report").arg(&log));
+    let (code, text, err) = stdout_of(memtrace().args(["report", "--full"]).arg(&log));
     assert_eq!(code, Some(0), "{err}");
     golden("report.txt", &normalize(&without_kernel(&text), dir.path()));
+}
+
+/// The default text report, the short one: it holds nothing of the kernel's
+/// view, which `--full` adds.
+#[test]
+fn text_report_short() {
+    let (dir, log) = run_gate(ARGS);
+    let (code, text, err) = stdout_of(memtrace().arg("report").arg(&log));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!text.contains("KERNEL'S VIEW"), "{text}");
+    golden("report-short.txt", &normalize(&text, dir.path()));
 }
 
 #[test]

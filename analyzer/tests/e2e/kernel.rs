@@ -90,7 +90,7 @@ fn kernel_view_of_rss_fixture() {
         assert!(stack_has(&by_stack[0], &fn_is("arena_site")), "{gap:#}");
         let text = {
             let mut cmd = memtrace();
-            cmd.arg("report").arg(&r.log);
+            cmd.arg("report").arg("--full").arg(&r.log);
             String::from_utf8_lossy(&output_with_timeout(&mut cmd, TIMEOUT).stdout).into_owned()
         };
         assert!(

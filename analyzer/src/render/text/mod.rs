@@ -322,6 +322,57 @@ fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()>
     Ok(())
 }
 
+/// Stacks shown at the peak in the short report.
+pub const SHORT_PEAK: usize = 3;
+
+/// Writes the short text report, `memtrace report`'s default: the process,
+/// the summaries, the leaks by kind and the top [`SHORT_PEAK`] stacks of the
+/// peak, each stack down to `main` as valgrind shows it; then one line
+/// naming what [`render`] adds (`--full`): the other lists, the frames below
+/// `main`, the kernel's view.
+pub fn render_short(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let mut short = r.clone();
+    let cut = |list: &mut Vec<Site>| {
+        for site in list.iter_mut() {
+            let kept = crate::frames::above_main(&site.stack).len();
+            if kept < site.stack.len() {
+                site.stack = site.stack[..kept].into();
+            }
+        }
+    };
+    cut(&mut short.heap_leaks);
+    cut(&mut short.mmap_leaks);
+    short.peak.truncate(SHORT_PEAK);
+    cut(&mut short.peak);
+    let mut more = Vec::new();
+    if !r.allocated.is_empty() {
+        more.push("the stacks that allocated the most");
+    }
+    if !r.temporary.is_empty() {
+        more.push("temporary allocations");
+    }
+    if r.peak.len() > SHORT_PEAK {
+        more.push("more stacks at the peak");
+    }
+    if r.kernel.is_some() {
+        more.push("the kernel's view (RSS, PSS, mappings)");
+    }
+    short.allocated.clear();
+    short.temporary.clear();
+    short.kernel = None;
+    render(&short, out)?;
+    writeln!(out)?;
+    if more.is_empty() {
+        writeln!(out, "(--full shows each stack below main too)")
+    } else {
+        writeln!(
+            out,
+            "(--full adds {}, and the frames below main)",
+            more.join(", ")
+        )
+    }
+}
+
 /// Writes the text report: the process, the summaries, the leaks, the other
 /// lists, the kernel's view.
 pub fn render(r: &Report, out: &mut dyn Write) -> io::Result<()> {
