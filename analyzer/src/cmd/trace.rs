@@ -316,8 +316,7 @@ fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSample
 /// directory), or one line per log with `verbose` or a single log.
 fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
     let each = o.verbose || logs.len() == 1;
-    let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
-    for (i, f) in logs.iter().enumerate() {
+    for f in logs {
         if f.pid == pid
             && f.forked_from == 0
             && let Err(e) = stamp_wait_status(&f.path, raw)
@@ -327,20 +326,16 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
                 f.shown.display()
             );
         }
-        let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
-        let running = f.pid != pid && process_alive(f.pid);
-        let packed = if !o.pack {
-            String::new()
-        } else if running {
-            " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
-        } else {
-            pack(f)
-        };
-        raw_bytes += before;
-        packed_bytes += std::fs::metadata(&f.path).map_or(0, |m| m.len());
-        if o.quiet || !(each || running) {
+    }
+    let done = pack_all(o, logs, pid);
+    let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
+    for (i, (f, d)) in logs.iter().zip(&done).enumerate() {
+        raw_bytes += d.before;
+        packed_bytes += d.after;
+        if o.quiet || !(each || d.running) {
             continue;
         }
+        let packed = &d.line;
         if i == 0 {
             eprintln!("memtrace: log written to {}{packed}", f.shown.display());
         } else {
@@ -355,6 +350,69 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
     if !each && !o.quiet {
         eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
     }
+}
+
+/// What became of one log after the run.
+struct Packed {
+    /// Its size before and after packing.
+    before: u64,
+    after: u64,
+    /// Its process still runs (it stays raw).
+    running: bool,
+    /// What to add to the line that names it.
+    line: String,
+}
+
+/// Packs every log whose process has ended (step 5), on as many threads as
+/// there are cores: a process tree leaves hundreds of small logs. The
+/// results are in the order of `logs`.
+fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let one = |f: &Found| {
+        let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        let running = f.pid != pid && process_alive(f.pid);
+        let line = if !o.pack {
+            String::new()
+        } else if running {
+            " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
+        } else {
+            pack(f)
+        };
+        let after = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        Packed {
+            before,
+            after,
+            running,
+            line,
+        }
+    };
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Packed>>> = logs.iter().map(|_| Mutex::new(None)).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(logs.len())
+        .max(1);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(f) = logs.get(i) else { break };
+                    let done = one(f);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every log is packed by a worker")
+        })
+        .collect()
 }
 
 /// The one line that says where a run's logs went (more than one log).
