@@ -188,8 +188,52 @@ fn offending(p: &ProcessVerdict, top: usize, indent: &str) -> String {
 pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let failed = v.processes.iter().filter(|p| !p.passed()).count();
     let mut s = String::new();
+    // In a big tree (a `make`), the images replaced by exec are one line
+    // for all, not one each: they have nothing to judge.
+    let execs: Vec<u32> = v
+        .processes
+        .iter()
+        .filter(|p| p.skipped == Some(crate::gate::Skip::Exec) && p.notes.is_empty())
+        .map(|p| p.report.process.pid)
+        .collect();
+    let grouped = execs.len() > EXECS_LISTED;
+    // Likewise the processes that passed, when there are many.
+    let quiet_ok = |p: &&ProcessVerdict| p.skipped.is_none() && p.passed() && p.notes.is_empty();
+    let oks: Vec<&ProcessVerdict> = v.processes.iter().filter(quiet_ok).collect();
+    let oks_grouped = oks.len() > OKS_LISTED;
     for p in &v.processes {
+        if grouped && p.skipped == Some(crate::gate::Skip::Exec) && p.notes.is_empty() {
+            continue;
+        }
+        if oks_grouped && quiet_ok(&p) {
+            continue;
+        }
         s.push_str(&process_block(p, top));
+    }
+    if oks_grouped {
+        let peak = oks
+            .iter()
+            .map(|p| p.report.summary.peak_heap_bytes)
+            .max()
+            .unwrap_or(0);
+        s.push_str(&format!(
+            "  ok    {} leaked nothing that counts; peak heap up to {} (each: --json)\n",
+            plural(oks.len() as u64, "process", "processes"),
+            plural(peak, "byte", "bytes")
+        ));
+    }
+    if grouped {
+        let shown: Vec<String> = execs.iter().take(8).map(u32::to_string).collect();
+        s.push_str(&format!(
+            "  skip  {} replaced by exec (their heap went with them): pids {}{}\n",
+            plural(execs.len() as u64, "image", "images"),
+            shown.join(", "),
+            if execs.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
     }
     for u in &v.untraced {
         s.push_str(&format!(
@@ -212,6 +256,12 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     )?;
     out.write_all(s.as_bytes())
 }
+
+/// Images replaced by exec listed one line each; more are one line in all.
+const EXECS_LISTED: usize = 3;
+
+/// Processes that passed listed one line each; more are one line in all.
+const OKS_LISTED: usize = 10;
 
 /// One process's block of the summary: skipped, ok, or failed with its
 /// failures and offending stacks; its notes.

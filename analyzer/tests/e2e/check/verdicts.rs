@@ -124,3 +124,30 @@ fn memtrace_failures_exit_2() {
         c.assert_code(0); // /bin/true is dynamic on this machine
     }
 }
+
+/// A big tree's summary stays short: more than 10 processes that passed are
+/// one line, more than 3 images replaced by exec another; each is in the
+/// JSON still. A shell loop of 12 `/bin/true`: bash and its 12 children
+/// (each forked, then exec'd) are 25 logs: 13 that passed, 12 exec'd images.
+#[test]
+fn summary_of_a_big_tree_groups_its_quiet_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do /bin/true; done";
+    let c = check_in(dir.path(), &["--", "/bin/bash", "-c", script]);
+    c.assert_code(0);
+    let err = c.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with("  ok    13 processes leaked nothing that counts; peak heap up to "),
+        "{err}"
+    );
+    assert!(
+        lines[1]
+            .starts_with("  skip  12 images replaced by exec (their heap went with them): pids "),
+        "{err}"
+    );
+    let procs = c.processes();
+    assert_eq!(procs.len(), 25, "every process is in the JSON");
+    assert_eq!(procs.iter().filter(|p| p["judged"] == true).count(), 13);
+}
