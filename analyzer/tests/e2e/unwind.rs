@@ -82,8 +82,8 @@ fn fixtures_match_reference_unwinder() {
 }
 
 // The benchmark's own workloads (scripts/bench), smaller: churn on one and on four threads
-// (short stacks, repeated: the replay path) and deep (200-frame recursions); every stack
-// equals libgcc's.
+// (short stacks, repeated: the replay path), deep (200-frame recursions), churn_imm,
+// stacks and sqlite3_rand; every stack equals libgcc's.
 #[test]
 fn bench_workloads_match_reference_unwinder() {
     let root = crate::util::root();
@@ -104,6 +104,36 @@ fn bench_workloads_match_reference_unwinder() {
         &verified(&dir.path().join("churn"), &[OsStr::new("4")], None),
     );
     assert_all_match("deep", &verified(&dir.path().join("deep"), &[], None));
+    // Issue 15's workloads: churn with mostly immediate frees on 1 and 4 threads, and
+    // 2^12 distinct call paths (stacks.c's bits, 14 frames each).
+    for (name, define) in [("churn_imm", "-DTOTAL=100000L"), ("stacks", "-DDEPTH=12")] {
+        let out = dir.path().join(name);
+        let status = std::process::Command::new("gcc")
+            .args(["-O2", "-g", "-pthread", define, "-o"])
+            .arg(&out)
+            .arg(root.join("scripts/bench").join(format!("{name}.c")))
+            .status()
+            .expect("run gcc");
+        assert!(status.success(), "building {name}");
+    }
+    for threads in ["1", "4"] {
+        let what = format!("churn_imm on {threads} threads");
+        let counts = verified(&dir.path().join("churn_imm"), &[OsStr::new(threads)], None);
+        assert_all_match(&what, &counts);
+    }
+    assert_all_match("stacks", &verified(&dir.path().join("stacks"), &[], None));
+    // sqlite3_rand, smaller: 5,000 rows indexed on random strings.
+    let sql = std::fs::read_to_string(root.join("scripts/bench/sqlite_rand.sql"))
+        .unwrap()
+        .replace("x < 200000", "x < 5000");
+    assert!(
+        sql.contains("x < 5000"),
+        "sqlite_rand.sql's row count moved"
+    );
+    let small = dir.path().join("sqlite_rand_small.sql");
+    std::fs::write(&small, sql).unwrap();
+    let sqlite = crate::util::require_tool("/usr/bin/sqlite3", "sqlite3");
+    assert_all_match("sqlite3_rand", &verified(&sqlite, &[], Some(&small)));
 }
 
 // Real programs built by Debian (no frame pointers): sqlite3 building an indexed table and
