@@ -193,7 +193,7 @@ pub mod kernel {
     pub const CATEGORIES: [&str; 6] = ["heap", "stack", "anonymous", "file", "memtrace", "other"];
 }
 
-pub use decode::{ChunkIter, DecodeError, FrameIter, Record, RecordIter};
+pub use decode::{ChunkIter, DecodeError, FrameIter, Record, RecordIter, realloc_released};
 pub use hdr::{ChunkHeader, Header};
 
 /// The eight bytes every log starts with.

@@ -213,7 +213,7 @@ pub fn realloc(func: Func, t0: u64, old: usize, new: usize, size: usize, old_rec
 /// (and released), then the new block as a fresh allocation.
 #[inline(never)]
 fn realloc_sampled(func: Func, t0: u64, old: usize, new: usize, size: usize, old_recorded: bool) {
-    let released = old != 0 && (new != 0 || size == 0);
+    let released = memtrace_format::realloc_released(old as u64, new as u64, size as u64);
     if old_recorded {
         if !released {
             // The call failed: the old block is still the program's.

@@ -399,7 +399,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
             ..
         } => {
             if !ev.realloc_end {
-                if old != 0 && (new != 0 || size == 0) {
+                if memtrace_format::realloc_released(old, new, size) {
                     w.free(old);
                 }
             } else if new != 0 {

@@ -144,7 +144,7 @@ impl Blocks {
                 ..
             } => {
                 if !ev.realloc_end {
-                    if old != 0 && (new != 0 || size == 0) {
+                    if memtrace_format::realloc_released(old, new, size) {
                         self.freed(old, time);
                     }
                 } else if new != 0 {

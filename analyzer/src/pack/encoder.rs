@@ -351,7 +351,7 @@ impl Enc {
         size: u64,
         stack: u32,
     ) {
-        let released = old != 0 && (new != 0 || size == 0);
+        let released = memtrace_format::realloc_released(old, new, size);
         let slot = self.slot_of.get(&old).copied();
         self.cols[col::KIND].push(if slot.is_some() {
             op::REALLOC_SLOT

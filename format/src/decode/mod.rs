@@ -345,6 +345,15 @@ pub enum Record<'a> {
     },
 }
 
+/// Whether `realloc(old, size)` returning `new` released the old block: when
+/// it succeeded (`new != 0`), or freed it (`size == 0`: glibc's `realloc(p, 0)`
+/// frees `p` and may return NULL); a failed realloc leaves the old block to the
+/// program (C11 7.22.3.5). The one rule the recorder, the replay, the packer and
+/// the exports follow for a REALLOC record.
+pub fn realloc_released(old: u64, new: u64, size: u64) -> bool {
+    old != 0 && (new != 0 || size == 0)
+}
+
 impl Record<'_> {
     /// The record's time, if it has one.
     pub fn time(&self) -> Option<u64> {

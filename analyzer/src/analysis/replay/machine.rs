@@ -318,7 +318,7 @@ impl Replay {
                 ..
             } => {
                 if !ev.realloc_end {
-                    if old != 0 && (new != 0 || size == 0) {
+                    if memtrace_format::realloc_released(old, new, size) {
                         self.free(old);
                     }
                 } else {
