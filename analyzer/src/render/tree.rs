@@ -10,7 +10,9 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::kinds::Kind;
+use super::verdict::process_title;
+use crate::gate::DEFAULT_LEAK_KINDS;
+use crate::kinds::counted_part;
 use crate::report::{Ended, Report};
 use crate::units::{human, plural, thousands};
 
@@ -85,16 +87,6 @@ fn ended(r: &Report) -> String {
     }
 }
 
-/// The program's file name and its arguments.
-fn command(r: &Report) -> String {
-    let p = &r.process;
-    let name = crate::frames::file_name(&p.exe).to_owned();
-    match p.cmdline.split_first() {
-        Some((_, args)) if !args.is_empty() => format!("{name} {}", args.join(" ")),
-        _ => name,
-    }
-}
-
 /// The leaks that count as memcheck counts them (definitely and
 /// indirectly lost) when classified, else every unfreed block; `None` for a
 /// process that did not reach its exit (replaced by exec, killed, still
@@ -103,14 +95,17 @@ fn lost(r: &Report) -> Option<(u64, u64)> {
     if !matches!(r.process.ended, Ended::Exit | Ended::UnderscoreExit) {
         return None;
     }
-    Some(match &r.summary.leak_kinds {
-        Some(k) => [Kind::DefinitelyLost, Kind::IndirectlyLost]
-            .iter()
-            .fold((0, 0), |(b, n), kind| {
-                (b + k[kind.index()].0, n + k[kind.index()].1)
-            }),
-        None => (r.summary.leaked_heap_bytes, r.summary.leaked_heap_blocks),
-    })
+    let s = &r.summary;
+    let kinds = s.leak_kinds.as_ref();
+    Some(
+        counted_part(
+            s.leaked_heap_bytes,
+            s.leaked_heap_blocks,
+            kinds,
+            &DEFAULT_LEAK_KINDS,
+        )
+        .unwrap_or((0, 0)),
+    )
 }
 
 /// `name` cut to `width` characters.
@@ -124,12 +119,12 @@ fn fit(name: String, width: usize) -> String {
 
 /// Writes the tree of `reports` as text.
 pub fn text(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
-    let pids: std::collections::HashSet<u32> = reports.iter().map(|r| r.process.pid).collect();
+    let t = totals(reports);
     writeln!(
         out,
         "memtrace report of {} ({}; leaked: definitely and indirectly lost, or every unfreed\nblock where not classified; a process that did not reach its exit leaks nothing)\n",
-        plural(reports.len() as u64, "log", "logs"),
-        plural(pids.len() as u64, "process", "processes")
+        plural(t.logs as u64, "log", "logs"),
+        plural(t.processes as u64, "process", "processes")
     )?;
     writeln!(
         out,
@@ -141,7 +136,10 @@ pub fn text(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
         let leaked = lost(r).map_or("-".to_owned(), |(b, n)| {
             format!("{} ({})", human(b), thousands(n))
         });
-        let name = fit(format!("{}{}", "  ".repeat(depth.min(10)), command(r)), 40);
+        let name = fit(
+            format!("{}{}", "  ".repeat(depth.min(10)), process_title(r)),
+            40,
+        );
         writeln!(
             out,
             "  {:<40} {:>8} {:<10} {:>20} {:>10} {:>6}",
@@ -153,7 +151,6 @@ pub fn text(reports: &[Report], out: &mut dyn Write) -> io::Result<()> {
             thousands(r.summary.events_lost)
         )?;
     }
-    let t = totals(reports);
     writeln!(
         out,
         "\ntotal: {} in {} leaked by {} that exited ({} classified); peaks summed {}; {} events lost",

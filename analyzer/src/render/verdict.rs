@@ -190,10 +190,12 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let mut s = String::new();
     // In a big tree (a `make`), the images replaced by exec are one line
     // for all, not one each: they have nothing to judge.
+    let quiet_exec =
+        |p: &&ProcessVerdict| p.skipped == Some(crate::gate::Skip::Exec) && p.notes.is_empty();
     let execs: Vec<u32> = v
         .processes
         .iter()
-        .filter(|p| p.skipped == Some(crate::gate::Skip::Exec) && p.notes.is_empty())
+        .filter(quiet_exec)
         .map(|p| p.report.process.pid)
         .collect();
     let grouped = execs.len() > EXECS_LISTED;
@@ -202,10 +204,7 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let oks: Vec<&ProcessVerdict> = v.processes.iter().filter(quiet_ok).collect();
     let oks_grouped = oks.len() > OKS_LISTED;
     for p in &v.processes {
-        if grouped && p.skipped == Some(crate::gate::Skip::Exec) && p.notes.is_empty() {
-            continue;
-        }
-        if oks_grouped && quiet_ok(&p) {
+        if (grouped && quiet_exec(&p)) || (oks_grouped && quiet_ok(&p)) {
             continue;
         }
         s.push_str(&process_block(p, top));

@@ -350,6 +350,7 @@ pub enum Record<'a> {
 /// frees `p` and may return NULL); a failed realloc leaves the old block to the
 /// program (C11 7.22.3.5). The one rule the recorder, the replay, the packer and
 /// the exports follow for a REALLOC record.
+#[inline]
 pub fn realloc_released(old: u64, new: u64, size: u64) -> bool {
     old != 0 && (new != 0 || size == 0)
 }
