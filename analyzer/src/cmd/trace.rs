@@ -367,7 +367,6 @@ struct Packed {
 /// there are cores: a process tree leaves hundreds of small logs. The
 /// results are in the order of `logs`.
 fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let one = |f: &Found| {
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
@@ -388,31 +387,31 @@ fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
         }
     };
     let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Packed>>> = logs.iter().map(|_| Mutex::new(None)).collect();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(logs.len())
         .max(1);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(f) = logs.get(i) else { break };
-                    let done = one(f);
-                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
-                }
-            });
-        }
+    let mut done: Vec<(usize, Packed)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(f) = logs.get(i) else { break };
+                        mine.push((i, one(f)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a packing worker does not panic"))
+            .collect()
     });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every log is packed by a worker")
-        })
-        .collect()
+    done.sort_by_key(|d| d.0);
+    done.into_iter().map(|d| d.1).collect()
 }
 
 /// The one line that says where a run's logs went (more than one log).
