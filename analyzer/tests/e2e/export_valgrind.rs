@@ -15,13 +15,12 @@
 //! the viewer's own loading, checks and rendering run; the DOM is dumped after.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::util::{
-    TIMEOUT, clean_command, find_tool, memtrace, missing_tool, output_with_timeout, report_with,
-    require_tool, trace,
+    TIMEOUT, browser, chromium, clean_command, memtrace, missing_tool, output_with_timeout,
+    report_with, require_tool, trace,
 };
 
 const NO_ARGS: &[&str] = &[];
@@ -281,9 +280,6 @@ fn massif_of_heap_c_names_big_peak() {
 // DHAT, loaded by dh_view.html in headless Chromium
 // ---------------------------------------------------------------------------------------
 
-/// How long one Chromium run may take.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// The DHAT viewer valgrind ships (Debian: /usr/libexec/valgrind).
 fn dh_view_dir() -> PathBuf {
     [
@@ -323,10 +319,6 @@ function give() {{
 /// The text dh_view shows for `json` (the DOM after its scripts ran, tags stripped),
 /// and the DOM itself.
 fn dh_view(json: &str, dir: &Path) -> (String, String) {
-    let browser = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find_map(find_tool)
-        .unwrap_or_else(|| missing_tool("chromium (headless, for dh_view.html)", "chromium"));
     let viewer = dh_view_dir();
     let site = dir.join("dh_view");
     std::fs::create_dir_all(&site).unwrap();
@@ -335,29 +327,7 @@ fn dh_view(json: &str, dir: &Path) -> (String, String) {
     }
     let page = site.join("load.html");
     std::fs::write(&page, loader_page(json)).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = clean_command(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--lang=en-US",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .arg(format!("file://{}", page.display()));
-    let out = output_with_timeout(&mut cmd, BROWSER_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = chromium(&browser(), &page, "", &["--lang=en-US", "--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut text = String::new();
     let mut in_tag = false;

@@ -17,63 +17,13 @@
 //! no opt-out that would let them pass with the page unopened.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
 
 use crate::util::*;
 
 const MIB: u64 = 1 << 20;
-
-/// How long one Chromium run may take.
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The browser. Its absence fails the test ([`missing_tool`]): CI installs it, and a test
-/// that passed without opening the page would prove nothing.
-fn browser() -> PathBuf {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find_map(find_tool)
-        .unwrap_or_else(|| {
-            missing_tool(
-                "chromium (headless, for the HTML report's tests)",
-                "chromium",
-            )
-        })
-}
-
-/// Runs headless Chromium on `page` (with the URL fragment `fragment`) with `args`, in a
-/// fresh profile, and returns its output (asserting success).
-fn chromium(browser: &Path, page: &Path, fragment: &str, args: &[&str]) -> Output {
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = clean_command(browser);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-extensions",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--hide-scrollbars",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()))
-    .args(args)
-    .arg(format!(
-        "file://{}{fragment}",
-        page.canonicalize().unwrap().display()
-    ));
-    let out = output_with_timeout(&mut cmd, BROWSER_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The DOM after the page's scripts ran, opened with `#selftest=TERM`.
 fn selftest_dom(browser: &Path, page: &Path, term: &str) -> Page {
