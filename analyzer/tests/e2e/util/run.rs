@@ -27,10 +27,27 @@ pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
 /// Runs `cmd` with stdout and stderr piped, and panics if it runs longer than `timeout`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let child = spawn(cmd);
     collect_output(child, timeout, &format!("{cmd:?}"))
+}
+
+/// Starts `cmd`, panicking with its name if it cannot be started. A program a
+/// test has just written (a copy of `memtrace`, of a fixture) may be busy for
+/// a moment: a child another test thread forked while the copy was open for
+/// writing holds that descriptor until it execs, and exec then fails with
+/// ETXTBSY. That is retried for up to 10 s; every other error is not.
+pub fn spawn(cmd: &mut Command) -> Child {
+    const ETXTBSY: i32 = 26;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot run {cmd:?}: {e}"),
+        }
+    }
 }
 
 /// Waits for `child` (stdout and stderr piped) at most `timeout`, collecting its output;
