@@ -57,7 +57,7 @@ unsafe extern "C" fn constructor(
         return;
     }
     real::resolve();
-    sys::calibrate_clock();
+    sys::start_clock_calibration();
     save_pattern(envp);
     if let Some(v) = env_var(envp, b"MEMTRACE_VERIFY_UNWIND") {
         let n = v
