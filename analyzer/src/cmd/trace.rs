@@ -364,34 +364,24 @@ struct Packed {
 }
 
 /// Packs every log whose process has ended (step 5), on as many threads as
-/// there are cores: a process tree leaves hundreds of small logs. The
-/// results are in the order of `logs`.
+/// there are cores: a process tree leaves hundreds of small logs, which are
+/// then put in place together (`pack::commit_all`: one sync of the
+/// filesystem rather than one per log). The results are in the order of
+/// `logs`.
 fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let one = |f: &Found| {
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
         let running = f.pid != pid && process_alive(f.pid);
-        let line = if !o.pack {
-            String::new()
-        } else if running {
-            " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
-        } else {
-            pack(f)
-        };
-        let after = std::fs::metadata(&f.path).map_or(0, |m| m.len());
-        Packed {
-            before,
-            after,
-            running,
-            line,
-        }
+        let staged = (o.pack && !running).then(|| stage(f));
+        (before, running, staged)
     };
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(logs.len())
         .max(1);
-    let mut done: Vec<(usize, Packed)> = std::thread::scope(|s| {
+    let mut done: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| {
@@ -411,7 +401,47 @@ fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
             .collect()
     });
     done.sort_by_key(|d| d.0);
-    done.into_iter().map(|d| d.1).collect()
+    let staged: Vec<_> = done
+        .iter_mut()
+        .filter_map(|(i, d)| match d.2.take() {
+            Some(Some(s)) => Some((*i, s)),
+            _ => None,
+        })
+        .collect();
+    let (which, staged): (Vec<usize>, Vec<_>) = staged.into_iter().unzip();
+    let mut committed: std::collections::HashMap<usize, _> = which
+        .into_iter()
+        .zip(memtrace_analyzer::pack::commit_all(staged))
+        .collect();
+    done.into_iter()
+        .map(|(i, (before, running, _))| {
+            let f = &logs[i];
+            let line = if !o.pack {
+                String::new()
+            } else if running {
+                " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
+            } else {
+                match committed.remove(&i) {
+                    Some(Ok(s)) => format!(" (packed: {})", super::pack::summary(&s)),
+                    Some(Err(e)) => {
+                        eprintln!(
+                            "memtrace: warning: cannot pack {}: {e}; the raw log is kept",
+                            f.path.display()
+                        );
+                        String::new()
+                    }
+                    None => String::new(), // staging failed: said by `stage`
+                }
+            };
+            let after = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+            Packed {
+                before,
+                after,
+                running,
+                line,
+            }
+        })
+        .collect()
 }
 
 /// The one line that says where a run's logs went (more than one log).
@@ -438,9 +468,9 @@ fn tree_line(logs: &[Found], packed: bool, raw_bytes: u64, packed_bytes: u64) ->
     )
 }
 
-/// Packs the log `f` in place: what to add to the line that names it (empty
-/// if it stays raw, with a warning).
-fn pack(f: &Found) -> String {
+/// Packs the log `f` beside itself, to be put in place by `pack_all`;
+/// `None`, with a warning, if it stays raw.
+fn stage(f: &Found) -> Option<memtrace_analyzer::pack::Staged> {
     let size = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
     if size >= 64 << 20 {
         eprintln!(
@@ -449,11 +479,14 @@ fn pack(f: &Found) -> String {
             memtrace_analyzer::units::human(size)
         );
     }
-    match super::pack::pack_one(&f.path) {
-        Ok(line) => format!(" (packed: {line})"),
+    match memtrace_analyzer::pack::stage(&f.path, &f.path) {
+        Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("memtrace: warning: {e:#}; the raw log is kept");
-            String::new()
+            eprintln!(
+                "memtrace: warning: cannot pack {}: {e}; the raw log is kept",
+                f.path.display()
+            );
+            None
         }
     }
 }

@@ -5,6 +5,9 @@
 //! (the raw log and its merge) and `crate::error`.
 
 mod encoder;
+mod staged;
+
+pub use staged::{Staged, commit_all};
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -57,9 +60,15 @@ pub(crate) fn write_block(cols: &[Vec<u8>; NCOL], out: &mut impl Write) -> std::
     Ok(n)
 }
 
-/// Packs the raw log `src` into `dst` (written whole, then renamed over
-/// `dst`: a failure leaves `dst` untouched).
+/// Packs the raw log `src` into `dst` (written whole, synced, then renamed
+/// over `dst`: a failure leaves `dst` untouched).
 pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
+    stage(src, dst)?.commit()
+}
+
+/// Packs the raw log `src` into a temporary file beside `dst`, to be put in
+/// its place by [`Staged::commit`] or, with others, [`commit_all`].
+pub fn stage(src: &Path, dst: &Path) -> Result<Staged> {
     let log = Log::open(src)?;
     if log.is_packed() {
         return Err(Error::Pack {
@@ -81,22 +90,21 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
     };
     let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
     // A log truncated under the packer would be packed from zeros.
-    let result = log.checked(pack(&log, &mut file)).and_then(|mut s| {
-        file.sync_all().map_err(|source| Error::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        std::fs::rename(&tmp, dst).map_err(|source| Error::Io {
-            path: dst.to_owned(),
-            source,
-        })?;
-        s.raw_bytes = log.bytes().len() as u64;
-        Ok(s)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match log.checked(pack(&log, &mut file)) {
+        Ok(mut stats) => {
+            stats.raw_bytes = log.bytes().len() as u64;
+            Ok(Staged {
+                tmp,
+                dst: dst.to_owned(),
+                stats,
+                done: false,
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 /// Packs `log` into `out`.
