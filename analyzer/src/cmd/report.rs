@@ -1,7 +1,7 @@
 //! `memtrace report [--format text|json] [--top N] [--html FILE] [--since SNAPSHOT]
 //! [--older-than DURATION] [--from TIME] [--to TIME] [--histogram] [--filter
-//! PATTERN] [--by function] LOG`: prints the report on stdout, warnings on stderr. A closed stdout
-//! (`| head`) is not an error. Given a run's directory or several logs, it
+//! PATTERN] [--by function] LOG`: prints the report on stdout, warnings on
+//! stderr. A closed stdout (`| head`) is not an error. Given a run's directory or several logs, it
 //! prints the tree of their processes and the totals instead
 //! (`memtrace_analyzer::render::tree`), or with `--pid PID` the reports of
 //! that process's logs.
