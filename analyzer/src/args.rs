@@ -439,6 +439,19 @@ pub struct ReportArgs {
     /// or at its snapshot (`30s`, `5m`, `1h`, `250ms`; plain numbers are seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Option<u64>,
+    /// A time window, its start: list only the heap blocks allocated at or
+    /// after TIME (since the process started: `1.5s`, `250ms`, `2` seconds,
+    /// or `40%` of the run) and still live at the window's end (--to, else
+    /// the end of the log), and count what was allocated in it. Default:
+    /// the start.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "older_than"])]
+    pub from: Option<String>,
+    /// A time window, its end (as --from; past the end of the log: the
+    /// end). Ending before exit, the blocks live then are not classified
+    /// by reachability: the exit scan's kinds are those of the blocks left
+    /// at exit.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["since", "older_than"])]
+    pub to: Option<String>,
     /// For a fork child's log: look for its parent's log (and its ancestors')
     /// among these first, before the log's own directory (repeatable).
     #[arg(long, value_name = "LOG")]

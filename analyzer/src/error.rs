@@ -58,6 +58,9 @@ pub enum Error {
     /// A snapshot given to compare with does not fit (`--since`).
     #[error("{}: {why}", path.display())]
     Since { path: PathBuf, why: String },
+    /// The time window asked for does not fit the log (`--from`, `--to`).
+    #[error("{0}")]
+    Window(String),
 }
 
 /// The library's result type.

@@ -1,7 +1,7 @@
 //! `memtrace report [--format text|json] [--top N] [--html FILE] [--since SNAPSHOT]
-//! [--older-than DURATION] [--histogram] [--filter PATTERN] [--by function]
-//! LOG`: prints the report on stdout, warnings on stderr. A closed stdout
-//! (`| head`) is not an error. Given a run's directory or several logs, it
+//! [--older-than DURATION] [--from TIME] [--to TIME] [--histogram] [--filter
+//! PATTERN] [--by function] LOG`: prints the report on stdout, warnings on
+//! stderr. A closed stdout (`| head`) is not an error. Given a run's directory or several logs, it
 //! prints the tree of their processes and the totals instead
 //! (`memtrace_analyzer::render::tree`), or with `--pid PID` the reports of
 //! that process's logs.
@@ -13,7 +13,9 @@
 //!
 //! `--since` and `--older-than` narrow the leaks to the blocks allocated
 //! after an earlier snapshot of the same process, or alive for at least
-//! DURATION at the end of LOG (`memtrace_analyzer::report::LiveFilter`).
+//! DURATION at the end of LOG (`memtrace_analyzer::report::LiveFilter`);
+//! `--from` and `--to` to the blocks allocated in a time window and live at
+//! its end (`memtrace_analyzer::report::window`).
 //!
 //! `--html FILE` writes the report as one self-contained HTML page instead
 //! (`memtrace_analyzer::render::html`), and prints nothing on stdout (unless
@@ -95,6 +97,9 @@ fn tree(a: &ReportArgs) -> anyhow::Result<u8> {
     if a.html.is_some() {
         anyhow::bail!("--html takes one log (or --pid with a run's directory)");
     }
+    if a.from.is_some() || a.to.is_some() {
+        anyhow::bail!("--from and --to take one log (or --pid with a run's directory)");
+    }
     let mut reports = Vec::with_capacity(logs.len());
     let mut status = crate::exit::OK;
     for l in &logs {
@@ -143,6 +148,7 @@ fn one_log(a: &ReportArgs, log: &Path) -> anyhow::Result<u8> {
             None => None,
         },
         older_than: a.older_than,
+        window: window(a)?,
         peers: a.parent_log.clone(),
         questions: memtrace_analyzer::report::questions::Asked {
             histogram: a.histogram,
@@ -184,6 +190,20 @@ fn one_log(a: &ReportArgs, log: &Path) -> anyhow::Result<u8> {
         return Ok(EXIT_TRUNCATED);
     }
     Ok(crate::exit::OK)
+}
+
+/// The time window of `--from` and `--to`, parsed.
+fn window(a: &ReportArgs) -> anyhow::Result<memtrace_analyzer::report::window::Asked> {
+    use memtrace_analyzer::report::window::Moment;
+    let parse = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| Moment::parse(s).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .transpose()
+    };
+    Ok(memtrace_analyzer::report::window::Asked {
+        from: parse("--from", &a.from)?,
+        to: parse("--to", &a.to)?,
+    })
 }
 
 /// Writes the HTML page to `path` whole (it is made in memory first), or to

@@ -284,6 +284,31 @@ struct JSummary<'a> {
     inherited_blocks: u64,
     inherited_bytes: u64,
     inherited: Option<JInherited<'a>>,
+    /// `--from`/`--to`: the time window (absent without them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<JWindow>,
+}
+
+/// The time window: bounds and the end of the log in ns since the start;
+/// what was allocated in it, its peak, the heap live at its end.
+#[derive(Serialize)]
+struct JWindow {
+    from_ns: u64,
+    to_ns: u64,
+    end_ns: u64,
+    /// Whether `leak_kinds` applies: false when the window ends before the end.
+    classified: bool,
+    allocations: u64,
+    frees: u64,
+    bytes_allocated: u64,
+    peak_heap_bytes: u64,
+    peak_heap_time_ms: f64,
+    /// Every heap block live at `to_ns`, whenever allocated.
+    live_bytes: u64,
+    live_blocks: u64,
+    /// The heap in use at the end of the log, every block.
+    end_bytes: u64,
+    end_blocks: u64,
 }
 
 /// Cut stacks by why the unwinder stopped.
@@ -593,6 +618,21 @@ fn summary(s: &Summary) -> JSummary<'_> {
             bytes: s.inherited_bytes,
             mmap_regions: i.mmap_regions,
             mmap_bytes: i.mmap_bytes,
+        }),
+        window: s.window.as_ref().map(|w| JWindow {
+            from_ns: w.from_ns,
+            to_ns: w.to_ns,
+            end_ns: w.end_ns,
+            classified: !w.before_end(),
+            allocations: w.allocations,
+            frees: w.frees,
+            bytes_allocated: w.bytes_allocated,
+            peak_heap_bytes: w.peak_heap_bytes,
+            peak_heap_time_ms: w.peak_heap_time_ms,
+            live_bytes: w.live_bytes,
+            live_blocks: w.live_blocks,
+            end_bytes: w.end_bytes,
+            end_blocks: w.end_blocks,
         }),
     }
 }

@@ -18,7 +18,7 @@ use super::questions::{self, Tally};
 use super::stacks::{self, Stacks};
 use super::{
     BrkSite, DEFAULT_PEAK_TOP, Ended, Heurs, InheritedFrom, KernelReport, Options, PROGRESS_EVERY,
-    Process, Report, Site, Stage, Summary, TimePoint, leak_kinds, live, ms_since,
+    Process, Report, Site, Stage, Summary, TimePoint, leak_kinds, live, ms_since, window,
 };
 
 /// Reads, replays and symbolizes the log at `path`.
@@ -53,10 +53,16 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let ended = ended(log, &header);
     let end = end_time(&header, &cat);
     live::check_taken_before(opts, path, end)?;
-    // Narrow the leaks to the blocks born after `since` and old enough.
+    // Narrow the leaks to the blocks born after `since` and old enough, or
+    // to the time window's blocks live at its end.
     let narrowed = live::narrow(&mut out, opts, end);
+    let seed = inherited.as_ref().map(|i| &i.seed);
+    let window = in_window(log, &index, &header, seed, opts, end, &mut out, &aliases)?;
     let process = process(&header, &cat, ended, end);
     let mut summary = summary(&header, &index, &cat, &out, ended, inherited.as_ref());
+    // The kinds found at the end are not those of blocks live before it.
+    let classified = !window.as_ref().is_some_and(window::Window::before_end);
+    summary.window = window;
 
     let entries = stacks::entries(&out);
     let maps = (&out.first_use, &out.leak_funcs);
@@ -72,10 +78,11 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         temporary: &mut out.temporary,
         brk: &mut out.brk,
     };
-    let (questions, mut kept) = questions::answer(&opts.questions, &mut stacks, lists, tally, top);
+    let (questions, kept) = questions::answer(&opts.questions, &mut stacks, lists, tally, top);
     let mut heap_leaks = stacks.sites(&out.heap_leaks, all);
     // Reachability, when the scan at exit classified the live blocks.
-    if let Some((total, heur_total)) = leak_kinds::classify(&cat, &out, &mut heap_leaks) {
+    let kinds = classified.then(|| leak_kinds::classify(&cat, &out, &mut heap_leaks));
+    if let Some((total, heur_total)) = kinds.flatten() {
         summary.leak_kinds = Some(total);
         summary.leak_heuristics = heur_total;
     }
@@ -83,17 +90,7 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let peak = stacks.sites(&out.peak, top);
     let allocated = stacks.sites(&out.allocated, top);
     let temporary = stacks.sites(&out.temporary, top);
-    let mapped_then = match &cat.kernel.maps_at_peak {
-        Some((t, _)) => {
-            let v = replay::mapped_at(log, &index, replay::Config::of(&header), *t)?;
-            let mut v = replay::merge_sorted(v, &aliases);
-            if let Some(k) = kept.as_mut() {
-                v.retain(|t| k.keeps(&mut stacks, t.stack));
-            }
-            stacks.sites(&v, top)
-        }
-        None => Vec::new(),
-    };
+    let mapped_then = mapped_then(log, &index, &header, &cat, &aliases, &mut stacks, kept, top)?;
     let start = header.start_mono_ns;
     let mut live_filter =
         narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
@@ -141,6 +138,66 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         warnings,
         questions,
     })
+}
+
+/// The program's own mappings, by stack, when the mappings' RSS was highest
+/// (none when `memtrace run` did not sample them); under `--filter`, only
+/// the stacks `kept`.
+#[allow(clippy::too_many_arguments)]
+fn mapped_then(
+    log: &Log,
+    index: &Index,
+    header: &Header<'_>,
+    cat: &Catalog,
+    aliases: &FastMap<u32, u32>,
+    stacks: &mut Stacks<'_>,
+    mut kept: Option<questions::Kept<'_>>,
+    top: usize,
+) -> Result<Vec<Site>> {
+    let Some((t, _)) = &cat.kernel.maps_at_peak else {
+        return Ok(Vec::new());
+    };
+    let v = replay::mapped_at(log, index, replay::Config::of(header), *t)?;
+    let mut v = replay::merge_sorted(v, aliases);
+    if let Some(k) = kept.as_mut() {
+        v.retain(|t| k.keeps(stacks, t.stack));
+    }
+    Ok(stacks.sites(&v, top))
+}
+
+/// With `--from`/`--to`: narrows `out`'s heap leaks to the window's blocks
+/// live at its end, replaying the log once more up to it (`seed`: a fork
+/// child's inheritance, as the main pass had it); `end`: the log's end.
+#[allow(clippy::too_many_arguments)]
+fn in_window(
+    log: &Log,
+    index: &Index,
+    header: &Header<'_>,
+    seed: Option<&replay::Seed>,
+    opts: &Options,
+    end: u64,
+    out: &mut Outcome,
+    aliases: &FastMap<u32, u32>,
+) -> Result<Option<window::Window>> {
+    if !opts.window.any() {
+        return Ok(None);
+    }
+    if opts.since.is_some() || opts.older_than.is_some() {
+        return Err(crate::Error::Window(
+            "--from and --to do not combine with --since or --older-than".into(),
+        ));
+    }
+    let start = header.start_mono_ns;
+    let duration = end.saturating_sub(start);
+    let (from, to) = window::bounds(&opts.window, duration)?;
+    let src = window::Source {
+        log,
+        index,
+        cfg: replay::Config::of(header),
+        seed,
+        start,
+    };
+    window::narrow(&src, (from, to, duration), out, aliases).map(Some)
 }
 
 /// A fork child starts with what its parent had live at the fork: that
@@ -371,6 +428,7 @@ fn summary(
             mmap_bytes: i.mmap_bytes(),
         }),
         leak_heuristics: Heurs::default(),
+        window: None,
     }
 }
 

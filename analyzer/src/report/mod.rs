@@ -8,7 +8,8 @@
 //! This module owns the report's model; `analyze` the pass that fills it
 //! in, step by step; `live` the narrowing of the leaks (`--since`,
 //! `--older-than`); `leak_kinds` the reachability tallies and their words;
-//! `stacks` the symbolizing of the stacks the lists report; `questions`
+//! `stacks` the symbolizing of the stacks the lists report; `window` the
+//! time window (`--from`, `--to`); `questions`
 //! heaptrack_print's questions (the size histogram, `--filter`, `--by
 //! function`).
 //! It uses the analysis passes, the log reader and the symbolizer.
@@ -26,6 +27,7 @@ mod leak_kinds;
 mod live;
 pub mod questions;
 mod stacks;
+pub mod window;
 
 pub use analyze::{analyze, analyze_bytes, analyze_log};
 pub use leak_kinds::{Heurs, add_heurs, heurs_present, kinds_present, kinds_text, kinds_text_via};
@@ -54,6 +56,9 @@ pub struct Options {
     /// heaptrack_print's questions to answer: the size histogram, a filter
     /// on the stacks, the lists by function ([`questions`]).
     pub questions: questions::Asked,
+    /// A time window (`--from`, `--to`): the leaks listed are the blocks
+    /// allocated in it and still live at its end ([`window`]).
+    pub window: window::Asked,
 }
 
 /// A stage of the analysis, for progress reports.
@@ -226,6 +231,10 @@ pub struct Summary {
     /// Of the still reachable ones, those a leak heuristic saved, by
     /// heuristic (order of `reach::Heuristic::ALL`).
     pub leak_heuristics: Heurs,
+    /// With `--from`/`--to`: the window, and what happened in it. The
+    /// leaked heap figures above are then the window's blocks live at its
+    /// end, and `leak_kinds` is `None` when the window ends before the end.
+    pub window: Option<window::Window>,
 }
 
 /// The parent's log a fork child's inheritance was read from.

@@ -231,3 +231,95 @@ fn fuzz_corpus_and_artifacts() {
     }
     assert!(n > 0, "no corpus in {}", fuzz.display());
 }
+
+/// `--from`/`--to`: the window is `[from, to)` — a block allocated at `from`
+/// counts, one allocated at `to` does not, a free at `to` has not happened
+/// yet — and the exit's kinds apply only to a window reaching the end.
+#[test]
+fn window_bounds_and_kinds() {
+    use crate::report::window::{Asked, Moment};
+    use memtrace_format::{encode, kernel::*};
+    const MS: u64 = 1_000_000;
+    let mut c = LogBuilder::chunk(T0);
+    c.stack(1, &[0x1234])
+        .stack(2, &[0x5678])
+        .alloc(T0 + MS, 0x1000, 10, 1) // before the window
+        .alloc(T0 + 2 * MS, 0x2000, 20, 2) // at `from`
+        .alloc(T0 + 3 * MS, 0x3000, 30, 2) // freed in the window
+        .free(T0 + 4 * MS, 0x3000)
+        .free(T0 + 5 * MS, 0x2000) // at `to`: not yet
+        .alloc(T0 + 5 * MS, 0x5000, 50, 1); // at `to`: not in it
+    // Both still reachable at exit (addresses delta-encoded: 0x1000, 0x5000).
+    c.put(|b| encode::kernel(b, 0, KIND_REACH, &[REACH_REACHABLE, 0x1000, 0x4000]));
+    let mut b = LogBuilder::new();
+    b.push(0, &c).ended(T0 + 10 * MS);
+    let at = |ms: u64| Some(Moment::Since(ms * MS));
+    let with = |from, to| {
+        let window = Asked { from, to };
+        analyze_bytes(
+            &b.bytes,
+            &Options {
+                window,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let r = with(at(2), at(5));
+    let w = r.summary.window.clone().unwrap();
+    assert_eq!((w.from_ns, w.to_ns, w.end_ns), (2 * MS, 5 * MS, 10 * MS));
+    assert!(w.before_end());
+    assert_eq!((w.allocations, w.frees, w.bytes_allocated), (2, 1, 50));
+    assert_eq!((w.peak_heap_bytes, w.peak_heap_time_ms), (60, 3.0));
+    assert_eq!((w.live_bytes, w.live_blocks), (30, 2));
+    assert_eq!((w.end_bytes, w.end_blocks), (60, 2));
+    assert_eq!(
+        (r.summary.leaked_heap_bytes, r.summary.leaked_heap_blocks),
+        (20, 1)
+    );
+    assert_eq!(r.summary.leak_kinds, None);
+    assert_eq!(r.heap_leaks.len(), 1);
+    assert_eq!((r.heap_leaks[0].bytes, r.heap_leaks[0].kinds), (20, None));
+    // The rest of the summary stays the whole run's.
+    assert_eq!(r.summary.allocations, 4);
+
+    // To the end (a `--to` past it is the end): the exit's kinds apply.
+    for to in [None, at(60)] {
+        let r = with(at(2), to);
+        let w = r.summary.window.clone().unwrap();
+        assert_eq!((w.to_ns, w.before_end()), (10 * MS, false));
+        assert_eq!(
+            (r.summary.leaked_heap_bytes, r.summary.leaked_heap_blocks),
+            (50, 1)
+        );
+        assert_eq!(
+            r.summary.leak_kinds,
+            Some([(0, 0), (0, 0), (0, 0), (50, 1)])
+        );
+        assert_eq!(
+            r.heap_leaks[0].kinds,
+            Some([(0, 0), (0, 0), (0, 0), (50, 1)])
+        );
+    }
+    // Half of the run: the first 5 ms.
+    let r = with(None, Some(Moment::Percent(50.0)));
+    let w = r.summary.window.clone().unwrap();
+    assert_eq!((w.from_ns, w.to_ns), (0, 5 * MS));
+    assert_eq!(
+        (r.summary.leaked_heap_bytes, r.summary.leaked_heap_blocks),
+        (30, 2)
+    );
+    // Refused: `--from` after `--to`, and past the end.
+    for (from, to) in [(at(4), at(3)), (at(11), None)] {
+        let window = Asked { from, to };
+        let e = analyze_bytes(
+            &b.bytes,
+            &Options {
+                window,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, crate::Error::Window(_)), "{e}");
+    }
+}

@@ -45,6 +45,7 @@
 //! - `unsymbolized`: a frame without a symbol is `module+0xoffset`, checked with addr2line
 //! - `unwind`: every stack against libgcc's unwinder (MEMTRACE_VERIFY_UNWIND); a bypassing malloc
 //! - `tree`: `memtrace report DIR`, the processes of a run at once, and `--pid`
+//! - `window`: `memtrace report --from T --to T`, a time window: its blocks live at its end, its allocations and peak; kinds only when it reaches exit
 //! - `torture`: 8x1M mixed ops, 10,000 threads, fork/vfork/spawn, signals, longjmp, exceptions, dlopen x1000, abrupt ends, a full tmpfs
 
 mod util;
@@ -90,3 +91,4 @@ mod torture;
 mod tree;
 mod unsymbolized;
 mod unwind;
+mod window;

@@ -191,6 +191,10 @@ fn leaks(h: &mut String, r: &Report, rows: usize) -> Fmt {
     h.push_str("<section id=\"leaks\">\n<h2>Leaks</h2>\n");
     if r.questions.filter.is_some() && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
         h.push_str("<p class=\"good\">No leaks through the filter.</p>\n");
+    } else if s.window.is_some() && s.leaked_heap_blocks == 0 {
+        h.push_str(
+            "<p class=\"good\">No heap block allocated in the window is live at its end.</p>\n",
+        );
     } else if s.leaked_heap_bytes == 0 && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
         h.push_str(
             "<p class=\"good\">No leaks: all heap blocks were freed and all mappings unmapped.</p>\n",
@@ -202,7 +206,11 @@ fn leaks(h: &mut String, r: &Report, rows: usize) -> Fmt {
     if !r.heap_leaks.is_empty() {
         writeln!(
             h,
-            "<h3>Heap: {} in {} from {}</h3>",
+            "<h3>Heap{}: {} in {} from {}</h3>",
+            match &s.window {
+                Some(_) => ", allocated in the window and live at its end",
+                None => "",
+            },
             plural(s.leaked_heap_bytes, "byte", "bytes"),
             plural(s.leaked_heap_blocks, "block", "blocks"),
             plural(r.heap_leak_stacks, "stack", "stacks")

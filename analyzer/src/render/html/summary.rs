@@ -90,6 +90,12 @@ fn heap_rows(r: &Report, rows: &mut Rows) {
             plural(s.bytes_allocated, "byte", "bytes")
         ),
     );
+    let (at_end, all) = s
+        .window
+        .as_ref()
+        .map_or((s.leaked_heap_bytes, s.leaked_heap_blocks), |w| {
+            (w.end_bytes, w.end_blocks)
+        });
     row(
         if r.process.ended == crate::report::Ended::Snapshot {
             "In use at the snapshot"
@@ -98,11 +104,23 @@ fn heap_rows(r: &Report, rows: &mut Rows) {
         },
         format!(
             "{} in {}",
-            plural(s.leaked_heap_bytes, "byte", "bytes"),
-            plural(s.leaked_heap_blocks, "block", "blocks")
+            plural(at_end, "byte", "bytes"),
+            plural(all, "block", "blocks")
         ),
     );
+    if let Some(w) = &s.window {
+        window_rows(r, w, &mut row);
+    }
     match &s.leak_kinds {
+        None if s.window.as_ref().is_some_and(|w| w.before_end()) && s.leaked_heap_blocks > 0 => {
+            row(
+                "Leak kinds",
+                format!(
+                    "<span class=\"muted\">not classified by reachability: {}</span>",
+                    escape(crate::render::text::unclassified(r))
+                ),
+            )
+        }
         Some(k) if *k != [(0, 0); 4] => row("Leak kinds", kinds_cell(k, &s.leak_heuristics)),
         Some(_) => {}
         None if s.leaked_heap_blocks > 0 => row(
@@ -148,6 +166,38 @@ fn heap_rows(r: &Report, rows: &mut Rows) {
             ),
         );
     }
+}
+
+/// The time window (`--from`, `--to`): its bounds, what was allocated in
+/// it and its peak, the heap live at its end and the blocks of the window.
+fn window_rows(
+    r: &Report,
+    w: &crate::report::window::Window,
+    row: &mut impl FnMut(&'static str, String),
+) {
+    let s = &r.summary;
+    row("Window", escape(&crate::render::text::window_bounds(w)));
+    row(
+        "In the window",
+        format!(
+            "{}, {}, {} allocated; peak {} at {:.3} ms",
+            plural(w.allocations, "alloc", "allocs"),
+            plural(w.frees, "free", "frees"),
+            plural(w.bytes_allocated, "byte", "bytes"),
+            plural(w.peak_heap_bytes, "byte", "bytes"),
+            w.peak_heap_time_ms
+        ),
+    );
+    row(
+        "Live at the window's end",
+        format!(
+            "{} in {}; allocated in the window: {} in {}",
+            plural(w.live_bytes, "byte", "bytes"),
+            plural(w.live_blocks, "block", "blocks"),
+            plural(s.leaked_heap_bytes, "byte", "bytes"),
+            plural(s.leaked_heap_blocks, "block", "blocks")
+        ),
+    );
 }
 
 /// mmap, brk, the kernel's peak and the log.

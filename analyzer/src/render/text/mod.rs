@@ -18,6 +18,9 @@ use crate::units::{plural, signed, thousands};
 
 mod kernel;
 mod questions;
+mod window;
+
+pub use window::{bounds as window_bounds, unclassified};
 
 fn frame(out: &mut dyn Write, i: usize, f: &Frame) -> io::Result<()> {
     write!(out, "    #{i} ")?;
@@ -287,7 +290,7 @@ fn filter(out: &mut dyn Write, r: &Report, f: &crate::report::LiveFilter) -> io:
 
 /// The leaked bytes and blocks by reachability kind, when classified; else
 /// why not, when the scan said.
-fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()> {
+pub(super) fn leak_kinds(out: &mut dyn Write, s: &crate::report::Summary) -> io::Result<()> {
     if s.leak_kinds.is_none()
         && let Some(why) = s.scan.as_ref().and_then(|d| d.failure())
     {
@@ -461,9 +464,10 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         plural(s.bytes_allocated, "byte", "bytes")
     )?;
     let snapshot = p.ended == crate::report::Ended::Snapshot;
-    let (at_end, all) = match &r.live_filter {
-        Some(f) => (f.all_bytes, f.all_blocks),
-        None => (s.leaked_heap_bytes, s.leaked_heap_blocks),
+    let (at_end, all) = match (&r.live_filter, &s.window) {
+        (Some(f), _) => (f.all_bytes, f.all_blocks),
+        (None, Some(w)) => (w.end_bytes, w.end_blocks),
+        (None, None) => (s.leaked_heap_bytes, s.leaked_heap_blocks),
     };
     writeln!(
         out,
@@ -472,9 +476,12 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         plural(at_end, "byte", "bytes"),
         plural(all, "block", "blocks")
     )?;
-    // Narrowed, the kinds are those of the blocks listed (in `filter`).
-    if r.live_filter.is_none() {
-        leak_kinds(out, s)?;
+    // Narrowed, the kinds are those of the blocks listed (in `filter`, or
+    // in the window's lines).
+    match &s.window {
+        Some(w) => window::window(out, r, w)?,
+        None if r.live_filter.is_none() => leak_kinds(out, s)?,
+        None => {}
     }
     writeln!(
         out,
@@ -531,6 +538,8 @@ fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
             out,
             "{}: {} in {} from {}{}",
             match (&r.live_filter, snapshot) {
+                _ if r.summary.window.is_some() =>
+                    "HEAP BLOCKS ALLOCATED IN THE WINDOW, LIVE AT ITS END",
                 (Some(_), _) => "HEAP LEAKS LISTED",
                 (None, true) => "LIVE HEAP AT THE SNAPSHOT",
                 (None, false) => "HEAP LEAKS",
@@ -558,6 +567,11 @@ fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         writeln!(out)?;
         if r.questions.filter.is_some() {
             writeln!(out, "No leaks through the filter.")?;
+        } else if r.summary.window.is_some() {
+            writeln!(
+                out,
+                "No heap block allocated in the window is live at its end."
+            )?;
         } else {
             writeln!(
                 out,
