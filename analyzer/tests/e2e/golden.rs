@@ -37,7 +37,8 @@ fn normalize(text: &str, dir: &Path) -> String {
     out
 }
 
-/// One line's pids (`pid 123`, `parent 123`, `.123.mtr`, `"pid": 123`), times (`1.5 ms`,
+/// One line's pids (`pid 123`, `parent 123`, `.123.mtr`, `memtrace.gate.123/`,
+/// `"pid": 123`), times (`1.5 ms`,
 /// `0.038 s`, `time="0.038"`) and addresses (`0x55...`) as placeholders.
 fn normalize_line(line: &str) -> String {
     let b = line.as_bytes();
@@ -76,7 +77,12 @@ fn normalize_line(line: &str) -> String {
                 || before.ends_with("\"pid\": ")
                 || before.ends_with("\"ppid\": ")
                 || (before.ends_with('.') && after.starts_with(".mtr"))
-                || (before.ends_with('.') && after.starts_with(".snap"));
+                || (before.ends_with('.') && after.starts_with(".snap"))
+                || (after.starts_with('/')
+                    && before
+                        .rsplit(['/', ' '])
+                        .next()
+                        .is_some_and(|w| w.starts_with("memtrace.") && w.ends_with('.')));
             if before.ends_with("memtrace-check.") {
                 // check's scratch directory: memtrace-check.PID.RANDOM (hex).
                 let mut k = j;
@@ -288,6 +294,10 @@ fn normalizer() {
     assert_eq!(
         normalize_line("pid 4242, parent 17, log memtrace.gate.4242.mtr"),
         "pid <pid>, parent <pid>, log memtrace.gate.<pid>.mtr"
+    );
+    assert_eq!(
+        normalize_line("in memtrace.gate.4242/ and /d/memtrace.gate.4242/gate.4242.mtr"),
+        "in memtrace.gate.<pid>/ and /d/memtrace.gate.<pid>/gate.<pid>.mtr"
     );
     assert_eq!(
         normalize_line("ended: exit(), exit status 0, after 38.399 ms"),
