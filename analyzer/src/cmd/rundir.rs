@@ -301,7 +301,12 @@ mod tests {
         assert_eq!(dir.path, cwd.path().join(&dir.shown));
         let mut first = planted.into_os_string();
         first.push(pid.to_string());
-        assert!(std::fs::symlink_metadata(&first).unwrap().file_type().is_symlink());
+        assert!(
+            std::fs::symlink_metadata(&first)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         let meta = std::fs::symlink_metadata(&dir.path).unwrap();
         assert!(meta.is_dir());
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);

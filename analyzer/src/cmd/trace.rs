@@ -10,6 +10,9 @@
 //!    copy). It is prepended to `LD_PRELOAD` (existing
 //!    entries kept); `MEMTRACE_OUTPUT` gets the pattern made absolute, so a
 //!    child that changes directory still writes where the user asked.
+//!    Without a pattern, the logs go into a run directory of their own,
+//!    `memtrace.<exe>.<pid>/` in the current directory, which the command's
+//!    child makes between fork and exec ([`super::rundir`]).
 //! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
 //!    (`kill`) are forwarded to the command. Signals from the terminal are
 //!    not: the command is in the same process group and already got them.
@@ -158,60 +161,14 @@ pub fn exit_code(status: std::process::ExitStatus) -> u8 {
 pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let lib = super::preload::library()?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    // A bad `-o` pattern is said before anything runs.
-    let asked = o.output.map(|out| Pattern::parse(out, &cwd)).transpose()?;
-    let (prog, args) = o.command.split_first().context("no command given")?;
-    let env = environment(o, &lib);
-    let mut cmd = Command::new(prog);
-    cmd.args(args);
-    let pending = match (&asked, o.output) {
-        (Some(pat), Some(out)) => {
-            // The preload creates the log but not its directory.
-            std::fs::create_dir_all(&pat.dir).with_context(|| {
-                format!("cannot create the log directory {}", pat.dir.display())
-            })?;
-            cmd.envs(env.iter().map(|(k, v)| (k, v)))
-                .env("MEMTRACE_OUTPUT", cwd.join(out));
-            None
-        }
-        _ => Some(super::rundir::arm(&mut cmd, prog, &cwd, &env)?),
-    };
-    if o.snapshot_signal != 0 {
-        // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
-        // which outlive the process that made them: memtrace is their subreaper.
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
-
-    install_forwarding();
-    let spawned = SystemTime::now();
-    let started = cmd.spawn();
-    drop(cmd); // closes the run directory's pipe here
-    let run_dir = pending.and_then(super::rundir::Pending::made);
-    let mut child = match started {
-        Ok(child) => child,
-        Err(e) => {
-            if let Some(d) = &run_dir {
-                let _ = std::fs::remove_dir(&d.path);
-            }
-            let why = if run_dir.is_none() && o.output.is_none() {
-                " or make its run directory in the current directory"
-            } else {
-                ""
-            };
-            return Err(e).with_context(|| format!("cannot run {}{why}", prog.to_string_lossy()));
-        }
-    };
-    let pat = match (asked, &run_dir) {
-        (Some(p), _) => p,
-        (None, Some(d)) => Pattern::parse(&d.pattern(), &cwd)?,
-        (None, None) => anyhow::bail!("the run directory was not made"),
-    };
-    let output = match (o.output, &run_dir) {
-        (Some(out), _) => cwd.join(out),
-        (None, Some(d)) => cwd.join(d.pattern()),
-        (None, None) => cwd.clone(),
-    };
+    let Started {
+        mut child,
+        spawned,
+        pat,
+        output,
+        run_dir,
+    } = start(o, &lib, &cwd)?;
+    let prog = &o.command[0];
     let pid = child.id();
     CHILD.store(pid as i32, Ordering::Relaxed);
     let sampler = o
@@ -258,6 +215,82 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         status,
         logs: logs.into_iter().map(|f| f.path).collect(),
         dir,
+    })
+}
+
+/// A command started (step 1): its child, when, the pattern of its logs (as
+/// the user would write it: `output`), its run directory if it has one.
+struct Started {
+    child: std::process::Child,
+    spawned: SystemTime,
+    pat: Pattern,
+    output: PathBuf,
+    run_dir: Option<super::rundir::RunDir>,
+}
+
+/// Starts the command of `o` under the preload `lib`, its logs going to `-o`
+/// or to a run directory of its own in `cwd` (`super::rundir`).
+fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
+    // A bad `-o` pattern is said before anything runs.
+    let asked = o.output.map(|out| Pattern::parse(out, cwd)).transpose()?;
+    let (prog, args) = o.command.split_first().context("no command given")?;
+    let env = environment(o, lib);
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    let pending = match (&asked, o.output) {
+        (Some(pat), Some(out)) => {
+            // The preload creates the log but not its directory.
+            std::fs::create_dir_all(&pat.dir).with_context(|| {
+                format!("cannot create the log directory {}", pat.dir.display())
+            })?;
+            cmd.envs(env.iter().map(|(k, v)| (k, v)))
+                .env("MEMTRACE_OUTPUT", cwd.join(out));
+            None
+        }
+        _ => Some(super::rundir::arm(&mut cmd, prog, cwd, &env)?),
+    };
+    if o.snapshot_signal != 0 {
+        // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
+        // which outlive the process that made them: memtrace is their subreaper.
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+
+    install_forwarding();
+    let spawned = SystemTime::now();
+    let started = cmd.spawn();
+    drop(cmd); // closes the run directory's pipe here
+    let run_dir = pending.and_then(super::rundir::Pending::made);
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(d) = &run_dir {
+                let _ = std::fs::remove_dir(&d.path);
+            }
+            let why = if run_dir.is_none() && o.output.is_none() {
+                " or make its run directory in the current directory"
+            } else {
+                ""
+            };
+            return Err(e).with_context(|| format!("cannot run {}{why}", prog.to_string_lossy()));
+        }
+    };
+    let pat = match (asked, &run_dir) {
+        (Some(p), _) => p,
+        (None, Some(d)) => Pattern::parse(&d.pattern(), cwd)?,
+        (None, None) => anyhow::bail!("the run directory was not made"),
+    };
+    let output = match (o.output, &run_dir) {
+        (Some(out), _) => cwd.join(out),
+        (None, Some(d)) => cwd.join(d.pattern()),
+        (None, None) => cwd.to_path_buf(),
+    };
+    Ok(Started {
+        child,
+        spawned,
+        pat,
+        output,
+        run_dir,
     })
 }
 
@@ -391,7 +424,10 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32, dir: Opt
     }
     if o.quiet || logs.is_empty() {
     } else if let Some(dir) = dir {
-        eprintln!("{}", run_dir_line(dir, logs, o.pack, raw_bytes, packed_bytes));
+        eprintln!(
+            "{}",
+            run_dir_line(dir, logs, o.pack, raw_bytes, packed_bytes)
+        );
     } else if !each {
         eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
     }

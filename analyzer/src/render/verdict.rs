@@ -209,8 +209,7 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let fails: Vec<&ProcessVerdict> = v.processes.iter().filter(failing).collect();
     let crowd = fails.len() > crowd::FAILS_LISTED;
     for p in &v.processes {
-        if (grouped && quiet_exec(&p)) || (oks_grouped && quiet_ok(&p)) || (crowd && failing(&p))
-        {
+        if (grouped && quiet_exec(&p)) || (oks_grouped && quiet_ok(&p)) || (crowd && failing(&p)) {
             continue;
         }
         s.push_str(&process_block(p, top));

@@ -44,9 +44,7 @@ fn run_exits_with_target_status_and_names_log() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
         lines[0].starts_with("memtrace: 1 log of 1 process in memtrace.exit3.")
-            && lines[0].ends_with(&format!(
-                " — memtrace report memtrace.exit3.{pid}/"
-            )),
+            && lines[0].ends_with(&format!(" — memtrace report memtrace.exit3.{pid}/")),
         "memtrace run names the run directory:\n{stderr}"
     );
     r.assert_ended("exit");

@@ -321,7 +321,10 @@ fn heaptrack_print_reads_a_fork_child() {
         peak: 88,
         leaked: 88,
     };
-    assert_eq!(own.allocations, r.figures.allocations, "the report's allocations");
+    assert_eq!(
+        own.allocations, r.figures.allocations,
+        "the report's allocations"
+    );
     assert_summary(&text, &own);
     assert_eq!(flame_figures(&file), own);
     assert_eq!(top_leak(&text), "child_leak");

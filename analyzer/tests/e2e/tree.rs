@@ -187,7 +187,8 @@ fn a_tree_run_writes_every_log_into_one_new_directory() {
 
     // The line's command reads the directory: the tree's three rows.
     let mut cmd = memtrace();
-    cmd.current_dir(cwd.path()).args(["report", &format!("{name}/")]);
+    cmd.current_dir(cwd.path())
+        .args(["report", &format!("{name}/")]);
     let out = output_with_timeout(&mut cmd, TIMEOUT);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -196,7 +197,11 @@ fn a_tree_run_writes_every_log_into_one_new_directory() {
     );
 
     run_tree_in(cwd.path());
-    assert_eq!(run_dirs_in(cwd.path()).len(), 2, "a second run, a second directory");
+    assert_eq!(
+        run_dirs_in(cwd.path()).len(),
+        2,
+        "a second run, a second directory"
+    );
 }
 
 // A single process's run directory reads as its log: `memtrace report DIR` prints
@@ -227,9 +232,15 @@ fn report_of_a_one_process_run_directory_is_its_log_report() {
         if opts.contains(&"json") {
             let v: serde_json::Value = serde_json::from_str(&text_l).unwrap();
             let d = &v["summary"]["leak_kinds"]["definite"];
-            assert_eq!((d["bytes"].as_u64(), d["count"].as_u64()), (Some(80), Some(2)));
+            assert_eq!(
+                (d["bytes"].as_u64(), d["count"].as_u64()),
+                (Some(80), Some(2))
+            );
         } else {
-            assert!(text_l.contains("80 bytes in 2 blocks"), "{opts:?}: {text_l}");
+            assert!(
+                text_l.contains("80 bytes in 2 blocks"),
+                "{opts:?}: {text_l}"
+            );
         }
         assert_eq!(text_d, text_l, "{opts:?}");
     }

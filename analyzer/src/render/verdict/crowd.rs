@@ -88,7 +88,11 @@ fn program_block(s: &mut String, name: &str, procs: &[&ProcessVerdict], stacks: 
         (b + p.counted_bytes, n + p.counted_blocks)
     });
     let who = match procs {
-        [one] => format!("pid {} {}", one.report.process.pid, super::process_title(one.report)),
+        [one] => format!(
+            "pid {} {}",
+            one.report.process.pid,
+            super::process_title(one.report)
+        ),
         _ => {
             let pids: Vec<String> = procs
                 .iter()

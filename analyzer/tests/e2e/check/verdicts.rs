@@ -184,7 +184,11 @@ fn keep_logs_keeps_a_passing_checks_logs_in_a_run_directory() {
     assert_eq!(logs.len(), 1, "{logs:?}");
     let pid = report(&logs[0]).process("pid").as_u64().unwrap();
     assert_eq!(name, format!("memtrace.gate.{pid}"));
-    assert_eq!(&std::fs::read(&logs[0]).unwrap()[..8], b"MEMTRPAK", "packed");
+    assert_eq!(
+        &std::fs::read(&logs[0]).unwrap()[..8],
+        b"MEMTRPAK",
+        "packed"
+    );
     let last = err.lines().last().unwrap_or_default();
     assert_eq!(
         last,
