@@ -39,7 +39,7 @@ LAYERS = [
     ["testlog"],
     # The binary: main.rs, args, progress, cmd/.
     ["exit", "progress", "args"],
-    ["cmd::logs", "cmd::pack", "cmd::preload"],
+    ["cmd::logs", "cmd::pack", "cmd::preload", "cmd::rundir"],
     ["cmd::snapshot"],
     ["cmd::trace"],
     ["cmd"],

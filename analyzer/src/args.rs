@@ -16,7 +16,8 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a command with libmemtrace.so preloaded; its log is written to PATTERN.
+    /// Run a command with libmemtrace.so preloaded; the logs of its processes
+    /// go into a new directory `memtrace.<exe>.<pid>/` (or to -o PATTERN).
     Run(RunArgs),
     /// Read a log and report leaks, peak usage and brk growth.
     Report(ReportArgs),
@@ -202,6 +203,11 @@ pub struct CheckArgs {
     /// check passes and kept (its path printed) when it fails.
     #[arg(short = 'o', long = "output", value_name = "PATTERN")]
     pub output: Option<String>,
+    /// Keep the checked command's logs, packed, whether the check passes or
+    /// fails, in a new directory `memtrace.<exe>.<pid>/` in the current
+    /// directory, as `memtrace run` does (for a CI job's artifacts).
+    #[arg(long, conflicts_with = "output")]
+    pub keep_logs: bool,
     /// Logs to check (instead of a command).
     #[arg(value_name = "LOG")]
     pub logs: Vec<PathBuf>,
@@ -338,16 +344,18 @@ pub struct PackArgs {
 /// `memtrace run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Log file name: %p is replaced by the pid, %e by the executable's name,
-    /// `.N` appended if the name is taken. Relative to the current directory.
+    /// Log file name of each process: %p is replaced by its pid, %e by its
+    /// executable's name, `.N` appended if the name is taken; relative to the
+    /// current directory. Default: every log of the run in a new directory
+    /// `memtrace.<exe>.<pid>/` (the command's name and pid, `.N` appended if
+    /// taken; mode 0700), which `memtrace report DIR` reads.
     #[arg(
         short = 'o',
         long = "output",
         value_name = "PATTERN",
-        env = "MEMTRACE_OUTPUT",
-        default_value = "memtrace.%e.%p.mtr"
+        env = "MEMTRACE_OUTPUT"
     )]
-    pub output: String,
+    pub output: Option<String>,
     /// Sampling mode, for production: record allocations by a Poisson process
     /// over bytes, one sample point per BYTES allocated on average (suffixes
     /// k, m, g; default 4k, as heapprofd); allocations of at least BYTES are always

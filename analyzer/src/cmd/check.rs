@@ -8,8 +8,12 @@
 //! 2. Suppression files and the baseline are read before anything runs, so
 //!    a mistake in them fails fast (status 2).
 //! 3. With a command: it runs as under `memtrace run` (forks and execs
-//!    followed), its logs going to `-o` or to a temporary directory that is
-//!    removed when the check passes. Otherwise the logs given are read.
+//!    followed), its logs going to `-o`, to a run directory of its own in the
+//!    current directory with `--keep-logs` (`super::rundir`), or else to a
+//!    temporary directory that is removed when the check passes and kept
+//!    when it fails, so that what failed can be read. Whenever the logs are
+//!    kept, one line names their directory and how to read it. Otherwise the
+//!    logs given are read.
 //! 4. Every log is analyzed and judged ([`memtrace_analyzer::gate`]); the
 //!    summary goes to stderr, `--json`, `--junit` and `--xml` files are written,
 //!    `--gen-suppressions` entries go to stderr or their own file.
@@ -405,17 +409,33 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<u8> {
     let status = exit_status(failed_logs, command_failed, &verdict, s.error_exitcode);
     tell(&verdict, a.top, command_failed, status)?;
     write_outputs(a, &verdict, inputs.command_status, status, generate)?;
-    if let Some(d) = inputs.temp_dir {
-        if verdict.passed() && status == 0 {
-            let _ = std::fs::remove_dir_all(&d);
-        } else {
-            eprintln!(
-                "memtrace check: the logs are kept in {} (`memtrace report` reads them)",
-                d.display()
-            );
-        }
+    let passed = verdict.passed() && status == 0;
+    if let Some(d) = &inputs.temp_dir
+        && passed
+    {
+        let _ = std::fs::remove_dir_all(d);
+    } else if let Some(d) = &inputs.dir {
+        eprintln!("{}", kept_line(d, inputs.logs.len(), &verdict));
     }
     Ok(status)
+}
+
+/// The one line that names the directory of the checked command's logs
+/// when they are kept, and how to read them: the tree, or one failing
+/// process's full report.
+fn kept_line(dir: &Path, logs: usize, verdict: &Verdict) -> String {
+    let dir = dir.display();
+    let logs = memtrace_analyzer::units::plural(logs as u64, "log", "logs");
+    let failing = verdict
+        .processes
+        .iter()
+        .find(|p| p.skipped.is_none() && !p.passed());
+    match failing.map(|p| p.report.process.pid) {
+        Some(pid) => format!(
+            "memtrace check: {logs} kept in {dir}/ — memtrace report {dir}/ (--pid {pid}: a failing process)"
+        ),
+        None => format!("memtrace check: {logs} kept in {dir}/ — memtrace report {dir}/"),
+    }
 }
 
 /// The suppression files of the settings, then the built-in ones unless turned off;
@@ -446,8 +466,10 @@ fn suppression_files(s: &Settings) -> anyhow::Result<Vec<SuppressionFile>> {
 /// The logs to judge, and the command's outcome when there is one (step 3).
 struct Inputs {
     logs: Vec<PathBuf>,
-    /// The temporary directory of the command's logs (no `-o`).
+    /// The temporary directory of the command's logs (no `-o`, no `--keep-logs`).
     temp_dir: Option<PathBuf>,
+    /// The directory of the command's logs, as the user would name it.
+    dir: Option<PathBuf>,
     /// The command's exit status; `None` for logs given.
     command_status: Option<std::process::ExitStatus>,
 }
@@ -459,24 +481,26 @@ fn inputs(a: &CheckArgs, s: &Settings) -> anyhow::Result<Option<Inputs>> {
         return Ok(Some(Inputs {
             logs: a.logs.clone(),
             temp_dir: None,
+            dir: None,
             command_status: None,
         }));
     }
     let mut temp_dir = None;
-    let (output, keep) = match &a.output {
-        Some(o) => (o.clone(), true),
+    let output = match &a.output {
+        Some(o) => Some(o.clone()),
+        None if a.keep_logs => None, // a run directory, as `memtrace run`'s
         None => {
             let d = temp_log_dir()?;
             let o = d.join("%e.%p.mtr").to_string_lossy().into_owned();
             temp_dir = Some(d);
-            (o, false)
+            Some(o)
         }
     };
     let traced = super::trace::trace(&super::trace::TraceOptions {
         command: &a.command,
-        output: &output,
+        output: output.as_deref(),
         sample: None,
-        pack: keep,
+        pack: temp_dir.is_none(),
         quiet: true,
         verbose: false,
         kernel_interval: None,
@@ -496,6 +520,7 @@ fn inputs(a: &CheckArgs, s: &Settings) -> anyhow::Result<Option<Inputs>> {
     Ok(Some(Inputs {
         logs: traced.logs,
         temp_dir,
+        dir: Some(traced.dir),
         command_status: Some(traced.status),
     }))
 }

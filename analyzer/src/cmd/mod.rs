@@ -9,6 +9,7 @@ pub mod pack;
 pub mod preload;
 pub mod report;
 pub mod run;
+pub mod rundir;
 pub mod scan;
 pub mod snapshot;
 pub mod timeline;

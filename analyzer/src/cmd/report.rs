@@ -4,7 +4,8 @@
 //! stderr. A closed stdout (`| head`) is not an error. Given a run's directory or several logs, it
 //! prints the tree of their processes and the totals instead
 //! (`memtrace_analyzer::render::tree`), or with `--pid PID` the reports of
-//! that process's logs.
+//! that process's logs; a directory that holds one log (the run of a single
+//! process) gets that log's report, exactly as `memtrace report LOG`.
 //!
 //! `--histogram`, `--filter` and `--by function` ask heaptrack_print's
 //! questions (`memtrace_analyzer::report::questions`): the allocation-size
@@ -76,6 +77,12 @@ fn tree(a: &ReportArgs) -> anyhow::Result<u8> {
     }
     if logs.is_empty() {
         anyhow::bail!("no memtrace log in {}", a.logs[0].display());
+    }
+    if let [one] = logs.as_slice()
+        && a.pid.is_none()
+    {
+        // The run directory of one process: that process's report, as of its log.
+        return one_log(a, one);
     }
     if let Some(pid) = a.pid {
         let mine: Vec<PathBuf> = logs

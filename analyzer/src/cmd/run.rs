@@ -1,6 +1,7 @@
 //! `memtrace run [-o PATTERN] -- CMD [ARGS...]`: runs CMD under the
 //! supervisor ([`super::trace`], whose docs give the steps) and exits with
-//! its status.
+//! its status. Without `-o`, the run's logs go into a directory of its own
+//! ([`super::rundir`]).
 
 use crate::args::RunArgs;
 
@@ -10,7 +11,7 @@ use super::trace::{TraceOptions, exit_code, trace};
 pub fn run(a: &RunArgs) -> anyhow::Result<u8> {
     let traced = trace(&TraceOptions {
         command: &a.command,
-        output: &a.output,
+        output: a.output.as_deref(),
         sample: a.sample,
         pack: !a.raw,
         quiet: false,

@@ -10,6 +10,9 @@
 //!    copy). It is prepended to `LD_PRELOAD` (existing
 //!    entries kept); `MEMTRACE_OUTPUT` gets the pattern made absolute, so a
 //!    child that changes directory still writes where the user asked.
+//!    Without a pattern, the logs go into a run directory of their own,
+//!    `memtrace.<exe>.<pid>/` in the current directory, which the command's
+//!    child makes between fork and exec ([`super::rundir`]).
 //! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
 //!    (`kill`) are forwarded to the command. Signals from the terminal are
 //!    not: the command is in the same process group and already got them.
@@ -115,8 +118,9 @@ fn stamp_wait_status(path: &Path, status: i32) -> std::io::Result<()> {
 /// What [`trace`] is asked to do.
 pub struct TraceOptions<'a> {
     pub command: &'a [OsString],
-    /// The `-o` pattern, relative to the current directory.
-    pub output: &'a str,
+    /// The `-o` pattern, relative to the current directory; `None`: a run
+    /// directory of its own (`super::rundir`).
+    pub output: Option<&'a str>,
     pub sample: Option<u64>,
     /// Pack the logs of the processes that have ended.
     pub pack: bool,
@@ -143,6 +147,8 @@ pub struct Traced {
     pub status: std::process::ExitStatus,
     /// The run's logs, the command's own first.
     pub logs: Vec<PathBuf>,
+    /// Their directory as the user would name it (`.` for the current one).
+    pub dir: PathBuf,
 }
 
 /// The exit status that stands for `status`: its code, or 128 + the signal.
@@ -155,15 +161,14 @@ pub fn exit_code(status: std::process::ExitStatus) -> u8 {
 pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let lib = super::preload::library()?;
     let cwd = std::env::current_dir().context("cannot determine the current directory")?;
-    let pat = Pattern::parse(o.output, &cwd)?;
-    let output = cwd.join(o.output);
-    let (prog, mut cmd) = command(o, &lib, &pat, &output)?;
-
-    install_forwarding();
-    let spawned = SystemTime::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {}", prog.to_string_lossy()))?;
+    let Started {
+        mut child,
+        spawned,
+        pat,
+        output,
+        run_dir,
+    } = start(o, &lib, &cwd)?;
+    let prog = &o.command[0];
     let pid = child.id();
     CHILD.store(pid as i32, Ordering::Relaxed);
     let sampler = o
@@ -186,8 +191,13 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
 
     let logs = find_logs(&pat, pid, spawned);
     add_kernel_samples(&logs, pid, &samples);
-    stamp_and_pack(o, &logs, pid, status.into_raw());
+    let shown_dir = run_dir.as_ref().map(|d| d.shown.as_path());
+    stamp_and_pack(o, &logs, pid, status.into_raw(), shown_dir);
     if logs.is_empty() {
+        if let Some(d) = &run_dir {
+            // Nothing in it (it fails otherwise): no empty directory is left.
+            let _ = std::fs::remove_dir(&d.path);
+        }
         let reason = lineage::command_reason(&prog.to_string_lossy());
         eprintln!(
             "memtrace: warning: no log matching {} was written: {} is not traced ({})",
@@ -197,60 +207,125 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         );
     }
     tell_untraced(o, &logs);
+    let dir = match &pat.dir_shown {
+        d if d.as_os_str().is_empty() => PathBuf::from("."),
+        d => d.clone(),
+    };
     Ok(Traced {
         status,
         logs: logs.into_iter().map(|f| f.path).collect(),
+        dir,
     })
 }
 
-/// The command of `o`, with the preload `lib` and the environment it reads
-/// (steps 1 and 4: the log pattern `output`, sampling, the kernel's accounting,
-/// the scan at exit, snapshots), and its program; makes the log directory of
-/// `pat`, and makes memtrace the subreaper of the frozen copies when
-/// snapshots are on.
-fn command<'o>(
-    o: &TraceOptions<'o>,
-    lib: &Path,
-    pat: &Pattern,
-    output: &Path,
-) -> anyhow::Result<(&'o OsString, Command)> {
+/// A command started (step 1): its child, when, the pattern of its logs (as
+/// the user would write it: `output`), its run directory if it has one.
+struct Started {
+    child: std::process::Child,
+    spawned: SystemTime,
+    pat: Pattern,
+    output: PathBuf,
+    run_dir: Option<super::rundir::RunDir>,
+}
+
+/// Starts the command of `o` under the preload `lib`, its logs going to `-o`
+/// or to a run directory of its own in `cwd` (`super::rundir`).
+fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
+    // A bad `-o` pattern is said before anything runs.
+    let asked = o.output.map(|out| Pattern::parse(out, cwd)).transpose()?;
+    let (prog, args) = o.command.split_first().context("no command given")?;
+    let env = environment(o, lib);
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    let pending = match (&asked, o.output) {
+        (Some(pat), Some(out)) => {
+            // The preload creates the log but not its directory.
+            std::fs::create_dir_all(&pat.dir).with_context(|| {
+                format!("cannot create the log directory {}", pat.dir.display())
+            })?;
+            cmd.envs(env.iter().map(|(k, v)| (k, v)))
+                .env("MEMTRACE_OUTPUT", cwd.join(out));
+            None
+        }
+        _ => Some(super::rundir::arm(&mut cmd, prog, cwd, &env)?),
+    };
+    if o.snapshot_signal != 0 {
+        // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
+        // which outlive the process that made them: memtrace is their subreaper.
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+
+    install_forwarding();
+    let spawned = SystemTime::now();
+    let started = cmd.spawn();
+    drop(cmd); // closes the run directory's pipe here
+    let run_dir = pending.and_then(super::rundir::Pending::made);
+    let child = match started {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(d) = &run_dir {
+                let _ = std::fs::remove_dir(&d.path);
+            }
+            let why = if run_dir.is_none() && o.output.is_none() {
+                " or make its run directory in the current directory"
+            } else {
+                ""
+            };
+            return Err(e).with_context(|| format!("cannot run {}{why}", prog.to_string_lossy()));
+        }
+    };
+    let pat = match (asked, &run_dir) {
+        (Some(p), _) => p,
+        (None, Some(d)) => Pattern::parse(&d.pattern(), cwd)?,
+        (None, None) => anyhow::bail!("the run directory was not made"),
+    };
+    let output = match (o.output, &run_dir) {
+        (Some(out), _) => cwd.join(out),
+        (None, Some(d)) => cwd.join(d.pattern()),
+        (None, None) => cwd.to_path_buf(),
+    };
+    Ok(Started {
+        child,
+        spawned,
+        pat,
+        output,
+        run_dir,
+    })
+}
+
+/// The environment the command gets besides the current one (steps 1 and 4:
+/// the preload `lib`, sampling, the kernel's accounting, the scan at exit,
+/// snapshots); `MEMTRACE_OUTPUT` is set by the caller.
+fn environment(o: &TraceOptions, lib: &Path) -> Vec<(&'static str, OsString)> {
     let mut preload = OsString::from(lib.as_os_str());
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(":");
         preload.push(old);
     }
-    // The preload creates the log but not its directory.
-    std::fs::create_dir_all(&pat.dir)
-        .with_context(|| format!("cannot create the log directory {}", pat.dir.display()))?;
-    let (prog, args) = o.command.split_first().context("no command given")?;
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .env("LD_PRELOAD", &preload)
-        .env("MEMTRACE_OUTPUT", output);
+    let mut env: Vec<(&'static str, OsString)> = vec![("LD_PRELOAD", preload)];
     if let Some(bytes) = o.sample {
-        cmd.env("MEMTRACE_SAMPLE", bytes.to_string());
+        env.push(("MEMTRACE_SAMPLE", bytes.to_string().into()));
     }
     // The preload records the kernel's accounting once more at exit when asked.
     let interval_ms = o.kernel_interval.map_or(0, |i| i.as_millis().max(1));
-    cmd.env("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string());
+    env.push(("MEMTRACE_KERNEL_INTERVAL", interval_ms.to_string().into()));
     // ... and classifies its live blocks at exit with this very binary as the
     // scanner (`memtrace __scan`, see `cmd::scan`), so that the scanner is
     // always of the same version as the analyzer reading its records.
-    cmd.env("MEMTRACE_REACH", if o.reach { "1" } else { "0" });
+    env.push(("MEMTRACE_REACH", if o.reach { "1" } else { "0" }.into()));
     if let Ok(me) = std::env::current_exe() {
-        cmd.env("MEMTRACE_SCANNER", me);
+        env.push(("MEMTRACE_SCANNER", me.into_os_string()));
     }
     // The scan's heuristics, for the scanner the process starts at exit.
-    cmd.env(reach::Heuristics::ENV, o.heuristics.to_string());
-    // Snapshots while it runs: frozen copies handed to us (`cmd::snapshot`),
-    // which outlive the process that made them: memtrace is their subreaper.
-    cmd.env("MEMTRACE_SNAPSHOT_SIGNAL", o.snapshot_signal.to_string());
-    cmd.env("MEMTRACE_RUN_PID", std::process::id().to_string());
-    if o.snapshot_signal != 0 {
-        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes how orphans are reparented.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
-    Ok((prog, cmd))
+    env.push((reach::Heuristics::ENV, o.heuristics.to_string().into()));
+    // Snapshots while it runs (`cmd::snapshot`).
+    env.push((
+        "MEMTRACE_SNAPSHOT_SIGNAL",
+        o.snapshot_signal.to_string().into(),
+    ));
+    env.push(("MEMTRACE_RUN_PID", std::process::id().to_string().into()));
+    env
 }
 
 /// The kernel sampler of the tree of `pid`, every `interval` (step 4), which
@@ -314,8 +389,8 @@ fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSample
 /// packs each log whose process has ended (step 5), and says where they went:
 /// one line for the whole run (the top log, and how many others in which
 /// directory), or one line per log with `verbose` or a single log.
-fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
-    let each = o.verbose || logs.len() == 1;
+fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32, dir: Option<&Path>) {
+    let each = o.verbose || (logs.len() == 1 && dir.is_none());
     for f in logs {
         if f.pid == pid
             && f.forked_from == 0
@@ -347,7 +422,13 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32) {
             );
         }
     }
-    if !each && !o.quiet {
+    if o.quiet || logs.is_empty() {
+    } else if let Some(dir) = dir {
+        eprintln!(
+            "{}",
+            run_dir_line(dir, logs, o.pack, raw_bytes, packed_bytes)
+        );
+    } else if !each {
         eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
     }
 }
@@ -442,6 +523,30 @@ fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
             }
         })
         .collect()
+}
+
+/// The one line that names a run's own directory (`super::rundir`) and how
+/// to read it.
+fn run_dir_line(
+    dir: &Path,
+    logs: &[Found],
+    packed: bool,
+    raw_bytes: u64,
+    packed_bytes: u64,
+) -> String {
+    use memtrace_analyzer::units::{human, plural};
+    let pids: std::collections::HashSet<u32> = logs.iter().map(|f| f.pid).collect();
+    let sizes = if packed {
+        format!("{} packed to {}", human(raw_bytes), human(packed_bytes))
+    } else {
+        human(raw_bytes)
+    };
+    let dir = dir.display();
+    format!(
+        "memtrace: {} of {} in {dir}/ ({sizes}) — memtrace report {dir}/",
+        plural(logs.len() as u64, "log", "logs"),
+        plural(pids.len() as u64, "process", "processes"),
+    )
 }
 
 /// The one line that says where a run's logs went (more than one log).

@@ -19,6 +19,7 @@
 //! `json` the JSON document, `memcheck` valgrind memcheck's XML (all
 //! re-exported here).
 
+mod crowd;
 mod json;
 mod junit;
 mod memcheck;
@@ -203,8 +204,12 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
     let quiet_ok = |p: &&ProcessVerdict| p.skipped.is_none() && p.passed() && p.notes.is_empty();
     let oks: Vec<&ProcessVerdict> = v.processes.iter().filter(quiet_ok).collect();
     let oks_grouped = oks.len() > OKS_LISTED;
+    // And the failing ones, by program, when there are many (`crowd`).
+    let failing = |p: &&ProcessVerdict| p.skipped.is_none() && !p.passed();
+    let fails: Vec<&ProcessVerdict> = v.processes.iter().filter(failing).collect();
+    let crowd = fails.len() > crowd::FAILS_LISTED;
     for p in &v.processes {
-        if (grouped && quiet_exec(&p)) || (oks_grouped && quiet_ok(&p)) {
+        if (grouped && quiet_exec(&p)) || (oks_grouped && quiet_ok(&p)) || (crowd && failing(&p)) {
             continue;
         }
         s.push_str(&process_block(p, top));
@@ -243,6 +248,9 @@ pub fn summary(v: &Verdict, top: usize, out: &mut dyn Write) -> io::Result<()> {
         ));
     }
     s.push_str(&suppressions_used(v));
+    if crowd {
+        s = crowd::failing_programs(&fails, top) + &s + &crowd::totals(&fails);
+    }
     let judged = v.judged();
     let verdict = if failed == 0 { "passed" } else { "FAILED" };
     writeln!(

@@ -3,7 +3,8 @@
 use crate::util::{TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, report};
 
 // `memtrace run -- exit3` exits 3 like its target, passes its output through, writes the
-// log under the default name memtrace.exit3.<pid>.mtr in the working directory and says where.
+// log into a new run directory memtrace.exit3.<pid>/ as exit3.<pid>.mtr and names the
+// directory in one line.
 #[test]
 fn run_exits_with_target_status_and_names_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,17 +28,24 @@ fn run_exits_with_target_status_and_names_log() {
 
     let logs = logs_in(dir.path());
     assert_eq!(logs.len(), 1, "{logs:?}");
-    let name = logs[0].file_name().unwrap().to_string_lossy().into_owned();
     let r = report(&logs[0]);
     let pid = r.process("pid").as_u64().unwrap();
     assert_eq!(
-        name,
-        format!("memtrace.exit3.{pid}.mtr"),
+        logs[0],
+        dir.path()
+            .join(format!("memtrace.exit3.{pid}"))
+            .join(format!("exit3.{pid}.mtr")),
         "default log name"
     );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("memtrace:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
-        stdout.contains(&name) || stderr.contains(&name),
-        "memtrace run says where the log is ({name}):\n{stdout}\n{stderr}"
+        lines[0].starts_with("memtrace: 1 log of 1 process in memtrace.exit3.")
+            && lines[0].ends_with(&format!(" — memtrace report memtrace.exit3.{pid}/")),
+        "memtrace run names the run directory:\n{stderr}"
     );
     r.assert_ended("exit");
     assert_eq!(r.process("exit_status"), 3, "process = {}", r.v["process"]);

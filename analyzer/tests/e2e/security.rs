@@ -334,3 +334,55 @@ fn files_memtrace_writes_never_follow_planted_symlinks() {
         "the scratch directory is gone"
     );
 }
+
+// The run directory of `memtrace run` without `-o` is made anew, never through a symlink
+// planted at its name: in a fresh pid namespace (root), memtrace is pid 1 and the command
+// it runs pid 2, so its directory's name, memtrace.heap.2, is known ahead and planted (a
+// symlink to another directory), as is memtrace.heap.2.1 (a file). The run takes
+// memtrace.heap.2.2, mode 0700, with the log in it; the link's target stays empty, the
+// link and the file are untouched, and the one line names the directory taken.
+#[test]
+fn run_directory_refuses_a_planted_symlink() {
+    require_root("a pid namespace, in which the traced command's pid is known ahead");
+    let unshare = require_tool("unshare", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let victim = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(victim.path(), d.join("memtrace.heap.2")).unwrap();
+    std::fs::write(d.join("memtrace.heap.2.1"), b"taken\n").unwrap();
+    let mut cmd = clean_command(unshare);
+    cmd.current_dir(d)
+        .env("MEMTRACE_PRELOAD", preload_lib())
+        .args(["--pid", "--fork"])
+        .arg(crate::util::memtrace_bin())
+        .args(["run", "--"])
+        .arg(fixture("heap"));
+    let out = output_with_timeout(&mut cmd, crate::util::TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        std::fs::read_dir(victim.path()).unwrap().count(),
+        0,
+        "{err}"
+    );
+    let link = std::fs::symlink_metadata(d.join("memtrace.heap.2")).unwrap();
+    assert!(link.file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(d.join("memtrace.heap.2.1")).unwrap(),
+        b"taken\n"
+    );
+    let taken = d.join("memtrace.heap.2.2");
+    let meta = std::fs::symlink_metadata(&taken).unwrap();
+    assert!(meta.is_dir(), "{err}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    // SAFETY: geteuid(2) cannot fail.
+    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+    let logs = logs_in(&taken);
+    assert_eq!(logs, vec![taken.join("heap.2.mtr")], "{err}");
+    report(&logs[0]).assert_leak("heap", "leak_malloc", 300, 3);
+    assert!(
+        err.contains("memtrace: 1 log of 1 process in memtrace.heap.2.2/ (")
+            && err.contains(" — memtrace report memtrace.heap.2.2/"),
+        "{err}"
+    );
+}

@@ -128,3 +128,120 @@ fn report_of_a_run_directory_is_its_tree() {
         "{one}"
     );
 }
+
+/// `memtrace run -- tree REACH` without `-o`, in `cwd`: its stderr.
+fn run_tree_in(cwd: &Path) -> String {
+    let mut cmd = memtrace();
+    cmd.current_dir(cwd)
+        .arg("run")
+        .arg("--")
+        .arg(fixture("tree"))
+        .arg(fixture("reach"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    err
+}
+
+// Without `-o`, a run's logs all go into one new directory of the current one,
+// memtrace.<exe>.<pid>/ (the command's pid), mode 0700, beside nothing else; a second
+// run makes its own; the one line memtrace prints names it and how to read it.
+#[test]
+fn a_tree_run_writes_every_log_into_one_new_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    let err = run_tree_in(cwd.path());
+    let dirs = run_dirs_in(cwd.path());
+    assert_eq!(dirs.len(), 1, "{dirs:?}\n{err}");
+    assert_eq!(
+        std::fs::read_dir(cwd.path()).unwrap().count(),
+        1,
+        "nothing but the run directory in the working directory"
+    );
+    let dir = &dirs[0];
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{name}");
+    let logs = logs_in(dir);
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    let top = logs
+        .iter()
+        .map(|l| report(l))
+        .find(|r| r.process("exit_status") == 3)
+        .expect("the top process's log");
+    let pid = top.process("pid").as_u64().unwrap();
+    assert_eq!(name, format!("memtrace.tree.{pid}"));
+    for l in &logs {
+        assert_eq!(l.parent(), Some(dir.as_path()));
+        let mode = std::fs::metadata(l).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", l.display());
+    }
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("memtrace:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("memtrace: 3 logs of 2 processes in {name}/ ("))
+            && lines[0].ends_with(&format!(") — memtrace report {name}/")),
+        "{err}"
+    );
+
+    // The line's command reads the directory: the tree's three rows.
+    let mut cmd = memtrace();
+    cmd.current_dir(cwd.path())
+        .args(["report", &format!("{name}/")]);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("memtrace report of 3 logs (2 processes;"),
+        "{text}"
+    );
+
+    run_tree_in(cwd.path());
+    assert_eq!(
+        run_dirs_in(cwd.path()).len(),
+        2,
+        "a second run, a second directory"
+    );
+}
+
+// A single process's run directory reads as its log: `memtrace report DIR` prints
+// exactly what `memtrace report LOG` prints (the short text, the full one, JSON).
+#[test]
+fn report_of_a_one_process_run_directory_is_its_log_report() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(cwd.path())
+        .args(["run", "--"])
+        .arg(fixture("reach"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let dirs = run_dirs_in(cwd.path());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let logs = logs_in(&dirs[0]);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    for opts in [&[][..], &["--full"][..], &["--format", "json"][..]] {
+        let of = |p: &Path| {
+            let mut a: Vec<&std::ffi::OsStr> = opts.iter().map(std::ffi::OsStr::new).collect();
+            a.push(p.as_os_str());
+            report_of(&a)
+        };
+        let (code_d, text_d) = of(&dirs[0]);
+        let (code_l, text_l) = of(&logs[0]);
+        assert_eq!(code_d, Some(0), "{opts:?}");
+        assert_eq!(code_l, Some(0), "{opts:?}");
+        if opts.contains(&"json") {
+            let v: serde_json::Value = serde_json::from_str(&text_l).unwrap();
+            let d = &v["summary"]["leak_kinds"]["definite"];
+            assert_eq!(
+                (d["bytes"].as_u64(), d["count"].as_u64()),
+                (Some(80), Some(2))
+            );
+        } else {
+            assert!(
+                text_l.contains("80 bytes in 2 blocks"),
+                "{opts:?}: {text_l}"
+            );
+        }
+        assert_eq!(text_d, text_l, "{opts:?}");
+    }
+}

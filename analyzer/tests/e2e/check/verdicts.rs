@@ -49,7 +49,13 @@ fn pass_fail_and_error_exitcode() {
     assert_eq!(rules_failed(p), vec!["max-leaked-bytes"]);
     let log = p["log"].as_str().unwrap();
     assert!(Path::new(log).exists(), "the logs are kept on failure");
-    assert!(err.contains("the logs are kept in"), "{err}");
+    let kept = Path::new(log).parent().unwrap().display().to_string();
+    assert!(
+        err.contains(&format!(
+            "memtrace check: 1 log kept in {kept}/ — memtrace report {kept}/ (--pid "
+        )),
+        "one line names where the logs are kept: {err}"
+    );
     report(Path::new(log)).assert_leak("heap", "leak_item", 200, 2);
     std::fs::remove_dir_all(Path::new(log).parent().unwrap()).unwrap();
 
@@ -150,4 +156,44 @@ fn summary_of_a_big_tree_groups_its_quiet_processes() {
     let procs = c.processes();
     assert_eq!(procs.len(), 25, "every process is in the JSON");
     assert_eq!(procs.iter().filter(|p| p["judged"] == true).count(), 13);
+}
+
+// `--keep-logs` keeps a passing check's logs too, packed, in a run directory
+// memtrace.<exe>.<pid>/ of the current directory (as `memtrace run` makes it, 0700),
+// named in one line with the command that reads it; nothing goes to $TMPDIR.
+#[test]
+fn keep_logs_keeps_a_passing_checks_logs_in_a_run_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let gate = fixture("gate");
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .env("TMPDIR", scratch.path())
+        .args(["check", "--keep-logs", "--"])
+        .arg(&gate);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let dirs = run_dirs_in(dir.path());
+    assert_eq!(dirs.len(), 1, "{dirs:?}\n{err}");
+    let name = dirs[0].file_name().unwrap().to_string_lossy().into_owned();
+    let mode = std::fs::metadata(&dirs[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let logs = logs_in(&dirs[0]);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let pid = report(&logs[0]).process("pid").as_u64().unwrap();
+    assert_eq!(name, format!("memtrace.gate.{pid}"));
+    assert_eq!(
+        &std::fs::read(&logs[0]).unwrap()[..8],
+        b"MEMTRPAK",
+        "packed"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        format!("memtrace check: 1 log kept in {name}/ — memtrace report {name}/"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }

@@ -145,16 +145,37 @@ impl Traced {
     }
 }
 
-/// All `*.mtr*` files in `dir` (a suffix `.1`, `.2`, ... follows a taken name), sorted.
+/// All `*.mtr*` files in `dir` (a suffix `.1`, `.2`, ... follows a taken name)
+/// and in the run directories `memtrace.<exe>.<pid>/` that `memtrace run`
+/// without `-o` makes there, sorted.
 pub fn logs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for p in run_dirs_in(dir).iter().map(PathBuf::as_path).chain([dir]) {
+        v.extend(
+            std::fs::read_dir(p)
+                .expect("read the log directory")
+                .map(|e| e.expect("directory entry").path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.contains(".mtr"))
+                }),
+        );
+    }
+    v.sort();
+    v
+}
+
+/// The run directories (`memtrace.*`, real directories, not links) in `dir`, sorted.
+pub fn run_dirs_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read the log directory")
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.contains(".mtr"))
+        .expect("read the directory")
+        .map(|e| e.expect("directory entry"))
+        .filter(|e| {
+            e.file_type().unwrap().is_dir()
+                && e.file_name().to_string_lossy().starts_with("memtrace.")
         })
+        .map(|e| e.path())
         .collect();
     v.sort();
     v
