@@ -2,6 +2,7 @@
 # The Debian packages the test suite uses, installed when missing: by apt-get when run as
 # root, otherwise named with the command that installs them (and the script fails).
 #   - gcc, g++, make: the fixture programs (tests/fixtures); binutils: strip, addr2line;
+#   - llvm-14-linker-tools: the LLVM plugin GNU ar loads (real_programs::tools::ar_with_the_llvm_plugin);
 #   - valgrind: memcheck is the oracle of the leak-kind and heap-total tests;
 #   - libjemalloc-dev: the jemalloc fixture links its static library;
 #   - python3-protobuf, protobuf-compiler: the export tests read pprof profiles back;
@@ -25,7 +26,7 @@ pytools() {
   target/pytools/bin/pip install --quiet --disable-pip-version-check valgrindci==0.3.0
 }
 
-pkgs="gcc g++ make binutils valgrind libjemalloc-dev python3-protobuf protobuf-compiler chromium
+pkgs="gcc g++ make binutils llvm-14-linker-tools valgrind libjemalloc-dev python3-protobuf protobuf-compiler chromium
   heaptrack python3 python3-venv perl tcl sqlite3 git bash ripgrep redis-server redis-tools libjemalloc2
   libtcmalloc-minimal4"
 need=()

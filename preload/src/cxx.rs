@@ -86,11 +86,55 @@ impl Next {
         if a != 0 {
             return a;
         }
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-        let a = unsafe { libc::dlsym(libc::RTLD_NEXT, self.name.as_ptr()) } as usize;
+        let a = next_definition(self.name, 0);
         self.addr.store(a, Ordering::Release);
         a
     }
+}
+
+/// The next definition of the operator `name` (not `own`, ours): after us in
+/// the global scope, else in a C++ runtime loaded into a local scope (see
+/// [`crate::cxx_runtime`]); 0 if there is none (yet).
+fn next_definition(name: &CStr, own: usize) -> usize {
+    // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+    let a = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    if a != 0 && a != own {
+        return a;
+    }
+    crate::cxx_runtime::find(name, own)
+}
+
+/// With no C++ runtime to forward to, what libstdc++'s operators come down
+/// to: a block from the next `malloc` (or `aligned_alloc` for the aligned
+/// forms; never null for the throwing forms, which have nobody to throw
+/// `std::bad_alloc` for them: memtrace aborts instead, as an unhandled
+/// `bad_alloc` would).
+fn fallback_new(size: usize, align: usize, which: usize, throwing: bool) -> *mut c_void {
+    let size = size.max(1);
+    let p = if which < 2 {
+        match crate::real::get(&crate::real::MALLOC) {
+            // SAFETY: the next malloc, with its C signature.
+            Some(f) => unsafe { core::mem::transmute::<usize, crate::real::MallocFn>(f)(size) },
+            None => core::ptr::null_mut(),
+        }
+    } else {
+        match crate::real::get(&crate::real::ALIGNED_ALLOC) {
+            // SAFETY: the next aligned_alloc, with its C signature; the size
+            // is rounded up to the alignment, as it requires.
+            Some(f) => unsafe {
+                core::mem::transmute::<usize, crate::real::AlignFn>(f)(
+                    align,
+                    size.next_multiple_of(align.max(1)),
+                )
+            },
+            None => core::ptr::null_mut(),
+        }
+    };
+    if p.is_null() && throwing {
+        // SAFETY: abort never returns; it is async-signal-safe.
+        unsafe { libc::abort() };
+    }
+    p
 }
 
 /// The throwing forms' next definitions, read by the stubs (0 until resolved).
@@ -120,11 +164,19 @@ unsafe extern "C" fn memtrace_new_hook(size: usize, align: usize, which: usize) 
         return 1;
     };
     if throwing.load(Ordering::Acquire) == 0 {
-        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
-        let a = unsafe { libc::dlsym(libc::RTLD_NEXT, THROWING[which].as_ptr()) } as usize;
+        let a = next_definition(THROWING[which], STUBS[which] as usize);
         throwing.store(a, Ordering::Release);
     }
-    if inside_operator() || !crate::thread::ENABLED.load(Ordering::Acquire) {
+    let record = !inside_operator() && crate::thread::ENABLED.load(Ordering::Acquire);
+    if throwing.load(Ordering::Acquire) == 0 {
+        // The stub must not jump to nothing: the block comes from malloc.
+        let p = fallback_new(size, align, which, true);
+        if record {
+            record::alloc(new_func(which), p as usize, size);
+        }
+        return p as usize;
+    }
+    if !record {
         return 1;
     }
     let f = NOTHROW[which].get();
@@ -152,13 +204,17 @@ unsafe extern "C" fn memtrace_new_hook(size: usize, align: usize, which: usize) 
     if p.is_null() {
         return 0;
     }
-    let func = if which.is_multiple_of(2) {
+    record::alloc(new_func(which), p as usize, size);
+    p as usize
+}
+
+/// `new` or `new[]`, by the form's index.
+fn new_func(which: usize) -> Func {
+    if which.is_multiple_of(2) {
         Func::New
     } else {
         Func::NewArray
-    };
-    record::alloc(func, p as usize, size);
-    p as usize
+    }
 }
 
 macro_rules! new_stub {
@@ -210,6 +266,20 @@ new_stub!(_Znam, 1);
 new_stub!(_ZnwmSt11align_val_t, 2);
 new_stub!(_ZnamSt11align_val_t, 3);
 
+/// The throwing stubs, by index: what the next definition must not be.
+static STUBS: [unsafe extern "C" fn(); 4] =
+    [_Znwm, _Znam, _ZnwmSt11align_val_t, _ZnamSt11align_val_t];
+
+/// The alignment argument of a nothrow form (1 for the unaligned ones).
+macro_rules! nothrow_align {
+    ($size:ident, $nt:ident) => {
+        1
+    };
+    ($size:ident, $align:ident, $nt:ident) => {
+        $align
+    };
+}
+
 macro_rules! nothrow_new {
     ($name:ident, $which:expr, $func:expr, ($($arg:ident: $t:ty),*), $call:expr) => {
         /// A nothrow `operator new` form: forwards and records.
@@ -219,10 +289,16 @@ macro_rules! nothrow_new {
         #[cfg_attr(not(test), unsafe(no_mangle))]
         pub unsafe extern "C" fn $name($($arg: $t),*) -> *mut c_void {
             let f = NOTHROW[$which].get();
-            if f == 0 {
-                return core::ptr::null_mut();
-            }
             let record = !inside_operator();
+            if f == 0 {
+                #[allow(clippy::redundant_closure_call)]
+                let size = ($call)($($arg),*);
+                let p = fallback_new(size, nothrow_align!($($arg),*), $which, false);
+                if record && !p.is_null() {
+                    record::alloc($func, p as usize, size);
+                }
+                return p;
+            }
             let p = {
                 let _s = Suppress::new();
                 // SAFETY: the next definition of this operator, same signature.
@@ -262,6 +338,12 @@ macro_rules! delete_hook {
             }
             let f = NEXT.get();
             if f == 0 {
+                // No C++ runtime to forward to: the block came from malloc
+                // (see `fallback_new`).
+                if let Some(free) = crate::real::get(&crate::real::FREE) {
+                    // SAFETY: the next free, with its C signature.
+                    unsafe { core::mem::transmute::<usize, crate::real::FreeFn>(free)(p) };
+                }
                 return;
             }
             let _s = Suppress::new();

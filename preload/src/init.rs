@@ -250,7 +250,7 @@ pub fn finish(how: ExitHow, status: c_int) {
     // calls the bare program never makes at exit.
     let sandboxed = crate::sandbox::active();
     let cxx = CXX_FREERES.load(Ordering::Relaxed);
-    if cxx != 0 && !sandboxed {
+    if cxx > 1 && !sandboxed {
         // SAFETY: __gnu_cxx::__freeres() takes no arguments; valgrind calls it the same way at exit.
         unsafe { core::mem::transmute::<usize, unsafe extern "C" fn()>(cxx)() };
     }
@@ -266,18 +266,29 @@ pub fn finish(how: ExitHow, status: c_int) {
     writer::set_state(how, status);
 }
 
+/// Set by the module scan when it sees libstdc++; [`resolve_cxx_freeres`]
+/// runs at the start of the next event, outside the recorder's guard.
+pub static FREERES_PENDING: AtomicBool = AtomicBool::new(false);
+
 /// Looks up libstdc++'s `__gnu_cxx::__freeres` once the module scan has seen
-/// libstdc++ (a failing `dlsym` would allocate an error message, so it is
-/// only asked for a symbol that exists). Done in normal context, never at
-/// exit: a fork child's exit path must not wait on loader locks that a parent
-/// thread held at the time of the fork.
+/// libstdc++, in the global scope or else in the local scope of a
+/// `dlopen(RTLD_LOCAL)` that brought it (see `cxx_runtime`); once: a miss is
+/// remembered (1). A failing `dlsym` allocates its error message, so this
+/// runs at an event's start (`record`), never inside a hook's guard, where
+/// that allocation would enter a hook within a hook. Done in normal context,
+/// never at exit: a fork child's exit path must not wait on loader locks that
+/// a parent thread held at the time of the fork.
 pub fn resolve_cxx_freeres() {
     if CXX_FREERES.load(Ordering::Relaxed) != 0 {
         return;
     }
-    // SAFETY: a successful dlsym of a present symbol does not allocate.
-    let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_ZN9__gnu_cxx9__freeresEv".as_ptr()) };
-    CXX_FREERES.store(f as usize, Ordering::Relaxed);
+    let name = c"_ZN9__gnu_cxx9__freeresEv";
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name.
+    let mut f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    if f == 0 {
+        f = crate::cxx_runtime::find(name, 0);
+    }
+    CXX_FREERES.store(if f == 0 { 1 } else { f }, Ordering::Relaxed);
 }
 
 /// Flags the log when the program's `malloc` is not ours: an executable that

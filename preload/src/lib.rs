@@ -42,6 +42,7 @@
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 pub mod cxx;
+pub mod cxx_runtime;
 pub mod forks;
 pub mod hooks;
 pub mod init;

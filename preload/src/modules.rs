@@ -373,7 +373,7 @@ pub fn sync(stream: &mut Stream, buf: &mut [u8]) {
     }
     LOCK.store(false, Ordering::Release);
     if LIBSTDCXX_SEEN.load(Ordering::Relaxed) {
-        crate::init::resolve_cxx_freeres();
+        crate::init::FREERES_PENDING.store(true, Ordering::Relaxed);
     }
 }
 

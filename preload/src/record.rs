@@ -75,6 +75,12 @@ fn stack_id(l: &mut Level) -> Option<u32> {
 /// counted as lost if its stack or the event cannot be written.
 #[inline(always)]
 fn with_stack(t0: Option<u64>, encode: impl FnOnce(&mut [u8], u64, u32) -> Option<usize>) {
+    use core::sync::atomic::Ordering;
+    if crate::init::FREERES_PENDING.load(Ordering::Relaxed)
+        && crate::init::FREERES_PENDING.swap(false, Ordering::Relaxed)
+    {
+        crate::init::resolve_cxx_freeres();
+    }
     let Some(mut g) = Guard::enter() else { return };
     let l = g.level();
     let Some(stack) = stack_id(l) else {

@@ -262,8 +262,12 @@ impl Guard {
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
+        // The depth goes back to what it was when this guard entered, rather
+        // than down by one: an entry that took an open level for abandoned
+        // (see `enter`) may have lowered it meanwhile, and a decrement would
+        // then wrap it (GNU `ar` loading binutils' LLVM plugin did).
         // SAFETY: as in `level`.
-        unsafe { (*self.s).depth -= 1 };
+        unsafe { (*self.s).depth = self.level as u32 };
     }
 }
 

@@ -1,4 +1,4 @@
-//! Debian's command-line tools: sqlite3, git, gcc and a bash pipeline.
+//! Debian's command-line tools: sqlite3, git, gcc, ar and a bash pipeline.
 
 use super::*;
 
@@ -205,4 +205,58 @@ fn bash_pipeline() {
         r.assert_ended("exit");
     }
     assert_exited_with_allocations(of_pid(&reports, runs[0].pid), 100);
+}
+
+// GNU ar loads binutils' LLVM plugin (LLVMgold, from llvm-14-linker-tools), which brings
+// libstdc++ and libz3 into a C program by dlopen(RTLD_LOCAL): libz3's constructors bind
+// `operator new` to memtrace's, whose next definition `dlsym(RTLD_NEXT)` cannot see. That
+// crashed ar (a jump to address 0), and a failed global lookup of libstdc++'s
+// `__gnu_cxx::__freeres` inside a hook entered hooks within hooks (16 of them), which
+// wrapped the hook depth below zero in the release build (a panic). The archive must come
+// out byte-identical to the bare run's, no hook nests (`assert_sane`), and libstdc++'s
+// 72,704-byte emergency pool, allocated by its constructor, is released at exit by its
+// `__freeres`, found in the plugin's scope, as valgrind releases it.
+#[test]
+fn ar_with_the_llvm_plugin() {
+    let ar = require_tool("/usr/bin/ar", "binutils");
+    require_tool(
+        "/usr/lib/bfd-plugins/LLVMgold-14.so",
+        "llvm-14-linker-tools",
+    );
+    let gcc = require_tool("/usr/bin/gcc", "gcc");
+    let s = Scratch::new(&[], move |w| {
+        std::fs::write(w.join("u.c"), "int f(void) { return 1; }\n").expect("write u.c");
+        let ok = Command::new(&gcc)
+            .args(["-c", "u.c", "-o", "u.o"])
+            .current_dir(w)
+            .status()
+            .expect("run gcc");
+        assert!(ok.success(), "gcc -c u.c");
+    });
+    let cmd = argv![ar, "rcs", "t.a", "u.o"];
+    s.reset();
+    let bare = s.run(Mode::Bare, &cmd);
+    assert_success("ar", &bare);
+    let bare_archive = std::fs::read(s.work().join("t.a")).expect("the bare run made t.a");
+    s.reset();
+    let traced = s.run(Mode::Traced, &cmd);
+    assert_same_output(&cmd, &bare.output, &traced.output);
+    assert_success("ar", &traced);
+    let traced_archive = std::fs::read(s.work().join("t.a")).expect("the traced run made t.a");
+    assert!(
+        bare_archive == traced_archive,
+        "ar made a different archive under the preload"
+    );
+    let r = s.only_report(traced.pid, "ar");
+    assert_exited_with_allocations(&r, 1_000);
+    let pool = r.v["leaks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|l| l["bytes"].as_u64() == Some(72_704));
+    assert!(
+        !pool,
+        "libstdc++'s emergency pool is released at exit\n{}",
+        r.describe_leaks()
+    );
 }
