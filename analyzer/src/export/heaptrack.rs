@@ -291,8 +291,8 @@ impl Stacks {
         if let Some(&t) = w.stacks.get(&id) {
             return t;
         }
-        let frames = match self.cat.stacks.get(&id) {
-            Some(f) => self.sym.stack(&self.cat.modules, f, time),
+        let frames = match self.cat.stacks.get(id) {
+            Some(f) => self.sym.stack(&self.cat.modules, &f.to_vec(), time),
             None => Vec::new(),
         };
         let t = w.trace(&frames);
@@ -348,10 +348,10 @@ pub fn file(report: &Report, path: &Path, compression: Compression) -> Result<Fi
     let mut inherited_blocks = 0;
     if let Some(i) = &inherited {
         r.seed(&i.seed);
-        let mut first_use = FastMap::default();
+        let mut first_use = crate::analysis::id_table::FirstUse::default();
         i.annotate(&mut stacks.cat, &mut first_use);
         for &(addr, b) in &i.seed.blocks {
-            let t = stacks.trace(&mut w, b.stack, first_use.get(&b.stack).copied());
+            let t = stacks.trace(&mut w, b.stack, first_use.get(b.stack));
             w.alloc(addr, b.size, u64::from(b.count), t);
             inherited_blocks += u64::from(b.count.max(1));
         }
@@ -387,7 +387,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
     }
     match ev.record {
         Record::Alloc { addr, stack, .. } if addr != 0 => {
-            let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
+            let t = stacks.trace(w, stack, r.first_use.get(stack));
             w.alloc(addr, bytes, count, t);
         }
         Record::Free { addr, .. } if addr != 0 => w.free(addr),
@@ -403,7 +403,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
                     w.free(old);
                 }
             } else if new != 0 {
-                let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
+                let t = stacks.trace(w, stack, r.first_use.get(stack));
                 w.alloc(new, bytes, count, t);
             }
         }
