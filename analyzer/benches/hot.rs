@@ -6,7 +6,11 @@
 //! - `replay`: indexing and replaying a log of about a million events (live
 //!   block map, peak, leaks), alone and as the whole `analyze_bytes` pipeline;
 //! - `symbolize`: frames in this executable and in libc, with a fresh
-//!   symbolizer (ELF and DWARF read anew) and with a warm one (cache hits).
+//!   symbolizer (ELF and DWARF read anew) and with a warm one (cache hits);
+//! - `stacks`: the catalog's stack table taking in 2^18 distinct stacks of
+//!   24 frames (shaped as scripts/bench/stacks.c's: each a path of its own
+//!   down a binary tree of call sites), and finding the ids with equal
+//!   frames among them (the pass that lists each stack once).
 //!
 //! The log is synthetic but shaped like a real one: four threads, chunks
 //! growing from 4 KiB to 1 MiB as the preload's writer makes them, stacks
@@ -486,6 +490,46 @@ fn symbolize(c: &mut Criterion) {
     g.finish();
 }
 
+/// Distinct stacks of the `stacks` group, and their depth in the tree.
+const TREE_DEPTH: u32 = 18;
+
+/// Stack `i` of the `stacks` group, innermost first: a leaf, then one of two
+/// call sites per level as bit k of `i` says, then four outer frames.
+fn tree_stack(i: u32) -> impl Iterator<Item = u64> {
+    let leaf = std::iter::once(0x40_1000u64);
+    let path = (0..TREE_DEPTH)
+        .rev()
+        .map(move |k| 0x40_2000 + 0x100 * k as u64 + 8 * ((i >> k) & 1) as u64);
+    let outer = [0x40_3000u64, 0x7f00_0002_9d90, 0x7f00_0002_9e40, 0x40_0a25].into_iter();
+    leaf.chain(path)
+        .chain(outer)
+        .chain(std::iter::once(0x40_0b00))
+}
+
+fn stacks_bench(c: &mut Criterion) {
+    use memtrace_analyzer::analysis::stack_store::StackStore;
+    let n = 1u32 << TREE_DEPTH;
+    let fill = || {
+        let mut s = StackStore::default();
+        for i in 0..n {
+            s.insert(i + 1, tree_stack(i));
+        }
+        s
+    };
+    let full = fill();
+    assert_eq!(full.len(), n as usize);
+    assert!(
+        full.twins().is_empty(),
+        "every stack of the tree is distinct"
+    );
+    let mut g = c.benchmark_group("stacks");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("intern_256k", |b| b.iter(|| black_box(fill()).len()));
+    g.bench_function("twins_256k", |b| b.iter(|| black_box(full.twins()).len()));
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let (log, records) = build_log();
     // The log must be one the analyzer accepts and finds a peak and leaks in.
@@ -514,6 +558,7 @@ fn benches(c: &mut Criterion) {
     replay_bench(c, &log, records);
     pack_bench(c, &log, records);
     symbolize(c);
+    stacks_bench(c);
 }
 
 criterion_group!(hot, benches);

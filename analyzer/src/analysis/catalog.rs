@@ -12,10 +12,12 @@
 //! the same stack as a smaller one, so that no report lists one stack twice
 //! ([`crate::analysis::replay::Outcome::merge_stacks`]).
 
+use crate::analysis::id_table::FirstUse;
 use std::collections::HashMap;
 
 use memtrace_format::Record;
 
+use crate::analysis::stack_store::StackStore;
 use crate::analysis::symbolize::{Module, Modules};
 use crate::error::{Error, Result};
 use crate::hash::FastMap;
@@ -25,7 +27,7 @@ use crate::log::{Event, Index, Log};
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     /// Frames of each stack id, innermost first.
-    pub stacks: HashMap<u32, Vec<u64>>,
+    pub stacks: StackStore,
     /// Distinct stacks defined by this log's STACK records.
     pub own_stacks: u64,
     /// Of those, the stacks the unwinder did not finish, by why it stopped
@@ -95,55 +97,21 @@ impl Catalog {
     /// instance by the first use). Empty in the usual log, where each stack
     /// is defined once.
     ///
-    /// Costs one hash and id per stack, a keyed hash (a hostile log cannot
-    /// aim for collisions); frames are compared only within equal hashes.
-    pub fn stack_aliases(&self, first_use: &FastMap<u32, u64>) -> FastMap<u32, u32> {
-        use std::hash::{BuildHasher, Hasher};
-        let state = crate::hash::FastState::default();
-        let hash = |frames: &[u64]| {
-            let mut h = state.build_hasher();
-            h.write_usize(frames.len());
-            for &f in frames {
-                h.write_u64(f);
-            }
-            h.finish()
-        };
-        let mut first: FastMap<u64, u32> = FastMap::default();
-        first.reserve(self.stacks.len());
-        // Ids whose hash an earlier id has: (hash, id).
-        let mut more: Vec<(u64, u32)> = Vec::new();
-        for (&id, frames) in &self.stacks {
-            let h = hash(frames);
-            match first.entry(h) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(id);
-                }
-                std::collections::hash_map::Entry::Occupied(_) => more.push((h, id)),
-            }
-        }
+    /// Costs one hash per stack (see [`StackStore::twins`]); module
+    /// instances are looked up only for ids with equal frames.
+    pub fn stack_aliases(&self, first_use: &FirstUse) -> FastMap<u32, u32> {
         let mut aliases = FastMap::default();
-        if more.is_empty() {
-            return aliases;
-        }
-        more.sort_unstable();
-        let modules_of = |id: u32, frames: &[u64]| -> Vec<Option<usize>> {
-            let t = first_use.get(&id).copied();
-            frames.iter().map(|&a| self.modules.find(a, t)).collect()
+        let modules_of = |id: u32| -> Vec<Option<usize>> {
+            let t = first_use.get(id);
+            let frames = self.stacks.get(id).into_iter().flat_map(|f| f.iter());
+            frames.map(|a| self.modules.find(a, t)).collect()
         };
-        let mut group: Vec<u32> = Vec::new();
-        for run in more.chunk_by(|a, b| a.0 == b.0) {
-            group.clear();
-            group.push(first[&run[0].0]);
-            group.extend(run.iter().map(|&(_, id)| id));
-            group.sort_unstable();
+        for group in self.stacks.twins() {
             // Classes of equal stacks, each under its smallest id (the
             // group is sorted, so a class's first member is its smallest).
-            let mut classes: HashMap<(&[u64], Vec<Option<usize>>), u32> = HashMap::new();
+            let mut classes: HashMap<Vec<Option<usize>>, u32> = HashMap::new();
             for &id in &group {
-                let frames = &self.stacks[&id][..];
-                let canonical = *classes
-                    .entry((frames, modules_of(id, frames)))
-                    .or_insert(id);
+                let canonical = *classes.entry(modules_of(id)).or_insert(id);
                 if canonical != id {
                     aliases.insert(id, canonical);
                 }
@@ -165,17 +133,16 @@ impl Catalog {
         }
         match &ev.record {
             Record::Stack { id, frames } => {
-                let mut v = Vec::with_capacity(frames.len());
-                for f in frames.clone() {
-                    v.push(f.map_err(|err| Error::Record {
-                        path: log.path().to_owned(),
-                        stream: index.streams[ev.stream].id,
-                        offset: ev.chunk_offset,
-                        err,
-                    })?);
-                }
-                if let std::collections::hash_map::Entry::Vacant(e) = c.stacks.entry(*id) {
-                    e.insert(v);
+                let new =
+                    c.stacks
+                        .try_insert(*id, frames.clone())
+                        .map_err(|err| Error::Record {
+                            path: log.path().to_owned(),
+                            stream: index.streams[ev.stream].id,
+                            offset: ev.chunk_offset,
+                            err,
+                        })?;
+                if new {
                     c.own_stacks += 1;
                     if let Some(cut) = frames.cut() {
                         c.cut_stacks[cut as usize] += 1;

@@ -46,6 +46,7 @@
 //! child, a snapshot and its final log, give the same ids). The preload
 //! numbers a process's own stacks from 1, so the two ranges do not meet.
 
+use crate::analysis::id_table::FirstUse;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,6 @@ use crate::analysis::catalog::Catalog;
 use crate::analysis::replay::{Config, Replay, Seed};
 use crate::analysis::symbolize::Module;
 use crate::error::{Error, Result};
-use crate::hash::FastMap;
 use crate::log::{Index, Log};
 
 /// Generations followed up the tree at most.
@@ -125,14 +125,14 @@ impl Inherited {
 
     /// Makes the inherited stacks known to the child's catalog (their frames,
     /// and the parent's objects they lie in) and to its replay's first uses.
-    pub fn annotate(&self, cat: &mut Catalog, first_use: &mut FastMap<u32, u64>) {
+    pub fn annotate(&self, cat: &mut Catalog, first_use: &mut FirstUse) {
         for s in &self.stacks {
-            cat.stacks.entry(s.id).or_insert_with(|| s.frames.clone());
+            cat.stacks.insert(s.id, s.frames.iter().copied());
             if let Some(cut) = s.cut {
                 cat.cut.entry(s.id).or_insert(cut);
             }
             if let Some(t) = s.first_use {
-                first_use.entry(s.id).or_insert(t);
+                first_use.note(s.id, t);
             }
         }
         for m in &self.modules {
@@ -377,7 +377,7 @@ fn replay_to_cut(
                 .live()
                 .map(|(_, b)| b.stack)
                 .chain(state.0.regions.pieces().map(|p| p.2))
-                .filter(|s| *s != 0 && !from_up.contains_key(s) && !cat.stacks.contains_key(s))
+                .filter(|s| *s != 0 && !from_up.contains_key(s) && !cat.stacks.contains(*s))
                 .collect();
             cut = Some(state);
         } else {
@@ -436,8 +436,8 @@ fn carry_over(
         let (frames, first_use, cut) = match from_up.get(&old) {
             Some(s) => (s.frames.clone(), s.first_use, s.cut),
             None => (
-                cat.stacks.get(&old).cloned().unwrap_or_default(),
-                r.first_use.get(&old).copied(),
+                cat.stacks.get(old).map(|f| f.to_vec()).unwrap_or_default(),
+                r.first_use.get(old),
                 cat.cut.get(&old).copied(),
             ),
         };

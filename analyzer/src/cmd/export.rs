@@ -67,12 +67,9 @@ pub fn run(a: &ExportArgs) -> anyhow::Result<u8> {
             let file = heaptrack::file(report, &a.log, compression)?;
             if file.inherited_blocks > 0 {
                 eprintln!(
-                    "memtrace: note: the {} ({}) inherited from the parent are not in the \
-                     heaptrack file, which starts as heaptrack's own of a process it attached \
-                     to: its peak and leaks are the child's own blocks (`memtrace report` \
-                     has the inherited ones)",
-                    memtrace_analyzer::units::plural(file.inherited_blocks, "block", "blocks"),
-                    memtrace_analyzer::units::plural(file.inherited_bytes, "byte", "bytes"),
+                    "memtrace: note: the {} blocks inherited from the parent are allocations \
+                     in the heaptrack file (heaptrack_print counts them as calls)",
+                    file.inherited_blocks
                 );
             }
             file.bytes.with_context(|| {

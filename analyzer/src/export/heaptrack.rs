@@ -10,8 +10,7 @@
 //!   (1-based; parent 0 is the root, the outermost frame's parent), `a SIZE
 //!   TRACE` an allocation info (0-based), `+ INFO` an allocation, `- INFO` a
 //!   free, `c MS` the time since the start in milliseconds, `R PAGES` the
-//!   RSS, `A` that tracing began in a process that already had a heap
-//!   (heaptrack's own mark when it attaches to a running process).
+//!   RSS.
 //! - **Events** follow the replay of the report ([`Replay`]): an allocation
 //!   is a `+`, a free of a live block a `-`, a realloc a `-` of the old block
 //!   then a `+` of the new one; a block replaced at its address (an
@@ -27,14 +26,10 @@
 //!   other name (or stdout) plain text, which heaptrack_print reads too.
 //!   The text is compressed as it is made, a MiB at a time.
 //! - **A fork child's inherited blocks** (live, counted in its peak and
-//!   leaks by the report, but not in its allocations) are not in the file:
-//!   heaptrack holds a live block only as a `+`, which heaptrack_print
-//!   counts as a call to an allocation function, so the child's file starts
-//!   with `A`, as heaptrack's of a process it attached to, and its frees of
-//!   inherited blocks are left out too. heaptrack_print's calls are then
-//!   the report's allocations, and its peak and leaks the child's own
-//!   blocks' ([`File::inherited_blocks`] says how many were left out;
-//!   `memtrace report` has them).
+//!   leaks, but not its allocations) are `+` events at the start: heaptrack
+//!   has no other way to hold a live block, so its "calls to allocation
+//!   functions" then exceeds the report's allocations by them
+//!   ([`File::inherited_blocks`]); its peak and leaks are the report's.
 //! - **RSS**: the kernel's samples (`memtrace run`'s and the process's own
 //!   at exit), as `R PAGES` lines at their times, after `I PAGE_SIZE 0`
 //!   (the machine's pages are not recorded), so heaptrack_print's peak RSS
@@ -296,8 +291,8 @@ impl Stacks {
         if let Some(&t) = w.stacks.get(&id) {
             return t;
         }
-        let frames = match self.cat.stacks.get(&id) {
-            Some(f) => self.sym.stack(&self.cat.modules, f, time),
+        let frames = match self.cat.stacks.get(id) {
+            Some(f) => self.sym.stack(&self.cat.modules, &f.to_vec(), time),
             None => Vec::new(),
         };
         let t = w.trace(&frames);
@@ -311,11 +306,9 @@ impl Stacks {
 pub struct File {
     /// The file, compressed; an error if the compressor failed.
     pub bytes: io::Result<Vec<u8>>,
-    /// The blocks a fork child inherited from its parent, left out of the
-    /// file (see the module docs).
+    /// The blocks a fork child inherited from its parent, written as
+    /// allocations at the start (heaptrack has no other way to hold them).
     pub inherited_blocks: u64,
-    /// Their bytes.
-    pub inherited_bytes: u64,
 }
 
 /// The heaptrack file of the log at `path` (see the module docs), compressed
@@ -352,15 +345,15 @@ pub fn file(report: &Report, path: &Path, compression: Compression) -> Result<Fi
     }
     let mut r = Replay::new(cfg);
     let inherited = crate::analysis::inherit::of_header(path, &header, &[]).unwrap_or(None);
-    let (mut inherited_blocks, mut inherited_bytes) = (0, 0);
+    let mut inherited_blocks = 0;
     if let Some(i) = &inherited {
-        // The replay knows them (its figures are the report's); the file
-        // does not: the writer skips the frees of blocks it never wrote.
         r.seed(&i.seed);
-        let _ = writeln!(w.out, "A");
-        for (_, b) in &i.seed.blocks {
+        let mut first_use = crate::analysis::id_table::FirstUse::default();
+        i.annotate(&mut stacks.cat, &mut first_use);
+        for &(addr, b) in &i.seed.blocks {
+            let t = stacks.trace(&mut w, b.stack, first_use.get(b.stack));
+            w.alloc(addr, b.size, u64::from(b.count), t);
             inherited_blocks += u64::from(b.count.max(1));
-            inherited_bytes += b.size;
         }
     }
     for ev in log.merge(&index) {
@@ -381,7 +374,6 @@ pub fn file(report: &Report, path: &Path, compression: Compression) -> Result<Fi
     Ok(File {
         bytes: sink.and_then(Sink::finish),
         inherited_blocks,
-        inherited_bytes,
     })
 }
 
@@ -395,7 +387,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
     }
     match ev.record {
         Record::Alloc { addr, stack, .. } if addr != 0 => {
-            let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
+            let t = stacks.trace(w, stack, r.first_use.get(stack));
             w.alloc(addr, bytes, count, t);
         }
         Record::Free { addr, .. } if addr != 0 => w.free(addr),
@@ -411,7 +403,7 @@ fn event(w: &mut Writer, stacks: &mut Stacks, r: &mut Replay, ev: &Event<'_>, st
                     w.free(old);
                 }
             } else if new != 0 {
-                let t = stacks.trace(w, stack, r.first_use.get(&stack).copied());
+                let t = stacks.trace(w, stack, r.first_use.get(stack));
                 w.alloc(new, bytes, count, t);
             }
         }

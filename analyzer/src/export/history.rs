@@ -272,8 +272,8 @@ pub fn scan(path: &Path, lives: bool) -> Result<History> {
     }
     let mut sym = Symbolizer::new();
     for (id, Live { life: l, .. }) in blocks.by_stack {
-        let frames = match cat.stacks.get(&id) {
-            Some(f) => sym.stack(&cat.modules, f, r.first_use.get(&id).copied()),
+        let frames = match cat.stacks.get(id) {
+            Some(f) => sym.stack(&cat.modules, &f.to_vec(), r.first_use.get(id)),
             None => Vec::new(),
         };
         let e = h.lives.entry(key(&frames)).or_default();

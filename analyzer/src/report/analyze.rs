@@ -436,10 +436,10 @@ fn summary(
 /// [`Summary::truncated_stacks`]). One stack defined under two ids (two
 /// threads interning it at once) counts once.
 fn truncated_stacks(cat: &Catalog) -> [u64; 3] {
-    let mut seen: HashSet<(&[u64], memtrace_format::Cut)> = HashSet::new();
+    let mut seen: HashSet<(&[u32], memtrace_format::Cut)> = HashSet::new();
     let mut n = [0u64; 3];
-    for (id, &cut) in &cat.cut {
-        let frames = cat.stacks.get(id).map_or(&[][..], |v| &v[..]);
+    for (&id, &cut) in &cat.cut {
+        let frames = cat.stacks.get(id).map_or(&[][..], |f| f.key());
         if seen.insert((frames, cut)) {
             n[cut as usize - 1] += 1;
         }

@@ -1,6 +1,7 @@
 //! The report's stacks, symbolized once each however many lists report
 //! them.
 
+use crate::analysis::id_table::FirstUse;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use super::{Heurs, Progress, Site, Stage};
 pub(super) struct Stacks<'a> {
     sym: &'a mut Symbolizer,
     cat: &'a Catalog,
-    first_use: &'a FastMap<u32, u64>,
+    first_use: &'a FirstUse,
     leak_funcs: &'a FastMap<u32, Func>,
     progress: Option<&'a Progress>,
     resolved: HashMap<u32, Arc<[Frame]>>,
@@ -31,7 +32,7 @@ impl<'a> Stacks<'a> {
     pub(super) fn new(
         sym: &'a mut Symbolizer,
         cat: &'a Catalog,
-        (first_use, leak_funcs): (&'a FastMap<u32, u64>, &'a FastMap<u32, Func>),
+        (first_use, leak_funcs): (&'a FirstUse, &'a FastMap<u32, Func>),
         all: usize,
         progress: Option<&'a Progress>,
     ) -> Self {
@@ -94,11 +95,11 @@ pub(super) fn entries(out: &Outcome) -> usize {
 fn resolve_stack(
     sym: &mut Symbolizer,
     cat: &Catalog,
-    first_use: &FastMap<u32, u64>,
+    first_use: &FirstUse,
     stack: u32,
 ) -> Vec<Frame> {
-    match cat.stacks.get(&stack) {
-        Some(frames) => sym.stack(&cat.modules, frames, first_use.get(&stack).copied()),
+    match cat.stacks.get(stack) {
+        Some(frames) => sym.stack(&cat.modules, &frames.to_vec(), first_use.get(stack)),
         None => Vec::new(),
     }
 }

@@ -52,7 +52,13 @@ fn gaps(r: &Report) -> ((String, u64), (String, u64)) {
         .map(|w| (w[0] + w[1]) / 2.0)
         .collect();
     assert_eq!(mids.len(), 2, "two gaps between the phases in {t:?}");
-    let bound = |ms: f64| (format!("{ms:.3}ms"), (ms * 1000.0).round() as u64 * 1000);
+    // The bound as passed (to the microsecond) and the ns it stands for, read
+    // back from that text so that both round alike.
+    let bound = |ms: f64| {
+        let text = format!("{ms:.3}");
+        let us: u64 = text.replace('.', "").parse().expect("digits");
+        (format!("{text}ms"), us * 1000)
+    };
     (bound(mids[0]), bound(mids[1]))
 }
 

@@ -1,6 +1,7 @@
 //! The replay state machine: the live heap, the mappings, brk and the
 //! peak, one merged event at a time.
 
+use crate::analysis::id_table::FirstUse;
 use memtrace_format::{Func, Record};
 
 use super::stack_table::StackTable;
@@ -64,7 +65,7 @@ pub struct Replay {
     in_freeres: bool,
     /// First time each stack id was used by an event (to pick the module
     /// instance a frame belongs to).
-    pub first_use: FastMap<u32, u64>,
+    pub first_use: FirstUse,
     /// The stack [`Replay::used`] saw last.
     last_used: u32,
     events: u64,
@@ -96,7 +97,7 @@ impl Replay {
             regions: Regions::default(),
             brk: FastMap::default(),
             in_freeres: false,
-            first_use: FastMap::default(),
+            first_use: FirstUse::default(),
             last_used: 0,
             events: 0,
         }
@@ -158,7 +159,7 @@ impl Replay {
     fn used(&mut self, stack: u32, time: u64) {
         // Runs of one stack are common: only its first event can be a first use.
         if stack != 0 && stack != self.last_used {
-            self.first_use.entry(stack).or_insert(time);
+            self.first_use.note(stack, time);
             self.last_used = stack;
         }
     }

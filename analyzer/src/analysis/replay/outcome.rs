@@ -1,6 +1,7 @@
 //! The replay of a whole log: its [`Outcome`], the lists by stack with the
 //! ids of one stack merged, and the mappings live at a given moment.
 
+use crate::analysis::id_table::FirstUse;
 use memtrace_format::Func;
 
 use super::{Block, BrkTotal, Config, Counts, Point, Replay, Seed, StackTotal, sorted};
@@ -34,7 +35,7 @@ pub struct Outcome {
     /// Explicit brk/sbrk growth by stack.
     pub brk: Vec<BrkTotal>,
     /// First use of each stack id.
-    pub first_use: FastMap<u32, u64>,
+    pub first_use: FirstUse,
     /// The allocating function of each stack holding leaked heap blocks.
     pub leak_funcs: FastMap<u32, Func>,
     /// Records cut short by the end of a truncated file.
@@ -74,9 +75,8 @@ impl Outcome {
             b.stack = canon(b.stack);
         }
         for (&dup, &to) in aliases {
-            if let Some(t) = self.first_use.get(&dup).copied() {
-                let e = self.first_use.entry(to).or_insert(t);
-                *e = (*e).min(t);
+            if let Some(t) = self.first_use.get(dup) {
+                self.first_use.note_earliest(to, t);
             }
             if let Some(f) = self.leak_funcs.remove(&dup) {
                 self.leak_funcs.entry(to).or_insert(f);
