@@ -80,10 +80,10 @@ fn sync_filesystem(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Commits every staged log, in order: with [`SYNCFS_FROM`] logs or more,
+/// Commits every staged log, in order: with `SYNCFS_FROM` (32) logs or more,
 /// one `syncfs` per filesystem they are on makes them all durable (a
 /// filesystem whose `syncfs` fails has its logs synced one by one), then they
-/// are renamed into place on [`RENAMERS`] threads; fewer are committed one by
+/// are renamed into place on `RENAMERS` (8) threads; fewer are committed one by
 /// one.
 pub fn commit_all(staged: Vec<Staged>) -> Vec<Result<Stats>> {
     if staged.len() < SYNCFS_FROM {
