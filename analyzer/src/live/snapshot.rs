@@ -150,6 +150,22 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let cfg = crate::analysis::replay::Config::of(&header);
         crate::analysis::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
     };
+    classify_into(path, frozen, sp, not_roots, &live, time, heur).map(Some)
+}
+
+/// Classifies the blocks `live` (address, block) of the frozen copy
+/// `frozen` (its stack pointer `sp`, the preload's memory `not_roots`) and
+/// appends the kinds to the snapshot at `path`, taken at `time`. A scan
+/// that fails is said in [`Taken::scan_error`], not as an error.
+pub(super) fn classify_into(
+    path: &Path,
+    frozen: u32,
+    sp: u64,
+    not_roots: Vec<(u64, u64)>,
+    live: &[(u64, crate::analysis::replay::Block)],
+    time: u64,
+    heur: reach::Heuristics,
+) -> Result<Taken> {
     let blocks: Vec<Block> = live
         .iter()
         .map(|(a, b)| Block {
@@ -193,7 +209,7 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         }
         Err(e) => taken.scan_error = Some(e.to_string()),
     }
-    Ok(Some(taken))
+    Ok(taken)
 }
 
 #[cfg(test)]
