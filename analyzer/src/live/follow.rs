@@ -111,10 +111,11 @@ impl Follower {
         let mut live: Vec<(u64, crate::analysis::replay::Block)> = self.replay.live().collect();
         live.sort_unstable_by_key(|e| e.0);
         let mut made = classify_into(&tmp, frozen, sp, not_roots, &live, t, heur);
-        if pack && let Ok(_) = made {
-            if let Err(e) = crate::pack::pack_file(&tmp, &tmp) {
-                made = Err(e);
-            }
+        if pack
+            && made.is_ok()
+            && let Err(e) = crate::pack::pack_file(&tmp, &tmp)
+        {
+            made = Err(e);
         }
         match made {
             Ok(taken) => {

@@ -8,7 +8,10 @@
 //!    the stack pointer and the time `t` in the log (`KIND_SNAPSHOT_RUNNING`),
 //!    then returns: the process goes on.
 //! 2. `memtrace run` (its watcher thread) finds the copy among its children
-//!    and calls [`take`]: the log is copied as it is now (the process keeps
+//!    and takes the snapshot from the state it keeps for the log
+//!    ([`crate::live::follow`]: only the records since the previous snapshot
+//!    are read). For a fork child's or a sampled log it calls [`take`]
+//!    instead: the log is copied as it is now (the process keeps
 //!    writing the original), the copy's header gets `SNAPSHOT_AT = t`, the
 //!    blocks live at `t` are replayed from it, the frozen copy's memory is
 //!    scanned ([`crate::analysis::reach::classify_process`]) and the kinds are appended.

@@ -10,7 +10,12 @@ use super::*;
 /// hidden (tests/fixtures/server.c, "hide").
 fn assert_hidden(r: &Report, hidden: bool) {
     let want = if hidden { (128, 1) } else { (0, 0) };
-    assert_eq!(kind_at(r, "definite", "hide_block"), want, "{}", r.log.display());
+    assert_eq!(
+        kind_at(r, "definite", "hide_block"),
+        want,
+        "{}",
+        r.log.display()
+    );
 }
 
 /// Four snapshots with requests, a hidden block and its free in between: each has
@@ -38,9 +43,18 @@ fn four_snapshots_in_a_row_each_exact() {
         assert_eq!(r.process("ended"), "snapshot");
         assert_hidden(&r, *hidden);
         let extra = u64::from(*hidden);
-        assert_eq!(kind_at(&r, "definite", "handle_request"), (256 * served, *served));
-        assert_eq!(kind_at(&r, "indirect", "make_header"), (32 * served, *served));
-        assert_eq!(kind_at(&r, "reachable", "new_session"), (64 * served, *served));
+        assert_eq!(
+            kind_at(&r, "definite", "handle_request"),
+            (256 * served, *served)
+        );
+        assert_eq!(
+            kind_at(&r, "indirect", "make_header"),
+            (32 * served, *served)
+        );
+        assert_eq!(
+            kind_at(&r, "reachable", "new_session"),
+            (64 * served, *served)
+        );
         assert_eq!(r.summary("leaked_heap_bytes"), 352 * served + 128 * extra);
         assert_eq!(r.summary("leaked_heap_blocks"), 3 * served + extra);
         let k = &r.v["summary"]["leak_kinds"];
@@ -49,7 +63,12 @@ fn four_snapshots_in_a_row_each_exact() {
         assert_eq!(k["indirect"]["bytes"], 32 * served, "{k}");
         assert_eq!(k["possible"]["count"], 0, "{k}");
         assert_eq!(k["reachable"]["bytes"], 64 * served, "{k}");
-        assert_eq!(r.summary("allocations"), 3 * served + extra, "{}", r.v["summary"]);
+        assert_eq!(
+            r.summary("allocations"),
+            3 * served + extra,
+            "{}",
+            r.v["summary"]
+        );
         assert_eq!(r.summary("frees"), 0, "{}", r.v["summary"]);
     }
     let served: Vec<u64> = taken.iter().map(|t| t.1).collect();
