@@ -5,6 +5,10 @@
 //!   whole log;
 //! - `replay`: indexing and replaying a log of about a million events (live
 //!   block map, peak, leaks), alone and as the whole `analyze_bytes` pipeline;
+//! - `snapshot`: the incremental step of a snapshot of a running process
+//!   (`live::follow`): reading the next 10k or 100k events of the log from
+//!   where a retained `Tail` stopped, and applying them to the retained
+//!   catalog and replay;
 //! - `symbolize`: frames in this executable and in libc, with a fresh
 //!   symbolizer (ELF and DWARF read anew) and with a warm one (cache hits);
 //! - `stacks`: the catalog's stack table taking in 2^18 distinct stacks of
@@ -316,6 +320,50 @@ fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
     g.finish();
 }
 
+/// The incremental step of a snapshot: from a state retained at the log's
+/// middle, the next `n` events read (`Tail::read` up to their time) and
+/// applied to the catalog and the replay.
+fn snapshot_bench(c: &mut Criterion, bytes: &[u8]) {
+    use memtrace_analyzer::analysis::catalog::Catalog;
+    use memtrace_analyzer::log::tail::Tail;
+    let log = Log::from_bytes(Path::new("bench.mtr"), bytes);
+    let h = log.header().expect("header");
+    let (end, cfg) = (h.reserved_end, replay::Config::of(&h));
+    let times: Vec<u64> = Tail::default()
+        .read(bytes, end, u64::MAX)
+        .expect("tail")
+        .iter()
+        .map(|e| e.time)
+        .collect();
+    let mid = times[times.len() / 2];
+    let mut tail = Tail::default();
+    let mut cat = Catalog::default();
+    let mut r = replay::Replay::new(cfg);
+    for ev in tail.read(bytes, end, mid).expect("tail") {
+        cat.observe(&ev, &log, &tail.index).expect("observe");
+        r.apply(&ev);
+    }
+    let mut g = c.benchmark_group("snapshot");
+    for n in [10_000usize, 100_000] {
+        let until = times[times.len() / 2 + n];
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("tail_read_apply_{}k", n / 1000), |b| {
+            b.iter_batched(
+                || (tail.clone(), cat.clone(), r.clone()),
+                |(mut tail, mut cat, mut r)| {
+                    for ev in tail.read(bytes, end, until).expect("tail") {
+                        cat.observe(&ev, &log, &tail.index).expect("observe");
+                        r.apply(&ev);
+                    }
+                    (r.live_blocks(), tail, cat, r)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 /// Packing the log, and reading the packed log's events back (the path of
 /// every `memtrace report` after `memtrace run`).
 fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
@@ -557,6 +605,7 @@ fn benches(c: &mut Criterion) {
     decode(c, &log);
     replay_bench(c, &log, records);
     pack_bench(c, &log, records);
+    snapshot_bench(c, &log);
     symbolize(c);
     stacks_bench(c);
 }

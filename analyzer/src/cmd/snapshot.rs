@@ -11,7 +11,9 @@
 //!   itself after 10 s, and every copy dies with `memtrace run`). A reader
 //!   thread then reads each taken copy: its log is found among its mappings,
 //!   the snapshot written next to the log (`NAME.snapN.mtr`, packed), and the
-//!   copy killed through its pidfd and reaped. The process itself never waits
+//!   copy killed through its pidfd and reaped. It keeps each log's replay
+//!   state from one snapshot to the next (`live::follow`), so a snapshot
+//!   reads only what the log gained since the previous one. The process itself never waits
 //!   for this. (`MEMTRACE_TEST_IGNORE_COPIES=1`, for the tests only: the
 //!   finder takes no copy, as if `memtrace run` were wedged.)
 //! - **`memtrace snapshot PID`** checks that PID is traced with snapshots on
@@ -29,7 +31,7 @@
 //! preload's), and the traced process `memtrace snapshot PID` is asked to
 //! signal, checked as above.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use memtrace_analyzer::live::follow::Follower;
 use memtrace_analyzer::live::snapshot;
 
 use crate::args::SnapshotArgs;
@@ -98,8 +101,9 @@ impl Watcher {
             }
         });
         let reader = std::thread::spawn(move || {
+            let mut followers = Followers::new();
             for h in rx {
-                handle(h, &is_log, quiet, heur);
+                handle(h, &is_log, quiet, heur, &mut followers);
             }
         });
         Watcher {
@@ -242,16 +246,33 @@ fn mapped_log(pid: u32, is_log: &dyn Fn(&Path) -> bool) -> Option<PathBuf> {
         .map(Path::to_owned)
 }
 
+/// The reader's state per traced log, kept from one snapshot to the next
+/// (`None`: the log's snapshots are not incremental, see
+/// `memtrace_analyzer::live::follow`).
+type Followers = HashMap<PathBuf, Option<Follower>>;
+
+/// The follower of the log at `log`, made at its first snapshot.
+fn follower<'a>(followers: &'a mut Followers, log: &Path) -> &'a mut Option<Follower> {
+    followers.entry(log.to_owned()).or_insert_with(|| {
+        let l = memtrace_analyzer::log::Log::open(log).ok()?;
+        if l.is_packed() {
+            return None;
+        }
+        Follower::new(&l.header().ok()?)
+    })
+}
+
 /// Reads a frozen copy into a snapshot, then kills it.
 fn handle(
     h: Held,
     is_log: &dyn Fn(&Path) -> bool,
     quiet: bool,
     heur: memtrace_analyzer::analysis::reach::Heuristics,
+    followers: &mut Followers,
 ) {
     let pid = h.pid;
     match mapped_log(pid, is_log) {
-        Some(log) => write(pid, &log, quiet, heur),
+        Some(log) => write(pid, &log, quiet, heur, follower(followers, &log)),
         None => eprintln!(
             "memtrace: warning: a snapshot was asked (frozen copy {pid}) but its log is not among its mappings"
         ),
@@ -261,7 +282,13 @@ fn handle(
 
 /// Writes the snapshot of frozen copy `pid` of the process writing `log`,
 /// once the log records the copy (it is written just after the copy is made).
-fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::reach::Heuristics) {
+fn write(
+    pid: u32,
+    log: &Path,
+    quiet: bool,
+    heur: memtrace_analyzer::analysis::reach::Heuristics,
+    follower: &mut Option<Follower>,
+) {
     let out = snapshot::next_path(log);
     let deadline = Instant::now() + RECORD_WAIT;
     let t = loop {
@@ -269,7 +296,16 @@ fn write(pid: u32, log: &Path, quiet: bool, heur: memtrace_analyzer::analysis::r
         // finds no record: one attempt copies and reads the whole log, which
         // on a big log under load takes longer than the wait itself.
         let began = Instant::now();
-        match snapshot::take(log, pid, &out, true, heur) {
+        let made = match follower {
+            Some(f) => f.take(log, pid, &out, true, heur),
+            None => snapshot::take(log, pid, &out, true, heur),
+        };
+        if made.is_err() {
+            // Its state may be half updated: the log's later snapshots are
+            // taken the whole way.
+            *follower = None;
+        }
+        match made {
             Ok(Some(t)) => break t,
             Ok(None) if began < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {

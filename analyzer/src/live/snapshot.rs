@@ -8,7 +8,10 @@
 //!    the stack pointer and the time `t` in the log (`KIND_SNAPSHOT_RUNNING`),
 //!    then returns: the process goes on.
 //! 2. `memtrace run` (its watcher thread) finds the copy among its children
-//!    and calls [`take`]: the log is copied as it is now (the process keeps
+//!    and takes the snapshot from the state it keeps for the log
+//!    ([`crate::live::follow`]: only the records since the previous snapshot
+//!    are read). For a fork child's or a sampled log it calls [`take`]
+//!    instead: the log is copied as it is now (the process keeps
 //!    writing the original), the copy's header gets `SNAPSHOT_AT = t`, the
 //!    blocks live at `t` are replayed from it, the frozen copy's memory is
 //!    scanned ([`crate::analysis::reach::classify_process`]) and the kinds are appended.
@@ -150,6 +153,22 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let cfg = crate::analysis::replay::Config::of(&header);
         crate::analysis::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
     };
+    classify_into(path, frozen, sp, not_roots, &live, time, heur).map(Some)
+}
+
+/// Classifies the blocks `live` (address, block) of the frozen copy
+/// `frozen` (its stack pointer `sp`, the preload's memory `not_roots`) and
+/// appends the kinds to the snapshot at `path`, taken at `time`. A scan
+/// that fails is said in [`Taken::scan_error`], not as an error.
+pub(super) fn classify_into(
+    path: &Path,
+    frozen: u32,
+    sp: u64,
+    not_roots: Vec<(u64, u64)>,
+    live: &[(u64, crate::analysis::replay::Block)],
+    time: u64,
+    heur: reach::Heuristics,
+) -> Result<Taken> {
     let blocks: Vec<Block> = live
         .iter()
         .map(|(a, b)| Block {
@@ -193,7 +212,7 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         }
         Err(e) => taken.scan_error = Some(e.to_string()),
     }
-    Ok(Some(taken))
+    Ok(taken)
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ mod merge;
 mod open;
 pub mod packed;
 mod stream;
+pub mod tail;
 
 pub use index::{ChunkRef, Index, StreamChunks};
 pub use merge::{Merge, RawMerge, for_each_event};

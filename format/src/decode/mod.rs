@@ -399,6 +399,19 @@ impl<'a> RecordIter<'a> {
         }
     }
 
+    /// Records of a chunk's `body` from body offset `pos` on, where the
+    /// stream's time was `time`: where an earlier iterator stopped
+    /// ([`RecordIter::offset`], [`RecordIter::time`]), to read on later in a
+    /// chunk that was still being written.
+    pub fn resume(body: &'a [u8], pos: usize, time: u64) -> Self {
+        RecordIter {
+            body,
+            pos: pos.min(body.len()),
+            time,
+            done: false,
+        }
+    }
+
     /// The time of the last timed record returned.
     pub fn time(&self) -> u64 {
         self.time

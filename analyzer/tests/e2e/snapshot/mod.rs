@@ -13,10 +13,12 @@
 //! - `roots`: what the scan counts as roots, and what it misses
 //! - `refusals`: the processes `memtrace snapshot` refuses, and why
 //! - `copies`: the frozen copies' lifetimes
+//! - `series`: several snapshots in a row, each exact (the incremental state)
 
 mod copies;
 mod refusals;
 mod roots;
+mod series;
 mod taking;
 
 use std::io::{BufRead, BufReader, Write};
