@@ -32,7 +32,7 @@ const CHUNK_BODY: usize = (1 << 20) - CHUNK_HEADER_SIZE - 16;
 enum Item<'a> {
     Module(usize),
     Unmodule(usize),
-    Stack(u32, &'a [u64]),
+    Stack(u32, Vec<u64>),
     Alloc(u64, crate::analysis::replay::Block),
     Mmap(u64, u64, u32),
     Running(&'a [u64]),
@@ -55,8 +55,8 @@ pub fn write(
     stacks.sort_unstable();
     stacks.dedup();
     for id in stacks {
-        if let Some(frames) = cat.stacks.get(&id) {
-            items.push((0, Item::Stack(id, frames)));
+        if let Some(frames) = cat.stacks.get(id) {
+            items.push((0, Item::Stack(id, frames.to_vec())));
         }
     }
     for i in 0..cat.modules.len() {
@@ -134,7 +134,7 @@ fn encode_item(
     replay: &Replay,
 ) -> Option<usize> {
     match *item {
-        Item::Stack(id, frames) => encode::stack(buf, id, frames, cat.cut.get(&id).copied()),
+        Item::Stack(id, ref frames) => encode::stack(buf, id, frames, cat.cut.get(&id).copied()),
         Item::Module(i) => {
             let m = cat.modules.get(i);
             encode::module(
