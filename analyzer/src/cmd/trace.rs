@@ -267,12 +267,16 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
             if let Some(d) = &run_dir {
                 let _ = std::fs::remove_dir(&d.path);
             }
-            let why = if run_dir.is_none() && o.output.is_none() {
-                " or make its run directory in the current directory"
-            } else {
-                ""
-            };
-            return Err(e).with_context(|| format!("cannot run {}{why}", prog.to_string_lossy()));
+            if run_dir.is_none() && o.output.is_none() {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot run {} or make its run directory in the current directory \
+                         (-o DIR/%e.%p.mtr writes the logs elsewhere)",
+                        prog.to_string_lossy()
+                    )
+                });
+            }
+            return Err(e).with_context(|| format!("cannot run {}", prog.to_string_lossy()));
         }
     };
     let pat = match (asked, &run_dir) {

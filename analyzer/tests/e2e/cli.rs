@@ -1,6 +1,10 @@
 //! `memtrace run` and `MEMTRACE_OUTPUT`.
 
-use crate::util::{TIMEOUT, fixture, logs_in, memtrace, output_with_timeout, report};
+use crate::util::{
+    TIMEOUT, clean_command, fixture, logs_in, memtrace, memtrace_bin, output_with_timeout,
+    preload_lib, report, require_root,
+};
+use std::os::unix::fs::PermissionsExt;
 
 // `memtrace run -- exit3` exits 3 like its target, passes its output through, writes the
 // log into a new run directory memtrace.exit3.<pid>/ as exit3.<pid>.mtr and names the
@@ -211,4 +215,40 @@ fn run_of_a_tree_says_where_in_one_line() {
             assert!(lines[0].ends_with("; -v lists each)"), "{stderr}");
         }
     }
+}
+
+// Where the run directory cannot be made (the current directory is not writable), `memtrace
+// run` says so in one line, with how to write the logs elsewhere, exits 2 and runs nothing.
+// memtrace runs as nobody, from a copy (with its library) that nobody may execute.
+#[test]
+fn run_where_it_cannot_make_its_directory_says_to_use_o() {
+    use std::os::unix::process::CommandExt;
+    require_root("it runs memtrace as nobody in a directory only root may write");
+    let top = tempfile::tempdir().unwrap();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode(top.path(), 0o755);
+    let bin = top.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    mode(&bin, 0o755);
+    std::fs::copy(memtrace_bin(), bin.join("memtrace")).unwrap();
+    std::fs::copy(preload_lib(), bin.join("libmemtrace.so")).unwrap();
+    let work = top.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    mode(&work, 0o555);
+    let mut cmd = clean_command(bin.join("memtrace"));
+    cmd.args(["run", "--", "/bin/echo", "ran"])
+        .current_dir(&work)
+        .uid(65534)
+        .gid(65534);
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "nothing ran");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "memtrace: error: cannot run /bin/echo or make its run directory in the current \
+         directory (-o DIR/%e.%p.mtr writes the logs elsewhere): Permission denied (os error 13)\n"
+    );
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }
