@@ -4,7 +4,8 @@
 //!   ALLOC/FREE/REALLOC records, and `ChunkIter` plus `RecordIter` over a
 //!   whole log;
 //! - `replay`: indexing and replaying a log of about a million events (live
-//!   block map, peak, leaks), alone and as the whole `analyze_bytes` pipeline;
+//!   block map, peak, leaks), alone and as the whole `analyze_bytes` pipeline,
+//!   and the exit scan's pass over it (`live_set`: the live blocks alone);
 //! - `snapshot`: the incremental step of a snapshot of a running process
 //!   (`live::follow`): reading the next 10k or 100k events of the log from
 //!   where a retained `Tail` stopped, and applying them to the retained
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use memtrace_analyzer::analysis::reach::live_set;
 use memtrace_analyzer::analysis::replay;
 use memtrace_analyzer::analysis::symbolize::{Module, Modules, Symbolizer};
 use memtrace_analyzer::log::Log;
@@ -312,6 +314,15 @@ fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
             let h = log.header().expect("header");
             let idx = log.index(&h).expect("index");
             replay::replay(&log, &idx, replay::Config::of(&h)).expect("replay")
+        })
+    });
+    // The exit scan's pass: the live set alone, chunks decoded on every core
+    // without merging the streams.
+    g.bench_function("index_and_live_set_1M", |b| {
+        b.iter(|| {
+            let h = log.header().expect("header");
+            let idx = log.index(&h).expect("index");
+            live_set::end_state(&log, &idx, replay::Config::of(&h), None).expect("live set")
         })
     });
     g.bench_function("analyze_bytes_1M", |b| {

@@ -24,12 +24,17 @@ fn embedded_original() -> PathBuf {
     target.join("embedded-preload/release/libmemtrace.so")
 }
 
-/// A copy of the memtrace binary alone in `dir/bin/`.
+/// A copy of the memtrace binary alone in `dir/bin/`: a hard link where the
+/// file system allows one (no 95 MB copy of the debug build per test, and no
+/// file open for writing that a concurrent test's fork could inherit, which
+/// makes executing it fail with ETXTBSY), else a copy.
 fn lone_copy(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let exe = bin.join("memtrace");
-    std::fs::copy(memtrace_bin(), &exe).unwrap();
+    if std::fs::hard_link(memtrace_bin(), &exe).is_err() {
+        std::fs::copy(memtrace_bin(), &exe).unwrap();
+    }
     exe
 }
 

@@ -34,7 +34,8 @@
 //! At exit the process starts the scanner (`memtrace __scan`, see the
 //! preload's `scan` module and `cmd::scan`), which stops the process's other
 //! threads and reads the process itself ([`classify_process`], module
-//! `process`), with the live blocks from the log ([`scan_input`]); the kinds
+//! `process`), with the live blocks from the log ([`scan_input`], found by
+//! [`live_set`] without merging the log's streams, on every core); the kinds
 //! go back to the process, which writes them into its log ([`records`]). A snapshot of a running
 //! process is classified the same way from a frozen copy (`crate::live::snapshot`).
 //!
@@ -49,6 +50,7 @@
 //!   follows only defined words, and memtrace cannot tell them apart.
 
 pub mod heuristics;
+pub mod live_set;
 mod process;
 
 pub use crate::analysis::catalog::{ExitScan, ScanDone};
@@ -346,25 +348,18 @@ pub fn scan_input(
         true => crate::analysis::inherit::of_header(path, &header, peers).unwrap_or(None),
         false => None,
     };
-    let mut cat = crate::analysis::catalog::Catalog::default();
-    let out = crate::analysis::replay::replay_seeded(
+    // The live set alone, without merging the streams, on every core: the
+    // process waits for it.
+    let end = live_set::end_state(
         &log,
         &index,
         crate::analysis::replay::Config::of(&header),
         inherited.as_ref().map(|i| &i.seed),
-        |ev| cat.observe(ev, &log, &index),
     )?;
-    let Some(exit) = cat.exit_scan else {
+    let Some(exit) = end.exit else {
         return Ok(None);
     };
-    let blocks = out
-        .live
-        .iter()
-        .map(|(a, b)| Block {
-            addr: *a,
-            size: b.size,
-        })
-        .collect();
+    let blocks = end.blocks;
     Ok(Some(ScanInput {
         pid: header.pid,
         exit,
