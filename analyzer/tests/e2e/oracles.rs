@@ -519,7 +519,7 @@ fn memcheck_kinds(text: &str) -> Kinds {
             Some("still reachable") => "reachable",
             other => panic!("unknown kind {other:?} in {l}"),
         };
-        // "at 0x...: malloc (in /usr/...)", "by 0x...: kept (oracle_stale_exit.c:61)".
+        // "at 0x...: malloc (in /usr/...)", "by 0x...: kept (oracle_stale_below_main.h:23)".
         let mut function = "?".to_owned();
         while i < lines.len() && (lines[i].starts_with("at ") || lines[i].starts_with("by ")) {
             if function == "?"
