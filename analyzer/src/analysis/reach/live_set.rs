@@ -196,25 +196,18 @@ fn chunks(log: &Log, index: &Index, cfg: Config, work: &[(u32, ChunkRef)]) -> Re
     Ok(t)
 }
 
-/// A packed log's events come merged: replayed in order (a packed log is
-/// never scanned at exit; this keeps the function total).
+/// A packed log's events come merged: replayed in order, the catalog taking
+/// the exit record (a packed log is never scanned at exit; this keeps the
+/// function total).
 fn packed_end_state(
     log: &Log,
     index: &Index,
     cfg: Config,
     seed: Option<&Seed>,
 ) -> Result<EndState> {
-    let mut exit = None;
+    let mut cat = crate::analysis::catalog::Catalog::default();
     let out = crate::analysis::replay::replay_seeded(log, index, cfg, seed, |ev| {
-        if let Record::Kernel { kind, values, .. } = &ev.record
-            && *kind == KIND_EXIT_SCAN
-        {
-            let v: std::result::Result<Vec<u64>, DecodeError> = values.clone().collect();
-            if let Ok(v) = v {
-                exit = ExitScan::from_values(&v);
-            }
-        }
-        Ok(())
+        cat.observe(ev, log, index)
     })?;
     Ok(EndState {
         blocks: out
@@ -225,7 +218,7 @@ fn packed_end_state(
                 size: b.size,
             })
             .collect(),
-        exit,
+        exit: cat.exit_scan,
     })
 }
 
@@ -244,8 +237,8 @@ mod tests {
     use crate::testlog::*;
     use std::path::Path;
 
-    /// The replay's live set and exit record, the reference.
-    fn by_replay(b: &LogBuilder, until: u64) -> (Vec<Block>, Option<ExitScan>) {
+    /// `b`'s log, its index and its configuration cut at `until` (0: none).
+    fn open(b: &LogBuilder, until: u64) -> (Log, Index, Config) {
         let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
@@ -253,6 +246,12 @@ mod tests {
             until,
             ..Config::of(&h)
         };
+        (log, idx, cfg)
+    }
+
+    /// The replay's live set and exit record, the reference.
+    fn by_replay(b: &LogBuilder, until: u64) -> (Vec<Block>, Option<ExitScan>) {
+        let (log, idx, cfg) = open(b, until);
         let mut cat = crate::analysis::catalog::Catalog::default();
         let out = crate::analysis::replay::replay_seeded(&log, &idx, cfg, None, |ev| {
             cat.observe(ev, &log, &idx)
@@ -270,13 +269,7 @@ mod tests {
     }
 
     fn by_end_state(b: &LogBuilder, until: u64) -> (Vec<Block>, Option<ExitScan>) {
-        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
-        let h = log.header().unwrap();
-        let idx = log.index(&h).unwrap();
-        let cfg = Config {
-            until,
-            ..Config::of(&h)
-        };
+        let (log, idx, cfg) = open(b, until);
         let e = end_state(&log, &idx, cfg, None).unwrap();
         (e.blocks, e.exit)
     }
@@ -378,10 +371,8 @@ mod tests {
             regions: Vec::new(),
             funcs: Vec::new(),
         };
-        let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
-        let h = log.header().unwrap();
-        let idx = log.index(&h).unwrap();
-        let e = end_state(&log, &idx, Config::of(&h), Some(&seed)).unwrap();
+        let (log, idx, cfg) = open(&b, 0);
+        let e = end_state(&log, &idx, cfg, Some(&seed)).unwrap();
         let got: Vec<(u64, u64)> = e.blocks.iter().map(|b| (b.addr, b.size)).collect();
         assert_eq!(got, [(0x20, 32), (0x40, 24), (0x80, 8)]);
         assert!(e.exit.is_none());
