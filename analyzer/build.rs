@@ -88,15 +88,24 @@ fn main() {
     println!("cargo::rustc-cfg=memtrace_embedded_preload");
 }
 
-/// `<target>/embedded-preload`, where OUT_DIR is
-/// `<target>/<profile>/build/memtrace-<hash>/out` (or one level deeper with
-/// `--target TRIPLE`): found as the ancestor holding `CACHEDIR.TAG`, which
-/// cargo writes at a target directory's root; else inside OUT_DIR.
+/// `<target>/embedded-preload`, shared by every profile (check, dev, release,
+/// doc) so the preload is built once per target directory. OUT_DIR is
+/// `<target>/<profile>/build/memtrace-<hash>/out`, or with `--target TRIPLE`
+/// `<target>/<TRIPLE>/<profile>/build/...` (then the shared directory sits in
+/// `<target>/<TRIPLE>/`, still inside the target directory). (A marker file
+/// such as `CACHEDIR.TAG` is not a reliable way to find the root: cargo does
+/// not write one on every version, and a fresh clone then fell back to a
+/// build per OUT_DIR.) Any other layout builds inside OUT_DIR.
 fn embedded_target_dir(out: &Path) -> PathBuf {
-    out.ancestors()
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
-        .map(|root| root.join("embedded-preload"))
-        .unwrap_or_else(|| out.join("embedded-preload"))
+    let in_build_dir = out
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .is_some_and(|name| name == "build");
+    match out.ancestors().nth(4) {
+        Some(root) if in_build_dir => root.join("embedded-preload"),
+        _ => out.join("embedded-preload"),
+    }
 }
 
 /// FNV-1a, 64 bits: names the cached copy by its content.

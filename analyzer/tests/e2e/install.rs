@@ -14,14 +14,18 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The library `build.rs` embedded: `<target>/embedded-preload/release/`.
-fn embedded_original() -> PathBuf {
-    let target = memtrace_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("the memtrace binary is in <target>/<profile>/")
-        .to_path_buf();
-    target.join("embedded-preload/release/libmemtrace.so")
+/// FNV-1a, 64 bits, as `analyzer/build.rs` names the cached copy: the hash
+/// directory's name is this of the embedded bytes, so a cached file whose
+/// bytes hash to its directory's name holds exactly what was embedded. (The
+/// nested build's output on disk is not compared: a later build of another
+/// profile may have rewritten it after this binary embedded its bytes.)
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// A copy of the memtrace binary alone in `dir/bin/`: a hard link where the
@@ -112,31 +116,65 @@ fn embedded_library_goes_to_a_private_cache() {
     let exe = lone_copy(dir.path());
     let cache = dir.path().join("cache");
     let (code, path, err) = lib_of(&exe, &cache);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 0, "`{} lib` failed: {err}", exe.display());
     let lib = PathBuf::from(&path);
-    let hash_dir = lib.parent().unwrap();
-    assert_eq!(hash_dir.parent().unwrap(), cache.join("memtrace"), "{path}");
+    let hash_dir = lib.parent().expect("the library is in a directory");
+    // memtrace names its cache from XDG_CACHE_HOME as given; the temporary
+    // directory may sit behind a symlink (TMPDIR), so compare real paths.
+    let real = |p: &Path| {
+        p.canonicalize()
+            .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", p.display()))
+    };
+    assert_eq!(
+        real(hash_dir.parent().expect("the hash directory has a parent")),
+        real(&cache.join("memtrace")),
+        "the library {path} is not in {}/memtrace/<hash>/",
+        cache.display()
+    );
     let hash = hash_dir.file_name().unwrap().to_str().unwrap();
     assert!(
         hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
-        "{hash}"
+        "the cache directory {hash:?} is not named by a 64-bit hash"
     );
-    assert_eq!(lib.file_name().unwrap(), "libmemtrace.so");
+    assert_eq!(lib.file_name().unwrap(), "libmemtrace.so", "{path}");
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&cache.join("memtrace")), 0o700);
-    assert_eq!(mode(hash_dir), 0o700);
-    assert_eq!(mode(&lib), 0o600);
-    let embedded = std::fs::read(embedded_original()).unwrap();
-    assert_eq!(
-        std::fs::read(&lib).unwrap(),
-        embedded,
-        "the cached copy is the embedded library"
+    for (p, want) in [
+        (cache.join("memtrace"), 0o700),
+        (hash_dir.to_path_buf(), 0o700),
+        (lib.clone(), 0o600),
+    ] {
+        assert_eq!(mode(&p), want, "mode of {} is {:o}", p.display(), mode(&p));
+    }
+    let embedded = std::fs::read(&lib).unwrap();
+    assert!(
+        embedded.starts_with(b"\x7fELF"),
+        "the cached copy {path} is not a shared object ({} bytes)",
+        embedded.len()
     );
-    assert_eq!(std::fs::read_link(hash_dir.join("memtrace")).unwrap(), exe);
+    assert_eq!(
+        format!("{:016x}", fnv1a(&embedded)),
+        hash,
+        "the cached copy's bytes ({} of them) do not hash to its directory's name",
+        embedded.len()
+    );
+    let link = hash_dir.join("memtrace");
+    let target = std::fs::read_link(&link)
+        .unwrap_or_else(|e| panic!("no `memtrace` symlink at {}: {e}", link.display()));
+    assert_eq!(
+        real(&target),
+        real(&exe),
+        "{} names {}, not the binary that wrote it",
+        link.display(),
+        target.display()
+    );
 
     let ino = std::fs::metadata(&lib).unwrap().ino();
     let (code, again, err) = lib_of(&exe, &cache);
-    assert_eq!((code, again.as_str()), (0, path.as_str()), "{err}");
+    assert_eq!(
+        (code, again.as_str()),
+        (0, path.as_str()),
+        "a second `lib`: {err}"
+    );
     assert_eq!(
         std::fs::metadata(&lib).unwrap().ino(),
         ino,
@@ -144,12 +182,15 @@ fn embedded_library_goes_to_a_private_cache() {
     );
 
     std::fs::write(&lib, vec![0u8; embedded.len()]).unwrap();
-    let (code, _, err) = lib_of(&exe, &cache);
-    assert_eq!(code, 0, "{err}");
+    let (code, again, err) = lib_of(&exe, &cache);
     assert_eq!(
-        std::fs::read(&lib).unwrap(),
-        embedded,
-        "a tampered copy is replaced"
+        (code, again.as_str()),
+        (0, path.as_str()),
+        "`lib` after tampering: {err}"
+    );
+    assert!(
+        std::fs::read(&lib).unwrap() == embedded,
+        "a tampered copy is replaced by the embedded bytes"
     );
 }
 
