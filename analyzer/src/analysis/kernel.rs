@@ -23,8 +23,6 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -190,7 +188,9 @@ pub struct PidSamples {
 
 /// Samples a process tree from a thread of its own until stopped.
 pub struct Sampler {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread: its wait between samples ends at once
+    /// (a sleep made every `memtrace run` last at least one interval).
+    stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<HashMap<u32, PidSamples>>,
 }
 
@@ -202,18 +202,20 @@ impl Sampler {
         interval: Duration,
         is_memtrace: Box<dyn Fn(&str) -> bool + Send>,
     ) -> std::io::Result<Sampler> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("kernel-sampler".into())
             .spawn(move || {
                 let mut all: HashMap<u32, PidSamples> = HashMap::new();
                 let mut cgroups: HashMap<u32, Option<PathBuf>> = HashMap::new();
-                while !flag.load(Ordering::Relaxed) {
+                loop {
                     for p in tree(pid) {
                         sample(p, &mut all, &mut cgroups, &*is_memtrace);
                     }
-                    std::thread::sleep(interval);
+                    match stopped.recv_timeout(interval) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        _ => break,
+                    }
                 }
                 all
             })?;
@@ -222,7 +224,7 @@ impl Sampler {
 
     /// Stops and returns the samples by pid.
     pub fn finish(self) -> HashMap<u32, PidSamples> {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop);
         self.thread.join().unwrap_or_default()
     }
 }

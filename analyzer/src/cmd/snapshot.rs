@@ -34,8 +34,6 @@
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,7 +52,8 @@ const RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// Takes the snapshots of a run's processes while it runs.
 pub struct Watcher {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the finder: its wait between looks ends at once.
+    stop: mpsc::Sender<()>,
     finder: JoinHandle<()>,
     reader: JoinHandle<()>,
 }
@@ -70,8 +69,7 @@ impl Watcher {
         quiet: bool,
         heur: memtrace_analyzer::analysis::reach::Heuristics,
     ) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
         let ignore = std::env::var_os(IGNORE_COPIES).is_some_and(|v| v == "1");
         let (tx, rx) = mpsc::channel::<Held>();
         // The finder takes copies as soon as they appear, whatever the reader
@@ -79,7 +77,7 @@ impl Watcher {
         let finder = std::thread::spawn(move || {
             let mut seen: HashSet<u32> = HashSet::new();
             loop {
-                let last = flag.load(Ordering::Relaxed);
+                let last = matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Disconnected));
                 let children = own_children();
                 // A pid reaped by the reader may come back as a new copy's.
                 seen.retain(|p| children.contains(p));
@@ -97,7 +95,8 @@ impl Watcher {
                 if last {
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                // Returns early once `finish` drops the sender: one last look follows.
+                let _ = stopped.recv_timeout(Duration::from_millis(50));
             }
         });
         let reader = std::thread::spawn(move || {
@@ -116,7 +115,7 @@ impl Watcher {
     /// Takes the snapshots still pending and stops. A copy made later is
     /// not read; it dies with this process or after its idle lifetime.
     pub fn finish(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop);
         let _ = self.finder.join();
         let _ = self.reader.join();
     }
