@@ -512,6 +512,66 @@ fn a_program_at_its_descriptor_limit_loses_nothing() {
     }
 }
 
+// A program started with a large descriptor limit (soft raised to hard, at least 4,096)
+// finds memtrace's log descriptor at 1,000, not in the top quarter of the limit: the
+// kernel's descriptor table of every traced process stays at 1,024 entries (at 3/4 of a
+// 1M limit, as containers often have, it was an 8 MiB table copied at every fork).
+#[test]
+fn the_log_descriptor_stays_low_under_a_large_descriptor_limit() {
+    fn fdtable(traced: Option<&Path>) -> String {
+        let mut cmd = match traced {
+            Some(dir) => crate::util::traced_command("fdtable", dir, "%e.%p.mtr"),
+            None => crate::util::clean_command(crate::util::fixture("fdtable")),
+        };
+        use std::os::unix::process::CommandExt;
+        // SAFETY: getrlimit/setrlimit are async-signal-safe; nothing else runs in the child.
+        unsafe {
+            only_stdio(&mut cmd).pre_exec(|| {
+                let mut l = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                l.rlim_cur = l.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = crate::util::output_with_timeout(&mut cmd, crate::util::TIMEOUT);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    let mut hard = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into our own struct.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
+        0
+    );
+    assert!(
+        hard.rlim_max >= 4096,
+        "this test needs a hard RLIMIT_NOFILE of at least 4,096 (have {})",
+        hard.rlim_max
+    );
+    assert_eq!(fdtable(None), "highest 2\n", "bare");
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(fdtable(Some(dir.path())), "highest 1000\n", "traced");
+    let logs = crate::util::logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    crate::util::report(&logs[0]).assert_complete();
+}
+
 // A program that caps its address space (RLIMIT_AS) 64 MiB above what it has mapped and
 // maps 1 MiB blocks until ENOMEM gets as many under memtrace as bare (64): memtrace maps
 // nothing of its own after start-up on a run this small, and the scan still classifies.

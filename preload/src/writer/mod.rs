@@ -252,16 +252,24 @@ fn remember_path(fd: c_int) {
     buf[if len > 0 && buf[0] == b'/' { len } else { 0 }] = 0;
 }
 
+/// The highest number the log's descriptor is moved to. The kernel sizes a
+/// process's descriptor table to its highest open descriptor, and every
+/// fork copies it: at three quarters of a 1M limit (containers often have
+/// one) that was an 8 MiB table per process, and at 15,000 (a 20,000 limit)
+/// a 16,384-entry one, 2% of a process tree's time spent in `dup_fd`. At
+/// 1,000 the table keeps the 1,024 entries of the default limit.
+const HIGHEST_FD: c_int = 1000;
+
 /// Moves `fd` to a number in the top quarter of the descriptor limit (at
-/// least 10), where the program's own `open`, `dup` and `socket` calls, which
-/// take the lowest free number, do not meet it; keeps it where it is if that
-/// fails.
+/// least 10), but no higher than [`HIGHEST_FD`], where the program's own
+/// `open`, `dup` and `socket` calls, which take the lowest free number, do
+/// not meet it; keeps it where it is if that fails.
 fn move_high(fd: c_int) -> c_int {
     let Some(cur) = sys::soft_limit(libc::RLIMIT_NOFILE).filter(|&c| c >= 16) else {
         return fd;
     };
     let cur = cur.min(1 << 20) as c_int;
-    let min = (cur - cur / 4).max(10);
+    let min = (cur - cur / 4).clamp(10, HIGHEST_FD);
     if fd >= min {
         return fd;
     }
