@@ -555,10 +555,8 @@ fn the_log_descriptor_stays_low_under_a_large_descriptor_limit() {
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit into our own struct.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) },
-        0
-    );
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard) };
+    assert_eq!(got, 0);
     assert!(
         hard.rlim_max >= 4096,
         "this test needs a hard RLIMIT_NOFILE of at least 4,096 (have {})",
