@@ -167,9 +167,47 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
         scratch: vec![0u8; memtrace_format::MAX_RECORD],
         frames: Vec::new(),
     };
+    let (events, cut, section) = encode_blocks(log, &index, &mut enc, &mut *out)?;
+    let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
+    out.write_all(&meta).map_err(io)?;
+    let end = out.stream_position().map_err(io)?;
+
+    let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
+    put(off::EVENTS_LEN, &section.to_le_bytes());
+    put(off::META_LEN, &(meta.len() as u64).to_le_bytes());
+    put(off::META_RAW_LEN, &(enc.meta.len() as u64).to_le_bytes());
+    put(off::EVENTS, &events.to_le_bytes());
+    put(off::CUT_RECORDS, &(cut as u32).to_le_bytes());
+    put(off::EMPTY_SLOTS, &(index.empty_slots as u32).to_le_bytes());
+    put(off::TRUNCATED, &(index.truncated as u16).to_le_bytes());
+    put(off::STREAMS, &(index.streams.len() as u16).to_le_bytes());
+    out.seek(SeekFrom::Start(0)).map_err(io)?;
+    out.write_all(&fixed).map_err(io)?;
+    out.seek(SeekFrom::Start(end)).map_err(io)?;
+    Ok(Stats {
+        events,
+        raw_bytes: 0,
+        packed_bytes: end,
+    })
+}
+
+/// Encodes `log`'s merged events into `enc`'s columns and writes them to
+/// `out` as blocks; returns the events, the records cut, and the bytes of
+/// blocks written.
+fn encode_blocks<W: Write + Send>(
+    log: &Log,
+    index: &crate::log::Index,
+    enc: &mut Enc,
+    out: &mut W,
+) -> Result<(u64, u64, u64)> {
+    let path = log.path().to_owned();
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
     let mut events = 0u64;
     let mut encode = |flush: &mut dyn FnMut(&mut [Vec<u8>; NCOL]) -> Result<()>| {
-        crate::log::for_each_event(log, &index, |ev| {
+        crate::log::for_each_event(log, index, |ev| {
             enc.event(ev).map_err(|why| Error::Pack {
                 path: path.clone(),
                 why: format!("cannot re-encode a {why}"),
@@ -227,27 +265,7 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
             Ok((written?, section))
         })?
     };
-    let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
-    out.write_all(&meta).map_err(io)?;
-    let end = out.stream_position().map_err(io)?;
-
-    let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
-    put(off::EVENTS_LEN, &section.to_le_bytes());
-    put(off::META_LEN, &(meta.len() as u64).to_le_bytes());
-    put(off::META_RAW_LEN, &(enc.meta.len() as u64).to_le_bytes());
-    put(off::EVENTS, &events.to_le_bytes());
-    put(off::CUT_RECORDS, &(cut as u32).to_le_bytes());
-    put(off::EMPTY_SLOTS, &(index.empty_slots as u32).to_le_bytes());
-    put(off::TRUNCATED, &(index.truncated as u16).to_le_bytes());
-    put(off::STREAMS, &(index.streams.len() as u16).to_le_bytes());
-    out.seek(SeekFrom::Start(0)).map_err(io)?;
-    out.write_all(&fixed).map_err(io)?;
-    out.seek(SeekFrom::Start(end)).map_err(io)?;
-    Ok(Stats {
-        events,
-        raw_bytes: 0,
-        packed_bytes: end,
-    })
+    Ok((events, cut, section))
 }
 
 #[cfg(test)]
