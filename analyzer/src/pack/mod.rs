@@ -42,14 +42,14 @@ pub struct Stats {
 /// Compresses and writes full blocks, with one zstd context for all of a
 /// log's columns: a context per column (`zstd::bulk::compress`) was a fifth
 /// of the time to pack a process tree's small logs. The output is the same.
-pub(crate) struct BlockWriter<W: Write> {
+struct BlockWriter<W: Write> {
     out: W,
     z: zstd::bulk::Compressor<'static>,
     written: u64,
 }
 
 impl<W: Write> BlockWriter<W> {
-    pub(crate) fn new(out: W) -> std::io::Result<Self> {
+    fn new(out: W) -> std::io::Result<Self> {
         Ok(Self {
             out,
             z: zstd::bulk::Compressor::new(LEVEL)?,
@@ -58,7 +58,7 @@ impl<W: Write> BlockWriter<W> {
     }
 
     /// Writes the columns as one block (nothing if they are empty).
-    pub(crate) fn block(&mut self, cols: &[Vec<u8>; NCOL]) -> std::io::Result<()> {
+    fn block(&mut self, cols: &[Vec<u8>; NCOL]) -> std::io::Result<()> {
         let ops = cols[col::KIND].len();
         if ops == 0 {
             return Ok(());
@@ -83,7 +83,7 @@ impl<W: Write> BlockWriter<W> {
     }
 
     /// Flushes the output; returns the bytes of blocks written.
-    pub(crate) fn finish(mut self) -> std::io::Result<u64> {
+    fn finish(mut self) -> std::io::Result<u64> {
         self.out.flush()?;
         Ok(self.written)
     }
