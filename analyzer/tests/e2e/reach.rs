@@ -150,6 +150,59 @@ fn classification_matches_the_header_and_memcheck() {
     );
 }
 
+/// tests/fixtures/reach_big.c: blocks of 64 KiB and more, in arenas the scan does not
+/// read whole (it reads each block as it comes to it, the heuristics' words too): the
+/// figures are the header's and, per allocating function, memcheck's.
+#[test]
+fn large_blocks_classify_as_the_header_and_memcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .arg("run")
+        .arg("--")
+        .arg(fixture("reach_big"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let r = report(&logs[0]);
+    let totals = &r.v["summary"]["leak_kinds"];
+    let t = |k: &str| {
+        (
+            totals[k]["bytes"].as_u64().unwrap(),
+            totals[k]["count"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(t("definite"), (200_000, 1), "{totals}");
+    assert_eq!(t("indirect"), (400_000, 2), "{totals}");
+    assert_eq!(t("possible"), (250_000, 1), "{totals}");
+    assert_eq!(t("reachable"), (570_008, 3), "{totals}");
+    let ours = memtrace_kinds(&r);
+    let key = |k: &str, f: &str| (k.to_owned(), f.to_owned());
+    assert_eq!(ours[&key("definite", "big_list")], (200_000, 1));
+    assert_eq!(ours[&key("indirect", "big_list")], (400_000, 2));
+    assert_eq!(ours[&key("reachable", "big_kept")], (300_000, 1));
+    assert_eq!(ours[&key("reachable", "big_child")], (70_000, 1));
+    assert_eq!(ours[&key("possible", "big_interior")], (250_000, 1));
+    assert_eq!(ours[&key("reachable", "big_length64")], (200_008, 1));
+
+    // memcheck is the oracle: required, never skipped.
+    let vg = clean_command(require_valgrind())
+        .args(["--leak-check=full", "--show-leak-kinds=all"])
+        .arg(fixture("reach_big"))
+        .output()
+        .unwrap();
+    let theirs = valgrind_kinds(&String::from_utf8_lossy(&vg.stderr));
+    assert_eq!(
+        ours, theirs,
+        "memtrace (left) vs memcheck (right), by kind and function"
+    );
+}
+
 /// In sampling mode the preload keeps the recorded blocks' addresses in a set of its
 /// own; that set is not a root, so the kinds are the same as in a full run (with a
 /// 1-byte interval every block is recorded exactly).

@@ -242,31 +242,31 @@ impl<'a> AddressSpace<'a> {
 }
 
 /// The little-endian word at byte `off` of `bytes`.
-fn word_at(bytes: &[u8], off: u64) -> Option<u64> {
+pub(super) fn word_at(bytes: &[u8], off: u64) -> Option<u64> {
     let off = usize::try_from(off).ok()?;
     let w = bytes.get(off..off.checked_add(8)?)?;
     Some(u64::from_le_bytes(w.try_into().ok()?))
 }
 
 /// The heuristic of `set` that recognizes `p`, an interior pointer into
-/// `block` whose bytes are `contents` (`None`: unreadable, recognized by
-/// none), tried in memcheck's order.
+/// `block`, whose word at byte `off` is `word(off)` (`None`: unreadable, or
+/// past its end; an unreadable block is recognized by none), tried in
+/// memcheck's order.
 pub fn recognize(
     set: Heuristics,
     p: u64,
     block: Block,
-    contents: Option<&[u8]>,
+    word: &dyn Fn(u64) -> Option<u64>,
     space: &AddressSpace<'_>,
 ) -> Option<Heuristic> {
     if set.is_empty() {
         return None;
     }
-    let bytes = contents?;
     let off = p.checked_sub(block.addr)?;
-    let first = word_at(bytes, 0);
+    let first = word(0);
     if set.contains(Heuristic::StdString)
         && off == 24
-        && let (Some(length), Some(capacity)) = (first, word_at(bytes, 8))
+        && let (Some(length), Some(capacity)) = (first, word(8))
         && capacity.wrapping_add(24 + 1) == block.size
         && length <= capacity
     {
@@ -290,7 +290,7 @@ pub fn recognize(
     }
     if set.contains(Heuristic::MultipleInheritance)
         && p.is_multiple_of(8)
-        && let (Some(inner), Some(first)) = (word_at(bytes, off), first)
+        && let (Some(inner), Some(first)) = (word(off), first)
         && inner.is_multiple_of(8)
         && inner >= PAGE_SIZE
         && first.is_multiple_of(8)
@@ -344,6 +344,11 @@ mod tests {
         );
     }
 
+    /// The word reader of a block whose bytes are `bytes` (`None`: unreadable).
+    fn at(bytes: Option<&[u8]>) -> impl Fn(u64) -> Option<u64> + '_ {
+        move |off| word_at(bytes?, off)
+    }
+
     fn block_with(words: &[u64], size: u64) -> Vec<u8> {
         let mut v: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
         v.resize(size as usize, 0);
@@ -359,47 +364,56 @@ mod tests {
         // stdstring: length 5, capacity 15 in a block of 24 + 15 + 1.
         let s = block_with(&[5, 15, 0], 40);
         assert_eq!(
-            recognize(all, 0x1000 + 24, b(40), Some(&s), &none),
+            recognize(all, 0x1000 + 24, b(40), &at(Some(&s)), &none),
             Some(Heuristic::StdString)
         );
         // Only at +24; not if the capacity does not give the size, nor if
         // the length exceeds the capacity; not when the set lacks it.
-        assert_eq!(recognize(all, 0x1000 + 16, b(40), Some(&s), &none), None);
+        assert_eq!(
+            recognize(all, 0x1000 + 16, b(40), &at(Some(&s)), &none),
+            None
+        );
         let s2 = block_with(&[5, 14, 0], 40);
-        assert_eq!(recognize(all, 0x1000 + 24, b(40), Some(&s2), &none), None);
+        assert_eq!(
+            recognize(all, 0x1000 + 24, b(40), &at(Some(&s2)), &none),
+            None
+        );
         let s3 = block_with(&[16, 15, 0], 40);
-        assert_eq!(recognize(all, 0x1000 + 24, b(40), Some(&s3), &none), None);
+        assert_eq!(
+            recognize(all, 0x1000 + 24, b(40), &at(Some(&s3)), &none),
+            None
+        );
         let only_na = Heuristics::parse("newarray").unwrap();
         assert_eq!(
-            recognize(only_na, 0x1000 + 24, b(40), Some(&s), &none),
+            recognize(only_na, 0x1000 + 24, b(40), &at(Some(&s)), &none),
             None
         );
         // length64: the first word is the size after it; it also fits
         // newarray, which comes after it.
         let l = block_with(&[24], 32);
         assert_eq!(
-            recognize(all, 0x1008, b(32), Some(&l), &none),
+            recognize(all, 0x1008, b(32), &at(Some(&l)), &none),
             Some(Heuristic::Length64)
         );
         assert_eq!(
-            recognize(only_na, 0x1008, b(32), Some(&l), &none),
+            recognize(only_na, 0x1008, b(32), &at(Some(&l)), &none),
             Some(Heuristic::NewArray)
         );
         // newarray: a count that divides the rest; not 0, not one that does
         // not divide.
         let a = block_with(&[3], 8 + 3 * 16);
         assert_eq!(
-            recognize(all, 0x1008, b(56), Some(&a), &none),
+            recognize(all, 0x1008, b(56), &at(Some(&a)), &none),
             Some(Heuristic::NewArray)
         );
         let a0 = block_with(&[0], 56);
-        assert_eq!(recognize(all, 0x1008, b(56), Some(&a0), &none), None);
+        assert_eq!(recognize(all, 0x1008, b(56), &at(Some(&a0)), &none), None);
         let a5 = block_with(&[5], 56);
-        assert_eq!(recognize(all, 0x1008, b(56), Some(&a5), &none), None);
+        assert_eq!(recognize(all, 0x1008, b(56), &at(Some(&a5)), &none), None);
         // Unreadable contents: nothing.
-        assert_eq!(recognize(all, 0x1008, b(56), None, &none), None);
+        assert_eq!(recognize(all, 0x1008, b(56), &at(None), &none), None);
         assert_eq!(
-            recognize(Heuristics::NONE, 0x1008, b(56), Some(&a), &none),
+            recognize(Heuristics::NONE, 0x1008, b(56), &at(Some(&a)), &none),
             None
         );
     }
@@ -480,19 +494,19 @@ mod tests {
         let all = Heuristics::ALL;
         let obj = block_with(&[0x60_0010, 7, 0x60_0100, 9], 32);
         assert_eq!(
-            recognize(all, 0x1010, b, Some(&obj), &s),
+            recognize(all, 0x1010, b, &at(Some(&obj)), &s),
             Some(Heuristic::MultipleInheritance)
         );
-        assert_eq!(recognize(all, 0x1008, b, Some(&obj), &s), None);
-        assert_eq!(recognize(all, 0x1014, b, Some(&obj), &s), None);
+        assert_eq!(recognize(all, 0x1008, b, &at(Some(&obj)), &s), None);
+        assert_eq!(recognize(all, 0x1014, b, &at(Some(&obj)), &s), None);
         let bad = block_with(&[0x60_0200, 7, 0x60_0100, 9], 32);
-        assert_eq!(recognize(all, 0x1010, b, Some(&bad), &s), None);
+        assert_eq!(recognize(all, 0x1010, b, &at(Some(&bad)), &s), None);
         let only_mi = Heuristics::parse("multipleinheritance").unwrap();
         assert_eq!(
-            recognize(only_mi, 0x1010, b, Some(&obj), &s),
+            recognize(only_mi, 0x1010, b, &at(Some(&obj)), &s),
             Some(Heuristic::MultipleInheritance)
         );
         let no_mi = Heuristics::parse("stdstring,length64,newarray").unwrap();
-        assert_eq!(recognize(no_mi, 0x1010, b, Some(&obj), &s), None);
+        assert_eq!(recognize(no_mi, 0x1010, b, &at(Some(&obj)), &s), None);
     }
 }

@@ -125,15 +125,41 @@ pub struct Scan {
     pub heuristics: Vec<Option<Heuristic>>,
 }
 
+/// Where a scan reads the live blocks' bytes: from memory it holds
+/// ([`InMemory`]), or from the process on demand, block by block, into one
+/// buffer it reuses (`process`), so that a heap of large blocks is never
+/// held whole.
+pub trait Contents {
+    /// Calls `f` with block `i`'s bytes; `false` (and `f` not called):
+    /// unreadable, scanned as empty.
+    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool;
+    /// The little-endian word at byte `off` of block `i` (`None`: unreadable,
+    /// or not all inside the block), for the heuristics.
+    fn word(&self, i: usize, off: u64) -> Option<u64>;
+}
+
+/// Blocks' bytes held in memory: `.0(i)` gives block `i`'s (`None`:
+/// unreadable).
+pub struct InMemory<'a>(pub &'a dyn Fn(usize) -> Option<&'a [u8]>);
+
+impl Contents for InMemory<'_> {
+    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool {
+        (self.0)(i).map(f).is_some()
+    }
+
+    fn word(&self, i: usize, off: u64) -> Option<u64> {
+        heuristics::word_at((self.0)(i)?, off)
+    }
+}
+
 /// Classifies `blocks` (sorted by address, not overlapping). `roots` are the
-/// root regions as (start address, bytes); `contents(i)` gives block `i`'s
-/// bytes (`None`: unreadable, scanned as empty). `heur` are the leak
-/// heuristics to apply to interior pointers; `space` serves the
-/// multipleinheritance heuristic's vtable test.
+/// root regions as (start address, bytes); `contents` gives the blocks'
+/// bytes. `heur` are the leak heuristics to apply to interior pointers;
+/// `space` serves the multipleinheritance heuristic's vtable test.
 pub fn classify<'a>(
     blocks: &[Block],
     roots: impl IntoIterator<Item = (u64, &'a [u8])>,
-    contents: &dyn Fn(usize) -> Option<&'a [u8]>,
+    contents: &dyn Contents,
     heur: Heuristics,
     space: &AddressSpace<'_>,
 ) -> Scan {
@@ -179,7 +205,7 @@ struct Marks {
 fn mark_reached<'a>(
     blocks: &[Block],
     roots: impl IntoIterator<Item = (u64, &'a [u8])>,
-    contents: &dyn Fn(usize) -> Option<&'a [u8]>,
+    contents: &dyn Contents,
     heur: Heuristics,
     space: &AddressSpace<'_>,
 ) -> Marks {
@@ -204,7 +230,9 @@ fn mark_reached<'a>(
         } else if direct[j] {
             // Reachable already, and not through a heuristic.
             Mark::Reachable
-        } else if let Some(h) = heuristics::recognize(heur, w, blocks[j], contents(j), space) {
+        } else if let Some(h) =
+            heuristics::recognize(heur, w, blocks[j], &|off| contents.word(j, off), space)
+        {
             via[j] = Some(via[j].map_or(h, |v| v.min(h)));
             Mark::Reachable
         } else {
@@ -223,7 +251,14 @@ fn mark_reached<'a>(
                 // program's pointer to it).
                 if !start
                     && w == glibc_next_chunk(blocks[i])
-                    && heuristics::recognize(heur, w, blocks[i], contents(i), space).is_none()
+                    && heuristics::recognize(
+                        heur,
+                        w,
+                        blocks[i],
+                        &|off| contents.word(i, off),
+                        space,
+                    )
+                    .is_none()
                 {
                     continue;
                 }
@@ -233,12 +268,13 @@ fn mark_reached<'a>(
     }
     while let Some(i) = work.pop() {
         let definite = mark[i] == Mark::Reachable;
-        let Some(bytes) = contents(i) else { continue };
-        for w in words(blocks[i].addr, bytes) {
-            if let Some((j, start)) = find(blocks, w) {
-                reach(&mut mark, &mut work, j, w, start, definite);
+        contents.with(i, &mut |bytes| {
+            for w in words(blocks[i].addr, bytes) {
+                if let Some((j, start)) = find(blocks, w) {
+                    reach(&mut mark, &mut work, j, w, start, definite);
+                }
             }
-        }
+        });
     }
     Marks { mark, direct, via }
 }
@@ -246,11 +282,7 @@ fn mark_reached<'a>(
 /// Step 3 of the algorithm (module docs): each block not marked (`None`)
 /// leads a group, definitely lost, of the unmarked blocks it reaches,
 /// indirectly lost.
-fn group_lost<'a>(
-    blocks: &[Block],
-    contents: &dyn Fn(usize) -> Option<&'a [u8]>,
-    kind: &mut [Option<Kind>],
-) {
+fn group_lost(blocks: &[Block], contents: &dyn Contents, kind: &mut [Option<Kind>]) {
     for leader in 0..kind.len() {
         if kind[leader].is_some() {
             continue;
@@ -258,22 +290,23 @@ fn group_lost<'a>(
         kind[leader] = Some(Kind::DefinitelyLost);
         let mut stack = vec![leader];
         while let Some(i) = stack.pop() {
-            let Some(bytes) = contents(i) else { continue };
-            for w in words(blocks[i].addr, bytes) {
-                let Some((j, _)) = find(blocks, w) else {
-                    continue;
-                };
-                if j == leader {
-                    continue;
-                }
-                match kind[j] {
-                    None | Some(Kind::DefinitelyLost) => {
-                        kind[j] = Some(Kind::IndirectlyLost);
-                        stack.push(j);
+            contents.with(i, &mut |bytes| {
+                for w in words(blocks[i].addr, bytes) {
+                    let Some((j, _)) = find(blocks, w) else {
+                        continue;
+                    };
+                    if j == leader {
+                        continue;
                     }
-                    _ => {}
+                    match kind[j] {
+                        None | Some(Kind::DefinitelyLost) => {
+                            kind[j] = Some(Kind::IndirectlyLost);
+                            stack.push(j);
+                        }
+                        _ => {}
+                    }
                 }
-            }
+            });
         }
     }
 }

@@ -3,10 +3,11 @@
 //! the live parts of its stacks, and its registers (`/proc/PID/maps` and
 //! `/proc/PID/mem`).
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{AddressSpace, Block, Heuristics, Mapping, Scan, classify, find};
+use super::{AddressSpace, Block, Contents, Heuristics, Mapping, Scan, classify, find};
 
 /// Mappings larger than this are not read unless they hold live blocks
 /// (address-space reservations, not data).
@@ -35,13 +36,87 @@ pub struct Roots {
     pub not_roots: Vec<(u64, u64)>,
 }
 
-/// One writable private mapping, read whole.
+/// An arena holding fewer live blocks than one per this many bytes is not
+/// read whole: its blocks are read one at a time as the scan comes to them
+/// (a system call each, into one buffer), so that a heap of large blocks is
+/// never held twice, and its free chunks are not read at all. Denser arenas
+/// (small blocks) are read whole, in one pass.
+const SPARSE_ARENA: u64 = 2048;
+
+/// One writable private mapping.
 struct Region {
     start: u64,
-    bytes: Vec<u8>,
+    end: u64,
+    /// Its bytes, read whole; `None`: a sparse arena (see [`SPARSE_ARENA`]),
+    /// whose blocks are read on demand.
+    bytes: Option<Vec<u8>>,
     /// The allocator's (an arena holding live blocks, glibc's `[heap]` or a
     /// thread heap): read for the blocks' contents, never a root.
     heap: bool,
+}
+
+/// The process's blocks for the scan ([`Contents`]): from the regions read
+/// whole, or read from the process (`/proc/PID/mem`) into one buffer.
+struct Image<'a> {
+    mem: &'a File,
+    blocks: &'a [Block],
+    regions: &'a [Region],
+    not_roots: &'a [(u64, u64)],
+    buf: RefCell<Vec<u8>>,
+}
+
+impl Image<'_> {
+    /// The region holding the whole of block `i`.
+    fn region(&self, i: usize) -> Option<&Region> {
+        let b = self.blocks[i];
+        let r = self
+            .regions
+            .partition_point(|r| r.start <= b.addr)
+            .checked_sub(1)?;
+        let r = &self.regions[r];
+        (b.addr.checked_add(b.size)? <= r.end).then_some(r)
+    }
+}
+
+impl Contents for Image<'_> {
+    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool {
+        let Some(r) = self.region(i) else {
+            return false;
+        };
+        let b = self.blocks[i];
+        match &r.bytes {
+            Some(bytes) => {
+                let from = (b.addr - r.start) as usize;
+                f(&bytes[from..from + b.size as usize]);
+            }
+            None => {
+                // Only the block's `word` reads happen inside `f`: the
+                // buffer is not borrowed twice.
+                let mut buf = self.buf.borrow_mut();
+                buf.clear();
+                buf.resize(b.size as usize, 0);
+                read_into(self.mem, b.addr, &mut buf, self.not_roots);
+                f(&buf);
+            }
+        }
+        true
+    }
+
+    fn word(&self, i: usize, off: u64) -> Option<u64> {
+        let r = self.region(i)?;
+        let b = self.blocks[i];
+        if off.checked_add(8)? > b.size {
+            return None;
+        }
+        match &r.bytes {
+            Some(bytes) => super::heuristics::word_at(bytes, b.addr - r.start + off),
+            None => {
+                let mut w = [0u8; 8];
+                read_into(self.mem, b.addr + off, &mut w, self.not_roots);
+                Some(u64::from_le_bytes(w))
+            }
+        }
+    }
 }
 
 /// One line of `/proc/PID/maps`: the range, the permissions, the path.
@@ -121,27 +196,21 @@ pub fn classify_process(
         mappings.extend(line.mapping());
         regions.extend(read_region(&mem, roots, blocks, &line));
     }
-    let region_of = |addr: u64| -> Option<&Region> {
-        let r = regions
-            .partition_point(|r| r.start <= addr)
-            .checked_sub(1)?;
-        let r = &regions[r];
-        (addr < r.start + r.bytes.len() as u64).then_some(r)
-    };
-    let contents = |i: usize| -> Option<&[u8]> {
-        let b = blocks[i];
-        let r = region_of(b.addr)?;
-        let from = (b.addr - r.start) as usize;
-        r.bytes.get(from..from.checked_add(b.size as usize)?)
+    let image = Image {
+        mem: &mem,
+        blocks,
+        regions: &regions,
+        not_roots: &roots.not_roots,
+        buf: RefCell::new(Vec::new()),
     };
     // Threads running on a stack inside a live block.
-    let mut on_block: Vec<(u64, &[u8])> = Vec::new();
+    let mut on_block: Vec<(u64, Vec<u8>)> = Vec::new();
     for &sp in &roots.stack_starts {
-        if let Some((i, _)) = find(blocks, sp)
-            && let Some(bytes) = contents(i)
-        {
+        if let Some((i, _)) = find(blocks, sp) {
             let from = ((sp & !7) - blocks[i].addr) as usize;
-            on_block.push((sp & !7, &bytes[from.min(bytes.len())..]));
+            image.with(i, &mut |bytes| {
+                on_block.push((sp & !7, bytes[from.min(bytes.len())..].to_vec()));
+            });
         }
     }
     let registers: Vec<u8> = roots
@@ -164,10 +233,10 @@ pub fn classify_process(
         regions
             .iter()
             .filter(|r| !r.heap)
-            .map(|r| (r.start, r.bytes.as_slice()))
-            .chain(on_block)
+            .filter_map(|r| Some((r.start, r.bytes.as_deref()?)))
+            .chain(on_block.iter().map(|(a, b)| (*a, b.as_slice())))
             .chain([(0u64, registers.as_slice())]),
-        &contents,
+        &image,
         heur,
         &space,
     ))
@@ -190,7 +259,8 @@ fn read_region(mem: &File, roots: &Roots, blocks: &[Block], line: &MapsLine<'_>)
         return None;
     }
     let i = blocks.partition_point(|b| b.addr < start);
-    let holds_blocks = blocks.get(i).is_some_and(|b| b.addr < end);
+    let held = blocks[i..].partition_point(|b| b.addr < end) as u64;
+    let holds_blocks = held > 0;
     // A thread heap of glibc's: anonymous, 64 MiB-aligned, holding no
     // thread's stack, and opening with its `heap_info`, whose first word
     // points to its arena (a thread stack's lowest word is 0: unused).
@@ -229,27 +299,36 @@ fn read_region(mem: &File, roots: &Roots, blocks: &[Block], line: &MapsLine<'_>)
         Some(&sp) if !heap => sp & !7,
         _ => start,
     };
-    let bytes = read_live(mem, start, end, &roots.not_roots);
-    Some(Region { start, bytes, heap })
+    let bytes = (!heap || held.saturating_mul(SPARSE_ARENA) > end - start).then(|| {
+        let mut bytes = vec![0u8; (end - start) as usize];
+        read_into(mem, start, &mut bytes, &roots.not_roots);
+        bytes
+    });
+    Some(Region {
+        start,
+        end,
+        bytes,
+        heap,
+    })
 }
 
-/// The bytes of `[start, end)`: unreadable pages (guard pages), and the
-/// ranges of `not_roots`, read as zeros.
-fn read_live(mem: &File, start: u64, end: u64, not_roots: &[(u64, u64)]) -> Vec<u8> {
-    let mut bytes = vec![0u8; (end - start) as usize];
+/// Reads the bytes at `start` into `buf`, zeros to begin with: unreadable
+/// pages (guard pages) and the ranges of `not_roots` are left as zeros.
+fn read_into(mem: &File, start: u64, buf: &mut [u8], not_roots: &[(u64, u64)]) {
     let mut off = 0usize;
-    while off < bytes.len() {
-        match mem.read_at(&mut bytes[off..], start + off as u64) {
+    while off < buf.len() {
+        match mem.read_at(&mut buf[off..], start + off as u64) {
             Ok(0) => break,
             Ok(n) => off += n,
-            Err(_) => off = (off + 4096) & !4095,
+            // On to the next page.
+            Err(_) => off = ((((start + off as u64) | 4095) + 1) - start) as usize,
         }
     }
+    let end = start + buf.len() as u64;
     for &(a, n) in not_roots {
         let (from, to) = (a.max(start), a.saturating_add(n).min(end));
         if from < to {
-            bytes[(from - start) as usize..(to - start) as usize].fill(0);
+            buf[(from - start) as usize..(to - start) as usize].fill(0);
         }
     }
-    bytes
 }

@@ -96,7 +96,7 @@ impl Image {
         classify(
             &self.blocks,
             self.roots.iter().map(|(a, b)| (*a, b.as_slice())),
-            &|i| data.get(i).map(Vec::as_slice),
+            &InMemory(&|i| data.get(i).map(Vec::as_slice)),
             heur,
             &space,
         )
@@ -417,7 +417,7 @@ fn alignment_and_bounds() {
     let none = classify(
         &m.blocks,
         [],
-        &|_| None,
+        &InMemory(&|_| None),
         Heuristics::ALL,
         &AddressSpace::empty(),
     );
