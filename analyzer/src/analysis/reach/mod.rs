@@ -126,13 +126,13 @@ pub struct Scan {
 }
 
 /// Where a scan reads the live blocks' bytes: from memory it holds
-/// ([`InMemory`]), or from the process on demand, block by block, into one
-/// buffer it reuses (`process`), so that a heap of large blocks is never
-/// held whole.
-pub trait Contents {
-    /// Calls `f` with block `i`'s bytes; `false` (and `f` not called):
-    /// unreadable, scanned as empty.
-    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool;
+/// ([`InMemory`]), or from the process on demand, block by block, into a
+/// buffer each scanning thread reuses (`process`), so that a heap of large
+/// blocks is never held whole. Shared by the threads of a scan.
+pub trait Contents: Sync {
+    /// Calls `f` with block `i`'s bytes, read into `buf` if they are not at
+    /// hand; `false` (and `f` not called): unreadable, scanned as empty.
+    fn with(&self, i: usize, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> bool;
     /// The little-endian word at byte `off` of block `i` (`None`: unreadable,
     /// or not all inside the block), for the heuristics.
     fn word(&self, i: usize, off: u64) -> Option<u64>;
@@ -140,10 +140,10 @@ pub trait Contents {
 
 /// Blocks' bytes held in memory: `.0(i)` gives block `i`'s (`None`:
 /// unreadable).
-pub struct InMemory<'a>(pub &'a dyn Fn(usize) -> Option<&'a [u8]>);
+pub struct InMemory<'a>(pub &'a (dyn Fn(usize) -> Option<&'a [u8]> + Sync));
 
 impl Contents for InMemory<'_> {
-    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool {
+    fn with(&self, i: usize, _: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> bool {
         (self.0)(i).map(f).is_some()
     }
 
@@ -163,8 +163,21 @@ pub fn classify<'a>(
     heur: Heuristics,
     space: &AddressSpace<'_>,
 ) -> Scan {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    classify_on(blocks, roots, contents, heur, space, threads)
+}
+
+/// [`classify`], scanning large rounds of marked blocks on `threads` threads.
+fn classify_on<'a>(
+    blocks: &[Block],
+    roots: impl IntoIterator<Item = (u64, &'a [u8])>,
+    contents: &dyn Contents,
+    heur: Heuristics,
+    space: &AddressSpace<'_>,
+    threads: usize,
+) -> Scan {
     let n = blocks.len();
-    let Marks { mark, direct, via } = mark_reached(blocks, roots, contents, heur, space);
+    let Marks { mark, direct, via } = mark_reached(blocks, roots, contents, heur, space, threads);
     let heuristics = (0..n)
         .map(|i| {
             (mark[i] == Mark::Reachable && !direct[i])
@@ -208,6 +221,7 @@ fn mark_reached<'a>(
     contents: &dyn Contents,
     heur: Heuristics,
     space: &AddressSpace<'_>,
+    threads: usize,
 ) -> Marks {
     let n = blocks.len();
     let mut mark = vec![Mark::Unreached; n];
@@ -266,23 +280,99 @@ fn mark_reached<'a>(
             }
         }
     }
-    while let Some(i) = work.pop() {
-        let definite = mark[i] == Mark::Reachable;
-        contents.with(i, &mut |bytes| {
-            for w in words(blocks[i].addr, bytes) {
-                if let Some((j, start)) = find(blocks, w) {
-                    reach(&mut mark, &mut work, j, w, start, definite);
-                }
+    // The marked blocks, scanned in rounds of the last ones marked: a large
+    // round on every core (each thread lists the pointers it finds, applied
+    // here in order: the marks only rise, so the result is the same), a
+    // small one on this thread.
+    let mut buf = Vec::new();
+    while !work.is_empty() {
+        let mut bytes = 0u64;
+        let mut from = work.len();
+        while from > 0 && bytes < ROUND_BYTES {
+            from -= 1;
+            bytes = bytes.saturating_add(blocks[work[from]].size);
+        }
+        let round = work.split_off(from);
+        if threads > 1 && bytes >= PARALLEL_FROM {
+            for (i, j, w) in scan_round(blocks, &round, contents, threads) {
+                let definite = mark[i] == Mark::Reachable;
+                reach(&mut mark, &mut work, j, w, w == blocks[j].addr, definite);
             }
-        });
+            continue;
+        }
+        for i in round {
+            let definite = mark[i] == Mark::Reachable;
+            contents.with(i, &mut buf, &mut |bytes| {
+                for w in words(blocks[i].addr, bytes) {
+                    if let Some((j, start)) = find(blocks, w) {
+                        reach(&mut mark, &mut work, j, w, start, definite);
+                    }
+                }
+            });
+        }
     }
     Marks { mark, direct, via }
+}
+
+/// The bytes of marked blocks scanned in one round (it bounds the pointers
+/// a round lists: at most one per word).
+const ROUND_BYTES: u64 = 8 << 20;
+
+/// Rounds of fewer bytes are scanned on the caller's thread.
+const PARALLEL_FROM: u64 = 1 << 20;
+
+/// Scans the blocks of `round` on `threads` threads, each given an equal
+/// share of the bytes: (block, block it points into, pointer), in the
+/// order of `round` and of the words.
+fn scan_round(
+    blocks: &[Block],
+    round: &[usize],
+    contents: &dyn Contents,
+    threads: usize,
+) -> Vec<(usize, usize, u64)> {
+    let total: u64 = round.iter().map(|&i| blocks[i].size).sum();
+    let share = total.div_ceil(threads as u64).max(1);
+    let mut parts: Vec<&[usize]> = Vec::new();
+    let (mut start, mut acc) = (0, 0u64);
+    for (k, &i) in round.iter().enumerate() {
+        acc += blocks[i].size;
+        if acc >= share * (parts.len() as u64 + 1) || k + 1 == round.len() {
+            parts.push(&round[start..=k]);
+            start = k + 1;
+        }
+    }
+    std::thread::scope(|s| {
+        let scans: Vec<_> = parts
+            .into_iter()
+            .map(|part| {
+                s.spawn(move || {
+                    let mut hits = Vec::new();
+                    let mut buf = Vec::new();
+                    for &i in part {
+                        contents.with(i, &mut buf, &mut |bytes| {
+                            for w in words(blocks[i].addr, bytes) {
+                                if let Some((j, _)) = find(blocks, w) {
+                                    hits.push((i, j, w));
+                                }
+                            }
+                        });
+                    }
+                    hits
+                })
+            })
+            .collect();
+        scans
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 /// Step 3 of the algorithm (module docs): each block not marked (`None`)
 /// leads a group, definitely lost, of the unmarked blocks it reaches,
 /// indirectly lost.
 fn group_lost(blocks: &[Block], contents: &dyn Contents, kind: &mut [Option<Kind>]) {
+    let mut buf = Vec::new();
     for leader in 0..kind.len() {
         if kind[leader].is_some() {
             continue;
@@ -290,7 +380,7 @@ fn group_lost(blocks: &[Block], contents: &dyn Contents, kind: &mut [Option<Kind
         kind[leader] = Some(Kind::DefinitelyLost);
         let mut stack = vec![leader];
         while let Some(i) = stack.pop() {
-            contents.with(i, &mut |bytes| {
+            contents.with(i, &mut buf, &mut |bytes| {
                 for w in words(blocks[i].addr, bytes) {
                     let Some((j, _)) = find(blocks, w) else {
                         continue;

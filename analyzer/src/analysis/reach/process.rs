@@ -3,7 +3,6 @@
 //! the live parts of its stacks, and its registers (`/proc/PID/maps` and
 //! `/proc/PID/mem`).
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -56,13 +55,12 @@ struct Region {
 }
 
 /// The process's blocks for the scan ([`Contents`]): from the regions read
-/// whole, or read from the process (`/proc/PID/mem`) into one buffer.
+/// whole, or read from the process (`/proc/PID/mem`) into the caller's buffer.
 struct Image<'a> {
     mem: &'a File,
     blocks: &'a [Block],
     regions: &'a [Region],
     not_roots: &'a [(u64, u64)],
-    buf: RefCell<Vec<u8>>,
 }
 
 impl Image<'_> {
@@ -79,7 +77,7 @@ impl Image<'_> {
 }
 
 impl Contents for Image<'_> {
-    fn with(&self, i: usize, f: &mut dyn FnMut(&[u8])) -> bool {
+    fn with(&self, i: usize, buf: &mut Vec<u8>, f: &mut dyn FnMut(&[u8])) -> bool {
         let Some(r) = self.region(i) else {
             return false;
         };
@@ -90,13 +88,10 @@ impl Contents for Image<'_> {
                 f(&bytes[from..from + b.size as usize]);
             }
             None => {
-                // Only the block's `word` reads happen inside `f`: the
-                // buffer is not borrowed twice.
-                let mut buf = self.buf.borrow_mut();
                 buf.clear();
                 buf.resize(b.size as usize, 0);
-                read_into(self.mem, b.addr, &mut buf, self.not_roots);
-                f(&buf);
+                read_into(self.mem, b.addr, buf, self.not_roots);
+                f(buf);
             }
         }
         true
@@ -201,14 +196,13 @@ pub fn classify_process(
         blocks,
         regions: &regions,
         not_roots: &roots.not_roots,
-        buf: RefCell::new(Vec::new()),
     };
     // Threads running on a stack inside a live block.
     let mut on_block: Vec<(u64, Vec<u8>)> = Vec::new();
     for &sp in &roots.stack_starts {
         if let Some((i, _)) = find(blocks, sp) {
             let from = ((sp & !7) - blocks[i].addr) as usize;
-            image.with(i, &mut |bytes| {
+            image.with(i, &mut Vec::new(), &mut |bytes| {
                 on_block.push((sp & !7, bytes[from.min(bytes.len())..].to_vec()));
             });
         }
