@@ -40,12 +40,22 @@ pub type MapTable = [[u64; 4]; CATEGORIES.len()];
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of the logs.
 pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// The CPU time the calling thread has used, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// Clock `clock`'s time in nanoseconds (0 if it cannot be read).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; an unknown clock only fails.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
 }
 
@@ -186,7 +196,19 @@ pub struct PidSamples {
     last_table_rss: u64,
 }
 
-/// Samples a process tree from a thread of its own until stopped.
+/// A round of samples is followed by a wait of at least this many times the
+/// CPU time it took: the kernel walks a process's page tables for its
+/// `smaps_rollup`, which for a heap of gigabytes takes milliseconds, and the
+/// sampling is to cost at most a fiftieth of a core however large the tree.
+const SAMPLING_SHARE: u32 = 50;
+
+/// The wait after a round of samples that took `cost` of CPU time.
+fn next_wait(interval: Duration, cost: Duration) -> Duration {
+    interval.max(cost * SAMPLING_SHARE)
+}
+
+/// Samples a process tree from a thread of its own until stopped: every
+/// interval, or less often when a round takes long (see [`SAMPLING_SHARE`]).
 pub struct Sampler {
     /// Dropped to stop the thread: its wait between samples ends at once
     /// (a sleep made every `memtrace run` last at least one interval).
@@ -209,10 +231,13 @@ impl Sampler {
                 let mut all: HashMap<u32, PidSamples> = HashMap::new();
                 let mut cgroups: HashMap<u32, Option<PathBuf>> = HashMap::new();
                 loop {
+                    let began = thread_cpu_ns();
                     for p in tree(pid) {
                         sample(p, &mut all, &mut cgroups, &*is_memtrace);
                     }
-                    match stopped.recv_timeout(interval) {
+                    let cost = Duration::from_nanos(thread_cpu_ns().saturating_sub(began));
+                    let wait = next_wait(interval, cost);
+                    match stopped.recv_timeout(wait) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                         _ => break,
                     }
@@ -395,6 +420,18 @@ impl KernelView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cheap round waits the interval; one that took 5 ms of CPU waits
+    /// 250 ms (a fiftieth of a core), whatever the interval below that.
+    #[test]
+    fn sampling_costs_at_most_a_fiftieth_of_a_core() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_wait(ms(100), ms(1)), ms(100));
+        assert_eq!(next_wait(ms(100), ms(2)), ms(100));
+        assert_eq!(next_wait(ms(100), ms(5)), ms(250));
+        assert_eq!(next_wait(ms(10), ms(5)), ms(250));
+        assert_eq!(next_wait(ms(1000), ms(5)), ms(1000));
+    }
 
     const ROLLUP: &str = "00400000-7ffd1000 ---p 00000000 00:00 0                          [rollup]
 Rss:                3000 kB
