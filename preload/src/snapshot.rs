@@ -45,7 +45,7 @@
 //!    Only then does it name itself [`RUNNING_NAME`] (so `memtrace run`
 //!    never takes a copy before it is bound to it) and sleep in ticks of
 //!    100 ms, [`IDLE_S`] seconds' worth, then exit. `memtrace run`'s watcher
-//!    takes a copy within about 50 ms of its naming by stopping it
+//!    takes a copy within about 20 ms of its naming by stopping it
 //!    (`SIGSTOP`, which cannot be blocked): a stopped copy counts no ticks,
 //!    so it lives while `memtrace run` reads it, and `memtrace run` kills it
 //!    when done. A copy nobody takes — its `memtrace run` is wedged, or

@@ -190,7 +190,7 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
     // The heuristics the process was started with (memtrace run passes its
     // --leak-check-heuristics on); a bad value: memcheck's default, all.
     let heur = reach::Heuristics::from_env().unwrap_or(reach::Heuristics::ALL);
-    match reach::classify_process(pid, &roots, &input.blocks, heur) {
+    match reach::classify_process(pid, &roots, &input.blocks, heur, reach::Pages::Own) {
         Ok(scan) => Scan {
             status: SCAN_OK,
             records: reach::records(&input.blocks, &scan),

@@ -2,7 +2,7 @@
 //! watcher that `memtrace run` keeps while its command runs, and `memtrace
 //! snapshot PID`, which asks for one.
 //!
-//! - **Watcher.** A finder thread lists memtrace's own children every 50 ms;
+//! - **Watcher.** A finder thread lists memtrace's own children every 20 ms;
 //!   a frozen copy (our child, named `memtrace-snap`, made by the preload's
 //!   signal handler and handed to memtrace as the subreaper) is taken at once:
 //!   held by a pidfd opened while it is checked to be our child with that
@@ -46,6 +46,10 @@ use crate::args::SnapshotArgs;
 
 /// The name the preload gives a frozen copy made for a snapshot.
 const FROZEN_NAME: &str = "memtrace-snap";
+
+/// How often the finder lists memtrace's children: a snapshot waits half of
+/// it on average; each look reads a file per thread of memtrace's.
+const FINDER_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How long the watcher waits for the process to record its copy.
 const RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -96,7 +100,7 @@ impl Watcher {
                     break;
                 }
                 // Returns early once `finish` drops the sender: one last look follows.
-                let _ = stopped.recv_timeout(Duration::from_millis(50));
+                let _ = stopped.recv_timeout(FINDER_INTERVAL);
             }
         });
         let reader = std::thread::spawn(move || {
@@ -306,7 +310,7 @@ fn write(
         }
         match made {
             Ok(Some(t)) => break t,
-            Ok(None) if began < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) if began < deadline => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) => {
                 return eprintln!(
                     "memtrace: warning: no snapshot from frozen copy {pid}: {} does not record it",
@@ -542,7 +546,7 @@ fn wait_for_snapshot(
                 timeout
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
 }

@@ -192,6 +192,7 @@ pub(super) fn classify_into(
         },
         &blocks,
         heur,
+        reach::Pages::Shared,
     ) {
         Ok(scan) => {
             let mut by = [(0u64, 0u64); 4];

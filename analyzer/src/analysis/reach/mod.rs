@@ -56,7 +56,7 @@ mod process;
 pub use crate::analysis::catalog::{ExitScan, ScanDone};
 pub use crate::kinds::Kind;
 pub use heuristics::{AddressSpace, Heuristic, Heuristics, Mapping};
-pub use process::{RED_ZONE, Roots, classify_process};
+pub use process::{Pages, RED_ZONE, Roots, classify_process};
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -284,7 +284,9 @@ fn mark_reached<'a>(
     // round on every core (each thread lists the pointers it finds, applied
     // here in order: the marks only rise, so the result is the same), a
     // small one on this thread.
-    let mut buf = Vec::new();
+    // A buffer per thread, kept from round to round: a new one would be
+    // new pages for the kernel to clear at each round.
+    let mut bufs: Vec<Vec<u8>> = vec![Vec::new(); threads.max(1)];
     while !work.is_empty() {
         let mut bytes = 0u64;
         let mut from = work.len();
@@ -294,7 +296,7 @@ fn mark_reached<'a>(
         }
         let round = work.split_off(from);
         if threads > 1 && bytes >= PARALLEL_FROM {
-            for (i, j, w) in scan_round(blocks, &round, contents, threads) {
+            for (i, j, w) in scan_round(blocks, &round, contents, &mut bufs) {
                 let definite = mark[i] == Mark::Reachable;
                 reach(&mut mark, &mut work, j, w, w == blocks[j].addr, definite);
             }
@@ -302,7 +304,7 @@ fn mark_reached<'a>(
         }
         for i in round {
             let definite = mark[i] == Mark::Reachable;
-            contents.with(i, &mut buf, &mut |bytes| {
+            contents.with(i, &mut bufs[0], &mut |bytes| {
                 for w in words(blocks[i].addr, bytes) {
                     if let Some((j, start)) = find(blocks, w) {
                         reach(&mut mark, &mut work, j, w, start, definite);
@@ -321,35 +323,38 @@ const ROUND_BYTES: u64 = 8 << 20;
 /// Rounds of fewer bytes are scanned on the caller's thread.
 const PARALLEL_FROM: u64 = 1 << 20;
 
-/// Scans the blocks of `round` on `threads` threads, each given an equal
-/// share of the bytes: (block, block it points into, pointer), in the
-/// order of `round` and of the words.
+/// Scans the blocks of `round` on a thread per buffer of `bufs`, each given
+/// an equal share of the bytes: (block, block it points into, pointer), in
+/// the order of `round` and of the words.
 fn scan_round(
     blocks: &[Block],
     round: &[usize],
     contents: &dyn Contents,
-    threads: usize,
+    bufs: &mut [Vec<u8>],
 ) -> Vec<(usize, usize, u64)> {
     let total: u64 = round.iter().map(|&i| blocks[i].size).sum();
-    let share = total.div_ceil(threads as u64).max(1);
+    let share = total.div_ceil(bufs.len() as u64).max(1);
     let mut parts: Vec<&[usize]> = Vec::new();
     let (mut start, mut acc) = (0, 0u64);
     for (k, &i) in round.iter().enumerate() {
         acc += blocks[i].size;
-        if acc >= share * (parts.len() as u64 + 1) || k + 1 == round.len() {
+        if parts.len() + 1 < bufs.len() && acc >= share * (parts.len() as u64 + 1) {
             parts.push(&round[start..=k]);
             start = k + 1;
         }
     }
+    if start < round.len() {
+        parts.push(&round[start..]);
+    }
     std::thread::scope(|s| {
         let scans: Vec<_> = parts
             .into_iter()
-            .map(|part| {
+            .zip(bufs.iter_mut())
+            .map(|(part, buf)| {
                 s.spawn(move || {
                     let mut hits = Vec::new();
-                    let mut buf = Vec::new();
                     for &i in part {
-                        contents.with(i, &mut buf, &mut |bytes| {
+                        contents.with(i, buf, &mut |bytes| {
                             for w in words(blocks[i].addr, bytes) {
                                 if let Some((j, _)) = find(blocks, w) {
                                     hits.push((i, j, w));
