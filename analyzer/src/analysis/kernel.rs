@@ -208,7 +208,7 @@ fn next_wait(interval: Duration, cost: Duration) -> Duration {
 }
 
 /// Samples a process tree from a thread of its own until stopped: every
-/// interval, or less often when a round takes long (see [`SAMPLING_SHARE`]).
+/// interval, or less often when a round takes long (at most a fiftieth of a core).
 pub struct Sampler {
     /// Dropped to stop the thread: its wait between samples ends at once
     /// (a sleep made every `memtrace run` last at least one interval).
