@@ -214,6 +214,27 @@ pub struct Sampler {
     /// (a sleep made every `memtrace run` last at least one interval).
     stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<HashMap<u32, PidSamples>>,
+    sampled: Sampled,
+}
+
+/// The pids a [`Sampler`] has tried to sample so far (each is added before
+/// its first sample is taken), shared with the thread that packs logs while
+/// the command runs: the log of a process that has ended and is not in the
+/// set has all it will ever get.
+#[derive(Clone, Default)]
+pub struct Sampled(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u32>>>);
+
+impl Sampled {
+    /// Whether process `pid` may have samples.
+    pub fn contains(&self, pid: u32) -> bool {
+        self.0.lock().is_ok_and(|s| s.contains(&pid))
+    }
+
+    fn insert(&self, pid: u32) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(pid);
+        }
+    }
 }
 
 impl Sampler {
@@ -225,6 +246,8 @@ impl Sampler {
         is_memtrace: Box<dyn Fn(&str) -> bool + Send>,
     ) -> std::io::Result<Sampler> {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let sampled = Sampled::default();
+        let seen = sampled.clone();
         let thread = std::thread::Builder::new()
             .name("kernel-sampler".into())
             .spawn(move || {
@@ -233,6 +256,10 @@ impl Sampler {
                 loop {
                     let began = thread_cpu_ns();
                     for p in tree(pid) {
+                        // Before the sample is taken: a packer that finds
+                        // `p` ended and not in the set knows that no sample of
+                        // it can come any more.
+                        seen.insert(p);
                         sample(p, &mut all, &mut cgroups, &*is_memtrace);
                     }
                     let cost = Duration::from_nanos(thread_cpu_ns().saturating_sub(began));
@@ -244,7 +271,16 @@ impl Sampler {
                 }
                 all
             })?;
-        Ok(Sampler { stop, thread })
+        Ok(Sampler {
+            stop,
+            thread,
+            sampled,
+        })
+    }
+
+    /// The pids sampled so far, kept up to date as the sampler runs.
+    pub fn sampled(&self) -> Sampled {
+        self.sampled.clone()
     }
 
     /// Stops and returns the samples by pid.

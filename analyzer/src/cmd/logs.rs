@@ -182,7 +182,11 @@ pub(super) fn find_logs(pat: &Pattern, child: u32, spawned: SystemTime) -> Vec<F
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !pat.matches(name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        // A packed copy staged beside its raw log (`super::prepack`).
+        if memtrace_analyzer::pack::is_staged_name(name)
+            || !pat.matches(name)
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
             continue;
         }
         let path = entry.path();

@@ -7,6 +7,7 @@ pub mod flamegraph;
 pub mod logs;
 pub mod pack;
 pub mod preload;
+pub mod prepack;
 pub mod report;
 pub mod run;
 pub mod rundir;

@@ -36,10 +36,12 @@
 //!    that killed it.
 
 use super::logs::{Found, Pattern, find_logs};
+use super::prepack::Prepacker;
 use anyhow::Context;
 use memtrace_analyzer::analysis::kernel::{self, PidSamples, Sampler};
 use memtrace_analyzer::analysis::{lineage, reach};
 use memtrace_analyzer::log::live::process_alive;
+use memtrace_analyzer::pack::Staged;
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 use std::collections::HashMap;
@@ -174,6 +176,13 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let sampler = o
         .kernel_interval
         .and_then(|interval| start_sampler(pid, interval, &pat, &lib));
+    // Packing the logs of processes that end while the command runs (step 5).
+    let prepacker = if o.pack {
+        let sampled = sampler.as_ref().map(Sampler::sampled).unwrap_or_default();
+        Prepacker::start(pat.clone(), pid, spawned, sampled).ok()
+    } else {
+        None
+    };
     let watcher = (o.snapshot_signal != 0).then(|| {
         let pat = pat.clone();
         let is_log = move |p: &Path| pat.owns(p);
@@ -188,11 +197,12 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         w.finish();
     }
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
+    let staged = prepacker.map(Prepacker::finish).unwrap_or_default();
 
     let logs = find_logs(&pat, pid, spawned);
-    add_kernel_samples(&logs, pid, &samples);
+    add_kernel_samples(&logs, pid, &samples, &staged);
     let shown_dir = run_dir.as_ref().map(|d| d.shown.as_path());
-    stamp_and_pack(o, &logs, pid, status.into_raw(), shown_dir);
+    stamp_and_pack(o, &logs, pid, status.into_raw(), shown_dir, staged);
     if logs.is_empty() {
         if let Some(d) = &run_dir {
             // Nothing in it (it fails otherwise): no empty directory is left.
@@ -366,12 +376,17 @@ fn wait_without_reaping(pid: u32) {
 }
 
 /// Appends to each log whose process has ended (the command `pid`'s whatever
-/// its state) its kernel samples (step 4).
-fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSamples>) {
-    // A fork child's inherited blocks are classified too: its parent's log is among these.
+/// its state) its kernel samples (step 4); not to the logs `staged` while the
+/// command ran, whose processes were never sampled.
+fn add_kernel_samples(
+    logs: &[Found],
+    pid: u32,
+    samples: &HashMap<u32, PidSamples>,
+    staged: &HashMap<PathBuf, Staged>,
+) {
     for f in logs {
-        if f.pid != pid && process_alive(f.pid) {
-            continue; // still writing its log
+        if (f.pid != pid && process_alive(f.pid)) || staged.contains_key(&f.path) {
+            continue; // still writing its log, or packed already
         }
         let Some((from, to)) = lifetime(&f.path) else {
             continue;
@@ -393,7 +408,14 @@ fn add_kernel_samples(logs: &[Found], pid: u32, samples: &HashMap<u32, PidSample
 /// packs each log whose process has ended (step 5), and says where they went:
 /// one line for the whole run (the top log, and how many others in which
 /// directory), or one line per log with `verbose` or a single log.
-fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32, dir: Option<&Path>) {
+fn stamp_and_pack(
+    o: &TraceOptions,
+    logs: &[Found],
+    pid: u32,
+    raw: i32,
+    dir: Option<&Path>,
+    staged: HashMap<PathBuf, Staged>,
+) {
     let each = o.verbose || (logs.len() == 1 && dir.is_none());
     for f in logs {
         if f.pid == pid
@@ -406,7 +428,7 @@ fn stamp_and_pack(o: &TraceOptions, logs: &[Found], pid: u32, raw: i32, dir: Opt
             );
         }
     }
-    let done = pack_all(o, logs, pid);
+    let done = pack_all(o, logs, pid, staged);
     let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
     for (i, (f, d)) in logs.iter().zip(&done).enumerate() {
         raw_bytes += d.before;
@@ -449,14 +471,25 @@ struct Packed {
 }
 
 /// Packs every log whose process has ended (step 5), on as many threads as
-/// there are cores: a process tree leaves hundreds of small logs, which are
-/// then put in place together (`pack::commit_all`: one sync of the
+/// there are cores, but for those `staged` while the command ran
+/// (`super::prepack`): a process tree leaves hundreds of small logs, which
+/// are then put in place together (`pack::commit_all`: one sync of the
 /// filesystem rather than one per log). The results are in the order of
 /// `logs`.
-fn pack_all(o: &TraceOptions, logs: &[Found], pid: u32) -> Vec<Packed> {
+fn pack_all(
+    o: &TraceOptions,
+    logs: &[Found],
+    pid: u32,
+    staged: HashMap<PathBuf, Staged>,
+) -> Vec<Packed> {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    let staged = std::sync::Mutex::new(staged);
     let one = |f: &Found| {
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+        let ahead = staged.lock().ok().and_then(|mut s| s.remove(&f.path));
+        if let Some(s) = ahead {
+            return (before, false, Some(Some(s)));
+        }
         let running = f.pid != pid && process_alive(f.pid);
         let staged = (o.pack && !running).then(|| stage(f));
         (before, running, staged)

@@ -95,6 +95,16 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
     stage(src, dst)?.commit()
 }
 
+/// The extension of the temporary file a log is packed into beside itself
+/// (`x.mtr` is packed into `x.packing`): never a log of a run.
+pub const STAGED_EXTENSION: &str = "packing";
+
+/// Whether the file name `name` is that of a staged packed log.
+pub fn is_staged_name(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| ext == STAGED_EXTENSION)
+}
+
 /// Packs the raw log `src` into a temporary file beside `dst`, to be put in
 /// its place by [`Staged::commit`] or, with others, [`commit_all`].
 pub fn stage(src: &Path, dst: &Path) -> Result<Staged> {
@@ -112,7 +122,7 @@ pub fn stage(src: &Path, dst: &Path) -> Result<Staged> {
             pid,
         });
     }
-    let tmp = dst.with_extension("packing");
+    let tmp = dst.with_extension(STAGED_EXTENSION);
     let io = |source| Error::Io {
         path: tmp.clone(),
         source,

@@ -186,6 +186,55 @@ fn run_leaves_a_running_childs_log_raw() {
     }
 }
 
+// The log of a process that ends while the command still runs is packed then, beside
+// itself (a `.packing` file the command sees appear), and put in place at the end: packed,
+// reporting heap.c's figures, with no staged copy left behind. The kernel sampler is off:
+// a process it samples is packed at the end instead, with its samples.
+#[test]
+fn an_ended_childs_log_is_packed_while_the_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path()).args([
+        "run",
+        "--kernel-interval",
+        "0",
+        "-o",
+        "logs/%e.%p.mtr",
+        "--",
+        "sh",
+        "-c",
+        // Waits (at most a minute: the test fails then) for a staged copy.
+        "\"$0\"; for i in $(seq 1200); do \
+         for f in logs/*.packing; do [ -e \"$f\" ] && { echo staged; exit 0; }; done; \
+         sleep 0.05; done; echo never",
+    ]);
+    cmd.arg(fixture("heap"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "heap fixture done\nstaged\n", "{stderr}");
+    let names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.ends_with(".packing")),
+        "no staged copy is left: {names:?}"
+    );
+    let heap: Vec<PathBuf> = names
+        .iter()
+        .filter(|n| n.starts_with("heap."))
+        .map(|n| logs.join(n))
+        .collect();
+    assert_eq!(heap.len(), 1, "{names:?}");
+    assert!(std::fs::read(&heap[0]).unwrap().starts_with(b"MEMTRPAK"));
+    let r = report_with(&heap[0], &[]);
+    r.assert_leak("heap", "leak_malloc", 300, 3);
+    r.assert_heap_leaked(2612, 11);
+}
+
 // A packed log whose fixed header lies about its lengths is refused with the field named,
 // before anything of the claimed size is allocated: `memtrace report` runs under a 1 GiB
 // address-space limit (it reads the honest log fine under the same limit), so a 6 GiB

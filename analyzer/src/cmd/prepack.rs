@@ -1,0 +1,146 @@
+//! Packing the logs of processes that have ended while the command still
+//! runs, on the core it leaves idle, so that `memtrace run` on a process tree
+//! does not pack hundreds of logs after the tree has ended (step 5 of
+//! [`super::trace`]).
+//!
+//! A thread looks at the pattern's directory every [`ROUND`]. A log is
+//! packed ahead ([`pack::stage`]: into a temporary file beside it, the raw
+//! log untouched) once nothing more can be added to it: its process is gone
+//! (a zombie counts), it is not the command's own (whose logs get the wait
+//! status at the end), and the kernel sampler has never tried to sample it
+//! (else its samples are appended at the end). What is staged is put in place
+//! with the rest at the end ([`pack::commit_all`]), and only if the log turns
+//! out to be one of the run's ([`super::logs::find_logs`]); the others' staged
+//! copies are dropped, which removes them. Uses `cmd::logs`, `pack` and the
+//! kernel sampler's [`Sampled`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use memtrace_analyzer::analysis::kernel::Sampled;
+use memtrace_analyzer::log::live::process_alive;
+use memtrace_analyzer::pack::{self, Staged};
+
+use super::logs::{Pattern, read_header};
+
+/// How often the directory is looked at.
+pub(super) const ROUND: Duration = Duration::from_millis(50);
+
+/// The packing thread; [`Prepacker::finish`] stops it and hands over what
+/// it staged.
+pub(super) struct Prepacker {
+    stop: Sender<()>,
+    thread: JoinHandle<HashMap<PathBuf, Staged>>,
+}
+
+impl Prepacker {
+    /// Starts packing ahead the logs of `pat` that started after `spawned`,
+    /// but for those of the command `pid` and those `sampled` has tried.
+    pub(super) fn start(
+        pat: Pattern,
+        pid: u32,
+        spawned: SystemTime,
+        sampled: Sampled,
+    ) -> std::io::Result<Prepacker> {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("prepacker".into())
+            .spawn(move || run(&pat, pid, spawned, &sampled, &stopped))?;
+        Ok(Prepacker { stop, thread })
+    }
+
+    /// Stops the thread (after the log it is packing, if any) and returns
+    /// the staged logs by path.
+    pub(super) fn finish(self) -> HashMap<PathBuf, Staged> {
+        drop(self.stop);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn run(
+    pat: &Pattern,
+    pid: u32,
+    spawned: SystemTime,
+    sampled: &Sampled,
+    stopped: &Receiver<()>,
+) -> HashMap<PathBuf, Staged> {
+    let since = spawned
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut staged = HashMap::new();
+    // Names decided for good (staged, or left to the end), and those waiting
+    // for their process to end.
+    let mut decided: HashSet<PathBuf> = HashSet::new();
+    // (by the pid that writes them).
+    let mut waiting: HashMap<PathBuf, u32> = HashMap::new();
+    loop {
+        match stopped.recv_timeout(ROUND) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return staged,
+        }
+        look(pat, since, &mut decided, &mut waiting);
+        let ready: Vec<PathBuf> = waiting
+            .iter()
+            .filter(|&(_, &p)| p != pid && !process_alive(p))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in ready {
+            let Some(writer) = waiting.remove(&path) else {
+                continue;
+            };
+            decided.insert(path.clone());
+            // Sampled: its samples go into the raw log at the end, then it
+            // is packed there. A log that cannot be staged is too.
+            if sampled.contains(writer) {
+                continue;
+            }
+            if let Ok(s) = pack::stage(&path, &path) {
+                staged.insert(path, s);
+            }
+            if let Ok(()) | Err(std::sync::mpsc::TryRecvError::Disconnected) = stopped.try_recv() {
+                return staged;
+            }
+        }
+    }
+}
+
+/// Adds the logs of this run that appeared in the directory to `waiting`.
+fn look(
+    pat: &Pattern,
+    since: u64,
+    decided: &mut HashSet<PathBuf>,
+    waiting: &mut HashMap<PathBuf, u32>,
+) {
+    let Ok(dir) = std::fs::read_dir(&pat.dir) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if pack::is_staged_name(name) || !pat.matches(name) {
+            continue;
+        }
+        let path = entry.path();
+        if decided.contains(&path) || waiting.contains_key(&path) {
+            continue;
+        }
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            decided.insert(path);
+            continue;
+        }
+        match read_header(&path) {
+            // Only a log of this run, and only raw: a packed one is done.
+            Some((pid, _, _, start)) if start >= since && start != 0 => {
+                waiting.insert(path, pid);
+            }
+            // Not yet a log (its header is being written), or not ours.
+            None => {}
+            Some(_) => {
+                decided.insert(path);
+            }
+        }
+    }
+}
