@@ -3,7 +3,8 @@
 //! does not pack hundreds of logs after the tree has ended (step 5 of
 //! [`super::trace`]).
 //!
-//! A thread looks at the pattern's directory every [`ROUND`]. A log is
+//! A thread of the lowest priority (nice 19) looks at the pattern's directory
+//! every [`ROUND`]. A log is
 //! packed ahead ([`pack::stage`]: into a temporary file beside it, the raw
 //! log untouched) once nothing more can be added to it: its process is gone
 //! (a zombie counts), it is not the command's own (whose logs get the wait
@@ -67,6 +68,13 @@ fn run(
     sampled: &Sampled,
     stopped: &Receiver<()>,
 ) -> HashMap<PathBuf, Staged> {
+    // The program's cores are its own: packing ahead takes what it leaves
+    // idle (the threads a large log is packed on inherit this).
+    // SAFETY: setpriority(2) on this very thread (PRIO_PROCESS with a tid
+    // names one thread on Linux); a failure leaves the priority as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
+    }
     let since = spawned
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
