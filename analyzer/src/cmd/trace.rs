@@ -32,6 +32,8 @@
 //! 5. Unless `--raw` is given, each log whose process has ended is replaced
 //!    by its packed form (`memtrace pack`, see `memtrace_analyzer::pack`); a
 //!    fork child that still runs keeps its raw log, which it is still writing.
+//!    A log whose process ended while the command ran, and was never sampled,
+//!    was packed then ([`super::prepack`]); it is put in place with the rest.
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
