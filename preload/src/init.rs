@@ -57,6 +57,7 @@ unsafe extern "C" fn constructor(
         return;
     }
     real::resolve();
+    sys::remember_exe();
     sys::start_clock_calibration();
     save_pattern(envp);
     if let Some(v) = env_var(envp, b"MEMTRACE_VERIFY_UNWIND") {
@@ -147,7 +148,7 @@ fn open_log(forked_from: u32) -> bool {
     let mut out = [0u8; PATH_CAP];
     let mut o = 0usize;
     let mut exe = [0u8; 1024];
-    let exe_len = sys::readlink(c"/proc/self/exe", &mut exe);
+    let exe_len = sys::exe(&mut exe);
     let base = match exe[..exe_len].iter().rposition(|&c| c == b'/') {
         Some(i) => &exe[i + 1..exe_len],
         None => &exe[..exe_len],

@@ -182,6 +182,7 @@ pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
     LOCK.store(true, Ordering::Relaxed);
     // SAFETY: LOCK is held, and no other thread exists.
     let t = unsafe { &mut *TABLE.0.get() };
+    let pid = sys::getpid();
     let mut all = true;
     let mut i = 0;
     while i < t.len {
@@ -195,7 +196,7 @@ pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
         // tables mid-update in this copy of memory.)
         let mut id = [0u8; 64];
         let mut name = [0u8; 4096];
-        match copy_entry(&e, &mut id, &mut name) {
+        match copy_entry(pid, &e, &mut id, &mut name) {
             Some((id_len, name_len)) => {
                 all &= emit_bytes(stream, buf, &e, &id[..id_len], name_len.map(|n| &name[..n]));
                 i += 1;
@@ -211,59 +212,87 @@ pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
     LOCK.store(false, Ordering::Release);
 }
 
-/// Copies `out.len()` bytes at `addr` of this process into `out` without
-/// faulting; returns how many could be read.
-fn safe_read(addr: usize, out: &mut [u8]) -> usize {
-    let local = libc::iovec {
-        iov_base: out.as_mut_ptr().cast(),
-        iov_len: out.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut c_void,
-        iov_len: out.len(),
-    };
-    // SAFETY: process_vm_readv on our own pid writes at most out.len() bytes into
-    // `out` and reports unmapped source memory as an error, not a fault.
-    let r = unsafe {
+/// Copies the bytes at `remote` of process `pid` (this one) into `local`
+/// without faulting, in one `process_vm_readv`: the ranges in order, up to
+/// the first byte that cannot be read. Returns how many were copied.
+fn safe_read(pid: u32, local: &mut [&mut [u8]], remote: &[usize]) -> usize {
+    let mut l = [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; 2];
+    let mut r = l;
+    let n = local.len().min(remote.len()).min(2);
+    for i in 0..n {
+        l[i] = libc::iovec {
+            iov_base: local[i].as_mut_ptr().cast(),
+            iov_len: local[i].len(),
+        };
+        r[i] = libc::iovec {
+            iov_base: remote[i] as *mut c_void,
+            iov_len: local[i].len(),
+        };
+    }
+    // SAFETY: process_vm_readv on our own pid writes at most the lengths of
+    // the `local` slices into them, and reports unmapped source memory as a
+    // short count or an error, not a fault.
+    let got = unsafe {
         libc::syscall(
             libc::SYS_process_vm_readv,
-            sys::getpid(),
-            &local,
-            1usize,
-            &remote,
-            1usize,
+            pid,
+            l.as_ptr(),
+            n,
+            r.as_ptr(),
+            n,
             0usize,
         )
     };
-    if r < 0 { 0 } else { r as usize }
+    if got < 0 { 0 } else { got as usize }
 }
 
 /// Copies an entry's build-id (checked to be preceded by its GNU note header)
-/// and name. `None` if the object's memory is gone.
+/// and name, in one system call. `None` if the object's memory is gone.
 fn copy_entry(
+    pid: u32,
     e: &Entry,
     id: &mut [u8; 64],
     name: &mut [u8; 4096],
 ) -> Option<(usize, Option<usize>)> {
-    let mut id_len = 0;
-    if !e.build_id.is_null() {
-        id_len = e.build_id_len.min(id.len());
-        let mut hdr = [0u8; 16];
-        let at = e.build_id as usize;
-        if safe_read(at - 16, &mut hdr) != 16 || safe_read(at, &mut id[..id_len]) != id_len {
-            return None;
-        }
+    // The note's header (16 bytes) and its descriptor, then the name.
+    let mut note = [0u8; 16 + 64];
+    let id_len = if e.build_id.is_null() {
+        0
+    } else {
+        e.build_id_len.min(id.len())
+    };
+    let note_len = if id_len == 0 { 0 } else { 16 + id_len };
+    let at = (e.build_id as usize).wrapping_sub(16);
+    let got = match (note_len, e.name.is_null()) {
+        (0, true) => 0,
+        (0, false) => safe_read(pid, &mut [&mut name[..]], &[e.name as usize]),
+        (_, true) => safe_read(pid, &mut [&mut note[..note_len]], &[at]),
+        (_, false) => safe_read(
+            pid,
+            &mut [&mut note[..note_len], &mut name[..]],
+            &[at, e.name as usize],
+        ),
+    };
+    if got < note_len {
+        return None;
+    }
+    if note_len != 0 {
+        let hdr = &note[..16];
         let namesz = u32::from_ne_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let descsz = u32::from_ne_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
         let ty = u32::from_ne_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]);
         if namesz != 4 || descsz != e.build_id_len || ty != 3 || &hdr[12..16] != b"GNU\0" {
             return None;
         }
+        id[..id_len].copy_from_slice(&note[16..note_len]);
     }
     if e.name.is_null() {
         return Some((id_len, None));
     }
-    let n = safe_read(e.name as usize, &mut name[..]);
+    let n = got - note_len;
     let len = name[..n].iter().position(|&c| c == 0)?;
     Some((id_len, Some(len)))
 }
@@ -297,7 +326,7 @@ fn emit_bytes(
     let mut path_buf = [0u8; 4096];
     let path: &[u8] = match name {
         None => {
-            let n = sys::readlink(c"/proc/self/exe", &mut path_buf);
+            let n = sys::exe(&mut path_buf);
             &path_buf[..n]
         }
         Some(name) => absolute(name, &mut path_buf),

@@ -7,7 +7,7 @@
 //! neither allocates nor locks). Functions here are async-signal-safe.
 
 use core::ffi::{c_int, c_long, c_void};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `mmap` without going through the exported hook. Returns `None` on failure.
 pub fn mmap(
@@ -411,6 +411,41 @@ pub fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> usize {
         libc::syscall(libc::SYS_close, fd);
         n
     }
+}
+
+/// The executable's path (`/proc/self/exe`), read once by the constructor:
+/// every log of the process image (a fork child's too) names it, and each
+/// readlink of /proc costs a path walk.
+struct ExePath(core::cell::UnsafeCell<[u8; 4096]>);
+// SAFETY: written only by `remember_exe`, in the constructor before any
+// thread of ours runs and before EXE_LEN publishes it; read-only afterwards.
+unsafe impl Sync for ExePath {}
+static EXE: ExePath = ExePath(core::cell::UnsafeCell::new([0; 4096]));
+/// Its length; `usize::MAX`: not read (unit tests, or a failed readlink).
+static EXE_LEN: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Reads the executable's path once (constructor).
+pub fn remember_exe() {
+    // SAFETY: see ExePath: nothing reads EXE before EXE_LEN is set below.
+    let buf = unsafe { &mut *EXE.0.get() };
+    let n = readlink(c"/proc/self/exe", buf);
+    if n > 0 {
+        EXE_LEN.store(n, Ordering::Release);
+    }
+}
+
+/// Copies the executable's path into `buf` (cut to its length); returns the
+/// length, 0 if it cannot be told.
+pub fn exe(buf: &mut [u8]) -> usize {
+    let n = EXE_LEN.load(Ordering::Acquire);
+    if n == usize::MAX {
+        return readlink(c"/proc/self/exe", buf);
+    }
+    let n = n.min(buf.len());
+    // SAFETY: EXE_LEN is set only after EXE was written, never again.
+    let exe: &[u8; 4096] = unsafe { &*EXE.0.get() };
+    buf[..n].copy_from_slice(&exe[..n]);
+    n
 }
 
 /// readlink into `buf`; returns the length (0 on error).

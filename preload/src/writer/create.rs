@@ -130,7 +130,7 @@ fn map_header(fd: c_int) -> Option<*mut u8> {
 /// its executable and command line, the clocks, the sampling interval.
 fn fill_header(page: &mut [u8; HEADER_SIZE], forked_from: u32) {
     let mut exe = [0u8; 1024];
-    let exe_len = sys::readlink(c"/proc/self/exe", &mut exe);
+    let exe_len = sys::exe(&mut exe);
     let mut cmd = [0u8; 2814];
     let mut cmd_len = sys::read_file(c"/proc/self/cmdline", &mut cmd);
     while cmd_len > 0 && cmd[cmd_len - 1] == 0 {
