@@ -51,9 +51,24 @@ pub fn reset() {
         }
     }
     NEXT_ID.store(1, Ordering::Release);
-    if let Some(p) = sys::alloc_pages(table_bytes(0)) {
+    if let Some(p) = map_table(table_bytes(0)) {
         TABLE.store(p as usize, Ordering::Release);
     }
+}
+
+/// Maps a table of `len` bytes that a fork does not copy (`MADV_WIPEONFORK`):
+/// a fork child starts a table of its own ([`reset`]), so copying the
+/// parent's page tables for it made every fork of the program slower, and
+/// every page the parent then wrote a copy-on-write fault. Where the advice
+/// is not known (before Linux 4.14), or the program's seccomp filter might
+/// not expect it (see `crate::sandbox`), the table is copied as before.
+fn map_table(len: usize) -> Option<*mut u8> {
+    let p = sys::alloc_pages(len)?;
+    if !crate::sandbox::active() {
+        // SAFETY: madvise on memory we just mapped; it only sets a flag on it.
+        unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_WIPEONFORK) };
+    }
+    Some(p)
 }
 
 /// Hash of a stack under the current module epoch (never 0).
@@ -110,7 +125,7 @@ fn lookup_grown(h: u64) -> Result<u32, Option<&'static AtomicU64>> {
         let mut base = t.load(Ordering::Acquire);
         if base == 0 {
             // Map it; the loser of a race unmaps its own and takes the winner's.
-            let Some(p) = sys::alloc_pages(table_bytes(k)) else {
+            let Some(p) = map_table(table_bytes(k)) else {
                 return Err(None);
             };
             base = match t.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Acquire) {
