@@ -27,9 +27,7 @@ pub fn init() {
     let Some(p) = sys::alloc_pages(4096) else {
         return;
     };
-    // SAFETY: madvise on the page we just mapped; it only sets a flag on it.
-    let r = unsafe { libc::syscall(libc::SYS_madvise, p, 4096usize, libc::MADV_WIPEONFORK) };
-    if r != 0 {
+    if !sys::wipe_on_fork(p as usize, 4096) {
         sys::free_pages(p, 4096);
         return;
     }

@@ -213,24 +213,17 @@ pub fn relist_after_fork(stream: &mut Stream, buf: &mut [u8]) {
 }
 
 /// Copies the bytes at `remote` of process `pid` (this one) into `local`
-/// without faulting, in one `process_vm_readv`: the ranges in order, up to
-/// the first byte that cannot be read. Returns how many were copied.
-fn safe_read(pid: u32, local: &mut [&mut [u8]], remote: &[usize]) -> usize {
-    let mut l = [libc::iovec {
-        iov_base: core::ptr::null_mut(),
-        iov_len: 0,
-    }; 2];
+/// without faulting, in one `process_vm_readv`: the ranges in order (an
+/// empty one is skipped), up to the first byte that cannot be read. Returns
+/// how many were copied.
+fn safe_read(pid: u32, local: [&mut [u8]; 2], remote: [usize; 2]) -> usize {
+    let l = local.map(|b| libc::iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    });
     let mut r = l;
-    let n = local.len().min(remote.len()).min(2);
-    for i in 0..n {
-        l[i] = libc::iovec {
-            iov_base: local[i].as_mut_ptr().cast(),
-            iov_len: local[i].len(),
-        };
-        r[i] = libc::iovec {
-            iov_base: remote[i] as *mut c_void,
-            iov_len: local[i].len(),
-        };
+    for (r, &at) in r.iter_mut().zip(&remote) {
+        r.iov_base = at as *mut c_void;
     }
     // SAFETY: process_vm_readv on our own pid writes at most the lengths of
     // the `local` slices into them, and reports unmapped source memory as a
@@ -240,9 +233,9 @@ fn safe_read(pid: u32, local: &mut [&mut [u8]], remote: &[usize]) -> usize {
             libc::SYS_process_vm_readv,
             pid,
             l.as_ptr(),
-            n,
+            2usize,
             r.as_ptr(),
-            n,
+            2usize,
             0usize,
         )
     };
@@ -265,17 +258,12 @@ fn copy_entry(
         e.build_id_len.min(id.len())
     };
     let note_len = if id_len == 0 { 0 } else { 16 + id_len };
-    let at = (e.build_id as usize).wrapping_sub(16);
-    let got = match (note_len, e.name.is_null()) {
-        (0, true) => 0,
-        (0, false) => safe_read(pid, &mut [&mut name[..]], &[e.name as usize]),
-        (_, true) => safe_read(pid, &mut [&mut note[..note_len]], &[at]),
-        (_, false) => safe_read(
-            pid,
-            &mut [&mut note[..note_len], &mut name[..]],
-            &[at, e.name as usize],
-        ),
-    };
+    let name_cap = if e.name.is_null() { 0 } else { name.len() };
+    let got = safe_read(
+        pid,
+        [&mut note[..note_len], &mut name[..name_cap]],
+        [(e.build_id as usize).wrapping_sub(16), e.name as usize],
+    );
     if got < note_len {
         return None;
     }

@@ -65,8 +65,7 @@ pub fn reset() {
 fn map_table(len: usize) -> Option<*mut u8> {
     let p = sys::alloc_pages(len)?;
     if !crate::sandbox::active() {
-        // SAFETY: madvise on memory we just mapped; it only sets a flag on it.
-        unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_WIPEONFORK) };
+        sys::wipe_on_fork(p as usize, len);
     }
     Some(p)
 }

@@ -119,6 +119,15 @@ pub fn alloc_pages(len: usize) -> Option<*mut u8> {
     Some(p)
 }
 
+/// Marks `len` bytes at `addr` of memory from [`alloc_pages`] `MADV_WIPEONFORK`:
+/// a fork child (of any kind) gets them zero-filled, and the fork copies no
+/// page tables for them. False where the kernel does not know the advice
+/// (before Linux 4.14).
+pub fn wipe_on_fork(addr: usize, len: usize) -> bool {
+    // SAFETY: madvise on memory of our own; it only sets a flag on it.
+    unsafe { libc::syscall(libc::SYS_madvise, addr, len, libc::MADV_WIPEONFORK) == 0 }
+}
+
 /// Unmaps memory from [`alloc_pages`] (or only forgets it, once the program
 /// has unmapped or mapped over memory of ours: the range may be its own now).
 pub fn free_pages(addr: *mut u8, len: usize) {

@@ -15,7 +15,7 @@
 //! copies are dropped, which removes them. Uses `cmd::logs`, `pack` and the
 //! kernel sampler's [`Sampled`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
@@ -28,7 +28,7 @@ use memtrace_analyzer::pack::{self, Staged};
 use super::logs::{Pattern, read_header};
 
 /// How often the directory is looked at.
-pub(super) const ROUND: Duration = Duration::from_millis(50);
+const ROUND: Duration = Duration::from_millis(50);
 
 /// The packing thread; [`Prepacker::finish`] stops it and hands over what
 /// it staged.
@@ -79,27 +79,22 @@ fn run(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let mut staged = HashMap::new();
-    // Names decided for good (staged, or left to the end), and those waiting
-    // for their process to end.
-    let mut decided: HashSet<PathBuf> = HashSet::new();
-    // (by the pid that writes them).
-    let mut waiting: HashMap<PathBuf, u32> = HashMap::new();
+    // The names seen: by the pid that writes them while they wait for it to
+    // end; None once decided for good (staged, or left to the end).
+    let mut seen: HashMap<PathBuf, Option<u32>> = HashMap::new();
     loop {
         match stopped.recv_timeout(ROUND) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return staged,
         }
-        look(pat, since, &mut decided, &mut waiting);
-        let ready: Vec<PathBuf> = waiting
+        look(pat, since, &mut seen);
+        let ready: Vec<(PathBuf, u32)> = seen
             .iter()
-            .filter(|&(_, &p)| p != pid && !process_alive(p))
-            .map(|(p, _)| p.clone())
+            .filter_map(|(path, &w)| Some((path.clone(), w?)))
+            .filter(|&(_, w)| w != pid && !process_alive(w))
             .collect();
-        for path in ready {
-            let Some(writer) = waiting.remove(&path) else {
-                continue;
-            };
-            decided.insert(path.clone());
+        for (path, writer) in ready {
+            seen.insert(path.clone(), None);
             // Sampled: its samples go into the raw log at the end, then it
             // is packed there. A log that cannot be staged is too.
             if sampled.contains(writer) {
@@ -115,13 +110,8 @@ fn run(
     }
 }
 
-/// Adds the logs of this run that appeared in the directory to `waiting`.
-fn look(
-    pat: &Pattern,
-    since: u64,
-    decided: &mut HashSet<PathBuf>,
-    waiting: &mut HashMap<PathBuf, u32>,
-) {
+/// Adds the logs of this run that appeared in the directory to `seen`.
+fn look(pat: &Pattern, since: u64, seen: &mut HashMap<PathBuf, Option<u32>>) {
     let Ok(dir) = std::fs::read_dir(&pat.dir) else {
         return;
     };
@@ -132,22 +122,22 @@ fn look(
             continue;
         }
         let path = entry.path();
-        if decided.contains(&path) || waiting.contains_key(&path) {
+        if seen.contains_key(&path) {
             continue;
         }
         if !entry.file_type().is_ok_and(|t| t.is_file()) {
-            decided.insert(path);
+            seen.insert(path, None);
             continue;
         }
         match read_header(&path) {
             // Only a log of this run, and only raw: a packed one is done.
             Some((pid, _, _, start)) if start >= since && start != 0 => {
-                waiting.insert(path, pid);
+                seen.insert(path, Some(pid));
             }
             // Not yet a log (its header is being written), or not ours.
             None => {}
             Some(_) => {
-                decided.insert(path);
+                seen.insert(path, None);
             }
         }
     }

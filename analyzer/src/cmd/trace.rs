@@ -485,11 +485,11 @@ fn pack_all(
     staged: HashMap<PathBuf, Staged>,
 ) -> Vec<Packed> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let staged = std::sync::Mutex::new(staged);
+    let ahead = std::sync::Mutex::new(staged);
     let one = |f: &Found| {
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
-        let ahead = staged.lock().ok().and_then(|mut s| s.remove(&f.path));
-        if let Some(s) = ahead {
+        let staged_ahead = ahead.lock().ok().and_then(|mut s| s.remove(&f.path));
+        if let Some(s) = staged_ahead {
             return (before, false, Some(Some(s)));
         }
         let running = f.pid != pid && process_alive(f.pid);

@@ -97,7 +97,7 @@ pub fn pack_file(src: &Path, dst: &Path) -> Result<Stats> {
 
 /// The extension of the temporary file a log is packed into beside itself
 /// (`x.mtr` is packed into `x.packing`): never a log of a run.
-pub const STAGED_EXTENSION: &str = "packing";
+const STAGED_EXTENSION: &str = "packing";
 
 /// Whether the file name `name` is that of a staged packed log.
 pub fn is_staged_name(name: &str) -> bool {
