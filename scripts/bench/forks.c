@@ -1,9 +1,9 @@
 /* forks.c: what a fork costs a program that has interned many stacks.
  *
- * Allocates (and frees) one block from each of 2^17 = 131072 distinct call
- * stacks (a path of 17 two-way choices between a() and b()), so that memtrace's
- * stack table is large, then forks N children (argv[1], default 200) that
- * _exit(0) at once, waiting for each. Prints the mean time of one fork + wait
+ * Allocates (and frees) one block from each of 2^D distinct call stacks (D =
+ * argv[2], default 17: 131072 stacks; a path of D two-way choices between a()
+ * and b()), so that memtrace's stack table is large, then forks N children
+ * (argv[1], default 200) that _exit(0) at once, waiting for each. Prints the mean time of one fork + wait
  * in microseconds on stdout ("fork_wait_us <value>"). scripts/bench-fork.py
  * runs it bare and under the preload, side by side.
  */
@@ -38,8 +38,11 @@ static double now_us(void) {
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 200;
-    for (unsigned k = 0; k < (1u << DEPTH); k++)
-        free(a(DEPTH, k));
+    int depth = argc > 2 ? atoi(argv[2]) : DEPTH;
+    if (depth < 0 || depth > 24)
+        return 2;
+    for (unsigned k = 0; k < (1u << depth); k++)
+        free(a(depth, k));
     double t0 = now_us();
     for (int i = 0; i < n; i++) {
         pid_t p = fork();

@@ -220,8 +220,15 @@ fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
         r.registers.extend(&t.registers);
     }
     r.not_roots.extend(own_mappings(pid, exit));
+    // The preload's image to the end of its last page (the end its loader
+    // gives is that of its data: the rest of the page is its own too).
+    let module_end = exit
+        .module
+        .1
+        .checked_next_multiple_of(4096)
+        .unwrap_or(u64::MAX);
     for (start, len) in [
-        (exit.module.0, exit.module.1.saturating_sub(exit.module.0)),
+        (exit.module.0, module_end.saturating_sub(exit.module.0)),
         exit.sampled,
     ] {
         if len > 0 {

@@ -446,8 +446,10 @@ pub fn records(blocks: &[Block], scan: &Scan) -> Vec<Vec<u64>> {
 }
 
 /// The largest parent's log whose blocks a fork child's exit scan
-/// classifies (see [`scan_input`]).
-pub const SCAN_INHERIT_MAX: u64 = 32 << 20;
+/// classifies (see [`scan_input`]). The pass for the blocks alone reads
+/// about 250 MiB/s of parent's log (`scripts/bench-fork.py`: 10 MiB in
+/// 40 ms), so the child waits at most about half a second for it.
+pub const SCAN_INHERIT_MAX: u64 = 128 << 20;
 
 /// The most values in one REACH record.
 pub const REACH_VALUES: usize = 700;
@@ -466,23 +468,21 @@ pub fn scan_input(
     let header = log.header()?;
     let index = log.index(&header)?;
     // The scan runs at the exit, before the log says how the process ended.
-    // It replays the parent's log up to the fork for the inherited blocks,
-    // which the child's exit waits for: only up to [`SCAN_INHERIT_MAX`] bytes
-    // of parent's log (beyond, the inherited blocks are not classified, and
-    // the report counts them definitely lost: the gate errs towards failing).
-    let small = crate::analysis::inherit::parent_log_bytes(path, &header)
-        .is_none_or(|n| n <= SCAN_INHERIT_MAX);
-    let inherited = match small {
-        true => crate::analysis::inherit::of_header(path, &header, peers).unwrap_or(None),
-        false => None,
-    };
+    // A fork child's inherited blocks come from its parent's log, replayed up
+    // to the fork for the blocks alone (`inherit::blocks`), which the child's
+    // exit waits for: only up to [`SCAN_INHERIT_MAX`] bytes of parent's log
+    // (beyond, the inherited blocks are not classified, and the report counts
+    // them definitely lost: the gate errs towards failing).
+    let inherited =
+        crate::analysis::inherit::blocks::at_start(path, &header, peers, SCAN_INHERIT_MAX)
+            .map(seed_of);
     // The live set alone, without merging the streams, on every core: the
     // process waits for it.
     let end = live_set::end_state(
         &log,
         &index,
         crate::analysis::replay::Config::of(&header),
-        inherited.as_ref().map(|i| &i.seed),
+        inherited.as_ref(),
     )?;
     let Some(exit) = end.exit else {
         return Ok(None);
@@ -493,6 +493,27 @@ pub fn scan_input(
         exit,
         blocks,
     }))
+}
+
+/// Inherited blocks as the seed of the live set.
+fn seed_of(blocks: crate::analysis::inherit::blocks::Blocks) -> crate::analysis::replay::Seed {
+    let mut blocks: Vec<_> = blocks
+        .into_iter()
+        .map(|(addr, size)| {
+            let b = crate::analysis::replay::Block {
+                size,
+                stack: 0,
+                count: 1,
+                time: 0,
+            };
+            (addr, b)
+        })
+        .collect();
+    blocks.sort_unstable_by_key(|b| b.0);
+    crate::analysis::replay::Seed {
+        blocks,
+        ..Default::default()
+    }
 }
 
 /// The process, what its exit recorded for the scan, and the blocks live at

@@ -344,12 +344,9 @@ fn read_region(
     if (heap && !holds_blocks) || (!heap && end - start > MAX_ROOT_MAPPING) {
         return None;
     }
-    // memtrace's own mappings (its tables, thread states) whole: not read.
-    if roots
-        .not_roots
-        .iter()
-        .any(|&(a, n)| a <= start && end <= a.saturating_add(n))
-    {
+    // memtrace's own mappings (its tables, thread states) whole: not read
+    // (the kernel may have merged several of them into one mapping).
+    if uncovered(start, end, &roots.not_roots).is_empty() {
         return None;
     }
     // A stack: the live part only.
@@ -376,28 +373,64 @@ fn read_region(
 }
 
 /// Reads the bytes at `start` into `buf`, zeros to begin with: unreadable
-/// pages (guard pages) and the ranges of `not_roots` are left as zeros.
+/// pages (guard pages) and the ranges of `not_roots` are left as zeros (and
+/// those ranges are not read at all).
 fn read_into(mem: &Memory, start: u64, buf: &mut [u8], not_roots: &[(u64, u64)]) {
-    let mut off = 0usize;
-    while off < buf.len() {
-        match mem.read_at(&mut buf[off..], start + off as u64) {
-            Ok(0) => break,
-            Ok(n) => off += n,
-            // On to the next page.
-            Err(_) => off = ((((start + off as u64) | 4095) + 1) - start) as usize,
-        }
-    }
-    let end = start + buf.len() as u64;
-    for &(a, n) in not_roots {
-        let (from, to) = (a.max(start), a.saturating_add(n).min(end));
-        if from < to {
-            buf[(from - start) as usize..(to - start) as usize].fill(0);
+    for (from, to) in uncovered(start, start + buf.len() as u64, not_roots) {
+        let part = &mut buf[(from - start) as usize..(to - start) as usize];
+        let mut off = 0usize;
+        while off < part.len() {
+            match mem.read_at(&mut part[off..], from + off as u64) {
+                Ok(0) => break,
+                Ok(n) => off += n,
+                // On to the next page.
+                Err(_) => off = ((((from + off as u64) | 4095) + 1) - from) as usize,
+            }
         }
     }
 }
 
+/// The parts of `start..end` that no range `(address, length)` of
+/// `not_roots` covers, in order.
+fn uncovered(start: u64, end: u64, not_roots: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut cover: Vec<(u64, u64)> = not_roots
+        .iter()
+        .map(|&(a, n)| (a.max(start), a.saturating_add(n).min(end)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    cover.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut at = start;
+    for (a, b) in cover {
+        if a > at {
+            gaps.push((at, a));
+        }
+        at = at.max(b);
+    }
+    if at < end {
+        gaps.push((at, end));
+    }
+    gaps
+}
+
 #[cfg(test)]
 mod tests {
+    /// Overlapping, touching and outlying ranges: what is left between them.
+    #[test]
+    fn uncovered_parts() {
+        use super::uncovered;
+        assert_eq!(uncovered(100, 200, &[]), [(100, 200)]);
+        assert_eq!(uncovered(100, 200, &[(0, 100), (200, 50)]), [(100, 200)]);
+        let not_roots = [(150, 10), (120, 20), (130, 15), (190, 100), (0, 105)];
+        assert_eq!(
+            uncovered(100, 200, &not_roots),
+            [(105, 120), (145, 150), (160, 190)]
+        );
+        // Several ranges that cover a mapping only together.
+        assert!(uncovered(100, 200, &[(100, 50), (150, 50)]).is_empty());
+        assert!(uncovered(100, 200, &[(50, u64::MAX)]).is_empty());
+    }
+
     use super::*;
 
     /// How many of the pages of `[start, start + len)` process `pid` maps

@@ -15,7 +15,8 @@
 //! ## Finding the parent's log
 //! Among the logs given with the child's (`memtrace check LOG...`, `memtrace
 //! report --parent-log`: the `peers`), then the other files of the child
-//! log's directory (in name order): a log, not a snapshot, whose header's pid is `forked_from` and whose process image
+//! log's directory (those whose names hold the parent's pid first, each group in
+//! name order): a log, not a snapshot, whose header's pid is `forked_from` and whose process image
 //! lived at the child's start (started before it, and ended after it or not
 //! known to have ended). No such log: [`Error::Inherit`].
 //!
@@ -45,6 +46,8 @@
 //! parent stack, in the order of the parent's ids (so two analyses of one
 //! child, a snapshot and its final log, give the same ids). The preload
 //! numbers a process's own stacks from 1, so the two ranges do not meet.
+
+pub mod blocks;
 
 use crate::analysis::id_table::FirstUse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -173,21 +176,6 @@ pub fn of_header(
     inherit(child_log, child, peers, 0)
 }
 
-/// The size of a fork child's parent's log, when the child is one and the
-/// log is found.
-pub fn parent_log_bytes(child_log: &Path, header: &Header<'_>) -> Option<u64> {
-    let child = Child {
-        pid: header.pid,
-        forked_from: header.forked_from,
-        start: header.start_mono_ns,
-    };
-    if child.forked_from == 0 {
-        return None;
-    }
-    let parent = find_parent(child_log, child, &[])?;
-    std::fs::metadata(parent).ok().map(|m| m.len())
-}
-
 fn inherit(
     child_log: &Path,
     child: Child,
@@ -274,8 +262,24 @@ fn find_parent(child_log: &Path, child: Child, peers: &[PathBuf]) -> Option<Path
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| child_log.with_file_name(e.file_name()))
         .collect();
-    names.sort();
+    // Those whose names hold the parent's pid first (`%p` in the output
+    // name): in a directory of a large tree, the parent's log is then found
+    // without opening every other log.
+    let pid = child.forked_from.to_string();
+    names.sort_by_cached_key(|p| {
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        (!holds_number(&name, &pid), p.clone())
+    });
     names.into_iter().find(|p| fits(p))
+}
+
+/// Whether `name` holds the decimal `number` with no digit on either side.
+fn holds_number(name: &str, number: &str) -> bool {
+    let b = name.as_bytes();
+    name.match_indices(number).any(|(i, _)| {
+        let j = i + number.len();
+        (i == 0 || !b[i - 1].is_ascii_digit()) && (j == b.len() || !b[j].is_ascii_digit())
+    })
 }
 
 /// Replays the parent's log up to the child's fork (module docs).
@@ -481,191 +485,4 @@ fn carry_over(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::report::{Options, analyze};
-    use crate::testlog::*;
-    use memtrace_format::hdr::off;
-
-    fn fork(c: &mut ChunkBuilder, t: u64, pid: u64) {
-        let d = c.dt(t);
-        c.put(|b| memtrace_format::encode::fork(b, d, pid, 0, b""));
-    }
-
-    /// A log of `pid`, forked from `from` (0: none), started at `start`, ended at `end`.
-    fn log(pid: u32, from: u32, start: u64, end: u64, c: &ChunkBuilder) -> Vec<u8> {
-        let mut b = LogBuilder::new();
-        b.set_u32(off::PID, pid)
-            .set_u32(off::FORKED_FROM, from)
-            .set_u64(off::START_MONO, start);
-        b.push(0, c).ended(end);
-        b.bytes
-    }
-
-    /// Pid 42 allocates A (40 bytes) and B (60), maps 8 KiB, forks pid 43 (an earlier
-    /// child had that pid too) and goes on (C, and A freed: after the fork). The child
-    /// frees B, allocates D (10 bytes) and forks pid 44, which allocates nothing.
-    fn tree(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-        let mut p = LogBuilder::chunk(T0);
-        p.stack(1, &[0x1111]).stack(2, &[0x2222]);
-        fork(&mut p, T0 + 5, 43);
-        p.alloc(T0 + 10, 0xa0, 40, 1)
-            .alloc(T0 + 20, 0xb0, 60, 2)
-            .mmap(T0 + 25, 0x7000_0000, 8192, 0x22, 2);
-        fork(&mut p, T0 + 40, 43);
-        p.alloc(T0 + 41, 0xc0, 70, 1).free(T0 + 42, 0xa0);
-        let mut c = LogBuilder::chunk(T0 + 45);
-        c.stack(1, &[0x9999])
-            .free(T0 + 50, 0xb0)
-            .alloc(T0 + 51, 0xd0, 10, 1);
-        fork(&mut c, T0 + 55, 44);
-        let g = LogBuilder::chunk(T0 + 60);
-        let paths = (dir.join("p.mtr"), dir.join("c.mtr"), dir.join("g.mtr"));
-        std::fs::write(&paths.0, log(42, 0, T0, T0 + 100, &p)).unwrap();
-        std::fs::write(&paths.1, log(43, 42, T0 + 45, T0 + 90, &c)).unwrap();
-        std::fs::write(&paths.2, log(44, 43, T0 + 60, T0 + 80, &g)).unwrap();
-        paths
-    }
-
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("memtrace-inherit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    /// (bytes, count, innermost frame) of each heap leak.
-    fn leaks(r: &crate::Report) -> Vec<(u64, u64, u64)> {
-        r.heap_leaks
-            .iter()
-            .map(|s| (s.bytes, s.count, s.stack.first().map_or(0, |f| f.address)))
-            .collect()
-    }
-
-    /// The child starts with A, B and the mapping, cut at its own FORK record (not the
-    /// earlier child's with the same pid, nor the parent's events after it): B's free is
-    /// an ordinary free, A and D are its leaks with their own frames.
-    #[test]
-    fn child_is_seeded_at_its_fork() {
-        let d = tmpdir("child");
-        let (p, c, _) = tree(&d);
-        let inh = live_at_start(&c, &[]).unwrap().unwrap();
-        assert_eq!(inh.parent_log, p);
-        assert_eq!((inh.parent_pid, inh.at), (42, T0 + 40));
-        assert_eq!(
-            (inh.blocks(), inh.bytes(), inh.mmap_bytes()),
-            (2, 100, 8192)
-        );
-        let ids: Vec<u32> = inh.stacks.iter().map(|s| s.id).collect();
-        assert_eq!(ids, [FIRST_STACK, FIRST_STACK - 1]);
-        assert_eq!(inh.stacks[0].frames, [0x1111]);
-        assert_eq!(inh.stacks[0].first_use, Some(T0 + 10));
-        assert!(
-            live_at_start(&p, &[]).unwrap().is_none(),
-            "not a fork child"
-        );
-
-        let r = analyze(&c, &Options::default()).unwrap();
-        assert_eq!(leaks(&r), [(40, 1, 0x1111), (10, 1, 0x9999)]);
-        let s = &r.summary;
-        assert_eq!((s.frees, s.unknown_frees, s.allocations), (1, 0, 1));
-        assert_eq!((s.inherited_blocks, s.inherited_bytes), (2, 100));
-        assert_eq!(s.inherited.as_ref().unwrap().mmap_bytes, 8192);
-        assert_eq!((s.peak_heap_bytes, s.leaked_mmap_bytes), (100, 8192));
-        assert_eq!(r.mmap_leaks[0].stack[0].address, 0x2222);
-        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    /// A block of another thread whose STACK record comes after the cut in the merged
-    /// order still gets its frames; the pass stops once it has them.
-    #[test]
-    fn stack_defined_after_the_cut() {
-        let d = tmpdir("late");
-        let mut p0 = LogBuilder::chunk(T0);
-        p0.stack(1, &[0x1111]).alloc(T0 + 10, 0xa0, 40, 1);
-        fork(&mut p0, T0 + 40, 43);
-        let mut p1 = LogBuilder::chunk(T0 + 20);
-        p1.alloc(T0 + 30, 0xe0, 5, 3)
-            .alloc(T0 + 60, 0xf0, 6, 1)
-            .stack(3, &[0x3333]);
-        let mut b = LogBuilder::new();
-        b.push(0, &p0).push(1, &p1).ended(T0 + 100);
-        std::fs::write(d.join("p.mtr"), &b.bytes).unwrap();
-        let c = LogBuilder::chunk(T0 + 45);
-        let child = d.join("c.mtr");
-        std::fs::write(&child, log(43, 42, T0 + 45, T0 + 90, &c)).unwrap();
-        let inh = live_at_start(&child, &[]).unwrap().unwrap();
-        let frames: Vec<&[u64]> = inh.stacks.iter().map(|s| &s.frames[..]).collect();
-        assert_eq!(frames, [&[0x1111][..], &[0x3333][..]]);
-        assert_eq!((inh.blocks(), inh.bytes()), (2, 45));
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    /// The grandchild inherits through the child: the parent's A and the child's D.
-    #[test]
-    fn grandchild_inherits_through_its_parent() {
-        let d = tmpdir("grand");
-        let (_, c, g) = tree(&d);
-        let inh = live_at_start(&g, &[]).unwrap().unwrap();
-        assert_eq!(
-            (inh.parent_log.as_path(), inh.parent_pid),
-            (c.as_path(), 43)
-        );
-        let r = analyze(&g, &Options::default()).unwrap();
-        assert_eq!(leaks(&r), [(40, 1, 0x1111), (10, 1, 0x9999)]);
-        assert_eq!(r.summary.leaked_mmap_bytes, 8192);
-        assert_eq!(
-            (r.summary.inherited_blocks, r.summary.inherited_bytes),
-            (2, 50)
-        );
-        std::fs::remove_dir_all(d).unwrap();
-    }
-
-    /// Without the parent's log: an error for live_at_start, one warning in the report,
-    /// which holds only the child's own events. A log given as a peer is found first;
-    /// one of the wrong lifetime is not the parent.
-    #[test]
-    fn missing_parent_and_peers() {
-        let d = tmpdir("missing");
-        let (p, c, _) = tree(&d);
-        let alone = d.join("alone");
-        std::fs::create_dir(&alone).unwrap();
-        let c2 = alone.join("c.mtr");
-        std::fs::copy(&c, &c2).unwrap();
-        let e = live_at_start(&c2, &[]).unwrap_err().to_string();
-        assert!(e.contains("its parent (pid 42) was not found"), "{e}");
-        let r = analyze(&c2, &Options::default()).unwrap();
-        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
-        assert!(r.summary.inherited.is_none());
-        assert_eq!((r.summary.frees, r.summary.unknown_frees), (0, 1));
-        assert_eq!(leaks(&r), [(10, 1, 0x9999)]);
-
-        let inh = live_at_start(&c2, std::slice::from_ref(&p))
-            .unwrap()
-            .unwrap();
-        assert_eq!(inh.parent_log, p);
-        let opts = Options {
-            peers: vec![p.clone()],
-            ..Default::default()
-        };
-        assert_eq!(analyze(&c2, &opts).unwrap().summary.inherited_blocks, 2);
-        let r = analyze(
-            &c2,
-            &Options {
-                no_inherit: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        assert!(r.warnings.is_empty() && r.summary.inherited.is_none());
-
-        // A log of pid 42 that ended before the child started is not its parent.
-        let mut early = std::fs::read(&p).unwrap();
-        early[off::END_MONO..off::END_MONO + 8].copy_from_slice(&(T0 + 44).to_le_bytes());
-        let e2 = alone.join("early.mtr");
-        std::fs::write(&e2, early).unwrap();
-        assert!(live_at_start(&c2, &[]).is_err());
-        std::fs::remove_dir_all(d).unwrap();
-    }
-}
+mod tests;
