@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod id_table;
 pub mod inherit;
 pub mod kernel;
+pub mod last_events;
 pub mod lineage;
 pub mod reach;
 pub mod replay;

@@ -4,10 +4,11 @@
 //! The same parent's log, the same cut and the same generations as
 //! [`super::live_at_start`] (module docs), but only the addresses and
 //! requested sizes of the blocks live at the cut: no catalog, no stacks, no
-//! series, and the pass over the parent's log stops at the cut (the full
-//! inheritance reads on until every stack live at the cut is defined). The
-//! scan of a child whose parent interned many stacks no longer pays for
-//! interning them again. The tests compare it with the full inheritance.
+//! series. A raw parent's log is not merged either: its chunks are decoded
+//! on every core (`analysis::last_events`) for the latest event per address
+//! and the child's FORK records, which fix the cut as the merge's order
+//! would (`keyed`). A packed one is replayed merged up to the cut. The
+//! tests compare both with the full inheritance, and with each other.
 //!
 //! A block's size is the size the program asked for, also in a sampled
 //! log, as the scan wants it (the blocks as the process holds them).
@@ -17,10 +18,11 @@ use std::path::{Path, PathBuf};
 use memtrace_format::{Header, Record};
 
 use super::{Child, FORK_WINDOW, MAX_COPIES, MAX_DEPTH, find_parent};
+use crate::analysis::last_events::{self, Key, Route};
 use crate::analysis::replay::Config;
 use crate::error::Result;
 use crate::hash::FastMap;
-use crate::log::Log;
+use crate::log::{Index, Log};
 
 /// Address → requested size of each live heap block.
 pub type Blocks = FastMap<u64, u64>;
@@ -73,15 +75,83 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
         start: header.start_mono_ns,
     };
     let live = of_child(parent_log, me, peers, depth + 1, u64::MAX).unwrap_or_default();
-    to_cut(&log, &index, Config::of(&header), child, live)
+    let cfg = Config::of(&header);
+    if index.packed.is_some() {
+        return to_cut(&log, &index, cfg, child, live);
+    }
+    keyed(&log, &index, cfg, child, live)
+}
+
+/// How long before the child's start a FORK record may be for the cut to
+/// take one pass (ns): the events of that stretch are kept aside until the
+/// cut is known. The FORK record comes when `fork` returns in the parent,
+/// microseconds from the child's start; one further back takes a second pass.
+const SIDE_WINDOW: u64 = 100_000_000;
+
+/// [`to_cut`]'s blocks from a raw log without merging it, on every core
+/// (`analysis::last_events`): the latest event per address up to the last
+/// [`SIDE_WINDOW`] before the child's start, the events of that window aside,
+/// and the child's FORK records, which fix the cut (the merge's order of the
+/// one it would take); then the window's events before the cut. A cut further
+/// back takes a second pass, for the events before it.
+pub(super) fn keyed(
+    log: &Log,
+    index: &Index,
+    cfg: Config,
+    child: Child,
+    seed: Blocks,
+) -> Result<Blocks> {
+    let until = |time: u64| time <= child.start && (cfg.until == 0 || time <= cfg.until);
+    let window = child.start.saturating_sub(SIDE_WINDOW);
+    let keep = |key: Key| match key.0 {
+        t if t < window && until(t) => Route::Table,
+        t if until(t) => Route::Side,
+        _ => Route::Drop,
+    };
+    let forks = |key: Key, r: &Record<'_>| {
+        Ok(match *r {
+            Record::Fork { child_pid, .. }
+                if child_pid == child.pid as u64
+                    && key.0 >= child.start.saturating_sub(FORK_WINDOW)
+                    && until(key.0) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+    };
+    let seed: Vec<(u64, u64)> = seed.into_iter().collect();
+    let mut pass = last_events::scan(log, index, &seed, &keep, &forks)?;
+    let mut keys: Vec<Key> = pass.picked.iter().map(|(key, ())| *key).collect();
+    keys.sort_unstable();
+    // The merge keeps the state at each FORK record it meets, the first
+    // MAX_COPIES of them, and the cut is the last one kept.
+    let cut = keys
+        .get(keys.len().min(MAX_COPIES as usize).wrapping_sub(1))
+        .copied();
+    if let Some(fork) = cut.filter(|fork| fork.0 < window) {
+        let before = |key: Key| match key < fork {
+            true => Route::Table,
+            false => Route::Drop,
+        };
+        let none = |_: Key, _: &Record<'_>| Ok(None::<()>);
+        pass = last_events::scan(log, index, &seed, &before, &none)?;
+    } else {
+        for (key, addr, size) in std::mem::take(&mut pass.side) {
+            if cut.is_none_or(|fork| key < fork) {
+                pass.note(addr, key, size);
+            }
+        }
+    }
+    Ok(pass.live().into_iter().collect())
 }
 
 /// One pass over the parent's log up to the cut (the state at the child's
 /// last FORK record at or before its start, else at its start), as
 /// [`super::replay_to_cut`] takes it.
-fn to_cut(
+pub(super) fn to_cut(
     log: &Log,
-    index: &crate::log::Index,
+    index: &Index,
     cfg: Config,
     child: Child,
     mut live: Blocks,

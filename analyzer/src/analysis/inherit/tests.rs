@@ -267,3 +267,86 @@ fn names_holding_the_pid() {
     assert!(!holds_number("log.142.mtr", "42"));
     assert!(!holds_number("log.mtr", "42"));
 }
+
+/// The two ways to the blocks at the cut agree: without merging (`keyed`, for a raw
+/// log) and merged (`to_cut`, for a packed one). Four threads allocate, free and
+/// reallocate 48 shared addresses with ties in time, and fork pid 43 now and then
+/// (more often than the merge keeps copies), in 300 chunks; the child starts at
+/// several moments, before, between and after the FORK records. Time goes by in
+/// steps of 1 ns (every event inside `keyed`'s side window) and of 40 ms (the cut
+/// before the window, FORK records older than FORK_WINDOW).
+#[test]
+fn keyed_and_merged_cuts_agree() {
+    for unit in [1, 40_000_000] {
+        keyed_and_merged_agree_in_steps_of(unit);
+    }
+}
+
+fn keyed_and_merged_agree_in_steps_of(unit: u64) {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut below = |n: u64| {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let mut b = LogBuilder::new();
+    b.set_u32(off::PID, 42);
+    let mut time = [T0; 4];
+    for _ in 0..300 {
+        let stream = below(4) as usize;
+        let mut c = LogBuilder::chunk(time[stream]);
+        for _ in 0..40 {
+            let t = time[stream] + below(2) * unit;
+            time[stream] = t;
+            let addr = 0x1000 + 16 * below(48);
+            match below(12) {
+                0..=3 => c.alloc(t, addr, 1 + below(100), 1),
+                4..=6 => c.free(t, addr),
+                7 => {
+                    fork(&mut c, t, 43);
+                    &mut c
+                }
+                _ => {
+                    let new = [0, addr, 0x1000 + 16 * below(48)][below(3) as usize];
+                    let after = t + below(2) * unit;
+                    time[stream] = after;
+                    c.realloc(t, after, [0, addr][below(2) as usize], new, below(4) * 8, 2)
+                }
+            };
+        }
+        b.push(stream as u32, &c);
+    }
+    let end = *time.iter().max().unwrap();
+    b.ended(end + 10);
+    let log = Log::from_bytes(Path::new("p.mtr"), &b.bytes);
+    let h = log.header().unwrap();
+    let index = log.index(&h).unwrap();
+    let cfg = Config::of(&h);
+    let seed: blocks::Blocks = [(0x1000, 5), (0x9000, 7)].into_iter().collect();
+    // Finely over the first 16 FORK records (each a cut of its own), then
+    // coarsely to the end.
+    let starts = (0..=60u64)
+        .map(|i| T0 + (end - T0) * i / 2000)
+        .chain((1..=10).map(|i| T0 + (end - T0) * i / 10));
+    for start in starts {
+        let child = Child {
+            pid: 43,
+            forked_from: 42,
+            start,
+        };
+        let sorted = |m: blocks::Blocks| {
+            let mut v: Vec<(u64, u64)> = m.into_iter().collect();
+            v.sort_unstable();
+            v
+        };
+        let keyed = sorted(blocks::keyed(&log, &index, cfg, child, seed.clone()).unwrap());
+        let merged = sorted(blocks::to_cut(&log, &index, cfg, child, seed.clone()).unwrap());
+        assert_eq!(
+            keyed,
+            merged,
+            "steps of {unit} ns, child started at T0 + {}",
+            start - T0
+        );
+    }
+}

@@ -1,32 +1,25 @@
 //! The heap blocks live at the end of a raw log, found without merging its
-//! streams: what the scan at exit (`memtrace __scan`) needs, while the
-//! process it scans waits.
-//!
-//! The full replay ([`crate::analysis::replay`]) merges every stream by time
-//! and keeps per-stack totals, the peak and the series. The live set needs
-//! none of that: a block is live at the end if the last event on its address
-//! is an allocation. "Last" is the merge's order — time, then stream, then
-//! position in the stream — which is a key each record carries by itself, so
-//! the chunks can be decoded in any order, on every core, each worker keeping
-//! the latest event per address it saw; the workers' tables are then merged
-//! by that key. A free seen before the allocation it ends stays as a
-//! tombstone until the merge.
+//! streams (`analysis::last_events`, on every core): what the scan at exit
+//! (`memtrace __scan`) needs, while the process it scans waits. The full
+//! replay ([`crate::analysis::replay`]) merges every stream by time and keeps
+//! per-stack totals, the peak and the series; the live set needs none of
+//! that.
 //!
 //! Blocks are as the process holds them: a sampled record's block is its
 //! requested size, not the bytes it stands for.
 //!
-//! Uses `crate::log` (the index and the records), `crate::hash`, and the
-//! replay's [`Seed`] and [`Config`]; equal to the replay's live set on every
-//! log (the tests below compare the two).
+//! Uses `crate::analysis::last_events`, `crate::log`, and the replay's
+//! [`Seed`] and [`Config`]; equal to the replay's live set on every log (the
+//! tests below compare the two).
 
+use memtrace_format::Record;
 use memtrace_format::kernel::KIND_EXIT_SCAN;
-use memtrace_format::{DecodeError, Record, RecordIter, realloc_released};
 
 use super::{Block, ExitScan};
+use crate::analysis::last_events::{self, Key, Route};
 use crate::analysis::replay::{Config, Seed};
-use crate::error::{Error, Result};
-use crate::hash::FastMap;
-use crate::log::{ChunkRef, Index, Log};
+use crate::error::Result;
+use crate::log::{Index, Log};
 
 /// What a log says at its end, for the scan.
 #[derive(Debug, Default)]
@@ -37,45 +30,6 @@ pub struct EndState {
     pub exit: Option<ExitScan>,
 }
 
-/// The merge's order of one event: time, stream, then the record's place in
-/// the stream (file offset, twice, plus one for a realloc's second half).
-type Key = (u64, u32, u64);
-
-/// The size stored for an address whose last event freed it.
-const FREED: u64 = u64::MAX;
-
-/// The latest event per address one worker saw, and the latest exit record.
-#[derive(Default)]
-struct Table {
-    last: FastMap<u64, (Key, u64)>,
-    exit: Option<(Key, Vec<u64>)>,
-}
-
-impl Table {
-    #[inline]
-    fn note(&mut self, addr: u64, key: Key, size: u64) {
-        self.last
-            .entry(addr)
-            .and_modify(|e| {
-                if key >= e.0 {
-                    *e = (key, size);
-                }
-            })
-            .or_insert((key, size));
-    }
-
-    fn absorb(&mut self, other: Table) {
-        for (addr, (key, size)) in other.last {
-            self.note(addr, key, size);
-        }
-        if let Some((key, v)) = other.exit
-            && self.exit.as_ref().is_none_or(|e| key >= e.0)
-        {
-            self.exit = Some((key, v));
-        }
-    }
-}
-
 /// The blocks live at the end of raw `log` (after `cfg.until`'s cut, if
 /// any), starting from `seed`'s blocks, and its last exit-scan record.
 /// Errors as the merge's: a corrupt record in a whole chunk; a record cut by
@@ -84,116 +38,32 @@ pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: Option<&Seed>) -> 
     if index.packed.is_some() {
         return packed_end_state(log, index, cfg, seed);
     }
-    // Every chunk, tagged with its stream; a stream's chunks after one cut
-    // by the end of the file are not read (the merge stops there too).
-    let mut work: Vec<(u32, ChunkRef)> = Vec::new();
-    for (i, s) in index.streams.iter().enumerate() {
-        for c in &s.chunks {
-            work.push((i as u32, *c));
-            if c.cut {
-                break;
-            }
-        }
-    }
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8)
-        .min(work.len().div_ceil(64).max(1));
-    let mut table = Table::default();
-    if let Some(s) = seed {
-        for &(addr, b) in &s.blocks {
-            table.note(addr, (0, 0, 0), b.size);
-        }
-    }
-    if workers <= 1 {
-        let t = chunks(log, index, cfg, &work)?;
-        table.absorb(t);
-    } else {
-        // Contiguous shares of the file, so that each worker reads its own
-        // pages once.
-        work.sort_unstable_by_key(|(_, c)| c.offset);
-        let share = work.len().div_ceil(workers);
-        let tables = std::thread::scope(|s| {
-            let handles: Vec<_> = work
-                .chunks(share)
-                .map(|part| s.spawn(move || chunks(log, index, cfg, part)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect::<Vec<_>>()
-        });
-        for t in tables {
-            table.absorb(t?);
-        }
-    }
-    let mut blocks: Vec<Block> = table
-        .last
+    let seed: Vec<(u64, u64)> = seed
+        .map(|s| s.blocks.iter().map(|(a, b)| (*a, b.size)).collect())
+        .unwrap_or_default();
+    let keep = |key: Key| match cfg.until == 0 || key.0 <= cfg.until {
+        true => Route::Table,
+        false => Route::Drop,
+    };
+    let pick = |_: Key, r: &Record<'_>| match r {
+        Record::Kernel { kind, values, .. } if *kind == KIND_EXIT_SCAN => values
+            .clone()
+            .collect::<std::result::Result<Vec<u64>, _>>()
+            .map(Some),
+        _ => Ok(None),
+    };
+    let latest = last_events::scan(log, index, &seed, &keep, &pick)?;
+    let blocks = latest
+        .live()
         .into_iter()
-        .filter(|&(_, (_, size))| size != FREED)
-        .map(|(addr, (_, size))| Block { addr, size })
+        .map(|(addr, size)| Block { addr, size })
         .collect();
-    blocks.sort_unstable_by_key(|b| b.addr);
-    let exit = table.exit.and_then(|(_, v)| ExitScan::from_values(&v));
-    log.checked(Ok(EndState { blocks, exit }))
-}
-
-/// One worker: the latest event per address in `work`'s chunks.
-fn chunks(log: &Log, index: &Index, cfg: Config, work: &[(u32, ChunkRef)]) -> Result<Table> {
-    let mut t = Table::default();
-    let bytes = log.bytes();
-    let included = |time: u64| cfg.until == 0 || time <= cfg.until;
-    for &(stream, chunk) in work {
-        let body = &bytes[chunk.body.0..chunk.body.1];
-        let mut it = RecordIter::new(body, chunk.base_time);
-        loop {
-            let at = chunk.body.0 as u64 + it.offset() as u64;
-            let Some(record) = it.next() else { break };
-            let record = match record {
-                Ok(r) => r,
-                // The file ends inside this record: truncation, not damage.
-                Err(_) if chunk.cut => break,
-                Err(err) => return Err(record_error(log, index, stream, chunk, err)),
-            };
-            let key = |time: u64, second: bool| (time, stream, at * 2 + second as u64);
-            match record {
-                Record::Alloc {
-                    time, addr, size, ..
-                } if addr != 0 && included(time) => t.note(addr, key(time, false), size),
-                Record::Free { time, addr, .. } if addr != 0 && included(time) => {
-                    t.note(addr, key(time, false), FREED)
-                }
-                Record::Realloc {
-                    time,
-                    time_after,
-                    old,
-                    new,
-                    size,
-                    ..
-                } => {
-                    if realloc_released(old, new, size) && included(time) {
-                        t.note(old, key(time, false), FREED);
-                    }
-                    if new != 0 && included(time_after) {
-                        t.note(new, key(time_after, true), size);
-                    }
-                }
-                Record::Kernel {
-                    time, kind, values, ..
-                } if kind == KIND_EXIT_SCAN => {
-                    let key = key(time, false);
-                    if t.exit.as_ref().is_none_or(|e| key >= e.0) {
-                        let v: std::result::Result<Vec<u64>, DecodeError> = values.collect();
-                        let v = v.map_err(|err| record_error(log, index, stream, chunk, err))?;
-                        t.exit = Some((key, v));
-                    }
-                }
-                _ => {}
-            }
-        }
-        log.release(chunk.offset as usize, chunk.body.1);
-    }
-    Ok(t)
+    let exit = latest
+        .picked
+        .into_iter()
+        .max_by_key(|(key, _)| *key)
+        .and_then(|(_, v)| ExitScan::from_values(&v));
+    Ok(EndState { blocks, exit })
 }
 
 /// A packed log's events come merged: replayed in order, the catalog taking
@@ -220,15 +90,6 @@ fn packed_end_state(
             .collect(),
         exit: cat.exit_scan,
     })
-}
-
-fn record_error(log: &Log, index: &Index, stream: u32, chunk: ChunkRef, err: DecodeError) -> Error {
-    Error::Record {
-        path: log.path().to_owned(),
-        stream: index.streams[stream as usize].id,
-        offset: chunk.offset,
-        err,
-    }
 }
 
 #[cfg(test)]
