@@ -446,9 +446,11 @@ pub fn records(blocks: &[Block], scan: &Scan) -> Vec<Vec<u64>> {
 }
 
 /// The largest parent's log whose blocks a fork child's exit scan
-/// classifies (see [`scan_input`]). The pass for the blocks alone reads
-/// about 250 MiB/s of parent's log (`scripts/bench-fork.py`: 10 MiB in
-/// 40 ms), so the child waits at most about half a second for it.
+/// classifies (see [`scan_input`]). The pass for the blocks alone reads a
+/// parent's log of 10 MiB in about 17 ms on this project's 2-core machines
+/// (`scripts/bench-fork.py`: 21.5 ms per scan, 4.5 ms of it for a parent
+/// with an empty log), so the child waits for it a quarter of a second at
+/// most.
 pub const SCAN_INHERIT_MAX: u64 = 128 << 20;
 
 /// The most values in one REACH record.
