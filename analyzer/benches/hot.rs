@@ -322,7 +322,7 @@ fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
         b.iter(|| {
             let h = log.header().expect("header");
             let idx = log.index(&h).expect("index");
-            live_set::end_state(&log, &idx, replay::Config::of(&h), None).expect("live set")
+            live_set::end_state(&log, &idx, replay::Config::of(&h), &[]).expect("live set")
         })
     });
     g.bench_function("analyze_bytes_1M", |b| {

@@ -46,6 +46,23 @@ fn first_fixture_function(l: &Value) -> String {
 }
 
 /// The same from valgrind's loss records (`--show-leak-kinds=all`).
+/// memcheck's kinds of fixture `name`, by kind and allocating function, are
+/// `ours` (in one of [`MEMCHECK_RUNS`] runs at most: [`agreeing_memcheck`]).
+fn assert_memcheck_agrees(name: &str, ours: &BTreeMap<(String, String), (u64, u64)>) {
+    let theirs = agreeing_memcheck(ours, || {
+        let vg = clean_command(require_valgrind())
+            .args(["--vgdb=no", "--leak-check=full", "--show-leak-kinds=all"])
+            .arg(fixture(name))
+            .output()
+            .unwrap();
+        valgrind_kinds(&String::from_utf8_lossy(&vg.stderr))
+    });
+    assert!(
+        theirs.is_ok(),
+        "memtrace:\n{ours:?}\nvs memcheck, by kind and function, every run:\n{theirs:?}"
+    );
+}
+
 fn valgrind_kinds(text: &str) -> BTreeMap<(String, String), (u64, u64)> {
     let mut m = BTreeMap::new();
     let mut lines = text
@@ -138,18 +155,7 @@ fn classification_matches_the_header_and_memcheck() {
     assert_eq!(ours[&key("possible", "kept_by_interior")], (128, 1));
 
     // memcheck is the oracle: required, never skipped.
-    let theirs = agreeing_memcheck(&ours, || {
-        let vg = clean_command(require_valgrind())
-            .args(["--vgdb=no", "--leak-check=full", "--show-leak-kinds=all"])
-            .arg(fixture("reach"))
-            .output()
-            .unwrap();
-        valgrind_kinds(&String::from_utf8_lossy(&vg.stderr))
-    });
-    assert!(
-        theirs.is_ok(),
-        "memtrace:\n{ours:?}\nvs memcheck, by kind and function, every run:\n{theirs:?}"
-    );
+    assert_memcheck_agrees("reach", &ours);
 }
 
 /// tests/fixtures/reach_big.c: blocks of 64 KiB and more, in arenas the scan does not
@@ -193,18 +199,7 @@ fn large_blocks_classify_as_the_header_and_memcheck() {
     assert_eq!(ours[&key("reachable", "big_length64")], (200_008, 1));
 
     // memcheck is the oracle: required, never skipped.
-    let theirs = agreeing_memcheck(&ours, || {
-        let vg = clean_command(require_valgrind())
-            .args(["--vgdb=no", "--leak-check=full", "--show-leak-kinds=all"])
-            .arg(fixture("reach_big"))
-            .output()
-            .unwrap();
-        valgrind_kinds(&String::from_utf8_lossy(&vg.stderr))
-    });
-    assert!(
-        theirs.is_ok(),
-        "memtrace:\n{ours:?}\nvs memcheck, by kind and function, every run:\n{theirs:?}"
-    );
+    assert_memcheck_agrees("reach_big", &ours);
 }
 
 /// In sampling mode the preload keeps the recorded blocks' addresses in a set of its

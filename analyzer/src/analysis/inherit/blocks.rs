@@ -17,15 +17,15 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::{Header, Record};
 
-use super::{Child, FORK_WINDOW, MAX_COPIES, MAX_DEPTH, find_parent};
+use super::{Child, MAX_COPIES, MAX_DEPTH, find_parent};
 use crate::analysis::last_events::{self, Key, Route};
 use crate::analysis::replay::Config;
 use crate::error::Result;
 use crate::hash::FastMap;
 use crate::log::{Index, Log};
 
-/// Address → requested size of each live heap block.
-pub type Blocks = FastMap<u64, u64>;
+/// (address, requested size) of each live heap block, sorted by address.
+pub type Blocks = Vec<(u64, u64)>;
 
 /// The heap blocks the process of `child_log` (of `header`) held at its
 /// first instant, inherited from its parent: `None` when it is no fork child,
@@ -38,12 +38,7 @@ pub fn at_start(
     peers: &[PathBuf],
     max_bytes: u64,
 ) -> Option<Blocks> {
-    let child = Child {
-        pid: header.pid,
-        forked_from: header.forked_from,
-        start: header.start_mono_ns,
-    };
-    of_child(child_log, child, peers, 0, max_bytes)
+    of_child(child_log, Child::of(header), peers, 0, max_bytes)
 }
 
 fn of_child(
@@ -69,17 +64,13 @@ fn at_fork(parent_log: &Path, child: Child, peers: &[PathBuf], depth: usize) -> 
     let log = Log::open(parent_log)?;
     let header = log.header()?;
     let index = log.index(&header)?;
-    let me = Child {
-        pid: header.pid,
-        forked_from: header.forked_from,
-        start: header.start_mono_ns,
-    };
-    let live = of_child(parent_log, me, peers, depth + 1, u64::MAX).unwrap_or_default();
+    let me = Child::of(&header);
+    let seed = of_child(parent_log, me, peers, depth + 1, u64::MAX).unwrap_or_default();
     let cfg = Config::of(&header);
     if index.packed.is_some() {
-        return to_cut(&log, &index, cfg, child, live);
+        return to_cut(&log, &index, cfg, child, &seed);
     }
-    keyed(&log, &index, cfg, child, live)
+    keyed(&log, &index, cfg, child, &seed)
 }
 
 /// How long before the child's start a FORK record may be for the cut to
@@ -99,7 +90,7 @@ pub(super) fn keyed(
     index: &Index,
     cfg: Config,
     child: Child,
-    seed: Blocks,
+    seed: &[(u64, u64)],
 ) -> Result<Blocks> {
     let until = |time: u64| time <= child.start && (cfg.until == 0 || time <= cfg.until);
     let window = child.start.saturating_sub(SIDE_WINDOW);
@@ -110,18 +101,13 @@ pub(super) fn keyed(
     };
     let forks = |key: Key, r: &Record<'_>| {
         Ok(match *r {
-            Record::Fork { child_pid, .. }
-                if child_pid == child.pid as u64
-                    && key.0 >= child.start.saturating_sub(FORK_WINDOW)
-                    && until(key.0) =>
-            {
+            Record::Fork { child_pid, .. } if child.forked_at(child_pid, key.0) && until(key.0) => {
                 Some(())
             }
             _ => None,
         })
     };
-    let seed: Vec<(u64, u64)> = seed.into_iter().collect();
-    let mut pass = last_events::scan(log, index, &seed, &keep, &forks)?;
+    let mut pass = last_events::scan(log, index, seed, &keep, &forks)?;
     let mut keys: Vec<Key> = pass.picked.iter().map(|(key, ())| *key).collect();
     keys.sort_unstable();
     // The merge keeps the state at each FORK record it meets, the first
@@ -135,7 +121,7 @@ pub(super) fn keyed(
             false => Route::Drop,
         };
         let none = |_: Key, _: &Record<'_>| Ok(None::<()>);
-        pass = last_events::scan(log, index, &seed, &before, &none)?;
+        pass = last_events::scan(log, index, seed, &before, &none)?;
     } else {
         for (key, addr, size) in std::mem::take(&mut pass.side) {
             if cut.is_none_or(|fork| key < fork) {
@@ -143,7 +129,7 @@ pub(super) fn keyed(
             }
         }
     }
-    Ok(pass.live().into_iter().collect())
+    Ok(pass.live())
 }
 
 /// One pass over the parent's log up to the cut (the state at the child's
@@ -154,9 +140,10 @@ pub(super) fn to_cut(
     index: &Index,
     cfg: Config,
     child: Child,
-    mut live: Blocks,
+    seed: &[(u64, u64)],
 ) -> Result<Blocks> {
-    let mut at_fork: Option<Blocks> = None;
+    let mut live: FastMap<u64, u64> = seed.iter().copied().collect();
+    let mut at_fork: Option<FastMap<u64, u64>> = None;
     let mut copies = 0;
     for ev in log.merge(index) {
         let ev = ev?;
@@ -183,9 +170,7 @@ pub(super) fn to_cut(
                 }
             }
             Record::Fork { child_pid, .. }
-                if child_pid == child.pid as u64
-                    && ev.time >= child.start.saturating_sub(FORK_WINDOW)
-                    && copies < MAX_COPIES =>
+                if child.forked_at(child_pid, ev.time) && copies < MAX_COPIES =>
             {
                 copies += 1;
                 at_fork = Some(live.clone());
@@ -193,5 +178,7 @@ pub(super) fn to_cut(
             _ => {}
         }
     }
-    Ok(at_fork.unwrap_or(live))
+    let mut blocks: Blocks = at_fork.unwrap_or(live).into_iter().collect();
+    blocks.sort_unstable();
+    Ok(blocks)
 }

@@ -152,6 +152,24 @@ struct Child {
     start: u64,
 }
 
+impl Child {
+    /// The process of a log, by its header.
+    fn of(header: &Header<'_>) -> Child {
+        Child {
+            pid: header.pid,
+            forked_from: header.forked_from,
+            start: header.start_mono_ns,
+        }
+    }
+
+    /// Whether a FORK record for `child_pid` at `time` may be this child's
+    /// (one further than [`FORK_WINDOW`] before its start is an earlier
+    /// child's of the same pid).
+    fn forked_at(&self, child_pid: u64, time: u64) -> bool {
+        child_pid == self.pid as u64 && time >= self.start.saturating_sub(FORK_WINDOW)
+    }
+}
+
 /// The blocks and mappings the process of `child_log` inherited from its
 /// parent at the fork: `Ok(None)` when it is not a fork child. `peers` are
 /// logs to look for the parent's among before the child log's directory.
@@ -168,11 +186,7 @@ pub fn of_header(
     header: &Header<'_>,
     peers: &[PathBuf],
 ) -> Result<Option<Inherited>> {
-    let child = Child {
-        pid: header.pid,
-        forked_from: header.forked_from,
-        start: header.start_mono_ns,
-    };
+    let child = Child::of(header);
     inherit(child_log, child, peers, 0)
 }
 
@@ -321,11 +335,7 @@ fn ancestry(
     depth: usize,
 ) -> (Option<Inherited>, Vec<String>) {
     let mut notes = Vec::new();
-    let me = Child {
-        pid: header.pid,
-        forked_from: header.forked_from,
-        start: header.start_mono_ns,
-    };
+    let me = Child::of(header);
     let up = match inherit(parent_log, me, peers, depth + 1) {
         Ok(up) => up,
         Err(e) => {
@@ -386,8 +396,7 @@ fn replay_to_cut(
             cut = Some(state);
         } else {
             if let Record::Fork { child_pid, .. } = ev.record
-                && child_pid == child.pid as u64
-                && ev.time >= child.start.saturating_sub(FORK_WINDOW)
+                && child.forked_at(child_pid, ev.time)
                 && copies < MAX_COPIES
             {
                 copies += 1;

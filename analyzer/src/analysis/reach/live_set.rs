@@ -31,16 +31,14 @@ pub struct EndState {
 }
 
 /// The blocks live at the end of raw `log` (after `cfg.until`'s cut, if
-/// any), starting from `seed`'s blocks, and its last exit-scan record.
+/// any), starting from the blocks of `seed` (address, size), and its last
+/// exit-scan record.
 /// Errors as the merge's: a corrupt record in a whole chunk; a record cut by
 /// the end of a truncated file ends its stream quietly.
-pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: Option<&Seed>) -> Result<EndState> {
+pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: &[(u64, u64)]) -> Result<EndState> {
     if index.packed.is_some() {
         return packed_end_state(log, index, cfg, seed);
     }
-    let seed: Vec<(u64, u64)> = seed
-        .map(|s| s.blocks.iter().map(|(a, b)| (*a, b.size)).collect())
-        .unwrap_or_default();
     let keep = |key: Key| match cfg.until == 0 || key.0 <= cfg.until {
         true => Route::Table,
         false => Route::Drop,
@@ -52,7 +50,7 @@ pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: Option<&Seed>) -> 
             .map(Some),
         _ => Ok(None),
     };
-    let latest = last_events::scan(log, index, &seed, &keep, &pick)?;
+    let latest = last_events::scan(log, index, seed, &keep, &pick)?;
     let blocks = latest
         .live()
         .into_iter()
@@ -73,10 +71,23 @@ fn packed_end_state(
     log: &Log,
     index: &Index,
     cfg: Config,
-    seed: Option<&Seed>,
+    seed: &[(u64, u64)],
 ) -> Result<EndState> {
+    let block = |size| crate::analysis::replay::Block {
+        size,
+        stack: 0,
+        count: 1,
+        time: 0,
+    };
+    let seed = Seed {
+        blocks: seed
+            .iter()
+            .map(|&(addr, size)| (addr, block(size)))
+            .collect(),
+        ..Seed::default()
+    };
     let mut cat = crate::analysis::catalog::Catalog::default();
-    let out = crate::analysis::replay::replay_seeded(log, index, cfg, seed, |ev| {
+    let out = crate::analysis::replay::replay_seeded(log, index, cfg, Some(&seed), |ev| {
         cat.observe(ev, log, index)
     })?;
     Ok(EndState {
@@ -131,7 +142,7 @@ mod tests {
 
     fn by_end_state(b: &LogBuilder, until: u64) -> (Vec<Block>, Option<ExitScan>) {
         let (log, idx, cfg) = open(b, until);
-        let e = end_state(&log, &idx, cfg, None).unwrap();
+        let e = end_state(&log, &idx, cfg, &[]).unwrap();
         (e.blocks, e.exit)
     }
 
@@ -218,22 +229,9 @@ mod tests {
             .alloc(T0 + 3, 0x80, 8, 1);
         let mut b = LogBuilder::new();
         b.push(0, &c);
-        let block = |addr, size| {
-            let b = crate::analysis::replay::Block {
-                size,
-                stack: 1,
-                count: 1,
-                time: 0,
-            };
-            (addr, b)
-        };
-        let seed = Seed {
-            blocks: vec![block(0x10, 16), block(0x20, 32)],
-            regions: Vec::new(),
-            funcs: Vec::new(),
-        };
+        let seed = [(0x10, 16), (0x20, 32)];
         let (log, idx, cfg) = open(&b, 0);
-        let e = end_state(&log, &idx, cfg, Some(&seed)).unwrap();
+        let e = end_state(&log, &idx, cfg, &seed).unwrap();
         let got: Vec<(u64, u64)> = e.blocks.iter().map(|b| (b.addr, b.size)).collect();
         assert_eq!(got, [(0x20, 32), (0x40, 24), (0x80, 8)]);
         assert!(e.exit.is_none());
@@ -244,7 +242,7 @@ mod tests {
         let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes[..cut]);
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
-        let e = end_state(&log, &idx, Config::of(&h), None).unwrap();
+        let e = end_state(&log, &idx, Config::of(&h), &[]).unwrap();
         let got: Vec<(u64, u64)> = e.blocks.iter().map(|b| (b.addr, b.size)).collect();
         assert_eq!(got, [(0x40, 24)]);
     }

@@ -459,7 +459,7 @@ pub const REACH_VALUES: usize = 700;
 /// What a log says the scan at exit needs (see [`ScanInput`]): `None` when
 /// the process recorded no `KIND_EXIT_SCAN`. The live
 /// blocks of a fork child include those it inherited from its parent and
-/// never freed ([`crate::analysis::inherit::live_at_start`], its parent's log looked
+/// never freed ([`crate::analysis::inherit::blocks::at_start`], its parent's log looked
 /// for in `peers`, then in the child log's directory); when that log is not
 /// found, only the child's own blocks are classified (its report says why).
 pub fn scan_input(
@@ -477,14 +477,14 @@ pub fn scan_input(
     // them definitely lost: the gate errs towards failing).
     let inherited =
         crate::analysis::inherit::blocks::at_start(path, &header, peers, SCAN_INHERIT_MAX)
-            .map(seed_of);
+            .unwrap_or_default();
     // The live set alone, without merging the streams, on every core: the
     // process waits for it.
     let end = live_set::end_state(
         &log,
         &index,
         crate::analysis::replay::Config::of(&header),
-        inherited.as_ref(),
+        &inherited,
     )?;
     let Some(exit) = end.exit else {
         return Ok(None);
@@ -495,27 +495,6 @@ pub fn scan_input(
         exit,
         blocks,
     }))
-}
-
-/// Inherited blocks as the seed of the live set.
-fn seed_of(blocks: crate::analysis::inherit::blocks::Blocks) -> crate::analysis::replay::Seed {
-    let mut blocks: Vec<_> = blocks
-        .into_iter()
-        .map(|(addr, size)| {
-            let b = crate::analysis::replay::Block {
-                size,
-                stack: 0,
-                count: 1,
-                time: 0,
-            };
-            (addr, b)
-        })
-        .collect();
-    blocks.sort_unstable_by_key(|b| b.0);
-    crate::analysis::replay::Seed {
-        blocks,
-        ..Default::default()
-    }
 }
 
 /// The process, what its exit recorded for the scan, and the blocks live at
