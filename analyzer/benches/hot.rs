@@ -409,6 +409,15 @@ fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
                 .fold(0u64, u64::wrapping_add)
         })
     });
+    // What `memtrace report` does with it: decoding on one core, handing
+    // the events over to the replay on the other.
+    g.bench_function("replay_packed_1M", |b| {
+        b.iter(|| {
+            let h = plog.header().expect("header");
+            let idx = plog.index(&h).expect("index");
+            replay::replay(&plog, &idx, replay::Config::of(&h)).expect("replay")
+        })
+    });
     g.finish();
 }
 

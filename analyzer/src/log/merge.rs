@@ -1,5 +1,4 @@
-//! Merging the streams by time ([`Merge`], [`RawMerge`]), and feeding the merged events to a
-//! consumer from a decoding thread ([`for_each_event`]).
+//! Merging the streams by time ([`Merge`], [`RawMerge`]).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -30,72 +29,6 @@ impl Log {
     }
 }
 
-/// Events handed from the decoding thread to the consumer at a time.
-const BATCH: usize = 4096;
-/// Logs smaller than this are decoded on the caller's thread.
-const INLINE_BELOW: usize = 1 << 20;
-
-/// Calls `each` on every event of the log in merged order, decoding (and
-/// merging) on a thread of its own a few batches ahead, so that decoding and
-/// the caller's work overlap on two cores. Returns the records cut short by
-/// the end of a truncated file. The first error, from either side, ends it.
-pub fn for_each_event<'a>(
-    log: &'a Log,
-    index: &'a Index,
-    mut each: impl FnMut(&Event<'a>) -> Result<()>,
-) -> Result<u64> {
-    // A small log is not worth a thread.
-    if log.bytes().len() < INLINE_BELOW {
-        let mut merge = log.merge(index);
-        for ev in merge.by_ref() {
-            each(&ev?)?;
-        }
-        return Ok(merge.cut_records());
-    }
-    std::thread::scope(|s| -> Result<u64> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event<'a>>>>(4);
-        let (back, spare) = std::sync::mpsc::channel::<Vec<Event<'a>>>();
-        let producer = s.spawn(move || {
-            let mut merge = log.merge(index);
-            let mut batch = Vec::with_capacity(BATCH);
-            for ev in merge.by_ref() {
-                match ev {
-                    Ok(ev) => {
-                        batch.push(ev);
-                        if batch.len() == BATCH {
-                            let next = spare
-                                .try_recv()
-                                .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                            if tx.send(Ok(std::mem::replace(&mut batch, next))).is_err() {
-                                return 0;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return 0;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
-            }
-            merge.cut_records()
-        });
-        for batch in rx {
-            let mut batch = batch?;
-            for ev in &batch {
-                each(ev)?;
-            }
-            batch.clear();
-            let _ = back.send(batch);
-        }
-        Ok(producer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p)))
-    })
-}
-
 /// Every event of a log in merged order: a raw log's streams merged by
 /// time, or a packed log's events as stored. Its last item is an error if
 /// the file shrank while it was read ([`Log::checked`]).
@@ -122,6 +55,32 @@ impl Merge<'_> {
             Events::Packed(_, n) => *n,
             Events::Failed(_) => 0,
         }
+    }
+}
+
+impl<'a> Merge<'a> {
+    /// Appends the next events to `out` until it holds `max`: `Ok(true)`
+    /// while more may follow, `Ok(false)` at the end, or the error the
+    /// iterator would yield (the events before it appended).
+    pub(crate) fn fill(&mut self, out: &mut impl super::Sink<'a>, max: usize) -> Result<bool> {
+        if self.done {
+            return Ok(false);
+        }
+        if let Events::Packed(e, _) = &mut self.events {
+            let r = e.fill(out, max);
+            if let Ok(true) = r {
+                return r;
+            }
+            self.done = true;
+            return self.log.checked(r);
+        }
+        while out.len() < max {
+            match self.next() {
+                Some(ev) => out.push(ev?),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -54,6 +54,7 @@ use memtrace_format::Header;
 use crate::error::{Error, Result};
 
 mod bus;
+mod handoff;
 mod index;
 pub mod live;
 mod merge;
@@ -62,8 +63,10 @@ pub mod packed;
 mod stream;
 pub mod tail;
 
+pub(crate) use handoff::Sink;
+pub use handoff::for_each_event;
 pub use index::{ChunkRef, Index, StreamChunks};
-pub use merge::{Merge, RawMerge, for_each_event};
+pub use merge::{Merge, RawMerge};
 pub use stream::Event;
 
 /// The system's page size (4096 if it cannot be read).

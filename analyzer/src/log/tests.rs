@@ -325,3 +325,99 @@ fn many_streams_sweep() {
     assert_eq!(times, (1..=20 * n).collect::<Vec<_>>());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// What a test compares of an event: its place, and its record's fields.
+fn event_key(e: &Event<'_>) -> (u64, usize, u64, bool, [u64; 6]) {
+    use memtrace_format::Record::*;
+    let r = match e.record {
+        Alloc {
+            time,
+            func,
+            addr,
+            size,
+            stack,
+            samples,
+        } => [
+            1,
+            time,
+            func as u64,
+            addr,
+            size,
+            (stack as u64) << 32 | samples,
+        ],
+        Free { time, func, addr } => [2, time, func as u64, addr, 0, 0],
+        Realloc {
+            time_after,
+            old,
+            new,
+            size,
+            stack,
+            ..
+        } => [3, time_after, old, new, size, stack as u64],
+        Mmap {
+            time,
+            addr,
+            len,
+            stack,
+            ..
+        } => [4, time, addr, len, stack as u64, 0],
+        Stack { id, ref frames } => [5, id as u64, frames.clone().count() as u64, 0, 0, 0],
+        _ => [6, e.record.time().unwrap_or(0), 0, 0, 0, 0],
+    };
+    (e.time, e.stream, e.chunk_offset, e.realloc_end, r)
+}
+
+/// The decoding thread's hand-off (the path of every log over a MiB)
+/// gives the consumer the merge's own events, in its order: allocations
+/// and frees (which cross in slim form), sampled allocations, reallocs
+/// at both times, mappings and stacks, from two streams, raw and packed.
+#[test]
+fn hand_off_yields_the_merge() {
+    let mut b = LogBuilder::new();
+    for k in 0..12u64 {
+        for stream in 0..2u32 {
+            let base = T0 + k * 1_000_000 + stream as u64;
+            let mut c = LogBuilder::chunk(base);
+            if k == 0 {
+                c.stack(1 + stream, &[0x1000, 0x2000 + stream as u64]);
+            }
+            for i in 0..4_000u64 {
+                let t = base + 2 + i * 16;
+                let a = 0x10_0000 + ((stream as u64) << 32) + (k * 4_000 + i) * 64;
+                match i % 8 {
+                    0 => c.sampled(t, a, 48, 1 + stream, 2),
+                    1 => c.realloc(t, t + 3, a - 64, a, 96, 1 + stream),
+                    2 => c.mmap(t, a << 4, 8192, 0x22, 1 + stream),
+                    3 | 5 => c.free(t, a - 128),
+                    _ => c.alloc(t, a, 16 + i % 300, 1 + stream),
+                };
+            }
+            b.push(stream, &c);
+        }
+    }
+    b.ended(T0 + 20_000_000);
+    let raw = Log::from_bytes(Path::new("handoff.mtr"), &b.bytes);
+    let mut packed = std::io::Cursor::new(Vec::new());
+    crate::pack::pack(&raw, &mut packed).unwrap();
+    let packed = packed.into_inner();
+    let packed_log = Log::from_bytes(Path::new("handoff.mtz"), &packed);
+    for log in [&raw, &packed_log] {
+        let h = log.header().unwrap();
+        let idx = log.index(&h).unwrap();
+        let merged: Vec<_> = log.merge(&idx).map(|e| event_key(&e.unwrap())).collect();
+        let mut handed = Vec::new();
+        // Handed off whatever the log's size.
+        handoff::hand_off(log, &idx, 0, |e| {
+            handed.push(event_key(e));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            merged.len(),
+            12 * 2 * 4_000 + 2 + 12 * 2 * 500,
+            "{}",
+            log.is_packed()
+        );
+        assert!(handed == merged, "packed: {}", log.is_packed());
+    }
+}

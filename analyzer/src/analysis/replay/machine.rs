@@ -243,11 +243,30 @@ impl Replay {
     }
 
     fn free(&mut self, addr: u64) {
+        self.free_counting(addr, false);
+    }
+
+    /// Frees `addr`, counted as a temporary allocation too when `temporary`
+    /// (see [`Counts::temporary`]): one lookup for both.
+    #[inline]
+    fn free_counting(&mut self, addr: u64, temporary: bool) {
         match self.live.remove(&addr) {
             Some(b) => {
                 // Saturating: sizes come from the file, and their sum may have saturated.
                 self.live_bytes = self.live_bytes.saturating_sub(b.size);
-                self.unaccount(b);
+                if let Some(e) = self.by_stack.get_mut(b.stack) {
+                    e.live_bytes = e.live_bytes.saturating_sub(b.size);
+                    e.live_count = e.live_count.saturating_sub(b.count as u64);
+                    if temporary {
+                        e.temp_count += b.count as u64;
+                        e.temp_bytes = e.temp_bytes.saturating_add(b.size);
+                    }
+                }
+                if temporary {
+                    self.counts.temporary += b.count as u64;
+                    self.counts.temporary_bytes =
+                        self.counts.temporary_bytes.saturating_add(b.size);
+                }
                 self.counts.frees += b.count as u64;
                 if self.in_freeres {
                     self.counts.libc_freeres_frees += 1;
@@ -266,21 +285,17 @@ impl Replay {
         self.last_alloc[stream] = addr;
     }
 
-    /// Counts a free of `addr` by `stream` as temporary if it is that
-    /// stream's last allocation (see [`Counts::temporary`]).
+    /// Whether a free of `addr` by `stream` frees that stream's last
+    /// allocation, a temporary one (see [`Counts::temporary`]); it is the
+    /// stream's last no more.
     #[inline]
-    fn temporary(&mut self, stream: usize, addr: u64) {
-        if self.last_alloc.get(stream) != Some(&addr) {
-            return;
-        }
-        self.last_alloc[stream] = 0;
-        if let Some(b) = self.live.get(&addr).copied() {
-            self.counts.temporary += b.count as u64;
-            self.counts.temporary_bytes = self.counts.temporary_bytes.saturating_add(b.size);
-            if let Some(e) = self.by_stack.get_mut(b.stack) {
-                e.temp_count += b.count as u64;
-                e.temp_bytes = e.temp_bytes.saturating_add(b.size);
+    fn temporary(&mut self, stream: usize, addr: u64) -> bool {
+        match self.last_alloc.get_mut(stream) {
+            Some(last) if *last == addr => {
+                *last = 0;
+                true
             }
+            _ => false,
         }
     }
 
@@ -306,8 +321,8 @@ impl Replay {
                 }
             }
             Record::Free { addr, .. } if addr != 0 => {
-                self.temporary(ev.stream, addr);
-                self.free(addr);
+                let temporary = self.temporary(ev.stream, addr);
+                self.free_counting(addr, temporary);
             }
             Record::Realloc {
                 time_after,

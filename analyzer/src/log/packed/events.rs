@@ -273,6 +273,7 @@ impl<'a> Events<'a> {
         })
     }
 
+    #[inline(always)]
     fn next_event(&mut self) -> Result<Option<Event<'a>>> {
         loop {
             if self.ops_left == 0 && !self.load_block()? {
@@ -573,6 +574,33 @@ fn detach_mapping<'b>(r: Record<'_>) -> Option<Record<'b>> {
         },
         _ => return None,
     })
+}
+
+impl<'a> Events<'a> {
+    /// Appends decoded events to `out` until it holds `max` of them:
+    /// `Ok(false)` once the section is over (the last events appended),
+    /// or the first error (those before it appended). The batch form of
+    /// the iterator, which copies each event once instead of through
+    /// the iterator's nested options.
+    pub(crate) fn fill(&mut self, out: &mut impl crate::log::Sink<'a>, max: usize) -> Result<bool> {
+        if self.failed {
+            return Ok(false);
+        }
+        while out.len() < max {
+            match self.next_event() {
+                Ok(Some(ev)) => {
+                    self.count += 1;
+                    out.push(ev);
+                }
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl<'a> Iterator for Events<'a> {
