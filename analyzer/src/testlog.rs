@@ -218,3 +218,48 @@ pub fn two_stack_run() -> LogBuilder {
     b.push(0, &c).ended(T0 + 10);
     b
 }
+
+/// What the replay and the catalog see of an event, as text to compare
+/// (its file offset left out: a packed log's events have none).
+pub fn event_key(ev: &crate::log::Event<'_>) -> String {
+    use memtrace_format::Record;
+    let r = match &ev.record {
+        Record::Alloc {
+            func,
+            addr,
+            size,
+            stack,
+            samples,
+            ..
+        } => format!("alloc {func:?} {addr:#x} {size} s{stack} k{samples}"),
+        Record::Free { func, addr, .. } => format!("free {func:?} {addr:#x}"),
+        Record::Realloc {
+            time,
+            time_after,
+            func,
+            old,
+            new,
+            size,
+            stack,
+        } => format!("realloc {time} {time_after} {func:?} {old:#x} {new:#x} {size} s{stack}"),
+        Record::Stack { id, frames } => {
+            let f: Vec<u64> = frames.clone().map(|f| f.unwrap()).collect();
+            format!("stack {id} {f:x?}")
+        }
+        Record::Module { path, build_id, .. } => format!("module {path:?} {build_id:?}"),
+        Record::Mmap { addr, len, fd, .. } => format!("mmap {addr:#x} {len} {fd}"),
+        Record::Munmap { addr, len, .. } => format!("munmap {addr:#x} {len}"),
+        Record::Exit { how, status, .. } => format!("exit {how} {status}"),
+        Record::Lost { count, .. } => format!("lost {count}"),
+        Record::Torn => "torn".into(),
+        Record::Unknown { tag } => format!("unknown {tag}"),
+        _ => "other".into(),
+    };
+    format!(
+        "{} {} {} {:?} {r}",
+        ev.time,
+        ev.stream,
+        ev.realloc_end,
+        ev.record.time()
+    )
+}

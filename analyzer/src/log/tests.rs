@@ -326,47 +326,6 @@ fn many_streams_sweep() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// What a test compares of an event: its place, and its record's fields.
-fn event_key(e: &Event<'_>) -> (u64, usize, u64, bool, [u64; 6]) {
-    use memtrace_format::Record::*;
-    let r = match e.record {
-        Alloc {
-            time,
-            func,
-            addr,
-            size,
-            stack,
-            samples,
-        } => [
-            1,
-            time,
-            func as u64,
-            addr,
-            size,
-            (stack as u64) << 32 | samples,
-        ],
-        Free { time, func, addr } => [2, time, func as u64, addr, 0, 0],
-        Realloc {
-            time_after,
-            old,
-            new,
-            size,
-            stack,
-            ..
-        } => [3, time_after, old, new, size, stack as u64],
-        Mmap {
-            time,
-            addr,
-            len,
-            stack,
-            ..
-        } => [4, time, addr, len, stack as u64, 0],
-        Stack { id, ref frames } => [5, id as u64, frames.clone().count() as u64, 0, 0, 0],
-        _ => [6, e.record.time().unwrap_or(0), 0, 0, 0, 0],
-    };
-    (e.time, e.stream, e.chunk_offset, e.realloc_end, r)
-}
-
 /// The decoding thread's hand-off (the path of every log over a MiB)
 /// gives the consumer the merge's own events, in its order: allocations
 /// and frees (which cross in slim form), sampled allocations, reallocs
@@ -404,11 +363,17 @@ fn hand_off_yields_the_merge() {
     for log in [&raw, &packed_log] {
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
-        let merged: Vec<_> = log.merge(&idx).map(|e| event_key(&e.unwrap())).collect();
+        let merged: Vec<_> = log
+            .merge(&idx)
+            .map(|e| {
+                let e = e.unwrap();
+                (e.chunk_offset, event_key(&e))
+            })
+            .collect();
         let mut handed = Vec::new();
         // Handed off whatever the log's size.
         handoff::hand_off(log, &idx, 0, |e| {
-            handed.push(event_key(e));
+            handed.push((e.chunk_offset, event_key(e)));
             Ok(())
         })
         .unwrap();

@@ -281,11 +281,10 @@ fn encode_blocks<W: Write + Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::Event;
     use crate::log::packed::is_packed;
     use crate::testlog::*;
     use memtrace_format::hdr::off as hoff;
-    use memtrace_format::{Func, Record, encode};
+    use memtrace_format::{Func, encode};
     use std::io::Cursor;
 
     fn packed(raw: &[u8]) -> Vec<u8> {
@@ -295,55 +294,12 @@ mod tests {
         out.into_inner()
     }
 
-    /// What the replay and the catalog see of an event.
-    fn key(ev: &Event<'_>) -> String {
-        let r = match &ev.record {
-            Record::Alloc {
-                func,
-                addr,
-                size,
-                stack,
-                samples,
-                ..
-            } => format!("alloc {func:?} {addr:#x} {size} s{stack} k{samples}"),
-            Record::Free { func, addr, .. } => format!("free {func:?} {addr:#x}"),
-            Record::Realloc {
-                time,
-                time_after,
-                func,
-                old,
-                new,
-                size,
-                stack,
-            } => format!("realloc {time} {time_after} {func:?} {old:#x} {new:#x} {size} s{stack}"),
-            Record::Stack { id, frames } => {
-                let f: Vec<u64> = frames.clone().map(|f| f.unwrap()).collect();
-                format!("stack {id} {f:x?}")
-            }
-            Record::Module { path, build_id, .. } => format!("module {path:?} {build_id:?}"),
-            Record::Mmap { addr, len, fd, .. } => format!("mmap {addr:#x} {len} {fd}"),
-            Record::Munmap { addr, len, .. } => format!("munmap {addr:#x} {len}"),
-            Record::Exit { how, status, .. } => format!("exit {how} {status}"),
-            Record::Lost { count, .. } => format!("lost {count}"),
-            Record::Torn => "torn".into(),
-            Record::Unknown { tag } => format!("unknown {tag}"),
-            _ => "other".into(),
-        };
-        format!(
-            "{} {} {} {:?} {r}",
-            ev.time,
-            ev.stream,
-            ev.realloc_end,
-            ev.record.time()
-        )
-    }
-
     fn events(bytes: &[u8]) -> (Vec<String>, u64, bool, u64) {
         let log = Log::from_bytes(Path::new("x"), bytes);
         let h = log.header().unwrap();
         let idx = log.index(&h).unwrap();
         let mut m = log.merge(&idx);
-        let v = m.by_ref().map(|e| key(&e.unwrap())).collect();
+        let v = m.by_ref().map(|e| event_key(&e.unwrap())).collect();
         (v, idx.empty_slots, idx.truncated, m.cut_records())
     }
 

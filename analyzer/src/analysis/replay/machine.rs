@@ -254,18 +254,15 @@ impl Replay {
             Some(b) => {
                 // Saturating: sizes come from the file, and their sum may have saturated.
                 self.live_bytes = self.live_bytes.saturating_sub(b.size);
-                if let Some(e) = self.by_stack.get_mut(b.stack) {
-                    e.live_bytes = e.live_bytes.saturating_sub(b.size);
-                    e.live_count = e.live_count.saturating_sub(b.count as u64);
-                    if temporary {
-                        e.temp_count += b.count as u64;
-                        e.temp_bytes = e.temp_bytes.saturating_add(b.size);
-                    }
-                }
+                self.unaccount(b);
                 if temporary {
                     self.counts.temporary += b.count as u64;
                     self.counts.temporary_bytes =
                         self.counts.temporary_bytes.saturating_add(b.size);
+                    if let Some(e) = self.by_stack.get_mut(b.stack) {
+                        e.temp_count += b.count as u64;
+                        e.temp_bytes = e.temp_bytes.saturating_add(b.size);
+                    }
                 }
                 self.counts.frees += b.count as u64;
                 if self.in_freeres {
