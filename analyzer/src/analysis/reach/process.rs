@@ -67,6 +67,8 @@ struct Memory {
     file: File,
     /// `process_vm_readv` has not been refused.
     direct: AtomicBool,
+    /// `/proc/PID/pagemap`, when it can be read.
+    pagemap: Option<File>,
 }
 
 impl Memory {
@@ -75,7 +77,46 @@ impl Memory {
             pid: pid as libc::pid_t,
             file: File::open(format!("/proc/{pid}/mem"))?,
             direct: AtomicBool::new(pages == Pages::Own),
+            pagemap: File::open(format!("/proc/{pid}/pagemap")).ok(),
         })
+    }
+
+    /// The parts of `start..end`, in order, on pages that are in memory or
+    /// in swap (bits 63 and 62 of their `/proc/PID/pagemap` entries); in an
+    /// anonymous mapping the others were never written and read as zeros,
+    /// so they need not be read: most of a thread's 8 MiB stack, of a heap
+    /// reservation. All of it when the pagemap cannot be read.
+    fn populated(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        const PAGE: u64 = 4096;
+        const BATCH: u64 = 4096;
+        let all = vec![(start, end)];
+        let Some(map) = &self.pagemap else {
+            return all;
+        };
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut entries = vec![0u8; (BATCH * 8) as usize];
+        let (mut page, last) = (start / PAGE, end.div_ceil(PAGE));
+        while page < last {
+            let n = (last - page).min(BATCH);
+            let bytes = &mut entries[..(n * 8) as usize];
+            if map.read_exact_at(bytes, page * 8).is_err() {
+                return all;
+            }
+            for (k, e) in bytes.chunks_exact(8).enumerate() {
+                let e = u64::from_le_bytes(e.try_into().unwrap_or_default());
+                if e >> 62 == 0 {
+                    continue;
+                }
+                let p = page + k as u64;
+                let (from, to) = ((p * PAGE).max(start), ((p + 1) * PAGE).min(end));
+                match runs.last_mut() {
+                    Some(run) if run.1 == from => run.1 = to,
+                    _ => runs.push((from, to)),
+                }
+            }
+            page += n;
+        }
+        runs
     }
 
     /// Reads at `addr` into `buf`: the bytes read (fewer at an unreadable
@@ -123,6 +164,8 @@ struct Region {
     /// The allocator's (an arena holding live blocks, glibc's `[heap]` or a
     /// thread heap): read for the blocks' contents, never a root.
     heap: bool,
+    /// Anonymous: its pages that were never written are not read.
+    anon: bool,
 }
 
 /// The process's blocks for the scan ([`Contents`]): from the regions read
@@ -161,7 +204,7 @@ impl Contents for Image<'_> {
             None => {
                 buf.clear();
                 buf.resize(b.size as usize, 0);
-                read_into(self.mem, b.addr, buf, self.not_roots);
+                read_into(self.mem, b.addr, buf, self.not_roots, r.anon);
                 f(buf);
             }
         }
@@ -178,7 +221,7 @@ impl Contents for Image<'_> {
             Some(bytes) => super::heuristics::word_at(bytes, b.addr - r.start + off),
             None => {
                 let mut w = [0u8; 8];
-                read_into(self.mem, b.addr + off, &mut w, self.not_roots);
+                read_into(self.mem, b.addr + off, &mut w, self.not_roots, false);
                 Some(u64::from_le_bytes(w))
             }
         }
@@ -210,6 +253,20 @@ impl<'a> MapsLine<'a> {
             perms: perms.as_bytes(),
             path,
         })
+    }
+
+    /// Anonymous (`[heap]`, `[stack]`, a named or unnamed anonymous
+    /// mapping), private and writable: no file behind it, so a page never
+    /// written holds zeros.
+    fn anonymous_private_writable(&self) -> bool {
+        let p = self.perms;
+        p.len() >= 4
+            && p[..2] == *b"rw"
+            && p[3] == b'p'
+            && (self.path.is_empty()
+                || ["[heap]", "[stack", "[anon:"]
+                    .iter()
+                    .any(|a| self.path.starts_with(a)))
     }
 
     /// The mapping for the multipleinheritance heuristic, when the
@@ -338,6 +395,7 @@ fn read_region(
                 .any(|sp| (start..end).contains(sp))
             && mem.word(start).is_some_and(|w| w != 0)
     };
+    let anon = line.anonymous_private_writable();
     let glibc_heap = path == "[heap]" || thread_heap();
     let heap = holds_blocks || glibc_heap;
     // Neither a root nor holding blocks: nothing to read.
@@ -361,7 +419,7 @@ fn read_region(
     };
     let bytes = (!heap || held.saturating_mul(SPARSE_ARENA) > end - start).then(|| {
         let mut bytes = vec![0u8; (end - start) as usize];
-        read_into(mem, start, &mut bytes, &roots.not_roots);
+        read_into(mem, start, &mut bytes, &roots.not_roots, anon);
         bytes
     });
     Some(Region {
@@ -369,14 +427,21 @@ fn read_region(
         end,
         bytes,
         heap,
+        anon,
     })
 }
 
 /// Reads the bytes at `start` into `buf`, zeros to begin with: unreadable
 /// pages (guard pages) and the ranges of `not_roots` are left as zeros (and
-/// those ranges are not read at all).
-fn read_into(mem: &Memory, start: u64, buf: &mut [u8], not_roots: &[(u64, u64)]) {
-    for (from, to) in uncovered(start, start + buf.len() as u64, not_roots) {
+/// those ranges are not read at all), and so are, in an anonymous mapping
+/// (`anon`), the pages never written (see [`Memory::populated`]).
+fn read_into(mem: &Memory, start: u64, buf: &mut [u8], not_roots: &[(u64, u64)], anon: bool) {
+    let parts = uncovered(start, start + buf.len() as u64, not_roots);
+    let parts = parts.into_iter().flat_map(|(from, to)| match anon {
+        true => mem.populated(from, to),
+        false => vec![(from, to)],
+    });
+    for (from, to) in parts {
         let part = &mut buf[(from - start) as usize..(to - start) as usize];
         let mut off = 0usize;
         while off < part.len() {
@@ -433,6 +498,49 @@ mod tests {
 
     use super::*;
 
+    /// Of a fresh anonymous mapping, only the pages written are read: the
+    /// runs `populated` gives are exactly them, clipped to the range asked
+    /// for, and the bytes read are the mapping's (zeros elsewhere).
+    #[test]
+    fn only_written_pages_are_read() {
+        const PAGES: usize = 64;
+        // SAFETY: a new private anonymous mapping of our own, unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGES * 4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        // SAFETY: the mapping is ours, PAGES pages long.
+        let map = unsafe { std::slice::from_raw_parts_mut(p as *mut u8, PAGES * 4096) };
+        for (page, v) in [(0, 1u8), (1, 2), (5, 3), (63, 4)] {
+            map[page * 4096 + 100] = v;
+        }
+        let at = p as u64;
+        let mem = Memory::open(std::process::id(), Pages::Own).unwrap();
+        let pages = |runs: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            runs.iter().map(|&(a, b)| (a - at, b - at)).collect()
+        };
+        let whole = mem.populated(at, at + (PAGES * 4096) as u64);
+        assert_eq!(
+            pages(whole),
+            [(0, 2 * 4096), (5 * 4096, 6 * 4096), (63 * 4096, 64 * 4096)]
+        );
+        // A range that starts and ends inside written pages.
+        let part = mem.populated(at + 4000, at + 5 * 4096 + 8);
+        assert_eq!(pages(part), [(4000, 2 * 4096), (5 * 4096, 5 * 4096 + 8)]);
+        let mut buf = vec![0u8; PAGES * 4096];
+        read_into(&mem, at, &mut buf, &[], true);
+        assert!(buf == *map);
+        // SAFETY: unmaps the mapping made above; `map` is not used after.
+        unsafe { libc::munmap(p, PAGES * 4096) };
+    }
+
     /// How many of the pages of `[start, start + len)` process `pid` maps
     /// exclusively (bit 56 of `/proc/PID/pagemap`): a page still shared
     /// with its parent after a fork is not. Counted on the range alone, as
@@ -471,7 +579,7 @@ mod tests {
         let read = |pages| {
             let mem = Memory::open(child as u32, pages).unwrap();
             let mut buf = vec![0u8; N];
-            read_into(&mem, heap.as_ptr() as u64, &mut buf, &[]);
+            read_into(&mem, heap.as_ptr() as u64, &mut buf, &[], true);
             buf == heap
         };
         let exclusive = || exclusive_pages(child, heap.as_ptr() as u64, N);
