@@ -1,7 +1,8 @@
 //! Reading a stopped process's memory image for [`classify`]: its writable
 //! private mappings, which of them are roots and which the allocator's,
 //! the live parts of its stacks, and its registers (`/proc/PID/maps` and
-//! `/proc/PID/mem`).
+//! `/proc/PID/mem`; of an anonymous mapping only the pages ever written,
+//! which `/proc/PID/pagemap` tells).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
