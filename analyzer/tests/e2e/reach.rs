@@ -202,6 +202,44 @@ fn large_blocks_classify_as_the_header_and_memcheck() {
     assert_memcheck_agrees("reach_big", &ours);
 }
 
+/// tests/fixtures/reach_sparse.c: a root deep inside a 256 MiB anonymous mapping of
+/// which two pages were written, one of them dropped again (MADV_DONTNEED): the scan
+/// reads only the pages the pagemap lists, and the figures are still the header's and
+/// memcheck's.
+#[test]
+fn roots_in_a_mostly_unwritten_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = memtrace();
+    cmd.current_dir(dir.path())
+        .arg("run")
+        .arg("--")
+        .arg(fixture("reach_sparse"));
+    let out = output_with_timeout(&mut cmd, TIMEOUT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&logs_in(dir.path())[0]);
+    let totals = &r.v["summary"]["leak_kinds"];
+    let t = |k: &str| {
+        (
+            totals[k]["bytes"].as_u64().unwrap(),
+            totals[k]["count"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(t("definite"), (148, 2), "{totals}");
+    assert_eq!(t("reachable"), (64, 1), "{totals}");
+    let ours = memtrace_kinds(&r);
+    let key = |k: &str, f: &str| (k.to_owned(), f.to_owned());
+    assert_eq!(ours[&key("reachable", "deep_kept")], (64, 1), "{ours:?}");
+    assert_eq!(ours[&key("definite", "dropped_root")], (48, 1));
+    assert_eq!(ours[&key("definite", "plain_lost")], (100, 1));
+
+    // memcheck is the oracle: required, never skipped.
+    assert_memcheck_agrees("reach_sparse", &ours);
+}
+
 /// In sampling mode the preload keeps the recorded blocks' addresses in a set of its
 /// own; that set is not a root, so the kinds are the same as in a full run (with a
 /// 1-byte interval every block is recorded exactly).
