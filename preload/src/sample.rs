@@ -107,7 +107,9 @@ impl Sampler {
     fn draw(&mut self, t: u64) -> i64 {
         // 53 random bits -> u in (0, 1].
         let u = ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-        let d = -u.ln() * t as f64;
+        // libm (musl's log in Rust), not f64::ln: that calls the C library's
+        // libm, a whole shared object more to load into every traced process.
+        let d = -libm::log(u) * t as f64;
         if d < 1.0 {
             1
         } else if d > (i64::MAX / 4) as f64 {
