@@ -122,15 +122,26 @@ impl Catalog {
 
     /// Takes in one merged event (the replay's pass calls this for every
     /// event, so that one pass over the log serves both).
+    #[inline]
     pub fn observe(&mut self, ev: &Event<'_>, log: &Log, index: &Index) -> Result<()> {
-        let c = self;
         if ev.realloc_end {
             return Ok(());
         }
-        c.records += 1;
+        self.records += 1;
         if ev.record.time().is_some() {
-            c.last_time = Some(c.last_time.map_or(ev.time, |t| t.max(ev.time)));
+            self.last_time = Some(self.last_time.map_or(ev.time, |t| t.max(ev.time)));
         }
+        match &ev.record {
+            // The bulk of a log, and nothing to catalog.
+            Record::Alloc { .. } | Record::Free { .. } | Record::Realloc { .. } => Ok(()),
+            _ => self.observe_rest(ev, log, index),
+        }
+    }
+
+    /// [`Catalog::observe`] of the records that are not heap events.
+    #[inline(never)]
+    fn observe_rest(&mut self, ev: &Event<'_>, log: &Log, index: &Index) -> Result<()> {
+        let c = self;
         match &ev.record {
             Record::Stack { id, frames } => {
                 let new =

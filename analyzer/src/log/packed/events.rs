@@ -135,6 +135,19 @@ impl<'a> Events<'a> {
 
     #[inline(always)]
     fn v(&mut self, c: usize) -> Result<u64> {
+        // Most varints are one byte: read without building a reader.
+        let p = self.pos[c];
+        if let Some(&b) = self.cols[c].get(p)
+            && b < 0x80
+        {
+            self.pos[c] = p + 1;
+            return Ok(b as u64);
+        }
+        self.v_long(c)
+    }
+
+    #[inline(never)]
+    fn v_long(&mut self, c: usize) -> Result<u64> {
         // The format crate's checked varint reader, on the column's rest.
         let rest = self.cols[c].get(self.pos[c]..).unwrap_or(&[]);
         let mut r = memtrace_format::decode::Reader::new(rest);
