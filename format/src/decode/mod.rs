@@ -70,8 +70,21 @@ impl<'a> Reader<'a> {
     }
 
     /// An unsigned LEB128 varint of at most 10 bytes.
-    #[inline]
+    #[inline(always)]
     pub fn v(&mut self) -> Result<u64, DecodeError> {
+        // Most varints are one byte: no loop for them.
+        if let Some(&b) = self.b.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(b as u64);
+        }
+        self.v_long()
+    }
+
+    /// [`Reader::v`] of a varint of two bytes or more (or none).
+    #[inline(never)]
+    fn v_long(&mut self) -> Result<u64, DecodeError> {
         let mut out = 0u64;
         let mut shift = 0u32;
         loop {

@@ -197,3 +197,53 @@ fn encoder_reports_overflow() {
         None
     );
 }
+
+/// Varints of every length read back as written, one after the other, and
+/// the reader stops at each one's last byte; overlong, overflowing and cut
+/// varints are errors.
+#[test]
+fn varints_of_every_length() {
+    let values = [
+        0u64,
+        1,
+        0x7f,
+        0x80,
+        0x3fff,
+        0x4000,
+        u32::MAX as u64,
+        1 << 56,
+        u64::MAX,
+    ];
+    let mut buf = [0u8; 128];
+    let mut c = encode::Cursor::new(&mut buf);
+    for &v in &values {
+        c.v(v);
+    }
+    let n = c.pos();
+    // 1 + 1 + 1 + 2 + 2 + 3 + 5 + 9 + 10 bytes.
+    assert_eq!(n, 34);
+    let mut r = Reader::new(&buf[..n]);
+    for &v in &values {
+        assert_eq!(r.v(), Ok(v));
+    }
+    assert!(r.at_end());
+    assert_eq!(r.v(), Err(DecodeError::BadRecord("length")));
+    // Eleven bytes, and a tenth byte above 1 (bits past 64): errors.
+    let long = [
+        0x80u8, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00,
+    ];
+    assert_eq!(
+        Reader::new(&long).v(),
+        Err(DecodeError::BadRecord("varint"))
+    );
+    let over = [0xffu8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+    assert_eq!(
+        Reader::new(&over).v(),
+        Err(DecodeError::BadRecord("varint"))
+    );
+    // A varint cut after a continuation byte.
+    assert_eq!(
+        Reader::new(&[0x80u8, 0x81]).v(),
+        Err(DecodeError::BadRecord("length"))
+    );
+}
