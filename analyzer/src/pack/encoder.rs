@@ -27,15 +27,45 @@ pub(crate) fn put_v(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// What the encoder knows of one address: the slot it holds while live,
+/// and the bucket and sequence number of its latest free while that may
+/// still be recent. One table for both, so that an allocation and a free
+/// cost one lookup each, not two or three.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At {
+    /// The live block's slot, or [`At::NO_SLOT`].
+    slot: u32,
+    bucket: u32,
+    /// The free's sequence number in its bucket (0: none; they start at 1).
+    seq: u64,
+}
+
+impl At {
+    const NO_SLOT: u32 = u32::MAX;
+    const NONE: At = At {
+        slot: At::NO_SLOT,
+        bucket: 0,
+        seq: 0,
+    };
+
+    fn slot(&self) -> Option<u32> {
+        (self.slot != At::NO_SLOT).then_some(self.slot)
+    }
+
+    fn freed(&self) -> Option<(usize, u64)> {
+        (self.seq != 0).then_some((self.bucket as usize, self.seq))
+    }
+}
+
 /// The encoder.
 pub(crate) struct Enc {
     pub(crate) m: Model,
     pub(crate) cols: [Vec<u8>; NCOL],
     pub(crate) meta: Vec<u8>,
-    /// Slot of each live address.
-    pub(crate) slot_of: FastMap<u64, u32>,
-    /// Bucket and sequence number of each recently freed address.
-    pub(crate) freed_at: FastMap<u64, (usize, u64)>,
+    /// Each address that is live or was freed recently.
+    pub(crate) addrs: FastMap<u64, At>,
+    /// How many entries of `addrs` hold a free.
+    pub(crate) freed: usize,
     pub(crate) scratch: Vec<u8>,
     pub(crate) frames: Vec<u64>,
 }
@@ -89,18 +119,29 @@ impl Enc {
         }
     }
 
-    /// Frees the slot `addr` holds, if any (an address allocated again while live).
-    pub(crate) fn forget_live(&mut self, addr: u64) {
-        if let Some(s) = self.slot_of.remove(&addr) {
+    /// Frees the slot of `at` (an address allocated again while live), if
+    /// it holds one.
+    fn forget_live(&mut self, at: &mut At) {
+        if let Some(s) = at.slot() {
             self.cols[col::KIND].push(op::FORGET);
             self.misc(s as u64);
             self.m.release_slot(s);
+            at.slot = At::NO_SLOT;
         }
     }
 
-    pub(crate) fn take_slot(&mut self, addr: u64, size: u64) {
-        let s = self.m.take_slot(addr, size);
-        self.slot_of.insert(addr, s);
+    /// Forgets the free `at` holds, if any.
+    fn forget_free(&mut self, at: &mut At) {
+        if at.seq != 0 {
+            at.seq = 0;
+            self.freed -= 1;
+        }
+    }
+
+    /// Gives `addr`, whose entry was `at`, a slot.
+    fn take_slot(&mut self, addr: u64, size: u64, mut at: At) {
+        at.slot = self.m.take_slot(addr, size);
+        self.addrs.insert(addr, at);
     }
 
     /// Re-encodes a record with a zero time delta into `scratch`.
@@ -186,9 +227,11 @@ impl Enc {
         stack: u32,
         samples: u64,
     ) {
-        if addr != 0 {
-            self.forget_live(addr);
-        }
+        let mut at = match addr {
+            0 => At::NONE,
+            _ => self.addrs.get(&addr).copied().unwrap_or(At::NONE),
+        };
+        self.forget_live(&mut at);
         let mut o = op::ALLOC;
         if func != Func::Malloc {
             o |= op::ALLOC_FUNC;
@@ -221,17 +264,16 @@ impl Enc {
                 how = cat::SAME;
                 self.cols[col::IDX_SAME].push(rank as u8);
                 rec.take_recent(seq);
-                self.freed_at.remove(&addr);
-            }
-            if how == cat::DIFF
-                && let Some(&(b, seq)) = self.freed_at.get(&addr)
+            } else if let Some((b, seq)) = at.freed()
                 && b == bucket
                 && rec.recent(seq).is_some_and(|f| f.addr == addr)
             {
                 how = cat::ANY;
                 put_v(&mut self.cols[col::IDX_ANY], rec.frees - seq);
                 rec.take_recent(seq);
-                self.freed_at.remove(&addr);
+            }
+            if how != cat::DIFF {
+                self.forget_free(&mut at);
             }
         }
         if how == cat::DIFF {
@@ -240,7 +282,7 @@ impl Enc {
         self.m.rec().last_addr = addr;
         self.dt_in(col::AOP, ev.time, how);
         if addr != 0 {
-            self.take_slot(addr, size);
+            self.take_slot(addr, size, at);
         }
     }
 
@@ -292,7 +334,28 @@ impl Enc {
     /// A FREE: by slot if `addr` holds one, else by address.
     fn free(&mut self, ev: &Event<'_>, func: Func, addr: u64) {
         let explicit = func != Func::Free;
-        match self.slot_of.remove(&addr) {
+        // One lookup: the slot is released and the free remembered in the
+        // model and in the entry first (none of it is read by what is
+        // written after), then the op is written.
+        let slot = match self.addrs.get_mut(&addr) {
+            Some(at) if at.slot != At::NO_SLOT => {
+                let s = at.slot;
+                at.slot = At::NO_SLOT;
+                let size = self.m.slots[s as usize].1;
+                self.m.release_slot(s);
+                let bucket = self.m.bucket();
+                let rec = self.m.rec();
+                rec.remember(addr, size);
+                if at.seq == 0 {
+                    self.freed += 1;
+                }
+                at.bucket = bucket as u32;
+                at.seq = rec.frees;
+                Some(s)
+            }
+            _ => None,
+        };
+        match slot {
             Some(s) => {
                 self.cols[col::KIND].push(op::FREE_SLOT | explicit as u8);
                 self.dt_in(col::FOP, ev.time, 0);
@@ -300,20 +363,8 @@ impl Enc {
                     self.misc(func as u8 as u64);
                 }
                 self.planes16(col::SLOT_LO, s as u64);
-                let size = self.m.slots[s as usize].1;
-                self.m.release_slot(s);
-                let bucket = self.m.bucket();
-                let rec = self.m.rec();
-                rec.remember(addr, size);
-                let seq = rec.frees;
-                self.freed_at.insert(addr, (bucket, seq));
-                if self.freed_at.len() > 4 * WINDOW * BUCKETS {
-                    let m = &self.m;
-                    self.freed_at.retain(|_, (b, s)| {
-                        m.buckets[*b]
-                            .as_ref()
-                            .is_some_and(|r| r.recent(*s).is_some())
-                    });
+                if self.freed > 4 * WINDOW * BUCKETS {
+                    self.drop_stale_frees();
                 }
             }
             None => {
@@ -327,15 +378,35 @@ impl Enc {
         }
     }
 
+    /// Drops the frees that are no longer recent, and the entries left with
+    /// neither a slot nor a free.
+    fn drop_stale_frees(&mut self) {
+        let m = &self.m;
+        let mut freed = 0;
+        self.addrs.retain(|_, at| {
+            if let Some((b, s)) = at.freed() {
+                if m.buckets[b].as_ref().is_some_and(|r| r.recent(s).is_some()) {
+                    freed += 1;
+                } else {
+                    at.seq = 0;
+                }
+            }
+            at.slot().is_some() || at.seq != 0
+        });
+        self.freed = freed;
+    }
+
     /// A REALLOC's second appearance (the new block exists).
     fn realloc_end(&mut self, time_after: u64, new: u64, size: u64) {
-        if new != 0 {
-            self.forget_live(new);
-        }
+        let mut at = match new {
+            0 => At::NONE,
+            _ => self.addrs.get(&new).copied().unwrap_or(At::NONE),
+        };
+        self.forget_live(&mut at);
         self.cols[col::KIND].push(op::REALLOC_END);
         self.m.prev_us = us(time_after);
         if new != 0 {
-            self.take_slot(new, size);
+            self.take_slot(new, size, at);
         }
     }
 
@@ -352,7 +423,7 @@ impl Enc {
         stack: u32,
     ) {
         let released = memtrace_format::realloc_released(old, new, size);
-        let slot = self.slot_of.get(&old).copied();
+        let slot = self.addrs.get(&old).and_then(At::slot);
         self.cols[col::KIND].push(if slot.is_some() {
             op::REALLOC_SLOT
         } else {
@@ -365,7 +436,9 @@ impl Enc {
             Some(s) => {
                 self.misc(s as u64);
                 if released {
-                    self.slot_of.remove(&old);
+                    if let Some(at) = self.addrs.get_mut(&old) {
+                        at.slot = At::NO_SLOT;
+                    }
                     self.m.release_slot(s);
                 }
             }

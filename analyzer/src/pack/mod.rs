@@ -172,8 +172,8 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
         // A raw record takes at least 4 bytes: a small log's columns stay small.
         cols: std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS.min(log.bytes().len() / 4))),
         meta: Vec::new(),
-        slot_of: FastMap::default(),
-        freed_at: FastMap::default(),
+        addrs: FastMap::default(),
+        freed: 0,
         scratch: vec![0u8; memtrace_format::MAX_RECORD],
         frames: Vec::new(),
     };
