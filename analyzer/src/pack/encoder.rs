@@ -119,6 +119,14 @@ impl Enc {
         }
     }
 
+    /// What is known of `addr` (nothing of the null address).
+    fn at(&self, addr: u64) -> At {
+        match addr {
+            0 => At::NONE,
+            _ => self.addrs.get(&addr).copied().unwrap_or(At::NONE),
+        }
+    }
+
     /// Frees the slot of `at` (an address allocated again while live), if
     /// it holds one.
     fn forget_live(&mut self, at: &mut At) {
@@ -227,10 +235,7 @@ impl Enc {
         stack: u32,
         samples: u64,
     ) {
-        let mut at = match addr {
-            0 => At::NONE,
-            _ => self.addrs.get(&addr).copied().unwrap_or(At::NONE),
-        };
+        let mut at = self.at(addr);
         self.forget_live(&mut at);
         let mut o = op::ALLOC;
         if func != Func::Malloc {
@@ -398,10 +403,7 @@ impl Enc {
 
     /// A REALLOC's second appearance (the new block exists).
     fn realloc_end(&mut self, time_after: u64, new: u64, size: u64) {
-        let mut at = match new {
-            0 => At::NONE,
-            _ => self.addrs.get(&new).copied().unwrap_or(At::NONE),
-        };
+        let mut at = self.at(new);
         self.forget_live(&mut at);
         self.cols[col::KIND].push(op::REALLOC_END);
         self.m.prev_us = us(time_after);
