@@ -20,9 +20,10 @@ alternating them run after run so that machine noise hits them alike:
 It prints the median wall time, the ratios to the bare run and to heaptrack's, the peak RSS
 (the largest process of the run; GNU time's %M) and the log sizes. Then:
 
-  - analysis: `memtrace report` on the memtrace variant's (packed) log against
-    `heaptrack_print` on heaptrack's file of the same workload (churn, churn_imm,
-    stacks1m): wall, CPU and peak RSS, medians of -n runs;
+  - analysis: `memtrace report` on the log `memtrace run` left (the run variant's: packed,
+    with the kernel's samples, as users report on it; the memtrace variant's packed log
+    when there is no run variant) against `heaptrack_print` on heaptrack's file of the
+    same workload (churn, churn_imm, stacks1m): wall, CPU and peak RSS, medians of -n runs;
   - end to end: `memtrace run` against `heaptrack` on the churns, with each final log;
   - sampling: the sampled runs' per-site estimates against the full runs' figures;
   - snapshots (workload `snapshots`): --snapshots N,... snapshots taken one after the
@@ -282,15 +283,17 @@ class Workload:
 
 def analysis(done, runs):
     """memtrace report vs heaptrack_print on the same workload."""
-    todo = [w for n, w in done.items() if n in ANALYZED and "memtrace" in w.kept]
+    # The log `memtrace run` leaves (packed, with the kernel's samples and the
+    # exit scan's kinds: what a user reports on), else the packed LD_PRELOAD log.
+    todo = [w for n, w in done.items() if n in ANALYZED and ("run" in w.kept or "memtrace" in w.kept)]
     if not todo:
         return
-    print(f"\nanalysis: `memtrace report --format json` on the memtrace run's packed log vs "
-          f"`heaptrack_print` on heaptrack's file, median of {runs}")
+    print(f"\nanalysis: `memtrace report --format json` on the `memtrace run` log (else the packed "
+          f"LD_PRELOAD log) vs `heaptrack_print` on heaptrack's file, median of {runs}")
     print(f"{'workload':12} {'tool':15} {'wall s':>8} {'cpu s':>7} {'peak RSS':>11} {'ratio':>7}")
     hp = shutil.which("heaptrack_print")
     for w in todo:
-        log = largest(w.kept["memtrace"])
+        log = largest(w.kept.get("run") or w.kept["memtrace"])
         ht = largest(w.kept["heaptrack"]) if "heaptrack" in w.kept and hp else None
         ours, theirs = [], []
         for _ in range(runs):

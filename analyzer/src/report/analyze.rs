@@ -90,7 +90,17 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     let peak = stacks.sites(&out.peak, top);
     let allocated = stacks.sites(&out.allocated, top);
     let temporary = stacks.sites(&out.temporary, top);
-    let mapped_then = mapped_then(log, &index, &header, &cat, &aliases, &mut stacks, kept, top)?;
+    let mapped = mapped_then(
+        log,
+        &index,
+        &header,
+        &cat,
+        &out,
+        &aliases,
+        &mut stacks,
+        kept,
+        top,
+    )?;
     let start = header.start_mono_ns;
     let mut live_filter =
         narrowed.map(|n| live::filter(n, opts, &aliases, &mut stacks, start, all));
@@ -98,18 +108,10 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
         lf.growth
             .retain(|g| g.site.stack.iter().any(|f| p.frame(f)));
     }
-    let brk = out
-        .brk
-        .iter()
-        .take(all)
-        .map(|b| BrkSite {
-            bytes: b.bytes,
-            stack: stacks.resolve(b.stack),
-        })
-        .collect();
+    let brk = brk_sites(&out, &mut stacks, all);
 
     let timeline = timeline(&out, start);
-    let kernel = kernel(&cat, start, &timeline, mapped_then);
+    let kernel = kernel(&cat, start, &timeline, mapped);
     let warnings = warnings(
         path,
         &header,
@@ -140,15 +142,31 @@ pub fn analyze_log(log: &Log, opts: &Options, mut sym: Symbolizer) -> Result<Rep
     })
 }
 
+/// The first `all` stacks of explicit brk/sbrk growth, resolved.
+fn brk_sites(out: &Outcome, stacks: &mut Stacks<'_>, all: usize) -> Vec<BrkSite> {
+    out.brk
+        .iter()
+        .take(all)
+        .map(|b| BrkSite {
+            bytes: b.bytes,
+            stack: stacks.resolve(b.stack),
+        })
+        .collect()
+}
+
 /// The program's own mappings, by stack, when the mappings' RSS was highest
 /// (none when `memtrace run` did not sample them); under `--filter`, only
-/// the stacks `kept`.
+/// the stacks `kept`. Rebuilt from the main pass's journal (`out`) of the
+/// mappings' changes; the log is replayed again up to that moment only when
+/// the journal gave up, or when the moment is past a snapshot's cut (whose
+/// later events the main pass left out).
 #[allow(clippy::too_many_arguments)]
 fn mapped_then(
     log: &Log,
     index: &Index,
     header: &Header<'_>,
     cat: &Catalog,
+    out: &Outcome,
     aliases: &FastMap<u32, u32>,
     stacks: &mut Stacks<'_>,
     mut kept: Option<questions::Kept<'_>>,
@@ -157,7 +175,14 @@ fn mapped_then(
     let Some((t, _)) = &cat.kernel.maps_at_peak else {
         return Ok(Vec::new());
     };
-    let v = replay::mapped_at(log, index, replay::Config::of(header), *t)?;
+    let cfg = replay::Config::of(header);
+    let rebuilt = (cfg.until == 0 || *t <= cfg.until)
+        .then(|| out.journal.at(*t))
+        .flatten();
+    let v = match rebuilt {
+        Some(regions) => regions.by_stack(),
+        None => replay::mapped_at(log, index, cfg, *t)?,
+    };
     let mut v = replay::merge_sorted(v, aliases);
     if let Some(k) = kept.as_mut() {
         v.retain(|t| k.keeps(stacks, t.stack));

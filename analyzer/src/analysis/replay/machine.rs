@@ -6,8 +6,8 @@ use memtrace_format::{Func, Record};
 
 use super::stack_table::StackTable;
 use super::{
-    Block, BrkTotal, Config, Counts, Point, Regions, SERIES_MAX, Seed, StackTotal, blocks_by_stack,
-    sorted,
+    Block, BrkTotal, Change, Config, Counts, Journal, Point, Regions, SERIES_MAX, Seed, StackTotal,
+    blocks_by_stack, sorted,
 };
 use crate::hash::FastMap;
 use crate::log::Event;
@@ -61,6 +61,8 @@ pub struct Replay {
     /// Set when a picture was too large to copy: the caller replays instead.
     snapshot_abandoned: bool,
     pub regions: Regions,
+    /// The changes to `regions` made by events (not by a seed), in order.
+    pub journal: Journal,
     brk: FastMap<u32, i64>,
     in_freeres: bool,
     /// First time each stack id was used by an event (to pick the module
@@ -95,6 +97,7 @@ impl Replay {
             copied: 0,
             snapshot_abandoned: false,
             regions: Regions::default(),
+            journal: Journal::default(),
             brk: FastMap::default(),
             in_freeres: false,
             first_use: FirstUse::default(),
@@ -345,7 +348,7 @@ impl Replay {
             Record::Mmap { .. }
             | Record::Munmap { .. }
             | Record::Mremap { .. }
-            | Record::Brk { .. } => self.address_space(&ev.record),
+            | Record::Brk { .. } => self.address_space(ev.time, &ev.record),
             Record::Freeres { phase, .. } => self.in_freeres = phase == 1,
             _ => {}
         }
@@ -361,8 +364,15 @@ impl Replay {
         }
     }
 
-    /// Applies an MMAP, MUNMAP, MREMAP or BRK record (nothing else).
-    fn address_space(&mut self, record: &Record<'_>) {
+    /// Changes the mapped memory, noting it in the journal at `time`.
+    fn change(&mut self, time: u64, change: Change) {
+        self.journal.record(time, change);
+        self.regions.apply(change);
+    }
+
+    /// Applies an MMAP, MUNMAP, MREMAP or BRK record (nothing else) of the
+    /// event at `at`.
+    fn address_space(&mut self, at: u64, record: &Record<'_>) {
         let failed = |a: u64| a == 0 || a == u64::MAX;
         match *record {
             Record::Mmap {
@@ -376,14 +386,21 @@ impl Replay {
                 self.counts.mmap_calls += 1;
                 if !failed(addr) {
                     let end = addr.saturating_add(self.pages(len));
-                    self.regions.map(addr, end, stack);
+                    self.change(
+                        at,
+                        Change::Map {
+                            start: addr,
+                            end,
+                            stack,
+                        },
+                    );
                     self.mapped();
                 }
             }
             Record::Munmap { addr, len, .. } => {
                 self.counts.munmap_calls += 1;
                 let end = addr.saturating_add(self.pages(len));
-                self.regions.unmap(addr, end);
+                self.change(at, Change::Unmap { start: addr, end });
             }
             Record::Mremap {
                 time,
@@ -398,11 +415,18 @@ impl Replay {
                 self.counts.mremap_calls += 1;
                 if !failed(new) {
                     if flags & MREMAP_DONTUNMAP == 0 {
-                        self.regions
-                            .unmap(old, old.saturating_add(self.pages(old_len)));
+                        let end = old.saturating_add(self.pages(old_len));
+                        self.change(at, Change::Unmap { start: old, end });
                     }
-                    self.regions
-                        .map(new, new.saturating_add(self.pages(new_len)), stack);
+                    let end = new.saturating_add(self.pages(new_len));
+                    self.change(
+                        at,
+                        Change::Map {
+                            start: new,
+                            end,
+                            stack,
+                        },
+                    );
                     self.mapped();
                 }
             }

@@ -53,7 +53,7 @@ mod stack_table;
 
 pub use machine::{Replay, estimate};
 pub use outcome::{Outcome, mapped_at, merge_sorted, replay, replay_seeded, replay_with};
-pub use regions::Regions;
+pub use regions::{Change, JOURNAL_MAX, Journal, Regions};
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use crate::analysis::id_table::FirstUse;
 use memtrace_format::Func;
 
-use super::{Block, BrkTotal, Config, Counts, Point, Replay, Seed, StackTotal, sorted};
+use super::{Block, BrkTotal, Config, Counts, Journal, Point, Replay, Seed, StackTotal, sorted};
 use crate::error::Result;
 use crate::hash::FastMap;
 use crate::log::{Index, Log};
@@ -40,6 +40,8 @@ pub struct Outcome {
     pub leak_funcs: FastMap<u32, Func>,
     /// Records cut short by the end of a truncated file.
     pub cut_records: u64,
+    /// The changes the events made to the mappings (see [`Journal`]).
+    pub journal: Journal,
 }
 
 impl Outcome {
@@ -201,6 +203,7 @@ pub fn replay_seeded(
         first_use: std::mem::take(&mut r.first_use),
         counts: r.counts,
         cut_records,
+        journal: std::mem::take(&mut r.journal),
     })
 }
 

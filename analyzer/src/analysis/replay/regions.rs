@@ -1,5 +1,7 @@
 //! Mapped memory as disjoint byte intervals, each with the stack and the
-//! region id of the call that mapped it.
+//! region id of the call that mapped it ([`Regions`]), and the changes made
+//! to it in order ([`Journal`]), from which it can be rebuilt as it was at
+//! an earlier moment.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -102,5 +104,72 @@ impl Regions {
             .map(|p| p.region)
             .collect::<HashSet<_>>()
             .len() as u64
+    }
+}
+
+/// One change [`Regions`] applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// [`Regions::map`] of `[start, end)` for `stack`.
+    Map { start: u64, end: u64, stack: u32 },
+    /// [`Regions::unmap`] of `[start, end)`.
+    Unmap { start: u64, end: u64 },
+}
+
+/// Changes a journal keeps at most (32 bytes each): past them it gives up,
+/// and the mappings at a moment are found by replaying the log again.
+pub const JOURNAL_MAX: usize = 1 << 18;
+
+/// The changes of a replay's mapped memory, with their times (CLOCK_MONOTONIC
+/// ns), in the order they were applied: the report's picture of the
+/// mappings at the moment their RSS was highest (known only once the log
+/// is read) is rebuilt from it, instead of replaying the whole log a
+/// second time up to that moment.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    changes: Vec<(u64, Change)>,
+    /// More than [`JOURNAL_MAX`] changes were made: none are kept.
+    overflowed: bool,
+}
+
+impl Journal {
+    /// Notes `change`, made at `time`.
+    pub fn record(&mut self, time: u64, change: Change) {
+        if self.overflowed {
+            return;
+        }
+        if self.changes.len() >= JOURNAL_MAX {
+            self.overflowed = true;
+            self.changes = Vec::new();
+            return;
+        }
+        self.changes.push((time, change));
+    }
+
+    /// The mappings made by the changes up to the first one later than
+    /// `time`, as a fresh [`Regions`] applying them would hold them; `None`
+    /// once the journal has given up (see [`JOURNAL_MAX`]).
+    pub fn at(&self, time: u64) -> Option<Regions> {
+        if self.overflowed {
+            return None;
+        }
+        let mut r = Regions::default();
+        for &(t, change) in &self.changes {
+            if t > time {
+                break;
+            }
+            r.apply(change);
+        }
+        Some(r)
+    }
+}
+
+impl Regions {
+    /// Applies `change`.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Map { start, end, stack } => self.map(start, end, stack),
+            Change::Unmap { start, end } => self.unmap(start, end),
+        }
     }
 }

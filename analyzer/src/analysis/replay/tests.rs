@@ -376,3 +376,84 @@ fn peak_picture_equals_replay_up_to_the_peak() {
     assert!(!o.peak.is_empty());
     assert_eq!(o.peak, p.heap_by_stack());
 }
+
+/// The journal of the mappings' changes rebuilds, at every moment, what a
+/// second replay of the log up to that moment finds: maps, partial unmaps,
+/// MAP_FIXED over a mapping, a moving mremap, an mremap keeping its old
+/// range (MREMAP_DONTUNMAP), failed calls, on two threads between heap
+/// events.
+#[test]
+fn journal_rebuilds_the_mappings_of_every_moment() {
+    let base = 0x7f00_0000_0000u64;
+    let t = |i: u64| T0 + i * 10;
+    let mut a = LogBuilder::chunk(T0);
+    a.mmap(t(1), base, 10 * 4096 - 100, 0x22, 1)
+        .alloc(t(2), 0x100, 10, 7)
+        .munmap(t(4), base + 4096, 4096)
+        .mmap(t(6), base + 5 * 4096, 4096, 0x32, 2)
+        .mmap(t(7), u64::MAX, 4096, 0x22, 3)
+        .free(t(8), 0x100);
+    let d = a.dt(t(10));
+    a.put(|b| {
+        memtrace_format::encode::mremap(b, d, base, 3 * 4096, base + (1 << 20), 5 * 4096, 1, 4)
+    });
+    a.munmap(t(12), base + 9 * 4096, 10);
+    let mut b2 = LogBuilder::chunk(T0);
+    b2.mmap(t(3), base + (1 << 24), 8192, 0x22, 5)
+        .alloc(t(5), 0x200, 20, 8);
+    let d = b2.dt(t(9));
+    b2.put(|b| {
+        memtrace_format::encode::mremap(b, d, base + (1 << 24), 8192, base + (1 << 25), 4096, 3, 6)
+    });
+    b2.munmap(t(11), base + (1 << 24), 4096);
+    let mut b = LogBuilder::new();
+    b.push(0, &a).push(1, &b2);
+    let log = Log::from_bytes(Path::new("t.mtr"), &b.bytes);
+    let h = log.header().unwrap();
+    let idx = log.index(&h).unwrap();
+    let o = replay(&log, &idx, Config::of(&h)).unwrap();
+    assert_eq!(o.counts.mmap_calls, 4);
+    for i in 0..=13 {
+        for at in [t(i), t(i) + 5] {
+            let again = mapped_at(&log, &idx, Config::of(&h), at).unwrap();
+            let rebuilt = o
+                .journal
+                .at(at)
+                .expect("a short journal is kept")
+                .by_stack();
+            assert_eq!(rebuilt, again, "mappings at {at}");
+        }
+    }
+    // Something is mapped at the end, and it is what the end replay holds.
+    let end = o.journal.at(u64::MAX).unwrap();
+    assert_eq!(end.bytes(), o.leaked_mmap_bytes);
+    assert!(end.bytes() > 0);
+}
+
+/// A journal past its bound keeps nothing and says so, so that the caller
+/// replays the log instead.
+#[test]
+fn journal_gives_up_past_its_bound() {
+    let mut j = Journal::default();
+    for i in 0..JOURNAL_MAX as u64 {
+        let start = i * 8192;
+        j.record(
+            i,
+            Change::Map {
+                start,
+                end: start + 4096,
+                stack: 1,
+            },
+        );
+    }
+    assert_eq!(j.at(u64::MAX).unwrap().bytes(), JOURNAL_MAX as u64 * 4096);
+    j.record(
+        JOURNAL_MAX as u64,
+        Change::Unmap {
+            start: 0,
+            end: 4096,
+        },
+    );
+    assert!(j.at(0).is_none());
+    assert!(j.at(u64::MAX).is_none());
+}
