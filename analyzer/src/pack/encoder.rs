@@ -438,8 +438,15 @@ impl Enc {
             Some(s) => {
                 self.misc(s as u64);
                 if released {
-                    if let Some(at) = self.addrs.get_mut(&old) {
-                        at.slot = At::NO_SLOT;
+                    // An entry left with neither a slot nor a free goes, as
+                    // the pruning of stale frees would drop it: else a
+                    // program that reallocates away from many addresses
+                    // would grow the table without bound.
+                    match self.addrs.get_mut(&old) {
+                        Some(at) if at.seq != 0 => at.slot = At::NO_SLOT,
+                        _ => {
+                            self.addrs.remove(&old);
+                        }
                     }
                     self.m.release_slot(s);
                 }
