@@ -73,6 +73,14 @@ impl Regions {
         self.bytes += end - start;
     }
 
+    /// Applies `change`.
+    pub fn apply(&mut self, change: Change) {
+        match change {
+            Change::Map { start, end, stack } => self.map(start, end, stack),
+            Change::Unmap { start, end } => self.unmap(start, end),
+        }
+    }
+
     /// Mapped bytes and distinct regions by stack, largest first.
     pub fn by_stack(&self) -> Vec<StackTotal> {
         let mut m: HashMap<u32, (u64, HashSet<u64>)> = HashMap::new();
@@ -161,15 +169,5 @@ impl Journal {
             r.apply(change);
         }
         Some(r)
-    }
-}
-
-impl Regions {
-    /// Applies `change`.
-    pub fn apply(&mut self, change: Change) {
-        match change {
-            Change::Map { start, end, stack } => self.map(start, end, stack),
-            Change::Unmap { start, end } => self.unmap(start, end),
-        }
     }
 }
