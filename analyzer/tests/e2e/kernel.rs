@@ -219,3 +219,31 @@ fn chrome_trace_export() {
         r.v["kernel"]["peak_rss"]["rss"]
     );
 }
+
+/// The preload's own record at exit, with no sampler outside (plain `LD_PRELOAD` with
+/// `MEMTRACE_KERNEL_INTERVAL` set): every process records the kernel's counters as it
+/// exits, and the table of its mappings only if it lived 10 ms or more (the table makes
+/// the kernel walk every page table, more than a short process's whole run). no_heap
+/// exits at once; rss lives over a second.
+#[test]
+fn table_at_exit_only_for_processes_that_lived() {
+    for (name, table) in [("no_heap", false), ("rss", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = traced_command(name, dir.path(), "%e.%p.mtr");
+        cmd.env("MEMTRACE_KERNEL_INTERVAL", "100");
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        assert!(out.status.success(), "{name}: {out:?}");
+        let logs = logs_in(dir.path());
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        let r = report(&logs[0]);
+        let k = &r.v["kernel"];
+        let samples = k["samples"].as_array().expect("the counters at exit");
+        assert_eq!(samples.len(), 1, "{name}: {k:#}");
+        assert!(samples[0]["rss"].as_u64().unwrap() > 0, "{name}: {k:#}");
+        assert_eq!(!k["maps_at_end"].is_null(), table, "{name}: {k:#}");
+        if table {
+            let end_anon = cat(&k["maps_at_end"], "anonymous")["rss"].as_u64().unwrap();
+            assert!((40 * MIB..72 * MIB).contains(&end_anon), "{k:#}");
+        }
+    }
+}

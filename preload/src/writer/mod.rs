@@ -212,6 +212,11 @@ pub fn is_log_owner() -> bool {
     }
 }
 
+/// When the log was opened (the header's monotonic start; 0 without a log).
+pub fn started_ns() -> u64 {
+    header_field::<AtomicU64>(off::START_MONO).map_or(0, |a| a.load(Ordering::Relaxed))
+}
+
 /// The address of the log's header mapping (the scanner finds the log's
 /// path from it when the descriptor is gone).
 pub fn header_addr() -> u64 {
