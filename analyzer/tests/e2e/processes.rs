@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::util::{
-    TIMEOUT, Valgrind, assert_heap_totals, fixture, logs_in, memtrace, oracle, report, trace,
-    trace_pattern, traced_command, wait_for_file, wait_timeout,
+    TIMEOUT, Valgrind, assert_heap_totals, fixture, logs_in, memtrace, oracle, output_with_timeout,
+    report, trace, trace_pattern, traced_command, wait_for_file, wait_timeout,
 };
 
 const NO_ARGS: &[&str] = &[];
@@ -96,7 +96,8 @@ fn fork_child_gets_own_log() {
 }
 
 // exec writes a second log for the new image (same pid, ".1" put before the taken name's extension);
-// the first log ends with "exec" and keeps its own leak.
+// the first log ends with "exec" and lists the block live then, which its text report does not
+// call leaked.
 #[test]
 fn exec_writes_two_logs() {
     let t = trace_pattern("exec_first", &[fixture("exec_second")], "log.%p.mtr");
@@ -137,6 +138,22 @@ fn exec_writes_two_logs() {
     assert_eq!(first.summary("allocations"), 1);
     assert_eq!(first.summary("frees"), 0);
     assert!(!first.summary_bool("ended_abnormally"));
+    // As memcheck and LSan, which scan for leaks at exit and never at an exec: the
+    // text report lists what was live at the exec without calling it leaked.
+    let text = {
+        let mut cmd = memtrace();
+        cmd.arg("report").arg(&first.log);
+        String::from_utf8_lossy(&output_with_timeout(&mut cmd, TIMEOUT).stdout).into_owned()
+    };
+    assert!(
+        text.contains("  in use at exec:    111 bytes in 1 block\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nLIVE HEAP AT THE EXEC (gone with the image, not leaked): 111 bytes in 1 block from 1 stack\n"),
+        "{text}"
+    );
+    assert!(!text.contains("HEAP LEAKS"), "{text}");
 
     second.assert_complete();
     second.assert_ended("exit");

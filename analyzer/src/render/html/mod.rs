@@ -189,6 +189,14 @@ fn header(h: &mut String, r: &Report, name: &str) -> Fmt {
 fn leaks(h: &mut String, r: &Report, rows: usize) -> Fmt {
     let s = &r.listed();
     h.push_str("<section id=\"leaks\">\n<h2>Leaks</h2>\n");
+    if r.process.ended == crate::report::Ended::Exec
+        && (s.leaked_heap_blocks > 0 || s.leaked_mmap_regions > 0)
+    {
+        h.push_str(
+            "<p class=\"good\">Replaced by exec: what was live then went with the image; \
+             none of it leaked.</p>\n",
+        );
+    }
     if r.questions.filter.is_some() && s.leaked_heap_blocks == 0 && s.leaked_mmap_bytes == 0 {
         h.push_str("<p class=\"good\">No leaks through the filter.</p>\n");
     } else if s.window.is_some() && s.leaked_heap_blocks == 0 {

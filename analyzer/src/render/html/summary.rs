@@ -97,10 +97,10 @@ fn heap_rows(r: &Report, rows: &mut Rows) {
             (w.end_bytes, w.end_blocks)
         });
     row(
-        if r.process.ended == crate::report::Ended::Snapshot {
-            "In use at the snapshot"
-        } else {
-            "In use at exit"
+        match r.process.ended {
+            crate::report::Ended::Snapshot => "In use at the snapshot",
+            crate::report::Ended::Exec => "In use at the exec",
+            _ => "In use at exit",
         },
         format!(
             "{} in {}",

@@ -464,6 +464,7 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         plural(s.bytes_allocated, "byte", "bytes")
     )?;
     let snapshot = p.ended == crate::report::Ended::Snapshot;
+    let exec = p.ended == crate::report::Ended::Exec;
     let (at_end, all) = match (&r.live_filter, &s.window) {
         (Some(f), _) => (f.all_bytes, f.all_blocks),
         (None, Some(w)) => (w.end_bytes, w.end_blocks),
@@ -472,7 +473,11 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     writeln!(
         out,
         "  in use at {} {} in {}",
-        if snapshot { "snapshot:" } else { "exit:   " },
+        match (snapshot, exec) {
+            (true, _) => "snapshot:",
+            (_, true) => "exec:   ",
+            _ => "exit:   ",
+        },
         plural(at_end, "byte", "bytes"),
         plural(all, "block", "blocks")
     )?;
@@ -510,7 +515,11 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     writeln!(
         out,
         "  still mapped at {}: {} in {}",
-        if snapshot { "the snapshot" } else { "exit" },
+        match (snapshot, exec) {
+            (true, _) => "the snapshot",
+            (_, true) => "the exec",
+            _ => "exit",
+        },
         plural(s.leaked_mmap_bytes, "byte", "bytes"),
         plural(s.leaked_mmap_regions, "region", "regions")
     )?;
@@ -529,6 +538,7 @@ fn summaries(out: &mut dyn Write, r: &Report) -> io::Result<()> {
 fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
     let s = &r.listed();
     let snapshot = r.process.ended == crate::report::Ended::Snapshot;
+    let exec = r.process.ended == crate::report::Ended::Exec;
     if let Some(f) = &r.live_filter {
         filter(out, r, f)?;
     }
@@ -542,6 +552,8 @@ fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
                     "HEAP BLOCKS ALLOCATED IN THE WINDOW, LIVE AT ITS END",
                 (Some(_), _) => "HEAP LEAKS LISTED",
                 (None, true) => "LIVE HEAP AT THE SNAPSHOT",
+                // The exec took the image's memory with it: nothing leaked.
+                (None, false) if exec => "LIVE HEAP AT THE EXEC (gone with the image, not leaked)",
                 (None, false) => "HEAP LEAKS",
             },
             plural(s.leaked_heap_bytes, "byte", "bytes"),
@@ -555,7 +567,12 @@ fn leaks(out: &mut dyn Write, r: &Report) -> io::Result<()> {
         writeln!(out)?;
         writeln!(
             out,
-            "MMAP LEAKS: {} in {} from {}{}",
+            "{}: {} in {} from {}{}",
+            if exec {
+                "STILL MAPPED AT THE EXEC (gone with the image, not leaked)"
+            } else {
+                "MMAP LEAKS"
+            },
             plural(s.leaked_mmap_bytes, "byte", "bytes"),
             plural(s.leaked_mmap_regions, "region", "regions"),
             plural(r.mmap_leak_stacks, "stack", "stacks"),
