@@ -20,7 +20,6 @@
 
 #![allow(non_snake_case)]
 
-use core::cell::Cell;
 use core::ffi::{CStr, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -28,12 +27,25 @@ use memtrace_format::Func;
 
 use crate::record;
 
-thread_local! {
-    /// Set while an operator hook calls the real operator: the one
-    /// allocator call it makes (libstdc++'s `operator new` calls `malloc`
-    /// once, its `operator delete` calls `free`) is part of the operator's
-    /// event and is not recorded again.
-    static INSIDE: Cell<bool> = const { Cell::new(false) };
+/// Set while an operator hook calls the real operator: the one allocator
+/// call it makes (libstdc++'s `operator new` calls `malloc` once, its
+/// `operator delete` calls `free`) is part of the operator's event and is
+/// not recorded again. In an initial-exec TLS word ([`crate::tls`]).
+struct Inside;
+
+impl Inside {
+    #[inline(always)]
+    fn get() -> bool {
+        // SAFETY: the slot is this thread's own aligned word.
+        unsafe { *crate::tls::inside_slot() != 0 }
+    }
+
+    #[inline(always)]
+    fn replace(v: bool) -> bool {
+        let slot = crate::tls::inside_slot();
+        // SAFETY: as in `get`; only this thread touches it.
+        unsafe { core::mem::replace(&mut *slot, v as usize) != 0 }
+    }
 }
 
 /// Whether an operator hook is calling the real operator on this thread
@@ -41,7 +53,7 @@ thread_local! {
 /// the throwing ones).
 #[inline]
 pub fn inside_operator() -> bool {
-    INSIDE.with(|c| c.get())
+    Inside::get()
 }
 
 /// Like [`inside_operator`], for the recorder's own events: the first one
@@ -51,20 +63,20 @@ pub fn inside_operator() -> bool {
 /// not the thread's recording.
 #[inline]
 pub fn take_inside() -> bool {
-    INSIDE.with(|c| c.replace(false))
+    Inside::replace(false)
 }
 
-/// Marks the real operator's call (see [`INSIDE`]) until dropped.
+/// Marks the real operator's call (see [`Inside`]) until dropped.
 struct Suppress(bool);
 impl Suppress {
     #[inline(always)]
     fn new() -> Suppress {
-        Suppress(INSIDE.with(|c| c.replace(true)))
+        Suppress(Inside::replace(true))
     }
 }
 impl Drop for Suppress {
     fn drop(&mut self) {
-        INSIDE.with(|c| c.set(self.0));
+        Inside::replace(self.0);
     }
 }
 

@@ -8,8 +8,8 @@
 //!
 //! ## Design constraints (this code runs inside someone else's process)
 //! - **No allocation through the hooked allocator** on any path: all memory
-//!   comes from raw `mmap` system calls; `thread_local!` is used only with
-//!   `const` initialisers and no destructor. The log header counts hooks
+//!   comes from raw `mmap` system calls; the per-thread words are
+//!   initial-exec TLS without a destructor ([`tls`]). The log header counts hooks
 //!   entered re-entrantly (`NESTED_HOOKS`), and a test asserts it stays 0.
 //! - **No lock that a signal or fork can leave held** on the hot path: stack
 //!   interning and the unwind cache are lock-free; the module table uses a
@@ -27,6 +27,7 @@
 //! - [`record`]: one call to records.
 //! - [`sample`]: sampling mode (`MEMTRACE_SAMPLE`).
 //! - [`thread`]: per-thread state and the reentrancy guard.
+//! - [`tls`]: the two thread-local words, in the initial-exec model.
 //! - [`writer`]: the log file, its header and chunks.
 //! - [`unwind`]: stack capture.
 //! - [`stacks`]: stack interning.
@@ -57,5 +58,6 @@ pub mod snapshot;
 pub mod stacks;
 pub mod sys;
 pub mod thread;
+pub mod tls;
 pub mod unwind;
 pub mod writer;

@@ -1,9 +1,9 @@
 //! Per-thread recorder state and the reentrancy guard.
 //!
 //! Each thread gets one [`ThreadState`], mapped with a raw `mmap` on its first
-//! event (never through the hooked allocator). The TLS slot is a
-//! `const`-initialised `thread_local!` without a destructor, so touching it
-//! never registers anything with glibc (which would call `calloc`), and no
+//! event (never through the hooked allocator). Its pointer is kept in an
+//! initial-exec TLS word ([`crate::tls`]) without a destructor, so touching
+//! it never registers anything with glibc (which would call `calloc`), and no
 //! pthread key is taken (the program may need all of its own). States of
 //! threads that have exited are found and released later, in amortized
 //! collections (`collect`: the kernel is asked whether each thread still
@@ -16,7 +16,6 @@
 //! its own buffers, so the interrupted record is never corrupted. Deeper
 //! nesting is counted as lost events.
 
-use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memtrace_format::MAX_FRAMES;
@@ -55,8 +54,17 @@ pub struct ThreadState {
     pub levels: [Level; 2],
 }
 
-thread_local! {
-    static STATE: Cell<*mut ThreadState> = const { Cell::new(core::ptr::null_mut()) };
+/// The calling thread's state (null until its first event), in the
+/// initial-exec TLS word of [`crate::tls`].
+#[inline(always)]
+fn my_state() -> *mut ThreadState {
+    // SAFETY: the slot is this thread's own aligned word.
+    unsafe { *crate::tls::state_slot() as *mut ThreadState }
+}
+
+fn set_my_state(s: *mut ThreadState) {
+    // SAFETY: as in `my_state`.
+    unsafe { *crate::tls::state_slot() = s as usize };
 }
 
 /// Set once the log is open and the hooks may record.
@@ -145,7 +153,7 @@ fn collect(me: *mut ThreadState) {
 }
 
 fn state() -> *mut ThreadState {
-    let s = STATE.with(|c| c.get());
+    let s = my_state();
     if !s.is_null() {
         return s;
     }
@@ -173,7 +181,7 @@ fn state() -> *mut ThreadState {
             sys::gettid()
         }
     };
-    STATE.with(|c| c.set(s));
+    set_my_state(s);
     // A state the registry has no room for is simply never reclaimed.
     let _ = register(s);
     collect(s);
@@ -276,7 +284,7 @@ impl Drop for Guard {
 /// parent's other threads (which do not exist here) are released without
 /// trimming: their chunks are the parent's.
 pub fn after_fork_child() {
-    let me = STATE.with(|c| c.get());
+    let me = my_state();
     let high = STATES_HIGH.load(Ordering::Acquire);
     COLLECTING.store(false, Ordering::Release);
     for slot in &STATES[..high] {
