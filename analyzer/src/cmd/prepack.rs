@@ -100,6 +100,13 @@ fn run(
             if sampled.contains(writer) {
                 continue;
             }
+            // A log of one chunk is left to the end: whether it is worth
+            // packing depends on how many logs the run has (see
+            // `pack::worth_packing`), known then.
+            let worth = |m: std::fs::Metadata| pack::worth_packing(m.len(), pack::TREE_FROM);
+            if !std::fs::metadata(&path).is_ok_and(worth) {
+                continue;
+            }
             if let Ok(s) = pack::stage(&path, &path) {
                 staged.insert(path, s);
             }

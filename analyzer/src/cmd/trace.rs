@@ -34,6 +34,9 @@
 //!    fork child that still runs keeps its raw log, which it is still writing.
 //!    A log whose process ended while the command ran, and was never sampled,
 //!    was packed then ([`super::prepack`]); it is put in place with the rest.
+//!    In a run of 32 logs or more, a log of one chunk stays raw
+//!    (`memtrace_analyzer::pack::worth_packing`: packing would not make it
+//!    smaller on disk).
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
@@ -450,15 +453,35 @@ fn stamp_and_pack(
             );
         }
     }
+    let kept_raw = done
+        .iter()
+        .filter(|d| !d.running && !memtrace_analyzer::pack::worth_packing(d.before, logs.len()))
+        .count();
+    let sizes = sizes(o.pack, raw_bytes, packed_bytes, kept_raw);
     if o.quiet || logs.is_empty() {
     } else if let Some(dir) = dir {
-        eprintln!(
-            "{}",
-            run_dir_line(dir, logs, o.pack, raw_bytes, packed_bytes)
-        );
+        eprintln!("{}", run_dir_line(dir, logs, &sizes));
     } else if !each {
-        eprintln!("{}", tree_line(logs, o.pack, raw_bytes, packed_bytes));
+        eprintln!("{}", tree_line(logs, &sizes));
     }
+}
+
+/// The logs' sizes for the line that names them: before and after packing,
+/// and how many of one chunk stayed raw (`pack::worth_packing`).
+fn sizes(packed: bool, raw_bytes: u64, packed_bytes: u64, kept_raw: usize) -> String {
+    use memtrace_analyzer::units::human;
+    if !packed {
+        return human(raw_bytes);
+    }
+    let kept = match kept_raw {
+        0 => String::new(),
+        n => format!(", {n} of one chunk kept raw"),
+    };
+    format!(
+        "{} packed to {}{kept}",
+        human(raw_bytes),
+        human(packed_bytes)
+    )
 }
 
 /// What became of one log after the run.
@@ -493,7 +516,8 @@ fn pack_all(
             return (before, false, Some(Some(s)));
         }
         let running = f.pid != pid && process_alive(f.pid);
-        let staged = (o.pack && !running).then(|| stage(f));
+        let worth = memtrace_analyzer::pack::worth_packing(before, logs.len());
+        let staged = (o.pack && !running && worth).then(|| stage(f));
         (before, running, staged)
     };
     let next = AtomicUsize::new(0);
@@ -540,6 +564,8 @@ fn pack_all(
                 String::new()
             } else if running {
                 " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
+            } else if !memtrace_analyzer::pack::worth_packing(before, logs.len()) {
+                " (kept raw: one chunk, which packing would not make smaller on disk)".to_owned()
             } else {
                 match committed.remove(&i) {
                     Some(Ok(s)) => format!(" (packed: {})", super::pack::summary(&s)),
@@ -566,20 +592,9 @@ fn pack_all(
 
 /// The one line that names a run's own directory (`super::rundir`) and how
 /// to read it.
-fn run_dir_line(
-    dir: &Path,
-    logs: &[Found],
-    packed: bool,
-    raw_bytes: u64,
-    packed_bytes: u64,
-) -> String {
-    use memtrace_analyzer::units::{human, plural};
+fn run_dir_line(dir: &Path, logs: &[Found], sizes: &str) -> String {
+    use memtrace_analyzer::units::plural;
     let pids: std::collections::HashSet<u32> = logs.iter().map(|f| f.pid).collect();
-    let sizes = if packed {
-        format!("{} packed to {}", human(raw_bytes), human(packed_bytes))
-    } else {
-        human(raw_bytes)
-    };
     let dir = dir.display();
     format!(
         "memtrace: {} of {} in {dir}/ ({sizes}) — memtrace report {dir}/",
@@ -589,8 +604,7 @@ fn run_dir_line(
 }
 
 /// The one line that says where a run's logs went (more than one log).
-fn tree_line(logs: &[Found], packed: bool, raw_bytes: u64, packed_bytes: u64) -> String {
-    use memtrace_analyzer::units::human;
+fn tree_line(logs: &[Found], sizes: &str) -> String {
     let pids: std::collections::HashSet<u32> = logs.iter().map(|f| f.pid).collect();
     let top = &logs[0].shown;
     let dir = match top.parent() {
@@ -600,11 +614,6 @@ fn tree_line(logs: &[Found], packed: bool, raw_bytes: u64, packed_bytes: u64) ->
     let name = top
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let sizes = if packed {
-        format!("{} packed to {}", human(raw_bytes), human(packed_bytes))
-    } else {
-        human(raw_bytes)
-    };
     format!(
         "memtrace: {} logs of {} processes written to {dir} (top: {name}; {sizes}; -v lists each)",
         logs.len(),

@@ -7,7 +7,7 @@
 mod encoder;
 mod staged;
 
-pub use staged::{Staged, commit_all};
+pub use staged::{SYNCFS_FROM, Staged, commit_all};
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
@@ -103,6 +103,26 @@ const STAGED_EXTENSION: &str = "packing";
 pub fn is_staged_name(name: &str) -> bool {
     name.rsplit_once('.')
         .is_some_and(|(_, ext)| ext == STAGED_EXTENSION)
+}
+
+/// Raw logs up to this size (the header page and one 4 KiB chunk: a short
+/// process of a shell loop or a `make` recipe) are not worth packing in a
+/// run of many logs ([`TREE_FROM`]): packed, they still take two 4 KiB
+/// blocks (403 such logs of 200 `/bin/true`: 8.0 KiB each raw, 4.8 KiB
+/// packed on average), while putting each in place costs a file, a share of
+/// the filesystem's sync and a rename that frees the raw log's blocks, which
+/// waits for the device on a filesystem mounted with `discard`.
+/// `memtrace pack` packs them when asked.
+pub const SMALLEST_WORTH_PACKING: u64 = 8 << 10;
+
+/// From this many logs in a run on, its logs of one chunk stay raw (as
+/// [`commit_all`] syncs the filesystem once from this many on).
+pub const TREE_FROM: usize = SYNCFS_FROM;
+
+/// Whether `memtrace run` packs a raw log of `len` bytes in a run of `logs`
+/// logs ([`SMALLEST_WORTH_PACKING`]).
+pub fn worth_packing(len: u64, logs: usize) -> bool {
+    len > SMALLEST_WORTH_PACKING || logs < TREE_FROM
 }
 
 /// Packs the raw log `src` into a temporary file beside `dst`, to be put in
