@@ -29,11 +29,12 @@ pub fn init(v: Option<&[u8]>) {
 
 /// A process younger than this at exit records the counters but not the
 /// mapping table: `/proc/self/smaps` makes the kernel walk every mapping's
-/// page tables, about 0.6 ms of a short process (200 `/bin/true` fork-exec'd
-/// under `MEMTRACE_KERNEL_INTERVAL`: 0.26 s without the table, 0.38 s with
-/// it), while a `make` recipe's or a shell loop's processes are over in a few
+/// page tables, about 0.5 ms of a short process (200 `/bin/true` fork-exec'd
+/// under `MEMTRACE_KERNEL_INTERVAL`, medians of 5 rounds: 0.51 s with the
+/// table, 0.41 s without it, 0.35 s with no kernel view at all), while a
+/// `make` recipe's or a shell loop's processes are over in a few
 /// milliseconds and the report's table of their mappings says little. From
-/// 10 ms on, the table costs under 6% of the process's run.
+/// 10 ms on, the table costs about 5% of the process's run or less.
 pub const TABLE_FROM_NS: u64 = 10_000_000;
 
 /// Room for a few lines of /proc output (a line is at most a path plus ~80 bytes).
