@@ -15,25 +15,19 @@
 core::arch::global_asm!(
     ".pushsection .tbss,\"awT\",@nobits",
     ".p2align 3",
-    ".globl memtrace_tls_state",
-    ".hidden memtrace_tls_state",
-    ".type memtrace_tls_state, @object",
-    ".size memtrace_tls_state, 8",
-    "memtrace_tls_state:",
-    ".zero 8",
-    ".globl memtrace_tls_inside",
-    ".hidden memtrace_tls_inside",
-    ".type memtrace_tls_inside, @object",
-    ".size memtrace_tls_inside, 8",
-    "memtrace_tls_inside:",
-    ".zero 8",
+    ".globl memtrace_tls_words",
+    ".hidden memtrace_tls_words",
+    ".type memtrace_tls_words, @object",
+    ".size memtrace_tls_words, 16",
+    "memtrace_tls_words:",
+    ".zero 16",
     ".popsection",
 );
 
-/// The calling thread's first word: its `thread::ThreadState` pointer.
+/// The calling thread's two words.
 #[inline(always)]
-pub fn state_slot() -> *mut usize {
-    let p: *mut usize;
+fn words() -> *mut [usize; 2] {
+    let p: *mut [usize; 2];
     // SAFETY: the initial-exec sequence for a TLS symbol of this object:
     // `%fs:0` holds the thread pointer (x86-64 TLS ABI), and the GOT entry
     // the linker made for `@GOTTPOFF` holds the symbol's offset from it. It
@@ -41,7 +35,7 @@ pub fn state_slot() -> *mut usize {
     unsafe {
         core::arch::asm!(
             "mov {p}, qword ptr fs:[0]",
-            "add {p}, qword ptr [rip + memtrace_tls_state@GOTTPOFF]",
+            "add {p}, qword ptr [rip + memtrace_tls_words@GOTTPOFF]",
             p = out(reg) p,
             options(pure, readonly, nostack),
         );
@@ -49,21 +43,18 @@ pub fn state_slot() -> *mut usize {
     p
 }
 
+/// The calling thread's first word: its `thread::ThreadState` pointer.
+#[inline(always)]
+pub fn state_slot() -> *mut usize {
+    words().cast::<usize>()
+}
+
 /// The calling thread's second word: whether a C++ operator hook is inside
 /// the real operator (`cxx`), 0 or 1.
 #[inline(always)]
 pub fn inside_slot() -> *mut usize {
-    let p: *mut usize;
-    // SAFETY: as in `state_slot`.
-    unsafe {
-        core::arch::asm!(
-            "mov {p}, qword ptr fs:[0]",
-            "add {p}, qword ptr [rip + memtrace_tls_inside@GOTTPOFF]",
-            p = out(reg) p,
-            options(pure, readonly, nostack),
-        );
-    }
-    p
+    // SAFETY: the second of the two words `words` points at.
+    unsafe { words().cast::<usize>().add(1) }
 }
 
 #[cfg(test)]

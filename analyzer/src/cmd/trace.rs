@@ -453,10 +453,7 @@ fn stamp_and_pack(
             );
         }
     }
-    let kept_raw = done
-        .iter()
-        .filter(|d| !d.running && !memtrace_analyzer::pack::worth_packing(d.before, logs.len()))
-        .count();
+    let kept_raw = done.iter().filter(|d| d.small).count();
     let sizes = sizes(o.pack, raw_bytes, packed_bytes, kept_raw);
     if o.quiet || logs.is_empty() {
     } else if let Some(dir) = dir {
@@ -491,6 +488,9 @@ struct Packed {
     after: u64,
     /// Its process still runs (it stays raw).
     running: bool,
+    /// It stayed raw, being of one chunk in a large run
+    /// (`pack::worth_packing`).
+    small: bool,
     /// What to add to the line that names it.
     line: String,
 }
@@ -513,12 +513,13 @@ fn pack_all(
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
         let staged_ahead = ahead.lock().ok().and_then(|mut s| s.remove(&f.path));
         if let Some(s) = staged_ahead {
-            return (before, false, Some(Some(s)));
+            return (before, false, false, Some(Some(s)));
         }
         let running = f.pid != pid && process_alive(f.pid);
-        let worth = memtrace_analyzer::pack::worth_packing(before, logs.len());
-        let staged = (o.pack && !running && worth).then(|| stage(f));
-        (before, running, staged)
+        let small =
+            o.pack && !running && !memtrace_analyzer::pack::worth_packing(before, logs.len());
+        let staged = (o.pack && !running && !small).then(|| stage(f));
+        (before, running, small, staged)
     };
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
@@ -547,7 +548,7 @@ fn pack_all(
     done.sort_by_key(|d| d.0);
     let staged: Vec<_> = done
         .iter_mut()
-        .filter_map(|(i, d)| match d.2.take() {
+        .filter_map(|(i, d)| match d.3.take() {
             Some(Some(s)) => Some((*i, s)),
             _ => None,
         })
@@ -558,13 +559,13 @@ fn pack_all(
         .zip(memtrace_analyzer::pack::commit_all(staged))
         .collect();
     done.into_iter()
-        .map(|(i, (before, running, _))| {
+        .map(|(i, (before, running, small, _))| {
             let f = &logs[i];
             let line = if !o.pack {
                 String::new()
             } else if running {
                 " (its process still runs: `memtrace pack` it once it has ended)".to_owned()
-            } else if !memtrace_analyzer::pack::worth_packing(before, logs.len()) {
+            } else if small {
                 " (kept raw: one chunk, which packing would not make smaller on disk)".to_owned()
             } else {
                 match committed.remove(&i) {
@@ -584,6 +585,7 @@ fn pack_all(
                 before,
                 after,
                 running,
+                small,
                 line,
             }
         })
