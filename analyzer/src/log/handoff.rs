@@ -12,11 +12,72 @@ const BATCH: usize = 4096;
 /// Logs smaller than this are decoded on the caller's thread.
 const INLINE_BELOW: usize = 1 << 20;
 
+/// An unsampled allocation's own fields, as a decoder hands it to a
+/// [`Sink`] without building an [`Event`].
+#[derive(Clone, Copy)]
+pub(crate) struct Alloc {
+    pub time: u64,
+    pub func: Func,
+    pub addr: u64,
+    pub size: u64,
+}
+
+impl Alloc {
+    /// The allocation as stream `stream`'s event, from `stack`.
+    #[inline(always)]
+    fn event<'a>(self, stream: usize, stack: u32) -> Event<'a> {
+        Event {
+            time: self.time,
+            stream,
+            chunk_offset: 0,
+            record: Record::Alloc {
+                time: self.time,
+                func: self.func,
+                addr: self.addr,
+                size: self.size,
+                stack,
+                samples: 0,
+            },
+            realloc_end: false,
+        }
+    }
+}
+
+/// Stream `stream`'s FREE of `addr` as an event.
+#[inline(always)]
+fn free_event<'a>(stream: usize, time: u64, func: Func, addr: u64) -> Event<'a> {
+    Event {
+        time,
+        stream,
+        chunk_offset: 0,
+        record: Record::Free { time, func, addr },
+        realloc_end: false,
+    }
+}
+
 /// Where a decoder puts the events it decodes a batch at a time
 /// ([`super::Merge::fill`]).
 pub(crate) trait Sink<'a> {
     fn push(&mut self, ev: Event<'a>);
     fn len(&self) -> usize;
+
+    /// Appends a copy of `ev`.
+    #[inline(always)]
+    fn push_ref(&mut self, ev: &Event<'a>) {
+        self.push(ev.clone())
+    }
+
+    /// Appends stream `stream`'s unsampled ALLOC `a` from `stack`.
+    #[inline(always)]
+    fn alloc(&mut self, stream: usize, a: Alloc, stack: u32) {
+        self.push(a.event(stream, stack))
+    }
+
+    /// Appends stream `stream`'s FREE of `addr`.
+    #[inline(always)]
+    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64) {
+        self.push(free_event(stream, time, func, addr))
+    }
 }
 
 impl<'a> Sink<'a> for Vec<Event<'a>> {
@@ -123,6 +184,14 @@ struct Batch<'a> {
 
 impl<'a> Sink<'a> for Batch<'a> {
     #[inline(always)]
+    fn push_ref(&mut self, ev: &Event<'a>) {
+        match Slim::of(ev) {
+            Some(s) => self.slim.push(s),
+            None => self.push(ev.clone()),
+        }
+    }
+
+    #[inline(always)]
     fn push(&mut self, ev: Event<'a>) {
         let s = Slim::of(&ev).unwrap_or(Slim {
             time: 0,
@@ -142,6 +211,40 @@ impl<'a> Sink<'a> for Batch<'a> {
 
     fn len(&self) -> usize {
         self.slim.len()
+    }
+
+    #[inline(always)]
+    fn alloc(&mut self, stream: usize, a: Alloc, stack: u32) {
+        let Ok(stream32) = u32::try_from(stream) else {
+            return self.push(a.event(stream, stack));
+        };
+        self.slim.push(Slim {
+            time: a.time,
+            addr: a.addr,
+            size: a.size,
+            chunk_offset: 0,
+            stack,
+            stream: stream32,
+            func: a.func,
+            kind: Kind::Alloc,
+        })
+    }
+
+    #[inline(always)]
+    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64) {
+        let Ok(stream32) = u32::try_from(stream) else {
+            return self.push(free_event(stream, time, func, addr));
+        };
+        self.slim.push(Slim {
+            time,
+            addr,
+            size: 0,
+            chunk_offset: 0,
+            stack: 0,
+            stream: stream32,
+            func,
+            kind: Kind::Free,
+        })
     }
 }
 

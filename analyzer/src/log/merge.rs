@@ -66,21 +66,24 @@ impl<'a> Merge<'a> {
         if self.done {
             return Ok(false);
         }
-        if let Events::Packed(e, _) = &mut self.events {
-            let r = e.fill(out, max);
-            if let Ok(true) = r {
-                return r;
+        let r = match &mut self.events {
+            Events::Packed(e, _) => e.fill(out, max),
+            Events::Raw(m) => m.fill(out, max),
+            Events::Failed(_) => {
+                while out.len() < max {
+                    match self.next() {
+                        Some(ev) => out.push(ev?),
+                        None => return Ok(false),
+                    }
+                }
+                return Ok(true);
             }
-            self.done = true;
-            return self.log.checked(r);
+        };
+        if let Ok(true) = r {
+            return r;
         }
-        while out.len() < max {
-            match self.next() {
-                Some(ev) => out.push(ev?),
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
+        self.done = true;
+        self.log.checked(r)
     }
 }
 
@@ -117,7 +120,12 @@ pub struct RawMerge<'a> {
     log: &'a Log,
     index: &'a Index,
     cursors: Vec<Cursor<'a>>,
+    /// Two places per stream for its head (`2 * stream + front[stream]` is
+    /// the current one), so that the next event is read into the other
+    /// place while the current one is handed on by reference, never copied
+    /// whole (see [`super::stream::Cursor::advance`]).
     heads: Vec<Option<Event<'a>>>,
+    front: Vec<u8>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     /// The stream whose head is known to come first without asking the heap
     /// (it was just taken and its next event is not later than the heap's
@@ -151,7 +159,8 @@ impl<'a> RawMerge<'a> {
                     last_len: 0,
                 })
                 .collect(),
-            heads: (0..n).map(|_| None).collect(),
+            heads: (0..2 * n).map(|_| None).collect(),
+            front: vec![0; n],
             heap: BinaryHeap::with_capacity(n),
             hot: None,
             started: false,
@@ -161,8 +170,25 @@ impl<'a> RawMerge<'a> {
         }
     }
 
-    fn fill(&mut self, i: usize) -> Result<()> {
-        let ev = self.cursors[i].advance(self.log, self.index, &mut self.cut_records)?;
+    /// Stream `i`'s current head.
+    #[inline(always)]
+    fn head(&self, i: usize) -> &Option<Event<'a>> {
+        &self.heads[2 * i + self.front[i] as usize]
+    }
+
+    /// Reads stream `i`'s next event into its other place, which becomes
+    /// the current head (the previous head stays readable in its place
+    /// until the next refill; on an error there is no current head).
+    fn refill(&mut self, i: usize) -> Result<()> {
+        self.front[i] ^= 1;
+        let place = 2 * i + self.front[i] as usize;
+        self.heads[place] = None;
+        self.cursors[i].advance(
+            self.log,
+            self.index,
+            &mut self.cut_records,
+            &mut self.heads[place],
+        )?;
         // Count the pages the record touched (at least one) towards the next sweep.
         if let Some(left) = &mut self.sweep {
             let pages = self.cursors[i].last_len.div_ceil(page_size()) + 1;
@@ -172,7 +198,6 @@ impl<'a> RawMerge<'a> {
                 self.log.release(0, usize::MAX);
             }
         }
-        self.heads[i] = ev;
         Ok(())
     }
 
@@ -180,7 +205,7 @@ impl<'a> RawMerge<'a> {
     /// other head (by time, then stream: a tie goes to the lower stream, as
     /// the heap orders it), else in the heap.
     fn queue(&mut self, i: usize, hot_ok: bool) {
-        if let Some(ev) = &self.heads[i] {
+        if let Some(ev) = self.head(i) {
             match self.heap.peek() {
                 Some(Reverse(top)) if !hot_ok || *top < (ev.time, i) => {
                     self.heap.push(Reverse((ev.time, i)))
@@ -192,6 +217,66 @@ impl<'a> RawMerge<'a> {
     }
 }
 
+impl<'a> RawMerge<'a> {
+    /// Reads every stream's first event (once).
+    fn start(&mut self) -> Result<()> {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.cursors.len() {
+                if let Err(e) = self.refill(i) {
+                    self.failed = true;
+                    return Err(e);
+                }
+                self.queue(i, false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves on to the next event in merged order and returns its place in
+    /// `heads` (`Ok(None)` at the end); its stream's next event is read in
+    /// the stream's other place.
+    #[inline(always)]
+    fn take_next(&mut self) -> Result<Option<usize>> {
+        let i = match self.hot.take() {
+            Some(i) => i,
+            None => match self.heap.pop() {
+                Some(Reverse((_, i))) => i,
+                None => return Ok(None),
+            },
+        };
+        let place = 2 * i + self.front[i] as usize;
+        debug_assert!(self.heads[place].is_some(), "a queued stream has a head");
+        if let Err(e) = self.refill(i) {
+            self.failed = true;
+            return Err(e);
+        }
+        self.queue(i, true);
+        Ok(Some(place))
+    }
+
+    /// Appends the next events to `out` until it holds `max`: `Ok(false)`
+    /// at the end, or the error the iterator would yield (the events before
+    /// it appended). The batch form of the iterator, handing each event on
+    /// by reference from where it was decoded.
+    fn fill(&mut self, out: &mut impl super::Sink<'a>, max: usize) -> Result<bool> {
+        if self.failed {
+            return Ok(false);
+        }
+        self.start()?;
+        while out.len() < max {
+            match self.take_next()? {
+                Some(place) => match &self.heads[place] {
+                    Some(ev) => out.push_ref(ev),
+                    None => unreachable!("a queued stream always has a head"),
+                },
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
 impl<'a> Iterator for RawMerge<'a> {
     type Item = Result<Event<'a>>;
 
@@ -199,28 +284,13 @@ impl<'a> Iterator for RawMerge<'a> {
         if self.failed {
             return None;
         }
-        if !self.started {
-            self.started = true;
-            for i in 0..self.cursors.len() {
-                if let Err(e) = self.fill(i) {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-                self.queue(i, false);
-            }
-        }
-        let i = match self.hot.take() {
-            Some(i) => i,
-            None => self.heap.pop()?.0.1,
-        };
-        let ev = self.heads[i]
-            .take()
-            .expect("a queued stream always has a head");
-        if let Err(e) = self.fill(i) {
-            self.failed = true;
+        if let Err(e) = self.start() {
             return Some(Err(e));
         }
-        self.queue(i, true);
-        Some(Ok(ev))
+        match self.take_next() {
+            Ok(Some(place)) => self.heads[place].take().map(Ok),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 }

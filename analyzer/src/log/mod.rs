@@ -63,8 +63,8 @@ pub mod packed;
 mod stream;
 pub mod tail;
 
-pub(crate) use handoff::Sink;
 pub use handoff::for_each_event;
+pub(crate) use handoff::{Alloc, Sink};
 pub use index::{ChunkRef, Index, StreamChunks};
 pub use merge::{Merge, RawMerge};
 pub use stream::Event;

@@ -10,7 +10,7 @@ use super::layout::*;
 use super::model::Model;
 use super::{Sections, corrupt, u32_at};
 use crate::error::{Error, Result};
-use crate::log::{Event, Index, Log};
+use crate::log::{Alloc, Event, Index, Log};
 
 /// Decodes the events section a block at a time.
 pub struct Events<'a> {
@@ -226,6 +226,21 @@ impl<'a> Events<'a> {
 
     #[inline(always)]
     fn alloc(&mut self, o: u8) -> Result<Record<'a>> {
+        let (samples, a) = self.alloc_parts(o)?;
+        Ok(Record::Alloc {
+            time: a.time,
+            func: a.func,
+            addr: a.addr,
+            size: a.size,
+            stack: self.m.last_stack,
+            samples,
+        })
+    }
+
+    /// An ALLOC (op `o`): its sample count and its [`Alloc`], in registers
+    /// rather than a [`Record`] in memory.
+    #[inline(always)]
+    fn alloc_parts(&mut self, o: u8) -> Result<(u64, Alloc)> {
         let func = if o & op::ALLOC_FUNC != 0 {
             self.func()?
         } else {
@@ -276,14 +291,15 @@ impl<'a> Events<'a> {
         if addr != 0 {
             self.take_slot(addr, size)?;
         }
-        Ok(Record::Alloc {
-            time,
-            func,
-            addr,
-            size,
-            stack: self.m.last_stack,
+        Ok((
             samples,
-        })
+            Alloc {
+                time,
+                func,
+                addr,
+                size,
+            },
+        ))
     }
 
     #[inline(always)]
@@ -345,6 +361,13 @@ impl<'a> Events<'a> {
 
     /// A FREE of a live slot (op `o`).
     fn free_slot(&mut self, o: u8) -> Result<Record<'a>> {
+        let (time, func, addr) = self.free_slot_parts(o)?;
+        Ok(Record::Free { time, func, addr })
+    }
+
+    /// A FREE of a live slot (op `o`): its time, function and address.
+    #[inline(always)]
+    fn free_slot_parts(&mut self, o: u8) -> Result<(u64, Func, u64)> {
         let f = self.u8(col::FOP)?;
         let time = self.time_in(f)?;
         let func = if o & op::FREE_FUNC != 0 {
@@ -357,7 +380,7 @@ impl<'a> Events<'a> {
         let (addr, size) = self.m.slots[s as usize];
         self.m.release_slot(s);
         self.m.rec().remember(addr, size);
-        Ok(Record::Free { time, func, addr })
+        Ok((time, func, addr))
     }
 
     /// A FREE of an address that holds no slot (op `o`).
@@ -600,6 +623,21 @@ impl<'a> Events<'a> {
             return Ok(false);
         }
         while out.len() < max {
+            // Unsampled allocations and frees by slot, nearly all of a log,
+            // go to the sink field by field: no record is built on the stack
+            // and copied again (the copies stalled on store forwarding).
+            if let Some(r) = self.fast(out) {
+                match r {
+                    Ok(()) => {
+                        self.count += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Err(e);
+                    }
+                }
+            }
             match self.next_event() {
                 Ok(Some(ev)) => {
                     self.count += 1;
@@ -613,6 +651,33 @@ impl<'a> Events<'a> {
             }
         }
         Ok(true)
+    }
+}
+
+impl<'a> Events<'a> {
+    /// Decodes the next op into `out` if it is an unsampled ALLOC or a FREE
+    /// of a slot (`None`, with nothing consumed, for any other op or at the
+    /// end of a block).
+    #[inline(always)]
+    fn fast(&mut self, out: &mut impl crate::log::Sink<'a>) -> Option<Result<()>> {
+        if self.ops_left == 0 {
+            return None;
+        }
+        let o = *self.cols[col::KIND].get(self.pos[col::KIND])?;
+        let alloc = o & !(op::ALLOC_FUNC | op::ALLOC_STACK) == op::ALLOC;
+        if !alloc && o & !op::FREE_FUNC != op::FREE_SLOT {
+            return None;
+        }
+        self.pos[col::KIND] += 1;
+        self.ops_left -= 1;
+        let stream = self.m.stream;
+        Some(if alloc {
+            self.alloc_parts(o)
+                .map(|(_, a)| out.alloc(stream, a, self.m.last_stack))
+        } else {
+            self.free_slot_parts(o)
+                .map(|(time, func, addr)| out.free(stream, time, func, addr))
+        })
     }
 }
 
