@@ -307,6 +307,7 @@ mod tests {
             chunk_offset: 0,
             record,
             realloc_end: false,
+            slot: crate::log::NO_SLOT,
         }
     }
 

@@ -20,6 +20,8 @@ pub(crate) struct Alloc {
     pub func: Func,
     pub addr: u64,
     pub size: u64,
+    /// [`Event::slot`].
+    pub slot: u32,
 }
 
 impl Alloc {
@@ -39,19 +41,21 @@ impl Alloc {
                 samples: 0,
             },
             realloc_end: false,
+            slot: self.slot,
         }
     }
 }
 
-/// Stream `stream`'s FREE of `addr` as an event.
+/// Stream `stream`'s FREE of `addr` (in `slot`) as an event.
 #[inline(always)]
-fn free_event<'a>(stream: usize, time: u64, func: Func, addr: u64) -> Event<'a> {
+fn free_event<'a>(stream: usize, time: u64, func: Func, addr: u64, slot: u32) -> Event<'a> {
     Event {
         time,
         stream,
         chunk_offset: 0,
         record: Record::Free { time, func, addr },
         realloc_end: false,
+        slot,
     }
 }
 
@@ -73,10 +77,10 @@ pub(crate) trait Sink<'a> {
         self.push(a.event(stream, stack))
     }
 
-    /// Appends stream `stream`'s FREE of `addr`.
+    /// Appends stream `stream`'s FREE of `addr` (in `slot`).
     #[inline(always)]
-    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64) {
-        self.push(free_event(stream, time, func, addr))
+    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64, slot: u32) {
+        self.push(free_event(stream, time, func, addr, slot))
     }
 }
 
@@ -114,6 +118,7 @@ struct Slim {
     chunk_offset: u64,
     stack: u32,
     stream: u32,
+    slot: u32,
     func: Func,
     kind: Kind,
 }
@@ -143,6 +148,7 @@ impl Slim {
             chunk_offset: ev.chunk_offset,
             stack,
             stream,
+            slot: ev.slot,
             func,
             kind,
         })
@@ -170,6 +176,7 @@ impl Slim {
             chunk_offset: self.chunk_offset,
             record,
             realloc_end: false,
+            slot: self.slot,
         })
     }
 }
@@ -200,6 +207,7 @@ impl<'a> Sink<'a> for Batch<'a> {
             chunk_offset: 0,
             stack: 0,
             stream: 0,
+            slot: 0,
             func: Func::Free,
             kind: Kind::Other,
         });
@@ -225,15 +233,16 @@ impl<'a> Sink<'a> for Batch<'a> {
             chunk_offset: 0,
             stack,
             stream: stream32,
+            slot: a.slot,
             func: a.func,
             kind: Kind::Alloc,
         })
     }
 
     #[inline(always)]
-    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64) {
+    fn free(&mut self, stream: usize, time: u64, func: Func, addr: u64, slot: u32) {
         let Ok(stream32) = u32::try_from(stream) else {
-            return self.push(free_event(stream, time, func, addr));
+            return self.push(free_event(stream, time, func, addr, slot));
         };
         self.slim.push(Slim {
             time,
@@ -242,6 +251,7 @@ impl<'a> Sink<'a> for Batch<'a> {
             chunk_offset: 0,
             stack: 0,
             stream: stream32,
+            slot,
             func,
             kind: Kind::Free,
         })

@@ -67,7 +67,7 @@ pub use handoff::for_each_event;
 pub(crate) use handoff::{Alloc, Sink};
 pub use index::{ChunkRef, Index, StreamChunks};
 pub use merge::{Merge, RawMerge};
-pub use stream::Event;
+pub use stream::{Event, NO_SLOT};
 
 /// The system's page size (4096 if it cannot be read).
 fn page_size() -> usize {

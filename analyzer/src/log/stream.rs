@@ -19,7 +19,17 @@ pub struct Event<'a> {
     /// For a REALLOC: false for its first appearance (release of the old
     /// block), true for its second (the new block). Always false otherwise.
     pub realloc_end: bool,
+    /// In a packed log, the slot the codec keeps the heap block in (see
+    /// [`super::packed`]): the new block of an ALLOC or of a REALLOC's
+    /// second appearance, the block a FREE or a REALLOC's first appearance
+    /// releases. [`NO_SLOT`] for a block without one, in a raw log, and for
+    /// any other record. A slot names one live block at a time, so a replay
+    /// can keep live blocks by slot instead of hashing their addresses.
+    pub slot: u32,
 }
+
+/// [`Event::slot`] of an event without a slot.
+pub const NO_SLOT: u32 = u32::MAX;
 
 /// Decodes one stream lazily.
 pub(super) struct Cursor<'a> {
@@ -80,6 +90,7 @@ impl<'a> Cursor<'a> {
                                 chunk_offset: chunk.offset,
                                 record: record.clone(),
                                 realloc_end: true,
+                                slot: NO_SLOT,
                             });
                         }
                         *out = Some(Event {
@@ -88,6 +99,7 @@ impl<'a> Cursor<'a> {
                             chunk_offset: chunk.offset,
                             record,
                             realloc_end: false,
+                            slot: NO_SLOT,
                         });
                         return Ok(());
                     }

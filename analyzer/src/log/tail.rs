@@ -231,6 +231,7 @@ impl Stream {
                 chunk_offset: chunk.offset,
                 record: record.clone(),
                 realloc_end,
+                slot: super::NO_SLOT,
             };
             if let Record::Realloc { time_after, .. } = record {
                 if !self.half {

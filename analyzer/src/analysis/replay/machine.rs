@@ -10,7 +10,7 @@ use super::{
     blocks_by_stack, sorted,
 };
 use crate::hash::FastMap;
-use crate::log::Event;
+use crate::log::{Event, NO_SLOT};
 
 /// `MREMAP_DONTUNMAP` from `<linux/mman.h>`: the old range stays mapped.
 const MREMAP_DONTUNMAP: u64 = 4;
@@ -39,7 +39,15 @@ pub fn estimate(size: u64, samples: u64, interval: u64, seed: u64) -> (u64, u32)
 pub struct Replay {
     pub counts: Counts,
     page_size: u64,
+    /// Live blocks by address: a raw log's, and a seed's.
     live: FastMap<u64, Block>,
+    /// Live blocks by slot (a packed log's, [`Event::slot`]): address (0:
+    /// an empty slot) and block. A slot is a dense index the codec reuses
+    /// last freed first, so this stays small and in cache where a hash of
+    /// addresses would scatter.
+    slots: Vec<(u64, Block)>,
+    /// Occupied entries of `slots`.
+    slot_blocks: u64,
     /// Memory over time (see [`Replay::point`]).
     series: Vec<Point>,
     series_step: u64,
@@ -85,6 +93,8 @@ impl Replay {
             counts: Counts::default(),
             page_size,
             live: FastMap::default(),
+            slots: Vec::new(),
+            slot_blocks: 0,
             series: Vec::new(),
             series_step: 1_000_000,
             next_point: 0,
@@ -146,12 +156,16 @@ impl Replay {
 
     /// Number of live heap blocks.
     pub fn live_blocks(&self) -> u64 {
-        self.live.len() as u64
+        self.live.len() as u64 + self.slot_blocks
     }
 
     /// The live heap blocks and their addresses, in no order.
     pub fn live(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
-        self.live.iter().map(|(a, b)| (*a, *b))
+        let by_slot = self.slots.iter().filter(|e| e.0 != 0);
+        self.live
+            .iter()
+            .map(|(a, b)| (*a, *b))
+            .chain(by_slot.copied())
     }
 
     fn pages(&self, len: u64) -> u64 {
@@ -167,7 +181,17 @@ impl Replay {
         }
     }
 
-    fn alloc(&mut self, time: u64, addr: u64, size: u64, stack: u32, samples: u64, func: Func) {
+    #[allow(clippy::too_many_arguments)]
+    fn alloc(
+        &mut self,
+        time: u64,
+        addr: u64,
+        size: u64,
+        stack: u32,
+        samples: u64,
+        func: Func,
+        slot: u32,
+    ) {
         let (size, count) = if samples == 0 {
             (size, 1)
         } else {
@@ -181,10 +205,8 @@ impl Replay {
             count,
             time,
         };
-        if let Some(old) = self.live.insert(addr, block) {
-            self.counts.anomalies += 1;
-            self.live_bytes = self.live_bytes.saturating_sub(old.size);
-            self.unaccount(old);
+        if let Some(old) = self.insert(addr, block, slot) {
+            self.replaced(old);
         }
         self.live_bytes = self.live_bytes.saturating_add(size);
         let e = self.by_stack.entry(stack);
@@ -199,6 +221,62 @@ impl Replay {
             self.counts.peak_event = Some(self.events);
             self.snapshot_peak();
         }
+    }
+
+    /// Makes `block` live at `addr` (in `slot`, if it has one); returns the
+    /// block that was live there already, an anomaly (two at once: both).
+    #[inline]
+    fn insert(&mut self, addr: u64, block: Block, slot: u32) -> Option<Block> {
+        if slot == NO_SLOT {
+            return self.live.insert(addr, block);
+        }
+        let i = slot as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, (0, Block::default()));
+        }
+        // An occupied slot holds a block the codec forgot (FORGET) because
+        // its address was allocated again: this allocation.
+        let e = std::mem::replace(&mut self.slots[i], (addr, block));
+        let forgotten = if e.0 != 0 {
+            Some(e.1)
+        } else {
+            self.slot_blocks += 1;
+            None
+        };
+        // A seed's block at the same address (raw logs have no slots).
+        let seeded = if self.live.is_empty() {
+            None
+        } else {
+            self.live.remove(&addr)
+        };
+        match (forgotten, seeded) {
+            (Some(a), Some(b)) => {
+                self.replaced(a);
+                Some(b)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes the block live at `addr` (in `slot`, if it names it).
+    #[inline]
+    fn remove(&mut self, addr: u64, slot: u32) -> Option<Block> {
+        if slot != NO_SLOT
+            && let Some(e) = self.slots.get_mut(slot as usize)
+            && e.0 == addr
+            && addr != 0
+        {
+            self.slot_blocks -= 1;
+            return Some(std::mem::take(e).1);
+        }
+        self.live.remove(&addr)
+    }
+
+    /// Accounts for `old`, replaced while live by a new block at its address.
+    fn replaced(&mut self, old: Block) {
+        self.counts.anomalies += 1;
+        self.live_bytes = self.live_bytes.saturating_sub(old.size);
+        self.unaccount(old);
     }
 
     fn unaccount(&mut self, b: Block) {
@@ -245,15 +323,15 @@ impl Replay {
         Some(sorted(self.peak_snapshot.take().unwrap_or_default()))
     }
 
-    fn free(&mut self, addr: u64) {
-        self.free_counting(addr, false);
+    fn free(&mut self, addr: u64, slot: u32) {
+        self.free_counting(addr, false, slot);
     }
 
     /// Frees `addr`, counted as a temporary allocation too when `temporary`
     /// (see [`Counts::temporary`]): one lookup for both.
     #[inline]
-    fn free_counting(&mut self, addr: u64, temporary: bool) {
-        match self.live.remove(&addr) {
+    fn free_counting(&mut self, addr: u64, temporary: bool, slot: u32) {
+        match self.remove(addr, slot) {
             Some(b) => {
                 // Saturating: sizes come from the file, and their sum may have saturated.
                 self.live_bytes = self.live_bytes.saturating_sub(b.size);
@@ -316,13 +394,13 @@ impl Replay {
             } => {
                 self.used(stack, time);
                 if addr != 0 {
-                    self.alloc(time, addr, size, stack, samples, func);
+                    self.alloc(time, addr, size, stack, samples, func, ev.slot);
                     self.set_last(ev.stream, addr);
                 }
             }
             Record::Free { addr, .. } if addr != 0 => {
                 let temporary = self.temporary(ev.stream, addr);
-                self.free_counting(addr, temporary);
+                self.free_counting(addr, temporary, ev.slot);
             }
             Record::Realloc {
                 time_after,
@@ -335,12 +413,12 @@ impl Replay {
             } => {
                 if !ev.realloc_end {
                     if memtrace_format::realloc_released(old, new, size) {
-                        self.free(old);
+                        self.free(old, ev.slot);
                     }
                 } else {
                     self.used(stack, time_after);
                     if new != 0 {
-                        self.alloc(time_after, new, size, stack, 0, func);
+                        self.alloc(time_after, new, size, stack, 0, func, ev.slot);
                         self.set_last(ev.stream, new);
                     }
                 }
@@ -480,7 +558,8 @@ impl Replay {
 
     /// Live heap bytes and blocks by stack, largest first.
     pub fn heap_by_stack(&self) -> Vec<StackTotal> {
-        blocks_by_stack(self.live.values())
+        let by_slot = self.slots.iter().filter(|e| e.0 != 0).map(|e| &e.1);
+        blocks_by_stack(self.live.values().chain(by_slot))
     }
 
     /// Bytes and blocks allocated (whether freed or not) by stack, largest first.

@@ -56,7 +56,7 @@ pub use outcome::{Outcome, mapped_at, merge_sorted, replay, replay_seeded, repla
 pub use regions::{Change, JOURNAL_MAX, Journal, Regions};
 
 /// A live heap block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Block {
     /// Requested size (in a sampled log: the bytes the record stands for).
     pub size: u64,

@@ -10,7 +10,7 @@ use super::layout::*;
 use super::model::Model;
 use super::{Sections, corrupt, u32_at};
 use crate::error::{Error, Result};
-use crate::log::{Alloc, Event, Index, Log};
+use crate::log::{Alloc, Event, Index, Log, NO_SLOT};
 
 /// Decodes the events section a block at a time.
 pub struct Events<'a> {
@@ -33,6 +33,8 @@ pub struct Events<'a> {
     /// Each stream's last REALLOC, for its REALLOC END.
     pending: Vec<Option<Record<'a>>>,
     failed: bool,
+    /// The slot of the event being decoded ([`Event::slot`]).
+    slot: u32,
     /// Events decoded, and how many the header says there are.
     count: u64,
     expected: u64,
@@ -62,6 +64,7 @@ impl<'a> Events<'a> {
             max_slots: len.saturating_mul(256).max(1 << 22),
             pending: (0..index.streams.len()).map(|_| None).collect(),
             failed: false,
+            slot: NO_SLOT,
             count: 0,
             expected: s.event_count,
         })
@@ -207,12 +210,11 @@ impl<'a> Events<'a> {
     }
 
     #[inline(always)]
-    fn take_slot(&mut self, addr: u64, size: u64) -> Result<()> {
+    fn take_slot(&mut self, addr: u64, size: u64) -> Result<u32> {
         if self.m.free_slots.is_empty() && self.m.slots.len() >= self.max_slots {
             return Err(self.err("more live blocks than the file can describe"));
         }
-        self.m.take_slot(addr, size);
-        Ok(())
+        Ok(self.m.take_slot(addr, size))
     }
 
     /// A live slot number.
@@ -227,6 +229,7 @@ impl<'a> Events<'a> {
     #[inline(always)]
     fn alloc(&mut self, o: u8) -> Result<Record<'a>> {
         let (samples, a) = self.alloc_parts(o)?;
+        self.slot = a.slot;
         Ok(Record::Alloc {
             time: a.time,
             func: a.func,
@@ -288,9 +291,11 @@ impl<'a> Events<'a> {
         };
         self.m.rec().last_addr = addr;
         let time = self.time_in(a)?;
-        if addr != 0 {
-            self.take_slot(addr, size)?;
-        }
+        let slot = if addr != 0 {
+            self.take_slot(addr, size)?
+        } else {
+            NO_SLOT
+        };
         Ok((
             samples,
             Alloc {
@@ -298,6 +303,7 @@ impl<'a> Events<'a> {
                 func,
                 addr,
                 size,
+                slot,
             },
         ))
     }
@@ -312,6 +318,7 @@ impl<'a> Events<'a> {
                 return Ok(None);
             }
             self.ops_left -= 1;
+            self.slot = NO_SLOT;
             let o = self.u8(col::KIND)?;
             let record = match o {
                 op::SWITCH => {
@@ -355,19 +362,21 @@ impl<'a> Events<'a> {
                 chunk_offset: 0,
                 record,
                 realloc_end: false,
+                slot: self.slot,
             }));
         }
     }
 
     /// A FREE of a live slot (op `o`).
     fn free_slot(&mut self, o: u8) -> Result<Record<'a>> {
-        let (time, func, addr) = self.free_slot_parts(o)?;
+        let (time, func, addr, slot) = self.free_slot_parts(o)?;
+        self.slot = slot;
         Ok(Record::Free { time, func, addr })
     }
 
-    /// A FREE of a live slot (op `o`): its time, function and address.
+    /// A FREE of a live slot (op `o`): its time, function, address and slot.
     #[inline(always)]
-    fn free_slot_parts(&mut self, o: u8) -> Result<(u64, Func, u64)> {
+    fn free_slot_parts(&mut self, o: u8) -> Result<(u64, Func, u64, u32)> {
         let f = self.u8(col::FOP)?;
         let time = self.time_in(f)?;
         let func = if o & op::FREE_FUNC != 0 {
@@ -380,7 +389,7 @@ impl<'a> Events<'a> {
         let (addr, size) = self.m.slots[s as usize];
         self.m.release_slot(s);
         self.m.rec().remember(addr, size);
-        Ok((time, func, addr))
+        Ok((time, func, addr, s))
     }
 
     /// A FREE of an address that holds no slot (op `o`).
@@ -405,6 +414,7 @@ impl<'a> Events<'a> {
         let o_ = self.misc()?;
         let old = if by_slot {
             let s = self.live_slot(o_)?;
+            self.slot = s;
             self.m.slots[s as usize].0
         } else {
             o_
@@ -447,15 +457,18 @@ impl<'a> Events<'a> {
             return Err(self.err("REALLOC END"));
         };
         self.m.prev_us = time_after / 1000;
-        if new != 0 {
-            self.take_slot(new, size)?;
-        }
+        let slot = if new != 0 {
+            self.take_slot(new, size)?
+        } else {
+            NO_SLOT
+        };
         Ok(Event {
             time: time_after,
             stream: self.m.stream,
             chunk_offset: 0,
             record: r,
             realloc_end: true,
+            slot,
         })
     }
 
@@ -676,7 +689,7 @@ impl<'a> Events<'a> {
                 .map(|(_, a)| out.alloc(stream, a, self.m.last_stack))
         } else {
             self.free_slot_parts(o)
-                .map(|(time, func, addr)| out.free(stream, time, func, addr))
+                .map(|(time, func, addr, slot)| out.free(stream, time, func, addr, slot))
         })
     }
 }
