@@ -247,3 +247,26 @@ fn varints_of_every_length() {
         Err(DecodeError::BadRecord("length"))
     );
 }
+
+/// Every varint length read the same with 8 bytes left to load at once
+/// (followed by other bytes) and without (at the end of the record): the
+/// values at each bit length's edges, and a pattern in every group.
+#[test]
+fn varints_read_alike_near_the_end_and_far_from_it() {
+    let edges = (1..64u32).flat_map(|k| [(1u64 << k) - 1, 1 << k, (1 << k) | 0x55]);
+    let others = [0u64, u64::MAX, 0x5555_5555_5555_5555, 0x00ab_cdef_0123_4567];
+    for v in others.into_iter().chain(edges) {
+        let mut buf = [0u8; 16];
+        let mut c = encode::Cursor::new(&mut buf);
+        c.v(v);
+        let n = c.pos();
+        // Continuation bits after the varint, which a wrong length would take in.
+        let mut tail = [0xffu8; 32];
+        tail[..n].copy_from_slice(&buf[..n]);
+        for bytes in [&buf[..n], &tail[..n + 9]] {
+            let mut r = Reader::new(bytes);
+            assert_eq!(r.v(), Ok(v), "{v:#x} in {bytes:02x?}");
+            assert_eq!(r.rest().len(), bytes.len() - n, "{v:#x}");
+        }
+    }
+}
