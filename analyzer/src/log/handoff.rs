@@ -123,6 +123,10 @@ struct Slim {
     kind: Kind,
 }
 
+// The sizes the doc above gives.
+const _: () = assert!(std::mem::size_of::<Slim>() == 48);
+const _: () = assert!(std::mem::size_of::<Event<'static>>() == 104);
+
 impl Slim {
     /// `ev` in slim form, if it is an unsampled ALLOC or a FREE (with the
     /// event's time, and a stream index that fits).
