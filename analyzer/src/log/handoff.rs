@@ -270,12 +270,17 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Calls `each` on the events in order.
-    fn each(&self, each: &mut impl FnMut(&Event<'a>) -> Result<()>) -> Result<()> {
-        for s in &self.slim {
+    /// Calls `each` on the events in order, with the address of the heap
+    /// event [`AHEAD`] places later in the batch (0: none).
+    fn each(&self, each: &mut impl FnMut(&Event<'a>, u64) -> Result<()>) -> Result<()> {
+        for (k, s) in self.slim.iter().enumerate() {
+            let ahead = match self.slim.get(k + AHEAD) {
+                Some(a) if a.kind != Kind::Other => a.addr,
+                _ => 0,
+            };
             match s.event() {
-                Some(ev) => each(&ev)?,
-                None => each(&self.other[s.addr as usize])?,
+                Some(ev) => each(&ev, ahead)?,
+                None => each(&self.other[s.addr as usize], ahead)?,
             }
         }
         Ok(())
@@ -294,23 +299,38 @@ impl<'a> Batch<'a> {
 pub fn for_each_event<'a>(
     log: &'a Log,
     index: &'a Index,
-    each: impl FnMut(&Event<'a>) -> Result<()>,
+    mut each: impl FnMut(&Event<'a>) -> Result<()>,
 ) -> Result<u64> {
     // A small log is not worth a thread.
+    hand_off(log, index, INLINE_BELOW, |ev, _| each(ev))
+}
+
+/// [`for_each_event`], handing `each` with every event the address of the
+/// heap event [`AHEAD`] places later (0 when there is none at hand), so
+/// that the caller can prefetch what it keeps of that address while it
+/// works on this one (see [`crate::hash::AddrMap::prefetch`]).
+pub fn for_each_event_ahead<'a>(
+    log: &'a Log,
+    index: &'a Index,
+    each: impl FnMut(&Event<'a>, u64) -> Result<()>,
+) -> Result<u64> {
     hand_off(log, index, INLINE_BELOW, each)
 }
+
+/// How far ahead [`for_each_event_ahead`] looks.
+const AHEAD: usize = 16;
 
 /// [`for_each_event`], on the caller's thread for logs under `inline_below` bytes.
 pub(super) fn hand_off<'a>(
     log: &'a Log,
     index: &'a Index,
     inline_below: usize,
-    mut each: impl FnMut(&Event<'a>) -> Result<()>,
+    mut each: impl FnMut(&Event<'a>, u64) -> Result<()>,
 ) -> Result<u64> {
     if log.bytes().len() < inline_below {
         let mut merge = log.merge(index);
         for ev in merge.by_ref() {
-            each(&ev?)?;
+            each(&ev?, 0)?;
         }
         return Ok(merge.cut_records());
     }

@@ -63,8 +63,8 @@ pub mod packed;
 mod stream;
 pub mod tail;
 
-pub use handoff::for_each_event;
 pub(crate) use handoff::{Alloc, Sink};
+pub use handoff::{for_each_event, for_each_event_ahead};
 pub use index::{ChunkRef, Index, StreamChunks};
 pub use merge::{Merge, RawMerge};
 pub use stream::{Event, NO_SLOT};

@@ -372,7 +372,7 @@ fn hand_off_yields_the_merge() {
             .collect();
         let mut handed = Vec::new();
         // Handed off whatever the log's size.
-        handoff::hand_off(log, &idx, 0, |e| {
+        handoff::hand_off(log, &idx, 0, |e, _| {
             handed.push((e.chunk_offset, event_key(e)));
             Ok(())
         })

@@ -3,7 +3,7 @@
 use memtrace_format::{Func, Record, encode};
 
 use crate::error::Result;
-use crate::hash::FastMap;
+use crate::hash::AddrMap;
 use crate::log::Event;
 use crate::log::packed::layout::*;
 use crate::log::packed::model::{BUCKETS, Model};
@@ -40,6 +40,12 @@ pub(crate) struct At {
     seq: u64,
 }
 
+impl Default for At {
+    fn default() -> At {
+        At::NONE
+    }
+}
+
 impl At {
     const NO_SLOT: u32 = u32::MAX;
     const NONE: At = At {
@@ -63,7 +69,7 @@ pub(crate) struct Enc {
     pub(crate) cols: [Vec<u8>; NCOL],
     pub(crate) meta: Vec<u8>,
     /// Each address that is live or was freed recently.
-    pub(crate) addrs: FastMap<u64, At>,
+    pub(crate) addrs: AddrMap<At>,
     /// How many entries of `addrs` hold a free.
     pub(crate) freed: usize,
     pub(crate) scratch: Vec<u8>,
@@ -119,11 +125,19 @@ impl Enc {
         }
     }
 
+    /// Starts loading what is known of `addr` (see [`AddrMap::prefetch`]).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, addr: u64) {
+        if addr != 0 {
+            self.addrs.prefetch(addr);
+        }
+    }
+
     /// What is known of `addr` (nothing of the null address).
     fn at(&self, addr: u64) -> At {
         match addr {
             0 => At::NONE,
-            _ => self.addrs.get(&addr).copied().unwrap_or(At::NONE),
+            _ => self.addrs.get(addr).copied().unwrap_or(At::NONE),
         }
     }
 
@@ -342,7 +356,7 @@ impl Enc {
         // One lookup: the slot is released and the free remembered in the
         // model and in the entry first (none of it is read by what is
         // written after), then the op is written.
-        let slot = match self.addrs.get_mut(&addr) {
+        let slot = match self.addrs.get_mut(addr) {
             Some(at) if at.slot != At::NO_SLOT => {
                 let s = at.slot;
                 at.slot = At::NO_SLOT;
@@ -425,7 +439,7 @@ impl Enc {
         stack: u32,
     ) {
         let released = memtrace_format::realloc_released(old, new, size);
-        let slot = self.addrs.get(&old).and_then(At::slot);
+        let slot = self.addrs.get(old).and_then(At::slot);
         self.cols[col::KIND].push(if slot.is_some() {
             op::REALLOC_SLOT
         } else {
@@ -442,10 +456,10 @@ impl Enc {
                     // the pruning of stale frees would drop it: else a
                     // program that reallocates away from many addresses
                     // would grow the table without bound.
-                    match self.addrs.get_mut(&old) {
+                    match self.addrs.get_mut(old) {
                         Some(at) if at.seq != 0 => at.slot = At::NO_SLOT,
                         _ => {
-                            self.addrs.remove(&old);
+                            self.addrs.remove(old);
                         }
                     }
                     self.m.release_slot(s);

@@ -13,7 +13,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::hash::FastMap;
+use crate::hash::AddrMap;
 use crate::log::Log;
 use crate::log::packed::layout::*;
 use crate::log::packed::model::Model;
@@ -192,7 +192,7 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
         // A raw record takes at least 4 bytes: a small log's columns stay small.
         cols: std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS.min(log.bytes().len() / 4))),
         meta: Vec::new(),
-        addrs: FastMap::default(),
+        addrs: AddrMap::default(),
         freed: 0,
         scratch: vec![0u8; memtrace_format::MAX_RECORD],
         frames: Vec::new(),
@@ -237,7 +237,8 @@ fn encode_blocks<W: Write + Send>(
     };
     let mut events = 0u64;
     let mut encode = |flush: &mut dyn FnMut(&mut [Vec<u8>; NCOL]) -> Result<()>| {
-        crate::log::for_each_event(log, index, |ev| {
+        crate::log::for_each_event_ahead(log, index, |ev, ahead| {
+            enc.prefetch(ahead);
             enc.event(ev).map_err(|why| Error::Pack {
                 path: path.clone(),
                 why: format!("cannot re-encode a {why}"),
