@@ -306,7 +306,7 @@ pub fn for_each_event<'a>(
 }
 
 /// [`for_each_event`], handing `each` with every event the address of the
-/// heap event [`AHEAD`] places later (0 when there is none at hand), so
+/// heap event 16 places later (`AHEAD`; 0 when there is none at hand), so
 /// that the caller can prefetch what it keeps of that address while it
 /// works on this one (see [`crate::hash::AddrMap::prefetch`]).
 pub fn for_each_event_ahead<'a>(
