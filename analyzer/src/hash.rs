@@ -202,28 +202,27 @@ impl<V: Copy + Default> AddrMap<V> {
 
     /// Keeps the entries for which `f` is true (it may change them).
     pub fn retain(&mut self, mut f: impl FnMut(u64, &mut V) -> bool) {
-        let old = std::mem::take(&mut self.entries);
-        let mut kept = Vec::new();
-        for (a, mut v) in old.iter().copied().filter(|e| e.0 != 0) {
-            if f(a, &mut v) {
-                kept.push((a, v));
-            }
-        }
-        let size = (kept.len() * 2).next_power_of_two().max(16).min(old.len());
-        self.entries = old;
-        self.entries.clear();
-        self.entries.resize(size, (0, V::default()));
-        self.len = 0;
-        for (a, v) in kept {
-            self.insert(a, v);
-        }
+        let kept: Vec<(u64, V)> = self
+            .entries
+            .iter()
+            .filter(|e| e.0 != 0)
+            .filter_map(|&(a, mut v)| f(a, &mut v).then_some((a, v)))
+            .collect();
+        let size = (kept.len() * 2).next_power_of_two().max(16);
+        self.rebuild(size, kept);
     }
 
     fn grow(&mut self) {
-        let size = self.entries.len() * 2;
-        let old = std::mem::replace(&mut self.entries, vec![(0, V::default()); size]);
+        let old = std::mem::take(&mut self.entries);
+        self.rebuild(old.len() * 2, old.into_iter().filter(|e| e.0 != 0));
+    }
+
+    /// Puts `entries` (distinct nonzero addresses, at most `size / 2`) into
+    /// a fresh array of `size` entries, a power of two.
+    fn rebuild(&mut self, size: usize, entries: impl IntoIterator<Item = (u64, V)>) {
+        self.entries = vec![(0, V::default()); size];
         self.len = 0;
-        for (a, v) in old.into_iter().filter(|e| e.0 != 0) {
+        for (a, v) in entries {
             self.insert(a, v);
         }
     }

@@ -198,27 +198,16 @@ impl<'a> Sink<'a> for Batch<'a> {
     fn push_ref(&mut self, ev: &Event<'a>) {
         match Slim::of(ev) {
             Some(s) => self.slim.push(s),
-            None => self.push(ev.clone()),
+            None => self.push_other(ev.clone()),
         }
     }
 
     #[inline(always)]
     fn push(&mut self, ev: Event<'a>) {
-        let s = Slim::of(&ev).unwrap_or(Slim {
-            time: 0,
-            addr: self.other.len() as u64,
-            size: 0,
-            chunk_offset: 0,
-            stack: 0,
-            stream: 0,
-            slot: 0,
-            func: Func::Free,
-            kind: Kind::Other,
-        });
-        if s.kind == Kind::Other {
-            self.other.push(ev);
+        match Slim::of(&ev) {
+            Some(s) => self.slim.push(s),
+            None => self.push_other(ev),
         }
-        self.slim.push(s);
     }
 
     fn len(&self) -> usize {
@@ -263,6 +252,22 @@ impl<'a> Sink<'a> for Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
+    /// Appends an event that has no slim form, by its index in `other`.
+    fn push_other(&mut self, ev: Event<'a>) {
+        self.slim.push(Slim {
+            time: 0,
+            addr: self.other.len() as u64,
+            size: 0,
+            chunk_offset: 0,
+            stack: 0,
+            stream: 0,
+            slot: 0,
+            func: Func::Free,
+            kind: Kind::Other,
+        });
+        self.other.push(ev);
+    }
+
     fn with_capacity(n: usize) -> Self {
         Batch {
             slim: Vec::with_capacity(n),
