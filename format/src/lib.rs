@@ -115,10 +115,29 @@ pub mod kernel {
     /// Written by the preload when asked for a snapshot while it runs (a
     /// signal, see `memtrace snapshot`): the pid of a frozen copy of the
     /// process, which is the child of `memtrace run` (its subreaper), not of
-    /// the process. Values: `[pid, stack pointer, time]`: the stack below the
-    /// pointer is dead; `time` (CLOCK_MONOTONIC ns) was taken just before the
-    /// copy was made, so events up to it are in the copy's memory; then
-    /// pairs of memory that is not a root, as for [`KIND_SNAPSHOT`].
+    /// the process. Values: `[pid, stack pointer, time, own table address,
+    /// own table slots, own table overflow, registers address, fp state
+    /// address, fp state bytes]`, then `[start, bytes]` pairs:
+    /// - the stack pointer is the handler's (below it the stack is dead);
+    /// - `time` (CLOCK_MONOTONIC ns) was taken just before the copy was
+    ///   made, so events up to it are in the copy's memory;
+    /// - the table of the preload's mappings is as for [`KIND_EXIT_SCAN`]
+    ///   (in the copy's memory): they are not roots;
+    /// - the registers address is where the kernel saved the interrupted
+    ///   thread's general-purpose registers in the signal frame (23 words,
+    ///   in the order of glibc's `gregs`), and the fp state where it saved
+    ///   its floating-point and vector registers: in the copy's memory, for
+    ///   the scan to take them as the thread's registers, and the stack from
+    ///   the interrupted stack pointer up (less the red zone, unless the
+    ///   thread was inside a system call, when the vector registers are left
+    ///   out too: caller-saved, they hold nothing live there);
+    /// - the pairs are the preload's other memory, which is not a root either
+    ///   (the sampled-address set, the preload's object to the end of its
+    ///   last page).
+    ///
+    /// Earlier versions wrote `[pid, stack pointer, time, sampled set start,
+    /// sampled set bytes]` (5 values): their copies' scans took the
+    /// preload's mappings for roots, and the stack from the handler's frame.
     pub const KIND_SNAPSHOT_RUNNING: u8 = 6;
     /// Written by the preload at exit, just before it starts the scanner
     /// (`memtrace __scan`, a child process that stops the other threads with

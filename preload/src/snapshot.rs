@@ -21,8 +21,9 @@
 //! Either way the process is left with no child to reap and gets no
 //! `SIGCHLD` (the intermediate's exit signal is 0, and the handler reaps it
 //! with `__WALL`). The copy's pid comes back through a pipe; the handler
-//! records it (`KIND_SNAPSHOT_RUNNING`, with the stack pointer and the time
-//! taken before the copy) and returns. The copy names itself
+//! records it (`KIND_SNAPSHOT_RUNNING`, with the stack pointer, the time
+//! taken before the copy and, as the scan at exit has them, this library's
+//! own memory, which is never a root) and returns. The copy names itself
 //! [`RUNNING_NAME`] so that `memtrace run` finds it among its children.
 //! Everything in the handler is a raw system call or a store to the log, which
 //! is async-signal-safe; errno is kept.
@@ -124,32 +125,98 @@ pub fn program_sets_handler(sig: i32, handler: usize) {
     }
 }
 
-extern "C" fn on_signal(_sig: i32, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn on_signal(_sig: i32, _info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: __errno_location returns this thread's errno, valid for its life.
     let errno = unsafe { libc::__errno_location() };
     // SAFETY: as above.
     let saved = unsafe { *errno };
-    take_running();
+    take_running(interrupted(ctx.cast()));
     // SAFETY: as above.
     unsafe { *errno = saved };
 }
 
+/// Where the kernel saved the interrupted thread's registers, in the signal
+/// frame on its stack (so in the frozen copy's memory too): `[general-purpose
+/// registers' address, floating-point and vector state's address, its
+/// bytes]`. The scan takes them for the thread's registers, and its stack
+/// from the interrupted stack pointer (see `KIND_SNAPSHOT_RUNNING`). Zeros
+/// where the context says nothing.
+fn interrupted(ctx: *const libc::ucontext_t) -> [u64; 3] {
+    /// `FP_XSTATE_MAGIC1` (<asm/sigcontext.h>): the state is an XSAVE area
+    /// whose `extended_size` follows the magic, in the FXSAVE area's
+    /// software-reserved bytes (offset 464).
+    const XSTATE_MAGIC1: u32 = 0x4650_5853;
+    const FXSAVE_BYTES: u64 = 512;
+    if ctx.is_null() {
+        return [0; 3];
+    }
+    // SAFETY: the kernel passes an SA_SIGINFO handler its saved context, a
+    // valid ucontext_t on this thread's stack for the handler's life.
+    let m = unsafe { &(*ctx).uc_mcontext };
+    let gregs = m.gregs.as_ptr() as u64;
+    let fp = m.fpregs as *const u8;
+    if fp.is_null() {
+        return [gregs, 0, 0];
+    }
+    // SAFETY: fpregs points to the saved FXSAVE area (512 bytes, or an
+    // XSAVE area that begins with one) in the same signal frame.
+    let (magic, extended) = unsafe {
+        (
+            (fp.add(464) as *const u32).read_unaligned(),
+            (fp.add(468) as *const u32).read_unaligned(),
+        )
+    };
+    let bytes = if magic == XSTATE_MAGIC1 && extended as u64 >= FXSAVE_BYTES {
+        extended as u64
+    } else {
+        FXSAVE_BYTES
+    };
+    [gregs, fp as u64, bytes]
+}
+
 /// Makes a frozen copy for a snapshot of the running process and records it
-/// (see the module docs).
+/// (see the module docs); `at`: where the signal interrupted the thread
+/// ([`interrupted`]).
 #[inline(never)]
-fn take_running() {
+fn take_running(at: [u64; 3]) {
     let t = crate::sys::now_ns();
     // Frames below this one are dead in the copy.
     let sp = &t as *const u64 as u64;
     let pid = frozen_copy();
     if pid > 0 {
+        // What the copy's scan must leave out, as the scan at exit does:
+        // this library's mappings (thread states, stack table, unwind cache:
+        // their words include block addresses), its object, the sampled set.
         let (start, len) = crate::sample::set_range().unwrap_or((0, 0));
+        let here = &SIGNAL as *const AtomicI32 as usize;
+        let (mod_start, mod_len) = crate::sys::DlFindObject::find(here).map_or((0, 0), |o| {
+            let start = o.map_start as u64;
+            // To the end of its last page: the rest of the page is ours too.
+            let end = (o.map_end as u64)
+                .checked_next_multiple_of(4096)
+                .unwrap_or(u64::MAX);
+            (start, end.saturating_sub(start))
+        });
         crate::record::marker(|b, dt| {
             encode::kernel(
                 b,
                 dt,
                 KIND_SNAPSHOT_RUNNING,
-                &[pid as u64, sp, t, start, len],
+                &[
+                    pid as u64,
+                    sp,
+                    t,
+                    &crate::sys::own::TABLE as *const crate::sys::own::Table as u64,
+                    crate::sys::own::SLOTS as u64,
+                    crate::sys::own::OVERFLOW.load(Ordering::Relaxed),
+                    at[0],
+                    at[1],
+                    at[2],
+                    start,
+                    len,
+                    mod_start,
+                    mod_len,
+                ],
             )
         });
     }

@@ -61,11 +61,8 @@ pub struct Catalog {
     /// How the scan at exit ended (`KIND_SCAN_DONE`).
     pub scan_done: Option<ScanDone>,
     /// Frozen copies made for snapshots while the process ran
-    /// (`KIND_SNAPSHOT_RUNNING`): pid, stack pointer, time.
-    pub running: Vec<(u32, u64, u64)>,
-    /// Memory of the preload that is not a root (start, bytes), from the
-    /// snapshot records.
-    pub not_roots: Vec<(u64, u64)>,
+    /// (`KIND_SNAPSHOT_RUNNING`).
+    pub running: Vec<Running>,
     /// The reachability of the live blocks, by address (`memtrace run`'s scan).
     pub reach: HashMap<u64, crate::kinds::Kind>,
     /// The still reachable blocks that a leak heuristic saved, by address.
@@ -222,12 +219,7 @@ impl Catalog {
                 self.scan_done = ScanDone::from_values(v);
             }
             memtrace_format::kernel::KIND_SNAPSHOT_RUNNING => {
-                if let [p, sp, t, ..] = v[..]
-                    && let Ok(p) = u32::try_from(p)
-                {
-                    self.running.push((p, sp, t));
-                    self.not_roots = pairs(v.get(3..).unwrap_or(&[]));
-                }
+                self.running.extend(Running::from_values(v));
             }
             memtrace_format::kernel::KIND_REACH => {
                 if let Some((&code, addrs)) = v.split_first() {
@@ -249,6 +241,63 @@ impl Catalog {
             }
             _ => self.kernel.observe(time, kind, v),
         }
+    }
+}
+
+/// A frozen copy made for a snapshot while the process ran
+/// (`KIND_SNAPSHOT_RUNNING`), and what its scan must leave out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Running {
+    /// The copy's pid.
+    pub pid: u32,
+    /// The stack pointer in the preload's signal handler: below it the stack is dead.
+    pub sp: u64,
+    /// CLOCK_MONOTONIC ns, taken just before the copy was made.
+    pub time: u64,
+    /// The preload's table of its own mappings, in the copy's memory
+    /// (address, slots); (0, 0) in logs of earlier versions, which did not
+    /// record it.
+    pub own_table: (u64, u64),
+    /// Mappings of the preload that its table could not hold.
+    pub own_overflow: u64,
+    /// Where the kernel saved the interrupted thread's general-purpose
+    /// registers (23 words, glibc's `gregs`), in the copy's memory; 0 if not
+    /// known.
+    pub gregs: u64,
+    /// Where it saved its floating-point and vector registers (start,
+    /// bytes); (0, 0) if not known.
+    pub fp_state: (u64, u64),
+    /// The preload's other memory that is not a root (start, bytes): the
+    /// sampled-address set, the preload's own object.
+    pub not_roots: Vec<(u64, u64)>,
+}
+
+impl Running {
+    /// The values before the pairs (see `KIND_SNAPSHOT_RUNNING`).
+    const FIXED: usize = 9;
+
+    /// From a `KIND_SNAPSHOT_RUNNING` record's values; earlier versions'
+    /// 5 values (`[pid, sp, time, sampled set start, bytes]`) too.
+    pub fn from_values(v: &[u64]) -> Option<Running> {
+        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+        if v.len() < 3 {
+            return None;
+        }
+        let mut r = Running {
+            pid: u32::try_from(g(0)).ok()?,
+            sp: g(1),
+            time: g(2),
+            ..Running::default()
+        };
+        if v.len() < Self::FIXED {
+            r.not_roots = pairs(&v[3..]);
+        } else {
+            r.own_table = (g(3), g(4));
+            r.own_overflow = g(5);
+            (r.gregs, r.fp_state) = (g(6), (g(7), g(8)));
+            r.not_roots = pairs(&v[Self::FIXED..]);
+        }
+        Some(r)
     }
 }
 
@@ -348,8 +397,37 @@ impl ScanDone {
 
 #[cfg(test)]
 mod tests {
+    use super::Running;
     use crate::report::{Options, Report, analyze_bytes};
     use crate::testlog::*;
+
+    #[test]
+    fn running_records_of_both_layouts() {
+        // This version's: the fixed values, then pairs (an empty one dropped).
+        let v = [
+            7, 0x7ff0, 99, 0x5000, 8192, 1, 0x7fe0, 0x7f00, 832, 0x9000, 4096, 0xa000, 0,
+        ];
+        let r = Running::from_values(&v).unwrap();
+        assert_eq!(
+            r,
+            Running {
+                pid: 7,
+                sp: 0x7ff0,
+                time: 99,
+                own_table: (0x5000, 8192),
+                own_overflow: 1,
+                gregs: 0x7fe0,
+                fp_state: (0x7f00, 832),
+                not_roots: vec![(0x9000, 4096)],
+            }
+        );
+        // Earlier versions': [pid, sp, time, sampled set start, bytes].
+        let r = Running::from_values(&[7, 0x7ff0, 99, 0x9000, 4096]).unwrap();
+        assert_eq!(r.not_roots, [(0x9000, 4096)]);
+        assert_eq!((r.own_table, r.gregs, r.fp_state), ((0, 0), 0, (0, 0)));
+        assert_eq!(Running::from_values(&[7, 0x7ff0]), None);
+        assert_eq!(Running::from_values(&[1 << 40, 0, 0]), None);
+    }
 
     const MS: u64 = 1_000_000;
 

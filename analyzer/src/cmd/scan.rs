@@ -210,16 +210,20 @@ fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
     };
     for t in &stopped.threads {
         // A thread inside a system call is in its C library wrapper, which
-        // keeps nothing in the red zone below it: what lies there is stale
-        // (often memtrace's own hooks' frames). One stopped in its own code may
-        // keep live words there.
+        // keeps nothing in the red zone below it, and reached it through a
+        // call, across which the vector registers are caller-saved: what lies
+        // in either is stale (often memtrace's own hooks' frames and values).
+        // One stopped in its own code may keep live words in both.
         if let Some(sp) = t.sp {
             let red_zone = if t.in_syscall { 0 } else { reach::RED_ZONE };
             r.stack_starts.push(sp.saturating_sub(red_zone));
         }
         r.registers.extend(&t.registers);
+        if !t.in_syscall {
+            r.registers.extend(&t.vector);
+        }
     }
-    r.not_roots.extend(own_mappings(pid, exit));
+    r.not_roots.extend(reach::own_mappings(pid, exit.own_table));
     // The preload's image to the end of its last page (the end its loader
     // gives is that of its data: the rest of the page is its own too).
     let module_end = exit
@@ -236,27 +240,6 @@ fn roots(pid: u32, exit: &ExitScan, stopped: &Stopped) -> Roots {
         }
     }
     r
-}
-
-/// The preload's own mappings, from its table in the process's memory.
-fn own_mappings(pid: u32, exit: &ExitScan) -> Vec<(u64, u64)> {
-    use std::os::unix::fs::FileExt;
-    let (at, slots) = exit.own_table;
-    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
-        return Vec::new();
-    };
-    let mut bytes = vec![0u8; (slots.min(1 << 20) * 16) as usize];
-    if mem.read_exact_at(&mut bytes, at).is_err() {
-        return Vec::new();
-    }
-    bytes
-        .chunks_exact(16)
-        .map(|p| {
-            let w = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
-            (w(0), w(8))
-        })
-        .filter(|&(a, n)| a != 0 && n != 0)
-        .collect()
 }
 
 /// The path of the file mapped at `addr` in process `pid`.

@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use crate::analysis::catalog::Catalog;
+use crate::analysis::catalog::{Catalog, Running};
 use crate::analysis::reach;
 use crate::analysis::replay::{Config, Replay};
 use crate::error::{Error, Result};
@@ -77,7 +77,10 @@ impl Follower {
         let Some(running) = self.running(bytes, reserved, frozen).map_err(bad)? else {
             return Ok(None);
         };
-        let (sp, t) = (running[1], running[2]);
+        let Some(copy) = Running::from_values(&running) else {
+            return Ok(None);
+        };
+        let t = copy.time;
         // A copy recorded before the last snapshot's time has its events
         // applied already, past its own time: it cannot be taken from here.
         if t < self.until {
@@ -89,11 +92,6 @@ impl Follower {
             self.replay.apply(ev);
         }
         self.until = t;
-        let not_roots: Vec<(u64, u64)> = running[3..]
-            .chunks_exact(2)
-            .filter(|p| p[1] != 0)
-            .map(|p| (p[0], p[1]))
-            .collect();
         let tmp = out.with_extension("tmp");
         let io = |e: std::io::Error, p: &Path| Error::Io {
             path: p.to_owned(),
@@ -110,7 +108,7 @@ impl Follower {
         .map_err(|e| io(e, &tmp))?;
         let mut live: Vec<(u64, crate::analysis::replay::Block)> = self.replay.live().collect();
         live.sort_unstable_by_key(|e| e.0);
-        let mut made = classify_into(&tmp, frozen, sp, not_roots, &live, t, heur);
+        let mut made = classify_into(&tmp, &copy, &live, heur);
         if pack
             && made.is_ok()
             && let Err(e) = crate::pack::pack_file(&tmp, &tmp)

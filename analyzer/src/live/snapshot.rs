@@ -5,8 +5,9 @@
 //! 1. The process gets the snapshot signal (`memtrace snapshot PID`, or
 //!    `kill -SIG`); the preload's handler makes a frozen copy of the process
 //!    (a child of `memtrace run`, named `memtrace-snap`) and records its pid,
-//!    the stack pointer and the time `t` in the log (`KIND_SNAPSHOT_RUNNING`),
-//!    then returns: the process goes on.
+//!    the stack pointer, the time `t`, where the kernel saved the interrupted
+//!    thread's registers and the preload's own memory in the log
+//!    (`KIND_SNAPSHOT_RUNNING`), then returns: the process goes on.
 //! 2. `memtrace run` (its watcher thread) finds the copy among its children
 //!    and takes the snapshot from the state it keeps for the log
 //!    ([`crate::live::follow`]: only the records since the previous snapshot
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 
 use memtrace_format::hdr::off;
 
+use crate::analysis::catalog::Running;
 use crate::analysis::reach::{self, Block, Kind};
 use crate::error::{Error, Result};
 
@@ -121,14 +123,12 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let header = log.header()?;
         let index = log.index(&header)?;
         let cat = crate::analysis::catalog::scan(&log, &index)?;
-        cat.running
-            .iter()
-            .find(|r| r.0 == frozen)
-            .map(|r| (r.1, r.2, cat.not_roots.clone()))
+        cat.running.into_iter().find(|r| r.pid == frozen)
     };
-    let Some((sp, time, not_roots)) = found else {
+    let Some(running) = found else {
         return Ok(None);
     };
+    let time = running.time;
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -153,22 +153,22 @@ fn fill(path: &Path, frozen: u32, heur: reach::Heuristics) -> Result<Option<Take
         let cfg = crate::analysis::replay::Config::of(&header);
         crate::analysis::replay::replay_seeded(&log, &index, cfg, seed, |_| Ok(()))?.live
     };
-    classify_into(path, frozen, sp, not_roots, &live, time, heur).map(Some)
+    classify_into(path, &running, &live, heur).map(Some)
 }
 
 /// Classifies the blocks `live` (address, block) of the frozen copy
-/// `frozen` (its stack pointer `sp`, the preload's memory `not_roots`) and
-/// appends the kinds to the snapshot at `path`, taken at `time`. A scan
-/// that fails is said in [`Taken::scan_error`], not as an error.
+/// `running` names and appends the kinds to the snapshot at `path`. Its
+/// roots are the copy's memory but the preload's own: the mappings its
+/// table lists (read from the copy), its object and its sampled-address set,
+/// as in the scan at exit. A scan that fails is said in
+/// [`Taken::scan_error`], not as an error.
 pub(super) fn classify_into(
     path: &Path,
-    frozen: u32,
-    sp: u64,
-    not_roots: Vec<(u64, u64)>,
+    running: &Running,
     live: &[(u64, crate::analysis::replay::Block)],
-    time: u64,
     heur: reach::Heuristics,
 ) -> Result<Taken> {
+    let (frozen, time) = (running.pid, running.time);
     let blocks: Vec<Block> = live
         .iter()
         .map(|(a, b)| Block {
@@ -183,17 +183,7 @@ pub(super) fn classify_into(
         kinds: None,
         scan_error: None,
     };
-    match reach::classify_process(
-        frozen,
-        &reach::Roots {
-            stack_starts: vec![sp],
-            not_roots,
-            ..Default::default()
-        },
-        &blocks,
-        heur,
-        reach::Pages::Shared,
-    ) {
+    match reach::classify_process(frozen, &roots(running), &blocks, heur, reach::Pages::Shared) {
         Ok(scan) => {
             let mut by = [(0u64, 0u64); 4];
             for ((_, b), k) in live.iter().zip(&scan.kinds) {
@@ -214,6 +204,73 @@ pub(super) fn classify_into(
         Err(e) => taken.scan_error = Some(e.to_string()),
     }
     Ok(taken)
+}
+
+/// The roots of the scan of the frozen copy `running` names (see
+/// `KIND_SNAPSHOT_RUNNING`): its memory but the preload's own (the mappings
+/// its table lists, its object, its sampled-address set, as in the scan at
+/// exit), and the interrupted thread as the kernel saved it in the signal
+/// frame: its registers, and its stack from its stack pointer up, less the
+/// red zone (its innermost function's), as for a thread stopped at exit. The
+/// signal frame and the handler's frames below are the preload's. A thread
+/// inside a system call keeps nothing in the red zone nor in its vector
+/// registers ([`in_system_call`]): neither is a root then. Without the saved
+/// context (earlier versions' logs), the stack from the handler's frame up.
+fn roots(running: &Running) -> reach::Roots {
+    let frozen = running.pid;
+    let mut r = reach::Roots {
+        stack_starts: vec![running.sp],
+        not_roots: reach::own_mappings(frozen, running.own_table),
+        ..Default::default()
+    };
+    r.not_roots.extend(&running.not_roots);
+    let Ok(mem) = std::fs::File::open(format!("/proc/{frozen}/mem")) else {
+        return r;
+    };
+    let words = |at: u64, bytes: u64| -> Option<Vec<u64>> {
+        let mut b = vec![0u8; bytes.min(1 << 16) as usize];
+        (at != 0 && mem.read_exact_at(&mut b, at).is_ok()).then(|| {
+            b.chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+                .collect()
+        })
+    };
+    let Some(gregs) = words(running.gregs, GREGS * 8) else {
+        return r;
+    };
+    let reg = |i: libc::c_int| gregs[i as usize];
+    let (rip, rax, rsp) = (reg(libc::REG_RIP), reg(libc::REG_RAX), reg(libc::REG_RSP));
+    let in_call = in_system_call(&mem, rip, rax);
+    r.stack_starts = vec![rsp.saturating_sub(if in_call { 0 } else { reach::RED_ZONE })];
+    r.registers = gregs;
+    if !in_call {
+        r.registers
+            .extend(words(running.fp_state.0, running.fp_state.1).unwrap_or_default());
+    }
+    r
+}
+
+/// The general-purpose registers in a signal frame (glibc's `NGREG`).
+const GREGS: u64 = 23;
+
+/// Whether the thread the snapshot signal interrupted was inside a system
+/// call, from its saved `rip` and `rax` and the code there (read from the
+/// frozen copy's memory `mem`, whose code is the process's): the kernel
+/// restarts an interrupted call by moving `rip` back onto the `syscall`
+/// instruction (`SA_RESTART`, and `restart_syscall`), or returns `-EINTR`
+/// just after it. A thread inside one reached it through a call (the C
+/// library's wrapper): its vector registers are caller-saved and its wrapper
+/// keeps nothing below its stack pointer, so what they hold is stale (often
+/// the preload's own values, from its hooks, or the dynamic linker's saved
+/// copies of them). memcheck's register roots leave vector registers out
+/// always.
+fn in_system_call(mem: &std::fs::File, rip: u64, rax: u64) -> bool {
+    const SYSCALL: [u8; 2] = [0x0f, 0x05];
+    let at = |addr: u64| {
+        let mut b = [0u8; 2];
+        mem.read_exact_at(&mut b, addr).is_ok() && b == SYSCALL
+    };
+    at(rip) || (rax == -(libc::EINTR as i64) as u64 && rip >= 2 && at(rip - 2))
 }
 
 #[cfg(test)]

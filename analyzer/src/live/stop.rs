@@ -18,9 +18,11 @@ pub struct Thread {
     /// `/proc/PID/task/TID/syscall` for a thread blocked in a system call
     /// that could not be stopped).
     pub sp: Option<u64>,
-    /// Its register values (general-purpose, then the XSAVE area's words),
-    /// empty when they could not be read.
+    /// Its general-purpose registers, empty when they could not be read.
     pub registers: Vec<u64>,
+    /// Its XSAVE area's words (the x87, SSE and AVX state: the vector
+    /// registers), empty when they could not be read.
+    pub vector: Vec<u64>,
     /// Stopped inside a system call (blocked in `read`, `pause`, a futex...).
     pub in_syscall: bool,
 }
@@ -89,12 +91,11 @@ impl Stopped {
                     unsafe { std::mem::zeroed() };
                 // SAFETY: PTRACE_GETREGS writes a user_regs_struct.
                 if unsafe { libc::ptrace(libc::PTRACE_GETREGS, t, 0usize, &mut regs) } == 0 {
-                    let mut words = gp_words(&regs);
-                    words.extend(xstate_words(t));
                     return Thread {
                         tid,
                         sp: Some(regs.rsp),
-                        registers: words,
+                        registers: gp_words(&regs),
+                        vector: xstate_words(t),
                         // orig_rax is the system call's number inside one, -1 outside.
                         in_syscall: (regs.orig_rax as i64) >= 0,
                     };
@@ -107,6 +108,7 @@ impl Stopped {
             in_syscall: sp.is_some(),
             sp,
             registers: Vec::new(),
+            vector: Vec::new(),
         }
     }
 }

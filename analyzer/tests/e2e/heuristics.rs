@@ -399,35 +399,13 @@ fn check_counts_them_as_reachable() {
 /// the run's heuristics: all, then none (`memtrace run`'s snapshot watcher scans).
 #[test]
 fn snapshots_apply_the_heuristics() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     for (set, want) in header("heur_newarray") {
         let dir = tempfile::tempdir().unwrap();
-        let mut run = memtrace()
-            .current_dir(dir.path())
-            .args(["run", "--leak-check-heuristics", set, "--"])
-            .arg(fixture("heur_newarray"))
-            .arg("wait")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start memtrace run");
-        let stdin = run.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(run.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("the fixture said {line:?}"));
-        let out = output_with_timeout(memtrace().arg("snapshot").arg(pid), TIMEOUT);
-        assert!(out.status.success(), "{out:?}");
-        let snap = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        drop(stdin);
-        let status = wait_timeout(&mut run, TIMEOUT).expect("memtrace run ends");
-        assert!(status.success(), "{status:?}");
+        let snap = snapshot_while_waiting(
+            dir.path(),
+            &["--leak-check-heuristics", set],
+            "heur_newarray",
+        );
         let r = report(&snap);
         assert_eq!(r.process("ended"), "snapshot");
         // The fixture's blocks; the rest (libstdc++'s emergency exception pool, freed

@@ -48,6 +48,7 @@ const FIXTURES: &[&str] = &[
     "oracle_swapcontext",
     "oracle_jemalloc",
     "oracle_tcmalloc",
+    "oracle_own_memory",
 ];
 
 /// The fixtures' allocation helpers: never the allocating function of a block.
@@ -470,6 +471,7 @@ oracle_tests! {
     swapcontext => "oracle_swapcontext",
     jemalloc => "oracle_jemalloc",
     tcmalloc => "oracle_tcmalloc",
+    own_memory => "oracle_own_memory",
 }
 
 // ---------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ mod process;
 pub use crate::analysis::catalog::{ExitScan, ScanDone};
 pub use crate::kinds::Kind;
 pub use heuristics::{AddressSpace, Heuristic, Heuristics, Mapping};
-pub use process::{Pages, RED_ZONE, Roots, classify_process};
+pub use process::{Pages, RED_ZONE, Roots, classify_process, own_mappings};
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -360,6 +360,32 @@ pub fn classify_process(
     ))
 }
 
+/// The preload's own mappings (start, bytes), listed in its table in the
+/// memory of process `pid` (`table`: its address and slots, from the
+/// `KIND_EXIT_SCAN` or `KIND_SNAPSHOT_RUNNING` record): never roots. Empty
+/// when the table is not known or cannot be read.
+pub fn own_mappings(pid: u32, table: (u64, u64)) -> Vec<(u64, u64)> {
+    let (at, slots) = table;
+    if at == 0 || slots == 0 {
+        return Vec::new();
+    }
+    let Ok(mem) = File::open(format!("/proc/{pid}/mem")) else {
+        return Vec::new();
+    };
+    let mut bytes = vec![0u8; (slots.min(1 << 20) * 16) as usize];
+    if mem.read_exact_at(&mut bytes, at).is_err() {
+        return Vec::new();
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|p| {
+            let w = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or([0; 8]));
+            (w(0), w(8))
+        })
+        .filter(|&(a, n)| a != 0 && n != 0)
+        .collect()
+}
+
 /// The region to read for a line of the maps: `None` for a mapping that is
 /// not writable and private, neither a root nor holding blocks, or
 /// memtrace's own.

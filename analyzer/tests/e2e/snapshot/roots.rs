@@ -71,3 +71,32 @@ fn hidden_pointers_are_missed_and_then_told() {
         "{text}"
     );
 }
+
+/// tests/fixtures/oracle_own_memory.c in a snapshot: memtrace's own memory (the thread
+/// state that keeps the unwinder's last walk, with the rbp a frame held) is no root, nor
+/// are the stale words below the interrupted stack pointer (the signal frame, the dead
+/// red zone) and in the vector registers of a thread inside a system call; the
+/// program's live memory is. The kinds are memcheck's (the header's), as at exit,
+/// where the oracle tests check them all.
+#[test]
+fn memtraces_own_memory_is_no_root_in_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = snapshot_while_waiting(dir.path(), &[], "oracle_own_memory");
+    let end = logs_in(dir.path())
+        .into_iter()
+        .find(|p| !p.to_string_lossy().contains(".snap"))
+        .expect("the run's log");
+    for r in [report(&snap), report(&end)] {
+        let at = |kind: &str, f: &str| kind_at(&r, kind, f);
+        let what = r.log.display();
+        assert_eq!(at("possible", "keep_inner"), (48, 1), "{what}");
+        // keep_small's block, whose stack passes keep_inner, is its only reachable one.
+        assert_eq!(at("reachable", "keep_small"), (16, 1), "{what}");
+        assert_eq!(at("reachable", "keep_inner"), (16, 1), "{what}");
+    }
+    assert_eq!(report(&snap).process("ended"), "snapshot");
+    // At exit the blocked thread is stopped and its registers read; in the snapshot's
+    // frozen copy it does not exist, and its stack is scanned whole (the README's
+    // limits), so its block is asserted at exit only.
+    assert_eq!(kind_at(&report(&end), "definite", "blocked_xmm"), (80, 1));
+}

@@ -212,3 +212,39 @@ pub fn memtrace() -> Command {
     cmd.env("MEMTRACE_PRELOAD", preload_lib());
     cmd
 }
+
+/// `memtrace run ARGS -- FIXTURE wait` in `dir`, on a fixture that then prints
+/// "ready PID" and waits for the end of its standard input: takes `memtrace snapshot
+/// PID` meanwhile, then lets the fixture end (`memtrace run` must succeed). The
+/// snapshot's path.
+pub fn snapshot_while_waiting(dir: &Path, args: &[&str], name: &str) -> PathBuf {
+    use std::io::{BufRead, BufReader};
+    let mut run = memtrace()
+        .current_dir(dir)
+        .arg("run")
+        .args(args)
+        .arg("--")
+        .arg(fixture(name))
+        .arg("wait")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start memtrace run");
+    let stdin = run.stdin.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(run.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("{name} said {line:?}"));
+    let out = output_with_timeout(memtrace().arg("snapshot").arg(pid), TIMEOUT);
+    assert!(out.status.success(), "{out:?}");
+    let snap = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    drop(stdin);
+    let status = wait_timeout(&mut run, TIMEOUT).expect("memtrace run ends");
+    assert!(status.success(), "{status:?}");
+    snap
+}
