@@ -476,3 +476,58 @@ fn parallel_rounds_classify_as_one_thread() {
         );
     }
 }
+
+/// `candidates` passes over only words that no block could hold: from every
+/// start offset, on groups with one word in the span at each position, at
+/// the span's edges, and with no block at all, it yields exactly the words
+/// of `words` that `find` finds, in order.
+#[test]
+fn candidates_keep_every_word_find_finds() {
+    let blocks = [
+        Block {
+            addr: 0x1000,
+            size: 64,
+        },
+        Block {
+            addr: 0x2000,
+            size: 24,
+        },
+        Block {
+            addr: 0x9000,
+            size: 8,
+        },
+    ];
+    let edges = [
+        0x0fff, 0x1000, 0x1008, 0x1040, 0x2017, 0x9000, 0x9007, 0x9008, 0x9009,
+    ];
+    let mut ws: Vec<u64> = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..2000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ws.push(match i % 23 {
+            0 => edges[(x % edges.len() as u64) as usize],
+            5 => 0x1000 + x % 0x9000,
+            _ => x,
+        });
+    }
+    let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
+    for from in 0..17 {
+        let at = 0x7000_0000 + from as u64;
+        let part = &bytes[from..];
+        let want: Vec<u64> = words(at, part)
+            .filter(|&w| find(&blocks, w).is_some())
+            .collect();
+        let got: Vec<u64> = candidates(&blocks, at, part)
+            .filter(|&w| find(&blocks, w).is_some())
+            .collect();
+        assert_eq!(got, want, "from byte {from}");
+        assert!(!want.is_empty());
+        let all_in: Vec<u64> = words(at, part)
+            .filter(|w| (0x1000..=0x9008).contains(w))
+            .collect();
+        assert_eq!(candidates(&blocks, at, part).collect::<Vec<_>>(), all_in);
+    }
+    assert_eq!(candidates(&[], 0, &bytes).count(), 0);
+}
