@@ -25,8 +25,9 @@
 //! taken before the copy and, as the scan at exit has them, this library's
 //! own memory, which is never a root) and returns. The copy names itself
 //! [`RUNNING_NAME`] so that `memtrace run` finds it among its children.
-//! Everything in the handler is a raw system call or a store to the log, which
-//! is async-signal-safe; errno is kept.
+//! Everything in the handler is a raw system call, a load from its saved
+//! context, `_dl_find_object` (lock-free) or a store to the log, all
+//! async-signal-safe; errno is kept.
 //!
 //! ## Lifetime: a copy never outlives `memtrace run`, nor waits long unread
 //! A copy holds the whole heap of the program (its pages are shared until
