@@ -4,6 +4,7 @@ pub mod check;
 pub mod diff;
 pub mod export;
 pub mod flamegraph;
+pub mod livepack;
 pub mod logs;
 pub mod pack;
 pub mod preload;

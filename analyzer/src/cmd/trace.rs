@@ -34,19 +34,22 @@
 //!    fork child that still runs keeps its raw log, which it is still writing.
 //!    A log whose process ended while the command ran, and was never sampled,
 //!    was packed then ([`super::prepack`]); it is put in place with the rest.
+//!    The command's own log is packed as it is written ([`super::livepack`]),
+//!    and only what was left is packed at the end.
 //!    In a run of 32 logs or more, a log of one chunk stays raw
 //!    (`memtrace_analyzer::pack::worth_packing`: packing would not make it
 //!    smaller on disk).
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
+use super::livepack::LivePacker;
 use super::logs::{Found, Pattern, find_logs};
 use super::prepack::Prepacker;
 use anyhow::Context;
 use memtrace_analyzer::analysis::kernel::{self, PidSamples, Sampler};
 use memtrace_analyzer::analysis::{lineage, reach};
 use memtrace_analyzer::log::live::process_alive;
-use memtrace_analyzer::pack::Staged;
+use memtrace_analyzer::pack::{LivePack, Staged};
 use memtrace_format::hdr::off;
 use memtrace_format::{HEADER_SIZE, Header};
 use std::collections::HashMap;
@@ -188,6 +191,12 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     } else {
         None
     };
+    // Packing the command's own log while it runs (step 5).
+    let livepacker = if o.pack {
+        LivePacker::start(pat.clone(), pid, spawned).ok()
+    } else {
+        None
+    };
     let watcher = (o.snapshot_signal != 0).then(|| {
         let pat = pat.clone();
         let is_log = move |p: &Path| pat.owns(p);
@@ -203,11 +212,12 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     }
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
     let staged = prepacker.map(Prepacker::finish).unwrap_or_default();
+    let live = livepacker.and_then(LivePacker::finish);
 
     let logs = find_logs(&pat, pid, spawned);
     add_kernel_samples(&logs, pid, &samples, &staged);
     let shown_dir = run_dir.as_ref().map(|d| d.shown.as_path());
-    stamp_and_pack(o, &logs, pid, status.into_raw(), shown_dir, staged);
+    stamp_and_pack(o, &logs, pid, status.into_raw(), shown_dir, staged, live);
     if logs.is_empty() {
         if let Some(d) = &run_dir {
             // Nothing in it (it fails otherwise): no empty directory is left.
@@ -420,6 +430,7 @@ fn stamp_and_pack(
     raw: i32,
     dir: Option<&Path>,
     staged: HashMap<PathBuf, Staged>,
+    live: Option<LivePack>,
 ) {
     let each = o.verbose || (logs.len() == 1 && dir.is_none());
     for f in logs {
@@ -433,7 +444,7 @@ fn stamp_and_pack(
             );
         }
     }
-    let done = pack_all(o, logs, pid, staged);
+    let done = pack_all(o, logs, pid, staged, live);
     let (mut raw_bytes, mut packed_bytes) = (0u64, 0u64);
     for (i, (f, d)) in logs.iter().zip(&done).enumerate() {
         raw_bytes += d.before;
@@ -506,9 +517,11 @@ fn pack_all(
     logs: &[Found],
     pid: u32,
     staged: HashMap<PathBuf, Staged>,
+    live: Option<LivePack>,
 ) -> Vec<Packed> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let ahead = std::sync::Mutex::new(staged);
+    let live = std::sync::Mutex::new(live);
     let one = |f: &Found| {
         let before = std::fs::metadata(&f.path).map_or(0, |m| m.len());
         let staged_ahead = ahead.lock().ok().and_then(|mut s| s.remove(&f.path));
@@ -516,6 +529,9 @@ fn pack_all(
             return (before, false, false, Some(Some(s)));
         }
         let running = f.pid != pid && process_alive(f.pid);
+        if let Some(s) = finish_live(o, f, &live, running) {
+            return (before, false, false, Some(Some(s)));
+        }
         let small =
             o.pack && !running && !memtrace_analyzer::pack::worth_packing(before, logs.len());
         let staged = (o.pack && !running && !small).then(|| stage(f));
@@ -590,6 +606,32 @@ fn pack_all(
             }
         })
         .collect()
+}
+
+/// The packed log of `f` from the packer that followed it while the
+/// command ran (`super::livepack`), if that was `f`'s; what fails there is
+/// packed from scratch, which says why if it fails too.
+fn finish_live(
+    o: &TraceOptions,
+    f: &Found,
+    live: &std::sync::Mutex<Option<LivePack>>,
+    running: bool,
+) -> Option<Staged> {
+    let l = live
+        .lock()
+        .ok()?
+        .take_if(|l| l.path() == f.path)
+        .filter(|_| o.pack && !running)?;
+    let ahead = l.events();
+    let s = l.finish(&f.path).ok()?;
+    if o.verbose && !o.quiet {
+        eprintln!(
+            "memtrace: {ahead} of {} events of {} packed while the command ran",
+            s.events(),
+            f.shown.display()
+        );
+    }
+    Some(s)
 }
 
 /// The one line that names a run's own directory (`super::rundir`) and how

@@ -49,6 +49,12 @@ struct Stream {
     /// The record at the current position is a REALLOC whose first half was
     /// given already.
     half: bool,
+    /// The latest time of a record read (a REALLOC's `time_after`
+    /// included), of the record the last read stopped at, or of the latest
+    /// chunk's base (its writer's time when it began the chunk): times of
+    /// records stored already, so no record the stream's writer stores from
+    /// now on is earlier ([`Tail::bounds`]).
+    bound: u64,
 }
 
 /// Where a [`Tail`] stopped reading a live raw log (see the module docs).
@@ -119,7 +125,7 @@ impl Tail {
                 body: (pos + CHUNK_HEADER_SIZE, stop),
                 base_time: h.base_time,
                 seq: h.seq,
-                cut: false,
+                cut: pos.saturating_add(size) > file.len(),
             };
             let i = *self.by_id.entry(h.stream).or_insert_with(|| {
                 self.streams.push(Stream::default());
@@ -130,6 +136,9 @@ impl Tail {
                 });
                 self.streams.len() - 1
             });
+            // The base time is that of the stream's latest record before
+            // this chunk: a record stored already.
+            self.streams[i].bound = self.streams[i].bound.max(h.base_time);
             self.streams[i].ahead.insert(h.seq, r);
             pos = pos.saturating_add(size);
         }
@@ -174,6 +183,62 @@ impl Tail {
     /// Streams found so far.
     pub fn streams(&self) -> usize {
         self.streams.len()
+    }
+
+    /// Each stream's thread and the time no record its writer stores from
+    /// now on can be earlier than (a thread's records are stamped in the
+    /// order it stores them; a thread in a signal handler writes to a stream
+    /// of its own). What a live packer may read up to, with the threads'
+    /// states, see `memtrace run`'s `livepack`.
+    pub fn bounds(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.index
+            .streams
+            .iter()
+            .zip(&self.streams)
+            .map(|(c, s)| (c.tid, s.bound))
+    }
+
+    /// What is left to read once the log's writer is gone, as an index for
+    /// [`super::Merge`] over the final log whose chunk index is `fin`: each
+    /// stream read so far keeps its index, with the rest of its current
+    /// chunk and its later chunks; streams found only now follow. Also says,
+    /// per stream, whether its first record left is a REALLOC whose first
+    /// half was given already. `None` when `fin` does not hold a chunk this
+    /// tail read from (the file changed under it).
+    pub fn rest(&self, fin: &Index) -> Option<(Index, Vec<bool>)> {
+        let by_id: HashMap<u32, &StreamChunks> = fin.streams.iter().map(|s| (s.id, s)).collect();
+        let mut streams = Vec::with_capacity(fin.streams.len().max(self.streams.len()));
+        let mut half = Vec::with_capacity(streams.capacity());
+        for (c, s) in self.index.streams.iter().zip(&self.streams) {
+            let f = by_id.get(&c.id)?;
+            let mut chunks = Vec::new();
+            if let Some((cur, pos, time)) = s.current {
+                let mut now = *f.chunks.iter().find(|x| x.offset == cur.offset)?;
+                now.body.0 = (now.body.0 + pos).min(now.body.1);
+                now.base_time = time;
+                chunks.push(now);
+            }
+            chunks.extend(f.chunks.iter().filter(|x| x.seq >= s.next_seq).copied());
+            streams.push(StreamChunks {
+                id: c.id,
+                tid: c.tid,
+                chunks,
+            });
+            half.push(s.half && s.current.is_some());
+        }
+        for f in &fin.streams {
+            if !self.by_id.contains_key(&f.id) {
+                streams.push(f.clone());
+                half.push(false);
+            }
+        }
+        let index = Index {
+            streams,
+            empty_slots: fin.empty_slots,
+            truncated: fin.truncated,
+            packed: None,
+        };
+        Some((index, half))
     }
 }
 
@@ -222,6 +287,7 @@ impl Stream {
                 None => return Err(DecodeError::BadRecord("record length")),
             };
             let t = record.time().unwrap_or(time);
+            self.bound = self.bound.max(t);
             if t > until {
                 return Ok(());
             }
@@ -237,6 +303,7 @@ impl Stream {
                 if !self.half {
                     out.push(ev(t, false));
                 }
+                self.bound = self.bound.max(time_after);
                 if time_after > until {
                     self.half = true;
                     return Ok(());

@@ -77,6 +77,20 @@ pub(crate) struct Enc {
 }
 
 impl Enc {
+    /// A fresh encoder for a raw log of `raw_len` bytes.
+    pub(crate) fn new(raw_len: usize) -> Enc {
+        Enc {
+            m: Model::new(),
+            // A raw record takes at least 4 bytes: a small log's columns stay small.
+            cols: std::array::from_fn(|_| Vec::with_capacity(super::BLOCK_OPS.min(raw_len / 4))),
+            meta: Vec::new(),
+            addrs: AddrMap::default(),
+            freed: 0,
+            scratch: vec![0u8; memtrace_format::MAX_RECORD],
+            frames: Vec::new(),
+        }
+    }
+
     pub(crate) fn misc(&mut self, v: u64) {
         put_v(&mut self.cols[col::MISC], v);
     }

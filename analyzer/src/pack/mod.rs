@@ -5,7 +5,10 @@
 //! (the raw log and its merge) and `crate::error`.
 
 mod encoder;
+mod live;
 mod staged;
+
+pub use live::LivePack;
 
 pub use staged::{SYNCFS_FROM, Staged, commit_all};
 
@@ -13,10 +16,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::hash::AddrMap;
 use crate::log::Log;
 use crate::log::packed::layout::*;
-use crate::log::packed::model::Model;
 use encoder::Enc;
 use encoder::MISC_FLUSH;
 use memtrace_format::HEADER_SIZE;
@@ -175,33 +176,49 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
         path: path.clone(),
         source,
     };
+    write_head(out, &log.bytes()[..HEADER_SIZE], &index).map_err(io)?;
+    let mut enc = Enc::new(log.bytes().len());
+    let (events, cut, section) = encode_blocks(log, &index, &mut enc, &mut *out, &mut [])?;
+    write_end(out, &enc, &index, events, cut, section).map_err(io)
+}
+
+/// Writes the fixed part of a packed log (its lengths and counts zero, set
+/// by [`write_end`]), the raw `header` page and the stream table of `index`.
+fn write_head<W: Write>(
+    out: &mut W,
+    header: &[u8],
+    index: &crate::log::Index,
+) -> std::io::Result<()> {
     let mut fixed = [0u8; FIXED];
     fixed[..8].copy_from_slice(&MAGIC);
     fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
-    out.write_all(&fixed).map_err(io)?;
-    out.write_all(&log.bytes()[..HEADER_SIZE]).map_err(io)?;
+    out.write_all(&fixed)?;
+    out.write_all(header)?;
     let mut table = Vec::with_capacity(index.streams.len() * 8);
     for s in &index.streams {
         table.extend_from_slice(&s.id.to_le_bytes());
         table.extend_from_slice(&s.tid.to_le_bytes());
     }
-    out.write_all(&table).map_err(io)?;
+    out.write_all(&table)
+}
 
-    let mut enc = Enc {
-        m: Model::new(),
-        // A raw record takes at least 4 bytes: a small log's columns stay small.
-        cols: std::array::from_fn(|_| Vec::with_capacity(BLOCK_OPS.min(log.bytes().len() / 4))),
-        meta: Vec::new(),
-        addrs: AddrMap::default(),
-        freed: 0,
-        scratch: vec![0u8; memtrace_format::MAX_RECORD],
-        frames: Vec::new(),
-    };
-    let (events, cut, section) = encode_blocks(log, &index, &mut enc, &mut *out)?;
-    let meta = zstd::bulk::compress(&enc.meta, LEVEL).map_err(io)?;
-    out.write_all(&meta).map_err(io)?;
-    let end = out.stream_position().map_err(io)?;
-
+/// Ends a packed log whose blocks (`section` bytes of them, holding
+/// `events`) follow [`write_head`]'s part: writes the metadata, then the
+/// lengths and counts into the fixed part.
+fn write_end<W: Write + Seek>(
+    out: &mut W,
+    enc: &Enc,
+    index: &crate::log::Index,
+    events: u64,
+    cut: u64,
+    section: u64,
+) -> std::io::Result<Stats> {
+    let meta = zstd::bulk::compress(&enc.meta, LEVEL)?;
+    out.write_all(&meta)?;
+    let end = out.stream_position()?;
+    let mut fixed = [0u8; FIXED];
+    fixed[..8].copy_from_slice(&MAGIC);
+    fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
     let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
     put(off::EVENTS_LEN, &section.to_le_bytes());
     put(off::META_LEN, &(meta.len() as u64).to_le_bytes());
@@ -211,9 +228,9 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
     put(off::EMPTY_SLOTS, &(index.empty_slots as u32).to_le_bytes());
     put(off::TRUNCATED, &(index.truncated as u16).to_le_bytes());
     put(off::STREAMS, &(index.streams.len() as u16).to_le_bytes());
-    out.seek(SeekFrom::Start(0)).map_err(io)?;
-    out.write_all(&fixed).map_err(io)?;
-    out.seek(SeekFrom::Start(end)).map_err(io)?;
+    out.seek(SeekFrom::Start(0))?;
+    out.write_all(&fixed)?;
+    out.seek(SeekFrom::Start(end))?;
     Ok(Stats {
         events,
         raw_bytes: 0,
@@ -223,12 +240,14 @@ pub fn pack<W: Write + Seek + Send>(log: &Log, out: &mut W) -> Result<Stats> {
 
 /// Encodes `log`'s merged events into `enc`'s columns and writes them to
 /// `out` as blocks; returns the events, the records cut, and the bytes of
-/// blocks written.
+/// blocks written. `half[s]`: stream `s` begins with a REALLOC whose first
+/// half was encoded already (by a [`LivePack`]), which is skipped.
 fn encode_blocks<W: Write + Send>(
     log: &Log,
     index: &crate::log::Index,
     enc: &mut Enc,
     out: &mut W,
+    half: &mut [bool],
 ) -> Result<(u64, u64, u64)> {
     let path = log.path().to_owned();
     let io = |source| Error::Io {
@@ -238,6 +257,12 @@ fn encode_blocks<W: Write + Send>(
     let mut events = 0u64;
     let mut encode = |flush: &mut dyn FnMut(&mut [Vec<u8>; NCOL]) -> Result<()>| {
         crate::log::for_each_event_ahead(log, index, |ev, ahead| {
+            if let Some(h) = half.get_mut(ev.stream)
+                && std::mem::take(h)
+                && !ev.realloc_end
+            {
+                return Ok(());
+            }
             enc.prefetch(ahead);
             enc.event(ev).map_err(|why| Error::Pack {
                 path: path.clone(),
@@ -405,6 +430,107 @@ mod tests {
         assert_eq!(ra.summary.torn_records, 1);
         // The cut stack stays cut (summaries are equal), for the frame limit.
         assert_eq!(ra.summary.truncated_stacks, [0, 0, 1]);
+    }
+
+    /// The report of a log, for comparing two forms of it.
+    fn report_key(bytes: &[u8]) -> String {
+        let r = crate::analyze_bytes(bytes, &crate::Options::default()).unwrap();
+        let sites = [&r.heap_leaks, &r.mmap_leaks, &r.peak, &r.allocated]
+            .map(|v| v.iter().map(|s| (s.bytes, s.count)).collect::<Vec<_>>());
+        format!("{:?} {:?} {sites:?} {:?}", r.summary, r.process, r.kernel)
+    }
+
+    /// A log packed while it is written, read in steps up to times that cut
+    /// a REALLOC between its halves, a stream before its first record and
+    /// the kernel's samples (appended at the end, as `memtrace run` does,
+    /// after their times were passed), holds the same events, stream table
+    /// and counts as the log packed at once, and gives the same report.
+    #[test]
+    fn packed_live_equals_packed_at_once() {
+        let d = tempfile::tempdir().unwrap();
+        let t = |i: u64| T0 + i * 1000;
+        let steps: [&[u64]; 5] = [
+            &[],
+            &[t(7)],
+            &[t(0), t(2), t(7), t(9), t(12), t(19)],
+            &[t(1), t(13), t(25)],
+            &[u64::MAX],
+        ];
+        for (n, steps) in steps.iter().enumerate() {
+            for appended in [false, true] {
+                let full = rich_log(1000);
+                let raw = d.path().join(format!("raw{n}{appended}.mtr"));
+                let written = if appended {
+                    // The same log with its kernel chunk (the last one) left out.
+                    let h = Log::from_bytes(&raw, &full);
+                    let idx = h.index(&h.header().unwrap()).unwrap();
+                    let k = idx
+                        .streams
+                        .iter()
+                        .find(|s| s.id == memtrace_format::kernel::STREAM)
+                        .unwrap();
+                    let at = k.chunks[0].offset as usize;
+                    let mut b = full.clone();
+                    b[at..].fill(0);
+                    b[hoff::RESERVED_END..hoff::RESERVED_END + 8]
+                        .copy_from_slice(&(at as u64).to_le_bytes());
+                    b.truncate(at);
+                    b
+                } else {
+                    full.clone()
+                };
+                std::fs::write(&raw, &written).unwrap();
+                let mut lp = LivePack::new(&raw).unwrap();
+                for &u in *steps {
+                    lp.advance(u).unwrap();
+                }
+                if appended {
+                    let events = vec![
+                        (
+                            t(2),
+                            memtrace_format::kernel::KIND_COUNTERS,
+                            vec![4096, 2048, 1024, 0, 512, 0, 0, 0],
+                        ),
+                        (
+                            t(4),
+                            memtrace_format::kernel::KIND_COUNTERS,
+                            vec![8192, 4096, 2048, 0, 1024, 7, 6, 5],
+                        ),
+                    ];
+                    crate::analysis::kernel::append_records(&raw, events).unwrap();
+                }
+                let dst = d.path().join(format!("live{n}{appended}.mtr"));
+                lp.finish(&dst).unwrap().commit().unwrap();
+                let live = std::fs::read(&dst).unwrap();
+                assert!(is_packed(&live));
+                let raw_now = std::fs::read(&raw).unwrap();
+                let at_once = packed(&raw_now);
+                let (mut a, a_empty, a_trunc, a_cut) = events(&at_once);
+                let (mut b, b_empty, b_trunc, b_cut) = events(&live);
+                assert_eq!(
+                    (a_empty, a_trunc, a_cut),
+                    (b_empty, b_trunc, b_cut),
+                    "steps {steps:?}"
+                );
+                if !appended {
+                    // A torn record stops a live read (it may be one being
+                    // written) and comes with the rest at the end: it has no
+                    // time of its own, and only its count matters.
+                    let timed = |v: &[String]| {
+                        v.iter()
+                            .filter(|k| !k.ends_with(" torn"))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                    };
+                    assert_eq!(timed(&a), timed(&b), "steps {steps:?}: same order");
+                }
+                a.sort();
+                b.sort();
+                assert_eq!(a, b, "steps {steps:?}, appended {appended}");
+                assert_eq!(report_key(&at_once), report_key(&live), "steps {steps:?}");
+                assert_eq!(report_key(&raw_now), report_key(&live), "steps {steps:?}");
+            }
+        }
     }
 
     /// Times are rounded down to microseconds; the order stays the raw merge's.

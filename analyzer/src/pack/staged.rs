@@ -34,6 +34,11 @@ impl Staged {
         &self.dst
     }
 
+    /// The events packed.
+    pub fn events(&self) -> u64 {
+        self.stats.events
+    }
+
     /// Syncs the packed log and renames it over its raw log.
     pub fn commit(self) -> Result<Stats> {
         sync_file(&self.tmp)?;
