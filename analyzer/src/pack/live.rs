@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use memtrace_format::HEADER_SIZE;
 
 use super::encoder::{Enc, MISC_FLUSH};
-use super::{BLOCK_OPS, BlockWriter, STAGED_EXTENSION, Staged, Stats, write_end, write_head};
+use super::{
+    BLOCK_OPS, BlockWriter, Staged, Stats, open_ended_raw, staged_beside, write_end, write_head,
+};
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::log::packed::layout::col;
@@ -137,17 +139,8 @@ impl LivePack {
             events: live_events,
             ..
         } = self;
-        let log = Log::open(&path)?;
+        let log = open_ended_raw(&path)?;
         let header = log.header()?;
-        if log.is_packed() {
-            return Err(Error::Pack {
-                path,
-                why: "already packed".into(),
-            });
-        }
-        if let Some(pid) = crate::log::live::writer(&path, &header) {
-            return Err(Error::Live { path, pid });
-        }
         let fin = log.index(&header)?;
         let Some((rest, mut half)) = tail.rest(&fin) else {
             return Err(Error::Pack {
@@ -167,40 +160,20 @@ impl LivePack {
         let (rest_events, cut, rest_section) = log.checked(super::encode_blocks(
             &log, &rest, &mut enc, &mut body, &mut half,
         ))?;
-        let tmp = dst.with_extension(STAGED_EXTENSION);
-        let mut out = crate::outfile::create_temp(&tmp).map_err(io(&tmp))?;
-        let written = (|| -> std::io::Result<Stats> {
-            let mut w = BufWriter::new(&mut out);
-            write_head(&mut w, &log.bytes()[..HEADER_SIZE], &rest)?;
-            w.flush()?;
-            drop(w);
-            body.seek(SeekFrom::Start(0))?;
-            std::io::copy(&mut body, &mut out)?;
-            let section = live_section + rest_section;
-            write_end(
-                &mut out,
-                &enc,
-                &rest,
-                live_events + rest_events,
-                cut,
-                section,
-            )
-        })();
-        match written {
-            Ok(mut stats) => {
-                stats.raw_bytes = log.bytes().len() as u64;
-                Ok(Staged {
-                    tmp,
-                    dst: dst.to_owned(),
-                    stats,
-                    done: false,
-                })
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(io(&tmp)(e))
-            }
-        }
+        staged_beside(&log, dst, |out, tmp| {
+            let written = (|| -> std::io::Result<Stats> {
+                let mut w = BufWriter::new(&mut *out);
+                write_head(&mut w, &log.bytes()[..HEADER_SIZE], &rest)?;
+                w.flush()?;
+                drop(w);
+                body.seek(SeekFrom::Start(0))?;
+                std::io::copy(&mut body, out)?;
+                let section = live_section + rest_section;
+                let events = live_events + rest_events;
+                write_end(out, &enc, &rest, events, cut, section)
+            })();
+            written.map_err(io(tmp))
+        })
     }
 }
 

@@ -129,6 +129,15 @@ pub fn worth_packing(len: u64, logs: usize) -> bool {
 /// Packs the raw log `src` into a temporary file beside `dst`, to be put in
 /// its place by [`Staged::commit`] or, with others, [`commit_all`].
 pub fn stage(src: &Path, dst: &Path) -> Result<Staged> {
+    let log = open_ended_raw(src)?;
+    // A log truncated under the packer would be packed from zeros.
+    staged_beside(&log, dst, |file, _| log.checked(pack(&log, file)))
+}
+
+/// Opens the raw log at `src` to be packed: refused when it is packed
+/// already, or while its writer still appends to it (packing it then would
+/// lose the later events).
+fn open_ended_raw(src: &Path) -> Result<Log> {
     let log = Log::open(src)?;
     if log.is_packed() {
         return Err(Error::Pack {
@@ -136,21 +145,29 @@ pub fn stage(src: &Path, dst: &Path) -> Result<Staged> {
             why: "already packed".into(),
         });
     }
-    // Packing a log its writer still appends to would lose the later events.
     if let Some(pid) = crate::log::live::writer(src, &log.header()?) {
         return Err(Error::Live {
             path: src.to_owned(),
             pid,
         });
     }
+    Ok(log)
+}
+
+/// Writes the packed form of the raw `log` into a temporary file beside
+/// `dst` with `write` (given the file and its path), to be put in place by
+/// [`Staged::commit`]; on failure the temporary file is removed.
+fn staged_beside(
+    log: &Log,
+    dst: &Path,
+    write: impl FnOnce(&mut std::fs::File, &Path) -> Result<Stats>,
+) -> Result<Staged> {
     let tmp = dst.with_extension(STAGED_EXTENSION);
-    let io = |source| Error::Io {
+    let mut file = crate::outfile::create_temp(&tmp).map_err(|source| Error::Io {
         path: tmp.clone(),
         source,
-    };
-    let mut file = crate::outfile::create_temp(&tmp).map_err(io)?;
-    // A log truncated under the packer would be packed from zeros.
-    match log.checked(pack(&log, &mut file)) {
+    })?;
+    match write(&mut file, &tmp) {
         Ok(mut stats) => {
             stats.raw_bytes = log.bytes().len() as u64;
             Ok(Staged {
