@@ -399,3 +399,34 @@ fn the_commands_log_is_packed_while_it_runs() {
     }
     panic!("nothing was packed while the command ran, in 5 runs: {packed_ahead:?}");
 }
+
+// live_handoff's totals, from the log `memtrace run` packed while it ran, equal
+// valgrind's own (run here, and checked against the figures its header records).
+#[test]
+fn live_handoff_totals_match_valgrind() {
+    use crate::util::{Valgrind, assert_heap_totals, has_tls_segment, oracle, preload_lib};
+    let dir = tempfile::tempdir().unwrap();
+    run(dir.path(), false, "live_handoff", &[]);
+    let logs = logs_in(dir.path());
+    assert_eq!(logs.len(), 1);
+    let r = report_with(&logs[0], &[]);
+    let o = oracle(
+        "live_handoff",
+        &[] as &[&str],
+        Valgrind {
+            in_use_bytes: 0,
+            in_use_blocks: 0,
+            allocs: 600_001,
+            frees: 600_001,
+            // The worker's DTV is one 16-byte slot larger under a preload with TLS
+            // (libtlstwin.c explains).
+            bytes_allocated: 14_400_272
+                + if has_tls_segment(&preload_lib()) {
+                    16
+                } else {
+                    0
+                },
+        },
+    );
+    assert_heap_totals(&r, &o);
+}
