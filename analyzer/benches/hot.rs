@@ -10,6 +10,9 @@
 //!   (`live::follow`): reading the next 10k or 100k events of the log from
 //!   where a retained `Tail` stopped, and applying them to the retained
 //!   catalog and replay;
+//! - `pack`: packing the log at once, packing it in rounds while it is
+//!   written (`LivePack`, as `memtrace run` does beside the program), and
+//!   reading the packed log back;
 //! - `symbolize`: frames in this executable and in libc, with a fresh
 //!   symbolizer (ELF and DWARF read anew) and with a warm one (cache hits);
 //! - `stacks`: the catalog's stack table taking in 2^18 distinct stacks of
@@ -35,6 +38,7 @@ use memtrace_analyzer::analysis::reach::live_set;
 use memtrace_analyzer::analysis::replay;
 use memtrace_analyzer::analysis::symbolize::{Module, Modules, Symbolizer};
 use memtrace_analyzer::log::Log;
+use memtrace_analyzer::pack::LivePack;
 use memtrace_analyzer::{Options, analyze_bytes};
 use memtrace_format::hdr::{ChunkHeader, off, write_header};
 use memtrace_format::{
@@ -421,6 +425,61 @@ fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
     g.finish();
 }
 
+/// Packing the log while it is written (`memtrace run`'s live packer): the
+/// rounds alone (`LivePack::advance` over the whole log, in 16 rounds of
+/// about 65k events, the size `memtrace run` gives a round when behind),
+/// and the whole path with `LivePack::finish` and the commit. The rounds'
+/// rate is what the packer must sustain beside the program.
+fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
+    const ROUNDS: u64 = 16;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let raw = dir.path().join("raw.mtr");
+    std::fs::write(&raw, bytes).expect("write the raw log");
+    let h = Log::from_bytes(&raw, bytes);
+    let h = h.header().expect("header");
+    let (start, end) = (h.start_mono_ns, h.end_mono_ns);
+    let rounds = |lp: &mut LivePack| {
+        let mut n = 0;
+        for r in 1..=ROUNDS {
+            n += lp
+                .advance(start + (end - start) * r / ROUNDS)
+                .expect("advance");
+        }
+        n
+    };
+    {
+        let mut lp = LivePack::new(&raw).expect("live pack");
+        let n = rounds(&mut lp);
+        assert!(n * 10 > records * 9, "{n} of {records} packed in rounds");
+        lp.finish(&dir.path().join("check.mtr")).expect("finish");
+    }
+    let mut g = c.benchmark_group("pack");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(records));
+    g.bench_function("live_rounds_1M", |b| {
+        b.iter_batched(
+            || LivePack::new(&raw).expect("live pack"),
+            |mut lp| {
+                black_box(rounds(&mut lp));
+                lp
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let dst = dir.path().join("live.mtr");
+    g.bench_function("live_whole_1M", |b| {
+        b.iter(|| {
+            let mut lp = LivePack::new(&raw).expect("live pack");
+            rounds(&mut lp);
+            lp.finish(&dst).expect("finish").commit().expect("commit")
+        })
+    });
+    g.finish();
+}
+
 /// The objects loaded in this process, as MODULE records would list them.
 fn loaded_modules() -> Modules {
     unsafe extern "C" fn each(
@@ -625,6 +684,7 @@ fn benches(c: &mut Criterion) {
     decode(c, &log);
     replay_bench(c, &log, records);
     pack_bench(c, &log, records);
+    live_pack_bench(c, &log, records);
     snapshot_bench(c, &log);
     symbolize(c);
     stacks_bench(c);

@@ -90,7 +90,7 @@ impl LivePack {
     /// `until`; the caller vouches that no record up to `until` is still to
     /// be stored. Returns how many were packed.
     pub fn advance(&mut self, until: u64) -> Result<u64> {
-        let log = Log::open(&self.path)?;
+        let log = Log::open_growing(&self.path)?;
         let header = log.header()?;
         let bad = |err| Error::Chunk {
             path: self.path.clone(),
@@ -100,7 +100,8 @@ impl LivePack {
         let events = self
             .tail
             .read(log.bytes(), header.reserved_end, until)
-            .map_err(bad)?;
+            .map_err(bad);
+        let events = log.checked(events)?;
         for ev in &events {
             self.enc.event(ev).map_err(|why| Error::Pack {
                 path: self.path.clone(),
@@ -112,6 +113,8 @@ impl LivePack {
                 self.flush()?;
             }
         }
+        // The events borrow the mapping: a hole read as zeros since voids them.
+        log.checked(Ok(()))?;
         self.events += events.len() as u64;
         Ok(events.len() as u64)
     }
