@@ -79,6 +79,7 @@ unsafe extern "C" fn constructor(
         env_var(envp, b"MEMTRACE_SCANNER"),
         env_var(envp, b"MEMTRACE_SCAN_TIMEOUT"),
         env_var(envp, b"MEMTRACE_LEAK_HEURISTICS"),
+        env_var(envp, b"MEMTRACE_LIVE_PACKER"),
     );
     if !open_log(0) {
         return;

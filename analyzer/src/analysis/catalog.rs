@@ -341,6 +341,34 @@ impl ExitScan {
             at_call: g(15) == memtrace_format::kernel::EXIT_AT_CALL,
         })
     }
+
+    /// The record's values again, as [`ExitScan::from_values`] reads them.
+    pub fn values(&self) -> [u64; 16] {
+        use memtrace_format::kernel::{EXIT_AT_CALL, EXIT_AT_HANDLER};
+        let r = &self.registers;
+        [
+            self.tid as u64,
+            self.sp,
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            self.own_table.0,
+            self.own_table.1,
+            self.module.0,
+            self.module.1,
+            self.sampled.0,
+            self.sampled.1,
+            self.own_overflow,
+            if self.at_call {
+                EXIT_AT_CALL
+            } else {
+                EXIT_AT_HANDLER
+            },
+        ]
+    }
 }
 
 /// How the scan at exit ended (`KIND_SCAN_DONE`).
@@ -400,6 +428,20 @@ mod tests {
     use super::Running;
     use crate::report::{Options, Report, analyze_bytes};
     use crate::testlog::*;
+
+    /// An exit-scan record's values come back whole from the struct (the
+    /// live packer hands them to the scan this way).
+    #[test]
+    fn exit_scan_values_round_trip() {
+        use memtrace_format::kernel::{EXIT_AT_CALL, EXIT_AT_HANDLER};
+        for how in [EXIT_AT_CALL, EXIT_AT_HANDLER] {
+            let mut v: Vec<u64> = (100..115).collect();
+            v.push(how);
+            let e = super::ExitScan::from_values(&v).unwrap();
+            assert_eq!(e.at_call, how == EXIT_AT_CALL);
+            assert_eq!(e.values().to_vec(), v);
+        }
+    }
 
     #[test]
     fn running_records_of_both_layouts() {

@@ -18,17 +18,36 @@
 //! ends) and bound nothing. Nothing is packed in a round where a live
 //! thread has no stream yet (its first record may be stamped and not stored)
 //! or a stream does not name its thread (a sandboxed writer's): the horizon
-//! waits, and what is left is packed at the end. Uses `cmd::logs`,
-//! `pack::LivePack` and the clock of `analysis::kernel`.
+//! waits, and what is left is packed at the end.
+//!
+//! The scan at exit (`memtrace __scan`, [`super::scan`]) needs the blocks
+//! live at the end, which it would find by reading the whole log while the
+//! program waits (a quarter of a second for a 100 MiB log). The packer
+//! knows the blocks live after what it packed ([`pack::Progress`]), so the
+//! scanner of the command's own log is answered on a [`Socket`] of the
+//! packer's (`MEMTRACE_LIVE_PACKER`, which the preload hands to the
+//! scanner): a thread at the command's priority takes the packer's
+//! progress and reads only the rest of the log
+//! ([`reach::live_set::end_state_after`]). The scanner asks once it has
+//! stopped the process's threads, so nothing is written meanwhile. Any
+//! other scanner, or any failure, gets no answer and reads the log itself
+//! ([`ask`]). Uses `cmd::logs`, `pack::LivePack`, `analysis::reach` and the
+//! clock of `analysis::kernel`.
 
 use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use memtrace_analyzer::analysis::kernel::mono_ns;
-use memtrace_analyzer::pack::{self, LivePack};
+use memtrace_analyzer::analysis::reach::{self, Block, ExitScan, ScanInput};
+use memtrace_analyzer::log::Log;
+use memtrace_analyzer::pack::{self, LivePack, Progress};
 
 use super::logs::{Pattern, read_header};
 
@@ -43,32 +62,219 @@ const BEHIND: u64 = 1 << 16;
 const MIN_STEP: u64 = 10_000;
 const MAX_STEP: u64 = 1_000_000_000;
 
+/// The variable that names the [`Socket`] to the preload, which passes it on
+/// to the scanner it starts at exit.
+pub(super) const SOCKET_ENV: &str = "MEMTRACE_LIVE_PACKER";
+
+/// How long the scanner waits for the packer's answer before it reads the
+/// log itself.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
 /// The packing thread; [`LivePacker::finish`] stops it and hands over the
 /// log it packs, if it found one.
 pub(super) struct LivePacker {
-    stop: Sender<()>,
+    stop: Sender<Msg>,
     thread: JoinHandle<Option<LivePack>>,
+    listener: Option<(Socket, Arc<AtomicBool>, JoinHandle<u64>)>,
+}
+
+/// What the packing thread is told besides stopping (all senders gone).
+enum Msg {
+    /// The scanner of the command's log waits: how far the packer got.
+    Progress(Sender<Option<Progress>>),
 }
 
 impl LivePacker {
     /// Starts packing the log of the command `pid` (pattern `pat`) that
-    /// started after `spawned`.
-    pub(super) fn start(pat: Pattern, pid: u32, spawned: SystemTime) -> std::io::Result<Self> {
+    /// started after `spawned`, answering its scanner on `socket`.
+    pub(super) fn start(
+        pat: Pattern,
+        pid: u32,
+        spawned: SystemTime,
+        socket: Option<Socket>,
+    ) -> std::io::Result<Self> {
         let (stop, stopped) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("livepacker".into())
             .spawn(move || run(&pat, pid, spawned, &stopped))?;
-        Ok(LivePacker { stop, thread })
+        let listener = socket.and_then(|socket| {
+            let done = Arc::new(AtomicBool::new(false));
+            let (to_packer, quit) = (stop.clone(), done.clone());
+            let l = socket.listener.try_clone().ok()?;
+            let t = std::thread::Builder::new()
+                .name("packer-socket".into())
+                .spawn(move || serve(&l, pid, &to_packer, &quit))
+                .ok()?;
+            Some((socket, done, t))
+        });
+        Ok(LivePacker {
+            stop,
+            thread,
+            listener,
+        })
     }
 
-    /// Stops the thread (after the round under way) and returns what it packed.
-    pub(super) fn finish(self) -> Option<LivePack> {
+    /// Stops the thread (after the round under way) and returns what it
+    /// packed, and how many scanners were answered from it.
+    pub(super) fn finish(self) -> (Option<LivePack>, u64) {
+        let mut answered = 0;
+        if let Some((socket, done, t)) = self.listener {
+            done.store(true, Ordering::Relaxed);
+            // Wakes the listener from its accept.
+            drop(UnixStream::connect(&socket.path));
+            answered = t.join().unwrap_or(0);
+        }
         drop(self.stop);
-        self.thread.join().ok().flatten()
+        (self.thread.join().ok().flatten(), answered)
     }
 }
 
-fn run(pat: &Pattern, pid: u32, spawned: SystemTime, stopped: &Receiver<()>) -> Option<LivePack> {
+/// The socket the scanner asks the packer on: `scan` in a directory of its
+/// own (`mkdtemp`: mode 0700, made exclusively) in the temporary directory,
+/// both removed when it is dropped.
+pub(super) struct Socket {
+    dir: PathBuf,
+    path: PathBuf,
+    listener: UnixListener,
+}
+
+impl Socket {
+    pub(super) fn bind() -> std::io::Result<Socket> {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let mut template = std::env::temp_dir()
+            .join("memtrace-packer.XXXXXX")
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        template.push(0);
+        // SAFETY: mkdtemp rewrites the trailing X's of the NUL-terminated
+        // buffer we own, in place.
+        if unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) }.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        template.pop();
+        let dir = PathBuf::from(std::ffi::OsString::from_vec(template));
+        let path = dir.join("scan");
+        match UnixListener::bind(&path) {
+            Ok(listener) => Ok(Socket {
+                dir,
+                path,
+                listener,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The listener: a scanner's request is the pid of the process it scans.
+/// The command's scanner is answered from how far the packer got, read here
+/// (at the command's priority, not the packer's nice 19), any other is told
+/// no at once. Returns how many were answered.
+fn serve(listener: &UnixListener, pid: u32, to_packer: &Sender<Msg>, done: &AtomicBool) -> u64 {
+    let mut answered = 0;
+    for conn in listener.incoming() {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = conn.set_write_timeout(Some(ANSWER_WAIT));
+        let mut b = [0u8; 8];
+        if conn.read_exact(&mut b).is_err() {
+            continue;
+        }
+        let progress = (u64::from_le_bytes(b) == u64::from(pid))
+            .then(|| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                to_packer.send(Msg::Progress(tx)).ok()?;
+                rx.recv_timeout(ANSWER_WAIT).ok()?
+            })
+            .flatten();
+        answered += u64::from(answer(progress.as_ref(), pid, conn));
+    }
+    answered
+}
+
+/// Answers the scanner of the log `packed` is of (of process `pid`,
+/// forked from nothing): 1, the exit record's 16 values, the number of live
+/// blocks, then each block's address and size (u64s, little-endian); or 0.
+/// Whether it answered.
+fn answer(packed: Option<&Progress>, pid: u32, mut conn: UnixStream) -> bool {
+    let state = packed.and_then(|p| {
+        let log = Log::open(p.path()).ok()?;
+        let h = log.header().ok()?;
+        if h.pid != pid || h.forked_from != 0 {
+            return None;
+        }
+        let e = reach::live_set::end_state_after(&log, p).ok()??;
+        Some((e.exit?, e.blocks))
+    });
+    let mut out = Vec::new();
+    let mut put = |v: u64| out.extend_from_slice(&v.to_le_bytes());
+    let Some((exit, blocks)) = state else {
+        put(0);
+        let _ = conn.write_all(&out);
+        return false;
+    };
+    put(1);
+    exit.values().into_iter().for_each(&mut put);
+    put(blocks.len() as u64);
+    for b in &blocks {
+        put(b.addr);
+        put(b.size);
+    }
+    conn.write_all(&out).is_ok()
+}
+
+/// What the packer of `memtrace run` knows of process `pid`'s end, asked
+/// on the socket `path` names (see the module docs); `None` when it does not
+/// answer, and the scanner reads the log itself.
+pub fn ask(path: &std::ffi::OsStr, pid: u32) -> Option<ScanInput> {
+    let mut conn = UnixStream::connect(path).ok()?;
+    conn.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
+    conn.set_write_timeout(Some(ANSWER_WAIT)).ok()?;
+    conn.write_all(&u64::from(pid).to_le_bytes()).ok()?;
+    let mut bytes = Vec::new();
+    conn.read_to_end(&mut bytes).ok()?;
+    let v: Vec<u64> = bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    let (&ok, v) = v.split_first()?;
+    if ok != 1 || v.len() < 17 || bytes.len() % 8 != 0 {
+        return None;
+    }
+    let exit = ExitScan::from_values(&v[..16])?;
+    let n = usize::try_from(v[16]).ok()?;
+    let pairs = &v[17..];
+    if pairs.len() != n.checked_mul(2)? {
+        return None;
+    }
+    let blocks = pairs
+        .chunks_exact(2)
+        .map(|p| Block {
+            addr: p[0],
+            size: p[1],
+        })
+        .collect();
+    Some(ScanInput { pid, exit, blocks })
+}
+
+fn run(pat: &Pattern, pid: u32, spawned: SystemTime, stopped: &Receiver<Msg>) -> Option<LivePack> {
     // SAFETY: setpriority(2) on this very thread (PRIO_PROCESS with a tid
     // names one thread on Linux); a failure leaves the priority as it was.
     unsafe {
@@ -85,7 +291,11 @@ fn run(pat: &Pattern, pid: u32, spawned: SystemTime, stopped: &Receiver<()>) -> 
     loop {
         match stopped.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
-            _ => return live,
+            Ok(Msg::Progress(reply)) => {
+                let _ = reply.send(live.as_ref().map(LivePack::progress));
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return live,
         }
         wait = ROUND;
         let Some(lp) = live.as_mut() else {
@@ -194,6 +404,50 @@ mod tests {
     fn the_margin_grows_with_time() {
         assert_eq!(margin(0), 2_000_000);
         assert_eq!(margin(100_000_000_000), 102_000_000);
+    }
+
+    /// The socket's directory is the packer's alone (0700) and goes with it.
+    #[test]
+    fn the_socket_is_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = Socket::bind().unwrap();
+        let dir = s.path().parent().unwrap().to_owned();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(s.path().exists());
+        drop(s);
+        assert!(!dir.exists());
+    }
+
+    /// A scanner of another process, or of the command when the packer has
+    /// nothing (no log found yet), gets no answer and reads the log itself;
+    /// the listener stops when told.
+    #[test]
+    fn other_scanners_get_no_answer() {
+        let s = Socket::bind().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let done = Arc::new(AtomicBool::new(false));
+        let l = s.listener.try_clone().unwrap();
+        let quit = done.clone();
+        let t = std::thread::spawn(move || serve(&l, 4242, &tx, &quit));
+        let packer = std::thread::spawn(move || {
+            let mut asked = 0;
+            while let Ok(Msg::Progress(reply)) = rx.recv() {
+                asked += 1;
+                reply.send(None).unwrap();
+            }
+            asked
+        });
+        assert!(ask(s.path().as_os_str(), 1).is_none());
+        assert!(ask(s.path().as_os_str(), 4242).is_none());
+        done.store(true, Ordering::Relaxed);
+        drop(UnixStream::connect(s.path()));
+        assert_eq!(t.join().unwrap(), 0);
+        assert_eq!(
+            packer.join().unwrap(),
+            1,
+            "only the command's scanner reaches the packer"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! 2. Stops every other thread of the process ([`Stopped`]): their
 //!    stack pointers and registers.
 //! 3. Replays the process's log (`/proc/PPID/fd/FD`) for the blocks live now
-//!    and what the exit recorded (`KIND_EXIT_SCAN`).
+//!    and what the exit recorded (`KIND_EXIT_SCAN`); under `memtrace run`
+//!    (`MEMTRACE_LIVE_PACKER` set), first asks its live packer, which knows
+//!    them for the events it packed and reads only the rest of the log
+//!    ([`super::livepack::ask`]).
 //! 4. Reads the process's memory and classifies the blocks
 //!    ([`reach::classify_process`]), then lets the threads go.
 //! 5. Writes REACH records and one SCAN_DONE record to standard output as
@@ -174,15 +177,21 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
     // it, by the path of its header's mapping.
     // The file's own path, where it is still there, so that a fork child's
     // parent's log is looked for beside it.
+    // `memtrace run`'s live packer may know the end of the command's log
+    // already, and read only the rest of it (`cmd::livepack`).
+    let asked = std::env::var_os(super::livepack::SOCKET_ENV)
+        .and_then(|path| super::livepack::ask(&path, pid));
     let by_fd = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
     let real = std::fs::read_link(&by_fd).ok().filter(|p| p.is_file());
-    let input = [real, Some(by_fd), mapped_path(pid, a.header)]
-        .into_iter()
-        .flatten()
-        .find_map(|log| match reach::scan_input(&log, &[]) {
-            Ok(Some(i)) if i.pid == pid => Some(i),
-            _ => None,
-        });
+    let input = asked.or_else(|| {
+        [real, Some(by_fd), mapped_path(pid, a.header)]
+            .into_iter()
+            .flatten()
+            .find_map(|log| match reach::scan_input(&log, &[]) {
+                Ok(Some(i)) if i.pid == pid => Some(i),
+                _ => None,
+            })
+    });
     let Some(input) = input else {
         return failed(SCAN_BAD_LOG);
     };

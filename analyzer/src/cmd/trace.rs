@@ -42,7 +42,7 @@
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
-use super::livepack::LivePacker;
+use super::livepack::{LivePacker, Socket};
 use super::logs::{Found, Pattern, find_logs};
 use super::prepack::Prepacker;
 use anyhow::Context;
@@ -177,6 +177,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         pat,
         output,
         run_dir,
+        socket,
     } = start(o, &lib, &cwd)?;
     let prog = &o.command[0];
     let pid = child.id();
@@ -193,7 +194,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     };
     // Packing the command's own log while it runs (step 5).
     let livepacker = if o.pack {
-        LivePacker::start(pat.clone(), pid, spawned).ok()
+        LivePacker::start(pat.clone(), pid, spawned, socket).ok()
     } else {
         None
     };
@@ -212,7 +213,10 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     }
     let samples = sampler.map(Sampler::finish).unwrap_or_default();
     let staged = prepacker.map(Prepacker::finish).unwrap_or_default();
-    let live = livepacker.and_then(LivePacker::finish);
+    let (live, answered) = livepacker.map_or((None, 0), LivePacker::finish);
+    if answered > 0 && o.verbose && !o.quiet {
+        eprintln!("memtrace: the exit scan took the live blocks from the live packer");
+    }
 
     let logs = find_logs(&pat, pid, spawned);
     add_kernel_samples(&logs, pid, &samples, &staged);
@@ -251,6 +255,8 @@ struct Started {
     pat: Pattern,
     output: PathBuf,
     run_dir: Option<super::rundir::RunDir>,
+    /// Where the scanner at exit asks the live packer (`super::livepack`).
+    socket: Option<Socket>,
 }
 
 /// Starts the command of `o` under the preload `lib`, its logs going to `-o`
@@ -259,7 +265,11 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
     // A bad `-o` pattern is said before anything runs.
     let asked = o.output.map(|out| Pattern::parse(out, cwd)).transpose()?;
     let (prog, args) = o.command.split_first().context("no command given")?;
-    let env = environment(o, lib);
+    let mut env = environment(o, lib);
+    let socket = o.pack.then(Socket::bind).and_then(Result::ok);
+    if let Some(s) = &socket {
+        env.push((super::livepack::SOCKET_ENV, s.path().into()));
+    }
     let mut cmd = Command::new(prog);
     cmd.args(args);
     let pending = match (&asked, o.output) {
@@ -320,6 +330,7 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
         pat,
         output,
         run_dir,
+        socket,
     })
 }
 

@@ -20,7 +20,7 @@ impl Log {
     /// writer's reserved space is unwritten extents (ext4: `SEEK_HOLE` walks
     /// the page cache, 12% of the live packer's time on a 100 MiB log), and
     /// the writer fills them after. A hole that cannot be read (a full tmpfs)
-    /// raises SIGBUS, which [`bus`] turns into [`Log::shrank`].
+    /// raises SIGBUS, which the SIGBUS guard turns into [`Log::shrank`].
     pub fn open_growing(path: &Path) -> Result<Log> {
         Log::map(path, false)
     }

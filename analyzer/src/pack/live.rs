@@ -21,7 +21,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use memtrace_format::HEADER_SIZE;
+use memtrace_format::kernel::KIND_EXIT_SCAN;
+use memtrace_format::{HEADER_SIZE, Record};
 
 use super::encoder::{Enc, MISC_FLUSH};
 use super::{
@@ -40,6 +41,8 @@ pub struct LivePack {
     blocks: BlockWriter<BufWriter<File>>,
     events: u64,
     started: u64,
+    /// The values of the latest exit-scan record packed.
+    exit_scan: Option<Vec<u64>>,
 }
 
 impl LivePack {
@@ -62,6 +65,7 @@ impl LivePack {
             blocks: BlockWriter::new(BufWriter::new(body)).map_err(io)?,
             events: 0,
             started,
+            exit_scan: None,
         })
     }
 
@@ -103,6 +107,11 @@ impl LivePack {
             .map_err(bad);
         let events = log.checked(events)?;
         for ev in &events {
+            if let Record::Kernel { kind, values, .. } = &ev.record
+                && *kind == KIND_EXIT_SCAN
+            {
+                self.exit_scan = values.clone().collect::<Result<_, _>>().ok();
+            }
             self.enc.event(ev).map_err(|why| Error::Pack {
                 path: self.path.clone(),
                 why: format!("cannot re-encode a {why}"),
@@ -117,6 +126,21 @@ impl LivePack {
         log.checked(Ok(()))?;
         self.events += events.len() as u64;
         Ok(events.len() as u64)
+    }
+
+    /// How far it packed, for the scan at exit ([`Progress`]).
+    pub fn progress(&self) -> Progress {
+        let mut blocks: Vec<(u64, u64)> = (self.enc.m.slots.iter())
+            .filter(|(addr, _)| *addr != 0)
+            .copied()
+            .collect();
+        blocks.sort_unstable();
+        Progress {
+            path: self.path.clone(),
+            tail: self.tail.clone(),
+            blocks,
+            exit_scan: self.exit_scan.clone(),
+        }
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -177,6 +201,43 @@ impl LivePack {
             })();
             written.map_err(io(tmp))
         })
+    }
+}
+
+/// What a [`LivePack`] has packed, as the scan at exit needs it: the blocks
+/// live after those events and where each stream stopped (taken at once
+/// from the packer, so that the rest is read without it).
+#[derive(Clone, Debug)]
+pub struct Progress {
+    path: PathBuf,
+    tail: Tail,
+    blocks: Vec<(u64, u64)>,
+    exit_scan: Option<Vec<u64>>,
+}
+
+impl Progress {
+    /// The raw log.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The heap blocks live after the events packed (address and requested
+    /// size, sorted by address): the encoder's live slots.
+    pub fn live_blocks(&self) -> &[(u64, u64)] {
+        &self.blocks
+    }
+
+    /// The values of the latest exit-scan record (`KIND_EXIT_SCAN`) among
+    /// the events packed.
+    pub fn exit_scan(&self) -> Option<&[u64]> {
+        self.exit_scan.as_deref()
+    }
+
+    /// What is left of the log `fin` indexes after the events packed, as
+    /// [`Tail::rest`] gives it: the index of the rest, and per stream
+    /// whether its first record is a REALLOC whose first half was packed.
+    pub fn rest(&self, fin: &crate::log::Index) -> Option<(crate::log::Index, Vec<bool>)> {
+        self.tail.rest(fin)
     }
 }
 

@@ -8,7 +8,7 @@ mod encoder;
 mod live;
 mod staged;
 
-pub use live::LivePack;
+pub use live::{LivePack, Progress};
 
 pub use staged::{SYNCFS_FROM, Staged, commit_all};
 

@@ -14,8 +14,8 @@ use crate::util::*;
 /// A LEAK SUMMARY: bytes and blocks definitely, indirectly, possibly lost and still
 /// reachable, and the still reachable ones by heuristic.
 #[derive(Debug, PartialEq, Eq, Clone)]
-struct Leaks {
-    kinds: [(u64, u64); 4],
+pub(crate) struct Leaks {
+    pub(crate) kinds: [(u64, u64); 4],
     via: BTreeMap<String, (u64, u64)>,
 }
 
@@ -100,7 +100,7 @@ fn memtrace_leaks(name: &str, args: &[&str], env: Option<&str>) -> (Leaks, Repor
 }
 
 /// memcheck's LEAK SUMMARY of FIXTURE with `--leak-check-heuristics=SET`.
-fn memcheck_leaks(name: &str, set: &str) -> Leaks {
+pub(crate) fn memcheck_leaks(name: &str, set: &str) -> Leaks {
     // The leak heuristics are tested against memcheck: required, never skipped.
     let valgrind = require_valgrind();
     let dir = tempfile::tempdir().unwrap();

@@ -285,3 +285,62 @@ fn no_scanner_for_a_process_without_heap() {
         }
     }
 }
+
+/// The exit scan of the command's own log takes the blocks live at the end from
+/// `memtrace run`'s live packer and reads only the rest of the log
+/// (tests/fixtures/scan_after_churn.c: 800,000 events of churn, a pause for the packer,
+/// then reach.c's blocks): the kinds are memcheck's, run here, and the totals valgrind's,
+/// in every run. The packer runs at nice 19 and may get no time on a loaded machine, so
+/// the answer must come in at least one of up to five runs.
+#[test]
+fn the_exit_scan_takes_the_live_blocks_from_the_live_packer() {
+    use crate::heuristics::memcheck_leaks;
+    let memcheck = memcheck_leaks("scan_after_churn", "all");
+    // The header's figures (valgrind 3.19): definitely, indirectly, possibly lost, still
+    // reachable.
+    assert_eq!(
+        memcheck.kinds,
+        [(80, 2), (96, 3), (128, 1), (80, 2)],
+        "memcheck today vs the header"
+    );
+    let totals = oracle(
+        "scan_after_churn",
+        &[] as &[&str],
+        Valgrind {
+            in_use_bytes: 384,
+            in_use_blocks: 8,
+            allocs: 400_009,
+            frees: 400_001,
+            bytes_allocated: 51_323_972,
+        },
+    );
+    let mut said = Vec::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = memtrace();
+        cmd.current_dir(dir.path())
+            .args(["run", "-v", "--"])
+            .arg(fixture("scan_after_churn"));
+        let out = output_with_timeout(&mut cmd, TIMEOUT);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let r = report(&only_log(dir.path()));
+        let s = &r.v["summary"];
+        assert_eq!(s["scan"]["status"], "ok", "{stderr}");
+        let k = &s["leak_kinds"];
+        let got = ["definite", "indirect", "possible", "reachable"].map(|n| {
+            (
+                k[n]["bytes"].as_u64().unwrap(),
+                k[n]["count"].as_u64().unwrap(),
+            )
+        });
+        assert_eq!(got, memcheck.kinds, "memtrace vs memcheck\n{stderr}");
+        assert_heap_totals(&r, &totals);
+        let answered = stderr.contains("the exit scan took the live blocks from the live packer");
+        if answered {
+            return;
+        }
+        said.push(stderr);
+    }
+    panic!("the live packer answered no exit scan in 5 runs:\n{said:#?}");
+}

@@ -116,14 +116,20 @@ unsafe impl Sync for Text {}
 static SCANNER: Text = Text(UnsafeCell::new([0; PATH_CAP]));
 /// `MEMTRACE_LEAK_HEURISTICS=...` for the scanner's environment, or empty.
 static HEURISTICS: Text = Text(UnsafeCell::new([0; PATH_CAP]));
+/// `MEMTRACE_LIVE_PACKER=...` for the scanner's environment, or empty: the
+/// socket of `memtrace run`'s live packer, which may already hold most of
+/// the live set the scanner needs.
+static LIVE_PACKER: Text = Text(UnsafeCell::new([0; PATH_CAP]));
 
 /// Reads the environment (called by the constructor): `MEMTRACE_REACH`,
-/// `MEMTRACE_SCANNER`, `MEMTRACE_SCAN_TIMEOUT`, `MEMTRACE_LEAK_HEURISTICS`.
+/// `MEMTRACE_SCANNER`, `MEMTRACE_SCAN_TIMEOUT`, `MEMTRACE_LEAK_HEURISTICS`,
+/// `MEMTRACE_LIVE_PACKER`.
 pub fn init(
     reach: Option<&[u8]>,
     scanner: Option<&[u8]>,
     timeout: Option<&[u8]>,
     heuristics: Option<&[u8]>,
+    live_packer: Option<&[u8]>,
 ) {
     AT_EXIT.store(reach != Some(b"0"), Ordering::Relaxed);
     if let Some(t) = timeout.and_then(sys::parse_decimal) {
@@ -139,6 +145,11 @@ pub fn init(
         // SAFETY: as above.
         let buf = unsafe { &mut *HEURISTICS.0.get() };
         copy_z(buf, &[b"MEMTRACE_LEAK_HEURISTICS=", h]);
+    }
+    if let Some(p) = live_packer.filter(|p| !p.is_empty()) {
+        // SAFETY: as above.
+        let buf = unsafe { &mut *LIVE_PACKER.0.get() };
+        copy_z(buf, &[b"MEMTRACE_LIVE_PACKER=", p]);
     }
 }
 
@@ -316,15 +327,22 @@ fn start_scanner(me: u64, log_fd: u64, started: u64) {
     ];
     // SAFETY: see Text.
     let heur = unsafe { &*HEURISTICS.0.get() };
-    let envp: [*const u8; 3] = [
+    // SAFETY: see Text.
+    let packer = unsafe { &*LIVE_PACKER.0.get() };
+    // The variables set, then the terminating null.
+    let mut envp: [*const u8; 4] = [
         c"MEMTRACE_SCAN_HELPER=1".as_ptr().cast(),
-        if heur[0] != 0 {
-            heur.as_ptr()
-        } else {
-            core::ptr::null()
-        },
+        core::ptr::null(),
+        core::ptr::null(),
         core::ptr::null(),
     ];
+    let mut n = 1;
+    for v in [heur, packer] {
+        if v[0] != 0 {
+            envp[n] = v.as_ptr();
+            n += 1;
+        }
+    }
     let mut mailbox = [0u8; 24];
     let mailbox_arg = [
         c"--mailbox".as_ptr().cast(),

@@ -8,18 +8,20 @@
 //! Blocks are as the process holds them: a sampled record's block is its
 //! requested size, not the bytes it stands for.
 //!
-//! Uses `crate::analysis::last_events`, `crate::log`, and the replay's
+//! Uses `crate::analysis::last_events`, `crate::log`, `crate::pack`'s
+//! [`Progress`] (for [`end_state_after`]), and the replay's
 //! [`Seed`] and [`Config`]; equal to the replay's live set on every log (the
 //! tests below compare the two).
 
-use memtrace_format::Record;
 use memtrace_format::kernel::KIND_EXIT_SCAN;
+use memtrace_format::{DecodeError, Record};
 
 use super::{Block, ExitScan};
-use crate::analysis::last_events::{self, Key, Route};
+use crate::analysis::last_events::{self, Key, Latest, Route};
 use crate::analysis::replay::{Config, Seed};
 use crate::error::Result;
 use crate::log::{Index, Log};
+use crate::pack::Progress;
 
 /// What a log says at its end, for the scan.
 #[derive(Debug, Default)]
@@ -43,25 +45,64 @@ pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: &[(u64, u64)]) -> 
         true => Route::Table,
         false => Route::Drop,
     };
-    let pick = |_: Key, r: &Record<'_>| match r {
+    let latest = last_events::scan(log, index, seed, &keep, &exit_record)?;
+    Ok(EndState {
+        blocks: blocks(&latest),
+        exit: latest_exit(latest.picked),
+    })
+}
+
+/// [`end_state`] of raw `log`, whose first events a [`LivePack`](crate::pack::LivePack) packed
+/// while it was written (`memtrace run`'s live packer, asked by the scan at
+/// exit), `packed` being how far: the live blocks after those events,
+/// updated with the rest of the log alone, which is all that is read.
+/// `None` when the log is not the one the packer read (it changed under
+/// it). A fork child's inherited blocks are
+/// not known here: the caller asks only for a log that forked from nothing.
+pub fn end_state_after(log: &Log, packed: &Progress) -> Result<Option<EndState>> {
+    let header = log.header()?;
+    let fin = log.index(&header)?;
+    let Some((rest, half)) = packed.rest(&fin) else {
+        return Ok(None);
+    };
+    // A REALLOC whose first half was packed already: its release is in the
+    // live blocks, and must not come again after the blocks' later events.
+    let skip: Vec<Option<u64>> = (rest.streams.iter().zip(&half))
+        .map(|(s, &h)| s.chunks.first().filter(|_| h).map(|c| c.body.0 as u64 * 2))
+        .collect();
+    let keep = |key: Key| match skip.get(key.1 as usize) {
+        Some(Some(first)) if *first == key.2 => Route::Drop,
+        _ => Route::Table,
+    };
+    let latest = last_events::scan(log, &rest, packed.live_blocks(), &keep, &exit_record)?;
+    Ok(Some(EndState {
+        blocks: blocks(&latest),
+        exit: latest_exit(latest.picked)
+            .or_else(|| packed.exit_scan().and_then(ExitScan::from_values)),
+    }))
+}
+
+/// The values of an exit-scan record, the one other record the scan needs.
+fn exit_record(_: Key, r: &Record<'_>) -> std::result::Result<Option<Vec<u64>>, DecodeError> {
+    match r {
         Record::Kernel { kind, values, .. } if *kind == KIND_EXIT_SCAN => values
             .clone()
             .collect::<std::result::Result<Vec<u64>, _>>()
             .map(Some),
         _ => Ok(None),
-    };
-    let latest = last_events::scan(log, index, seed, &keep, &pick)?;
-    let blocks = latest
-        .live()
-        .into_iter()
+    }
+}
+
+fn blocks(latest: &Latest<Vec<u64>>) -> Vec<Block> {
+    (latest.live().into_iter())
         .map(|(addr, size)| Block { addr, size })
-        .collect();
-    let exit = latest
-        .picked
-        .into_iter()
+        .collect()
+}
+
+fn latest_exit(picked: Vec<(Key, Vec<u64>)>) -> Option<ExitScan> {
+    (picked.into_iter())
         .max_by_key(|(key, _)| *key)
-        .and_then(|(_, v)| ExitScan::from_values(&v));
-    Ok(EndState { blocks, exit })
+        .and_then(|(_, v)| ExitScan::from_values(&v))
 }
 
 /// A packed log's events come merged: replayed in order, the catalog taking
@@ -106,6 +147,7 @@ fn packed_end_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::LivePack;
     use crate::testlog::*;
     use std::path::Path;
 
@@ -165,8 +207,9 @@ mod tests {
     /// the pass runs on several workers), with exit records on two threads:
     /// the live set and the exit record equal the replay's, whole and cut at
     /// several moments.
-    #[test]
-    fn equals_the_replay_on_threads_sharing_addresses() {
+    /// The log of [`equals_the_replay_on_threads_sharing_addresses`], and
+    /// its last time.
+    fn sharing_addresses() -> (LogBuilder, u64) {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut b = LogBuilder::new();
         let mut time = [T0; 4];
@@ -204,7 +247,12 @@ mod tests {
                 time = [m; 4];
             }
         }
-        let end = *time.iter().max().unwrap();
+        (b, *time.iter().max().unwrap())
+    }
+
+    #[test]
+    fn equals_the_replay_on_threads_sharing_addresses() {
+        let (b, end) = sharing_addresses();
         let whole = by_replay(&b, 0);
         assert!(whole.0.len() > 10, "{}", whole.0.len());
         assert!(whole.1.is_some());
@@ -216,6 +264,81 @@ mod tests {
                 "until {until}"
             );
         }
+    }
+
+    /// The end state from a live packer's blocks and the rest of the log
+    /// equals the replay's, whichever times the packer read up to: before
+    /// the first record, between a REALLOC's halves (ties in time, on four
+    /// threads sharing addresses, make such cuts), past exit records, and
+    /// to the end.
+    #[test]
+    fn after_a_live_pack_equals_the_replay() {
+        let (b, end) = sharing_addresses();
+        let whole = by_replay(&b, 0);
+        let d = tempfile::tempdir().unwrap();
+        let raw = d.path().join("raw.mtr");
+        std::fs::write(&raw, &b.bytes).unwrap();
+        let mid = (T0 + end) / 2;
+        let steps: [&[u64]; 5] = [
+            &[],
+            &[T0 - 1],
+            &[T0 + 1, T0 + 2, mid],
+            &[mid, mid + 1, end - 3, end - 2],
+            &[end],
+        ];
+        for steps in steps {
+            let mut lp = LivePack::new(&raw).unwrap();
+            for &u in steps {
+                lp.advance(u).unwrap();
+            }
+            let log = Log::open(&raw).unwrap();
+            let e = end_state_after(&log, &lp.progress())
+                .unwrap()
+                .expect("the log it read");
+            assert_eq!((e.blocks, e.exit), whole, "steps {steps:?}");
+        }
+        // A packer that read all of it has nothing left to read.
+        let mut lp = LivePack::new(&raw).unwrap();
+        assert!(lp.advance(u64::MAX).unwrap() > 0);
+        let p = lp.progress();
+        assert!(p.exit_scan().is_some());
+        let got: Vec<(u64, u64)> = whole.0.iter().map(|b| (b.addr, b.size)).collect();
+        assert_eq!(p.live_blocks(), got);
+    }
+
+    /// A REALLOC cut between its halves by the live packer: its old block,
+    /// released by the first half and allocated again by another thread at
+    /// the same instant, stays live; the second half's block comes from
+    /// the rest of the log.
+    #[test]
+    fn after_a_live_pack_a_released_block_allocated_again_stays() {
+        let mut a = LogBuilder::chunk(T0);
+        a.alloc(T0 + 1, 0xa0, 8, 1)
+            .realloc(T0 + 2, T0 + 3, 0xa0, 0xb0, 16, 1);
+        let mut c = LogBuilder::chunk(T0);
+        c.alloc(T0 + 2, 0xa0, 32, 1);
+        let mut b = LogBuilder::new();
+        b.push(0, &a).push(1, &c);
+        let want = vec![
+            Block {
+                addr: 0xa0,
+                size: 32,
+            },
+            Block {
+                addr: 0xb0,
+                size: 16,
+            },
+        ];
+        assert_eq!(by_replay(&b, 0).0, want);
+        let d = tempfile::tempdir().unwrap();
+        let raw = d.path().join("raw.mtr");
+        std::fs::write(&raw, &b.bytes).unwrap();
+        let mut lp = LivePack::new(&raw).unwrap();
+        assert_eq!(lp.advance(T0 + 2).unwrap(), 3);
+        assert_eq!(lp.progress().live_blocks(), [(0xa0, 32)]);
+        let log = Log::open(&raw).unwrap();
+        let e = end_state_after(&log, &lp.progress()).unwrap().unwrap();
+        assert_eq!(e.blocks, want);
     }
 
     /// A fork child's inherited blocks are live until it frees them; a
