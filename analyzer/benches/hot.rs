@@ -24,7 +24,9 @@
 //! growing from 4 KiB to 1 MiB as the preload's writer makes them, stacks
 //! written once before their first use, addresses reused LIFO as an
 //! allocator does, a live set that grows to a peak and shrinks, with leaks
-//! left at the end. Run: `cargo bench -p memtrace --bench hot` (add
+//! left at the end; with `MEMTRACE_BENCH_RAW=LOG` the live packer's
+//! benchmarks run on that raw log of a real program too. Run:
+//! `cargo bench -p memtrace --bench hot` (add
 //! `-- --quick` for a fast pass, or a name filter such as `-- replay`).
 
 use std::ffi::CStr;
@@ -426,12 +428,12 @@ fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
 }
 
 /// Packing the log while it is written (`memtrace run`'s live packer): the
-/// rounds alone (`LivePack::advance` over the whole log, in 16 rounds of
+/// rounds alone (`LivePack::advance` over the whole log, in rounds of
 /// about 65k events, the size `memtrace run` gives a round when behind),
 /// and the whole path with `LivePack::finish` and the commit. The rounds'
 /// rate is what the packer must sustain beside the program.
-fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
-    const ROUNDS: u64 = 16;
+fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64, name: &str) {
+    let rounds_n = records.div_ceil(1 << 16).max(1);
     let dir = tempfile::tempdir().expect("temporary directory");
     let raw = dir.path().join("raw.mtr");
     std::fs::write(&raw, bytes).expect("write the raw log");
@@ -440,9 +442,9 @@ fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
     let (start, end) = (h.start_mono_ns, h.end_mono_ns);
     let rounds = |lp: &mut LivePack| {
         let mut n = 0;
-        for r in 1..=ROUNDS {
+        for r in 1..=rounds_n {
             n += lp
-                .advance(start + (end - start) * r / ROUNDS)
+                .advance(start + (end - start) * r / rounds_n)
                 .expect("advance");
         }
         n
@@ -459,7 +461,7 @@ fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(records));
-    g.bench_function("live_rounds_1M", |b| {
+    g.bench_function(format!("live_rounds_{name}"), |b| {
         b.iter_batched(
             || LivePack::new(&raw).expect("live pack"),
             |mut lp| {
@@ -470,7 +472,7 @@ fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
         )
     });
     let dst = dir.path().join("live.mtr");
-    g.bench_function("live_whole_1M", |b| {
+    g.bench_function(format!("live_whole_{name}"), |b| {
         b.iter(|| {
             let mut lp = LivePack::new(&raw).expect("live pack");
             rounds(&mut lp);
@@ -684,7 +686,15 @@ fn benches(c: &mut Criterion) {
     decode(c, &log);
     replay_bench(c, &log, records);
     pack_bench(c, &log, records);
-    live_pack_bench(c, &log, records);
+    live_pack_bench(c, &log, records, "1M");
+    // A raw log of a real run, for the live packer on a real program's events.
+    if let Some(raw) = std::env::var_os("MEMTRACE_BENCH_RAW") {
+        let bytes = std::fs::read(&raw).expect("MEMTRACE_BENCH_RAW: a raw log");
+        let l = Log::from_bytes(Path::new("raw.mtr"), &bytes);
+        let idx = l.index(&l.header().expect("header")).expect("index");
+        let n = l.merge(&idx).count() as u64;
+        live_pack_bench(c, &bytes, n, "real");
+    }
     snapshot_bench(c, &log);
     symbolize(c);
     stacks_bench(c);

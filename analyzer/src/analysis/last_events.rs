@@ -138,10 +138,18 @@ pub fn scan<T: Send>(
             }
         }
     }
+    // A worker for every 64 chunks or 4 MiB of records: the rest of a log
+    // after a live packer's progress is a few large chunks.
+    let bytes: usize = work.iter().map(|(_, c)| c.body.1 - c.body.0).sum();
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8)
-        .min(work.len().div_ceil(64).max(1));
+        .min(
+            work.len()
+                .div_ceil(64)
+                .max(bytes >> 22)
+                .clamp(1, work.len().max(1)),
+        );
     let mut table = Latest::default();
     for &(addr, size) in seed {
         table.note(addr, (0, 0, 0), size);

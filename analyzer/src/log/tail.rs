@@ -252,7 +252,7 @@ impl Stream {
         out: &mut Vec<Event<'a>>,
     ) -> Result<(), DecodeError> {
         loop {
-            let Some((chunk, pos, time)) = self.current else {
+            let Some((chunk, mut pos, mut time)) = self.current else {
                 match self.ahead.remove(&self.next_seq) {
                     Some(c) => {
                         self.current = Some((c, 0, c.base_time));
@@ -263,57 +263,71 @@ impl Stream {
                 }
             };
             let body = &file[chunk.body.0..chunk.body.1];
-            let rest = &body[pos.min(body.len())..];
-            let len = if rest.len() < 3 {
-                0
-            } else {
-                u16::from_le_bytes([rest[0], rest[1]]) as usize
-            };
-            if len == 0 || rest[2] == 0 {
-                // The writer's frontier, unless the stream went on to its next chunk.
-                if !self.ahead.contains_key(&self.next_seq) {
+            // One decoder for the chunk's run of records; the position is
+            // stored back wherever the read stops.
+            let mut it = RecordIter::resume(body, pos, time);
+            loop {
+                let rest = &body[pos.min(body.len())..];
+                let len = if rest.len() < 3 {
+                    0
+                } else {
+                    u16::from_le_bytes([rest[0], rest[1]]) as usize
+                };
+                if len == 0 || rest[2] == 0 {
+                    // The writer's frontier, unless the stream went on to its next chunk.
+                    if !self.ahead.contains_key(&self.next_seq) {
+                        self.current = Some((chunk, pos, time));
+                        return Ok(());
+                    }
+                    if len == 0 || len > rest.len() {
+                        self.current = None;
+                    } else {
+                        self.current = Some((chunk, pos + len, time));
+                    }
+                    break;
+                }
+                let record = match it.next() {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => {
+                        self.current = Some((chunk, pos, time));
+                        return Err(e);
+                    }
+                    None => {
+                        self.current = Some((chunk, pos, time));
+                        return Err(DecodeError::BadRecord("record length"));
+                    }
+                };
+                let t = record.time().unwrap_or(time);
+                self.bound = self.bound.max(t);
+                if t > until {
+                    self.current = Some((chunk, pos, time));
                     return Ok(());
                 }
-                if len == 0 || len > rest.len() {
-                    self.current = None;
+                let ev = |time, realloc_end| Event {
+                    time,
+                    stream,
+                    chunk_offset: chunk.offset,
+                    record: record.clone(),
+                    realloc_end,
+                    slot: super::NO_SLOT,
+                };
+                if let Record::Realloc { time_after, .. } = record {
+                    if !self.half {
+                        out.push(ev(t, false));
+                    }
+                    self.bound = self.bound.max(time_after);
+                    if time_after > until {
+                        self.half = true;
+                        self.current = Some((chunk, pos, time));
+                        return Ok(());
+                    }
+                    self.half = false;
+                    out.push(ev(time_after, true));
                 } else {
-                    self.current = Some((chunk, pos + len, time));
-                }
-                continue;
-            }
-            let mut it = RecordIter::resume(body, pos, time);
-            let record = match it.next() {
-                Some(r) => r?,
-                None => return Err(DecodeError::BadRecord("record length")),
-            };
-            let t = record.time().unwrap_or(time);
-            self.bound = self.bound.max(t);
-            if t > until {
-                return Ok(());
-            }
-            let ev = |time, realloc_end| Event {
-                time,
-                stream,
-                chunk_offset: chunk.offset,
-                record: record.clone(),
-                realloc_end,
-                slot: super::NO_SLOT,
-            };
-            if let Record::Realloc { time_after, .. } = record {
-                if !self.half {
                     out.push(ev(t, false));
                 }
-                self.bound = self.bound.max(time_after);
-                if time_after > until {
-                    self.half = true;
-                    return Ok(());
-                }
-                self.half = false;
-                out.push(ev(time_after, true));
-            } else {
-                out.push(ev(t, false));
+                (pos, time) = (it.offset(), it.time());
             }
-            self.current = Some((chunk, it.offset(), it.time()));
         }
     }
 }

@@ -106,7 +106,13 @@ impl LivePack {
             .read(log.bytes(), header.reserved_end, until)
             .map_err(bad);
         let events = log.checked(events)?;
-        for ev in &events {
+        for (i, ev) in events.iter().enumerate() {
+            // What the encoder keeps of an address a few events on, loaded
+            // meanwhile (a cache miss per event otherwise, as when packing at
+            // once).
+            if let Some(next) = events.get(i + AHEAD) {
+                self.enc.prefetch(heap_addr(next));
+            }
             if let Record::Kernel { kind, values, .. } = &ev.record
                 && *kind == KIND_EXIT_SCAN
             {
@@ -201,6 +207,19 @@ impl LivePack {
             })();
             written.map_err(io(tmp))
         })
+    }
+}
+
+/// How many events ahead [`LivePack::advance`] prefetches an address.
+const AHEAD: usize = 16;
+
+/// The address a heap event looks up in the encoder (0: none).
+fn heap_addr(ev: &crate::log::Event<'_>) -> u64 {
+    match ev.record {
+        Record::Alloc { addr, .. } | Record::Free { addr, .. } => addr,
+        Record::Realloc { new, .. } if ev.realloc_end => new,
+        Record::Realloc { old, .. } => old,
+        _ => 0,
     }
 }
 
