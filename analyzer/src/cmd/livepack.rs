@@ -26,9 +26,11 @@
 //! knows the blocks live after what it packed ([`pack::Progress`]), so the
 //! scanner of the command's own log is answered on a [`Socket`] of the
 //! packer's (`MEMTRACE_LIVE_PACKER`, which the preload hands to the
-//! scanner): a thread at the command's priority takes the packer's
-//! progress and reads only the rest of the log
-//! ([`reach::live_set::end_state_after`]). The scanner asks once it has
+//! scanner): the packer hands over its progress between rounds (waited
+//! for at most [`PROGRESS_WAIT`]), and a thread at the command's priority
+//! reads only the rest of the log ([`reach::live_set::end_state_after`]).
+//! The request names the log's file (device and inode) and the answer is
+//! taken only from a peer of the scanner's own user (`SO_PEERCRED`). The scanner asks once it has
 //! stopped the process's threads, so nothing is written meanwhile. Any
 //! other scanner, or any failure, gets no answer and reads the log itself
 //! ([`ask`]). Uses `cmd::logs`, `pack::LivePack`, `analysis::reach` and the
@@ -66,9 +68,17 @@ const MAX_STEP: u64 = 1_000_000_000;
 /// to the scanner it starts at exit.
 pub(super) const SOCKET_ENV: &str = "MEMTRACE_LIVE_PACKER";
 
-/// How long the scanner waits for the packer's answer before it reads the
-/// log itself.
+/// How long the scanner waits for the answer (reading the rest of the log
+/// for it takes no longer than its reading the whole log), and how long an
+/// answer may take to write.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long the listener waits for the packer's progress (it gives it
+/// between rounds) before it tells the scanner no.
+const PROGRESS_WAIT: Duration = Duration::from_millis(200);
+
+/// How often the listener looks whether it is to stop.
+const POLL: Duration = Duration::from_millis(100);
 
 /// The packing thread; [`LivePacker::finish`] stops it and hands over the
 /// log it packs, if it found one.
@@ -180,41 +190,74 @@ impl Drop for Socket {
     }
 }
 
-/// The listener: a scanner's request is the pid of the process it scans.
-/// The command's scanner is answered from how far the packer got, read here
-/// (at the command's priority, not the packer's nice 19), any other is told
-/// no at once. Returns how many were answered.
+/// The listener: a scanner's request is the pid of the process it scans
+/// and its log's device and inode. The command's scanner is answered from
+/// how far the packer got, read here (at the command's priority, not the
+/// packer's nice 19), any other is told no at once. Returns how many were
+/// answered. It looks for `done` at least every [`POLL`], so that it ends
+/// even when the socket's path is gone.
 fn serve(listener: &UnixListener, pid: u32, to_packer: &Sender<Msg>, done: &AtomicBool) -> u64 {
+    use std::os::fd::AsRawFd;
     let mut answered = 0;
-    for conn in listener.incoming() {
+    if listener.set_nonblocking(true).is_err() {
+        return 0;
+    }
+    while !done.load(Ordering::Relaxed) {
+        let mut fd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own, for at most POLL.
+        unsafe { libc::poll(&mut fd, 1, POLL.as_millis() as libc::c_int) };
+        let mut conn = match listener.accept() {
+            Ok((conn, _)) => conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            // Out of descriptors, say: not in a loop.
+            Err(_) => {
+                std::thread::sleep(POLL);
+                continue;
+            }
+        };
         if done.load(Ordering::Relaxed) {
             break;
         }
-        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_nonblocking(false);
         let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
         let _ = conn.set_write_timeout(Some(ANSWER_WAIT));
-        let mut b = [0u8; 8];
+        let mut b = [0u8; 24];
         if conn.read_exact(&mut b).is_err() {
             continue;
         }
-        let progress = (u64::from_le_bytes(b) == u64::from(pid))
+        let word =
+            |i: usize| u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or_default());
+        let (asked, file) = (word(0), (word(1), word(2)));
+        let progress = (asked == u64::from(pid))
             .then(|| {
                 let (tx, rx) = std::sync::mpsc::channel();
                 to_packer.send(Msg::Progress(tx)).ok()?;
-                rx.recv_timeout(ANSWER_WAIT).ok()?
+                // The packer answers between rounds; a long round is not
+                // waited for (the scanner reads the log itself).
+                rx.recv_timeout(PROGRESS_WAIT).ok()?
             })
             .flatten();
-        answered += u64::from(answer(progress.as_ref(), pid, conn));
+        answered += u64::from(answer(progress.as_ref(), pid, file, conn));
     }
     answered
 }
 
 /// Answers the scanner of the log `packed` is of (of process `pid`,
-/// forked from nothing): 1, the exit record's 16 values, the number of live
-/// blocks, then each block's address and size (u64s, little-endian); or 0.
-/// Whether it answered.
-fn answer(packed: Option<&Progress>, pid: u32, mut conn: UnixStream) -> bool {
+/// forked from nothing, the file `file`: device and inode, as the scanner
+/// sees it): 1, the exit record's 16 values, the number of live blocks, then
+/// each block's address and size (u64s, little-endian); or 0. Whether it
+/// answered.
+fn answer(packed: Option<&Progress>, pid: u32, file: (u64, u64), mut conn: UnixStream) -> bool {
+    use std::os::unix::fs::MetadataExt;
     let state = packed.and_then(|p| {
+        let m = std::fs::metadata(p.path()).ok()?;
+        if (m.dev(), m.ino()) != file {
+            return None;
+        }
         let log = Log::open(p.path()).ok()?;
         let h = log.header().ok()?;
         if h.pid != pid || h.forked_from != 0 {
@@ -240,14 +283,25 @@ fn answer(packed: Option<&Progress>, pid: u32, mut conn: UnixStream) -> bool {
     conn.write_all(&out).is_ok()
 }
 
-/// What the packer of `memtrace run` knows of process `pid`'s end, asked
-/// on the socket `path` names (see the module docs); `None` when it does not
-/// answer, and the scanner reads the log itself.
-pub fn ask(path: &std::ffi::OsStr, pid: u32) -> Option<ScanInput> {
+/// What the packer of `memtrace run` knows of process `pid`'s end, whose
+/// log is `log` (the scanner's way to it), asked on the socket `path` names
+/// (see the module docs); `None` when it does not answer, or when what
+/// listens there is not a process of this user, and the scanner reads the
+/// log itself.
+pub fn ask(path: &std::ffi::OsStr, pid: u32, log: &Path) -> Option<ScanInput> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(log).ok()?;
     let mut conn = UnixStream::connect(path).ok()?;
+    if peer_uid(&conn)? != own_uid() {
+        return None;
+    }
     conn.set_read_timeout(Some(ANSWER_WAIT)).ok()?;
     conn.set_write_timeout(Some(ANSWER_WAIT)).ok()?;
-    conn.write_all(&u64::from(pid).to_le_bytes()).ok()?;
+    let mut request = Vec::with_capacity(24);
+    for v in [u64::from(pid), m.dev(), m.ino()] {
+        request.extend_from_slice(&v.to_le_bytes());
+    }
+    conn.write_all(&request).ok()?;
     let mut bytes = Vec::new();
     conn.read_to_end(&mut bytes).ok()?;
     let v: Vec<u64> = bytes
@@ -272,6 +326,34 @@ pub fn ask(path: &std::ffi::OsStr, pid: u32) -> Option<ScanInput> {
         })
         .collect();
     Some(ScanInput { pid, exit, blocks })
+}
+
+/// The user id of the process at the other end of `conn` (`SO_PEERCRED`).
+fn peer_uid(conn: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which we own.
+    let r = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
+}
+
+/// This process's real user id.
+fn own_uid() -> u32 {
+    // SAFETY: getuid has no arguments and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 fn run(pat: &Pattern, pid: u32, spawned: SystemTime, stopped: &Receiver<Msg>) -> Option<LivePack> {
@@ -421,7 +503,7 @@ mod tests {
 
     /// A scanner of another process, or of the command when the packer has
     /// nothing (no log found yet), gets no answer and reads the log itself;
-    /// the listener stops when told.
+    /// the listener stops when told, even with its socket's path removed.
     #[test]
     fn other_scanners_get_no_answer() {
         let s = Socket::bind().unwrap();
@@ -438,10 +520,13 @@ mod tests {
             }
             asked
         });
-        assert!(ask(s.path().as_os_str(), 1).is_none());
-        assert!(ask(s.path().as_os_str(), 4242).is_none());
+        let me = std::env::current_exe().unwrap();
+        assert!(ask(s.path().as_os_str(), 1, &me).is_none());
+        assert!(ask(s.path().as_os_str(), 4242, &me).is_none());
+        // The socket's path gone (a cleaner of the temporary directory), the
+        // listener still stops: no connection is needed to wake it.
+        std::fs::remove_file(s.path()).unwrap();
         done.store(true, Ordering::Relaxed);
-        drop(UnixStream::connect(s.path()));
         assert_eq!(t.join().unwrap(), 0);
         assert_eq!(
             packer.join().unwrap(),

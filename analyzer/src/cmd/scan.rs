@@ -179,9 +179,9 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
     // parent's log is looked for beside it.
     // `memtrace run`'s live packer may know the end of the command's log
     // already, and read only the rest of it (`cmd::livepack`).
-    let asked = std::env::var_os(super::livepack::SOCKET_ENV)
-        .and_then(|path| super::livepack::ask(&path, pid));
     let by_fd = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
+    let asked = std::env::var_os(super::livepack::SOCKET_ENV)
+        .and_then(|path| super::livepack::ask(&path, pid, &by_fd));
     let real = std::fs::read_link(&by_fd).ok().filter(|p| p.is_file());
     let input = asked.or_else(|| {
         [real, Some(by_fd), mapped_path(pid, a.header)]
