@@ -40,6 +40,7 @@ LAYERS = [
     # The binary: main.rs, args, progress, cmd/.
     ["exit", "progress", "args"],
     ["cmd::logs", "cmd::pack", "cmd::preload", "cmd::rundir"],
+    ["cmd::livescan"],
     ["cmd::snapshot", "cmd::prepack", "cmd::livepack"],
     ["cmd::trace"],
     ["cmd"],

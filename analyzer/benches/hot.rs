@@ -306,15 +306,26 @@ fn decode(c: &mut Criterion, log: &[u8]) {
     g.finish();
 }
 
-fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
-    let log = Log::from_bytes(Path::new("bench.mtr"), bytes);
-    let mut g = c.benchmark_group("replay");
-    // Half a second an iteration: ten samples of one iteration each.
+/// A group of benchmarks that each take a good part of a second over
+/// `records` records: ten flat samples in five seconds.
+fn slow_group<'a>(
+    c: &'a mut Criterion,
+    name: &str,
+    records: u64,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(name);
     g.sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .throughput(Throughput::Elements(records));
+    g
+}
+
+fn replay_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
+    let log = Log::from_bytes(Path::new("bench.mtr"), bytes);
+    // Half a second an iteration: ten samples of one iteration each.
+    let mut g = slow_group(c, "replay", records);
     g.bench_function("index_and_replay_1M", |b| {
         b.iter(|| {
             let h = log.header().expect("header");
@@ -394,12 +405,7 @@ fn pack_bench(c: &mut Criterion, bytes: &[u8], records: u64) {
         packed.len() as f64 / records as f64
     );
     let plog = Log::from_bytes(Path::new("bench.mtz"), &packed);
-    let mut g = c.benchmark_group("pack");
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements(records));
+    let mut g = slow_group(c, "pack", records);
     g.bench_function("pack_1M", |b| {
         b.iter(|| {
             let mut out = std::io::Cursor::new(Vec::with_capacity(packed.len() * 2));
@@ -455,12 +461,7 @@ fn live_pack_bench(c: &mut Criterion, bytes: &[u8], records: u64, name: &str) {
         assert!(n * 10 > records * 9, "{n} of {records} packed in rounds");
         lp.finish(&dir.path().join("check.mtr")).expect("finish");
     }
-    let mut g = c.benchmark_group("pack");
-    g.sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements(records));
+    let mut g = slow_group(c, "pack", records);
     g.bench_function(format!("live_rounds_{name}"), |b| {
         b.iter_batched(
             || LivePack::new(&raw).expect("live pack"),

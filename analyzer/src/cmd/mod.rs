@@ -5,6 +5,7 @@ pub mod diff;
 pub mod export;
 pub mod flamegraph;
 pub mod livepack;
+pub mod livescan;
 pub mod logs;
 pub mod pack;
 pub mod preload;

@@ -12,7 +12,7 @@
 //!    and what the exit recorded (`KIND_EXIT_SCAN`); under `memtrace run`
 //!    (`MEMTRACE_LIVE_PACKER` set), first asks its live packer, which knows
 //!    them for the events it packed and reads only the rest of the log
-//!    ([`super::livepack::ask`]).
+//!    ([`super::livescan::ask`]).
 //! 4. Reads the process's memory and classifies the blocks
 //!    ([`reach::classify_process`]), then lets the threads go.
 //! 5. Writes REACH records and one SCAN_DONE record to standard output as
@@ -173,15 +173,15 @@ fn scan(pid: u32, a: &ScanArgs, stopped: &Stopped) -> Scan {
         records: Vec::new(),
         blocks: 0,
     };
-    // The log through the process's descriptor, or, if the program closed
-    // it, by the path of its header's mapping.
-    // The file's own path, where it is still there, so that a fork child's
-    // parent's log is looked for beside it.
-    // `memtrace run`'s live packer may know the end of the command's log
-    // already, and read only the rest of it (`cmd::livepack`).
     let by_fd = std::path::PathBuf::from(format!("/proc/{pid}/fd/{}", a.fd));
-    let asked = std::env::var_os(super::livepack::SOCKET_ENV)
-        .and_then(|path| super::livepack::ask(&path, pid, &by_fd));
+    // `memtrace run`'s live packer may know the end of the command's log
+    // already, and read only the rest of it (`cmd::livescan`).
+    let asked = std::env::var_os(super::livescan::SOCKET_ENV)
+        .and_then(|path| super::livescan::ask(&path, pid, &by_fd));
+    // Else the log through the process's descriptor, or, if the program
+    // closed it, by the path of its header's mapping. The file's own path,
+    // where it is still there, so that a fork child's parent's log is looked
+    // for beside it.
     let real = std::fs::read_link(&by_fd).ok().filter(|p| p.is_file());
     let input = asked.or_else(|| {
         [real, Some(by_fd), mapped_path(pid, a.header)]

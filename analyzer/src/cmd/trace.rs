@@ -42,7 +42,8 @@
 //! 6. memtrace exits with the command's exit status, or 128 + the signal
 //!    that killed it.
 
-use super::livepack::{LivePacker, Socket};
+use super::livepack::LivePacker;
+use super::livescan::Socket;
 use super::logs::{Found, Pattern, find_logs};
 use super::prepack::Prepacker;
 use anyhow::Context;
@@ -268,7 +269,7 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
     let mut env = environment(o, lib);
     let socket = o.pack.then(Socket::bind).and_then(Result::ok);
     if let Some(s) = &socket {
-        env.push((super::livepack::SOCKET_ENV, s.path().into()));
+        env.push((super::livescan::SOCKET_ENV, s.path().into()));
     }
     let mut cmd = Command::new(prog);
     cmd.args(args);

@@ -67,7 +67,7 @@ pub(crate) use handoff::{Alloc, Sink};
 pub use handoff::{for_each_event, for_each_event_ahead};
 pub use index::{ChunkRef, Index, StreamChunks};
 pub use merge::{Merge, RawMerge};
-pub use stream::{Event, NO_SLOT};
+pub use stream::{Event, NO_SLOT, exit_scan_values};
 
 /// The system's page size (4096 if it cannot be read).
 fn page_size() -> usize {

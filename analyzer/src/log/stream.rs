@@ -31,6 +31,19 @@ pub struct Event<'a> {
 /// [`Event::slot`] of an event without a slot.
 pub const NO_SLOT: u32 = u32::MAX;
 
+/// The values of an exit-scan record (`KIND_EXIT_SCAN`: what the preload
+/// recorded for the scan at exit), `None` for any other record.
+pub fn exit_scan_values(
+    r: &Record<'_>,
+) -> Option<std::result::Result<Vec<u64>, memtrace_format::DecodeError>> {
+    match r {
+        Record::Kernel { kind, values, .. } if *kind == memtrace_format::kernel::KIND_EXIT_SCAN => {
+            Some(values.clone().collect())
+        }
+        _ => None,
+    }
+}
+
 /// Decodes one stream lazily.
 pub(super) struct Cursor<'a> {
     pub(super) stream: usize,

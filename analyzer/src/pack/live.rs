@@ -21,7 +21,6 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use memtrace_format::kernel::KIND_EXIT_SCAN;
 use memtrace_format::{HEADER_SIZE, Record};
 
 use super::encoder::{Enc, MISC_FLUSH};
@@ -29,9 +28,9 @@ use super::{
     BLOCK_OPS, BlockWriter, Staged, Stats, open_ended_raw, staged_beside, write_end, write_head,
 };
 use crate::error::{Error, Result};
-use crate::log::Log;
 use crate::log::packed::layout::col;
 use crate::log::tail::Tail;
+use crate::log::{Log, exit_scan_values};
 
 /// A raw log being packed while it is written (see the module docs).
 pub struct LivePack {
@@ -113,10 +112,8 @@ impl LivePack {
             if let Some(next) = events.get(i + AHEAD) {
                 self.enc.prefetch(heap_addr(next));
             }
-            if let Record::Kernel { kind, values, .. } = &ev.record
-                && *kind == KIND_EXIT_SCAN
-            {
-                self.exit_scan = values.clone().collect::<Result<_, _>>().ok();
+            if let Some(values) = exit_scan_values(&ev.record) {
+                self.exit_scan = values.ok();
             }
             self.enc.event(ev).map_err(|why| Error::Pack {
                 path: self.path.clone(),

@@ -206,10 +206,7 @@ fn write_head<W: Write>(
     header: &[u8],
     index: &crate::log::Index,
 ) -> std::io::Result<()> {
-    let mut fixed = [0u8; FIXED];
-    fixed[..8].copy_from_slice(&MAGIC);
-    fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
-    out.write_all(&fixed)?;
+    out.write_all(&fixed_part())?;
     out.write_all(header)?;
     let mut table = Vec::with_capacity(index.streams.len() * 8);
     for s in &index.streams {
@@ -217,6 +214,15 @@ fn write_head<W: Write>(
         table.extend_from_slice(&s.tid.to_le_bytes());
     }
     out.write_all(&table)
+}
+
+/// The fixed part of a packed log with its magic and version, its lengths
+/// and counts zero.
+fn fixed_part() -> [u8; FIXED] {
+    let mut fixed = [0u8; FIXED];
+    fixed[..8].copy_from_slice(&MAGIC);
+    fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+    fixed
 }
 
 /// Ends a packed log whose blocks (`section` bytes of them, holding
@@ -233,9 +239,7 @@ fn write_end<W: Write + Seek>(
     let meta = zstd::bulk::compress(&enc.meta, LEVEL)?;
     out.write_all(&meta)?;
     let end = out.stream_position()?;
-    let mut fixed = [0u8; FIXED];
-    fixed[..8].copy_from_slice(&MAGIC);
-    fixed[off::VERSION..off::VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+    let mut fixed = fixed_part();
     let mut put = |o: usize, b: &[u8]| fixed[o..o + b.len()].copy_from_slice(b);
     put(off::EVENTS_LEN, &section.to_le_bytes());
     put(off::META_LEN, &(meta.len() as u64).to_le_bytes());

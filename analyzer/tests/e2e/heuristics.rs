@@ -54,7 +54,7 @@ fn bc(v: &Value) -> (u64, u64) {
 }
 
 /// A `leak_kinds`/`reachability` object of the JSON report as [`Leaks`].
-fn from_json(k: &Value) -> Leaks {
+pub(crate) fn from_json(k: &Value) -> Leaks {
     let kinds = KINDS.map(|n| bc(&k[n]));
     let via = k["reachable"]["heuristics"]
         .as_object()

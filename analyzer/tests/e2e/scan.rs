@@ -294,7 +294,7 @@ fn no_scanner_for_a_process_without_heap() {
 /// the answer must come in at least one of up to five runs.
 #[test]
 fn the_exit_scan_takes_the_live_blocks_from_the_live_packer() {
-    use crate::heuristics::memcheck_leaks;
+    use crate::heuristics::{from_json, memcheck_leaks};
     let memcheck = memcheck_leaks("scan_after_churn", "all");
     // The header's figures (valgrind 3.19): definitely, indirectly, possibly lost, still
     // reachable.
@@ -327,13 +327,7 @@ fn the_exit_scan_takes_the_live_blocks_from_the_live_packer() {
         let r = report(&only_log(dir.path()));
         let s = &r.v["summary"];
         assert_eq!(s["scan"]["status"], "ok", "{stderr}");
-        let k = &s["leak_kinds"];
-        let got = ["definite", "indirect", "possible", "reachable"].map(|n| {
-            (
-                k[n]["bytes"].as_u64().unwrap(),
-                k[n]["count"].as_u64().unwrap(),
-            )
-        });
+        let got = from_json(&s["leak_kinds"]).kinds;
         assert_eq!(got, memcheck.kinds, "memtrace vs memcheck\n{stderr}");
         assert_heap_totals(&r, &totals);
         let answered = stderr.contains("the exit scan took the live blocks from the live packer");

@@ -13,14 +13,13 @@
 //! [`Seed`] and [`Config`]; equal to the replay's live set on every log (the
 //! tests below compare the two).
 
-use memtrace_format::kernel::KIND_EXIT_SCAN;
 use memtrace_format::{DecodeError, Record};
 
 use super::{Block, ExitScan};
 use crate::analysis::last_events::{self, Key, Latest, Route};
 use crate::analysis::replay::{Config, Seed};
 use crate::error::Result;
-use crate::log::{Index, Log};
+use crate::log::{Index, Log, exit_scan_values};
 use crate::pack::Progress;
 
 /// What a log says at its end, for the scan.
@@ -52,13 +51,14 @@ pub fn end_state(log: &Log, index: &Index, cfg: Config, seed: &[(u64, u64)]) -> 
     })
 }
 
-/// [`end_state`] of raw `log`, whose first events a [`LivePack`](crate::pack::LivePack) packed
-/// while it was written (`memtrace run`'s live packer, asked by the scan at
-/// exit), `packed` being how far: the live blocks after those events,
-/// updated with the rest of the log alone, which is all that is read.
-/// `None` when the log is not the one the packer read (it changed under
-/// it). A fork child's inherited blocks are
-/// not known here: the caller asks only for a log that forked from nothing.
+/// [`end_state`] of raw `log`, whose first events a
+/// [`LivePack`](crate::pack::LivePack) packed while it was written
+/// (`memtrace run`'s live packer, asked by the scan at exit), `packed`
+/// being how far: the live blocks after those events, updated with the rest
+/// of the log alone, which is all that is read. `None` when the log is not
+/// the one the packer read (it changed under it). A fork child's inherited
+/// blocks are not known here: the caller asks only for a log that forked
+/// from nothing.
 pub fn end_state_after(log: &Log, packed: &Progress) -> Result<Option<EndState>> {
     let header = log.header()?;
     let fin = log.index(&header)?;
@@ -84,13 +84,7 @@ pub fn end_state_after(log: &Log, packed: &Progress) -> Result<Option<EndState>>
 
 /// The values of an exit-scan record, the one other record the scan needs.
 fn exit_record(_: Key, r: &Record<'_>) -> std::result::Result<Option<Vec<u64>>, DecodeError> {
-    match r {
-        Record::Kernel { kind, values, .. } if *kind == KIND_EXIT_SCAN => values
-            .clone()
-            .collect::<std::result::Result<Vec<u64>, _>>()
-            .map(Some),
-        _ => Ok(None),
-    }
+    exit_scan_values(r).transpose()
 }
 
 fn blocks(latest: &Latest<Vec<u64>>) -> Vec<Block> {
@@ -149,6 +143,7 @@ mod tests {
     use super::*;
     use crate::pack::LivePack;
     use crate::testlog::*;
+    use memtrace_format::kernel::KIND_EXIT_SCAN;
     use std::path::Path;
 
     /// `b`'s log, its index and its configuration cut at `until` (0: none).
@@ -204,11 +199,8 @@ mod tests {
 
     /// Four threads allocate, free and reallocate 64 shared addresses, with
     /// ties in time between threads and inside one, in 400 chunks (so that
-    /// the pass runs on several workers), with exit records on two threads:
-    /// the live set and the exit record equal the replay's, whole and cut at
-    /// several moments.
-    /// The log of [`equals_the_replay_on_threads_sharing_addresses`], and
-    /// its last time.
+    /// the pass runs on several workers), with exit records on two threads;
+    /// and its last time.
     fn sharing_addresses() -> (LogBuilder, u64) {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let mut b = LogBuilder::new();
@@ -250,6 +242,8 @@ mod tests {
         (b, *time.iter().max().unwrap())
     }
 
+    /// On [`sharing_addresses`]'s log the live set and the exit record equal
+    /// the replay's, whole and cut at several moments.
     #[test]
     fn equals_the_replay_on_threads_sharing_addresses() {
         let (b, end) = sharing_addresses();
