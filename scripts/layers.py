@@ -39,7 +39,7 @@ LAYERS = [
     ["testlog"],
     # The binary: main.rs, args, progress, cmd/.
     ["exit", "progress", "args"],
-    ["cmd::logs", "cmd::pack", "cmd::preload", "cmd::rundir"],
+    ["cmd::logs", "cmd::logpool", "cmd::pack", "cmd::preload", "cmd::rundir"],
     ["cmd::livescan"],
     ["cmd::snapshot", "cmd::prepack", "cmd::livepack"],
     ["cmd::trace"],

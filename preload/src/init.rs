@@ -60,6 +60,7 @@ unsafe extern "C" fn constructor(
     sys::remember_exe();
     sys::start_clock_calibration();
     save_pattern(envp);
+    writer::pool::init(env_var(envp, b"MEMTRACE_LOG_POOL"));
     if let Some(v) = env_var(envp, b"MEMTRACE_VERIFY_UNWIND") {
         let n = v
             .iter()

@@ -6,6 +6,7 @@ pub mod export;
 pub mod flamegraph;
 pub mod livepack;
 pub mod livescan;
+pub mod logpool;
 pub mod logs;
 pub mod pack;
 pub mod preload;

@@ -12,7 +12,10 @@
 //!    child that changes directory still writes where the user asked.
 //!    Without a pattern, the logs go into a run directory of their own,
 //!    `memtrace.<exe>.<pid>/` in the current directory, which the command's
-//!    child makes between fork and exec ([`super::rundir`]).
+//!    child makes between fork and exec ([`super::rundir`]). A log pool
+//!    ([`super::logpool`], `MEMTRACE_LOG_POOL`) beside the logs keeps
+//!    empty log files ready, which the preload takes instead of creating its
+//!    log; it is removed when the command has ended.
 //! 2. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to memtrace by another process
 //!    (`kill`) are forwarded to the command. Signals from the terminal are
 //!    not: the command is in the same process group and already got them.
@@ -44,6 +47,7 @@
 
 use super::livepack::LivePacker;
 use super::livescan::Socket;
+use super::logpool::LogPool;
 use super::logs::{Found, Pattern, find_logs};
 use super::prepack::Prepacker;
 use anyhow::Context;
@@ -179,6 +183,7 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
         output,
         run_dir,
         socket,
+        pool,
     } = start(o, &lib, &cwd)?;
     let prog = &o.command[0];
     let pid = child.id();
@@ -217,6 +222,10 @@ pub fn trace(o: &TraceOptions) -> anyhow::Result<Traced> {
     let (live, answered) = livepacker.map_or((None, 0), LivePacker::finish);
     if answered > 0 && o.verbose && !o.quiet {
         eprintln!("memtrace: the exit scan took the live blocks from the live packer");
+    }
+    let pooled = pool.map_or(0, LogPool::finish);
+    if pooled > 0 && o.verbose && !o.quiet {
+        eprintln!("memtrace: {pooled} log files were made ahead by the run's log pool");
     }
 
     let logs = find_logs(&pat, pid, spawned);
@@ -258,6 +267,8 @@ struct Started {
     run_dir: Option<super::rundir::RunDir>,
     /// Where the scanner at exit asks the live packer (`super::livepack`).
     socket: Option<Socket>,
+    /// Log files made ahead (`super::logpool`).
+    pool: Option<LogPool>,
 }
 
 /// Starts the command of `o` under the preload `lib`, its logs going to `-o`
@@ -271,6 +282,9 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
     if let Some(s) = &socket {
         env.push((super::livescan::SOCKET_ENV, s.path().into()));
     }
+    let pool_name = super::logpool::fresh_name();
+    env.push((super::logpool::POOL_ENV, pool_name.clone().into()));
+    let mut pool = None;
     let mut cmd = Command::new(prog);
     cmd.args(args);
     let pending = match (&asked, o.output) {
@@ -279,6 +293,7 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
             std::fs::create_dir_all(&pat.dir).with_context(|| {
                 format!("cannot create the log directory {}", pat.dir.display())
             })?;
+            pool = LogPool::start(&pat.dir, &pool_name).ok();
             cmd.envs(env.iter().map(|(k, v)| (k, v)))
                 .env("MEMTRACE_OUTPUT", cwd.join(out));
             None
@@ -297,9 +312,15 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
     let started = cmd.spawn();
     drop(cmd); // closes the run directory's pipe here
     let run_dir = pending.and_then(super::rundir::Pending::made);
+    if let Some(d) = &run_dir {
+        pool = LogPool::start(&d.path, &pool_name).ok();
+    }
     let child = match started {
         Ok(child) => child,
         Err(e) => {
+            if let Some(p) = pool.take() {
+                p.finish();
+            }
             if let Some(d) = &run_dir {
                 let _ = std::fs::remove_dir(&d.path);
             }
@@ -332,6 +353,7 @@ fn start(o: &TraceOptions, lib: &Path, cwd: &Path) -> anyhow::Result<Started> {
         output,
         run_dir,
         socket,
+        pool,
     })
 }
 

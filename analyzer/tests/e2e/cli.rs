@@ -175,10 +175,14 @@ fn run_of_a_tree_says_where_in_one_line() {
         let out = output_with_timeout(&mut cmd, TIMEOUT);
         assert!(out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        // Not the -v lines of the live packer: how much of the top log it packed while
-        // it ran, and whether the top's exit scan took the live blocks from it.
-        let live =
-            |l: &str| l.contains("packed while the command ran") || l.contains("live packer");
+        // Not the -v lines of the live packer (how much of the top log it packed while
+        // it ran, and whether the top's exit scan took the live blocks from it) nor the
+        // log pool's (how many log files it made ahead).
+        let live = |l: &str| {
+            l.contains("packed while the command ran")
+                || l.contains("live packer")
+                || l.contains("log pool")
+        };
         let lines: Vec<&str> = stderr
             .lines()
             .filter(|l| l.starts_with("memtrace:") && !live(l))

@@ -74,6 +74,7 @@ mod mapping;
 mod memcheck_xml;
 mod oracles;
 mod pack;
+mod pool;
 mod processes;
 mod program_suppressions;
 mod questions;

@@ -56,6 +56,7 @@ fn create_unique(path: &mut [u8], len: usize) -> Option<c_int> {
         .map_or(len, |i| base + i);
     let mut fd = -1;
     let mut n = 0;
+    let mut pool = true;
     while n < 100 {
         let mut l = len;
         if n > 0 {
@@ -82,6 +83,19 @@ fn create_unique(path: &mut [u8], len: usize) -> Option<c_int> {
             l += len - dot;
         }
         path[l] = 0;
+        if pool {
+            match super::pool::claim(&path[..=l], base) {
+                super::pool::Claim::Got(got) => {
+                    fd = got;
+                    break;
+                }
+                super::pool::Claim::Taken => {
+                    n += 1;
+                    continue;
+                }
+                super::pool::Claim::None => pool = false,
+            }
+        }
         // SAFETY: `path` is NUL-terminated at `l`; openat does not retain it.
         fd = unsafe {
             libc::syscall(

@@ -31,6 +31,7 @@ use memtrace_format::{CHUNK_ALIGN, CHUNK_HEADER_SIZE, CHUNK_MAGIC, HEADER_SIZE};
 use crate::sys;
 
 mod create;
+pub mod pool;
 
 pub use create::open_log;
 
