@@ -5,10 +5,11 @@
 //! `memtrace run` makes the pool's directory in the logs' directory
 //! (`.memtrace-pool.PID.RANDOM`, mode 0700, made exclusively: `mkdir`
 //! never follows a symbolic link) and names it to the command in
-//! `MEMTRACE_LOG_POOL`. A thread keeps [`KEEP`] files ready in it, each made
-//! with `O_EXCL | O_NOFOLLOW` relative to the directory's descriptor, mode
-//! 0600, under a name never used twice; it makes more as soon as the
-//! directory tells it (`inotify`) that some were taken. At the end the files
+//! `MEMTRACE_LOG_POOL`. A thread keeps its [`KEEP`] slots (files `0` to
+//! `15`) filled, each file made with `O_EXCL | O_NOFOLLOW` relative to the
+//! directory's descriptor, mode 0600, then moved into the slot; it fills a
+//! slot again as soon as the directory tells it (`inotify`) that its file
+//! was taken. At the end the files
 //! left are removed through that descriptor, and the directory with them. If
 //! memtrace is killed, the directory and its empty files stay behind.
 //!
@@ -30,8 +31,9 @@ use std::time::Duration;
 /// directory) to the preload.
 pub(super) const POOL_ENV: &str = "MEMTRACE_LOG_POOL";
 
-/// Files kept ready: a burst of short processes takes two each (the fork
-/// child's log and the exec'd image's).
+/// Files kept ready, in slots `0` to `KEEP - 1` (the preload's `SLOTS`): a
+/// burst of short processes takes two each (the fork child's log and the
+/// exec'd image's).
 const KEEP: usize = 16;
 
 /// How often the thread looks whether it is to stop, and how often it
@@ -160,11 +162,12 @@ struct Keeper {
     dfd: OwnedFd,
     /// The [`WORKSHOP`].
     shop: OwnedFd,
-    /// The next file's name.
+    /// The slots' names, `0` to `KEEP - 1` (the preload's `SLOTS`).
+    slots: Vec<CString>,
+    /// The next workshop file's name.
     next: u64,
-    /// Files made, and those not taken yet (as far as known).
+    /// Files made.
     made: u64,
-    ready: Vec<CString>,
 }
 
 impl Keeper {
@@ -191,29 +194,39 @@ impl Keeper {
             dfd,
             // SAFETY: a descriptor just returned to us, owned by nobody else.
             shop: unsafe { OwnedFd::from_raw_fd(fd) },
+            slots: (0..KEEP)
+                .map(|k| CString::new(k.to_string()).unwrap_or_default())
+                .collect(),
             next: 0,
             made: 0,
-            ready: Vec::new(),
         })
     }
 
-    /// Makes files until `want` are ready (or one cannot be made).
+    /// Fills the first `want` slots that are empty (until one cannot be
+    /// made).
     fn fill(&mut self, want: usize) {
-        self.ready.retain(|n| present(&self.dfd, n));
-        while self.ready.len() < want {
+        let mut filled = 0;
+        for slot in &self.slots {
+            if filled == want {
+                return;
+            }
+            if present(&self.dfd, slot) {
+                filled += 1;
+                continue;
+            }
             let name = CString::new(self.next.to_string()).unwrap_or_default();
             self.next += 1;
             if !create(&self.shop, &name) {
                 return;
             }
-            // SAFETY: renameat of a NUL-terminated name between our two
-            // directories.
+            // SAFETY: renameat of NUL-terminated names between our two
+            // directories; only we put files in the slots.
             let moved = unsafe {
                 libc::renameat(
                     self.shop.as_raw_fd(),
                     name.as_ptr(),
                     self.dfd.as_raw_fd(),
-                    name.as_ptr(),
+                    slot.as_ptr(),
                 )
             } == 0;
             if !moved {
@@ -222,25 +235,27 @@ impl Keeper {
                 return;
             }
             self.made += 1;
-            self.ready.push(name);
+            filled += 1;
         }
     }
 
-    /// The thread: keeps [`KEEP`] files ready until `stop`, then removes
-    /// those left and the workshop; returns how many were taken.
+    /// The thread: keeps every slot filled until `stop`, then removes the
+    /// files left and the workshop; returns how many were taken.
     fn keep(mut self, mut watch: Watch, stop: &AtomicBool) -> u64 {
         while !stop.load(Ordering::Relaxed) {
             self.fill(KEEP);
             watch.wait();
         }
-        self.ready.retain(|n| present(&self.dfd, n));
-        for n in &self.ready {
+        let mut left = 0;
+        for slot in &self.slots {
             // SAFETY: unlinkat of a NUL-terminated name relative to our directory.
-            unsafe { libc::unlinkat(self.dfd.as_raw_fd(), n.as_ptr(), 0) };
+            if unsafe { libc::unlinkat(self.dfd.as_raw_fd(), slot.as_ptr(), 0) } == 0 {
+                left += 1;
+            }
         }
         // SAFETY: removes the (empty) workshop, relative to our directory.
         unsafe { libc::unlinkat(self.dfd.as_raw_fd(), WORKSHOP.as_ptr(), libc::AT_REMOVEDIR) };
-        self.made - self.ready.len() as u64
+        self.made - left
     }
 }
 

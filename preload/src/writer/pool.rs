@@ -13,17 +13,22 @@
 //! - The directory is opened with `O_NOFOLLOW` and must be the process's
 //!   own (effective uid) with mode 0700: no one else can have put files in
 //!   it. Anything else and the log is created as before.
-//! - An entry is opened first (`O_NOFOLLOW`), checked (a regular, empty
-//!   file of ours, mode 0600, one link), then renamed into the log's name
-//!   with `RENAME_NOREPLACE`, which, like `O_EXCL`, never replaces a name
-//!   and never follows a symbolic link there. The descriptor is the entry's
-//!   inode whatever happens to the names: `memtrace run` never reuses an
-//!   entry's name, so the rename moves that very inode.
-//! - Another process that renamed the entry first leaves us `ENOENT`: the
-//!   next entry is tried. A taken log name (`EEXIST`) is said to the caller,
-//!   which tries the next `.N` name. Any other failure (no `renameat2`, a
-//!   file system without `RENAME_NOREPLACE`, a sandbox refusing the call)
-//!   ends the attempt: the log is created as before.
+//! - The pool holds `SLOTS` files named `0` to `15`, each made again by
+//!   `memtrace run` once taken. A slot holding a pool file (a regular,
+//!   empty file of ours, mode 0600, one link; anything else stays where it
+//!   is) is renamed into the log's name with
+//!   `RENAME_NOREPLACE`, which, like `O_EXCL`, never replaces a name and
+//!   never follows a symbolic link there; no directory listing is needed.
+//! - The log is then opened by its name (`O_NOFOLLOW`) and checked: a
+//!   regular, empty file of ours, mode 0600, one link. A file that is not
+//!   (one put at the name since, in a directory others may write) is left
+//!   alone, and the next `.N` name is tried, as when the name is taken.
+//! - An empty slot (another process took it, `ENOENT`) makes us try the
+//!   next; the first slot tried depends on the pid. A taken log name
+//!   (`EEXIST`) is said to the caller, which tries the next `.N` name. Any
+//!   other failure (no `renameat2`, a file system without
+//!   `RENAME_NOREPLACE`, a sandbox refusing the call) ends the attempt: the
+//!   log is created as before, as it is when every slot is empty.
 //!
 //! Not on the hot path: once per log.
 
@@ -41,8 +46,9 @@ const NAME_CAP: usize = 96;
 static NAME: Name = Name(core::cell::UnsafeCell::new([0; NAME_CAP]));
 static NAME_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// Entries tried per claim before giving up on the pool.
-const TRIES: usize = 8;
+/// The pool's slots: files named `0` to `SLOTS - 1` (`memtrace run` makes
+/// each again once taken).
+const SLOTS: usize = 16;
 
 /// Takes the pool's name from `MEMTRACE_LOG_POOL`: one path component of
 /// letters, digits, `.`, `_` and `-` (not `.` or `..`); anything else is
@@ -117,74 +123,20 @@ fn claim_in(dfd: c_int, path: &[u8]) -> Claim {
         Some(st) if st.st_uid == euid && st.st_mode & 0o7777 == 0o700 => {}
         _ => return Claim::None,
     }
-    let mut ents = [0u8; 1024];
-    // SAFETY: getdents64 writes at most `ents.len()` bytes into our buffer.
-    let len = unsafe { libc::syscall(libc::SYS_getdents64, dfd, ents.as_mut_ptr(), ents.len()) };
-    if len <= 0 {
-        return Claim::None;
-    }
-    let ents = &ents[..len as usize];
-    // Processes starting together begin at different entries.
-    let skip = crate::sys::getpid() as usize % 4;
-    let mut tried = 0;
-    for pass in 0..2 {
-        let mut at = 0usize;
-        let mut k = 0usize;
-        while at + 19 < ents.len() && tried < TRIES {
-            // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
-            let reclen = u16::from_ne_bytes([ents[at + 16], ents[at + 17]]) as usize;
-            if reclen < 20 || at + reclen > ents.len() {
-                return Claim::None;
-            }
-            let (d_type, name) = (ents[at + 18], &ents[at + 19..at + reclen]);
-            at += reclen;
-            let this = k;
-            k += 1;
-            if (pass == 0) != (this >= skip) {
-                continue;
-            }
-            if name.first() == Some(&b'.') || !name.contains(&0) {
-                continue;
-            }
-            if d_type != libc::DT_REG && d_type != libc::DT_UNKNOWN {
-                continue;
-            }
-            tried += 1;
-            match take(dfd, name, path, euid) {
-                Some(done) => return done,
-                None => continue,
-            }
+    // Processes starting together begin at different slots.
+    let first = crate::sys::getpid() as usize;
+    for k in 0..SLOTS {
+        let slot = (first + k) % SLOTS;
+        let mut name = [0u8; 4];
+        let n = crate::sys::write_decimal(slot as u64, &mut name[..3]);
+        name[n] = 0;
+        // Only what looks like a pool file is moved: anything else stays.
+        match stat_at(dfd, &name) {
+            Some(st) if is_pool_file(&st, euid) => {}
+            _ => continue,
         }
-    }
-    Claim::None
-}
-
-/// Opens the pool entry `name` (NUL-terminated) of `dfd`, checks it and
-/// renames it to `path`. `None`: this entry is not to be had, try the next.
-fn take(dfd: c_int, name: &[u8], path: &[u8], euid: u32) -> Option<Claim> {
-    // SAFETY: `name` is NUL-terminated (checked by the caller); openat does
-    // not retain it.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            dfd,
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        ) as c_int
-    };
-    if fd < 0 {
-        return None;
-    }
-    let fit = stat(fd).is_some_and(|st| {
-        st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_mode & 0o7777 == 0o600
-            && st.st_uid == euid
-            && st.st_nlink == 1
-            && st.st_size == 0
-    });
-    let r = if fit {
         // SAFETY: both names are NUL-terminated; renameat2 retains neither.
-        unsafe {
+        let r = unsafe {
             libc::syscall(
                 libc::SYS_renameat2,
                 dfd,
@@ -193,23 +145,74 @@ fn take(dfd: c_int, name: &[u8], path: &[u8], euid: u32) -> Option<Claim> {
                 path.as_ptr(),
                 libc::RENAME_NOREPLACE,
             )
+        };
+        if r == 0 {
+            return open_claimed(path, euid);
         }
-    } else {
-        -1
-    };
-    if r == 0 {
-        return Some(Claim::Got(fd));
+        match sys_errno() {
+            // Taken by another process since.
+            libc::ENOENT => continue,
+            libc::EEXIST => return Claim::Taken,
+            // No renameat2, no RENAME_NOREPLACE here, or refused: no pool.
+            _ => return Claim::None,
+        }
     }
-    let e = sys_errno();
+    Claim::None
+}
+
+/// Opens the pool file just renamed to `path` (NUL-terminated), checking
+/// that it still is one: a regular, empty file of ours, mode 0600, one
+/// link. Anything else (a file put there since, in a directory others may
+/// write) is left alone: the caller tries the next name.
+fn open_claimed(path: &[u8], euid: u32) -> Claim {
+    // SAFETY: `path` is NUL-terminated; openat does not retain it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        ) as c_int
+    };
+    if fd < 0 {
+        // No descriptor to be had (the program's limit): creating the log
+        // would fail the same way.
+        return Claim::None;
+    }
+    if stat(fd).is_some_and(|st| is_pool_file(&st, euid)) {
+        return Claim::Got(fd);
+    }
     // SAFETY: closing the descriptor we opened above.
     unsafe { libc::syscall(libc::SYS_close, fd) };
-    match (fit, e) {
-        (true, libc::EEXIST) => Some(Claim::Taken),
-        // Another process renamed it first, or it is not a pool file.
-        (false, _) | (true, libc::ENOENT) => None,
-        // No renameat2, no RENAME_NOREPLACE here, or refused: no pool.
-        _ => Some(Claim::None),
-    }
+    Claim::Taken
+}
+
+/// Whether `st` is a pool file's: a regular, empty file of `euid`, mode
+/// 0600, one link.
+fn is_pool_file(st: &libc::stat, euid: u32) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && st.st_mode & 0o7777 == 0o600
+        && st.st_uid == euid
+        && st.st_nlink == 1
+        && st.st_size == 0
+}
+
+/// `fstatat` of `name` (NUL-terminated) in `dfd`, not following a symlink.
+fn stat_at(dfd: c_int, name: &[u8]) -> Option<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid out-parameter.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: newfstatat writes one `stat` into our own struct; `name` is
+    // NUL-terminated and not retained.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_newfstatat,
+            dfd,
+            name.as_ptr(),
+            &mut st as *mut libc::stat,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    (r == 0).then_some(st)
 }
 
 /// `fstat` of `fd`.
