@@ -9,8 +9,12 @@
 //! `15`) filled, each file made with `O_EXCL | O_NOFOLLOW` relative to the
 //! directory's descriptor, mode 0600, then moved into the slot; it fills a
 //! slot again as soon as the directory tells it (`inotify`) that its file
-//! was taken. At the end the files
-//! left are removed through that descriptor, and the directory with them. If
+//! was taken. With `-o`, the pool and its first files are made before the
+//! command starts; without, the run directory is made by the command's
+//! child between fork and exec, and the pool only after it: the command's
+//! own log, and a child it starts at once, may be created as without a
+//! pool. At the end the files left are removed through that descriptor,
+//! and the directory with them (also when the run ends in an error). If
 //! memtrace is killed, the directory and its empty files stay behind.
 //!
 //! Any failure (a directory that cannot be made, a full disk) only means
@@ -39,7 +43,7 @@ const KEEP: usize = 16;
 /// How often the thread looks whether it is to stop, and how often it
 /// looks for taken files when `inotify` is not to be had.
 const POLL: Duration = Duration::from_millis(100);
-const POLL_WITHOUT_INOTIFY: Duration = Duration::from_millis(5);
+const POLL_WITHOUT_INOTIFY: Duration = Duration::from_millis(20);
 
 /// A name for the pool of this run that no one can guess ahead of it
 /// (`.memtrace-pool.PID.RANDOM`): one planted at it would only leave the run
@@ -53,32 +57,34 @@ pub(super) fn fresh_name() -> String {
     format!(".memtrace-pool.{}.{r:016x}", std::process::id())
 }
 
-/// A pool being kept (see the module docs).
+/// A pool being kept (see the module docs). Dropped without [`finish`]
+/// (an error on the way), it is removed all the same.
+///
+/// [`finish`]: LogPool::finish
 pub(super) struct LogPool {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     /// Closed to wake the thread at once.
-    wake: OwnedFd,
-    thread: JoinHandle<u64>,
+    wake: Option<OwnedFd>,
+    thread: Option<JoinHandle<u64>>,
 }
 
 impl LogPool {
     /// Makes the pool's directory `name` in `dir`, its first [`FIRST`]
-    /// files (for the command's own log and its first child's, before it
-    /// starts), and starts keeping it.
+    /// files (with `-o`, before the command starts: for its own log and its
+    /// first child's), and starts keeping it.
     pub(super) fn start(dir: &Path, name: &str) -> std::io::Result<LogPool> {
         let path = dir.join(name);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        let kept = open_dir(&path).and_then(Keeper::new);
-        let mut keeper = match kept {
-            Ok(k) => k,
+        let made = pipe().and_then(|p| Ok((p, open_dir(&path).and_then(Keeper::new)?)));
+        let ((woken, wake), mut keeper) = match made {
+            Ok(m) => m,
             Err(e) => {
                 let _ = std::fs::remove_dir(&path);
                 return Err(e);
             }
         };
         keeper.fill(FIRST);
-        let (woken, wake) = pipe()?;
         let watch = Watch::new(&path, woken);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -89,12 +95,12 @@ impl LogPool {
             Ok(thread) => Ok(LogPool {
                 path,
                 stop,
-                wake,
-                thread,
+                wake: Some(wake),
+                thread: Some(thread),
             }),
             Err(e) => {
-                // The keeper went with the thread that was not made: what it
-                // made stays behind (empty files, in a 0700 directory).
+                // The keeper, dropped with the closure, removed its files.
+                let _ = std::fs::remove_dir(&path);
                 Err(e)
             }
         }
@@ -102,14 +108,24 @@ impl LogPool {
 
     /// Stops keeping the pool, removes it and the files left in it; returns
     /// how many of its files were taken.
-    pub(super) fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        drop(self.wake);
-        let taken = self.thread.join().unwrap_or(0);
+    pub(super) fn finish(mut self) -> u64 {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> u64 {
+        self.stop.store(true, Ordering::Release);
+        self.wake = None;
+        let taken = self.thread.take().map_or(0, |t| t.join().unwrap_or(0));
         // Empty now; `rmdir` neither follows a symbolic link nor removes a
         // directory with anything in it.
         let _ = std::fs::remove_dir(&self.path);
         taken
+    }
+}
+
+impl Drop for LogPool {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -144,11 +160,32 @@ fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: a descriptor just returned to us, owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    ours(&fd)?;
+    Ok(fd)
+}
+
+/// Makes sure the directory open at `fd` is this process's (not one put at
+/// its name since it was made, in a directory others may write) and 0700
+/// whatever the umask.
+fn ours(fd: &OwnedFd) -> std::io::Result<()> {
+    // SAFETY: an all-zero `stat` is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` into our struct.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: geteuid cannot fail.
+    if st.st_uid != unsafe { libc::geteuid() } {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "the log pool's directory is not ours",
+        ));
+    }
     // SAFETY: fchmod on our own descriptor.
     if unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// The directory, inside the pool's, where its files are made before they
@@ -168,6 +205,8 @@ struct Keeper {
     next: u64,
     /// Files made.
     made: u64,
+    /// The files left and the workshop are removed.
+    cleared: bool,
 }
 
 impl Keeper {
@@ -190,15 +229,23 @@ impl Keeper {
             unsafe { libc::unlinkat(dfd.as_raw_fd(), WORKSHOP.as_ptr(), libc::AT_REMOVEDIR) };
             return Err(e);
         }
+        // SAFETY: a descriptor just returned to us, owned by nobody else.
+        let shop = unsafe { OwnedFd::from_raw_fd(fd) };
+        if let Err(e) = ours(&shop) {
+            drop(shop);
+            // SAFETY: as above.
+            unsafe { libc::unlinkat(dfd.as_raw_fd(), WORKSHOP.as_ptr(), libc::AT_REMOVEDIR) };
+            return Err(e);
+        }
         Ok(Keeper {
             dfd,
-            // SAFETY: a descriptor just returned to us, owned by nobody else.
-            shop: unsafe { OwnedFd::from_raw_fd(fd) },
+            shop,
             slots: (0..KEEP)
                 .map(|k| CString::new(k.to_string()).unwrap_or_default())
                 .collect(),
             next: 0,
             made: 0,
+            cleared: false,
         })
     }
 
@@ -242,20 +289,47 @@ impl Keeper {
     /// The thread: keeps every slot filled until `stop`, then removes the
     /// files left and the workshop; returns how many were taken.
     fn keep(mut self, mut watch: Watch, stop: &AtomicBool) -> u64 {
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Acquire) {
             self.fill(KEEP);
             watch.wait();
         }
-        let mut left = 0;
-        for slot in &self.slots {
+        self.clear()
+    }
+
+    /// Removes the files left (in the slots, and the names `t<pid>` of
+    /// processes that died while claiming one) and the workshop; returns how
+    /// many files were taken.
+    fn clear(&mut self) -> u64 {
+        if std::mem::replace(&mut self.cleared, true) {
+            return 0;
+        }
+        let unlink = |dir: &OwnedFd, name: &CString| {
             // SAFETY: unlinkat of a NUL-terminated name relative to our directory.
-            if unsafe { libc::unlinkat(self.dfd.as_raw_fd(), slot.as_ptr(), 0) } == 0 {
-                left += 1;
+            unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) == 0 }
+        };
+        let left = self.slots.iter().filter(|s| unlink(&self.dfd, s)).count() as u64;
+        // Listed through the descriptor: no path is walked again.
+        for dir in [&self.dfd, &self.shop] {
+            let listed = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            for e in listed.into_iter().flatten().flatten() {
+                let name = e.file_name();
+                let b = name.as_bytes();
+                let stray = dir.as_raw_fd() == self.shop.as_raw_fd()
+                    || (b.len() > 1 && b[0] == b't' && b[1..].iter().all(u8::is_ascii_digit));
+                if stray && let Ok(c) = CString::new(b) {
+                    unlink(dir, &c);
+                }
             }
         }
         // SAFETY: removes the (empty) workshop, relative to our directory.
         unsafe { libc::unlinkat(self.dfd.as_raw_fd(), WORKSHOP.as_ptr(), libc::AT_REMOVEDIR) };
-        self.made - left
+        self.made.saturating_sub(left)
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
@@ -419,6 +493,16 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["log0", "log1", "log2"]);
+    }
+
+    #[test]
+    fn a_pool_dropped_on_the_way_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = LogPool::start(dir.path(), "p").unwrap();
+        // A claim cut short: the name of a process that died holding a file.
+        std::fs::rename(dir.path().join("p/3"), dir.path().join("p/t4242")).unwrap();
+        drop(pool);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

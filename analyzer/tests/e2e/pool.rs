@@ -72,6 +72,33 @@ fn a_tree_takes_every_log_from_the_pool() {
     assert_eq!(pools_in(dir.path()), Vec::<String>::new());
 }
 
+// Without -o, the pool is made in the run directory once the command's child has made
+// it: the run's 3 logs are all there, complete, and nothing of the pool is left.
+#[test]
+fn a_run_directory_has_no_pool_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_with_timeout(
+        memtrace()
+            .current_dir(dir.path())
+            .args(["run", "--"])
+            .arg(fixture("tree"))
+            .arg(fixture("reach")),
+        TIMEOUT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let runs = run_dirs_in(dir.path());
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let logs = logs_in(&runs[0]);
+    assert_eq!(logs.len(), 3, "{logs:?}");
+    for log in &logs {
+        report(log).assert_complete();
+    }
+    assert_eq!(pools_in(&runs[0]), Vec::<String>::new());
+    let entries = std::fs::read_dir(&runs[0]).unwrap().count();
+    assert_eq!(entries, 3, "only the logs are in the run directory");
+}
+
 /// Runs fixture `heap` under the preload, its log named `log`, with the pool
 /// `pool` (a name in the log's directory).
 fn heap_with_pool(log: &Path, pool: &str) {
@@ -123,8 +150,8 @@ fn the_preload_takes_a_pool_file_as_its_log() {
 }
 
 // A pool that is not a 0700 directory of the process's own user is not used, nor is an
-// entry that is a symlink, not empty, or not 0600: each stays as it was, and the log
-// is created as without a pool.
+// entry that is a symlink, not empty, not 0600, or a second link to a file: each stays
+// as it was, and the log is created as without a pool.
 #[test]
 fn the_preload_takes_nothing_from_a_pool_it_cannot_trust() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,14 +159,22 @@ fn the_preload_takes_nothing_from_a_pool_it_cannot_trust() {
     let victim = d.join("victim");
     empty(&victim, 0o600);
 
-    // A directory others may write into.
-    directory(&d.join("open"), 0o755);
-    empty(&d.join("open/1"), 0o600);
-    let open_ino = inode(&d.join("open/1"));
-    heap_with_pool(&d.join("a.mtr"), "open");
-    assert_ne!(inode(&d.join("a.mtr")), open_ino);
-    assert_eq!(inode(&d.join("open/1")), open_ino, "left in the pool");
-    report(&d.join("a.mtr")).assert_leak("heap", "leak_malloc", 300, 3);
+    // A directory others may read, or write into.
+    for (k, mode) in [0o755, 0o770, 0o777].into_iter().enumerate() {
+        let pool = format!("open{k}");
+        directory(&d.join(&pool), mode);
+        empty(&d.join(&pool).join("1"), 0o600);
+        let open_ino = inode(&d.join(&pool).join("1"));
+        let log = d.join(format!("a{k}.mtr"));
+        heap_with_pool(&log, &pool);
+        assert_ne!(inode(&log), open_ino, "{mode:o}");
+        assert_eq!(
+            inode(&d.join(&pool).join("1")),
+            open_ino,
+            "left in the pool"
+        );
+        report(&log).assert_leak("heap", "leak_malloc", 300, 3);
+    }
 
     // A symlink to a good pool.
     directory(&d.join("real"), 0o700);

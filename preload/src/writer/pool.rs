@@ -16,19 +16,22 @@
 //! - The pool holds `SLOTS` files named `0` to `15`, each made again by
 //!   `memtrace run` once taken. A slot holding a pool file (a regular,
 //!   empty file of ours, mode 0600, one link; anything else stays where it
-//!   is) is renamed into the log's name with
-//!   `RENAME_NOREPLACE`, which, like `O_EXCL`, never replaces a name and
-//!   never follows a symbolic link there; no directory listing is needed.
-//! - The log is then opened by its name (`O_NOFOLLOW`) and checked: a
-//!   regular, empty file of ours, mode 0600, one link. A file that is not
-//!   (one put at the name since, in a directory others may write) is left
-//!   alone, and the next `.N` name is tried, as when the name is taken.
+//!   is) is renamed, inside the pool, to this process's own name there
+//!   (`t<pid>`), opened (`O_NOFOLLOW`) and checked again: in the 0700
+//!   directory nothing can swap it between the two. Then it is renamed into
+//!   the log's name with `RENAME_NOREPLACE`, which, like `O_EXCL`, never
+//!   replaces a name and never follows a symbolic link there; the
+//!   descriptor is that very file's. No directory listing is needed.
 //! - An empty slot (another process took it, `ENOENT`) makes us try the
 //!   next; the first slot tried depends on the pid. A taken log name
-//!   (`EEXIST`) is said to the caller, which tries the next `.N` name. Any
-//!   other failure (no `renameat2`, a file system without
-//!   `RENAME_NOREPLACE`, a sandbox refusing the call) ends the attempt: the
-//!   log is created as before, as it is when every slot is empty.
+//!   (`EEXIST`) puts the file back in its slot and is said to the caller,
+//!   which tries the next `.N` name. Any other failure (no `renameat2`, a
+//!   file system without `RENAME_NOREPLACE`, a sandbox refusing the call)
+//!   removes our own name and ends the attempt: the log is created as
+//!   before, as it is when every slot is empty.
+//! - A process under a seccomp filter from its start (a container's) does
+//!   not use the pool: such a filter may kill on `renameat2`, which the
+//!   dynamic loader never needed.
 //!
 //! Not on the hot path: once per log.
 
@@ -61,7 +64,7 @@ pub fn init(v: Option<&[u8]>) {
         && v != b".."
         && v.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
-    if !ok {
+    if !ok || under_seccomp() {
         return;
     }
     // SAFETY: see `Name`.
@@ -69,6 +72,23 @@ pub fn init(v: Option<&[u8]>) {
     buf[..v.len()].copy_from_slice(v);
     buf[v.len()] = 0;
     NAME_LEN.store(v.len(), Ordering::Release);
+}
+
+/// Whether the process runs under a seccomp filter already (its
+/// `/proc/self/status` says `Seccomp:` other than 0), or that cannot be told.
+fn under_seccomp() -> bool {
+    let mut status = [0u8; 4096];
+    let n = crate::sys::read_file(c"/proc/self/status", &mut status);
+    let text = &status[..n];
+    let key = b"\nSeccomp:";
+    let Some(at) = text.windows(key.len()).position(|w| w == key) else {
+        return true;
+    };
+    let value = text[at + key.len()..]
+        .iter()
+        .copied()
+        .find(|c| *c != b'\t' && *c != b' ');
+    value != Some(b'0')
 }
 
 /// What [`claim`] did.
@@ -87,6 +107,11 @@ pub fn claim(path: &[u8], base: usize) -> Claim {
     let n = NAME_LEN.load(Ordering::Acquire);
     if n == 0 || crate::sandbox::active() || base > path.len() {
         return Claim::None;
+    }
+    // A name already there (an exec'd image's first name is its fork
+    // child's log) is passed over before a pool file is moved for it.
+    if stat_at(libc::AT_FDCWD, path).is_some() {
+        return Claim::Taken;
     }
     let mut dir = [0u8; super::PATH_CAP];
     if base + n + 1 > dir.len() {
@@ -123,10 +148,18 @@ fn claim_in(dfd: c_int, path: &[u8]) -> Claim {
         Some(st) if st.st_uid == euid && st.st_mode & 0o7777 == 0o700 => {}
         _ => return Claim::None,
     }
+    // This process's own name in the pool, `t<pid>`: one left by a process
+    // of the same pid that died holding it is ours to drop.
+    let pid = crate::sys::getpid();
+    let mut own = [0u8; 16];
+    own[0] = b't';
+    let n = crate::sys::write_decimal(pid as u64, &mut own[1..12]);
+    own[1 + n] = 0;
+    // SAFETY: unlinkat of a NUL-terminated name in our pool directory.
+    unsafe { libc::syscall(libc::SYS_unlinkat, dfd, own.as_ptr(), 0) };
     // Processes starting together begin at different slots.
-    let first = crate::sys::getpid() as usize;
     for k in 0..SLOTS {
-        let slot = (first + k) % SLOTS;
+        let slot = (pid as usize + k) % SLOTS;
         let mut name = [0u8; 4];
         let n = crate::sys::write_decimal(slot as u64, &mut name[..3]);
         name[n] = 0;
@@ -135,24 +168,10 @@ fn claim_in(dfd: c_int, path: &[u8]) -> Claim {
             Some(st) if is_pool_file(&st, euid) => {}
             _ => continue,
         }
-        // SAFETY: both names are NUL-terminated; renameat2 retains neither.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_renameat2,
-                dfd,
-                name.as_ptr(),
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
-        };
-        if r == 0 {
-            return open_claimed(path, euid);
-        }
-        match sys_errno() {
+        match rename(dfd, &name, dfd, &own) {
+            0 => return place(dfd, &own, &name, path, euid),
             // Taken by another process since.
             libc::ENOENT => continue,
-            libc::EEXIST => return Claim::Taken,
             // No renameat2, no RENAME_NOREPLACE here, or refused: no pool.
             _ => return Claim::None,
         }
@@ -160,31 +179,61 @@ fn claim_in(dfd: c_int, path: &[u8]) -> Claim {
     Claim::None
 }
 
-/// Opens the pool file just renamed to `path` (NUL-terminated), checking
-/// that it still is one: a regular, empty file of ours, mode 0600, one
-/// link. Anything else (a file put there since, in a directory others may
-/// write) is left alone: the caller tries the next name.
-fn open_claimed(path: &[u8], euid: u32) -> Claim {
-    // SAFETY: `path` is NUL-terminated; openat does not retain it.
+/// Opens the pool file just moved to our own name `own` in the pool `dfd`,
+/// checks it (it is in our 0700 directory: nothing can swap it any more)
+/// and moves it to the log's name `path`, with the descriptor bound to that
+/// very file. A taken name puts it back in its `slot` (or drops it, if the
+/// slot was filled meanwhile).
+fn place(dfd: c_int, own: &[u8], slot: &[u8], path: &[u8], euid: u32) -> Claim {
+    // SAFETY: `own` is NUL-terminated; openat does not retain it.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat,
-            libc::AT_FDCWD,
-            path.as_ptr(),
+            dfd,
+            own.as_ptr(),
             libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         ) as c_int
     };
-    if fd < 0 {
-        // No descriptor to be had (the program's limit): creating the log
-        // would fail the same way.
-        return Claim::None;
-    }
-    if stat(fd).is_some_and(|st| is_pool_file(&st, euid)) {
+    let fit = fd >= 0 && stat(fd).is_some_and(|st| is_pool_file(&st, euid));
+    let moved = if fit {
+        rename(dfd, own, libc::AT_FDCWD, path)
+    } else {
+        -1
+    };
+    if moved == 0 {
         return Claim::Got(fd);
     }
-    // SAFETY: closing the descriptor we opened above.
-    unsafe { libc::syscall(libc::SYS_close, fd) };
-    Claim::Taken
+    if fd >= 0 {
+        // SAFETY: closing the descriptor we opened above.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
+    }
+    if moved == libc::EEXIST && rename(dfd, own, dfd, slot) == 0 {
+        return Claim::Taken;
+    }
+    // SAFETY: unlinkat of a NUL-terminated name in our pool directory.
+    unsafe { libc::syscall(libc::SYS_unlinkat, dfd, own.as_ptr(), 0) };
+    if moved == libc::EEXIST {
+        Claim::Taken
+    } else {
+        Claim::None
+    }
+}
+
+/// `renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE)`: 0, or the
+/// error number.
+fn rename(from_dir: c_int, from: &[u8], to_dir: c_int, to: &[u8]) -> c_int {
+    // SAFETY: both names are NUL-terminated; renameat2 retains neither.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            from_dir,
+            from.as_ptr(),
+            to_dir,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 { 0 } else { sys_errno() }
 }
 
 /// Whether `st` is a pool file's: a regular, empty file of `euid`, mode
