@@ -52,6 +52,21 @@ pub fn strict() -> bool {
     STRICT.load(Ordering::Relaxed)
 }
 
+/// Whether the process runs under a seccomp filter, installed through us
+/// or not (one in place before the program started: a container's), as
+/// `Seccomp:` in /proc/self/status says; `None` when that cannot be told.
+pub fn filtered() -> Option<bool> {
+    let mut buf = [0u8; 4096];
+    let n = crate::sys::read_file(c"/proc/self/status", &mut buf);
+    let s = &buf[..n];
+    let key = b"\nSeccomp:";
+    let i = s.windows(key.len()).position(|w| w == key)?;
+    s[i + key.len()..]
+        .iter()
+        .find(|c| !c.is_ascii_whitespace())
+        .map(|&c| c != b'0')
+}
+
 /// A chunk of `size` bytes from the reserve: its address and file offset.
 pub fn carve(size: usize) -> Option<(*mut u8, usize)> {
     let base = BASE.load(Ordering::Acquire);

@@ -147,45 +147,28 @@ const FIRST: usize = 4;
 /// Opens the pool's directory `path`, made just now, and makes sure it is
 /// ours and 0700 whatever the umask.
 fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: `c` is NUL-terminated; open returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a descriptor just returned to us, owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    ours(&fd)?;
-    Ok(fd)
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)?;
+    ours(&dir)?;
+    Ok(dir.into())
 }
 
-/// Makes sure the directory open at `fd` is this process's (not one put at
+/// Makes sure the directory open as `dir` is this process's (not one put at
 /// its name since it was made, in a directory others may write) and 0700
 /// whatever the umask.
-fn ours(fd: &OwnedFd) -> std::io::Result<()> {
-    // SAFETY: an all-zero `stat` is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes one `stat` into our struct.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+fn ours(dir: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     // SAFETY: geteuid cannot fail.
-    if st.st_uid != unsafe { libc::geteuid() } {
+    if dir.metadata()?.uid() != unsafe { libc::geteuid() } {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "the log pool's directory is not ours",
         ));
     }
-    // SAFETY: fchmod on our own descriptor.
-    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    dir.set_permissions(std::fs::Permissions::from_mode(0o700))
 }
 
 /// The directory, inside the pool's, where its files are made before they
@@ -230,7 +213,7 @@ impl Keeper {
             return Err(e);
         }
         // SAFETY: a descriptor just returned to us, owned by nobody else.
-        let shop = unsafe { OwnedFd::from_raw_fd(fd) };
+        let shop = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         if let Err(e) = ours(&shop) {
             drop(shop);
             // SAFETY: as above.
@@ -239,7 +222,7 @@ impl Keeper {
         }
         Ok(Keeper {
             dfd,
-            shop,
+            shop: shop.into(),
             slots: (0..KEEP)
                 .map(|k| CString::new(k.to_string()).unwrap_or_default())
                 .collect(),

@@ -211,22 +211,6 @@ fn done(status: u64, started_ns: u64) {
     put(KIND_SCAN_DONE, &[status, 0, 0, 0, us]);
 }
 
-/// Whether the process runs under a seccomp filter (`Seccomp:` in
-/// /proc/self/status is not 0).
-fn under_seccomp() -> bool {
-    let mut buf = [0u8; 4096];
-    let n = sys::read_file(c"/proc/self/status", &mut buf);
-    let s = &buf[..n];
-    let key = b"\nSeccomp:";
-    match s.windows(key.len()).position(|w| w == key) {
-        Some(i) => s[i + key.len()..]
-            .iter()
-            .find(|c| !c.is_ascii_whitespace())
-            .is_some_and(|&c| c != b'0'),
-        None => false,
-    }
-}
-
 /// Writes `v` in decimal into `buf`, NUL-terminated; returns `buf`.
 fn decimal(v: u64, buf: &mut [u8; 24]) -> &[u8; 24] {
     let n = sys::write_decimal(v, buf);
@@ -287,7 +271,7 @@ pub fn at_exit() {
     let Some(log_fd) = writer::log_fd() else {
         return done(SCAN_BAD_LOG, started);
     };
-    if under_seccomp() {
+    if crate::sandbox::filtered().unwrap_or(false) {
         return done(SCAN_SECCOMP, started);
     }
     start_scanner(me as u64, log_fd as u64, started);

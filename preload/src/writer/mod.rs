@@ -231,12 +231,17 @@ pub fn active() -> bool {
 
 /// The device and inode of the file open at `fd`.
 fn identity(fd: c_int) -> Option<(u64, u64)> {
+    fstat(fd).map(|st| (st.st_dev, st.st_ino))
+}
+
+/// `fstat` of `fd`.
+fn fstat(fd: c_int) -> Option<libc::stat> {
     // SAFETY: an all-zero `stat` is a valid out-parameter.
     let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: fstat writes one `stat` into our own struct; a descriptor that
     // is not open fails with EBADF.
     let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
-    (r == 0).then_some((st.st_dev, st.st_ino))
+    (r == 0).then_some(st)
 }
 
 /// The log file's device and inode (zeros if no log was opened).

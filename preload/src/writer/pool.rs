@@ -38,7 +38,7 @@
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use super::sys_errno;
+use super::{fstat as stat, sys_errno};
 
 /// The pool's name, NUL-terminated (empty: no pool).
 struct Name(core::cell::UnsafeCell<[u8; NAME_CAP]>);
@@ -64,7 +64,9 @@ pub fn init(v: Option<&[u8]>) {
         && v != b".."
         && v.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
-    if !ok || under_seccomp() {
+    // A filter from the start (a container's) may kill on `renameat2`;
+    // not knowing counts as one.
+    if !ok || crate::sandbox::filtered().unwrap_or(true) {
         return;
     }
     // SAFETY: see `Name`.
@@ -72,23 +74,6 @@ pub fn init(v: Option<&[u8]>) {
     buf[..v.len()].copy_from_slice(v);
     buf[v.len()] = 0;
     NAME_LEN.store(v.len(), Ordering::Release);
-}
-
-/// Whether the process runs under a seccomp filter already (its
-/// `/proc/self/status` says `Seccomp:` other than 0), or that cannot be told.
-fn under_seccomp() -> bool {
-    let mut status = [0u8; 4096];
-    let n = crate::sys::read_file(c"/proc/self/status", &mut status);
-    let text = &status[..n];
-    let key = b"\nSeccomp:";
-    let Some(at) = text.windows(key.len()).position(|w| w == key) else {
-        return true;
-    };
-    let value = text[at + key.len()..]
-        .iter()
-        .copied()
-        .find(|c| *c != b'\t' && *c != b' ');
-    value != Some(b'0')
 }
 
 /// What [`claim`] did.
@@ -207,11 +192,12 @@ fn place(dfd: c_int, own: &[u8], slot: &[u8], path: &[u8], euid: u32) -> Claim {
         // SAFETY: closing the descriptor we opened above.
         unsafe { libc::syscall(libc::SYS_close, fd) };
     }
-    if moved == libc::EEXIST && rename(dfd, own, dfd, slot) == 0 {
-        return Claim::Taken;
+    // Back in its slot if the name was taken (and the slot is still
+    // empty), else dropped.
+    if moved != libc::EEXIST || rename(dfd, own, dfd, slot) != 0 {
+        // SAFETY: unlinkat of a NUL-terminated name in our pool directory.
+        unsafe { libc::syscall(libc::SYS_unlinkat, dfd, own.as_ptr(), 0) };
     }
-    // SAFETY: unlinkat of a NUL-terminated name in our pool directory.
-    unsafe { libc::syscall(libc::SYS_unlinkat, dfd, own.as_ptr(), 0) };
     if moved == libc::EEXIST {
         Claim::Taken
     } else {
@@ -261,14 +247,5 @@ fn stat_at(dfd: c_int, name: &[u8]) -> Option<libc::stat> {
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
-    (r == 0).then_some(st)
-}
-
-/// `fstat` of `fd`.
-fn stat(fd: c_int) -> Option<libc::stat> {
-    // SAFETY: an all-zero `stat` is a valid out-parameter.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat writes one `stat` into our own struct.
-    let r = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
     (r == 0).then_some(st)
 }
